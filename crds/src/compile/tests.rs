@@ -1,0 +1,411 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::v1alpha1::*;
+
+fn pool(name: &str, providers: serde_json::Value) -> ProviderPool {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": API_VERSION, "kind": "ProviderPool",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"providers": providers},
+    }))
+    .unwrap()
+}
+
+fn provider(name: &str, url: &str, key: bool) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "name": name, "api": "OpenAI", "baseUrl": url, "region": "eu",
+        "models": [{"name": "m", "inputPerMillion": "1", "outputPerMillion": "2", "contextWindow": 1000}],
+    });
+    if key {
+        p["apiKey"] = serde_json::json!({"secretKeyRef": {"name": "keys", "key": name}});
+    }
+    p
+}
+
+fn route(name: &str, model: &str, targets: &[(&str, &str)]) -> ModelRoute {
+    let targets: Vec<_> = targets
+        .iter()
+        .map(|(p, pr)| serde_json::json!({"pool": p, "provider": pr, "model": "m"}))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": API_VERSION, "kind": "ModelRoute",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"model": model, "targets": targets},
+    }))
+    .unwrap()
+}
+
+fn secret(labelled: bool) -> Secret {
+    let labels = if labelled {
+        serde_json::json!({SECRET_OPT_IN_LABEL: "true"})
+    } else {
+        serde_json::json!({})
+    };
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "keys", "namespace": "ns", "labels": labels},
+        "stringData": {"a": "key-a", "b": "key-b"},
+    }))
+    .unwrap()
+}
+
+fn audience(labels: &[(&str, &str)]) -> Audience {
+    Audience {
+        namespace: "ns".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn run(
+    pools: &[ProviderPool],
+    routes: &[ModelRoute],
+    secrets: &[Secret],
+    audiences: &[Audience],
+) -> Compiled {
+    compile(&Inputs {
+        pools,
+        routes,
+        secrets,
+        audiences,
+        require_secret_opt_in: true,
+        generated_by: "test",
+    })
+}
+
+fn reasons_of(outcome: &RouteOutcome) -> Vec<&'static str> {
+    outcome
+        .accepted
+        .iter()
+        .chain(&outcome.resolved_refs)
+        .map(|p| p.reason)
+        .collect()
+}
+
+fn route_key(name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: Kind::ModelRoute,
+        namespace: "ns".into(),
+        name: name.into(),
+    }
+}
+
+fn pool_key(name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: Kind::ProviderPool,
+        namespace: "ns".into(),
+        name: name.into(),
+    }
+}
+
+#[test]
+fn a_valid_setup_compiles_with_only_the_upstreams_it_uses() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([
+            provider("a", "https://a.example/v1", true),
+            provider("b", "https://b.example", true)
+        ]),
+    )];
+    let routes = [route("r", "chat", &[("p", "a")])];
+    let out = run(&pools, &routes, &[secret(true)], &[audience(&[])]);
+    assert_eq!(
+        out.problems().count(),
+        0,
+        "{:?}",
+        out.problems().collect::<Vec<_>>()
+    );
+    let table = &out.tables[&audience(&[])];
+    assert_eq!(
+        table.upstreams.keys().collect::<Vec<_>>(),
+        ["p/a"],
+        "keys of unused providers stay home"
+    );
+    assert_eq!(table.routes["chat"].targets[0].upstream, "p/a");
+    assert_eq!(table.routes["chat"].max_attempts, 3);
+    assert_eq!(
+        table.routes["chat"].failover_on,
+        FailureClass::default_failover()
+    );
+    assert_eq!(out.routes[&route_key("r")].target_count, 1);
+}
+
+#[test]
+fn compiling_is_deterministic() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example", true)]),
+    )];
+    let routes = [route("r", "chat", &[("p", "a")])];
+    let a = run(&pools, &routes, &[secret(true)], &[audience(&[])]);
+    let b = run(&pools, &routes, &[secret(true)], &[audience(&[])]);
+    assert_eq!(a.tables, b.tables);
+}
+
+#[test]
+fn secrets_must_opt_in_exist_and_have_the_key() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([
+            provider("a", "https://a.example", true),
+            provider("c", "https://c.example", true)
+        ]),
+    )];
+    let routes = [route("r", "chat", &[("p", "a")])];
+    let out = run(&pools, &routes, &[secret(false)], &[audience(&[])]);
+    let refs = &out.pools[&pool_key("p")].resolved_refs;
+    assert!(
+        refs.iter()
+            .any(|p| p.reason == reasons::SECRET_NOT_OPTED_IN),
+        "{refs:?}"
+    );
+
+    let out = run(&pools, &routes, &[secret(true)], &[audience(&[])]);
+    let refs = &out.pools[&pool_key("p")].resolved_refs;
+    assert_eq!(refs.len(), 1, "{refs:?}");
+    assert_eq!(refs[0].reason, reasons::SECRET_KEY_NOT_FOUND);
+    assert_eq!(refs[0].field, "spec.providers[1].apiKey.secretKeyRef");
+    assert!(
+        out.tables[&audience(&[])].routes.contains_key("chat"),
+        "a bad provider does not take the pool down"
+    );
+
+    let out = run(&pools, &routes, &[], &[audience(&[])]);
+    assert!(
+        out.pools[&pool_key("p")]
+            .resolved_refs
+            .iter()
+            .all(|p| p.reason == reasons::SECRET_NOT_FOUND)
+    );
+    assert_eq!(
+        reasons_of(&out.routes[&route_key("r")]),
+        [reasons::BACKEND_NOT_READY]
+    );
+    assert!(out.tables[&audience(&[])].routes.is_empty());
+}
+
+#[test]
+fn provider_urls_follow_the_security_rules() {
+    let cases = [
+        ("http://api.example.com/v1", true, false),
+        ("https://api.example.com/v1", true, true),
+        ("http://127.0.0.1:8000/v1", true, true),
+        ("http://localhost:8000/v1", true, true),
+        ("http://vllm.models.svc:8000/v1", true, true),
+        ("http://vllm.models.svc.cluster.local/v1", true, true),
+        ("http://api.example.com/v1", false, true),
+        ("http://169.254.169.254/latest", false, false),
+        ("http://[fd00:ec2::254]/", false, false),
+        ("ftp://files.example.com", false, false),
+        ("not a url", false, false),
+    ];
+    for (url, key, ok) in cases {
+        let pools = [pool("p", serde_json::json!([provider("a", url, key)]))];
+        let out = run(&pools, &[], &[secret(true)], &[]);
+        let accepted = &out.pools[&pool_key("p")].accepted;
+        assert_eq!(accepted.is_empty(), ok, "{url} key={key}: {accepted:?}");
+        if !ok {
+            assert_eq!(accepted[0].reason, reasons::INVALID_PROVIDER);
+            assert!(
+                accepted[0].message.contains("\"a\""),
+                "names the provider: {}",
+                accepted[0].message
+            );
+        }
+    }
+}
+
+#[test]
+fn invalid_pools_are_reported_by_field() {
+    let mut bad = provider("a", "https://a.example", false);
+    bad["models"][0]["inputPerMillion"] = "-1".into();
+    bad["timeouts"] = serde_json::json!({"idle": "forever"});
+    let pools = [pool(
+        "p",
+        serde_json::json!([bad, provider("a", "https://b.example", false)]),
+    )];
+    let out = run(&pools, &[], &[], &[]);
+    let fields: Vec<_> = out.pools[&pool_key("p")]
+        .accepted
+        .iter()
+        .map(|p| p.field.as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.providers[0].timeouts.idle",
+            "spec.providers[0].models[0].inputPerMillion",
+            "spec.providers[1].name"
+        ]
+    );
+}
+
+#[test]
+fn broken_references_are_named() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example", false)]),
+    )];
+    let mut r = route("r", "chat", &[("p", "zzz"), ("nope", "a"), ("p", "a")]);
+    r.spec.targets[2].model = "m2".into();
+    let out = run(&pools, &[r], &[], &[audience(&[])]);
+    let problems = &out.routes[&route_key("r")].resolved_refs;
+    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.targets[0].provider",
+            "spec.targets[1].pool",
+            "spec.targets[2].model"
+        ]
+    );
+    assert!(
+        problems[1]
+            .message
+            .contains("ProviderPool ns/nope not found")
+    );
+}
+
+#[test]
+fn weighted_routes_need_positive_weights() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example", false)]),
+    )];
+    let mut r = route("r", "chat", &[("p", "a")]);
+    r.spec.strategy = Strategy::Weighted;
+    r.spec.targets[0].weight = Some(0);
+    let out = run(&pools, &[r.clone()], &[], &[audience(&[])]);
+    assert_eq!(reasons_of(&out.routes[&route_key("r")]), [reasons::INVALID]);
+    r.spec.strategy = Strategy::Failover;
+    let out = run(&pools, &[r], &[], &[audience(&[])]);
+    assert!(
+        reasons_of(&out.routes[&route_key("r")]).is_empty(),
+        "weight 0 is harmless without Weighted"
+    );
+}
+
+#[test]
+fn failover_on_client_error_is_refused() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example", false)]),
+    )];
+    let mut r = route("r", "chat", &[("p", "a")]);
+    r.spec.failover = Some(Failover {
+        on: Some(vec![FailureClass::ClientError]),
+        max_attempts: Some(2),
+    });
+    let out = run(&pools, &[r], &[], &[audience(&[])]);
+    assert_eq!(
+        out.routes[&route_key("r")].accepted[0].field,
+        "spec.failover.on"
+    );
+}
+
+#[test]
+fn residency_excludes_providers_without_an_allowed_region() {
+    let mut us = provider("b", "https://b.example", false);
+    us["region"] = "us".into();
+    let mut none = provider("c", "https://c.example", false);
+    none.as_object_mut().unwrap().remove("region");
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example", false), us, none]),
+    )];
+    let mut r = route("r", "chat", &[("p", "a"), ("p", "b"), ("p", "c")]);
+    r.spec.residency = Some(Residency {
+        allowed_regions: vec!["eu".into()],
+    });
+    let out = run(&pools, &[r.clone()], &[], &[audience(&[])]);
+    let outcome = &out.routes[&route_key("r")];
+    assert_eq!(outcome.excluded_providers, ["p/b", "p/c"]);
+    assert_eq!(outcome.target_count, 1);
+
+    r.spec.residency = Some(Residency {
+        allowed_regions: vec!["apac".into()],
+    });
+    let out = run(&pools, &[r], &[], &[audience(&[])]);
+    assert_eq!(
+        reasons_of(&out.routes[&route_key("r")]),
+        [reasons::NO_ELIGIBLE_TARGETS]
+    );
+}
+
+#[test]
+fn conflicts_resolve_by_selector_then_age_then_name() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([
+            provider("a", "https://a.example", false),
+            provider("b", "https://b.example", false)
+        ]),
+    )];
+    let plain_old = {
+        let mut r = route("old", "chat", &[("p", "a")]);
+        r.metadata.creation_timestamp = Some(Time(Timestamp::from_second(1_000).unwrap()));
+        r
+    };
+    let plain_new = {
+        let mut r = route("aaa-new", "chat", &[("p", "a")]);
+        r.metadata.creation_timestamp = Some(Time(Timestamp::from_second(2_000).unwrap()));
+        r
+    };
+    let selected = {
+        let mut r = route("selected", "chat", &[("p", "b")]);
+        r.metadata.creation_timestamp = Some(Time(Timestamp::from_second(3_000).unwrap()));
+        r.spec.pod_selector = Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "tier".to_string(),
+                "premium".to_string(),
+            )])),
+            ..Default::default()
+        });
+        r
+    };
+    let routes = [plain_new, selected, plain_old];
+    let premium = audience(&[("tier", "premium")]);
+    let others = audience(&[("tier", "free")]);
+    let out = run(&pools, &routes, &[], &[premium.clone(), others.clone()]);
+
+    assert_eq!(out.tables[&premium].routes["chat"].name, "selected");
+    assert_eq!(
+        out.tables[&others].routes["chat"].name, "old",
+        "the oldest wins among equals"
+    );
+    assert!(
+        reasons_of(&out.routes[&route_key("old")]).is_empty(),
+        "old wins somewhere: not conflicted"
+    );
+    let loser = &out.routes[&route_key("aaa-new")];
+    assert_eq!(reasons_of(loser), [reasons::CONFLICTED]);
+    assert!(
+        loser.accepted[0].message.contains("route old"),
+        "{}",
+        loser.accepted[0].message
+    );
+}
+
+#[test]
+fn names_break_ties_when_routes_have_no_timestamps() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example", false)]),
+    )];
+    let routes = [
+        route("zeta", "chat", &[("p", "a")]),
+        route("alpha", "chat", &[("p", "a")]),
+    ];
+    let out = run(&pools, &routes, &[], &[audience(&[])]);
+    assert_eq!(out.tables[&audience(&[])].routes["chat"].name, "alpha");
+    assert_eq!(
+        reasons_of(&out.routes[&route_key("zeta")]),
+        [reasons::CONFLICTED]
+    );
+}

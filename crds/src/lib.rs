@@ -1,0 +1,29 @@
+//! Switchyard's API: the `ModelRoute` and `ProviderPool` custom resources, the compiled
+//! [`RouteTable`](table::RouteTable) that sidecars consume, and the pure [`compile`](compile::compile)
+//! function between them.
+//!
+//! Both binaries link this crate and nothing else of each other: the operator compiles tables for
+//! pods, the standalone sidecar compiles the same tables from files with [`manifests`]. Because this
+//! crate links no Kubernetes client, it stays cheap to build and easy to test.
+
+pub mod compile;
+pub mod complexity;
+pub mod duration;
+pub mod manifests;
+pub mod secret;
+pub mod table;
+pub mod v1alpha1;
+
+mod error;
+
+pub use error::{Error, Result};
+
+/// Kubernetes types the API uses, re-exported so that the operator and the sidecar never name a
+/// `k8s-openapi` version of their own.
+pub mod k8s {
+    pub use k8s_openapi::ByteString;
+    pub use k8s_openapi::api::core::v1::Secret;
+    pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        Condition, LabelSelector, ObjectMeta,
+    };
+}

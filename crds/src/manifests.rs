@@ -1,0 +1,267 @@
+//! Loads the YAML a user would `kubectl apply` (ProviderPools, ModelRoutes, Secrets) for the
+//! standalone sidecar.
+//!
+//! The rules follow kubectl where it has one: directories are read one level deep, files may hold
+//! several documents, objects without a namespace are in `default`, and kinds that are not ours
+//! (the demo app's Deployment, say) are skipped. Unlike the apiserver we cannot prune unknown
+//! fields silently without hiding typos, so an unknown field is an error naming its path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use serde::de::DeserializeOwned;
+
+use crate::compile::{self, Audience, Inputs, Kind, ObjectKey, reasons};
+use crate::table::RouteTable;
+use crate::v1alpha1::{API_VERSION, ModelRoute, ProviderPool};
+use crate::{Error, Result};
+
+/// The objects found in a set of files, and where each came from.
+#[derive(Clone, Debug, Default)]
+pub struct Manifests {
+    pub pools: Vec<ProviderPool>,
+    pub routes: Vec<ModelRoute>,
+    pub secrets: Vec<Secret>,
+    /// The file each object was read from, for error messages.
+    pub origins: BTreeMap<ObjectKey, PathBuf>,
+    /// `Kind name (file)` of every document skipped because it is not ours.
+    pub skipped: Vec<String>,
+}
+
+/// Expands paths into the YAML files they name, sorted, as `kubectl apply -f` does.
+pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_yaml(p))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// Reads and parses every file the paths name.
+pub fn load(paths: &[PathBuf]) -> Result<Manifests> {
+    let mut manifests = Manifests::default();
+    for file in files(paths)? {
+        let text = std::fs::read_to_string(&file).map_err(|source| Error::Read {
+            path: file.clone(),
+            source,
+        })?;
+        manifests.add_str(&file, &text)?;
+    }
+    Ok(manifests)
+}
+
+// === impl Manifests ===
+
+impl Manifests {
+    /// Parses one file's text (possibly several documents) into the set.
+    pub fn add_str(&mut self, path: &Path, text: &str) -> Result<()> {
+        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let document_no = index + 1;
+            let parse_error = |message: String| Error::Parse {
+                path: path.to_path_buf(),
+                document: document_no,
+                message,
+            };
+            let yaml = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
+                .map_err(|e| parse_error(e.to_string()))?;
+            if yaml.is_null() {
+                continue; // an empty document, e.g. after a trailing `---`
+            }
+            let value: serde_json::Value =
+                serde_json::to_value(&yaml).map_err(|e| parse_error(e.to_string()))?;
+            let api_version = value
+                .get("apiVersion")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let kind = value
+                .get("kind")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            match (api_version, kind) {
+                (API_VERSION, "ProviderPool") => {
+                    let pool: ProviderPool = typed(value).map_err(parse_error)?;
+                    self.insert(path, Kind::ProviderPool, pool, |m| &mut m.pools)?;
+                }
+                (API_VERSION, "ModelRoute") => {
+                    let route: ModelRoute = typed(value).map_err(parse_error)?;
+                    self.insert(path, Kind::ModelRoute, route, |m| &mut m.routes)?;
+                }
+                ("v1", "Secret") => {
+                    let secret: Secret = typed(value).map_err(parse_error)?;
+                    self.insert(path, Kind::Secret, secret, |m| &mut m.secrets)?;
+                }
+                ("", _) | (_, "") => {
+                    return Err(parse_error(
+                        "a Kubernetes object needs apiVersion and kind".into(),
+                    ));
+                }
+                (v, k) if v.starts_with("switchyard.dev/") => {
+                    return Err(parse_error(format!(
+                        "unknown Switchyard kind {k} in {v}; this version knows {API_VERSION} ProviderPool and ModelRoute"
+                    )));
+                }
+                (_, k) => {
+                    let name = value
+                        .pointer("/metadata/name")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?");
+                    self.skipped
+                        .push(format!("{k} {name} ({})", path.display()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn insert<T: ResourceExt>(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        mut obj: T,
+        list: impl Fn(&mut Self) -> &mut Vec<T>,
+    ) -> Result<()> {
+        if obj.namespace().is_none() {
+            obj.meta_mut().namespace = Some("default".into());
+        }
+        let key = ObjectKey {
+            kind,
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+        };
+        if key.name.is_empty() {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                document: 0,
+                message: format!("a {kind:?} needs metadata.name"),
+            });
+        }
+        if let Some(first) = self.origins.get(&key) {
+            return Err(Error::Duplicate {
+                path: path.to_path_buf(),
+                first: first.clone(),
+                object: key,
+            });
+        }
+        self.origins.insert(key, path.to_path_buf());
+        list(self).push(obj);
+        Ok(())
+    }
+
+    /// The namespace a standalone sidecar serves when not told: the one all routes share, or
+    /// `default`.
+    pub fn default_namespace(&self) -> String {
+        let mut namespaces = self.routes.iter().filter_map(|r| r.namespace());
+        match namespaces.next() {
+            Some(first) if namespaces.all(|n| n == first) => first,
+            _ => "default".to_string(),
+        }
+    }
+
+    /// Compiles the table a pod of `audience` would get. Any problem but a conflict between
+    /// routes fails the whole load, naming the file, object and field; conflicts resolve as in a
+    /// cluster and are returned as warnings.
+    pub fn compile(
+        &self,
+        audience: &Audience,
+        generated_by: &str,
+    ) -> Result<(RouteTable, Vec<String>)> {
+        let audiences = [audience.clone()];
+        let compiled = compile::compile(&Inputs {
+            pools: &self.pools,
+            routes: &self.routes,
+            secrets: &self.secrets,
+            audiences: &audiences,
+            require_secret_opt_in: false,
+            generated_by,
+        });
+        let (conflicts, errors): (Vec<_>, Vec<_>) = compiled
+            .problems()
+            .partition(|p| p.reason == reasons::CONFLICTED);
+        let render = |p: &compile::Problem| match self.origins.get(&p.object) {
+            Some(file) => format!("{}: {p}", file.display()),
+            None => p.to_string(),
+        };
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors.into_iter().map(render).collect()));
+        }
+        let warnings = conflicts.into_iter().map(render).collect();
+        let table = compiled
+            .tables
+            .into_values()
+            .next()
+            .expect("one audience gives one table");
+        Ok((table, warnings))
+    }
+}
+
+/// Deserializes into `T`, naming the path of a wrongly typed or unknown field.
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    let mut unknown = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| {
+        let path = path.to_string();
+        // `status` is the server's to write; kubectl ignores it on apply, and so do we. The
+        // typed structs take `apiVersion` and `kind` from their type, not from the document.
+        let top = path.split('.').next().unwrap_or_default();
+        if !matches!(top, "status" | "apiVersion" | "kind") {
+            unknown.push(json_path(&path))
+        }
+    };
+    let ignored = serde_ignored::Deserializer::new(value, &mut note);
+    let typed: T = serde_path_to_error::deserialize(ignored).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })?;
+    match unknown.first() {
+        Some(path) => Err(format!("{path}: unknown field")),
+        None => Ok(typed),
+    }
+}
+
+/// `spec.providers.0.baseURL` → `spec.providers[0].baseURL`, the form used everywhere else.
+fn json_path(dotted: &str) -> String {
+    let mut out = String::with_capacity(dotted.len() + 4);
+    for segment in dotted.split('.') {
+        if segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

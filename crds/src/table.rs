@@ -1,0 +1,312 @@
+//! The compiled route table: the wire format the operator serves and sidecars consume.
+//!
+//! Everything a sidecar needs to serve is resolved here: keys read from Secrets, defaults filled
+//! in, durations in milliseconds and prices as numbers, so the data plane does no parsing or
+//! lookups of its own. Maps are `BTreeMap`s so that serialization is canonical and the content
+//! hash ([`RouteTable::version`]) is the same on every replica.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::secret::SecretString;
+use crate::v1alpha1::{Api, FailureClass, Strategy};
+
+/// Bumped only on an incompatible change of this format.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Every route one sidecar serves, and the upstreams they use.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTable {
+    /// The format's schema version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// First 16 hex digits of the SHA-256 of the canonical table; also the config ETag.
+    pub version: String,
+    /// Who compiled it, e.g. `switchyard-sidecar --manifests`. Not part of the version.
+    pub generated_by: String,
+    /// Routes by the `model` name clients send.
+    pub routes: BTreeMap<String, Route>,
+    /// Upstreams by `pool/provider`.
+    pub upstreams: BTreeMap<String, Upstream>,
+}
+
+/// A compiled `ModelRoute`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// The route's `metadata.name`.
+    pub name: String,
+    /// The route's namespace.
+    pub namespace: String,
+    /// The client-facing model name.
+    pub model: String,
+    /// How targets are ordered.
+    pub strategy: Strategy,
+    /// Targets when no rule matches; never empty.
+    pub targets: Vec<Target>,
+    /// Rules in order; the first match replaces `targets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    /// Failure classes that move on to the next target.
+    pub failover_on: Vec<FailureClass>,
+    /// Most targets tried for one request.
+    pub max_attempts: u32,
+    /// Response cache, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CachePolicy>,
+}
+
+/// A compiled rule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// The rule's name.
+    pub name: String,
+    /// Minimum estimated prompt tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_prompt_tokens: Option<u32>,
+    /// Whether the request must (or must not) offer tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_tools: Option<bool>,
+    /// Header name (lowercase) and exact value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<(String, String)>,
+    /// Minimum complexity score, 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_complexity: Option<u8>,
+    /// Targets when the rule matches; never empty.
+    pub targets: Vec<Target>,
+}
+
+/// One (pool, provider, model) with what the data plane needs to price and pick it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Key into [`RouteTable::upstreams`]: `pool/provider`.
+    pub upstream: String,
+    /// The upstream model name.
+    pub model: String,
+    /// Relative share for `Weighted`; at least 1.
+    pub weight: u32,
+    /// USD per million tokens.
+    pub pricing: Pricing,
+    /// Context window in tokens, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+}
+
+/// USD per million tokens.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Pricing {
+    /// Uncached input tokens.
+    pub input_per_million: f64,
+    /// Cached input tokens.
+    pub cached_input_per_million: f64,
+    /// Output tokens.
+    pub output_per_million: f64,
+}
+
+/// A provider endpoint, fully resolved.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Upstream {
+    /// The pool's name.
+    pub pool: String,
+    /// The provider's name in the pool.
+    pub provider: String,
+    /// Wire protocol.
+    pub api: Api,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// Region, when declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The provider key, resolved from its Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretString>,
+    /// Client headers passed upstream, lowercase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forward_headers: Vec<String>,
+    /// Time limits in milliseconds.
+    pub timeouts: TimeoutsMs,
+    /// Per-sidecar limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Circuit-breaker settings.
+    pub breaker: Breaker,
+}
+
+impl Upstream {
+    /// `pool/provider`, as used in headers, metric labels and [`RouteTable::upstreams`].
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.pool, self.provider)
+    }
+}
+
+/// Time limits in milliseconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeoutsMs {
+    /// TCP and TLS connect.
+    pub connect: u64,
+    /// Request sent to first streamed event.
+    pub first_token: u64,
+    /// Longest gap between stream events.
+    pub idle: u64,
+    /// Whole request.
+    pub total: u64,
+}
+
+impl Default for TimeoutsMs {
+    fn default() -> Self {
+        Self {
+            connect: 5_000,
+            first_token: 30_000,
+            idle: 30_000,
+            total: 600_000,
+        }
+    }
+}
+
+/// Per-sidecar limits; `None` is unlimited.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+}
+
+/// Circuit-breaker settings, in milliseconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Breaker {
+    /// Consecutive failures that open the circuit.
+    pub consecutive_failures: u32,
+    /// How long it stays open before a probe.
+    pub cooldown_ms: u64,
+    /// Cap on honoured `Retry-After`.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            cooldown_ms: 30_000,
+            max_retry_after_ms: 60_000,
+        }
+    }
+}
+
+/// Response cache settings.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CachePolicy {
+    /// Time to live in milliseconds.
+    pub ttl_ms: u64,
+    /// Most entries per sidecar.
+    pub max_entries: u32,
+}
+
+// === impl RouteTable ===
+
+impl RouteTable {
+    /// Builds a table and stamps its content version.
+    pub fn new(
+        routes: BTreeMap<String, Route>,
+        upstreams: BTreeMap<String, Upstream>,
+        generated_by: impl Into<String>,
+    ) -> Self {
+        let mut table = Self {
+            schema_version: SCHEMA_VERSION,
+            version: String::new(),
+            generated_by: String::new(),
+            routes,
+            upstreams,
+        };
+        table.version = table.content_hash();
+        table.generated_by = generated_by.into();
+        table
+    }
+
+    /// The hash of everything but `version` and `generatedBy`, so that every replica (and the
+    /// standalone loader) computes the same version for the same content.
+    pub fn content_hash(&self) -> String {
+        let canonical = Self {
+            version: String::new(),
+            generated_by: String::new(),
+            ..self.clone()
+        };
+        let bytes = serde_json::to_vec(&canonical).expect("a route table always serializes");
+        let digest = Sha256::digest(&bytes);
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A copy fit to show: every key replaced by `***`.
+    pub fn redacted(&self) -> Self {
+        let mut table = self.clone();
+        for upstream in table.upstreams.values_mut() {
+            if upstream.api_key.is_some() {
+                upstream.api_key = Some(SecretString::redacted());
+            }
+        }
+        table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(key: &str) -> Upstream {
+        Upstream {
+            pool: "p".into(),
+            provider: "openai".into(),
+            api: Api::OpenAI,
+            base_url: "https://api.openai.com/v1".into(),
+            region: None,
+            api_key: Some(SecretString::new(key)),
+            forward_headers: vec![],
+            timeouts: TimeoutsMs::default(),
+            limits: Limits::default(),
+            breaker: Breaker::default(),
+        }
+    }
+
+    #[test]
+    fn version_is_a_content_hash_independent_of_the_generator() {
+        let ups = BTreeMap::from([("p/openai".to_string(), upstream("k1"))]);
+        let a = RouteTable::new(BTreeMap::new(), ups.clone(), "replica-a");
+        let b = RouteTable::new(BTreeMap::new(), ups, "replica-b");
+        assert_eq!(a.version, b.version);
+        assert_eq!(a.version.len(), 16);
+
+        let other = BTreeMap::from([("p/openai".to_string(), upstream("k2"))]);
+        let c = RouteTable::new(BTreeMap::new(), other, "replica-a");
+        assert_ne!(
+            a.version, c.version,
+            "a key rotation must change the version"
+        );
+    }
+
+    #[test]
+    fn redacted_tables_show_no_keys() {
+        let ups = BTreeMap::from([("p/openai".to_string(), upstream("sk-secret"))]);
+        let table = RouteTable::new(BTreeMap::new(), ups, "t");
+        let shown = serde_json::to_string(&table.redacted()).unwrap();
+        assert!(!shown.contains("sk-secret"));
+        assert!(shown.contains("\"apiKey\":\"***\""));
+        // The wire format itself carries the key: that is how sidecars receive it.
+        assert!(serde_json::to_string(&table).unwrap().contains("sk-secret"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Types shared by both resources: enumerations, durations, prices and status conditions.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The wire protocol a provider speaks.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+pub enum Api {
+    /// OpenAI Chat Completions; also DeepSeek, Qwen, Mistral, Groq, vLLM and other compatible APIs.
+    #[serde(rename = "OpenAI", alias = "openai")]
+    OpenAI,
+    /// Anthropic Messages.
+    #[serde(rename = "Anthropic", alias = "anthropic")]
+    Anthropic,
+    /// Google Gemini `generateContent`.
+    #[serde(rename = "Gemini", alias = "gemini")]
+    Gemini,
+}
+
+impl Api {
+    /// The provider's official base URL, used when `baseUrl` is omitted.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Api::OpenAI => "https://api.openai.com/v1",
+            Api::Anthropic => "https://api.anthropic.com",
+            Api::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+        }
+    }
+}
+
+/// The one classification of failures (DESIGN.md §3). It decides failover, the status code sent
+/// to the client, circuit-breaker accounting and the `outcome`/`reason` metric labels.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+pub enum FailureClass {
+    /// DNS failure, connection refused or reset, TLS failure.
+    ConnectError,
+    /// Connect, first-token, idle or total timeout.
+    Timeout,
+    /// HTTP 429.
+    RateLimited,
+    /// HTTP 529, or 503 saying "overloaded".
+    Overloaded,
+    /// Any other 5xx, or an answer that is not what the provider's API promises.
+    ServerError,
+    /// HTTP 401 or 403: the provider refused the pool's key.
+    AuthError,
+    /// HTTP 402 or a "credit balance" error.
+    OutOfCredits,
+    /// The prompt does not fit the model's context window.
+    ContextLengthExceeded,
+    /// The provider refused the content.
+    ContentFiltered,
+    /// The caller's own mistake: returned as is, never failed over.
+    ClientError,
+}
+
+impl FailureClass {
+    /// Every class, in declaration order.
+    pub const ALL: [FailureClass; 10] = [
+        Self::ConnectError,
+        Self::Timeout,
+        Self::RateLimited,
+        Self::Overloaded,
+        Self::ServerError,
+        Self::AuthError,
+        Self::OutOfCredits,
+        Self::ContextLengthExceeded,
+        Self::ContentFiltered,
+        Self::ClientError,
+    ];
+
+    /// The classes failed over on when a route does not say: all but `ClientError` and
+    /// `ContentFiltered`.
+    pub fn default_failover() -> Vec<FailureClass> {
+        Self::ALL
+            .into_iter()
+            .filter(|c| !matches!(c, Self::ClientError | Self::ContentFiltered))
+            .collect()
+    }
+
+    /// The UpperCamelCase name, as used in manifests and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectError => "ConnectError",
+            Self::Timeout => "Timeout",
+            Self::RateLimited => "RateLimited",
+            Self::Overloaded => "Overloaded",
+            Self::ServerError => "ServerError",
+            Self::AuthError => "AuthError",
+            Self::OutOfCredits => "OutOfCredits",
+            Self::ContextLengthExceeded => "ContextLengthExceeded",
+            Self::ContentFiltered => "ContentFiltered",
+            Self::ClientError => "ClientError",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A duration in the Gateway API format, e.g. `2s`, `250ms`, `1m30s`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Duration(#[schemars(regex(pattern = "^([0-9]{1,5}(h|m|s|ms)){1,4}$"))] pub String);
+
+impl Duration {
+    /// The parsed value, or `None` when the text does not match the pattern.
+    pub fn parse(&self) -> Option<std::time::Duration> {
+        crate::duration::parse(&self.0)
+    }
+}
+
+impl From<&str> for Duration {
+    fn from(text: &str) -> Self {
+        Self(text.to_string())
+    }
+}
+
+/// A price in USD per million tokens, as a decimal string such as `"2.50"` (quote it in YAML).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Price(#[schemars(regex(pattern = r"^[0-9]+(\.[0-9]{1,6})?$"))] pub String);
+
+impl Price {
+    /// The price as a number, or `None` when it is not a non-negative decimal with at most six
+    /// fractional digits.
+    pub fn parse(&self) -> Option<f64> {
+        let text = self.0.as_str();
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        (digits(whole) && digits(fraction) && fraction.len() <= 6)
+            .then(|| text.parse().ok())
+            .flatten()
+    }
+}
+
+impl From<&str> for Price {
+    fn from(text: &str) -> Self {
+        Self(text.to_string())
+    }
+}
+
+/// Conditions as a list keyed by `type`, the shape `kubectl` and server-side apply expect.
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_parse_like_the_schema_pattern() {
+        assert_eq!(Price::from("2.50").parse(), Some(2.5));
+        assert_eq!(Price::from("0").parse(), Some(0.0));
+        assert_eq!(Price::from("0.000001").parse(), Some(0.000001));
+        for bad in ["-1", "1.", ".5", "1.1234567", "1e3", "", "abc"] {
+            assert_eq!(Price::from(bad).parse(), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn api_accepts_lowercase_aliases_but_writes_canonical_names() {
+        let api: Api = serde_json::from_str("\"anthropic\"").unwrap();
+        assert_eq!(api, Api::Anthropic);
+        assert_eq!(serde_json::to_string(&Api::OpenAI).unwrap(), "\"OpenAI\"");
+    }
+}

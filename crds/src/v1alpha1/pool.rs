@@ -1,0 +1,225 @@
+//! `ProviderPool`: where models live, what they cost and how to reach them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Api, Duration, Price, conditions_schema};
+
+/// A set of LLM providers with their models, prices, keys, timeouts and limits.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "switchyard.dev",
+    version = "v1alpha1",
+    kind = "ProviderPool",
+    namespaced,
+    status = "ProviderPoolStatus",
+    shortname = "pp",
+    printcolumn = r#"{"name":"PROVIDERS","type":"string","jsonPath":".status.summary"}"#,
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderPoolSpec {
+    /// The providers of this pool. Names are unique within the pool.
+    #[schemars(length(min = 1, max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub providers: Vec<Provider>,
+
+    /// Circuit-breaker settings for every (provider, model) of the pool. Each sidecar keeps its
+    /// own breakers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// One provider endpoint and the models it serves.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    /// Name of the provider, unique in the pool; targets refer to it as `provider`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+
+    /// Wire protocol: `OpenAI`, `Anthropic` or `Gemini`. DeepSeek, Qwen, Mistral, Groq, vLLM
+    /// and other OpenAI-compatible APIs use `OpenAI` with their own `baseUrl`.
+    pub api: Api,
+
+    /// Everything before the operation path, as the official SDKs take it, e.g.
+    /// `https://api.openai.com/v1`, `https://api.anthropic.com`,
+    /// `https://generativelanguage.googleapis.com/v1beta`. Defaults to the official URL of `api`.
+    /// A provider with an `apiKey` must use `https://` unless its host is loopback or
+    /// cluster-local (`*.svc`, `*.svc.cluster.local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub base_url: Option<String>,
+
+    /// Region the provider serves from (for example `eu`), matched by a route's
+    /// `residency.allowedRegions`. A provider without a region never satisfies a residency rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
+    /// Where the provider's API key is. In a cluster the Secret must be in the pool's namespace
+    /// and carry the label `switchyard.dev/provider-key: "true"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeySource>,
+
+    /// Client request headers passed upstream (case-insensitive names). Default: none.
+    /// Credentials (`Authorization`, `x-api-key`, `api-key`, `x-goog-api-key`, `Cookie`) are never
+    /// forwarded, listed or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub forward_headers: Vec<String>,
+
+    /// Time limits for requests to this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<Timeouts>,
+
+    /// Limits each sidecar enforces on its own (fleet throughput can reach limits × sidecars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+
+    /// The models this provider serves, with prices. Names are unique within the provider.
+    #[schemars(length(min = 1, max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub models: Vec<Model>,
+}
+
+/// A reference to a provider key.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySource {
+    /// The Secret and key holding the API key.
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the pool's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's `data` (or `stringData`).
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Time limits for one provider. Each is a Gateway API duration such as `2s` or `1m30s`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// Time to establish the connection (TCP and TLS). Default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<Duration>,
+    /// Time from sending a streamed request to the first event. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token: Option<Duration>,
+    /// Longest gap between two events of a stream. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Duration>,
+    /// Time for the whole request, streamed or not. Default `600s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<Duration>,
+}
+
+/// Per-sidecar limits for one provider. A provider at its limit is skipped in favour of other
+/// targets.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Requests per minute. Default: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_minute: Option<u32>,
+    /// Prompt plus completion tokens per minute, as the provider reports them. Default: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests in flight at once. Default: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent: Option<u32>,
+}
+
+/// A model a provider serves and its price.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Model {
+    /// The provider's model name, sent upstream as is (e.g. `gpt-4o`, `claude-sonnet-4`).
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// USD per million uncached input tokens, as a quoted decimal (`"2.50"`).
+    pub input_per_million: Price,
+    /// USD per million cached input tokens. Default: the input price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_million: Option<Price>,
+    /// USD per million output tokens, as a quoted decimal (`"10.00"`).
+    pub output_per_million: Price,
+    /// Context window in tokens. `ContextLengthExceeded` fails over only to targets with a larger
+    /// window. Default: unknown (never chosen for such a failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub context_window: Option<u32>,
+}
+
+/// When a sidecar stops sending to a failing (provider, model) and for how long.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// Consecutive failures that open the circuit. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub consecutive_failures: Option<u32>,
+    /// How long an open circuit stays open before one probe request is let through. Default
+    /// `30s`. Authentication and credit failures open it for 10 × cooldown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Duration>,
+    /// The longest `Retry-After` honoured from a provider. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_after: Option<Duration>,
+}
+
+/// What the operator observed about a pool.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderPoolStatus {
+    /// `Accepted`, `ResolvedRefs` and `Ready` (both of the others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// A one-line summary for `kubectl get`, e.g. `3 (1 degraded)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Health and spend per provider over the last 5 minutes, from sidecar reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub providers: Vec<ProviderStatus>,
+}
+
+/// Health and spend of one provider over the last 5 minutes. Windows, never running totals.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    /// The provider's name in the pool.
+    pub name: String,
+    /// `Healthy`, `Degraded` or `CircuitOpen`.
+    pub state: String,
+    /// Sidecars with the circuit open over sidecars that used the provider, e.g. `3/120`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_open_sidecars: Option<String>,
+    /// Share of failed requests, e.g. `0.4%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<String>,
+    /// Median latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_latency_ms: Option<String>,
+    /// Tokens used, e.g. `1.2M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<String>,
+    /// USD spent, e.g. `12.40`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<String>,
+}
