@@ -1,1 +1,62 @@
-fn main() {}
+//! `switchyard-sidecar`: parse flags, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchyard_sidecar::app::Sidecar;
+use switchyard_sidecar::args::{Args, Command};
+use switchyard_sidecar::{demo, telemetry};
+
+/// `EX_USAGE`: bad flags or manifests.
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let log_filter = std::env::var("RUST_LOG").ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match args.command {
+        Some(Command::Demo(demo_args)) => {
+            telemetry::init(log_filter.as_deref(), "warn", false);
+            runtime.block_on(demo::run(demo_args))
+        }
+        None => {
+            telemetry::init(log_filter.as_deref(), "info", true);
+            let config = match args.config() {
+                Ok(config) => config,
+                Err(message) => {
+                    eprintln!("switchyard-sidecar: {message}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            runtime.block_on(async {
+                let sidecar = match Sidecar::start(config).await {
+                    Ok(sidecar) => sidecar,
+                    Err(e @ switchyard_sidecar::Error::Manifests(_)) => {
+                        eprintln!("switchyard-sidecar: {e}");
+                        return ExitCode::from(EX_USAGE);
+                    }
+                    Err(e) => {
+                        eprintln!("switchyard-sidecar: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                sidecar.shutdown().await;
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be watched");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,4 @@
+//! placeholder
+pub async fn run(_args: crate::args::DemoArgs) -> std::process::ExitCode {
+    std::process::ExitCode::FAILURE
+}

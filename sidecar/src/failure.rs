@@ -1,0 +1,298 @@
+//! The one place failures are classified (DESIGN.md §3, Failure classes).
+//!
+//! Every upstream attempt that does not succeed ends as an [`AttemptError`]. Its class decides
+//! whether the request fails over, what the circuit breaker counts, which status the client sees
+//! and which metric label is used; each of those is one exhaustive `match` below.
+
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use switchyard_crds::v1alpha1::FailureClass;
+
+/// Why one attempt at one target failed.
+#[derive(Clone, Debug)]
+pub struct AttemptError {
+    pub class: FailureClass,
+    /// The provider's HTTP status, when it answered with one.
+    pub upstream_status: Option<StatusCode>,
+    /// A short, key-free description for the client and the log.
+    pub message: String,
+    /// The provider's `Retry-After` hint, when it gave one.
+    pub retry_after: Option<Duration>,
+    /// The provider's error body, kept for `ClientError`s that go back to the caller as they are.
+    pub upstream_body: Option<bytes::Bytes>,
+}
+
+impl AttemptError {
+    /// An error without an upstream answer (connect failures, timeouts, broken streams).
+    pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            upstream_status: None,
+            message: message.into(),
+            retry_after: None,
+            upstream_body: None,
+        }
+    }
+
+    /// Whether a route with `failover_on` moves on to the next target after this error.
+    pub fn fails_over(&self, failover_on: &[FailureClass]) -> bool {
+        self.class != FailureClass::ClientError && failover_on.contains(&self.class)
+    }
+
+    /// The status the client sees when this is the error it gets.
+    pub fn status(&self) -> StatusCode {
+        match self.class {
+            FailureClass::ConnectError | FailureClass::ServerError => StatusCode::BAD_GATEWAY,
+            FailureClass::AuthError | FailureClass::OutOfCredits => StatusCode::BAD_GATEWAY,
+            FailureClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            FailureClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            FailureClass::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            FailureClass::ContextLengthExceeded | FailureClass::ContentFiltered => {
+                StatusCode::BAD_REQUEST
+            }
+            FailureClass::ClientError => self.upstream_status.unwrap_or(StatusCode::BAD_REQUEST),
+        }
+    }
+
+    /// The `code` in the client's error body.
+    pub fn code(&self) -> &'static str {
+        match self.class {
+            FailureClass::ConnectError => "upstream_connect_error",
+            FailureClass::Timeout => "upstream_timeout",
+            FailureClass::RateLimited => "rate_limit_exceeded",
+            FailureClass::Overloaded => "upstream_overloaded",
+            FailureClass::ServerError => "upstream_server_error",
+            FailureClass::AuthError => "upstream_auth_error",
+            FailureClass::OutOfCredits => "upstream_out_of_credits",
+            FailureClass::ContextLengthExceeded => "context_length_exceeded",
+            FailureClass::ContentFiltered => "content_filter",
+            FailureClass::ClientError => "invalid_request_error",
+        }
+    }
+
+    /// How the circuit breaker treats it.
+    pub fn breaker_effect(&self) -> BreakerEffect {
+        match self.class {
+            FailureClass::AuthError | FailureClass::OutOfCredits => BreakerEffect::OpenLong,
+            FailureClass::ConnectError
+            | FailureClass::Timeout
+            | FailureClass::RateLimited
+            | FailureClass::Overloaded
+            | FailureClass::ServerError => BreakerEffect::Count,
+            FailureClass::ContextLengthExceeded
+            | FailureClass::ContentFiltered
+            | FailureClass::ClientError => BreakerEffect::None,
+        }
+    }
+
+    /// The metric label: the class name.
+    pub fn metric_label(&self) -> &'static str {
+        self.class.as_str()
+    }
+}
+
+/// What a failure does to the target's circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerEffect {
+    /// Not the provider's fault.
+    None,
+    /// One more consecutive failure.
+    Count,
+    /// The key is refused or out of credit: open at once, for 10 × cooldown.
+    OpenLong,
+}
+
+/// Classifies an HTTP error answer from a provider of any API. `body` is the provider's error
+/// body; its text breaks ties that the status alone cannot (503 overloaded vs down, a 400 that is
+/// really a context-length error, a 429 that is really an empty balance).
+pub fn classify_http(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> AttemptError {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+    let says = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    let class = match status.as_u16() {
+        402 => FailureClass::OutOfCredits,
+        401 | 403 => FailureClass::AuthError,
+        429 if says(&["insufficient_quota", "credit balance", "billing"]) => {
+            FailureClass::OutOfCredits
+        }
+        429 => FailureClass::RateLimited,
+        408 => FailureClass::Timeout,
+        529 => FailureClass::Overloaded,
+        503 if says(&["overload"]) => FailureClass::Overloaded,
+        // NB: a provider that does not know the model is a configuration problem of this target,
+        // not the caller's mistake: fail over rather than hand the caller a 404 it cannot fix.
+        404 => FailureClass::ServerError,
+        400..=499 if says(&["credit balance"]) => FailureClass::OutOfCredits,
+        400..=499
+            if says(&[
+                "context_length",
+                "context length",
+                "context window",
+                "maximum context",
+                "too many tokens",
+                "prompt is too long",
+            ]) =>
+        {
+            FailureClass::ContextLengthExceeded
+        }
+        400..=499 if says(&["content_filter", "content management policy", "safety"]) => {
+            FailureClass::ContentFiltered
+        }
+        400..=499 => FailureClass::ClientError,
+        _ => FailureClass::ServerError,
+    };
+    let detail = provider_message(body)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    AttemptError {
+        class,
+        upstream_status: Some(status),
+        message: format!("HTTP {}: {}", status.as_u16(), detail),
+        retry_after: retry_after(headers),
+        upstream_body: Some(bytes::Bytes::copy_from_slice(body)),
+    }
+}
+
+/// The `message` of an OpenAI-, Anthropic- or Gemini-style error body, shortened.
+fn provider_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let message = value
+        .pointer("/error/message")
+        .or_else(|| value.get("message"))?
+        .as_str()?;
+    let mut message: String = message.chars().take(300).collect();
+    if message.len() < message.chars().count() {
+        message.push('…');
+    }
+    Some(message)
+}
+
+/// Parses `retry-after-ms`, then `Retry-After` in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_millis(ms as u64));
+    }
+    let value = header("retry-after")?;
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(1e9)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    // A date in the past means "now", not "never".
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(status: u16, body: &str) -> FailureClass {
+        classify_http(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+        )
+        .class
+    }
+
+    #[test]
+    fn statuses_and_bodies_classify() {
+        use FailureClass::*;
+        assert_eq!(
+            class(429, r#"{"error":{"code":"rate_limit_exceeded"}}"#),
+            RateLimited
+        );
+        assert_eq!(
+            class(429, r#"{"error":{"type":"insufficient_quota"}}"#),
+            OutOfCredits
+        );
+        assert_eq!(class(402, ""), OutOfCredits);
+        assert_eq!(
+            class(
+                400,
+                r#"{"error":{"message":"Your credit balance is too low"}}"#
+            ),
+            OutOfCredits
+        );
+        assert_eq!(class(401, ""), AuthError);
+        assert_eq!(class(403, ""), AuthError);
+        assert_eq!(class(529, ""), Overloaded);
+        assert_eq!(class(503, "The engine is currently overloaded"), Overloaded);
+        assert_eq!(class(503, "upstream connect error"), ServerError);
+        assert_eq!(class(500, ""), ServerError);
+        assert_eq!(
+            class(400, r#"{"error":{"code":"context_length_exceeded"}}"#),
+            ContextLengthExceeded
+        );
+        assert_eq!(
+            class(
+                400,
+                r#"{"error":{"message":"prompt is too long: 210000 tokens"}}"#
+            ),
+            ContextLengthExceeded
+        );
+        assert_eq!(
+            class(400, r#"{"error":{"code":"content_filter"}}"#),
+            ContentFiltered
+        );
+        assert_eq!(
+            class(400, r#"{"error":{"message":"temperature must be <= 2"}}"#),
+            ClientError
+        );
+        assert_eq!(class(404, ""), ServerError);
+    }
+
+    #[test]
+    fn client_errors_never_fail_over_and_keep_their_status() {
+        let e = classify_http(StatusCode::UNPROCESSABLE_ENTITY, &HeaderMap::new(), b"{}");
+        assert!(!e.fails_over(&FailureClass::ALL));
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let e = AttemptError::new(FailureClass::Timeout, "slow");
+        assert!(e.fails_over(&[FailureClass::Timeout]));
+        assert!(!e.fails_over(&[FailureClass::RateLimited]));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after-ms", "1500".parse().unwrap());
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::from_millis(1500)),
+            "the ms form wins"
+        );
+        let mut h = HeaderMap::new();
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        h.insert(
+            "retry-after",
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn messages_come_from_the_provider_body() {
+        let e = classify_http(
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            br#"{"error":{"message":"slow down"}}"#,
+        );
+        assert_eq!(e.message, "HTTP 429: slow down");
+    }
+}

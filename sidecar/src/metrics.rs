@@ -1,0 +1,147 @@
+//! The sidecar's Prometheus metrics (DESIGN.md §3, What it shows).
+//!
+//! One [`Metrics`] is built at start-up, registered under the `switchyard_` prefix and passed
+//! down; it is never a global. Label values come only from the route table (route, pool/provider
+//! and model names), never from request bodies, so a client cannot blow up cardinality.
+
+use prometheus::{
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric of the sidecar.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub time_to_first_token: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub cost_usd: CounterVec,
+    pub failovers: IntCounterVec,
+    pub circuit_open: IntGaugeVec,
+    pub config_version: IntGaugeVec,
+    pub config_reload_failures: IntCounter,
+}
+
+/// The labels that identify one target in metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct TargetLabels<'a> {
+    pub route: &'a str,
+    /// `pool/provider`.
+    pub provider: &'a str,
+    pub model: &'a str,
+}
+
+impl Metrics {
+    /// Builds and registers every metric.
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("switchyard".into()), None).expect("static prefix is valid");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+            let h = HistogramVec::new(opts, &["route", "provider"]).expect("static metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("registered once");
+            h
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
+        let cost_usd = CounterVec::new(
+            Opts::new(
+                "cost_usd_total",
+                "Spend in USD from provider-reported usage and pool prices",
+            ),
+            &["route", "provider", "model"],
+        )
+        .expect("static metric");
+        registry
+            .register(Box::new(cost_usd.clone()))
+            .expect("registered once");
+        let config_reload_failures = IntCounter::new(
+            "config_reload_failures_total",
+            "Table loads refused; the previous table kept serving",
+        )
+        .expect("static metric");
+        registry
+            .register(Box::new(config_reload_failures.clone()))
+            .expect("registered once");
+
+        Self {
+            requests: counter(
+                "requests_total",
+                "Requests by route, provider, model and outcome (Success, StreamError or a failure class)",
+                &["route", "provider", "model", "outcome"],
+            ),
+            request_duration: histogram(
+                "request_duration_seconds",
+                "Time from request to the end of the answer",
+                &[
+                    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0,
+                ],
+            ),
+            time_to_first_token: histogram(
+                "time_to_first_token_seconds",
+                "Time from request to the first streamed content",
+                &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+            ),
+            tokens: counter(
+                "tokens_total",
+                "Tokens by direction: input (uncached), cached_input, output",
+                &["route", "provider", "model", "direction"],
+            ),
+            cost_usd,
+            failovers: counter(
+                "failovers_total",
+                "Attempts that failed over to another target, by the failing provider and reason",
+                &["route", "provider", "reason"],
+            ),
+            circuit_open: gauge(
+                "circuit_open",
+                "1 while the target's circuit is open or half-open",
+                &["provider", "model"],
+            ),
+            config_version: gauge(
+                "config_version_info",
+                "The route table version being served",
+                &["version"],
+            ),
+            config_reload_failures,
+            registry,
+        }
+    }
+
+    /// Marks `version` as the one table being served.
+    pub fn set_config_version(&self, version: &str) {
+        self.config_version.reset();
+        self.config_version.with_label_values(&[version]).set(1);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,242 @@
+//! OpenAI Chat Completions, and every API that copies it (DeepSeek, Qwen, Mistral, Groq, vLLM).
+//!
+//! Requests pass through untouched but for `model`, `stream` and `stream_options`: streams always
+//! ask for `include_usage` so tokens and cost are counted, and the extra usage chunk is dropped
+//! later when the client did not ask for it.
+
+use bytes::Bytes;
+use http::{HeaderValue, header};
+use http_body_util::Full;
+use serde::de::IgnoredAny;
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use switchyard_crds::v1alpha1::{Api, FailureClass};
+
+use super::{Call, Chunk, Completion, Provider, StreamDecoder, Usage, forwarded_headers};
+use crate::failure::AttemptError;
+use crate::sse::SseEvent;
+
+/// The OpenAI protocol.
+pub struct OpenAi;
+
+impl Provider for OpenAi {
+    fn api(&self) -> Api {
+        Api::OpenAI
+    }
+
+    fn build_request(&self, call: &Call<'_>) -> Result<http::Request<Full<Bytes>>, AttemptError> {
+        let body = serde_json::to_vec(&Outgoing { call })
+            .map_err(|e| AttemptError::new(FailureClass::ClientError, e.to_string()))?;
+        let uri = format!("{}/chat/completions", call.upstream.def.base_url);
+        let mut request = http::Request::post(uri)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| {
+                AttemptError::new(FailureClass::ServerError, format!("bad upstream URL: {e}"))
+            })?;
+        let headers = request.headers_mut();
+        forwarded_headers(call, headers);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let accept = if call.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+        if let Some(key) = &call.upstream.def.api_key {
+            let mut value =
+                HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
+                    AttemptError::new(
+                        FailureClass::AuthError,
+                        "the provider key is not a valid header value",
+                    )
+                })?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        Ok(request)
+    }
+
+    fn parse_response(&self, body: Bytes) -> Result<Completion, AttemptError> {
+        #[derive(Deserialize)]
+        struct Lite {
+            #[allow(dead_code)] // present and an array, or the answer is malformed
+            choices: Vec<IgnoredAny>,
+            usage: Option<WireUsage>,
+        }
+        let lite: Lite = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
+        Ok(Completion {
+            usage: lite.usage.map(Usage::from),
+            body,
+        })
+    }
+
+    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(Decoder)
+    }
+}
+
+fn malformed(e: &serde_json::Error) -> AttemptError {
+    AttemptError::new(
+        FailureClass::ServerError,
+        format!("malformed provider answer: {e}"),
+    )
+}
+
+/// The client's request with this target's `model` and the stream settings we need, serialized
+/// without cloning the (possibly large) message list.
+struct Outgoing<'a> {
+    call: &'a Call<'a>,
+}
+
+impl Serialize for Outgoing<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let call = self.call;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("model", call.model)?;
+        for (key, value) in call.request {
+            if !matches!(key.as_str(), "model" | "stream" | "stream_options") {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if call.stream {
+            let mut options = call
+                .request
+                .get("stream_options")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            options.insert("include_usage".into(), Value::Bool(true));
+            map.serialize_entry("stream", &true)?;
+            map.serialize_entry("stream_options", &options)?;
+        } else if call.request.contains_key("stream") {
+            map.serialize_entry("stream", &false)?;
+        }
+        map.end()
+    }
+}
+
+/// OpenAI's `usage`, with DeepSeek's cache field as a fallback.
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        let cached = u
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .or(u.prompt_cache_hit_tokens)
+            .unwrap_or(0);
+        Usage {
+            input: u.prompt_tokens,
+            cached_input: cached.min(u.prompt_tokens),
+            output: u.completion_tokens,
+        }
+    }
+}
+
+struct Decoder;
+
+impl StreamDecoder for Decoder {
+    fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>) {
+        if event.data.as_ref() == b"[DONE]" {
+            out.push(Chunk::Done);
+            return;
+        }
+        #[derive(Deserialize)]
+        struct Lite {
+            #[serde(default)]
+            choices: Option<Vec<ChoiceLite>>,
+            #[serde(default)]
+            usage: Option<WireUsage>,
+            #[serde(default)]
+            error: Option<Value>,
+        }
+        #[derive(Deserialize)]
+        struct ChoiceLite {
+            #[serde(default)]
+            delta: Option<Map<String, Value>>,
+            #[serde(default)]
+            finish_reason: Option<IgnoredAny>,
+        }
+        let lite: Lite = match serde_json::from_slice(&event.data) {
+            Ok(lite) => lite,
+            Err(e) => return out.push(Chunk::Error(malformed(&e))),
+        };
+        if let Some(error) = lite.error {
+            return out.push(Chunk::Error(stream_error(&error)));
+        }
+        let choices = lite.choices.unwrap_or_default();
+        let commits = choices.iter().any(|c| {
+            c.finish_reason.is_some()
+                || c.delta.as_ref().is_some_and(|d| {
+                    [
+                        "role",
+                        "content",
+                        "tool_calls",
+                        "refusal",
+                        "reasoning_content",
+                        "function_call",
+                    ]
+                    .iter()
+                    .any(|k| d.get(*k).is_some_and(|v| !v.is_null()))
+                })
+        });
+        let usage_only = choices.is_empty() && lite.usage.is_some();
+        out.push(Chunk::Data {
+            json: event.data,
+            commits,
+            usage: lite.usage.map(Usage::from),
+            usage_only,
+        });
+    }
+}
+
+/// Classifies an error object sent inside a stream, where there is no status code to go by.
+fn stream_error(error: &Value) -> AttemptError {
+    let text = error.to_string().to_ascii_lowercase();
+    let says = |n: &str| text.contains(n);
+    let class = if says("rate_limit") {
+        FailureClass::RateLimited
+    } else if says("overload") {
+        FailureClass::Overloaded
+    } else if says("context_length") {
+        FailureClass::ContextLengthExceeded
+    } else if says("content_filter") {
+        FailureClass::ContentFiltered
+    } else {
+        FailureClass::ServerError
+    };
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("error event in stream");
+    AttemptError::new(
+        class,
+        format!(
+            "provider stream error: {}",
+            message.chars().take(300).collect::<String>()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+use http::HeaderMap;
+use switchyard_crds::secret::SecretString;
+use switchyard_crds::table::{Breaker, Limits, TimeoutsMs, Upstream};
+
+use super::*;
+use crate::state::UpstreamRt;
+
+fn upstream(forward: &[&str]) -> UpstreamRt {
+    UpstreamRt::new(Upstream {
+        pool: "p".into(),
+        provider: "openai".into(),
+        api: Api::OpenAI,
+        base_url: "http://127.0.0.1:1/v1".into(),
+        region: None,
+        api_key: Some(SecretString::new("sk-pool")),
+        forward_headers: forward.iter().map(|s| s.to_string()).collect(),
+        timeouts: TimeoutsMs::default(),
+        limits: Limits::default(),
+        breaker: Breaker::default(),
+    })
+}
+
+fn request() -> Map<String, Value> {
+    serde_json::json!({
+        "model": "chat", "stream": true, "stream_options": {"x": 1}, "temperature": 0,
+        "messages": [{"role": "user", "content": "hi"}],
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+#[test]
+fn requests_carry_the_target_model_usage_and_only_the_pool_key() {
+    let up = upstream(&["x-tenant", "authorization", "cookie"]);
+    let mut client = HeaderMap::new();
+    client.insert("authorization", "Bearer sk-client".parse().unwrap());
+    client.insert("cookie", "session=1".parse().unwrap());
+    client.insert("x-api-key", "sk-client".parse().unwrap());
+    client.insert("x-tenant", "acme".parse().unwrap());
+    client.insert("x-other", "nope".parse().unwrap());
+    let req = request();
+    let call = Call {
+        upstream: &up,
+        model: "gpt-4o",
+        request: &req,
+        stream: true,
+        client_headers: &client,
+    };
+    let built = OpenAi.build_request(&call).unwrap();
+
+    assert_eq!(built.uri(), "http://127.0.0.1:1/v1/chat/completions");
+    let h = built.headers();
+    assert_eq!(h["authorization"], "Bearer sk-pool");
+    assert!(h["authorization"].is_sensitive());
+    assert_eq!(h["x-tenant"], "acme");
+    for absent in ["cookie", "x-api-key", "x-other"] {
+        assert!(!h.contains_key(absent), "{absent} must not be forwarded");
+    }
+    let body: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(built.into_body()).now_or_never_bytes(),
+    )
+    .unwrap();
+    assert_eq!(body["model"], "gpt-4o");
+    assert_eq!(body["stream"], true);
+    assert_eq!(
+        body["stream_options"],
+        serde_json::json!({"x": 1, "include_usage": true})
+    );
+    assert_eq!(body["temperature"], 0);
+}
+
+#[test]
+fn non_streamed_requests_say_so() {
+    let up = upstream(&[]);
+    let req = request();
+    let call = Call {
+        upstream: &up,
+        model: "m",
+        request: &req,
+        stream: false,
+        client_headers: &HeaderMap::new(),
+    };
+    let built = OpenAi.build_request(&call).unwrap();
+    let body: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(built.into_body()).now_or_never_bytes(),
+    )
+    .unwrap();
+    assert_eq!(body["stream"], false);
+    assert!(body.get("stream_options").is_none());
+}
+
+#[test]
+fn responses_need_choices_and_report_cached_usage() {
+    let ok = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+    let c = OpenAi.parse_response(Bytes::from_static(ok)).unwrap();
+    assert_eq!(
+        c.usage,
+        Some(Usage {
+            input: 10,
+            cached_input: 4,
+            output: 3
+        })
+    );
+    let deepseek = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_cache_hit_tokens":6}}"#;
+    assert_eq!(
+        OpenAi
+            .parse_response(Bytes::from_static(deepseek))
+            .unwrap()
+            .usage
+            .unwrap()
+            .cached_input,
+        6
+    );
+    for bad in [&b"not json"[..], b"{}", b"[]", br#"{"choices":"x"}"#] {
+        let e = OpenAi
+            .parse_response(Bytes::copy_from_slice(bad))
+            .err()
+            .unwrap();
+        assert_eq!(e.class, FailureClass::ServerError);
+    }
+}
+
+#[test]
+fn stream_events_decode() {
+    let mut d = OpenAi.stream_decoder();
+    let mut out = Vec::new();
+    let ev = |s: &str| SseEvent {
+        event: None,
+        data: Bytes::copy_from_slice(s.as_bytes()),
+    };
+    d.decode(
+        ev(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#),
+        &mut out,
+    );
+    d.decode(ev(r#"{"choices":[{"index":0,"delta":{}}]}"#), &mut out);
+    d.decode(
+        ev(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#),
+        &mut out,
+    );
+    d.decode(ev(r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#), &mut out);
+    d.decode(ev("{garbage"), &mut out);
+    d.decode(ev("[DONE]"), &mut out);
+    assert!(matches!(
+        out[0],
+        Chunk::Data {
+            commits: true,
+            usage_only: false,
+            ..
+        }
+    ));
+    assert!(matches!(out[1], Chunk::Data { commits: false, .. }));
+    assert!(matches!(
+        out[2],
+        Chunk::Data {
+            commits: false,
+            usage_only: true,
+            usage: Some(Usage {
+                input: 5,
+                cached_input: 0,
+                output: 2
+            }),
+            ..
+        }
+    ));
+    assert!(matches!(&out[3], Chunk::Error(e) if e.class == FailureClass::RateLimited));
+    assert!(matches!(&out[4], Chunk::Error(e) if e.class == FailureClass::ServerError));
+    assert!(matches!(out[5], Chunk::Done));
+}
+
+/// Collects a `Full` body synchronously: it is ready at once.
+trait NowOrNever {
+    fn now_or_never_bytes(self) -> Bytes;
+}
+
+impl<
+    F: std::future::Future<
+            Output = Result<http_body_util::Collected<Bytes>, std::convert::Infallible>,
+        >,
+> NowOrNever for F
+{
+    fn now_or_never_bytes(self) -> Bytes {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut fut = std::pin::pin!(self);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(collected)) => collected.to_bytes(),
+            _ => panic!("a Full body is ready at once"),
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Phase 4: try the ordered targets, each at most once, until one answers or the route's
+//! failover policy says stop (DESIGN.md §3, Per request).
+//!
+//! A target is skipped while its circuit is open, a `Retry-After` is pending or a local limit is
+//! exhausted; when every target is blocked, the one whose block ends first is tried anyway rather
+//! than refusing outright. `ContextLengthExceeded` fails over only to targets with a larger
+//! context window.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Map, Value};
+use switchyard_crds::table::Route;
+use switchyard_crds::v1alpha1::FailureClass;
+use tokio::time::{Instant, timeout_at};
+
+use super::ctx::{Outcome, RequestCtx, Spend};
+use super::respond::{self, ClientApi, ClientError, Served};
+use super::stream;
+use crate::body::ResponseBody;
+use crate::failure::AttemptError;
+use crate::health::{Admission, ProbeGuard};
+use crate::limits::LimitPermit;
+use crate::providers::{self, Call};
+use crate::state::TargetRt;
+
+/// Largest non-streamed answer accepted from a provider.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// Largest error body read from a provider; the rest is not needed to classify it.
+const MAX_ERROR_BYTES: usize = 1024 * 1024;
+
+/// Tries `ordered` for the request and answers the client.
+pub async fn run(
+    ctx: &mut RequestCtx,
+    route: &Route,
+    ordered: Vec<TargetRt>,
+    request: &Map<String, Value>,
+    headers: &HeaderMap,
+) -> Response<ResponseBody> {
+    let metrics = ctx.runtime.metrics.clone();
+    let mut failures: Vec<(TargetRt, AttemptError)> = Vec::new();
+    let mut context_floor: Option<u32> = None;
+    for (target, forced) in candidates(ordered, Instant::now()) {
+        if ctx.attempts >= route.max_attempts {
+            break;
+        }
+        if let Some(floor) = context_floor
+            && !target.target.context_window.is_some_and(|w| w > floor)
+        {
+            continue;
+        }
+        let Some((permit, probe)) = admit(&target, forced).await else {
+            continue;
+        };
+        if let Some((previous, error)) = failures.last() {
+            metrics
+                .failovers
+                .with_label_values(&[&route.name, &previous.upstream.id, error.metric_label()])
+                .inc();
+        }
+        ctx.attempts += 1;
+        match attempt(ctx, &target, request, headers, permit, probe).await {
+            Ok(response) => return response,
+            Err(error) => {
+                target
+                    .health
+                    .record_failure(&error, &target.upstream.def.breaker, Instant::now());
+                ctx.record_attempt(&target, error.metric_label());
+                tracing::debug!(route = %route.name, provider = %target.upstream.id, class = %error.class, error = %error.message, "attempt failed");
+                if error.class == FailureClass::ContextLengthExceeded {
+                    context_floor = Some(target.target.context_window.unwrap_or(0));
+                }
+                let fails_over = error.fails_over(&route.failover_on);
+                failures.push((target, error));
+                if !fails_over {
+                    break;
+                }
+            }
+        }
+    }
+    all_failed(ctx, failures)
+}
+
+/// Targets to try, in order, each flagged when it is tried despite a block.
+fn candidates(ordered: Vec<TargetRt>, now: Instant) -> Vec<(TargetRt, bool)> {
+    let mut go = Vec::with_capacity(ordered.len());
+    let mut soonest: Option<(Instant, TargetRt)> = None;
+    for target in ordered {
+        let health = match target.health.peek(now) {
+            Admission::Go { .. } => None,
+            Admission::Blocked { until } => Some(until),
+        };
+        match health.max(target.upstream.limits.blocked_until(now)) {
+            None => go.push((target, false)),
+            Some(until) => {
+                if soonest.as_ref().is_none_or(|(s, _)| until < *s) {
+                    soonest = Some((until, target));
+                }
+            }
+        }
+    }
+    if go.is_empty()
+        && let Some((_, target)) = soonest
+    {
+        go.push((target, true));
+    }
+    go
+}
+
+/// Claims the target's probe slot (if half-open) and a limit permit.
+async fn admit(target: &TargetRt, forced: bool) -> Option<(LimitPermit, ProbeGuard)> {
+    if forced {
+        let probe = target.health.force();
+        let permit = target.upstream.limits.acquire_anyway().await;
+        return Some((permit, ProbeGuard(probe.then(|| target.health.clone()))));
+    }
+    let now = Instant::now();
+    let probe = match target.health.admit(now) {
+        Admission::Go { probe } => probe,
+        Admission::Blocked { .. } => return None,
+    };
+    let guard = ProbeGuard(probe.then(|| target.health.clone()));
+    // On a limit refusal the guard drops here and frees the probe slot.
+    let permit = target.upstream.limits.try_acquire(now).ok()?;
+    Some((permit, guard))
+}
+
+/// One attempt at one target.
+async fn attempt(
+    ctx: &mut RequestCtx,
+    target: &TargetRt,
+    request: &Map<String, Value>,
+    headers: &HeaderMap,
+    permit: LimitPermit,
+    probe: ProbeGuard,
+) -> Result<Response<ResponseBody>, AttemptError> {
+    let provider = providers::for_api(target.upstream.def.api)?;
+    let call = Call {
+        upstream: &target.upstream,
+        model: &target.target.model,
+        request,
+        stream: ctx.stream,
+        client_headers: headers,
+    };
+    let upstream_request = provider.build_request(&call)?;
+
+    let timeouts = target.upstream.def.timeouts;
+    let started = Instant::now();
+    let total_deadline = started + Duration::from_millis(timeouts.total);
+    let first_token_deadline =
+        (started + Duration::from_millis(timeouts.first_token)).min(total_deadline);
+    let head_deadline = if ctx.stream {
+        first_token_deadline
+    } else {
+        total_deadline
+    };
+
+    let answer = match timeout_at(
+        head_deadline,
+        target.upstream.client.request(upstream_request),
+    )
+    .await
+    {
+        Err(_) if ctx.stream => {
+            return Err(timeout("no first token", first_token_deadline - started));
+        }
+        Err(_) => return Err(timeout("no answer", total_deadline - started)),
+        Ok(Err(e)) => return Err(connect_error(&e)),
+        Ok(Ok(answer)) => answer,
+    };
+    let (parts, body) = answer.into_parts();
+    if !parts.status.is_success() {
+        let bytes = read_limited(body, MAX_ERROR_BYTES, total_deadline)
+            .await
+            .unwrap_or_default();
+        return Err(provider.classify_error(parts.status, &parts.headers, &bytes));
+    }
+    if ctx.stream {
+        let deadlines = stream::Deadlines {
+            first_token: first_token_deadline,
+            total: total_deadline,
+            idle: Duration::from_millis(timeouts.idle),
+        };
+        return stream::start(
+            ctx,
+            target,
+            provider.stream_decoder(),
+            body,
+            deadlines,
+            permit,
+            probe,
+        )
+        .await;
+    }
+
+    let bytes = read_limited(body, MAX_ANSWER_BYTES, total_deadline).await?;
+    let completion = provider.parse_response(bytes)?;
+    let now = Instant::now();
+    target.health.record_success(now - started, now);
+    drop(probe);
+    let spend = completion
+        .usage
+        .map(|u| Spend::price(u, target))
+        .unwrap_or_default();
+    target
+        .upstream
+        .limits
+        .charge_tokens(spend.usage.input + spend.usage.output, now);
+    ctx.record_attempt(target, "Success");
+    ctx.record_spend(target, &spend);
+    let mut response = respond::json_response(StatusCode::OK, completion.body);
+    respond::add_served_headers(&mut response, &served(ctx, Some(target)));
+    ctx.finish(Outcome::Success, 200, Some(target), spend, None);
+    drop(permit);
+    Ok(response)
+}
+
+/// The `x-switchyard-*` header values.
+pub fn served<'a>(ctx: &'a RequestCtx, target: Option<&'a TargetRt>) -> Served<'a> {
+    Served {
+        route: ctx.route.as_deref(),
+        provider: target.map(|t| t.upstream.id.as_str()),
+        model: target.map(|t| t.target.model.as_str()),
+        attempts: ctx.attempts,
+    }
+}
+
+pub(super) fn timeout(what: &str, after: Duration) -> AttemptError {
+    AttemptError::new(
+        FailureClass::Timeout,
+        format!("{what} within {}", switchyard_crds::duration::format(after)),
+    )
+}
+
+/// A failed exchange with no HTTP answer: a connect timeout is a `Timeout`, the rest (refused,
+/// reset, DNS, TLS, a connection closed before the answer) a `ConnectError`.
+fn connect_error(error: &hyper_util::client::legacy::Error) -> AttemptError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    let mut detail = error.to_string();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return AttemptError::new(FailureClass::Timeout, "connect timed out");
+        }
+        detail = format!("{detail}: {e}");
+        source = e.source();
+    }
+    AttemptError::new(FailureClass::ConnectError, detail)
+}
+
+/// Reads a whole body, bounded in size and time.
+async fn read_limited(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, AttemptError> {
+    let mut out = Vec::new();
+    loop {
+        match timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(AttemptError::new(
+                    FailureClass::Timeout,
+                    "answer not complete within the total timeout",
+                ));
+            }
+            Ok(None) => return Ok(Bytes::from(out)),
+            Ok(Some(Err(e))) => {
+                return Err(AttemptError::new(
+                    FailureClass::ConnectError,
+                    format!("answer broke off: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > limit {
+                        return Err(AttemptError::new(
+                            FailureClass::ServerError,
+                            format!("answer larger than {limit} bytes"),
+                        ));
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// Every attempt failed, or none could be made: one error that names each attempt.
+fn all_failed(ctx: &RequestCtx, failures: Vec<(TargetRt, AttemptError)>) -> Response<ResponseBody> {
+    let api = ctx.client_api;
+    let Some((last_target, last)) = failures.last() else {
+        let error = ClientError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_available_target",
+            "no target of this route can take the request now",
+        );
+        let mut response = respond::error_response(api, &error);
+        respond::add_served_headers(&mut response, &served(ctx, None));
+        ctx.finish(
+            Outcome::Failed("Unavailable"),
+            503,
+            None,
+            Spend::default(),
+            Some(&error.message),
+        );
+        return response;
+    };
+
+    // The caller's own mistake goes back as the provider said it, when the formats agree.
+    if last.class == FailureClass::ClientError
+        && api == ClientApi::OpenAI
+        && last_target.upstream.def.api == switchyard_crds::v1alpha1::Api::OpenAI
+        && let Some(body) = &last.upstream_body
+        && serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("error").is_some())
+    {
+        let status = last.status();
+        let mut response = respond::json_response(status, body.clone());
+        respond::add_served_headers(&mut response, &served(ctx, Some(last_target)));
+        ctx.finish(
+            Outcome::Failed(last.metric_label()),
+            status.as_u16(),
+            Some(last_target),
+            Spend::default(),
+            Some(&last.message),
+        );
+        return response;
+    }
+
+    let message = if failures.len() == 1 {
+        format!(
+            "{} ({}): {}: {}",
+            last_target.upstream.id, last_target.target.model, last.class, last.message
+        )
+    } else {
+        let each: Vec<String> = failures
+            .iter()
+            .map(|(t, e)| {
+                format!(
+                    "{} ({}): {}: {}",
+                    t.upstream.id, t.target.model, e.class, e.message
+                )
+            })
+            .collect();
+        format!(
+            "all {} attempts failed: {}",
+            failures.len(),
+            each.join("; ")
+        )
+    };
+    let mut error = ClientError::new(last.status(), last.code(), message);
+    if last.class == FailureClass::RateLimited {
+        let soonest = failures
+            .iter()
+            .filter_map(|(_, e)| e.retry_after)
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        error.retry_after = Some(soonest.as_secs_f64().ceil() as u64);
+    }
+    let mut response = respond::error_response(api, &error);
+    respond::add_served_headers(&mut response, &served(ctx, Some(last_target)));
+    ctx.finish(
+        Outcome::Failed(last.metric_label()),
+        error.status.as_u16(),
+        Some(last_target),
+        Spend::default(),
+        Some(&error.message),
+    );
+    response
+}

@@ -1,0 +1,192 @@
+//! The request path, in the phases DESIGN.md §3 orders them:
+//! [`route`] (check the request, find its route) → [`rules`] → [`strategy`] (order targets) →
+//! [`attempt`] (breakers, limits, send, failover; [`stream`] for streamed answers) →
+//! [`respond`] (everything the client sees). Per-request state is one [`ctx::RequestCtx`].
+
+pub mod attempt;
+pub mod ctx;
+pub mod respond;
+pub mod route;
+pub mod rules;
+pub mod strategy;
+pub mod stream;
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::time::Instant;
+
+use self::ctx::{Outcome, RequestCtx, Spend};
+use self::respond::{ClientApi, ClientError};
+use crate::body::ResponseBody;
+use crate::state::Runtime;
+
+/// The data-plane service.
+pub struct Proxy {
+    runtime: Arc<Runtime>,
+    max_body_bytes: usize,
+}
+
+impl Proxy {
+    pub fn new(runtime: Arc<Runtime>, max_body_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            max_body_bytes,
+        })
+    }
+
+    /// Answers one data-plane request.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ResponseBody> {
+        let path = request.uri().path();
+        match (request.method(), path) {
+            (&Method::POST, "/v1/chat/completions") => self.chat(ClientApi::OpenAI, request).await,
+            (&Method::GET, "/v1/models") => self.models(&request),
+            // TODO(translation): Anthropic-format clients arrive with the translation issue.
+            (&Method::POST, "/v1/messages") => respond::error_response(
+                ClientApi::Anthropic,
+                &ClientError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "Anthropic-format requests are not served by this sidecar version yet",
+                ),
+            ),
+            (_, "/v1/chat/completions" | "/v1/models" | "/v1/messages") => respond::error_response(
+                ClientApi::OpenAI,
+                &ClientError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{} is not allowed on {path}", request.method()),
+                ),
+            ),
+            _ => respond::error_response(
+                ClientApi::OpenAI,
+                &ClientError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no endpoint {path}; try POST /v1/chat/completions"),
+                ),
+            ),
+        }
+    }
+
+    async fn chat(&self, api: ClientApi, request: Request<Incoming>) -> Response<ResponseBody> {
+        let mut ctx = RequestCtx::new(self.runtime.clone(), api);
+        match self.route_and_attempt(&mut ctx, request).await {
+            Ok(response) => response,
+            Err(error) => {
+                let mut response = respond::error_response(api, &error);
+                respond::add_served_headers(&mut response, &attempt::served(&ctx, None));
+                ctx.finish(
+                    Outcome::Rejected,
+                    error.status.as_u16(),
+                    None,
+                    Spend::default(),
+                    Some(&error.message),
+                );
+                response
+            }
+        }
+    }
+
+    async fn route_and_attempt(
+        &self,
+        ctx: &mut RequestCtx,
+        request: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, ClientError> {
+        let Some(snapshot) = self.runtime.snapshot() else {
+            let mut error = ClientError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "switchyard_no_config",
+                "no route table loaded yet",
+            );
+            error.retry_after = Some(5);
+            return Err(error);
+        };
+        let (parts, body) = request.into_parts();
+        let too_large = || {
+            ClientError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("request body exceeds {} bytes", self.max_body_bytes),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        let bytes = match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => {
+                return Err(ClientError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    format!("cannot read request body: {e}"),
+                ));
+            }
+        };
+
+        let parsed = route::parse(ctx.client_api, &bytes)?;
+        ctx.client_model.clone_from(&parsed.model);
+        ctx.stream = parsed.stream;
+        ctx.wants_usage = parsed.wants_usage;
+        let route = route::find(&snapshot, &parsed.model)?;
+        ctx.route = Some(route.route.name.clone());
+
+        let mut facts = rules::RequestFacts::new(&parsed.body, &parts.headers);
+        let (targets, rule) = rules::select(&route, &mut facts);
+        ctx.rule = rule.map(str::to_string);
+        let ordered = strategy::order(
+            route.route.strategy,
+            targets,
+            &mut facts,
+            &mut rand::rng(),
+            Instant::now(),
+        );
+        Ok(attempt::run(ctx, &route.route, ordered, &parsed.body, &parts.headers).await)
+    }
+
+    /// `GET /v1/models`: the route names, in OpenAI's list format, or Anthropic's when the client
+    /// sends `anthropic-version`.
+    fn models(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
+        let anthropic = request.headers().contains_key("anthropic-version");
+        let api = if anthropic {
+            ClientApi::Anthropic
+        } else {
+            ClientApi::OpenAI
+        };
+        let Some(snapshot) = self.runtime.snapshot() else {
+            let mut error = ClientError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "switchyard_no_config",
+                "no route table loaded yet",
+            );
+            error.retry_after = Some(5);
+            return respond::error_response(api, &error);
+        };
+        let mut models: Vec<&str> = snapshot.routes.keys().map(String::as_str).collect();
+        models.sort_unstable();
+        let body = if anthropic {
+            let data: Vec<_> = models
+                .iter()
+                .map(|m| json!({"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}))
+                .collect();
+            json!({"data": data, "has_more": false, "first_id": models.first(), "last_id": models.last()})
+        } else {
+            let data: Vec<_> = models
+                .iter()
+                .map(
+                    |m| json!({"id": m, "object": "model", "created": 0, "owned_by": "switchyard"}),
+                )
+                .collect();
+            json!({"object": "list", "data": data})
+        };
+        respond::json_response(StatusCode::OK, body.to_string())
+    }
+}

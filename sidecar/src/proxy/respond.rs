@@ -1,0 +1,192 @@
+//! Everything the client sees is rendered here, in the client's own format: error bodies, stream
+//! error events and the `x-switchyard-*` headers (DESIGN.md §3). No other module writes an error
+//! body.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+use crate::body::{self, ResponseBody};
+
+/// The API format the client speaks, chosen by the endpoint it called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientApi {
+    /// `POST /v1/chat/completions`.
+    OpenAI,
+    /// `POST /v1/messages`.
+    Anthropic,
+}
+
+/// An error for the client: status, a stable code and a message.
+#[derive(Clone, Debug)]
+pub struct ClientError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// `Retry-After` seconds to send along.
+    pub retry_after: Option<u64>,
+}
+
+impl ClientError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// OpenAI's `error.type` for a status, as its API and SDKs use them.
+fn openai_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+/// Anthropic's `error.type` for a status, from its documented list.
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// The error body in the client's format.
+pub fn error_body(api: ClientApi, error: &ClientError) -> Bytes {
+    let value = match api {
+        ClientApi::OpenAI => json!({"error": {
+            "message": error.message, "type": openai_type(error.status), "param": null, "code": error.code,
+        }}),
+        ClientApi::Anthropic => json!({"type": "error", "error": {
+            "type": anthropic_type(error.status), "message": error.message,
+        }}),
+    };
+    Bytes::from(value.to_string())
+}
+
+/// The one event that ends a committed stream after a failure: never a hang, never a clean end.
+pub fn stream_error_event(api: ClientApi, error: &ClientError) -> Bytes {
+    let body = error_body(api, error);
+    let mut event = Vec::with_capacity(body.len() + 32);
+    if api == ClientApi::Anthropic {
+        event.extend_from_slice(b"event: error\n");
+    }
+    event.extend_from_slice(b"data: ");
+    event.extend_from_slice(&body);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
+}
+
+/// A JSON error response in the client's format.
+pub fn error_response(api: ClientApi, error: &ClientError) -> Response<ResponseBody> {
+    let mut response = json_response(error.status, error_body(api, error));
+    if let Some(seconds) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut response = Response::new(body::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The head of a streamed answer.
+pub fn stream_response(body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Which route and target answered, and after how many attempts.
+#[derive(Clone, Debug, Default)]
+pub struct Served<'a> {
+    pub route: Option<&'a str>,
+    /// `pool/provider`.
+    pub provider: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub attempts: u32,
+}
+
+/// Adds the `x-switchyard-*` headers.
+pub fn add_served_headers(response: &mut Response<ResponseBody>, served: &Served<'_>) {
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    if let Some(route) = served.route {
+        set("x-switchyard-route", route);
+    }
+    if let Some(provider) = served.provider {
+        set("x-switchyard-provider", provider);
+    }
+    if let Some(model) = served.model {
+        set("x-switchyard-model", model);
+    }
+    if served.route.is_some() {
+        set("x-switchyard-attempts", &served.attempts.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_render_in_each_client_format() {
+        let e = ClientError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "slow down",
+        );
+        let openai: serde_json::Value =
+            serde_json::from_slice(&error_body(ClientApi::OpenAI, &e)).unwrap();
+        assert_eq!(openai["error"]["type"], "rate_limit_error");
+        assert_eq!(openai["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(openai["error"]["message"], "slow down");
+        let anthropic: serde_json::Value =
+            serde_json::from_slice(&error_body(ClientApi::Anthropic, &e)).unwrap();
+        assert_eq!(anthropic["type"], "error");
+        assert_eq!(anthropic["error"]["type"], "rate_limit_error");
+    }
+
+    #[test]
+    fn stream_error_events_follow_each_protocol() {
+        let e = ClientError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "stalled");
+        let openai = stream_error_event(ClientApi::OpenAI, &e);
+        assert!(openai.starts_with(b"data: {\"error\":"));
+        assert!(openai.ends_with(b"\n\n"));
+        let anthropic = stream_error_event(ClientApi::Anthropic, &e);
+        assert!(anthropic.starts_with(b"event: error\ndata: {"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Phase 1: check the request's shape and find its route by `model`.
+//!
+//! The sidecar checks only what it needs to route (DESIGN.md §3): a JSON object with a `model`
+//! and a non-empty `messages` array of known roles. Everything else is the provider's to judge.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::{Map, Value};
+
+use super::respond::{ClientApi, ClientError};
+use crate::state::{RouteRt, Snapshot};
+
+/// Roles each client format may use.
+fn known_roles(api: ClientApi) -> &'static [&'static str] {
+    match api {
+        ClientApi::OpenAI => &[
+            "system",
+            "developer",
+            "user",
+            "assistant",
+            "tool",
+            "function",
+        ],
+        ClientApi::Anthropic => &["user", "assistant"],
+    }
+}
+
+/// A parsed request that passed the shape check.
+pub struct ParsedRequest {
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub stream: bool,
+    pub wants_usage: bool,
+}
+
+fn bad(message: impl Into<String>) -> ClientError {
+    ClientError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+}
+
+/// Parses and checks the body.
+pub fn parse(api: ClientApi, bytes: &[u8]) -> Result<ParsedRequest, ClientError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(body) = value else {
+        return Err(bad("request body must be a JSON object"));
+    };
+    let model = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(_) => return Err(bad("`model` must be a non-empty string")),
+        None => return Err(bad("`model` is required")),
+    };
+    let messages = match body.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => m,
+        Some(Value::Array(_)) => return Err(bad("`messages` must not be empty")),
+        Some(_) => return Err(bad("`messages` must be an array")),
+        None => return Err(bad("`messages` is required")),
+    };
+    let roles = known_roles(api);
+    for (i, message) in messages.iter().enumerate() {
+        match message.get("role") {
+            Some(Value::String(role)) if roles.contains(&role.as_str()) => {}
+            Some(Value::String(role)) => {
+                return Err(bad(format!(
+                    "messages[{i}].role {role:?} is not one of {}",
+                    roles.join(", ")
+                )));
+            }
+            _ => return Err(bad(format!("messages[{i}] needs a string `role`"))),
+        }
+    }
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("`stream` must be a boolean")),
+    };
+    let wants_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(ParsedRequest {
+        body,
+        model,
+        stream,
+        wants_usage,
+    })
+}
+
+/// The route for `model`, or a 404 that lists what exists.
+pub fn find(snapshot: &Snapshot, model: &str) -> Result<Arc<RouteRt>, ClientError> {
+    snapshot.routes.get(model).cloned().ok_or_else(|| {
+        let known: Vec<&str> = snapshot
+            .routes
+            .keys()
+            .map(String::as_str)
+            .take(20)
+            .collect();
+        ClientError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!(
+                "no route for model {model:?}; this sidecar serves: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        parse(ClientApi::OpenAI, body.as_bytes())
+            .err()
+            .unwrap()
+            .message
+    }
+
+    #[test]
+    fn shape_errors_say_what_is_wrong() {
+        assert!(err("{").contains("not valid JSON"));
+        assert!(err("[]").contains("JSON object"));
+        assert!(
+            err(r#"{"messages":[{"role":"user","content":"x"}]}"#).contains("`model` is required")
+        );
+        assert!(err(r#"{"model":7,"messages":[]}"#).contains("non-empty string"));
+        assert!(err(r#"{"model":"m"}"#).contains("`messages` is required"));
+        assert!(err(r#"{"model":"m","messages":[]}"#).contains("must not be empty"));
+        assert!(err(r#"{"model":"m","messages":{}}"#).contains("must be an array"));
+        assert!(err(r#"{"model":"m","messages":[{"role":"wizard"}]}"#).contains("\"wizard\""));
+        assert!(err(r#"{"model":"m","messages":[{}]}"#).contains("messages[0]"));
+        assert!(
+            err(r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#).contains("boolean")
+        );
+    }
+
+    #[test]
+    fn valid_requests_parse() {
+        let body = r#"{"model":"chat","messages":[{"role":"developer","content":"x"},{"role":"user","content":"y"}],
+            "stream":true,"stream_options":{"include_usage":true}}"#;
+        let p = parse(ClientApi::OpenAI, body.as_bytes()).unwrap();
+        assert_eq!(p.model, "chat");
+        assert!(p.stream && p.wants_usage);
+    }
+}
