@@ -173,6 +173,19 @@ impl Manifests {
         Ok(())
     }
 
+    /// Every object as one multi-document YAML text, pools first, that loads back to the same set.
+    pub fn to_yaml(&self) -> String {
+        let pools = self.pools.iter().map(serde_yaml::to_string);
+        let routes = self.routes.iter().map(serde_yaml::to_string);
+        let secrets = self.secrets.iter().map(serde_yaml::to_string);
+        let docs: Vec<String> = pools
+            .chain(routes)
+            .chain(secrets)
+            .map(|d| d.expect("API objects serialize"))
+            .collect();
+        docs.join("---\n")
+    }
+
     /// The namespace a standalone sidecar serves when not told: the one all routes share, or
     /// `default`.
     pub fn default_namespace(&self) -> String {

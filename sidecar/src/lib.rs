@@ -18,7 +18,7 @@ pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod server;
-// SIMTEMP pub mod sim;
+pub mod sim;
 pub mod sse;
 pub mod standalone;
 pub mod state;

@@ -182,6 +182,14 @@ impl Runtime {
         });
         drop(health);
 
+        // Build the tokenizer off the request path before the first request that needs it.
+        let needs_tokens = table.routes.values().any(|r| {
+            r.strategy == switchyard_crds::v1alpha1::Strategy::LowestCost
+                || r.rules.iter().any(|rule| rule.min_prompt_tokens.is_some())
+        });
+        if needs_tokens && let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn_blocking(crate::tokens::warm);
+        }
         self.metrics.set_config_version(&table.version);
         self.snapshot
             .store(Some(Arc::new(Snapshot { table, routes })));

@@ -17,6 +17,11 @@ fn bpe() -> &'static CoreBPE {
     BPE.get_or_init(|| tiktoken_rs::o200k_base().expect("the bundled o200k_base tables load"))
 }
 
+/// Builds the tokenizer now, so that the first request that needs it does not wait.
+pub fn warm() {
+    bpe();
+}
+
 /// Estimated prompt tokens of an OpenAI-format request body.
 pub fn estimate_prompt_tokens(request: &serde_json::Map<String, Value>) -> u32 {
     let messages = request

@@ -153,3 +153,12 @@ fn directories_are_read_one_level_deep_in_order() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(files(&[dir]).is_err(), "a missing path is an error");
 }
+
+#[test]
+fn to_yaml_loads_back_to_the_same_objects() {
+    let m = load_str(POOL).unwrap();
+    let again = load_str(&m.to_yaml()).unwrap();
+    assert_eq!(again.pools, m.pools);
+    assert_eq!(again.routes, m.routes);
+    assert_eq!(again.secrets, m.secrets);
+}

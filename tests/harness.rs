@@ -1,0 +1,244 @@
+//! Test and benchmark harness: a real sidecar, started in-process on free loopback ports from
+//! YAML written to a fresh directory, and a small HTTP client to talk to it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use switchyard_sidecar::app::{Config, Sidecar};
+use switchyard_sidecar::standalone::Selection;
+
+pub use switchyard_sidecar::sim::openai::{Behavior, Fault, MockProvider};
+
+/// A plain HTTP/1.1 client.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A new pooled client.
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A sidecar serving the manifests in its own directory.
+pub struct Harness {
+    pub sidecar: Sidecar,
+    pub dir: PathBuf,
+    pub client: HttpClient,
+}
+
+/// A complete answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A header as a string (empty when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The SSE `data:` payloads of a streamed answer, in order.
+    pub fn events(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.body)
+            .split("\n\n")
+            .filter_map(|event| {
+                event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+}
+
+static DIRS: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh directory holding `manifests.yaml`.
+pub fn write_manifests(yaml: &str) -> PathBuf {
+    let n = DIRS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("switchyard-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("manifests.yaml"), yaml).expect("write manifests");
+    dir
+}
+
+impl Harness {
+    /// Starts a sidecar on `yaml` with default flags.
+    pub async fn start(yaml: &str) -> Self {
+        Self::start_with(yaml, |_| {}).await
+    }
+
+    /// Starts a sidecar on `yaml`, letting the caller adjust the config.
+    pub async fn start_with(yaml: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::try_start_with(yaml, adjust)
+            .await
+            .expect("the sidecar starts")
+    }
+
+    /// Starts a sidecar, returning the start-up error instead of panicking.
+    pub async fn try_start_with(
+        yaml: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Self, switchyard_sidecar::Error> {
+        let dir = write_manifests(yaml);
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            admin_listen: "127.0.0.1:0".parse().expect("addr"),
+            debug_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            max_body_bytes: 32 * 1024 * 1024,
+            manifests: vec![dir.clone()],
+            selection: Selection::default(),
+        };
+        adjust(&mut config);
+        let sidecar = Sidecar::start(config).await?;
+        Ok(Self {
+            sidecar,
+            dir,
+            client: client(),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` of the data plane.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.sidecar.data_addr)
+    }
+
+    /// Replaces the served manifests (the sidecar reloads them on its own).
+    pub fn rewrite(&self, yaml: &str) {
+        std::fs::write(self.dir.join("manifests.yaml"), yaml).expect("rewrite manifests");
+    }
+
+    /// POSTs a JSON body to the data plane.
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_with(path, body, &[]).await
+    }
+
+    /// POSTs a JSON body with extra headers.
+    pub async fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        self.send(
+            Method::POST,
+            &format!("{}{path}", self.base()),
+            Bytes::from(body.to_string()),
+            headers,
+        )
+        .await
+    }
+
+    /// POSTs raw bytes.
+    pub async fn post_raw(&self, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.send(
+            Method::POST,
+            &format!("{}{path}", self.base()),
+            body.into(),
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
+
+    /// GETs from any of the sidecar's listeners (`url` is absolute).
+    pub async fn get(&self, url: &str) -> Reply {
+        self.send(Method::GET, url, Bytes::new(), &[]).await
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let reply = self
+            .get(&format!("http://{}/metrics", self.sidecar.admin_addr))
+            .await;
+        String::from_utf8_lossy(&reply.body).into_owned()
+    }
+
+    /// One sample's value from `/metrics`: `series` is the exact name and label set as the text
+    /// format prints it, e.g. `switchyard_requests_total{model="m",outcome="Success",...}`;
+    /// labels are matched as a set, whatever their order.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines().find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            if metric != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse().ok()).flatten()
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(url);
+        let mut has_type = false;
+        for (name, value) in headers {
+            has_type |= name.eq_ignore_ascii_case("content-type");
+            request = request.header(*name, *value);
+        }
+        if !has_type && !body.is_empty() {
+            request = request.header("content-type", "application/json");
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(body)).expect("request"))
+            .await
+            .expect("the sidecar answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("the body arrives").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Stops the sidecar and removes its directory.
+    pub async fn stop(self) {
+        self.sidecar.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A ProviderPool named `pool` with one OpenAI-API provider per `(name, base_url, model)`, each
+/// with a key from Secret `keys`, plus that Secret. `extra` is appended to every provider (YAML
+/// keys at provider indentation, e.g. `"timeouts: {total: 1s}"`).
+pub fn pool(providers: &[(&str, &str, &str)], extra: &str, breaker: &str) -> String {
+    let mut yaml = String::from(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: ProviderPool\nmetadata: {name: pool}\nspec:\n  providers:\n",
+    );
+    for (name, url, model) in providers {
+        yaml.push_str(&format!(
+            "    - name: {name}\n      api: OpenAI\n      baseUrl: {url}\n      apiKey: {{secretKeyRef: {{name: keys, key: {name}}}}}\n      models:\n        - {{name: {model}, inputPerMillion: \"1.00\", cachedInputPerMillion: \"0.50\", outputPerMillion: \"2.00\", contextWindow: 1000}}\n"
+        ));
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            yaml.push_str(&format!("      {line}\n"));
+        }
+    }
+    if !breaker.is_empty() {
+        yaml.push_str(&format!("  circuitBreaker: {breaker}\n"));
+    }
+    yaml.push_str("---\napiVersion: v1\nkind: Secret\nmetadata: {name: keys}\nstringData:\n");
+    for (name, _, _) in providers {
+        yaml.push_str(&format!("  {name}: sk-{name}-secret\n"));
+    }
+    yaml
+}
