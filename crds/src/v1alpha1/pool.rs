@@ -14,6 +14,7 @@ use super::common::{Api, Duration, Price, conditions_schema};
     version = "v1alpha1",
     kind = "ProviderPool",
     namespaced,
+    derive = "PartialEq",
     status = "ProviderPoolStatus",
     shortname = "pp",
     printcolumn = r#"{"name":"PROVIDERS","type":"string","jsonPath":".status.summary"}"#,

@@ -14,6 +14,7 @@ use super::common::{Duration, FailureClass, conditions_schema};
     version = "v1alpha1",
     kind = "ModelRoute",
     namespaced,
+    derive = "PartialEq",
     status = "ModelRouteStatus",
     shortname = "mr",
     printcolumn = r#"{"name":"MODEL","type":"string","jsonPath":".spec.model"}"#,

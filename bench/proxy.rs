@@ -1,0 +1,2 @@
+//! Placeholder: the proxy benchmark is being written.
+fn main() {}
