@@ -35,6 +35,22 @@ impl AttemptError {
         }
     }
 
+    /// Removes every occurrence of `secret` from what this error could show: a provider that
+    /// echoes the key it was sent must not make it reach a client or a log line.
+    pub fn redact(mut self, secret: &str) -> Self {
+        if secret.len() >= 4 && self.message.contains(secret) {
+            self.message = self.message.replace(secret, "***");
+        }
+        if let Some(body) = &self.upstream_body
+            && secret.len() >= 4
+            && body.windows(secret.len()).any(|w| w == secret.as_bytes())
+        {
+            let text = String::from_utf8_lossy(body).replace(secret, "***");
+            self.upstream_body = Some(bytes::Bytes::from(text));
+        }
+        self
+    }
+
     /// Whether a route with `failover_on` moves on to the next target after this error.
     pub fn fails_over(&self, failover_on: &[FailureClass]) -> bool {
         self.class != FailureClass::ClientError && failover_on.contains(&self.class)
@@ -284,6 +300,16 @@ mod tests {
         );
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn echoed_keys_are_redacted() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-live-abcdef"}}"#;
+        let e = classify_http(StatusCode::UNAUTHORIZED, &HeaderMap::new(), body).redact("sk-live-abcdef");
+        assert!(!e.message.contains("sk-live-abcdef"), "{}", e.message);
+        assert!(e.message.contains("***"));
+        let kept = e.upstream_body.unwrap();
+        assert!(!String::from_utf8_lossy(&kept).contains("sk-live-abcdef"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod args;
 pub mod body;
+pub mod cache;
 pub mod convert;
 pub mod demo;
 pub mod failure;

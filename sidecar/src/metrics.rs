@@ -22,6 +22,7 @@ pub struct Metrics {
     pub circuit_open: IntGaugeVec,
     pub config_version: IntGaugeVec,
     pub config_reload_failures: IntCounter,
+    pub cache_hits: IntCounterVec,
 }
 
 /// The labels that identify one target in metrics.
@@ -120,6 +121,7 @@ impl Metrics {
                 &["version"],
             ),
             config_reload_failures,
+            cache_hits: counter("cache_hits_total", "Answers served from the route's response cache", &["route"]),
             registry,
         }
     }

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use switchyard_crds::table::{Route, RouteTable, Rule, Target, Upstream};
 use tokio::time::Instant;
 
+use crate::cache::ResponseCache;
 use crate::health::TargetHealth;
 use crate::limits::UpstreamLimits;
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub struct Snapshot {
 /// A route with its targets resolved to live upstreams and health.
 pub struct RouteRt {
     pub route: Route,
+    /// The route's response cache, kept across swaps while the route is unchanged.
+    pub cache: Option<Arc<ResponseCache>>,
     pub targets: Vec<TargetRt>,
     pub rules: Vec<(Rule, Vec<TargetRt>)>,
 }
@@ -159,14 +162,13 @@ impl Runtime {
                     .iter()
                     .map(|r| (r.clone(), resolve(&r.targets)))
                     .collect();
-                (
-                    model.clone(),
-                    Arc::new(RouteRt {
-                        route: route.clone(),
-                        targets,
-                        rules,
-                    }),
-                )
+                let kept = previous
+                    .as_ref()
+                    .and_then(|s| s.routes.get(model))
+                    .filter(|r| r.route == *route)
+                    .and_then(|r| r.cache.clone());
+                let cache = kept.or_else(|| route.cache.as_ref().map(|p| Arc::new(ResponseCache::new(p))));
+                (model.clone(), Arc::new(RouteRt { route: route.clone(), cache, targets, rules }))
             })
             .collect();
         // Forget targets that left the table, and their gauge series.

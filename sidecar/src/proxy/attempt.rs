@@ -64,6 +64,10 @@ pub async fn run(
         match attempt(ctx, &target, request, headers, permit, probe).await {
             Ok(response) => return response,
             Err(error) => {
+                let error = match &target.upstream.def.api_key {
+                    Some(key) => error.redact(key.expose()),
+                    None => error,
+                };
                 target
                     .health
                     .record_failure(&error, &target.upstream.def.breaker, Instant::now());
@@ -210,6 +214,9 @@ async fn attempt(
         .charge_tokens(spend.usage.input + spend.usage.output, now);
     ctx.record_attempt(target, "Success");
     ctx.record_spend(target, &spend);
+    if let Some((cache, key)) = &ctx.cache_slot {
+        cache.put(*key, completion.body.clone(), &target.upstream.id, &target.target.model, now);
+    }
     let mut response = respond::json_response(StatusCode::OK, completion.body);
     respond::add_served_headers(&mut response, &served(ctx, Some(target)));
     ctx.finish(Outcome::Success, 200, Some(target), spend, None);

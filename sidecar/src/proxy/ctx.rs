@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::respond::ClientApi;
+use crate::cache::{self, ResponseCache};
 use crate::providers::Usage;
 use crate::state::{Runtime, TargetRt};
 
@@ -25,6 +26,8 @@ pub struct RequestCtx {
     /// The client asked for `stream_options.include_usage`.
     pub wants_usage: bool,
     pub attempts: u32,
+    /// Where to store a successful answer, for cacheable requests on routes with a cache.
+    pub cache_slot: Option<(Arc<ResponseCache>, cache::Key)>,
 }
 
 /// How a request ended, for the `outcome` label and the log.
@@ -86,6 +89,7 @@ impl RequestCtx {
             stream: false,
             wants_usage: false,
             attempts: 0,
+            cache_slot: None,
         }
     }
 

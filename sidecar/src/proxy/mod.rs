@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use self::ctx::{Outcome, RequestCtx, Spend};
 use self::respond::{ClientApi, ClientError};
 use crate::body::ResponseBody;
+use crate::cache::ResponseCache;
 use crate::state::Runtime;
 
 /// The data-plane service.
@@ -138,6 +139,15 @@ impl Proxy {
         ctx.wants_usage = parsed.wants_usage;
         let route = route::find(&snapshot, &parsed.model)?;
         ctx.route = Some(route.route.name.clone());
+        if let Some(cache) = &route.cache
+            && ctx.client_api == ClientApi::OpenAI
+            && let Some(key) = ResponseCache::key(&route.route.name, &parsed.body)
+        {
+            if let Some(hit) = cache.get(&key, Instant::now()) {
+                return Ok(self.cached(ctx, hit));
+            }
+            ctx.cache_slot = Some((cache.clone(), key));
+        }
 
         let mut facts = rules::RequestFacts::new(&parsed.body, &parts.headers);
         let (targets, rule) = rules::select(&route, &mut facts);
@@ -150,6 +160,18 @@ impl Proxy {
             Instant::now(),
         );
         Ok(attempt::run(ctx, &route.route, ordered, &parsed.body, &parts.headers).await)
+    }
+
+    /// Answers from the cache: no provider is contacted, so no tokens or cost are counted.
+    fn cached(&self, ctx: &RequestCtx, hit: crate::cache::Entry) -> Response<ResponseBody> {
+        let mut response = respond::json_response(StatusCode::OK, hit.body);
+        let served = respond::Served { route: ctx.route.as_deref(), provider: Some(&hit.provider), model: Some(&hit.model), attempts: 0 };
+        respond::add_served_headers(&mut response, &served);
+        response.headers_mut().insert("x-switchyard-cache", http::HeaderValue::from_static("hit"));
+        let route = ctx.route.as_deref().unwrap_or_default();
+        self.runtime.metrics.cache_hits.with_label_values(&[route]).inc();
+        ctx.finish(Outcome::Success, 200, None, Spend::default(), Some("cache hit"));
+        response
     }
 
     /// `GET /v1/models`: the route names, in OpenAI's list format, or Anthropic's when the client
