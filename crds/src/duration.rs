@@ -36,7 +36,7 @@ pub fn parse(text: &str) -> Option<Duration> {
 /// Formats a duration the way the pattern accepts, for messages and defaults.
 pub fn format(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
     } else {
         format!("{}s", ms / 1000)

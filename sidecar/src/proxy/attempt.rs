@@ -47,7 +47,7 @@ pub async fn run(
             break;
         }
         if let Some(floor) = context_floor
-            && !target.target.context_window.is_some_and(|w| w > floor)
+            && target.target.context_window.is_none_or(|w| w <= floor)
         {
             continue;
         }

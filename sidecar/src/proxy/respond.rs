@@ -53,7 +53,6 @@ fn openai_type(status: StatusCode) -> &'static str {
 /// Anthropic's `error.type` for a status, from its documented list.
 fn anthropic_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        400 => "invalid_request_error",
         401 => "authentication_error",
         403 => "permission_error",
         404 => "not_found_error",
