@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use switchyard_crds::table::CachePolicy;
 use tokio::time::Instant;
 
+use crate::convert::ClientApi;
+
 /// A cache key.
 pub type Key = [u8; 32];
 
@@ -40,21 +42,34 @@ pub struct ResponseCache {
 impl ResponseCache {
     pub fn new(policy: &CachePolicy) -> Self {
         let capacity = NonZeroUsize::new(policy.max_entries as usize).unwrap_or(NonZeroUsize::MIN);
-        Self { ttl: Duration::from_millis(policy.ttl_ms), entries: Mutex::new(LruCache::new(capacity)) }
+        Self {
+            ttl: Duration::from_millis(policy.ttl_ms),
+            entries: Mutex::new(LruCache::new(capacity)),
+        }
     }
 
-    /// The key for `body` on `route`, when the request may be cached at all.
-    pub fn key(route: &str, body: &Map<String, Value>) -> Option<Key> {
-        let deterministic = body.get("temperature").and_then(Value::as_f64) == Some(0.0) || body.get("seed").is_some_and(|s| !s.is_null());
-        let single = body.get("n").is_none_or(|n| n.is_null() || n.as_u64() == Some(1));
-        let streamed = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    /// The key for a request on `route`, when it may be cached at all. Determinism is judged on
+    /// the hub form; the key covers the client's own body and format, since the cached answer is
+    /// in that format.
+    pub fn key(
+        route: &str,
+        client: ClientApi,
+        hub: &Map<String, Value>,
+        original: Option<&Map<String, Value>>,
+    ) -> Option<Key> {
+        let deterministic = hub.get("temperature").and_then(Value::as_f64) == Some(0.0)
+            || hub.get("seed").is_some_and(|s| !s.is_null());
+        let single = hub
+            .get("n")
+            .is_none_or(|n| n.is_null() || n.as_u64() == Some(1));
+        let streamed = hub.get("stream").and_then(Value::as_bool).unwrap_or(false);
         if !deterministic || !single || streamed {
             return None;
         }
         let mut hasher = Sha256::new();
         hasher.update(route.as_bytes());
-        hasher.update([0]);
-        hasher.update(serde_json::to_vec(body).ok()?);
+        hasher.update([0, client as u8]);
+        hasher.update(serde_json::to_vec(original.unwrap_or(hub)).ok()?);
         Some(hasher.finalize().into())
     }
 
@@ -73,8 +88,16 @@ impl ResponseCache {
 
     /// Stores an answer.
     pub fn put(&self, key: Key, body: Bytes, provider: &str, model: &str, now: Instant) {
-        let entry = Entry { body, provider: provider.to_string(), model: model.to_string(), expires: now + self.ttl };
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).put(key, entry);
+        let entry = Entry {
+            body,
+            provider: provider.to_string(),
+            model: model.to_string(),
+            expires: now + self.ttl,
+        };
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(key, entry);
     }
 }
 
@@ -94,23 +117,46 @@ mod tests {
             b.insert(k.into(), v);
             b
         };
-        assert!(ResponseCache::key("r", &body(base.clone())).is_none(), "sampling is not deterministic");
-        assert!(ResponseCache::key("r", &with("temperature", 0.into())).is_some());
-        assert!(ResponseCache::key("r", &with("temperature", 0.7.into())).is_none());
-        assert!(ResponseCache::key("r", &with("seed", 42.into())).is_some());
+        assert!(
+            ResponseCache::key("r", ClientApi::OpenAI, &body(base.clone()), None).is_none(),
+            "sampling is not deterministic"
+        );
+        assert!(
+            ResponseCache::key("r", ClientApi::OpenAI, &with("temperature", 0.into()), None)
+                .is_some()
+        );
+        assert!(
+            ResponseCache::key(
+                "r",
+                ClientApi::OpenAI,
+                &with("temperature", 0.7.into()),
+                None
+            )
+            .is_none()
+        );
+        assert!(
+            ResponseCache::key("r", ClientApi::OpenAI, &with("seed", 42.into()), None).is_some()
+        );
         let mut streamed = with("seed", 42.into());
         streamed.insert("stream".into(), true.into());
-        assert!(ResponseCache::key("r", &streamed).is_none());
+        assert!(ResponseCache::key("r", ClientApi::OpenAI, &streamed, None).is_none());
         let mut many = with("seed", 42.into());
         many.insert("n".into(), 2.into());
-        assert!(ResponseCache::key("r", &many).is_none());
+        assert!(ResponseCache::key("r", ClientApi::OpenAI, &many, None).is_none());
         let b = with("seed", 1.into());
-        assert_ne!(ResponseCache::key("a", &b), ResponseCache::key("b", &b), "routes do not share entries");
+        assert_ne!(
+            ResponseCache::key("a", ClientApi::OpenAI, &b, None),
+            ResponseCache::key("b", ClientApi::OpenAI, &b, None),
+            "routes do not share entries"
+        );
     }
 
     #[test]
     fn entries_expire_and_the_least_recent_go_first() {
-        let cache = ResponseCache::new(&CachePolicy { ttl_ms: 1000, max_entries: 2 });
+        let cache = ResponseCache::new(&CachePolicy {
+            ttl_ms: 1000,
+            max_entries: 2,
+        });
         let t0 = Instant::now();
         let (a, b, c) = ([1; 32], [2; 32], [3; 32]);
         cache.put(a, Bytes::from_static(b"A"), "p/x", "m", t0);
@@ -119,6 +165,9 @@ mod tests {
         cache.put(c, Bytes::from_static(b"C"), "p/x", "m", t0);
         assert!(cache.get(&b, t0).is_none(), "b was least recently used");
         assert_eq!(cache.get(&a, t0).unwrap().body, "A");
-        assert!(cache.get(&a, t0 + Duration::from_millis(1001)).is_none(), "expired");
+        assert!(
+            cache.get(&a, t0 + Duration::from_millis(1001)).is_none(),
+            "expired"
+        );
     }
 }

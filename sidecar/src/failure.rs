@@ -168,6 +168,35 @@ pub fn classify_http(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> At
     }
 }
 
+/// Classifies an error object sent inside a stream (OpenAI's `{"error":{...}}` data or
+/// Anthropic's `error` event), where there is no status code to go by.
+pub fn classify_stream_error(error: &serde_json::Value) -> AttemptError {
+    let text = error.to_string().to_ascii_lowercase();
+    let says = |n: &str| text.contains(n);
+    let class = if says("rate_limit") {
+        FailureClass::RateLimited
+    } else if says("overload") {
+        FailureClass::Overloaded
+    } else if says("context_length") || says("prompt is too long") {
+        FailureClass::ContextLengthExceeded
+    } else if says("content_filter") {
+        FailureClass::ContentFiltered
+    } else {
+        FailureClass::ServerError
+    };
+    let message = error
+        .get("message")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("error event in stream");
+    AttemptError::new(
+        class,
+        format!(
+            "provider stream error: {}",
+            message.chars().take(300).collect::<String>()
+        ),
+    )
+}
+
 /// The `message` of an OpenAI-, Anthropic- or Gemini-style error body, shortened.
 fn provider_message(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -305,7 +334,8 @@ mod tests {
     #[test]
     fn echoed_keys_are_redacted() {
         let body = br#"{"error":{"message":"Incorrect API key provided: sk-live-abcdef"}}"#;
-        let e = classify_http(StatusCode::UNAUTHORIZED, &HeaderMap::new(), body).redact("sk-live-abcdef");
+        let e = classify_http(StatusCode::UNAUTHORIZED, &HeaderMap::new(), body)
+            .redact("sk-live-abcdef");
         assert!(!e.message.contains("sk-live-abcdef"), "{}", e.message);
         assert!(e.message.contains("***"));
         let kept = e.upstream_body.unwrap();

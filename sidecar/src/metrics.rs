@@ -121,7 +121,11 @@ impl Metrics {
                 &["version"],
             ),
             config_reload_failures,
-            cache_hits: counter("cache_hits_total", "Answers served from the route's response cache", &["route"]),
+            cache_hits: counter(
+                "cache_hits_total",
+                "Answers served from the route's response cache",
+                &["route"],
+            ),
             registry,
         }
     }

@@ -167,8 +167,21 @@ impl Runtime {
                     .and_then(|s| s.routes.get(model))
                     .filter(|r| r.route == *route)
                     .and_then(|r| r.cache.clone());
-                let cache = kept.or_else(|| route.cache.as_ref().map(|p| Arc::new(ResponseCache::new(p))));
-                (model.clone(), Arc::new(RouteRt { route: route.clone(), cache, targets, rules }))
+                let cache = kept.or_else(|| {
+                    route
+                        .cache
+                        .as_ref()
+                        .map(|p| Arc::new(ResponseCache::new(p)))
+                });
+                (
+                    model.clone(),
+                    Arc::new(RouteRt {
+                        route: route.clone(),
+                        cache,
+                        targets,
+                        rules,
+                    }),
+                )
             })
             .collect();
         // Forget targets that left the table, and their gauge series.

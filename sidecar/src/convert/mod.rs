@@ -1,6 +1,42 @@
-//! Format conversions between client and provider protocols, one module per direction
-//! (`openai_anthropic.rs`, `anthropic_openai.rs`, `openai_gemini.rs`, ...).
+//! Format conversions between client and provider protocols, one module per direction.
 //!
-//! Empty for now: with OpenAI-format clients and `api: OpenAI` providers every request passes
-//! through. The translation issue fills this in; the request path already routes every body
-//! through [`crate::providers::Provider`], which is where these conversions plug in.
+//! The request path speaks OpenAI Chat Completions internally (the "hub" format): an
+//! Anthropic-format client's request is converted to it on the way in ([`anthropic_openai`]) and
+//! the answer back on the way out; each provider module converts the hub format to its own wire
+//! format and back ([`openai_anthropic`], [`openai_gemini`]). When client and provider speak the
+//! same protocol nothing is converted: the body passes through with only the model replaced.
+
+pub mod anthropic_openai;
+pub mod openai_anthropic;
+
+use serde_json::Value;
+
+/// The API format the client speaks, chosen by the endpoint it called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientApi {
+    /// `POST /v1/chat/completions`.
+    OpenAI,
+    /// `POST /v1/messages`.
+    Anthropic,
+}
+
+/// The text of content blocks or parts (`{"type": "text", "text": ...}`), joined by newlines.
+pub fn blocks_text(blocks: &[Value]) -> String {
+    let texts: Vec<&str> = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    texts.join("\n")
+}
+
+/// Tool-call arguments (a JSON string in OpenAI's format) as a JSON object, which Anthropic and
+/// Gemini require. Arguments that are not a JSON object are kept under `"arguments"` rather than
+/// lost.
+pub fn json_arguments(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ if arguments.trim().is_empty() => Value::Object(Default::default()),
+        _ => serde_json::json!({"arguments": arguments}),
+    }
+}

@@ -1,19 +1,22 @@
 //! The provider seam: one module per wire protocol behind the small [`Provider`] trait.
 //!
-//! The request path speaks OpenAI Chat Completions internally: a client's request arrives as (or
-//! is converted to, see [`crate::convert`]) an OpenAI-format JSON object, and every provider
-//! turns it into its own request and turns its answers back into OpenAI-format completions and
-//! chunks. `api: OpenAI` covers DeepSeek, Qwen, Mistral, vLLM and the like with no module of
+//! The request path speaks OpenAI Chat Completions internally (the hub format, see
+//! [`crate::convert`]). Each provider turns a hub request into its own, and its answers into the
+//! client's format: straight through when the client speaks the provider's protocol, otherwise
+//! via the hub. `api: OpenAI` covers DeepSeek, Qwen, Mistral, vLLM and the like with no module of
 //! their own.
 
+pub mod anthropic;
 pub mod openai;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::Full;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
+use crate::convert::{ClientApi, anthropic_openai};
 use crate::failure::{self, AttemptError};
 use crate::sse::SseEvent;
 use crate::state::UpstreamRt;
@@ -28,12 +31,27 @@ pub const NEVER_FORWARDED: [&str; 5] = [
     "cookie",
 ];
 
-/// One upstream call: the OpenAI-format request and where it goes.
+/// Delta fields that make a chunk "carry content, a tool call or a role": the commit point.
+pub const COMMITTING_DELTA_FIELDS: [&str; 6] = [
+    "role",
+    "content",
+    "tool_calls",
+    "refusal",
+    "reasoning_content",
+    "function_call",
+];
+
+/// One upstream call.
 pub struct Call<'a> {
     pub upstream: &'a UpstreamRt,
     /// The provider's model name for this target.
     pub model: &'a str,
+    /// The request in the hub (OpenAI) format.
     pub request: &'a Map<String, Value>,
+    /// The client's own body, when the client does not speak OpenAI: a provider of the client's
+    /// protocol forwards it instead of a conversion of a conversion.
+    pub original: Option<&'a Map<String, Value>>,
+    pub client: ClientApi,
     pub stream: bool,
     pub client_headers: &'a HeaderMap,
 }
@@ -48,7 +66,7 @@ pub struct Usage {
     pub output: u64,
 }
 
-/// A complete answer, as an OpenAI `chat.completion` body.
+/// A complete answer, in the client's format.
 pub struct Completion {
     pub body: Bytes,
     pub usage: Option<Usage>,
@@ -57,7 +75,7 @@ pub struct Completion {
 /// One decoded stream event.
 #[derive(Debug)]
 pub enum Chunk {
-    /// An OpenAI `chat.completion.chunk` body.
+    /// An OpenAI `chat.completion.chunk` body (the hub format).
     Data {
         json: Bytes,
         /// Carries content, a tool call, a role or a finish reason: the stream may commit.
@@ -65,6 +83,12 @@ pub enum Chunk {
         usage: Option<Usage>,
         /// Carries nothing but usage (the chunk a client that did not ask for usage must not see).
         usage_only: bool,
+    },
+    /// An event already in the client's format (client and provider speak the same protocol).
+    Raw {
+        frame: Bytes,
+        commits: bool,
+        usage: Option<Usage>,
     },
     /// The provider's end of stream.
     Done,
@@ -75,6 +99,9 @@ pub enum Chunk {
 /// Turns a provider's stream events into [`Chunk`]s; stateful for protocols that need it.
 pub trait StreamDecoder: Send {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>);
+    /// The body ended without a transport error. Protocols that have no end-of-stream event
+    /// (Gemini) emit [`Chunk::Done`] here when the answer was complete.
+    fn end(&mut self, _out: &mut Vec<Chunk>) {}
 }
 
 /// A wire protocol.
@@ -83,10 +110,11 @@ pub trait Provider: Sync {
     fn api(&self) -> Api;
     /// The upstream request for `call`.
     fn build_request(&self, call: &Call<'_>) -> Result<http::Request<Full<Bytes>>, AttemptError>;
-    /// A successful non-streamed answer; malformed bodies are `ServerError`s.
-    fn parse_response(&self, body: Bytes) -> Result<Completion, AttemptError>;
-    /// A decoder for one streamed answer.
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
+    /// A successful non-streamed answer, in the client's format; malformed bodies are
+    /// `ServerError`s.
+    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError>;
+    /// A decoder for one streamed answer to a client of `client`'s format.
+    fn stream_decoder(&self, client: ClientApi) -> Box<dyn StreamDecoder>;
     /// An error answer. The shared classification fits every provider we know; a protocol with
     /// quirks overrides it.
     fn classify_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> AttemptError {
@@ -94,32 +122,149 @@ pub trait Provider: Sync {
     }
 }
 
-/// The module for `api`, or why there is none yet.
+/// The module for `api`.
 pub fn for_api(api: Api) -> Result<&'static dyn Provider, AttemptError> {
     match api {
         Api::OpenAI => Ok(&openai::OpenAi),
-        // TODO(translation): Anthropic and Gemini modules arrive with the translation issue.
-        Api::Anthropic | Api::Gemini => Err(AttemptError::new(
+        Api::Anthropic => Ok(&anthropic::Anthropic),
+        // TODO(translation): the Gemini module.
+        Api::Gemini => Err(AttemptError::new(
             FailureClass::ServerError,
-            format!("api {api:?} upstreams are not supported by this sidecar version"),
+            "api Gemini upstreams are not supported by this sidecar version",
         )),
     }
 }
 
-/// Headers every upstream request carries, plus the client headers the provider may see.
-pub fn forwarded_headers(call: &Call<'_>, headers: &mut HeaderMap) {
+/// A JSON POST to `uri` with the headers every upstream request carries and the client headers
+/// the provider may see. The caller adds the provider's auth header.
+pub fn post_json(
+    uri: String,
+    body: Vec<u8>,
+    call: &Call<'_>,
+) -> Result<http::Request<Full<Bytes>>, AttemptError> {
+    let mut request = http::Request::post(uri)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| {
+            AttemptError::new(FailureClass::ServerError, format!("bad upstream URL: {e}"))
+        })?;
+    let headers = request.headers_mut();
     for name in &call.upstream.def.forward_headers {
         if NEVER_FORWARDED.contains(&name.as_str()) {
             continue;
         }
-        for value in call.client_headers.get_all(name.as_str()) {
-            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
-                headers.append(name, value.clone());
+        if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+            for value in call.client_headers.get_all(&name) {
+                headers.append(name.clone(), value.clone());
             }
         }
     }
     headers.insert(
-        http::header::USER_AGENT,
+        header::USER_AGENT,
         HeaderValue::from_static(concat!("switchyard-sidecar/", env!("CARGO_PKG_VERSION"))),
     );
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let accept = if call.stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+    Ok(request)
+}
+
+/// A header value holding a secret: marked sensitive so that hyper never logs it.
+pub fn secret_header(value: &str) -> Result<HeaderValue, AttemptError> {
+    let mut value = HeaderValue::try_from(value).map_err(|_| {
+        AttemptError::new(
+            FailureClass::AuthError,
+            "the provider key is not a valid header value",
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A client body with its `model` replaced, serialized without cloning the (possibly large)
+/// message list.
+pub struct WithModel<'a> {
+    pub body: &'a Map<String, Value>,
+    pub model: &'a str,
+}
+
+impl serde::Serialize for WithModel<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("model", self.model)?;
+        for (key, value) in self.body {
+            if key != "model" {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A hub chunk built by a converter, with its commit and usage flags.
+pub fn hub_chunk(chunk: &Value, usage: Option<Usage>) -> Chunk {
+    let choices = chunk
+        .get("choices")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let commits = choices.iter().any(|c| {
+        c.get("finish_reason").is_some_and(|f| !f.is_null())
+            || COMMITTING_DELTA_FIELDS.iter().any(|k| {
+                c.get("delta")
+                    .and_then(|d| d.get(*k))
+                    .is_some_and(|v| !v.is_null())
+            })
+    });
+    Chunk::Data {
+        json: Bytes::from(chunk.to_string()),
+        commits,
+        usage,
+        usage_only: choices.is_empty() && usage.is_some(),
+    }
+}
+
+/// A hub completion in the client's format.
+pub fn completion_for(client: ClientApi, hub: &Value, usage: Option<Usage>) -> Completion {
+    let body = match client {
+        ClientApi::OpenAI => hub.to_string(),
+        ClientApi::Anthropic => anthropic_openai::response(hub).to_string(),
+    };
+    Completion {
+        body: Bytes::from(body),
+        usage,
+    }
+}
+
+/// Seconds since the epoch, for the `created` field of converted answers.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn malformed(e: &dyn std::fmt::Display) -> AttemptError {
+    AttemptError::new(
+        FailureClass::ServerError,
+        format!("malformed provider answer: {e}"),
+    )
+}
+
+/// The JSON body of a built upstream request (a `Full` body is ready at once).
+#[cfg(test)]
+pub(crate) fn sent_json(request: http::Request<Full<Bytes>>) -> Value {
+    use http_body_util::BodyExt;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let collect = request.into_body().collect();
+    let std::task::Poll::Ready(Ok(collected)) =
+        std::future::Future::poll(std::pin::pin!(collect), &mut cx)
+    else {
+        panic!("a Full body is ready at once")
+    };
+    serde_json::from_slice(&collected.to_bytes()).expect("upstream bodies are JSON")
 }

@@ -5,7 +5,7 @@
 //! later when the client did not ask for it.
 
 use bytes::Bytes;
-use http::{HeaderValue, header};
+use http::header;
 use http_body_util::Full;
 use serde::de::IgnoredAny;
 use serde::ser::{SerializeMap, Serializer};
@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
-use super::{Call, Chunk, Completion, Provider, StreamDecoder, Usage, forwarded_headers};
-use crate::failure::AttemptError;
+use super::{
+    COMMITTING_DELTA_FIELDS, Call, Chunk, Completion, Provider, StreamDecoder, Usage,
+    completion_for, malformed, post_json, secret_header,
+};
+use crate::convert::ClientApi;
+use crate::failure::{self, AttemptError};
 use crate::sse::SseEvent;
 
 /// The OpenAI protocol.
@@ -28,62 +32,50 @@ impl Provider for OpenAi {
     fn build_request(&self, call: &Call<'_>) -> Result<http::Request<Full<Bytes>>, AttemptError> {
         let body = serde_json::to_vec(&Outgoing { call })
             .map_err(|e| AttemptError::new(FailureClass::ClientError, e.to_string()))?;
-        let uri = format!("{}/chat/completions", call.upstream.def.base_url);
-        let mut request = http::Request::post(uri)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| {
-                AttemptError::new(FailureClass::ServerError, format!("bad upstream URL: {e}"))
-            })?;
-        let headers = request.headers_mut();
-        forwarded_headers(call, headers);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let accept = if call.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
-        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+        let mut request = post_json(
+            format!("{}/chat/completions", call.upstream.def.base_url),
+            body,
+            call,
+        )?;
         if let Some(key) = &call.upstream.def.api_key {
-            let mut value =
-                HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
-                    AttemptError::new(
-                        FailureClass::AuthError,
-                        "the provider key is not a valid header value",
-                    )
-                })?;
-            value.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, value);
+            request.headers_mut().insert(
+                header::AUTHORIZATION,
+                secret_header(&format!("Bearer {}", key.expose()))?,
+            );
         }
         Ok(request)
     }
 
-    fn parse_response(&self, body: Bytes) -> Result<Completion, AttemptError> {
+    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError> {
         #[derive(Deserialize)]
         struct Lite {
             #[allow(dead_code)] // present and an array, or the answer is malformed
             choices: Vec<IgnoredAny>,
             usage: Option<WireUsage>,
         }
-        let lite: Lite = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
-        Ok(Completion {
-            usage: lite.usage.map(Usage::from),
-            body,
-        })
+        if client == ClientApi::OpenAI {
+            let lite: Lite = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
+            return Ok(Completion {
+                usage: lite.usage.map(Usage::from),
+                body,
+            });
+        }
+        let hub: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
+        if !hub.get("choices").is_some_and(Value::is_array) {
+            return Err(malformed(&"no choices"));
+        }
+        let usage = hub
+            .get("usage")
+            .and_then(|u| WireUsage::deserialize(u).ok())
+            .map(Usage::from);
+        Ok(completion_for(client, &hub, usage))
     }
 
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, _client: ClientApi) -> Box<dyn StreamDecoder> {
+        // The decoder yields hub chunks, which already are OpenAI's: the client's format is the
+        // stream encoder's business.
         Box::new(Decoder)
     }
-}
-
-fn malformed(e: &serde_json::Error) -> AttemptError {
-    AttemptError::new(
-        FailureClass::ServerError,
-        format!("malformed provider answer: {e}"),
-    )
 }
 
 /// The client's request with this target's `model` and the stream settings we need, serialized
@@ -182,22 +174,15 @@ impl StreamDecoder for Decoder {
             Err(e) => return out.push(Chunk::Error(malformed(&e))),
         };
         if let Some(error) = lite.error {
-            return out.push(Chunk::Error(stream_error(&error)));
+            return out.push(Chunk::Error(failure::classify_stream_error(&error)));
         }
         let choices = lite.choices.unwrap_or_default();
         let commits = choices.iter().any(|c| {
             c.finish_reason.is_some()
                 || c.delta.as_ref().is_some_and(|d| {
-                    [
-                        "role",
-                        "content",
-                        "tool_calls",
-                        "refusal",
-                        "reasoning_content",
-                        "function_call",
-                    ]
-                    .iter()
-                    .any(|k| d.get(*k).is_some_and(|v| !v.is_null()))
+                    COMMITTING_DELTA_FIELDS
+                        .iter()
+                        .any(|k| d.get(*k).is_some_and(|v| !v.is_null()))
                 })
         });
         let usage_only = choices.is_empty() && lite.usage.is_some();
@@ -208,34 +193,6 @@ impl StreamDecoder for Decoder {
             usage_only,
         });
     }
-}
-
-/// Classifies an error object sent inside a stream, where there is no status code to go by.
-fn stream_error(error: &Value) -> AttemptError {
-    let text = error.to_string().to_ascii_lowercase();
-    let says = |n: &str| text.contains(n);
-    let class = if says("rate_limit") {
-        FailureClass::RateLimited
-    } else if says("overload") {
-        FailureClass::Overloaded
-    } else if says("context_length") {
-        FailureClass::ContextLengthExceeded
-    } else if says("content_filter") {
-        FailureClass::ContentFiltered
-    } else {
-        FailureClass::ServerError
-    };
-    let message = error
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("error event in stream");
-    AttemptError::new(
-        class,
-        format!(
-            "provider stream error: {}",
-            message.chars().take(300).collect::<String>()
-        ),
-    )
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use switchyard_crds::table::Route;
 use switchyard_crds::v1alpha1::FailureClass;
 use tokio::time::{Instant, timeout_at};
 
 use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientApi, ClientError, Served};
+use super::route::ParsedRequest;
 use super::stream;
 use crate::body::ResponseBody;
 use crate::failure::AttemptError;
@@ -36,7 +37,7 @@ pub async fn run(
     ctx: &mut RequestCtx,
     route: &Route,
     ordered: Vec<TargetRt>,
-    request: &Map<String, Value>,
+    request: &ParsedRequest,
     headers: &HeaderMap,
 ) -> Response<ResponseBody> {
     let metrics = ctx.runtime.metrics.clone();
@@ -135,7 +136,7 @@ async fn admit(target: &TargetRt, forced: bool) -> Option<(LimitPermit, ProbeGua
 async fn attempt(
     ctx: &mut RequestCtx,
     target: &TargetRt,
-    request: &Map<String, Value>,
+    request: &ParsedRequest,
     headers: &HeaderMap,
     permit: LimitPermit,
     probe: ProbeGuard,
@@ -144,7 +145,9 @@ async fn attempt(
     let call = Call {
         upstream: &target.upstream,
         model: &target.target.model,
-        request,
+        request: &request.hub,
+        original: request.original.as_ref(),
+        client: ctx.client_api,
         stream: ctx.stream,
         client_headers: headers,
     };
@@ -190,7 +193,7 @@ async fn attempt(
         return stream::start(
             ctx,
             target,
-            provider.stream_decoder(),
+            provider.stream_decoder(ctx.client_api),
             body,
             deadlines,
             permit,
@@ -200,7 +203,7 @@ async fn attempt(
     }
 
     let bytes = read_limited(body, MAX_ANSWER_BYTES, total_deadline).await?;
-    let completion = provider.parse_response(bytes)?;
+    let completion = provider.parse_response(bytes, ctx.client_api)?;
     let now = Instant::now();
     target.health.record_success(now - started, now);
     drop(probe);
@@ -215,7 +218,13 @@ async fn attempt(
     ctx.record_attempt(target, "Success");
     ctx.record_spend(target, &spend);
     if let Some((cache, key)) = &ctx.cache_slot {
-        cache.put(*key, completion.body.clone(), &target.upstream.id, &target.target.model, now);
+        cache.put(
+            *key,
+            completion.body.clone(),
+            &target.upstream.id,
+            &target.target.model,
+            now,
+        );
     }
     let mut response = respond::json_response(StatusCode::OK, completion.body);
     respond::add_served_headers(&mut response, &served(ctx, Some(target)));

@@ -45,15 +45,7 @@ impl Proxy {
         match (request.method(), path) {
             (&Method::POST, "/v1/chat/completions") => self.chat(ClientApi::OpenAI, request).await,
             (&Method::GET, "/v1/models") => self.models(&request),
-            // TODO(translation): Anthropic-format clients arrive with the translation issue.
-            (&Method::POST, "/v1/messages") => respond::error_response(
-                ClientApi::Anthropic,
-                &ClientError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "Anthropic-format requests are not served by this sidecar version yet",
-                ),
-            ),
+            (&Method::POST, "/v1/messages") => self.chat(ClientApi::Anthropic, request).await,
             (_, "/v1/chat/completions" | "/v1/models" | "/v1/messages") => respond::error_response(
                 ClientApi::OpenAI,
                 &ClientError::new(
@@ -140,8 +132,12 @@ impl Proxy {
         let route = route::find(&snapshot, &parsed.model)?;
         ctx.route = Some(route.route.name.clone());
         if let Some(cache) = &route.cache
-            && ctx.client_api == ClientApi::OpenAI
-            && let Some(key) = ResponseCache::key(&route.route.name, &parsed.body)
+            && let Some(key) = ResponseCache::key(
+                &route.route.name,
+                ctx.client_api,
+                &parsed.hub,
+                parsed.original.as_ref(),
+            )
         {
             if let Some(hit) = cache.get(&key, Instant::now()) {
                 return Ok(self.cached(ctx, hit));
@@ -149,7 +145,7 @@ impl Proxy {
             ctx.cache_slot = Some((cache.clone(), key));
         }
 
-        let mut facts = rules::RequestFacts::new(&parsed.body, &parts.headers);
+        let mut facts = rules::RequestFacts::new(&parsed.hub, &parts.headers);
         let (targets, rule) = rules::select(&route, &mut facts);
         ctx.rule = rule.map(str::to_string);
         let ordered = strategy::order(
@@ -159,18 +155,35 @@ impl Proxy {
             &mut rand::rng(),
             Instant::now(),
         );
-        Ok(attempt::run(ctx, &route.route, ordered, &parsed.body, &parts.headers).await)
+        Ok(attempt::run(ctx, &route.route, ordered, &parsed, &parts.headers).await)
     }
 
     /// Answers from the cache: no provider is contacted, so no tokens or cost are counted.
     fn cached(&self, ctx: &RequestCtx, hit: crate::cache::Entry) -> Response<ResponseBody> {
         let mut response = respond::json_response(StatusCode::OK, hit.body);
-        let served = respond::Served { route: ctx.route.as_deref(), provider: Some(&hit.provider), model: Some(&hit.model), attempts: 0 };
+        let served = respond::Served {
+            route: ctx.route.as_deref(),
+            provider: Some(&hit.provider),
+            model: Some(&hit.model),
+            attempts: 0,
+        };
         respond::add_served_headers(&mut response, &served);
-        response.headers_mut().insert("x-switchyard-cache", http::HeaderValue::from_static("hit"));
+        response
+            .headers_mut()
+            .insert("x-switchyard-cache", http::HeaderValue::from_static("hit"));
         let route = ctx.route.as_deref().unwrap_or_default();
-        self.runtime.metrics.cache_hits.with_label_values(&[route]).inc();
-        ctx.finish(Outcome::Success, 200, None, Spend::default(), Some("cache hit"));
+        self.runtime
+            .metrics
+            .cache_hits
+            .with_label_values(&[route])
+            .inc();
+        ctx.finish(
+            Outcome::Success,
+            200,
+            None,
+            Spend::default(),
+            Some("cache hit"),
+        );
         response
     }
 

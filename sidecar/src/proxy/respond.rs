@@ -6,16 +6,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use crate::body::{self, ResponseBody};
+pub use crate::convert::ClientApi;
 
-/// The API format the client speaks, chosen by the endpoint it called.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientApi {
-    /// `POST /v1/chat/completions`.
-    OpenAI,
-    /// `POST /v1/messages`.
-    Anthropic,
-}
+use crate::body::{self, ResponseBody};
 
 /// An error for the client: status, a stable code and a message.
 #[derive(Clone, Debug)]

@@ -9,6 +9,7 @@ use http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::respond::{ClientApi, ClientError};
+use crate::convert::anthropic_openai;
 use crate::state::{RouteRt, Snapshot};
 
 /// Roles each client format may use.
@@ -28,7 +29,10 @@ fn known_roles(api: ClientApi) -> &'static [&'static str] {
 
 /// A parsed request that passed the shape check.
 pub struct ParsedRequest {
-    pub body: Map<String, Value>,
+    /// The request in the hub (OpenAI) format.
+    pub hub: Map<String, Value>,
+    /// The client's own body when it is not in the hub format.
+    pub original: Option<Map<String, Value>>,
     pub model: String,
     pub stream: bool,
     pub wants_usage: bool,
@@ -74,17 +78,33 @@ pub fn parse(api: ClientApi, bytes: &[u8]) -> Result<ParsedRequest, ClientError>
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(bad("`stream` must be a boolean")),
     };
-    let wants_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    Ok(ParsedRequest {
-        body,
-        model,
-        stream,
-        wants_usage,
-    })
+    match api {
+        ClientApi::OpenAI => {
+            let wants_usage = body
+                .get("stream_options")
+                .and_then(|o| o.get("include_usage"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            Ok(ParsedRequest {
+                hub: body,
+                original: None,
+                model,
+                stream,
+                wants_usage,
+            })
+        }
+        ClientApi::Anthropic => {
+            let hub = anthropic_openai::request(&body).map_err(bad)?;
+            // Anthropic streams always carry usage: the encoder needs every usage chunk.
+            Ok(ParsedRequest {
+                hub,
+                original: Some(body),
+                model,
+                stream,
+                wants_usage: true,
+            })
+        }
+    }
 }
 
 /// The route for `model`, or a 404 that lists what exists.

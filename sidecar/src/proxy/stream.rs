@@ -3,8 +3,8 @@
 //! Upstream events are buffered (at most [`COMMIT_BUFFER_BYTES`]) until the first one that
 //! carries content, a tool call, a role or a finish reason. Until then any failure is an ordinary
 //! attempt failure and the request can fail over. At that point the status line and headers go
-//! to the client and a task forwards the rest; a failure after the commit ends the stream with
-//! one error event in the client's format and closes it.
+//! to the client and a task forwards the rest, event by event, in the client's format; a failure
+//! after the commit ends the stream with one error event in the client's format and closes it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use serde_json::Value;
 use switchyard_crds::v1alpha1::FailureClass;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
@@ -21,6 +22,7 @@ use super::attempt::{served, timeout};
 use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientApi, ClientError};
 use crate::body::{self, ResponseBody};
+use crate::convert::anthropic_openai;
 use crate::failure::AttemptError;
 use crate::health::ProbeGuard;
 use crate::limits::LimitPermit;
@@ -48,42 +50,56 @@ struct EventReader {
     chunks: Vec<Chunk>,
     queue: VecDeque<Chunk>,
     deadlines: Deadlines,
+    started: Instant,
     last_event: Option<Instant>,
+    ended: bool,
 }
 
 impl EventReader {
+    /// The deadline for the next event, and the timeout it would be.
+    fn deadline(&self) -> (Instant, AttemptError) {
+        let d = &self.deadlines;
+        let (at, error) = match self.last_event {
+            None => (
+                d.first_token,
+                timeout("no first token", d.first_token - self.started),
+            ),
+            Some(last) => (last + d.idle, timeout("no stream event", d.idle)),
+        };
+        if d.total < at {
+            (
+                d.total,
+                timeout("stream not finished", d.total - self.started),
+            )
+        } else {
+            (at, error)
+        }
+    }
+
     /// The next chunk, `None` when the upstream ended the body.
     async fn next(&mut self) -> Result<Option<Chunk>, AttemptError> {
         loop {
             if let Some(chunk) = self.queue.pop_front() {
                 return Ok(Some(chunk));
             }
-            let (deadline, what) = match self.last_event {
-                None => (self.deadlines.first_token, "no first token"),
-                Some(last) => (last + self.deadlines.idle, "no stream event"),
-            };
-            let (deadline, what) = if self.deadlines.total < deadline {
-                (self.deadlines.total, "stream not finished")
-            } else {
-                (deadline, what)
-            };
+            if self.ended {
+                return Ok(None);
+            }
+            let (deadline, timed_out) = self.deadline();
             let frame = match timeout_at(deadline, self.body.frame()).await {
-                Err(_) => {
-                    let window = match what {
-                        "no stream event" => self.deadlines.idle,
-                        _ => {
-                            deadline.saturating_duration_since(self.last_event.unwrap_or(deadline))
-                        }
-                    };
-                    return Err(timeout(what, window));
-                }
+                Err(_) => return Err(timed_out),
                 Ok(None) if self.parser.has_partial() => {
                     return Err(AttemptError::new(
                         FailureClass::ServerError,
                         "provider stream cut off inside an event",
                     ));
                 }
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    self.ended = true;
+                    self.decoder.end(&mut self.chunks);
+                    self.queue.extend(self.chunks.drain(..));
+                    continue;
+                }
                 Ok(Some(Err(e))) => {
                     return Err(AttemptError::new(
                         FailureClass::ConnectError,
@@ -109,19 +125,102 @@ impl EventReader {
     }
 }
 
-/// The wire form of one chunk for the client.
-fn encode(api: ClientApi, json: &[u8]) -> Bytes {
-    // TODO(translation): Anthropic clients get Anthropic events once `/v1/messages` is served.
-    debug_assert_eq!(api, ClientApi::OpenAI);
-    let mut frame = Vec::with_capacity(json.len() + 8);
-    frame.extend_from_slice(b"data: ");
-    frame.extend_from_slice(json);
-    frame.extend_from_slice(b"\n\n");
-    Bytes::from(frame)
+/// Writes chunks in the client's format.
+enum Encoder {
+    /// OpenAI chunks as `data:` events, `[DONE]` at the end.
+    OpenAI { wants_usage: bool },
+    /// Hub chunks converted to Anthropic events.
+    Anthropic(anthropic_openai::StreamEncoder),
+    /// Events already in the client's format; the provider's own end event closes the stream.
+    Passthrough,
 }
 
-fn done_frame(api: ClientApi) -> Option<Bytes> {
-    (api == ClientApi::OpenAI).then(|| Bytes::from_static(b"data: [DONE]\n\n"))
+impl Encoder {
+    fn new(ctx: &RequestCtx) -> Self {
+        match ctx.client_api {
+            ClientApi::OpenAI => Encoder::OpenAI {
+                wants_usage: ctx.wants_usage,
+            },
+            ClientApi::Anthropic => Encoder::Anthropic(anthropic_openai::StreamEncoder::default()),
+        }
+    }
+
+    /// The client's bytes for one chunk (possibly none).
+    fn chunk(&mut self, json: &[u8], usage_only: bool) -> Vec<u8> {
+        match self {
+            Encoder::OpenAI { wants_usage } => {
+                if usage_only && !*wants_usage {
+                    return Vec::new();
+                }
+                let mut frame = Vec::with_capacity(json.len() + 8);
+                frame.extend_from_slice(b"data: ");
+                frame.extend_from_slice(json);
+                frame.extend_from_slice(b"\n\n");
+                frame
+            }
+            Encoder::Anthropic(encoder) => {
+                let mut out = Vec::new();
+                if let Ok(chunk) = serde_json::from_slice::<Value>(json) {
+                    encoder.chunk(&chunk, &mut out);
+                }
+                out
+            }
+            Encoder::Passthrough => json.to_vec(),
+        }
+    }
+
+    fn raw(&mut self, frame: &Bytes) -> Vec<u8> {
+        *self = Encoder::Passthrough;
+        frame.to_vec()
+    }
+
+    fn done(&mut self) -> Vec<u8> {
+        match self {
+            Encoder::OpenAI { .. } => b"data: [DONE]\n\n".to_vec(),
+            Encoder::Anthropic(encoder) => {
+                let mut out = Vec::new();
+                encoder.finish(&mut out);
+                out
+            }
+            Encoder::Passthrough => Vec::new(),
+        }
+    }
+}
+
+/// What one chunk did.
+enum Step {
+    /// Bytes for the client (possibly none), and whether the chunk commits the stream.
+    Frame(Vec<u8>, bool),
+    Done,
+}
+
+/// Applies one chunk: usage is remembered, the client's bytes are returned.
+fn step(
+    chunk: Chunk,
+    encoder: &mut Encoder,
+    usage: &mut Option<Usage>,
+) -> Result<Step, AttemptError> {
+    match chunk {
+        Chunk::Error(e) => Err(e),
+        Chunk::Done => Ok(Step::Done),
+        Chunk::Data {
+            json,
+            commits,
+            usage: u,
+            usage_only,
+        } => {
+            *usage = u.or(*usage);
+            Ok(Step::Frame(encoder.chunk(&json, usage_only), commits))
+        }
+        Chunk::Raw {
+            frame,
+            commits,
+            usage: u,
+        } => {
+            *usage = u.or(*usage);
+            Ok(Step::Frame(encoder.raw(&frame), commits))
+        }
+    }
 }
 
 /// Reads up to the commit point, then hands the rest to a forwarding task. An error before the
@@ -144,38 +243,29 @@ pub async fn start(
         chunks: Vec::new(),
         queue: VecDeque::new(),
         deadlines,
+        started,
         last_event: None,
+        ended: false,
     };
-    let mut held = Vec::new();
-    let mut held_bytes = 0;
+    let mut encoder = Encoder::new(ctx);
+    let mut held: Vec<u8> = Vec::new();
     let mut usage = None;
     let mut done = false;
     loop {
-        match reader.next().await? {
-            None => {
-                return Err(AttemptError::new(
-                    FailureClass::ServerError,
-                    "provider stream ended before any content",
-                ));
-            }
-            Some(Chunk::Error(e)) => return Err(e),
-            Some(Chunk::Done) => {
+        let Some(chunk) = reader.next().await? else {
+            return Err(AttemptError::new(
+                FailureClass::ServerError,
+                "provider stream ended before any content",
+            ));
+        };
+        match step(chunk, &mut encoder, &mut usage)? {
+            Step::Done => {
                 done = true;
                 break;
             }
-            Some(Chunk::Data {
-                json,
-                commits,
-                usage: u,
-                usage_only,
-            }) => {
-                usage = u.or(usage);
-                if !usage_only || ctx.wants_usage {
-                    let frame = encode(ctx.client_api, &json);
-                    held_bytes += frame.len();
-                    held.push(frame);
-                }
-                if commits || held_bytes > COMMIT_BUFFER_BYTES {
+            Step::Frame(frame, commits) => {
+                held.extend_from_slice(&frame);
+                if commits || held.len() > COMMIT_BUFFER_BYTES {
                     break;
                 }
             }
@@ -194,12 +284,13 @@ pub async fn start(
         ctx: ctx.clone(),
         target: target.clone(),
         reader,
+        encoder,
         tx,
         usage,
         done,
         _permit: permit,
     };
-    tokio::spawn(task.run(held));
+    tokio::spawn(task.run(Bytes::from(held)));
     Ok(response)
 }
 
@@ -208,6 +299,7 @@ struct Forward {
     ctx: RequestCtx,
     target: TargetRt,
     reader: EventReader,
+    encoder: Encoder,
     tx: mpsc::Sender<Bytes>,
     usage: Option<Usage>,
     done: bool,
@@ -223,7 +315,7 @@ enum End {
 }
 
 impl Forward {
-    async fn run(mut self, held: Vec<Bytes>) {
+    async fn run(mut self, held: Bytes) {
         let end = self.pump(held).await;
         let api = self.ctx.client_api;
         let target = &self.target;
@@ -238,8 +330,9 @@ impl Forward {
         self.ctx.record_spend(target, &spend);
         match end {
             End::Complete => {
-                if let Some(frame) = done_frame(api) {
-                    let _ = self.tx.send(frame).await;
+                let last = self.encoder.done();
+                if !last.is_empty() {
+                    let _ = self.tx.send(Bytes::from(last)).await;
                 }
                 self.ctx.record_attempt(target, "Success");
                 self.ctx
@@ -285,11 +378,9 @@ impl Forward {
         // Dropping `tx` closes the client's stream; dropping the reader closes the upstream one.
     }
 
-    async fn pump(&mut self, held: Vec<Bytes>) -> End {
-        for frame in held {
-            if self.tx.send(frame).await.is_err() {
-                return End::ClientGone;
-            }
+    async fn pump(&mut self, held: Bytes) -> End {
+        if !held.is_empty() && self.tx.send(held).await.is_err() {
+            return End::ClientGone;
         }
         while !self.done {
             // Watch the client too: a client that left must not keep an upstream stream open.
@@ -297,7 +388,7 @@ impl Forward {
                 next = self.reader.next() => next,
                 () = self.tx.closed() => return End::ClientGone,
             };
-            match next {
+            let chunk = match next {
                 Err(e) => return End::Failed(e),
                 Ok(None) => {
                     return End::Failed(AttemptError::new(
@@ -305,24 +396,14 @@ impl Forward {
                         "provider closed the stream before it finished",
                     ));
                 }
-                Ok(Some(Chunk::Done)) => self.done = true,
-                Ok(Some(Chunk::Error(e))) => return End::Failed(e),
-                Ok(Some(Chunk::Data {
-                    json,
-                    usage,
-                    usage_only,
-                    ..
-                })) => {
-                    self.usage = usage.or(self.usage);
-                    if usage_only && !self.ctx.wants_usage {
-                        continue;
-                    }
-                    if self
-                        .tx
-                        .send(encode(self.ctx.client_api, &json))
-                        .await
-                        .is_err()
-                    {
+                Ok(Some(chunk)) => chunk,
+            };
+            match step(chunk, &mut self.encoder, &mut self.usage) {
+                Err(e) => return End::Failed(e),
+                Ok(Step::Done) => self.done = true,
+                Ok(Step::Frame(frame, _)) if frame.is_empty() => {}
+                Ok(Step::Frame(frame, _)) => {
+                    if self.tx.send(Bytes::from(frame)).await.is_err() {
                         return End::ClientGone;
                     }
                 }

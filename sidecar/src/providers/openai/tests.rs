@@ -3,6 +3,7 @@ use switchyard_crds::secret::SecretString;
 use switchyard_crds::table::{Breaker, Limits, TimeoutsMs, Upstream};
 
 use super::*;
+use crate::convert::ClientApi;
 use crate::state::UpstreamRt;
 
 fn upstream(forward: &[&str]) -> UpstreamRt {
@@ -44,6 +45,8 @@ fn requests_carry_the_target_model_usage_and_only_the_pool_key() {
         upstream: &up,
         model: "gpt-4o",
         request: &req,
+        original: None,
+        client: ClientApi::OpenAI,
         stream: true,
         client_headers: &client,
     };
@@ -57,10 +60,7 @@ fn requests_carry_the_target_model_usage_and_only_the_pool_key() {
     for absent in ["cookie", "x-api-key", "x-other"] {
         assert!(!h.contains_key(absent), "{absent} must not be forwarded");
     }
-    let body: Value = serde_json::from_slice(
-        &http_body_util::BodyExt::collect(built.into_body()).now_or_never_bytes(),
-    )
-    .unwrap();
+    let body: Value = crate::providers::sent_json(built);
     assert_eq!(body["model"], "gpt-4o");
     assert_eq!(body["stream"], true);
     assert_eq!(
@@ -78,14 +78,13 @@ fn non_streamed_requests_say_so() {
         upstream: &up,
         model: "m",
         request: &req,
+        original: None,
+        client: ClientApi::OpenAI,
         stream: false,
         client_headers: &HeaderMap::new(),
     };
     let built = OpenAi.build_request(&call).unwrap();
-    let body: Value = serde_json::from_slice(
-        &http_body_util::BodyExt::collect(built.into_body()).now_or_never_bytes(),
-    )
-    .unwrap();
+    let body: Value = crate::providers::sent_json(built);
     assert_eq!(body["stream"], false);
     assert!(body.get("stream_options").is_none());
 }
@@ -93,7 +92,9 @@ fn non_streamed_requests_say_so() {
 #[test]
 fn responses_need_choices_and_report_cached_usage() {
     let ok = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#;
-    let c = OpenAi.parse_response(Bytes::from_static(ok)).unwrap();
+    let c = OpenAi
+        .parse_response(Bytes::from_static(ok), ClientApi::OpenAI)
+        .unwrap();
     assert_eq!(
         c.usage,
         Some(Usage {
@@ -105,7 +106,7 @@ fn responses_need_choices_and_report_cached_usage() {
     let deepseek = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_cache_hit_tokens":6}}"#;
     assert_eq!(
         OpenAi
-            .parse_response(Bytes::from_static(deepseek))
+            .parse_response(Bytes::from_static(deepseek), ClientApi::OpenAI)
             .unwrap()
             .usage
             .unwrap()
@@ -114,7 +115,7 @@ fn responses_need_choices_and_report_cached_usage() {
     );
     for bad in [&b"not json"[..], b"{}", b"[]", br#"{"choices":"x"}"#] {
         let e = OpenAi
-            .parse_response(Bytes::copy_from_slice(bad))
+            .parse_response(Bytes::copy_from_slice(bad), ClientApi::OpenAI)
             .err()
             .unwrap();
         assert_eq!(e.class, FailureClass::ServerError);
@@ -123,7 +124,7 @@ fn responses_need_choices_and_report_cached_usage() {
 
 #[test]
 fn stream_events_decode() {
-    let mut d = OpenAi.stream_decoder();
+    let mut d = OpenAi.stream_decoder(ClientApi::OpenAI);
     let mut out = Vec::new();
     let ev = |s: &str| SseEvent {
         event: None,
@@ -166,26 +167,4 @@ fn stream_events_decode() {
     assert!(matches!(&out[3], Chunk::Error(e) if e.class == FailureClass::RateLimited));
     assert!(matches!(&out[4], Chunk::Error(e) if e.class == FailureClass::ServerError));
     assert!(matches!(out[5], Chunk::Done));
-}
-
-/// Collects a `Full` body synchronously: it is ready at once.
-trait NowOrNever {
-    fn now_or_never_bytes(self) -> Bytes;
-}
-
-impl<
-    F: std::future::Future<
-            Output = Result<http_body_util::Collected<Bytes>, std::convert::Infallible>,
-        >,
-> NowOrNever for F
-{
-    fn now_or_never_bytes(self) -> Bytes {
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut fut = std::pin::pin!(self);
-        match fut.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(Ok(collected)) => collected.to_bytes(),
-            _ => panic!("a Full body is ready at once"),
-        }
-    }
 }

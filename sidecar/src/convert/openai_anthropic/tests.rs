@@ -1,0 +1,123 @@
+use serde_json::json;
+
+use super::*;
+
+fn map(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[test]
+fn requests_follow_the_messages_rules() {
+    let hub = map(json!({
+        "model": "chat", "temperature": 1.7, "stop": "END", "user": "u1", "parallel_tool_calls": false,
+        "response_format": {"type": "json_object"},
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+        "tool_choice": {"type": "function", "function": {"name": "weather"}},
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
+            {"role": "user", "content": "Hi"},
+            {"role": "user", "content": [{"type": "text", "text": "Weather?"}, {"type": "image_url", "image_url": {"url": "https://x/cat.png"}}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"location\":\"Paris\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "weather", "arguments": "{\"location\":\"Rome\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "24C"},
+        ],
+    }));
+    let out = request(&hub, "claude-sonnet-4", true);
+    assert_eq!(out["model"], "claude-sonnet-4");
+    assert!(
+        out["system"]
+            .as_str()
+            .unwrap()
+            .starts_with("Be brief.\n\nUse metric units.\n\nRespond with a single JSON object")
+    );
+    let messages = out["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        3,
+        "consecutive user turns merge; tool results share one user turn"
+    );
+    assert_eq!(messages[0]["content"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        messages[0]["content"][2]["source"],
+        json!({"type": "url", "url": "https://x/cat.png"})
+    );
+    assert_eq!(
+        messages[1]["content"][1]["input"],
+        json!({"location": "Rome"})
+    );
+    assert_eq!(
+        messages[2]["content"][1],
+        json!({"type": "tool_result", "tool_use_id": "call_2", "content": "24C"})
+    );
+    assert_eq!(out["max_tokens"], DEFAULT_MAX_TOKENS);
+    assert_eq!(out["temperature"], 1.0, "clamped to Anthropic's range");
+    assert_eq!(out["stop_sequences"], json!(["END"]));
+    assert_eq!(
+        out["tool_choice"],
+        json!({"type": "tool", "name": "weather", "disable_parallel_tool_use": true})
+    );
+    assert_eq!(out["metadata"]["user_id"], "u1");
+    assert_eq!(out["stream"], true);
+}
+
+#[test]
+fn messages_become_completions_with_full_usage() {
+    let message = json!({"id": "msg_1", "type": "message", "model": "claude", "stop_reason": "max_tokens",
+        "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}],
+        "usage": {"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2}});
+    let (completion, usage) = response(&message, 7).unwrap();
+    assert_eq!(completion["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(completion["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        usage,
+        Usage {
+            input: 17,
+            cached_input: 5,
+            output: 3
+        }
+    );
+    assert_eq!(completion["usage"]["prompt_tokens"], 17);
+    assert!(response(&json!({"type": "error"}), 0).is_none());
+}
+
+#[test]
+fn stream_events_become_chunks() {
+    let mut d = StreamDecoder::new(1);
+    let start = d.event(&json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude", "usage": {"input_tokens": 12, "output_tokens": 1}}}));
+    assert!(matches!(&start, Decoded::Chunk(c) if c["choices"][0]["delta"]["role"] == "assistant"));
+    assert_eq!(d.event(&json!({"type": "ping"})), Decoded::Nothing);
+    assert_eq!(d.event(&json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})), Decoded::Nothing);
+    let Decoded::Chunk(text) = d.event(&json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}})) else { panic!() };
+    assert_eq!(text["choices"][0]["delta"]["content"], "Hi");
+    let Decoded::Chunk(tool) = d.event(&json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}})) else { panic!() };
+    assert_eq!(
+        tool["choices"][0]["delta"]["tool_calls"][0]["id"],
+        "toolu_1"
+    );
+    let Decoded::Chunk(args) = d.event(&json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"a\""}})) else { panic!() };
+    assert_eq!(
+        args["choices"][0]["delta"]["tool_calls"][0],
+        json!({"index": 0, "function": {"arguments": "{\"a\""}})
+    );
+    let Decoded::Chunk(finish) = d.event(&json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})) else { panic!() };
+    assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
+    let Decoded::Usage(chunk, usage) = d.event(&json!({"type": "message_stop"})) else {
+        panic!()
+    };
+    assert_eq!(
+        usage,
+        Usage {
+            input: 12,
+            cached_input: 0,
+            output: 9
+        }
+    );
+    assert_eq!(chunk["choices"], json!([]));
+    assert!(matches!(
+        d.event(&json!({"type": "error", "error": {"type": "overloaded_error"}})),
+        Decoded::Error(_)
+    ));
+}

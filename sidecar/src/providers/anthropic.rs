@@ -1,0 +1,141 @@
+//! Anthropic Messages (`api: Anthropic`).
+//!
+//! Anthropic-format clients pass straight through (only `model` is replaced, events are forwarded
+//! as they come); OpenAI-format clients go through [`crate::convert::openai_anthropic`].
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body_util::Full;
+use serde_json::Value;
+use switchyard_crds::v1alpha1::Api;
+
+use super::{
+    Call, Chunk, Completion, Provider, StreamDecoder, WithModel, completion_for, hub_chunk,
+    malformed, post_json, secret_header, unix_now,
+};
+use crate::convert::{ClientApi, openai_anthropic};
+use crate::failure::{self, AttemptError};
+use crate::sse::SseEvent;
+
+/// The `anthropic-version` sent when the client did not choose one.
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+
+/// The Anthropic protocol.
+pub struct Anthropic;
+
+impl Provider for Anthropic {
+    fn api(&self) -> Api {
+        Api::Anthropic
+    }
+
+    fn build_request(&self, call: &Call<'_>) -> Result<http::Request<Full<Bytes>>, AttemptError> {
+        let body = match call
+            .original
+            .filter(|_| call.client == ClientApi::Anthropic)
+        {
+            Some(original) => serde_json::to_vec(&WithModel {
+                body: original,
+                model: call.model,
+            }),
+            None => serde_json::to_vec(&openai_anthropic::request(
+                call.request,
+                call.model,
+                call.stream,
+            )),
+        }
+        .map_err(|e| malformed(&e))?;
+        let mut request = post_json(
+            format!("{}/v1/messages", call.upstream.def.base_url),
+            body,
+            call,
+        )?;
+        let headers = request.headers_mut();
+        // DESIGN.md §2: these two client headers always reach Anthropic, listed or not.
+        for name in ["anthropic-version", "anthropic-beta"] {
+            if let Some(value) = call.client_headers.get(name) {
+                headers.insert(name, value.clone());
+            }
+        }
+        headers
+            .entry("anthropic-version")
+            .or_insert(HeaderValue::from_static(DEFAULT_VERSION));
+        if let Some(key) = &call.upstream.def.api_key {
+            headers.insert("x-api-key", secret_header(key.expose())?);
+        }
+        Ok(request)
+    }
+
+    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError> {
+        let message: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
+        let (hub, usage) = openai_anthropic::response(&message, unix_now())
+            .ok_or_else(|| malformed(&"not a message"))?;
+        Ok(match client {
+            ClientApi::Anthropic => Completion {
+                body,
+                usage: Some(usage),
+            },
+            ClientApi::OpenAI => completion_for(client, &hub, Some(usage)),
+        })
+    }
+
+    fn stream_decoder(&self, client: ClientApi) -> Box<dyn StreamDecoder> {
+        Box::new(Decoder {
+            inner: openai_anthropic::StreamDecoder::new(unix_now()),
+            passthrough: client == ClientApi::Anthropic,
+        })
+    }
+}
+
+struct Decoder {
+    inner: openai_anthropic::StreamDecoder,
+    /// The client speaks Anthropic: forward events as they are, only reading them for the commit
+    /// point, usage and errors.
+    passthrough: bool,
+}
+
+impl StreamDecoder for Decoder {
+    fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>) {
+        let data: Value = match serde_json::from_slice(&event.data) {
+            Ok(data) => data,
+            Err(e) => return out.push(Chunk::Error(malformed(&e))),
+        };
+        let decoded = self.inner.event(&data);
+        if let openai_anthropic::Decoded::Error(error) = &decoded {
+            return out.push(Chunk::Error(failure::classify_stream_error(error)));
+        }
+        let kind = data["type"].as_str().unwrap_or_default();
+        if self.passthrough {
+            let usage =
+                matches!(kind, "message_delta" | "message_stop").then(|| self.inner.usage());
+            let name = event.event.as_deref().unwrap_or(kind);
+            let mut frame = Vec::with_capacity(event.data.len() + name.len() + 16);
+            frame.extend_from_slice(b"event: ");
+            frame.extend_from_slice(name.as_bytes());
+            frame.extend_from_slice(b"\ndata: ");
+            frame.extend_from_slice(&event.data);
+            frame.extend_from_slice(b"\n\n");
+            // `message_start` carries the role: the commit point, as for every protocol.
+            let commits = kind != "ping";
+            out.push(Chunk::Raw {
+                frame: Bytes::from(frame),
+                commits,
+                usage,
+            });
+            if kind == "message_stop" {
+                out.push(Chunk::Done);
+            }
+            return;
+        }
+        match decoded {
+            openai_anthropic::Decoded::Chunk(chunk) => out.push(hub_chunk(&chunk, None)),
+            openai_anthropic::Decoded::Usage(chunk, usage) => {
+                out.push(hub_chunk(&chunk, Some(usage)));
+                out.push(Chunk::Done);
+            }
+            openai_anthropic::Decoded::Error(_) | openai_anthropic::Decoded::Nothing => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
