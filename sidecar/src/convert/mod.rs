@@ -8,6 +8,7 @@
 
 pub mod anthropic_openai;
 pub mod openai_anthropic;
+pub mod openai_gemini;
 
 use serde_json::Value;
 

@@ -7,6 +7,7 @@
 //! their own.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 
 use bytes::Bytes;
@@ -127,11 +128,7 @@ pub fn for_api(api: Api) -> Result<&'static dyn Provider, AttemptError> {
     match api {
         Api::OpenAI => Ok(&openai::OpenAi),
         Api::Anthropic => Ok(&anthropic::Anthropic),
-        // TODO(translation): the Gemini module.
-        Api::Gemini => Err(AttemptError::new(
-            FailureClass::ServerError,
-            "api Gemini upstreams are not supported by this sidecar version",
-        )),
+        Api::Gemini => Ok(&gemini::Gemini),
     }
 }
 
