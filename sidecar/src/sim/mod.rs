@@ -1,11 +1,19 @@
 //! Simulated LLM providers for demos, integration tests and benchmarks.
 //!
-//! Each submodule serves one provider's real wire format on a loopback port and lets the caller
-//! script faults (error statuses, resets, hangs, broken streams), so the sidecar's failover,
-//! timeout and stream handling can be exercised without network access or API keys. Only the
-//! OpenAI Chat Completions API exists so far; Anthropic and Gemini simulators belong beside it as
-//! `anthropic` and `gemini`.
+//! Each provider module serves one provider's real wire format on a loopback port and lets the
+//! caller script faults (error statuses, resets, hangs, broken streams), so the sidecar's
+//! failover, timeout, stream handling and format translation can be exercised without network
+//! access or API keys: [`openai`] (Chat Completions), [`anthropic`] (Messages) and [`gemini`]
+//! (`generateContent`). They share one server, fault queue and recorder, in [`server`].
 
+pub mod anthropic;
+pub mod gemini;
 pub mod openai;
+pub mod server;
+
+mod content;
+
+#[cfg(test)]
+mod testing;
 
 pub use openai::{Behavior, Fault, MockProvider, Recorded};

@@ -1,29 +1,17 @@
 use super::*;
-use http_body_util::Full;
-use tokio::time::{Instant, timeout};
+use crate::sim::testing::{self, IDLE, Reply, SOON, body_of, parse, read, read_until_idle};
+use http::header::CONTENT_TYPE;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep, timeout};
 
-/// How long a silent body must stay silent to count as stalled.
-const IDLE: Duration = Duration::from_millis(200);
-/// A generous bound for things that should happen at once, even on a loaded machine.
-const SOON: Duration = Duration::from_secs(2);
-const CHAT: &str = "/v1/chat/completions";
-
-/// Sends one request on a fresh HTTP/1.1 connection, as the sidecar's client would.
+/// Sends one request with an OpenAI key, as the sidecar's client would.
 async fn send(addr: SocketAddr, method: Method, path: &str, body: Option<Value>) -> Reply {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-    let mut request = Request::new(Full::new(body));
-    *request.method_mut() = method;
-    *request.uri_mut() = path.parse().expect("path");
-    let headers = request.headers_mut();
-    headers.insert("host", HeaderValue::from_static("127.0.0.1"));
-    headers.insert("authorization", HeaderValue::from_static("Bearer sk-test"));
-    sender.send_request(request).await
+    let auth = [("authorization", "Bearer sk-test")];
+    testing::send(addr, method, path, &auth, body).await
 }
-
-type Reply = hyper::Result<Response<Incoming>>;
 
 async fn chat(p: &MockProvider, stream: bool) -> Response<Incoming> {
     try_chat(p, stream, false).await.expect("response")
@@ -37,34 +25,6 @@ async fn try_chat(p: &MockProvider, stream: bool, include_usage: bool) -> Reply 
         "stream_options": {"include_usage": include_usage},
     });
     send(p.addr(), Method::POST, CHAT, Some(body)).await
-}
-
-/// Status, one header and the whole body, as text.
-async fn read(response: Response<Incoming>, header: HeaderName) -> (u16, String, String) {
-    let status = response.status().as_u16();
-    let value = response
-        .headers()
-        .get(header)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        status,
-        value.unwrap_or_default(),
-        String::from_utf8(bytes.to_vec()).unwrap(),
-    )
-}
-
-async fn body_of(response: Response<Incoming>) -> String {
-    read(response, CONTENT_TYPE).await.2
-}
-
-fn parse(text: &str) -> Value {
-    serde_json::from_str(text).expect("json")
 }
 
 /// The `data:` payloads of an SSE body.
@@ -83,21 +43,6 @@ fn concat_deltas(events: &[&str]) -> String {
             .map(str::to_owned)
     });
     deltas.flatten().collect()
-}
-
-/// Reads frames until the body ends (`true`) or stays silent for `IDLE` (`false`).
-async fn read_until_idle(response: Response<Incoming>) -> (String, bool) {
-    let (mut body, mut out) = (response.into_body(), String::new());
-    loop {
-        match timeout(IDLE, body.frame()).await {
-            Err(_) => return (out, false),
-            Ok(None) => return (out, true),
-            Ok(Some(frame)) => {
-                let data = frame.expect("frame").into_data().expect("data frame");
-                out.push_str(std::str::from_utf8(&data).expect("utf-8"));
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -386,10 +331,61 @@ async fn models_are_listed_and_unknown_routes_get_404() {
     assert_eq!(p.request_count(), 0, "only chat requests are recorded");
 }
 
-#[test]
-fn word_pieces_concatenate_back() {
-    for reply in ["", " ", "one", "a b", "  lead and trail  ", "x\n\ty"] {
-        assert_eq!(word_pieces(reply).concat(), reply);
-    }
-    assert_eq!(word_pieces("Hi there, you "), ["Hi", " there,", " you "]);
+#[tokio::test]
+async fn tools_get_a_tool_call_until_the_result_comes_back() {
+    let p = MockProvider::start("a").await.unwrap();
+    let parameters = json!({"type": "object", "properties": {"location": {"type": "string"}}});
+    let weather =
+        json!({"type": "function", "function": {"name": "get_weather", "parameters": parameters}});
+    let mut request = json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [weather],
+    });
+    let post = |body| send(p.addr(), Method::POST, CHAT, Some(body));
+    let body = parse(&body_of(post(request.clone()).await.unwrap()).await);
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert!(choice["message"]["content"].is_null());
+    let call = &choice["message"]["tool_calls"][0];
+    assert!(call["id"].as_str().unwrap().starts_with("call_sim_"));
+    assert_eq!(call["type"], "function");
+    let function = json!({"name": "get_weather", "arguments": r#"{"location":"Paris"}"#});
+    assert_eq!(call["function"], function);
+
+    // Streamed: the head names the call, then the arguments follow in pieces.
+    request["stream"] = json!(true);
+    let body = body_of(post(request.clone()).await.unwrap()).await;
+    let events = sse_events(&body);
+    let deltas: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| parse(e)["choices"][0].clone())
+        .collect();
+    let head = &deltas[0]["delta"]["tool_calls"][0];
+    assert_eq!(
+        (&head["index"], &head["type"]),
+        (&json!(0), &json!("function"))
+    );
+    assert_eq!(head["function"]["name"], "get_weather");
+    assert!(head["id"].as_str().unwrap().starts_with("call_sim_"));
+    let pieces: Vec<&str> = deltas[1..]
+        .iter()
+        .filter_map(|d| d["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert!(pieces.len() >= 2);
+    assert_eq!(pieces.concat(), r#"{"location":"Paris"}"#);
+    assert_eq!(deltas.last().unwrap()["finish_reason"], "tool_calls");
+
+    // Without a `location` parameter the call gets `{}`; after a tool result, text again.
+    request["stream"] = json!(false);
+    request["tools"][0]["function"]["parameters"] = json!({"type": "object"});
+    let body = parse(&body_of(post(request.clone()).await.unwrap()).await);
+    let arguments = &body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"];
+    assert_eq!(arguments, "{}");
+    let messages = request["messages"].as_array_mut().unwrap();
+    messages.push(body["choices"][0]["message"].clone());
+    messages.push(json!({"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}));
+    let body = parse(&body_of(post(request).await.unwrap()).await);
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert!(body["choices"][0]["message"]["content"].is_string());
 }
