@@ -1,0 +1,96 @@
+"""Fixtures: simulated providers of every API and the real sidecar binary, on loopback.
+
+`switchyard-sim` (a binary of the tests crate) serves an OpenAI, an Anthropic and a Gemini
+simulated provider and prints their base URLs; the sidecar serves a pool with one provider of
+each API and one route per provider, so every test can run against every upstream protocol.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+ROUTES = ["via-openai", "via-anthropic", "via-gemini"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def manifests(urls: dict) -> str:
+    providers = {
+        "openai": ("OpenAI", urls["openai"], "gpt-4o-mini"),
+        "anthropic": ("Anthropic", urls["anthropic"], "claude-sonnet-4"),
+        "gemini": ("Gemini", urls["gemini"], "gemini-2.5-flash"),
+    }
+    docs = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
+         "stringData": {name: f"sk-{name}-sdk-test" for name in providers}},
+        {"apiVersion": "switchyard.dev/v1alpha1", "kind": "ProviderPool", "metadata": {"name": "sdk"},
+         "spec": {"providers": [
+             {"name": name, "api": api, "baseUrl": url,
+              "apiKey": {"secretKeyRef": {"name": "keys", "key": name}},
+              "timeouts": {"total": "10s", "firstToken": "5s", "idle": "5s"},
+              "models": [{"name": model, "inputPerMillion": "1.00", "outputPerMillion": "2.00"}]}
+             for name, (api, url, model) in providers.items()]}},
+    ]
+    for name, (_, _, model) in providers.items():
+        docs.append({"apiVersion": "switchyard.dev/v1alpha1", "kind": "ModelRoute",
+                     "metadata": {"name": f"via-{name}"},
+                     "spec": {"model": f"via-{name}",
+                              "targets": [{"pool": "sdk", "provider": name, "model": model}]}})
+    # JSON is YAML: no YAML library needed.
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
+def wait_ready(url: str, process: subprocess.Popen, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready within {seconds}s")
+
+
+@pytest.fixture(scope="session")
+def sidecar():
+    """The base URL of a running sidecar (`http://127.0.0.1:PORT`)."""
+    # The simulator serves until its stdin closes, so it cannot outlive this session.
+    sim = subprocess.Popen([str(TARGET / "switchyard-sim")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    processes = [sim]
+    try:
+        urls = json.loads(sim.stdout.readline())
+        workdir = tempfile.mkdtemp(prefix="switchyard-sdk-")
+        Path(workdir, "manifests.yaml").write_text(manifests(urls))
+        port, admin = free_port(), free_port()
+        log = open(Path(workdir, "sidecar.log"), "w")
+        side = subprocess.Popen(
+            [str(TARGET / "switchyard-sidecar"), "--manifests", workdir,
+             "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}", "--debug-listen", ""],
+            stderr=log, env={**os.environ, "RUST_LOG": "warn"})
+        processes.append(side)
+        wait_ready(f"http://127.0.0.1:{admin}/readyz", side)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()

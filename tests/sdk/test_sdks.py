@@ -1,0 +1,151 @@
+"""The official `openai` and `anthropic` Python SDKs, unchanged, against the real sidecar, with
+every upstream protocol behind it: the sidecar must look exactly like each provider's API."""
+
+import json
+
+import anthropic
+import openai
+import pytest
+
+from conftest import ROUTES
+
+WEATHER_OPENAI = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+    },
+}
+WEATHER_ANTHROPIC = {
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+}
+
+
+@pytest.fixture()
+def oai(sidecar):
+    return openai.OpenAI(base_url=f"{sidecar}/v1", api_key="placeholder", max_retries=0)
+
+
+@pytest.fixture()
+def ant(sidecar):
+    return anthropic.Anthropic(base_url=sidecar, api_key="placeholder", max_retries=0)
+
+
+# === OpenAI SDK ===
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_completion(oai, route):
+    answer = oai.chat.completions.create(model=route, messages=[{"role": "user", "content": "Say hello"}])
+    assert answer.choices[0].message.content
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_stream_with_usage(oai, route):
+    stream = oai.chat.completions.create(
+        model=route, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Say hello"}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_system_prompt_and_json_mode(oai, route):
+    answer = oai.chat.completions.create(
+        model=route, response_format={"type": "json_object"},
+        messages=[{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_tool_round_trip(oai, route):
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = oai.chat.completions.create(model=route, messages=messages, tools=[WEATHER_OPENAI])
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"location": "Paris"}
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"}]
+    second = oai.chat.completions.create(model=route, messages=messages, tools=[WEATHER_OPENAI])
+    assert second.choices[0].message.content
+    assert second.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_streamed_tool_call(oai, route):
+    stream = oai.chat.completions.create(
+        model=route, stream=True, tools=[WEATHER_OPENAI], messages=[{"role": "user", "content": "Weather in Paris?"}])
+    arguments, name = "", None
+    for chunk in stream:
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            name = name or call.function.name
+            arguments += call.function.arguments or ""
+    assert name == "get_weather"
+    assert json.loads(arguments) == {"location": "Paris"}
+
+
+def test_openai_bad_request(oai):
+    with pytest.raises(openai.BadRequestError):
+        oai.chat.completions.create(model="via-openai", messages=[])
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.create(model="no-such-route", messages=[{"role": "user", "content": "x"}])
+
+
+# === Anthropic SDK ===
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_anthropic_message(ant, route):
+    message = ant.messages.create(model=route, max_tokens=100, system="Be brief.",
+                                  messages=[{"role": "user", "content": "Say hello"}])
+    assert message.content[0].type == "text" and message.content[0].text
+    assert message.stop_reason == "end_turn"
+    assert message.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_anthropic_stream(ant, route):
+    with ant.messages.stream(model=route, max_tokens=100,
+                             messages=[{"role": "user", "content": "Say hello"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.content[0].text == text
+    assert final.usage.output_tokens > 0
+    assert final.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_anthropic_tool_round_trip(ant, route):
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = ant.messages.create(model=route, max_tokens=200, tools=[WEATHER_ANTHROPIC], messages=messages)
+    assert first.stop_reason == "tool_use"
+    use = next(b for b in first.content if b.type == "tool_use")
+    assert use.name == "get_weather" and use.input == {"location": "Paris"}
+    messages += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18C"}]}]
+    second = ant.messages.create(model=route, max_tokens=200, tools=[WEATHER_ANTHROPIC], messages=messages)
+    assert second.stop_reason == "end_turn"
+    assert second.content[0].text
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_anthropic_streamed_tool_use(ant, route):
+    with ant.messages.stream(model=route, max_tokens=200, tools=[WEATHER_ANTHROPIC],
+                             messages=[{"role": "user", "content": "Weather in Paris?"}]) as stream:
+        final = stream.get_final_message()
+    use = next(b for b in final.content if b.type == "tool_use")
+    assert use.input == {"location": "Paris"}
+
+
+def test_anthropic_bad_request(ant):
+    with pytest.raises(anthropic.BadRequestError):
+        ant.messages.create(model="via-anthropic", max_tokens=10, messages=[])
+    with pytest.raises(anthropic.NotFoundError):
+        ant.messages.create(model="no-such-route", max_tokens=10, messages=[{"role": "user", "content": "x"}])
