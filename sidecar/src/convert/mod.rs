@@ -10,6 +10,9 @@ pub mod anthropic_openai;
 pub mod openai_anthropic;
 pub mod openai_gemini;
 
+#[cfg(test)]
+mod golden_tests;
+
 use serde_json::Value;
 
 /// The API format the client speaks, chosen by the endpoint it called.
