@@ -1,2 +1,795 @@
-//! Placeholder: the proxy benchmark is being written.
-fn main() {}
+//! Proxy benchmark: the same requests sent straight to a simulated OpenAI provider ("direct") and
+//! through the release sidecar binary in front of it ("via"), in one run, printed as a markdown
+//! table. See bench/RESULTS.md for the figures and bench/run.sh for how to run it.
+//!
+//! - The sidecar is a separate process (`target/release/switchyard-sidecar`, or
+//!   `SWITCHYARD_SIDECAR_BIN`) on free loopback ports, with `RUST_LOG=warn` so that the one info
+//!   line per request does not dominate; it is killed at the end, also on panic.
+//! - The simulated providers run in this process. Each measurement gets fresh ones (the simulator
+//!   records every request it receives, so a long-lived one would grow for the whole run); direct
+//!   and via use twin simulators with the same default behaviour (no latency, no chunk delay).
+//! - The load generator is one hyper-util legacy client (HTTP/1.1 keep-alive, one pool keeping up
+//!   to 256 idle connections per host, so c128 reuses its connections) driven by tokio tasks,
+//!   each request bounded by [`REQUEST_TIMEOUT`] and each load phase by its duration, so the run
+//!   always ends.
+//! - `BENCH_SECONDS` (default 5) sets each throughput phase per side, run as one-second slices
+//!   alternating direct and via; the sequential phases send 1000 × `BENCH_SECONDS` (latency) and
+//!   400 × `BENCH_SECONDS` (first byte) requests per side, interleaved direct/via in ten rounds.
+//!   Interleaving makes a shared machine's background load hit both sides alike.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use switchyard_tests::{MockProvider, pool, write_manifests};
+use tokio::time::{Instant, sleep, timeout};
+
+type BenchClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Upper bound on any single request; a request that takes longer counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the sidecar may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Sequential rounds the latency and first-byte phases are split into, alternating direct/via.
+const ROUNDS: usize = 10;
+/// Requests per side before the sequential phases are measured.
+const WARMUP_REQUESTS: usize = 500;
+/// One simulated provider behind the sidecar per measurement, each with a route of its name.
+const PHASES: [&str; 4] = ["bench-c1", "bench-c32", "bench-c128", "bench-sse"];
+
+fn main() {
+    let seconds: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|s: &f64| *s > 0.0)
+        .unwrap_or(5.0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let table = runtime.block_on(run(seconds));
+    println!("{table}");
+}
+
+/// Everything measured, for the table.
+struct Results {
+    seconds: f64,
+    latency_n: usize,
+    ttfb_n: usize,
+    latency: Sequential,
+    first_byte: Sequential,
+    c32: Throughput,
+    c128: Throughput,
+    rss_idle_kib: u64,
+    rss_after_c128_kib: u64,
+    /// The anonymous (heap and stack) part of RSS; the rest is mostly the binary's own pages.
+    anon_idle_kib: u64,
+    anon_after_c128_kib: u64,
+    hwm_kib: u64,
+    tick_ms: f64,
+}
+
+async fn run(seconds: f64) -> String {
+    let latency_n = ((1000.0 * seconds) as usize).max(100);
+    let ttfb_n = ((400.0 * seconds) as usize).max(50);
+    let phase = Duration::from_secs_f64(seconds);
+    let warmup = Duration::from_secs_f64((seconds / 5.0).clamp(0.2, 1.0));
+
+    // The providers behind the sidecar, one per measurement, each with its own route.
+    let mut upstream = Vec::new();
+    for name in PHASES {
+        let mock = MockProvider::start(name).await.expect("simulator starts");
+        upstream.push(mock);
+    }
+    let urls: Vec<String> = upstream.iter().map(MockProvider::base_url).collect();
+    let providers: Vec<(&str, &str, &str)> = PHASES
+        .iter()
+        .zip(&urls)
+        .map(|(name, url)| (*name, url.as_str(), *name))
+        .collect();
+    let mut yaml = pool(&providers, "", "");
+    for name in PHASES {
+        write!(
+            yaml,
+            "---\napiVersion: switchyard.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}}}\n\
+             spec:\n  model: {name}\n  targets:\n    - {{pool: pool, provider: {name}, model: {name}}}\n"
+        )
+        .expect("write to a String");
+    }
+    let dir = write_manifests(&yaml);
+
+    // One client, one pool: enough idle connections kept for the widest phase.
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: BenchClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector);
+
+    let mut sidecar = SidecarProcess::start(&dir).await;
+    let via_base = format!("http://{}/v1", sidecar.data);
+    wait_ready(&client, &mut sidecar).await;
+    // Let start-up allocations settle before reading the idle footprint.
+    sleep(Duration::from_millis(300)).await;
+    let rss_idle_kib = proc_status_kib(sidecar.pid, "VmRSS:");
+    let anon_idle_kib = proc_status_kib(sidecar.pid, "RssAnon:");
+    eprintln!(
+        "sidecar pid {} ready on {}; idle RSS {} KiB",
+        sidecar.pid, sidecar.data, rss_idle_kib
+    );
+
+    let mut upstream = upstream.into_iter();
+    let mut next_via = || upstream.next().expect("one simulator per phase");
+
+    // 1. Sequential latency, non-streamed.
+    let (via_mock, direct_mock) = (next_via(), start_mock("direct-c1").await);
+    let body = chat_body("bench-c1", false);
+    let direct = endpoint(&direct_mock.base_url());
+    let via = endpoint(&via_base);
+    eprintln!("latency: {WARMUP_REQUESTS} warm-up + {latency_n} sequential requests per side");
+    let latency = sequential(
+        &client,
+        [&direct, &via],
+        &body,
+        latency_n,
+        Measure::Total,
+        sidecar.pid,
+    )
+    .await;
+    drop((via_mock, direct_mock));
+
+    // 2. Throughput at 32 connections, with CPU accounting.
+    let (via_mock, direct_mock) = (next_via(), start_mock("direct-c32").await);
+    let body = chat_body("bench-c32", false);
+    let direct = endpoint(&direct_mock.base_url());
+    let slices = slice_count(seconds);
+    eprintln!(
+        "c32: warm-up {warmup:?} per side, then {phase:?} per side in {slices} alternating slices"
+    );
+    let c32 = throughput(
+        &client,
+        [&direct, &via],
+        &body,
+        32,
+        phase,
+        warmup,
+        sidecar.pid,
+    )
+    .await;
+    drop((via_mock, direct_mock));
+
+    // 3. Throughput at 128 connections, then the sidecar's peak footprint.
+    let (via_mock, direct_mock) = (next_via(), start_mock("direct-c128").await);
+    let body = chat_body("bench-c128", false);
+    let direct = endpoint(&direct_mock.base_url());
+    eprintln!(
+        "c128: warm-up {warmup:?} per side, then {phase:?} per side in {slices} alternating slices"
+    );
+    let c128 = throughput(
+        &client,
+        [&direct, &via],
+        &body,
+        128,
+        phase,
+        warmup,
+        sidecar.pid,
+    )
+    .await;
+    let rss_after_c128_kib = proc_status_kib(sidecar.pid, "VmRSS:");
+    let hwm_kib = proc_status_kib(sidecar.pid, "VmHWM:");
+    let anon_after_c128_kib = proc_status_kib(sidecar.pid, "RssAnon:");
+    drop((via_mock, direct_mock));
+
+    // 4. Time to the first streamed body byte.
+    let (via_mock, direct_mock) = (next_via(), start_mock("direct-sse").await);
+    let body = chat_body("bench-sse", true);
+    let direct = endpoint(&direct_mock.base_url());
+    eprintln!("first byte: {WARMUP_REQUESTS} warm-up + {ttfb_n} streamed requests per side");
+    let first_byte = sequential(
+        &client,
+        [&direct, &via],
+        &body,
+        ttfb_n,
+        Measure::FirstByte,
+        sidecar.pid,
+    )
+    .await;
+    drop((via_mock, direct_mock));
+
+    let log = sidecar.stop();
+    if !log.trim().is_empty() {
+        let lines: Vec<&str> = log.lines().collect();
+        eprintln!("sidecar stderr ({} lines), last ones:", lines.len());
+        for line in lines.iter().rev().take(5).rev() {
+            eprintln!("  {line}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let tick_ms = 1000.0 / clock_ticks_per_second();
+    let streamed = (WARMUP_REQUESTS + ttfb_n) as u64;
+    let via_total = (WARMUP_REQUESTS + latency_n) as u64
+        + streamed
+        + [&c32, &c128]
+            .iter()
+            .map(|t| t.via_warmup + t.via.ok + t.via.errors)
+            .sum::<u64>();
+    eprintln!("the sidecar was sent {via_total} requests in all, {streamed} of them streamed");
+    let results = Results {
+        seconds,
+        latency_n,
+        ttfb_n,
+        latency,
+        first_byte,
+        rss_idle_kib,
+        rss_after_c128_kib,
+        anon_idle_kib,
+        anon_after_c128_kib,
+        hwm_kib,
+        tick_ms,
+        c32,
+        c128,
+    };
+    render(results)
+}
+
+// === load generation ===
+
+/// What a sequential request measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// Until the whole body has arrived.
+    Total,
+    /// Until the first body byte has arrived (the rest is then read, untimed).
+    FirstByte,
+}
+
+/// `POST {base}/chat/completions`.
+fn endpoint(base: &str) -> Uri {
+    format!("{base}/chat/completions")
+        .parse()
+        .expect("a valid URI")
+}
+
+/// A small chat request for `model`.
+fn chat_body(model: &str, stream: bool) -> Bytes {
+    let stream = if stream { r#","stream":true"# } else { "" };
+    Bytes::from(format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hello in five words."}}]{stream}}}"#
+    ))
+}
+
+async fn start_mock(name: &str) -> MockProvider {
+    MockProvider::start(name).await.expect("simulator starts")
+}
+
+/// One request. Returns the measured time, or `None` on any failure or a non-200 status.
+async fn one(client: &BenchClient, uri: &Uri, body: &Bytes, measure: Measure) -> Option<Duration> {
+    let exchange = async {
+        let request = Request::post(uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(AUTHORIZATION, "Bearer sk-bench")
+            .body(Full::new(body.clone()))
+            .expect("a valid request");
+        let started = Instant::now();
+        let response = client.request(request).await.ok()?;
+        let status = response.status();
+        let mut body = response.into_body();
+        let mut first = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.ok()?;
+            if first.is_none() && frame.data_ref().is_some_and(|d| !d.is_empty()) {
+                first = Some(started.elapsed());
+            }
+        }
+        let total = started.elapsed();
+        (status == StatusCode::OK).then_some(match measure {
+            Measure::Total => total,
+            Measure::FirstByte => first?,
+        })
+    };
+    timeout(REQUEST_TIMEOUT, exchange).await.ok().flatten()
+}
+
+/// The samples of a sequential phase.
+#[derive(Debug, Default)]
+struct Sequential {
+    direct: Vec<Duration>,
+    via: Vec<Duration>,
+    errors: u64,
+    /// The sidecar's CPU ticks over the measured via requests.
+    sidecar_ticks: u64,
+}
+
+/// Sequential requests, direct and via interleaved in rounds after a warm-up of each.
+async fn sequential(
+    client: &BenchClient,
+    [direct, via]: [&Uri; 2],
+    body: &Bytes,
+    n: usize,
+    measure: Measure,
+    sidecar_pid: u32,
+) -> Sequential {
+    let mut s = Sequential {
+        direct: Vec::with_capacity(n),
+        via: Vec::with_capacity(n),
+        ..Sequential::default()
+    };
+    for _ in 0..WARMUP_REQUESTS {
+        for uri in [direct, via] {
+            s.errors += u64::from(one(client, uri, body, measure).await.is_none());
+        }
+    }
+    let sidecar = sidecar_pid.to_string();
+    let per_round = n.div_ceil(ROUNDS);
+    for round in 0..ROUNDS {
+        let count = per_round.min(n - (round * per_round).min(n));
+        for side in [direct, via] {
+            let before = cpu_ticks(&sidecar);
+            for _ in 0..count {
+                match one(client, side, body, measure).await {
+                    Some(t) if side == via => s.via.push(t),
+                    Some(t) => s.direct.push(t),
+                    None => s.errors += 1,
+                }
+            }
+            if side == via {
+                s.sidecar_ticks += cpu_ticks(&sidecar) - before;
+            }
+        }
+    }
+    s
+}
+
+/// The outcome of a fixed-duration load phase.
+#[derive(Clone, Copy, Debug, Default)]
+struct Load {
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Load {
+    fn add(&mut self, other: Load) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+    }
+
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// `concurrency` workers send requests back to back until `duration` is over.
+async fn load(
+    client: &BenchClient,
+    uri: &Uri,
+    body: &Bytes,
+    concurrency: usize,
+    duration: Duration,
+) -> Load {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (client, uri, body) = (client.clone(), uri.clone(), body.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut errors) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                match one(&client, &uri, &body, Measure::Total).await {
+                    Some(_) => ok += 1,
+                    None => errors += 1,
+                }
+            }
+            (ok, errors)
+        }));
+    }
+    let mut result = Load::default();
+    for worker in workers {
+        // Each request is bounded by REQUEST_TIMEOUT, so a worker ends soon after the deadline.
+        let (ok, errors) = worker.await.expect("a load worker does not panic");
+        result.ok += ok;
+        result.errors += errors;
+    }
+    result.elapsed = started.elapsed();
+    result
+}
+
+/// Direct and via at one concurrency: totals over alternating slices, and CPU ticks spent in
+/// each side's slices.
+#[derive(Debug, Default)]
+struct Throughput {
+    direct: Load,
+    via: Load,
+    /// via/direct of each pair of slices, to show how much background load moved things.
+    slice_ratios: Vec<f64>,
+    /// Requests sent to the sidecar while warming up.
+    via_warmup: u64,
+    sidecar_ticks: u64,
+    bench_ticks_direct: u64,
+    bench_ticks_via: u64,
+}
+
+impl Throughput {
+    fn ratio(&self) -> f64 {
+        self.via.rate() / self.direct.rate()
+    }
+
+    fn ratio_range(&self) -> (f64, f64) {
+        let min = self
+            .slice_ratios
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let max = self.slice_ratios.iter().copied().fold(0.0, f64::max);
+        (min, max)
+    }
+}
+
+/// One slice per second of the phase (at least one), so that a shared machine's background
+/// load falls on both sides alike.
+fn slice_count(seconds: f64) -> u32 {
+    (seconds.round() as u32).max(1)
+}
+
+/// Warms both sides up, then alternates direct and via slices until each has had `per_side`.
+async fn throughput(
+    client: &BenchClient,
+    [direct, via]: [&Uri; 2],
+    body: &Bytes,
+    concurrency: usize,
+    per_side: Duration,
+    warmup: Duration,
+    sidecar_pid: u32,
+) -> Throughput {
+    load(client, direct, body, concurrency, warmup).await;
+    let warm = load(client, via, body, concurrency, warmup).await;
+    let slices = slice_count(per_side.as_secs_f64());
+    let slice = per_side / slices;
+    let sidecar = sidecar_pid.to_string();
+    let mut t = Throughput {
+        via_warmup: warm.ok + warm.errors,
+        ..Throughput::default()
+    };
+    for _ in 0..slices {
+        let before = cpu_ticks("self");
+        let d = load(client, direct, body, concurrency, slice).await;
+        t.bench_ticks_direct += cpu_ticks("self") - before;
+
+        let (before, sidecar_before) = (cpu_ticks("self"), cpu_ticks(&sidecar));
+        let v = load(client, via, body, concurrency, slice).await;
+        t.bench_ticks_via += cpu_ticks("self") - before;
+        t.sidecar_ticks += cpu_ticks(&sidecar) - sidecar_before;
+
+        t.slice_ratios.push(v.rate() / d.rate());
+        t.direct.add(d);
+        t.via.add(v);
+    }
+    t
+}
+
+// === the sidecar process ===
+
+/// The release sidecar binary running on free loopback ports; killed on drop.
+struct SidecarProcess {
+    child: Option<Child>,
+    pid: u32,
+    data: SocketAddr,
+    admin: SocketAddr,
+    log: PathBuf,
+}
+
+impl SidecarProcess {
+    async fn start(manifests: &Path) -> Self {
+        let binary = sidecar_binary();
+        let [data, admin] = free_ports();
+        let log = manifests.join("sidecar.log");
+        let stderr = File::create(&log).expect("create the sidecar log");
+        let child = Command::new(&binary)
+            .arg("--manifests")
+            .arg(manifests)
+            .args(["--listen", &data.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(["--debug-listen", ""])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        Self {
+            pid: child.id(),
+            child: Some(child),
+            data,
+            admin,
+            log,
+        }
+    }
+
+    /// Kills the process and returns what it wrote to stderr.
+    fn stop(mut self) -> String {
+        self.kill();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for SidecarProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `SWITCHYARD_SIDECAR_BIN`, else the workspace's `target/release/switchyard-sidecar`.
+fn sidecar_binary() -> PathBuf {
+    let binary = std::env::var_os("SWITCHYARD_SIDECAR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("release/switchyard-sidecar")
+        });
+    assert!(
+        binary.is_file(),
+        "{} not found: run `cargo build --release -p switchyard-sidecar` first (bench/run.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+/// Two free loopback ports (held together while picking, so they differ).
+fn free_ports() -> [SocketAddr; 2] {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    [a, b].map(|l| l.local_addr().expect("a bound address"))
+}
+
+/// Polls `GET /readyz` on the admin port until it answers 200.
+async fn wait_ready(client: &BenchClient, sidecar: &mut SidecarProcess) {
+    let uri: Uri = format!("http://{}/readyz", sidecar.admin)
+        .parse()
+        .expect("a valid URI");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        let request = Request::get(uri.clone())
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        if let Ok(Ok(response)) = timeout(Duration::from_secs(1), client.request(request)).await
+            && response.status() == StatusCode::OK
+        {
+            return;
+        }
+        if let Some(status) = sidecar.exited() {
+            let log = std::fs::read_to_string(&sidecar.log).unwrap_or_default();
+            panic!("the sidecar exited ({status}) before it was ready:\n{log}");
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the sidecar was not ready within {READY_TIMEOUT:?}");
+}
+
+// === /proc ===
+
+/// A `kB` field of `/proc/<pid>/status`, in KiB (0 when unreadable).
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of `/proc/<which>/stat` (`which` is a pid or `self`), in clock ticks.
+fn cpu_ticks(which: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).unwrap_or_default();
+    // The command name may contain spaces; the fields after it are plain. After ')' come
+    // state (3), ppid (4), …, utime (14) and stime (15), so they are the 12th and 13th.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// `getconf CLK_TCK`, else the Linux default of 100.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|t: &f64| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+// === report ===
+
+/// The `p`-th percentile (nearest rank) of sorted samples, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+/// The ratio via/direct with the range over slices.
+fn ratio_cell(t: &Throughput) -> String {
+    let (min, max) = t.ratio_range();
+    format!("{:.2}× (slices {min:.2}–{max:.2})", t.ratio())
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn render(mut r: Results) -> String {
+    for samples in [
+        &mut r.latency.direct,
+        &mut r.latency.via,
+        &mut r.first_byte.direct,
+        &mut r.first_byte.via,
+    ] {
+        samples.sort_unstable();
+    }
+    let lat = |s: &[Duration], p| percentile_ms(s, p);
+    let (l, f) = (&r.latency, &r.first_byte);
+    let (ld50, lv50) = (lat(&l.direct, 50.0), lat(&l.via, 50.0));
+    let (ld99, lv99) = (lat(&l.direct, 99.0), lat(&l.via, 99.0));
+    let (td50, tv50) = (lat(&f.direct, 50.0), lat(&f.via, 50.0));
+    let (td99, tv99) = (lat(&f.direct, 99.0), lat(&f.via, 99.0));
+    let ratio32 = r.c32.ratio();
+    let per_10k =
+        |ticks: u64, requests: u64| ticks as f64 * r.tick_ms * 10_000.0 / requests.max(1) as f64;
+    let cpu_10k = per_10k(r.c32.sidecar_ticks, r.c32.via.ok);
+    let bench_via_10k = per_10k(r.c32.bench_ticks_via, r.c32.via.ok);
+    let bench_direct_10k = per_10k(r.c32.bench_ticks_direct, r.c32.direct.ok);
+    let cpu_10k_c1 = per_10k(l.sidecar_ticks, l.via.len() as u64);
+    let errors = l.errors
+        + f.errors
+        + [&r.c32, &r.c128]
+            .iter()
+            .map(|t| t.direct.errors + t.via.errors)
+            .sum::<u64>();
+    let mut t = String::new();
+    let mut row = |cells: [String; 4]| {
+        writeln!(
+            t,
+            "| {} | {} | {} | {} |",
+            cells[0], cells[1], cells[2], cells[3]
+        )
+        .expect("write to a String");
+    };
+    let s = |x: &str| x.to_string();
+    row([
+        s("metric"),
+        s("direct"),
+        s("via sidecar"),
+        s("added / ratio"),
+    ]);
+    row([s("---"), s("---:"), s("---:"), s("---:")]);
+    row([
+        s("latency p50, c1, non-streamed (ms)"),
+        format!("{ld50:.3}"),
+        format!("{lv50:.3}"),
+        format!("+{:.3} ms", lv50 - ld50),
+    ]);
+    row([
+        s("latency p99, c1, non-streamed (ms)"),
+        format!("{ld99:.3}"),
+        format!("{lv99:.3}"),
+        format!("+{:.3} ms", lv99 - ld99),
+    ]);
+    row([
+        s("requests/s, c32"),
+        format!("{:.0}", r.c32.direct.rate()),
+        format!("{:.0}", r.c32.via.rate()),
+        ratio_cell(&r.c32),
+    ]);
+    row([
+        s("requests/s, c128"),
+        format!("{:.0}", r.c128.direct.rate()),
+        format!("{:.0}", r.c128.via.rate()),
+        ratio_cell(&r.c128),
+    ]);
+    row([
+        s("first streamed byte p50 (ms)"),
+        format!("{td50:.3}"),
+        format!("{tv50:.3}"),
+        format!("+{:.3} ms", tv50 - td50),
+    ]);
+    row([
+        s("first streamed byte p99 (ms)"),
+        format!("{td99:.3}"),
+        format!("{tv99:.3}"),
+        format!("+{:.3} ms", tv99 - td99),
+    ]);
+    row([
+        s("sidecar RSS idle (MiB)"),
+        s("–"),
+        format!("{:.1}", mib(r.rss_idle_kib)),
+        format!("of which anon {:.1}", mib(r.anon_idle_kib)),
+    ]);
+    row([
+        s("sidecar RSS peak, VmHWM after c128 (MiB)"),
+        s("–"),
+        format!("{:.1}", mib(r.hwm_kib)),
+        format!(
+            "VmRSS then {:.1}, anon {:.1}",
+            mib(r.rss_after_c128_kib),
+            mib(r.anon_after_c128_kib)
+        ),
+    ]);
+    row([
+        s("sidecar CPU per 10k requests, c32 (ms)"),
+        s("–"),
+        format!("{cpu_10k:.0}"),
+        s(""),
+    ]);
+    row([
+        s("sidecar CPU per 10k requests, c1 (ms)"),
+        s("–"),
+        format!("{cpu_10k_c1:.0}"),
+        s(""),
+    ]);
+    row([
+        s("bench process (client + simulator) CPU per 10k, c32 (ms)"),
+        format!("{bench_direct_10k:.0}"),
+        format!("{bench_via_10k:.0}"),
+        s(""),
+    ]);
+
+    let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    let _ = writeln!(t);
+    let _ = writeln!(
+        t,
+        "Run: BENCH_SECONDS={} ({} s per throughput side after warm-up), {} sequential and {} \
+         streamed requests per side, sidecar with RUST_LOG=warn; failed requests: {}.",
+        r.seconds, r.seconds, r.latency_n, r.ttfb_n, errors
+    );
+    let _ = writeln!(
+        t,
+        "Requests completed: c32 {} direct / {} via, c128 {} direct / {} via.",
+        r.c32.direct.ok, r.c32.via.ok, r.c128.direct.ok, r.c128.via.ok
+    );
+    let _ = writeln!(
+        t,
+        "Targets: added p50 ≤ 0.1 ms: {}; via/direct ≥ 0.4 at c32: {}; RSS ≤ 16 MiB idle: {}; \
+         RSS ≤ 32 MiB at c128: {}.",
+        check(lv50 - ld50 <= 0.1),
+        check(ratio32 >= 0.4),
+        check(mib(r.rss_idle_kib) <= 16.0),
+        check(mib(r.hwm_kib) <= 32.0),
+    );
+    t
+}

@@ -105,7 +105,13 @@ impl Harness {
             selection: Selection::default(),
         };
         adjust(&mut config);
-        let sidecar = Sidecar::start(config).await?;
+        let sidecar = match Sidecar::start(config).await {
+            Ok(sidecar) => sidecar,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         Ok(Self {
             sidecar,
             dir,
@@ -153,6 +159,35 @@ impl Harness {
     /// GETs from any of the sidecar's listeners (`url` is absolute).
     pub async fn get(&self, url: &str) -> Reply {
         self.send(Method::GET, url, Bytes::new(), &[]).await
+    }
+
+    /// GETs with extra headers (`url` is absolute).
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(Method::GET, url, Bytes::new(), headers).await
+    }
+
+    /// `http://127.0.0.1:PORT{path}` on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.sidecar.admin_addr)
+    }
+
+    /// `http://127.0.0.1:PORT{path}` on the debug listener.
+    pub fn debug_url(&self, path: &str) -> String {
+        let addr = self
+            .sidecar
+            .debug_addr
+            .expect("the debug listener is enabled");
+        format!("http://{addr}{path}")
+    }
+
+    /// POSTs a chat request for `model` with one user message.
+    pub async fn chat(&self, model: &str, text: &str) -> Reply {
+        self.post("/v1/chat/completions", &chat(model, text)).await
+    }
+
+    /// Like [`Harness::metric`], but 0 for a series that does not exist (yet).
+    pub async fn count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.metric(name, labels).await.unwrap_or(0.0)
     }
 
     /// The admin listener's `/metrics` text.
@@ -211,6 +246,14 @@ impl Harness {
         }
     }
 
+    /// Stops a harness shared with tasks that have all finished (panics if one still holds it).
+    pub async fn stop_shared(this: std::sync::Arc<Self>) {
+        std::sync::Arc::into_inner(this)
+            .expect("every task sharing the harness has finished")
+            .stop()
+            .await;
+    }
+
     /// Stops the sidecar and removes its directory.
     pub async fn stop(self) {
         self.sidecar.shutdown().await;
@@ -241,4 +284,114 @@ pub fn pool(providers: &[(&str, &str, &str)], extra: &str, breaker: &str) -> Str
         yaml.push_str(&format!("  {name}: sk-{name}-secret\n"));
     }
     yaml
+}
+
+/// A chat request body for `model` with one user message.
+pub fn chat(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// A ModelRoute named `name` serving `model` from pool `pool` with one target per
+/// `(provider, upstream model)`. `extra` is appended to the spec (YAML keys at spec indentation,
+/// e.g. `"strategy: Weighted"` or `"failover: {maxAttempts: 1}"`).
+pub fn route(name: &str, model: &str, targets: &[(&str, &str)], extra: &str) -> String {
+    let mut yaml = format!(
+        "---\napiVersion: switchyard.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}}}\nspec:\n  model: {model}\n  targets:\n"
+    );
+    for (provider, upstream_model) in targets {
+        yaml.push_str(&format!(
+            "    - {{pool: pool, provider: {provider}, model: {upstream_model}}}\n"
+        ));
+    }
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        yaml.push_str(&format!("  {line}\n"));
+    }
+    yaml
+}
+
+/// One provider of [`pool_of`], with its own prices and context window.
+#[derive(Clone, Debug)]
+pub struct ProviderDef<'a> {
+    /// The provider's name in the pool; its key is `sk-{name}-secret`.
+    pub name: &'a str,
+    /// `baseUrl`, e.g. [`MockProvider::base_url`].
+    pub url: &'a str,
+    /// The one model it serves.
+    pub model: &'a str,
+    /// USD per million input tokens, e.g. `"1.00"`.
+    pub input: &'a str,
+    /// USD per million output tokens.
+    pub output: &'a str,
+    /// `contextWindow` in tokens.
+    pub context_window: u32,
+    /// YAML keys at provider indentation, as for [`pool`].
+    pub extra: &'a str,
+}
+
+impl<'a> ProviderDef<'a> {
+    /// A provider priced 1.00/2.00 with a 1000-token window, like [`pool`]'s.
+    pub fn new(name: &'a str, url: &'a str, model: &'a str) -> Self {
+        Self {
+            name,
+            url,
+            model,
+            input: "1.00",
+            output: "2.00",
+            context_window: 1000,
+            extra: "",
+        }
+    }
+}
+
+/// A ProviderPool named `name` whose providers each have their own prices and context window,
+/// plus Secret `{name}-keys` holding key `sk-{provider}-secret` for each.
+pub fn pool_of(name: &str, providers: &[ProviderDef<'_>], breaker: &str) -> String {
+    let mut yaml = format!(
+        "---\napiVersion: switchyard.dev/v1alpha1\nkind: ProviderPool\nmetadata: {{name: {name}}}\nspec:\n  providers:\n"
+    );
+    for p in providers {
+        yaml.push_str(&format!(
+            "    - name: {}\n      api: OpenAI\n      baseUrl: {}\n      apiKey: {{secretKeyRef: {{name: {name}-keys, key: {}}}}}\n      models:\n        - {{name: {}, inputPerMillion: \"{}\", outputPerMillion: \"{}\", contextWindow: {}}}\n",
+            p.name, p.url, p.name, p.model, p.input, p.output, p.context_window
+        ));
+        for line in p.extra.lines().filter(|l| !l.trim().is_empty()) {
+            yaml.push_str(&format!("      {line}\n"));
+        }
+    }
+    if !breaker.is_empty() {
+        yaml.push_str(&format!("  circuitBreaker: {breaker}\n"));
+    }
+    yaml.push_str(&format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-keys}}\nstringData:\n"
+    ));
+    for p in providers {
+        yaml.push_str(&format!("  {}: sk-{}-secret\n", p.name, p.name));
+    }
+    yaml
+}
+
+/// A base URL on a loopback port where nothing listens, so connecting is refused.
+pub fn refused_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("bound").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+/// Polls `check` every 25 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }

@@ -685,6 +685,20 @@ fn compile_route(
         }
         for (i, t) in targets.iter().enumerate() {
             let at = format!("{at}[{i}]");
+            let same = |o: &&crate::v1alpha1::Target| {
+                (&o.pool, &o.provider, &o.model) == (&t.pool, &t.provider, &t.model)
+            };
+            if targets[..i].iter().any(|o| same(&o)) {
+                outcome.accepted.push(problem(
+                    at,
+                    reasons::INVALID,
+                    format!(
+                        "{}/{} {} is listed twice; use weight to give it more traffic",
+                        t.pool, t.provider, t.model
+                    ),
+                ));
+                continue;
+            }
             let weight = t.weight.unwrap_or(1);
             if weight == 0 && spec.strategy == Strategy::Weighted {
                 outcome.accepted.push(problem(

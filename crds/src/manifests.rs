@@ -95,6 +95,22 @@ impl Manifests {
             }
             let value: serde_json::Value =
                 serde_json::to_value(&yaml).map_err(|e| parse_error(e.to_string()))?;
+            // Name the object in schema errors, as `kubectl apply` does.
+            let meta = |k: &str| {
+                value
+                    .pointer(&format!("/metadata/{k}"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            let object = format!(
+                "{}/{}",
+                meta("namespace").unwrap_or_else(|| "default".into()),
+                meta("name").unwrap_or_default()
+            );
+            let typed_error = |kind: &str| {
+                let object = format!("{kind} {object}");
+                move |message: String| parse_error(format!("{object}: {message}"))
+            };
             let api_version = value
                 .get("apiVersion")
                 .and_then(|v| v.as_str())
@@ -105,15 +121,15 @@ impl Manifests {
                 .unwrap_or_default();
             match (api_version, kind) {
                 (API_VERSION, "ProviderPool") => {
-                    let pool: ProviderPool = typed(value).map_err(parse_error)?;
+                    let pool: ProviderPool = typed(value).map_err(typed_error("ProviderPool"))?;
                     self.insert(path, Kind::ProviderPool, pool, |m| &mut m.pools)?;
                 }
                 (API_VERSION, "ModelRoute") => {
-                    let route: ModelRoute = typed(value).map_err(parse_error)?;
+                    let route: ModelRoute = typed(value).map_err(typed_error("ModelRoute"))?;
                     self.insert(path, Kind::ModelRoute, route, |m| &mut m.routes)?;
                 }
                 ("v1", "Secret") => {
-                    let secret: Secret = typed(value).map_err(parse_error)?;
+                    let secret: Secret = typed(value).map_err(typed_error("Secret"))?;
                     self.insert(path, Kind::Secret, secret, |m| &mut m.secrets)?;
                 }
                 ("", _) | (_, "") => {

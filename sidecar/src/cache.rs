@@ -53,6 +53,7 @@ impl ResponseCache {
     /// in that format.
     pub fn key(
         route: &str,
+        rule: Option<&str>,
         client: ClientApi,
         hub: &Map<String, Value>,
         original: Option<&Map<String, Value>>,
@@ -68,6 +69,8 @@ impl ResponseCache {
         }
         let mut hasher = Sha256::new();
         hasher.update(route.as_bytes());
+        hasher.update([0]);
+        hasher.update(rule.unwrap_or_default().as_bytes());
         hasher.update([0, client as u8]);
         hasher.update(serde_json::to_vec(original.unwrap_or(hub)).ok()?);
         Some(hasher.finalize().into())
@@ -118,16 +121,23 @@ mod tests {
             b
         };
         assert!(
-            ResponseCache::key("r", ClientApi::OpenAI, &body(base.clone()), None).is_none(),
+            ResponseCache::key("r", None, ClientApi::OpenAI, &body(base.clone()), None).is_none(),
             "sampling is not deterministic"
-        );
-        assert!(
-            ResponseCache::key("r", ClientApi::OpenAI, &with("temperature", 0.into()), None)
-                .is_some()
         );
         assert!(
             ResponseCache::key(
                 "r",
+                None,
+                ClientApi::OpenAI,
+                &with("temperature", 0.into()),
+                None
+            )
+            .is_some()
+        );
+        assert!(
+            ResponseCache::key(
+                "r",
+                None,
                 ClientApi::OpenAI,
                 &with("temperature", 0.7.into()),
                 None
@@ -135,19 +145,25 @@ mod tests {
             .is_none()
         );
         assert!(
-            ResponseCache::key("r", ClientApi::OpenAI, &with("seed", 42.into()), None).is_some()
+            ResponseCache::key("r", None, ClientApi::OpenAI, &with("seed", 42.into()), None)
+                .is_some()
         );
         let mut streamed = with("seed", 42.into());
         streamed.insert("stream".into(), true.into());
-        assert!(ResponseCache::key("r", ClientApi::OpenAI, &streamed, None).is_none());
+        assert!(ResponseCache::key("r", None, ClientApi::OpenAI, &streamed, None).is_none());
         let mut many = with("seed", 42.into());
         many.insert("n".into(), 2.into());
-        assert!(ResponseCache::key("r", ClientApi::OpenAI, &many, None).is_none());
+        assert!(ResponseCache::key("r", None, ClientApi::OpenAI, &many, None).is_none());
         let b = with("seed", 1.into());
         assert_ne!(
-            ResponseCache::key("a", ClientApi::OpenAI, &b, None),
-            ResponseCache::key("b", ClientApi::OpenAI, &b, None),
+            ResponseCache::key("a", None, ClientApi::OpenAI, &b, None),
+            ResponseCache::key("b", None, ClientApi::OpenAI, &b, None),
             "routes do not share entries"
+        );
+        assert_ne!(
+            ResponseCache::key("a", Some("premium"), ClientApi::OpenAI, &b, None),
+            ResponseCache::key("a", None, ClientApi::OpenAI, &b, None),
+            "a request a rule sent elsewhere does not share entries"
         );
     }
 

@@ -11,7 +11,22 @@ use switchyard_sidecar::{demo, telemetry};
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // --help and --version are not errors.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line, as for every other usage error (clap's own text spans several).
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            eprintln!("switchyard-sidecar: {line}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let log_filter = std::env::var("RUST_LOG").ok();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

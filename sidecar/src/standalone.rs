@@ -108,7 +108,9 @@ fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) {
         Ok(loaded) => {
             let current = runtime.snapshot().map(|s| s.table.version.clone());
             if current.as_deref() == Some(loaded.table.version.as_str()) {
-                return; // an event that changed nothing we serve
+                // Nothing we serve changed, but the files are good again: forget a failed load.
+                runtime.clear_error();
+                return;
             }
             for warning in &loaded.warnings {
                 tracing::warn!(%warning, "route conflict");

@@ -100,6 +100,11 @@ impl Runtime {
             .clone()
     }
 
+    /// Forgets a failed load, once the files are good again.
+    pub fn clear_error(&self) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Records a refused table: the previous one keeps serving.
     pub fn reject(&self, why: String) {
         self.metrics.config_reload_failures.inc();

@@ -1,1 +1,15 @@
-//! placeholder
+//! The `standalone_*` cases: the real sidecar, started in-process from YAML manifests, against
+//! simulated providers on loopback (mostly OpenAI ones). Each file covers one theme of DESIGN.md
+//! §2-§3.
+
+mod standalone_anthropic_clients;
+mod standalone_bad_input;
+mod standalone_breaker;
+mod standalone_cache;
+mod standalone_config;
+mod standalone_failover;
+mod standalone_routing;
+mod standalone_strategies;
+mod standalone_streaming;
+mod standalone_upstream_auth;
+mod translation_schema;

@@ -409,3 +409,21 @@ fn names_break_ties_when_routes_have_no_timestamps() {
         [reasons::CONFLICTED]
     );
 }
+
+#[test]
+fn a_target_listed_twice_is_refused() {
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example", false)]),
+    )];
+    let out = run(
+        &pools,
+        &[route("r", "chat", &[("p", "a"), ("p", "a")])],
+        &[],
+        &[audience(&[])],
+    );
+    let problems = &out.routes[&route_key("r")].accepted;
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].field, "spec.targets[1]");
+    assert!(problems[0].message.contains("listed twice"));
+}

@@ -17,7 +17,9 @@ use switchyard_crds::v1alpha1::Api;
 const CREATED: u64 = 1_700_000_000;
 
 fn fixtures(dir: &str, prefix: &str) -> Vec<(String, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/convert/testdata").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/convert/testdata")
+        .join(dir);
     let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.expect("readable fixture dir").path())
@@ -27,12 +29,17 @@ fn fixtures(dir: &str, prefix: &str) -> Vec<(String, PathBuf)> {
         })
         .collect();
     found.sort();
-    assert!(!found.is_empty(), "no fixtures {prefix}* in {}", root.display());
+    assert!(
+        !found.is_empty(),
+        "no fixtures {prefix}* in {}",
+        root.display()
+    );
     found
 }
 
 fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixtures are JSON")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture"))
+        .expect("fixtures are JSON")
 }
 
 fn object(value: Value) -> Map<String, Value> {
@@ -61,8 +68,14 @@ fn hub_requests_to_each_provider() {
     for (case, path) in fixtures("requests", "") {
         let hub = object(read_json(&path));
         let stream = hub.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        insta::assert_json_snapshot!(format!("request.{case}.anthropic"), openai_anthropic::request(&hub, "claude-sonnet-4", stream));
-        insta::assert_json_snapshot!(format!("request.{case}.gemini"), openai_gemini::request(&hub));
+        insta::assert_json_snapshot!(
+            format!("request.{case}.anthropic"),
+            openai_anthropic::request(&hub, "claude-sonnet-4", stream)
+        );
+        insta::assert_json_snapshot!(
+            format!("request.{case}.gemini"),
+            openai_gemini::request(&hub)
+        );
     }
 }
 
@@ -77,19 +90,30 @@ fn anthropic_client_requests_to_the_hub() {
 #[test]
 fn provider_answers_to_the_hub() {
     for (case, path) in fixtures("responses", "anthropic_") {
-        let (hub, usage) = openai_anthropic::response(&read_json(&path), CREATED).expect("a message");
-        insta::assert_json_snapshot!(format!("response.{case}.openai"), json!({"completion": hub, "usage": format!("{usage:?}")}));
+        let (hub, usage) =
+            openai_anthropic::response(&read_json(&path), CREATED).expect("a message");
+        insta::assert_json_snapshot!(
+            format!("response.{case}.openai"),
+            json!({"completion": hub, "usage": format!("{usage:?}")})
+        );
     }
     for (case, path) in fixtures("responses", "gemini_") {
-        let (hub, usage) = openai_gemini::response(&read_json(&path), "gemini-2.5-flash", CREATED).expect("a response");
-        insta::assert_json_snapshot!(format!("response.{case}.openai"), json!({"completion": hub, "usage": format!("{usage:?}")}));
+        let (hub, usage) = openai_gemini::response(&read_json(&path), "gemini-2.5-flash", CREATED)
+            .expect("a response");
+        insta::assert_json_snapshot!(
+            format!("response.{case}.openai"),
+            json!({"completion": hub, "usage": format!("{usage:?}")})
+        );
     }
 }
 
 #[test]
 fn hub_answers_to_anthropic_clients() {
     for (case, path) in fixtures("responses", "openai_") {
-        insta::assert_json_snapshot!(format!("response.{case}.anthropic"), anthropic_openai::response(&read_json(&path)));
+        insta::assert_json_snapshot!(
+            format!("response.{case}.anthropic"),
+            anthropic_openai::response(&read_json(&path))
+        );
     }
 }
 
@@ -121,10 +145,16 @@ fn decode(api: Api, raw: &[u8]) -> Vec<Value> {
 #[test]
 fn provider_streams_to_hub_chunks() {
     for (case, path) in fixtures("streams", "anthropic_") {
-        insta::assert_json_snapshot!(format!("stream.{case}.openai"), decode(Api::Anthropic, &std::fs::read(&path).unwrap()));
+        insta::assert_json_snapshot!(
+            format!("stream.{case}.openai"),
+            decode(Api::Anthropic, &std::fs::read(&path).unwrap())
+        );
     }
     for (case, path) in fixtures("streams", "gemini_") {
-        insta::assert_json_snapshot!(format!("stream.{case}.openai"), decode(Api::Gemini, &std::fs::read(&path).unwrap()));
+        insta::assert_json_snapshot!(
+            format!("stream.{case}.openai"),
+            decode(Api::Gemini, &std::fs::read(&path).unwrap())
+        );
     }
 }
 
@@ -134,7 +164,11 @@ fn hub_streams_to_anthropic_events() {
         let text = std::fs::read_to_string(&path).unwrap();
         let mut encoder = anthropic_openai::StreamEncoder::default();
         let mut out = Vec::new();
-        for data in text.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|d| *d != "[DONE]") {
+        for data in text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+        {
             encoder.chunk(&serde_json::from_str(data).unwrap(), &mut out);
         }
         encoder.finish(&mut out);

@@ -131,9 +131,15 @@ impl Proxy {
         ctx.wants_usage = parsed.wants_usage;
         let route = route::find(&snapshot, &parsed.model)?;
         ctx.route = Some(route.route.name.clone());
+        let mut facts = rules::RequestFacts::new(&parsed.hub, &parts.headers);
+        let (targets, rule) = rules::select(&route, &mut facts);
+        ctx.rule = rule.map(str::to_string);
+        // After the rules: a rule (a header, say) can send the same body to other targets, and a
+        // cached answer must come from the targets this request would have used.
         if let Some(cache) = &route.cache
             && let Some(key) = ResponseCache::key(
                 &route.route.name,
+                rule,
                 ctx.client_api,
                 &parsed.hub,
                 parsed.original.as_ref(),
@@ -144,10 +150,6 @@ impl Proxy {
             }
             ctx.cache_slot = Some((cache.clone(), key));
         }
-
-        let mut facts = rules::RequestFacts::new(&parsed.hub, &parts.headers);
-        let (targets, rule) = rules::select(&route, &mut facts);
-        ctx.rule = rule.map(str::to_string);
         let ordered = strategy::order(
             route.route.strategy,
             targets,

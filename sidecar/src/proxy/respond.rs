@@ -64,8 +64,10 @@ pub fn error_body(api: ClientApi, error: &ClientError) -> Bytes {
         ClientApi::OpenAI => json!({"error": {
             "message": error.message, "type": openai_type(error.status), "param": null, "code": error.code,
         }}),
+        // Anthropic's errors have no `code`; ours carries one anyway (clients ignore unknown
+        // fields) so that `switchyard_no_config` and the like are machine-readable in both formats.
         ClientApi::Anthropic => json!({"type": "error", "error": {
-            "type": anthropic_type(error.status), "message": error.message,
+            "type": anthropic_type(error.status), "message": error.message, "code": error.code,
         }}),
     };
     Bytes::from(value.to_string())

@@ -1,0 +1,592 @@
+//! The real `switchyard-sidecar` binary: invalid manifests and flags exit with code 64 (EX_USAGE)
+//! and one line on stderr that says what is wrong and where; a standalone run serves a chat
+//! request against a simulated provider, logs it as one JSON line without prompt text or keys,
+//! and exits 0 on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use switchyard_sidecar::sim::openai::MockProvider;
+use tokio::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard-sidecar");
+/// `EX_USAGE`.
+const EX_USAGE: i32 = 64;
+const KEY: &str = "sk-cli-secret-0123456789";
+
+static DIRS: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh directory holding `name` with `yaml`.
+fn manifests(name: &str, yaml: &str) -> PathBuf {
+    let n = DIRS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join(name), yaml).expect("write manifests");
+    dir
+}
+
+fn pool(base_url: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1alpha1
+kind: ProviderPool
+metadata: {{name: main}}
+spec:
+  providers:
+    - name: sim
+      api: OpenAI
+      baseUrl: {base_url}
+      apiKey: {{secretKeyRef: {{name: keys, key: sim}}}}
+      models:
+        - {{name: gpt-4o-mini, inputPerMillion: \"0.15\", outputPerMillion: \"0.60\"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{sim: {KEY}}}
+"
+    )
+}
+
+fn route(name: &str, provider: &str, model: &str) -> String {
+    format!(
+        "---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelRoute
+metadata: {{name: {name}}}
+spec:
+  model: chat
+  targets:
+    - {{pool: main, provider: {provider}, model: {model}}}
+"
+    )
+}
+
+/// A command with no inherited `RUST_LOG` or `SWITCHYARD_*` settings.
+fn sidecar(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    command.env_remove("RUST_LOG");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SWITCHYARD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs to completion (killed after 10 s), returning the exit status and stderr.
+fn run(mut command: Command) -> (ExitStatus, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let status = wait_bounded(&mut child, Duration::from_secs(10));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (
+        status.expect("the process should have exited by itself"),
+        stderr,
+    )
+}
+
+/// Waits for `child` up to `limit`; kills it and returns `None` when it is still running.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Exit 64 with one stderr line containing every one of `needles`.
+fn assert_usage_error(status: ExitStatus, stderr: &str, needles: &[&str]) {
+    assert_eq!(status.code(), Some(EX_USAGE), "stderr: {stderr}");
+    let line = stderr.trim_end();
+    assert!(!line.is_empty(), "says why");
+    assert!(!line.contains('\n'), "one line, got: {stderr}");
+    for needle in needles {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
+}
+
+/// Starts the binary on `yaml` in file `file`; it must exit 64 with one line naming the file and
+/// every one of `needles`.
+fn check_manifests(file: &str, yaml: &str, needles: &[&str]) {
+    let dir = manifests(file, yaml);
+    let path = dir.join(file);
+    // Free ports and no debug listener: should the manifests wrongly pass, the process must not
+    // collide with parallel tests on the default ports.
+    let (status, stderr) = run(sidecar(&[
+        "--manifests",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--debug-listen",
+        "",
+    ]));
+    let mut all = vec![file];
+    all.extend_from_slice(needles);
+    assert_usage_error(status, &stderr, &all);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A valid provider URL; nothing is ever sent to it.
+const GOOD_URL: &str = "http://127.0.0.1:1/v1";
+
+#[test]
+fn a_broken_target_reference_exits_64_naming_file_object_and_field() {
+    check_manifests(
+        "routes.yaml",
+        &(pool(GOOD_URL) + &route("support-chat", "ghost", "gpt-4o-mini")),
+        &["support-chat", "spec.targets[0].provider", "ghost"],
+    );
+}
+
+#[test]
+fn an_unknown_model_reference_exits_64_naming_file_object_and_field() {
+    check_manifests(
+        "all.yml",
+        &(pool(GOOD_URL) + &route("support-chat", "sim", "gpt-5-imaginary")),
+        &["support-chat", "spec.targets[0].model"],
+    );
+}
+
+#[test]
+fn a_missing_secret_exits_64_naming_file_object_and_field() {
+    let without_secret = pool(GOOD_URL).split("---").next().unwrap().to_string();
+    check_manifests(
+        "pool.yaml",
+        &without_secret,
+        &["main", "spec.providers[0].apiKey.secretKeyRef", "keys"],
+    );
+}
+
+#[test]
+fn an_invalid_price_exits_64_naming_file_object_and_field() {
+    check_manifests(
+        "pool.yaml",
+        &pool(GOOD_URL).replace("\"0.15\"", "\"0.1.5\""),
+        &["main", "spec.providers[0].models[0].inputPerMillion"],
+    );
+}
+
+#[test]
+fn an_invalid_duration_exits_64_naming_file_object_and_field() {
+    let yaml = pool(GOOD_URL).replace(
+        "      models:",
+        "      timeouts: {total: 5 seconds}\n      models:",
+    );
+    check_manifests(
+        "pool.yaml",
+        &yaml,
+        &["main", "spec.providers[0].timeouts.total"],
+    );
+}
+
+#[test]
+fn a_key_over_plain_http_to_a_remote_host_exits_64() {
+    check_manifests(
+        "pool.yaml",
+        &pool("http://api.example.com/v1"),
+        &["main", "spec.providers[0].baseUrl", "https"],
+    );
+}
+
+#[test]
+fn invalid_yaml_exits_64_naming_the_file() {
+    check_manifests(
+        "broken.yaml",
+        "apiVersion: switchyard.dev/v1alpha1\nkind: [ProviderPool\n",
+        &[],
+    );
+}
+
+#[test]
+fn a_wrongly_typed_field_exits_64_naming_the_field() {
+    let yaml = pool(GOOD_URL)
+        + &route("support-chat", "sim", "gpt-4o-mini")
+            .replace("model: gpt-4o-mini}", "model: gpt-4o-mini, weight: heavy}");
+    check_manifests("routes.yaml", &yaml, &["spec.targets[0].weight"]);
+}
+
+#[test]
+fn an_unknown_field_exits_64_naming_file_object_and_field() {
+    let yaml = pool(GOOD_URL).replace("baseUrl:", "baseURL:");
+    check_manifests(
+        "pool.yaml",
+        &yaml,
+        &["spec.providers[0].baseURL", "ProviderPool", "main"],
+    );
+}
+
+#[test]
+fn a_missing_manifests_path_exits_64() {
+    let (status, stderr) = run(sidecar(&[
+        "--manifests",
+        "/nonexistent/switchyard/manifests.yaml",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--debug-listen",
+        "",
+    ]));
+    assert_usage_error(status, &stderr, &["/nonexistent/switchyard/manifests.yaml"]);
+}
+
+#[test]
+fn unsafe_or_invalid_flag_values_exit_64() {
+    let dir = manifests(
+        "m.yaml",
+        &(pool(GOOD_URL) + &route("r", "sim", "gpt-4o-mini")),
+    );
+    let m = dir.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--manifests", m, "--listen", "0.0.0.0:9400"], "--listen"),
+        (
+            &[
+                "--manifests",
+                m,
+                "--listen",
+                "127.0.0.1:0",
+                "--debug-listen",
+                "0.0.0.0:9402",
+            ],
+            "--debug-listen",
+        ),
+        (&["--listen", "127.0.0.1:0"], "--manifests"),
+        (&["--manifests", m, "--pod-labels", "app"], "--pod-labels"),
+        (
+            &["--manifests", m, "--max-body-bytes", "0"],
+            "--max-body-bytes",
+        ),
+    ];
+    for (args, needle) in cases {
+        let (status, stderr) = run(sidecar(args));
+        assert_usage_error(status, &stderr, &[needle]);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn flags_have_environment_twins() {
+    let dir = manifests(
+        "m.yaml",
+        &(pool(GOOD_URL) + &route("r", "sim", "gpt-4o-mini")),
+    );
+    let mut command = sidecar(&[]);
+    command
+        .env("SWITCHYARD_MANIFESTS", &dir)
+        .env("SWITCHYARD_LISTEN", "0.0.0.0:9400");
+
+    let (status, stderr) = run(command);
+
+    // The manifests came from the environment (no "--manifests is required"), and so did the
+    // refused address.
+    assert_usage_error(status, &stderr, &["--listen", "0.0.0.0:9400"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn unparsable_flags_exit_64() {
+    for args in [
+        &["--manifests", "x.yaml", "--listen", "not-an-address"][..],
+        &["--manifests", "x.yaml", "--max-body-bytes", "lots"][..],
+        &["--manifests", "x.yaml", "--frobnicate"][..],
+    ] {
+        let (status, stderr) = run(sidecar(args));
+        assert_eq!(status.code(), Some(EX_USAGE), "{args:?}: {stderr}");
+    }
+}
+
+/// Three distinct free loopback ports.
+fn free_ports() -> [u16; 3] {
+    let listeners: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    [ports[0], ports[1], ports[2]]
+}
+
+async fn http(method: &str, url: &str, body: &str) -> Option<(u16, http::HeaderMap, Bytes)> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.ok()?.to_bytes();
+    Some((parts.status.as_u16(), parts.headers, bytes))
+}
+
+/// Collects the child's stderr lines on a thread.
+fn capture(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+fn the_request_lines(lines: &Mutex<Vec<String>>) -> Vec<Value> {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect()
+}
+
+/// Sends `signal` (`TERM`, `INT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// A sidecar process serving `dir`, ready (its `/readyz` said 200).
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    data: u16,
+    admin: u16,
+    dir: PathBuf,
+}
+
+impl Running {
+    async fn start(dir: PathBuf) -> Self {
+        let [data, admin, debug] = free_ports();
+        let mut child = sidecar(&[
+            "--manifests",
+            dir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{data}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--debug-listen",
+            &format!("127.0.0.1:{debug}"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+        let lines = capture(&mut child);
+        let mut running = Self {
+            child,
+            lines,
+            data,
+            admin,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let readyz = format!("http://127.0.0.1:{admin}/readyz");
+            if let Some((200, ..)) = http("GET", &readyz, "").await {
+                return running;
+            }
+            if let Some(status) = running.child.try_wait().unwrap() {
+                panic!("exited early with {status}: {}", running.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never ready: {}",
+                running.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Sends `sig` and returns the exit status, or `None` if it is still running after 10 s.
+    fn stop_with(&mut self, sig: &str) -> Option<ExitStatus> {
+        signal(self.child.id(), sig);
+        wait_bounded(&mut self.child, Duration::from_secs(10))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_run_serves_logs_one_json_line_and_exits_0_on_sigterm() {
+    const PROMPT: &str = "purple elephants juggle quietly";
+    let provider = MockProvider::start("sim").await.expect("mock");
+    let dir = manifests(
+        "manifests.yaml",
+        &(pool(&provider.base_url()) + &route("cli-route", "sim", "gpt-4o-mini")),
+    );
+    let mut sidecar = Running::start(dir).await;
+
+    let body = serde_json::json!({"model": "chat",
+        "messages": [{"role": "user", "content": PROMPT}]})
+    .to_string();
+    let chat = format!("http://127.0.0.1:{}/v1/chat/completions", sidecar.data);
+    let (status, headers, answer) = http("POST", &chat, &body)
+        .await
+        .expect("the data plane answers");
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(headers["x-switchyard-route"], "cli-route");
+    assert_eq!(headers["x-switchyard-provider"], "main/sim");
+    assert_eq!(provider.request_count(), 1);
+    let seen = provider.last_request().unwrap();
+    assert_eq!(
+        seen.headers["authorization"].to_str().unwrap(),
+        format!("Bearer {KEY}")
+    );
+
+    // One JSON line for the request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while the_request_lines(&sidecar.lines).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no request log line: {}",
+            sidecar.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logged = the_request_lines(&sidecar.lines);
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let line = logged[0].as_object().expect("a JSON object");
+    let field = |name: &str| {
+        line.get(name)
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    assert_eq!(field("route"), "cli-route");
+    assert_eq!(field("provider"), "main/sim");
+    assert_eq!(field("model"), "chat");
+    assert_eq!(field("attempts"), 1);
+    assert_eq!(field("status"), 200);
+    assert!(
+        line.iter()
+            .any(|(k, v)| k.contains("output") && k.contains("tokens") && v.as_u64() > Some(0)),
+        "output tokens: {line:?}"
+    );
+    assert!(
+        line.iter()
+            .any(|(k, v)| k.contains("input") && k.contains("tokens") && v.is_u64()),
+        "input tokens: {line:?}"
+    );
+    assert!(
+        line.iter()
+            .any(|(k, v)| k.contains("cost") && v.as_f64().is_some_and(|c| c > 0.0)),
+        "cost: {line:?}"
+    );
+    assert!(
+        line.iter()
+            .any(|(k, v)| k.contains("latency") && v.as_f64().is_some()),
+        "latency: {line:?}"
+    );
+
+    // Health and metrics are served on the admin port too.
+    let admin = format!("http://127.0.0.1:{}", sidecar.admin);
+    let (status, ..) = http("GET", &format!("{admin}/healthz"), "")
+        .await
+        .expect("healthz");
+    assert_eq!(status, 200);
+    let (status, _, metrics) = http("GET", &format!("{admin}/metrics"), "")
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&metrics).contains("switchyard_requests_total"));
+
+    let exit = sidecar.stop_with("TERM");
+    let all = sidecar.stderr();
+    assert!(!all.contains(PROMPT), "the prompt reached the log: {all}");
+    assert!(
+        !all.contains("purple"),
+        "prompt text reached the log: {all}"
+    );
+    assert!(!all.contains(KEY), "the key reached the log: {all}");
+    let exit = exit.unwrap_or_else(|| panic!("still running 10 s after SIGTERM: {all}"));
+    assert_eq!(exit.code(), Some(0), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_also_exits_0() {
+    let dir = manifests(
+        "m.yaml",
+        &(pool(GOOD_URL) + &route("r", "sim", "gpt-4o-mini")),
+    );
+    let mut sidecar = Running::start(dir).await;
+
+    let exit = sidecar.stop_with("INT");
+
+    let exit = exit.unwrap_or_else(|| panic!("still running after SIGINT: {}", sidecar.stderr()));
+    assert_eq!(exit.code(), Some(0), "{}", sidecar.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_reloads_edited_manifests() {
+    let provider = MockProvider::start("sim").await.expect("mock");
+    let base = pool(&provider.base_url()) + &route("r", "sim", "gpt-4o-mini");
+    let dir = manifests("m.yaml", &base);
+    let file = dir.join("m.yaml");
+    let sidecar = Running::start(dir).await;
+    let chat = format!("http://127.0.0.1:{}/v1/chat/completions", sidecar.data);
+    let body = |model: &str| {
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+    };
+    assert_eq!(http("POST", &chat, &body("late")).await.unwrap().0, 404);
+
+    let late = route("late-route", "sim", "gpt-4o-mini").replace("model: chat", "model: late");
+    std::fs::write(&file, base + &late).expect("edit the manifests");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, headers, _) = http("POST", &chat, &body("late")).await.unwrap();
+        if status == 200 {
+            assert_eq!(headers["x-switchyard-route"], "late-route");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reloaded: {}",
+            sidecar.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
