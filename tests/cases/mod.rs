@@ -12,4 +12,5 @@ mod standalone_routing;
 mod standalone_strategies;
 mod standalone_streaming;
 mod standalone_upstream_auth;
+mod translation_robustness;
 mod translation_schema;

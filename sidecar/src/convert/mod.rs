@@ -12,6 +12,8 @@ pub mod openai_gemini;
 
 #[cfg(test)]
 mod golden_tests;
+#[cfg(test)]
+mod robustness_tests;
 
 use serde_json::Value;
 
