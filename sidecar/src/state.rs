@@ -218,6 +218,20 @@ impl Runtime {
     }
 }
 
+impl TargetRt {
+    /// Accounts a failed attempt: the key is scrubbed from what the error could show (a provider
+    /// may echo it back) and the breaker counts the failure. Returns the scrubbed error.
+    pub fn fail(&self, error: crate::failure::AttemptError) -> crate::failure::AttemptError {
+        let error = match &self.upstream.def.api_key {
+            Some(key) => error.redact(key.expose()),
+            None => error,
+        };
+        self.health
+            .record_failure(&error, &self.upstream.def.breaker, Instant::now());
+        error
+    }
+}
+
 impl UpstreamRt {
     /// A fresh client and limits for `def`.
     pub fn new(def: Upstream) -> Self {

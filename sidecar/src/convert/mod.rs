@@ -36,6 +36,15 @@ pub fn blocks_text(blocks: &[Value]) -> String {
     texts.join("\n")
 }
 
+/// The text of a message's content: a string, or an array of content parts.
+pub fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => blocks_text(parts),
+        _ => String::new(),
+    }
+}
+
 /// Tool-call arguments (a JSON string in OpenAI's format) as a JSON object, which Anthropic and
 /// Gemini require. Arguments that are not a JSON object are kept under `"arguments"` rather than
 /// lost.

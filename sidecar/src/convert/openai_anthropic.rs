@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{blocks_text, json_arguments};
+use super::{json_arguments, text_of};
 use crate::providers::Usage;
 
 /// `max_tokens` sent when the client gave none: Anthropic requires one.
@@ -138,15 +138,6 @@ pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<Strin
         out.insert("stream".into(), Value::Bool(true));
     }
     out
-}
-
-/// The text of a string or an array of content parts.
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => blocks_text(parts),
-        _ => String::new(),
-    }
 }
 
 fn user_blocks(content: &Value) -> Vec<Value> {

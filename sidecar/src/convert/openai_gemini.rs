@@ -24,7 +24,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{blocks_text, json_arguments};
+use super::{json_arguments, text_of};
 use crate::providers::Usage;
 
 /// The `thoughtSignature` Google documents for function calls that Gemini did not produce (or
@@ -98,15 +98,6 @@ pub fn request(hub: &Map<String, Value>) -> Map<String, Value> {
         out.insert("generationConfig".into(), Value::Object(config));
     }
     out
-}
-
-/// The text of a string or an array of content parts.
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => blocks_text(parts),
-        _ => String::new(),
-    }
 }
 
 /// An assistant message's text and function calls, recording each call's name under its id.

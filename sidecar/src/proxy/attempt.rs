@@ -65,13 +65,7 @@ pub async fn run(
         match attempt(ctx, &target, request, headers, permit, probe).await {
             Ok(response) => return response,
             Err(error) => {
-                let error = match &target.upstream.def.api_key {
-                    Some(key) => error.redact(key.expose()),
-                    None => error,
-                };
-                target
-                    .health
-                    .record_failure(&error, &target.upstream.def.breaker, Instant::now());
+                let error = target.fail(error);
                 ctx.record_attempt(&target, error.metric_label());
                 tracing::debug!(route = %route.name, provider = %target.upstream.id, class = %error.class, error = %error.message, "attempt failed");
                 if error.class == FailureClass::ContextLengthExceeded {

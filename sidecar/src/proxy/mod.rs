@@ -90,13 +90,7 @@ impl Proxy {
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, ClientError> {
         let Some(snapshot) = self.runtime.snapshot() else {
-            let mut error = ClientError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "switchyard_no_config",
-                "no route table loaded yet",
-            );
-            error.retry_after = Some(5);
-            return Err(error);
+            return Err(no_config());
         };
         let (parts, body) = request.into_parts();
         let too_large = || {
@@ -199,13 +193,7 @@ impl Proxy {
             ClientApi::OpenAI
         };
         let Some(snapshot) = self.runtime.snapshot() else {
-            let mut error = ClientError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "switchyard_no_config",
-                "no route table loaded yet",
-            );
-            error.retry_after = Some(5);
-            return respond::error_response(api, &error);
+            return respond::error_response(api, &no_config());
         };
         let mut models: Vec<&str> = snapshot.routes.keys().map(String::as_str).collect();
         models.sort_unstable();
@@ -226,4 +214,15 @@ impl Proxy {
         };
         respond::json_response(StatusCode::OK, body.to_string())
     }
+}
+
+/// Until the first table arrives: 503 with `Retry-After: 5` (DESIGN.md §3).
+fn no_config() -> ClientError {
+    let mut error = ClientError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "switchyard_no_config",
+        "no route table loaded yet",
+    );
+    error.retry_after = Some(5);
+    error
 }

@@ -339,13 +339,7 @@ impl Forward {
                     .finish(Outcome::Success, 200, Some(target), spend, None);
             }
             End::Failed(error) => {
-                let error = match &target.upstream.def.api_key {
-                    Some(key) => error.redact(key.expose()),
-                    None => error,
-                };
-                target
-                    .health
-                    .record_failure(&error, &target.upstream.def.breaker, Instant::now());
+                let error = target.fail(error);
                 let shown = ClientError::new(
                     error.status(),
                     error.code(),
