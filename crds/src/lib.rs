@@ -10,6 +10,7 @@ pub mod compile;
 pub mod complexity;
 pub mod duration;
 pub mod manifests;
+pub mod report;
 pub mod secret;
 pub mod table;
 pub mod v1alpha1;
