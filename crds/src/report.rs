@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 /// Upper bounds, in milliseconds, of the latency buckets sidecars report, chosen so that a
 /// median between 50 ms and 2 minutes is known within about one bucket.
-pub const LATENCY_BUCKETS_MS: [u64; 14] = [50, 100, 250, 500, 1_000, 2_000, 4_000, 8_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000];
+pub const LATENCY_BUCKETS_MS: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_000, 4_000, 8_000, 15_000, 30_000, 60_000, 120_000, 300_000,
+    600_000,
+];
 
 /// One report.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
