@@ -101,8 +101,10 @@ impl Harness {
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
             debug_listen: Some("127.0.0.1:0".parse().expect("addr")),
             max_body_bytes: 32 * 1024 * 1024,
-            manifests: vec![dir.clone()],
-            selection: Selection::default(),
+            source: switchyard_sidecar::app::Source::Manifests {
+                paths: vec![dir.clone()],
+                selection: Selection::default(),
+            },
         };
         adjust(&mut config);
         let sidecar = match Sidecar::start(config).await {

@@ -1,9 +1,11 @@
-//! Starting and stopping a sidecar: load the first table, bind every listener, serve, watch.
+//! Starting and stopping a sidecar: bind every listener, load the first table, serve, and keep
+//! tables coming (the manifest watcher, or the operator subscription and reporter).
 //! `main` and the in-process tests both go through [`Sidecar::start`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -12,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::standalone::{self, Selection};
 use crate::state::Runtime;
-use crate::{admin, server};
+use crate::{admin, persist, report, server, subscribe};
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -21,8 +23,50 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub debug_listen: Option<SocketAddr>,
     pub max_body_bytes: usize,
-    pub manifests: Vec<PathBuf>,
-    pub selection: Selection,
+    /// Where route tables come from.
+    pub source: Source,
+}
+
+/// Where route tables come from: the two ways DESIGN.md §3 runs the sidecar.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Standalone: YAML files, compiled here and watched.
+    Manifests {
+        paths: Vec<PathBuf>,
+        selection: Selection,
+    },
+    /// In a pod: the operator's config server.
+    ConfigServer(PodConfig),
+}
+
+/// Pod mode's settings.
+#[derive(Clone, Debug)]
+pub struct PodConfig {
+    /// `https://host:port`, without a trailing slash.
+    pub url: String,
+    /// The projected ServiceAccount token, re-read for every request.
+    pub token_file: PathBuf,
+    /// The PEM CA bundle, re-read for every connection.
+    pub ca_file: PathBuf,
+    /// Where the last known good table is kept.
+    pub state_dir: PathBuf,
+    /// Mean time between reports.
+    pub report_interval: Duration,
+    /// This run of this sidecar in reports: `<pod UID or hostname>-<start unix seconds>`.
+    pub instance: String,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// The pod a standalone sidecar plays, to adjust before start; `None` in pod mode, where the
+    /// operator decides.
+    pub fn selection_mut(&mut self) -> Option<&mut Selection> {
+        match &mut self.source {
+            Source::Manifests { selection, .. } => Some(selection),
+            Source::ConfigServer(_) => None,
+        }
+    }
 }
 
 /// A running sidecar.
@@ -37,23 +81,27 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// Loads the manifests (an invalid set is an error: nothing is bound), then serves.
+    /// Standalone: loads the manifests (an invalid set is an error: nothing is bound), then
+    /// serves. In a pod: binds first, so `/healthz` answers and the data plane says
+    /// `switchyard_no_config` until a table arrives, from the state dir or the operator.
     pub async fn start(config: Config) -> crate::Result<Self> {
-        let loaded = standalone::load(&config.manifests, &config.selection)?;
         let runtime = Runtime::new(Metrics::new());
-        for warning in &loaded.warnings {
-            tracing::warn!(%warning, "route conflict");
+        if let Source::Manifests { paths, selection } = &config.source {
+            let loaded = standalone::load(paths, selection)?;
+            for warning in &loaded.warnings {
+                tracing::warn!(%warning, "route conflict");
+            }
+            for skipped in &loaded.skipped {
+                tracing::debug!(%skipped, "not a Switchyard object; skipped");
+            }
+            tracing::info!(
+                version = %loaded.table.version,
+                namespace = %loaded.audience.namespace,
+                routes = loaded.table.routes.len(),
+                "loaded manifests"
+            );
+            runtime.swap(loaded.table);
         }
-        for skipped in &loaded.skipped {
-            tracing::debug!(%skipped, "not a Switchyard object; skipped");
-        }
-        tracing::info!(
-            version = %loaded.table.version,
-            namespace = %loaded.audience.namespace,
-            routes = loaded.table.routes.len(),
-            "loaded manifests"
-        );
-        runtime.swap(loaded.table);
 
         let data = server::bind(config.listen).await?;
         let admin_listener = server::bind(config.admin_listen).await?;
@@ -91,12 +139,27 @@ impl Sidecar {
                 stop.clone(),
             )));
         }
-        tasks.push(standalone::watch(
-            config.manifests.clone(),
-            config.selection.clone(),
-            runtime.clone(),
-            stop,
-        )?);
+        match &config.source {
+            Source::Manifests { paths, selection } => tasks.push(standalone::watch(
+                paths.clone(),
+                selection.clone(),
+                runtime.clone(),
+                stop,
+            )?),
+            Source::ConfigServer(pod) => {
+                match persist::load(&pod.state_dir) {
+                    Ok(Some(table)) => {
+                        tracing::info!(version = %table.version, "serving the persisted route table");
+                        runtime.swap(table);
+                    }
+                    Ok(None) => {}
+                    // A bad file is not fatal: the operator will send a good table.
+                    Err(e) => tracing::warn!(error = %e, "persisted route table ignored"),
+                }
+                tasks.push(subscribe::spawn(pod.clone(), runtime.clone(), stop.clone()));
+                tasks.push(report::spawn(pod.clone(), runtime.clone(), stop));
+            }
+        }
         tracing::info!(%data_addr, %admin_addr, ?debug_addr, "serving");
         Ok(Self {
             data_addr,

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
-use crate::app::Config;
+use crate::app::{Config, PodConfig, Source};
 use crate::standalone::Selection;
 
 /// Switchyard's sidecar: an OpenAI-compatible LLM gateway on localhost.
@@ -20,6 +21,26 @@ pub struct Args {
     /// ProviderPool, ModelRoute and Secret YAML files or directories to serve (standalone mode).
     #[arg(long, env = "SWITCHYARD_MANIFESTS", value_delimiter = ',', num_args = 1..)]
     pub manifests: Vec<PathBuf>,
+
+    /// The operator's config server, `https://HOST:PORT` (pod mode).
+    #[arg(long, env = "SWITCHYARD_CONFIG_SERVER")]
+    pub config_server: Option<String>,
+
+    /// The pod's projected ServiceAccount token (audience `switchyard`); re-read on every request.
+    #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM CA bundle the config server's certificate must chain to; re-read on every connection.
+    #[arg(long, env = "SWITCHYARD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Where the last known good route table is kept (mode 0600), to serve across restarts.
+    #[arg(long, env = "SWITCHYARD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// How often to report counters to the operator (±20% jitter), e.g. `30s`.
+    #[arg(long, env = "SWITCHYARD_REPORT_INTERVAL", default_value = "30s")]
+    pub report_interval: String,
 
     /// The data plane (OpenAI- and Anthropic-compatible API). Loopback only.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:9400")]
@@ -67,14 +88,10 @@ pub struct DemoArgs {
 
 impl Args {
     /// Validates the flags into a [`Config`]; the error is a one-line message for exit code 64.
-    pub fn config(&self) -> Result<Config, String> {
-        if self.manifests.is_empty() {
-            return Err(
-                "--manifests is required (pod mode, --config-server, arrives with the operator); \
-                        try `switchyard-sidecar demo`"
-                    .into(),
-            );
-        }
+    /// `identity` names this pod in reports (its UID, else its hostname); `main` reads it from the
+    /// environment so that nothing below it has to.
+    pub fn config(&self, identity: &str) -> Result<Config, String> {
+        let source = self.source(identity)?;
         if !self.listen.ip().is_loopback() {
             return Err(format!(
                 "--listen {}: the data plane listens on loopback only",
@@ -110,12 +127,82 @@ impl Args {
             admin_listen: self.admin_listen,
             debug_listen,
             max_body_bytes: self.max_body_bytes,
-            manifests: self.manifests.clone(),
-            selection: Selection {
-                namespace: self.namespace.clone(),
-                labels,
+            source: match source {
+                Some(pod) => Source::ConfigServer(pod),
+                None => Source::Manifests {
+                    paths: self.manifests.clone(),
+                    selection: Selection {
+                        namespace: self.namespace.clone(),
+                        labels,
+                    },
+                },
             },
         })
+    }
+
+    /// Pod mode's settings, or `None` in standalone mode.
+    fn source(&self, identity: &str) -> Result<Option<PodConfig>, String> {
+        let Some(url) = &self.config_server else {
+            if self.manifests.is_empty() {
+                return Err(
+                    "one of --manifests (standalone) or --config-server (in a pod) is \
+                            required; try `switchyard-sidecar demo`"
+                        .into(),
+                );
+            }
+            for (flag, set) in [
+                ("--token-file", self.token_file.is_some()),
+                ("--ca-file", self.ca_file.is_some()),
+                ("--state-dir", self.state_dir.is_some()),
+            ] {
+                if set {
+                    return Err(format!(
+                        "{flag} belongs to pod mode: it needs --config-server"
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        if !self.manifests.is_empty() {
+            return Err("--manifests and --config-server exclude each other: pick one mode".into());
+        }
+        let url = url.trim().trim_end_matches('/');
+        let host = url.strip_prefix("https://").ok_or_else(|| {
+            format!("--config-server {url:?} must be an https:// URL (keys travel over it)")
+        })?;
+        if host.is_empty() || host.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "--config-server {url:?} is not a URL like https://host:9443"
+            ));
+        }
+        let need = |value: &Option<PathBuf>, flag: &str| {
+            value
+                .clone()
+                .ok_or_else(|| format!("--config-server needs {flag}"))
+        };
+        let token_file = need(&self.token_file, "--token-file")?;
+        let ca_file = need(&self.ca_file, "--ca-file")?;
+        let state_dir = need(&self.state_dir, "--state-dir")?;
+        let report_interval = switchyard_crds::duration::parse(&self.report_interval)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "--report-interval {:?} is not a positive duration like 30s or 500ms",
+                    self.report_interval
+                )
+            })?;
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        Ok(Some(PodConfig {
+            url: url.to_string(),
+            token_file,
+            ca_file,
+            state_dir,
+            report_interval,
+            instance: format!("{identity}-{started}"),
+        }))
     }
 }
 
@@ -128,7 +215,14 @@ mod tests {
         all.extend_from_slice(args);
         Args::try_parse_from(all)
             .map_err(|e| e.to_string())?
-            .config()
+            .config("pod-uid")
+    }
+
+    fn pod_of(c: &Config) -> &PodConfig {
+        match &c.source {
+            Source::ConfigServer(pod) => pod,
+            Source::Manifests { .. } => panic!("not pod mode"),
+        }
     }
 
     #[test]
@@ -138,12 +232,12 @@ mod tests {
         assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9401");
         assert_eq!(c.debug_listen.unwrap().to_string(), "127.0.0.1:9402");
         assert_eq!(c.max_body_bytes, 32 * 1024 * 1024);
-        assert_eq!(c.manifests.len(), 2);
+        assert!(matches!(&c.source, Source::Manifests { paths, .. } if paths.len() == 2));
     }
 
     #[test]
     fn unsafe_or_malformed_flags_are_refused() {
-        assert!(parse(&[]).unwrap_err().contains("--manifests is required"));
+        assert!(parse(&[]).unwrap_err().contains("one of --manifests"));
         assert!(
             parse(&["--manifests", "a", "--listen", "0.0.0.0:9400"])
                 .unwrap_err()
@@ -166,6 +260,71 @@ mod tests {
                 .is_none()
         );
         let c = parse(&["--manifests", "a", "--pod-labels", "app=bot,tier=premium"]).unwrap();
-        assert_eq!(c.selection.labels["tier"], "premium");
+        assert!(
+            matches!(&c.source, Source::Manifests { selection, .. } if selection.labels["tier"] == "premium")
+        );
+    }
+
+    const POD: [&str; 8] = [
+        "--config-server",
+        "https://switchyard-config.switchyard-system.svc:9443/",
+        "--token-file",
+        "/var/run/secrets/switchyard/token",
+        "--ca-file",
+        "/etc/switchyard/ca/ca.crt",
+        "--state-dir",
+        "/var/lib/switchyard",
+    ];
+
+    #[test]
+    fn pod_mode_takes_the_config_server_flags() {
+        let c = parse(&POD).unwrap();
+        let pod = pod_of(&c);
+        assert_eq!(
+            pod.url, "https://switchyard-config.switchyard-system.svc:9443",
+            "trailing slash dropped"
+        );
+        assert_eq!(pod.report_interval, Duration::from_secs(30));
+        assert!(pod.instance.starts_with("pod-uid-"), "{}", pod.instance);
+        assert!(pod.instance["pod-uid-".len()..].parse::<u64>().is_ok());
+
+        let mut args = POD.to_vec();
+        args.extend(["--report-interval", "200ms"]);
+        assert_eq!(
+            pod_of(&parse(&args).unwrap()).report_interval,
+            Duration::from_millis(200)
+        );
+    }
+
+    #[test]
+    fn pod_mode_flags_are_validated() {
+        let with = |extra: &[&str]| {
+            let mut args = POD.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args).unwrap_err()
+        };
+        assert!(with(&["--manifests", "a"]).contains("exclude each other"));
+        assert!(with(&["--report-interval", "30"]).contains("--report-interval"));
+        assert!(with(&["--report-interval", "0s"]).contains("--report-interval"));
+        for (i, flag) in ["--token-file", "--ca-file", "--state-dir"]
+            .iter()
+            .enumerate()
+        {
+            let mut args = POD.to_vec();
+            args.drain(2 + 2 * i..4 + 2 * i);
+            let error = parse(&args).unwrap_err();
+            assert!(error.contains(&format!("needs {flag}")), "{error}");
+        }
+        let mut args = POD.to_vec();
+        args[1] = "http://operator:9443";
+        assert!(parse(&args).unwrap_err().contains("https://"));
+        assert!(
+            parse(&["--manifests", "a", "--state-dir", "/tmp"])
+                .unwrap_err()
+                .contains("needs --config-server")
+        );
+        for error in [with(&["--manifests", "a"]), parse(&[]).unwrap_err()] {
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
     }
 }

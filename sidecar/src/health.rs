@@ -4,10 +4,12 @@
 //! reload does not forget that a provider is down. All state sits behind one short-held mutex:
 //! every operation is a few comparisons, far cheaper than the request it guards.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::IntGauge;
+use switchyard_crds::report::LATENCY_BUCKETS_MS;
 use switchyard_crds::table::Breaker;
 use tokio::time::Instant;
 
@@ -24,7 +26,14 @@ pub struct TargetHealth {
     inner: Mutex<Inner>,
     /// `switchyard_circuit_open{provider,model}`, kept in step with the state.
     gauge: IntGauge,
+    /// Latency of successful attempts, for reports to the operator.
+    pub latencies: LatencyBuckets,
 }
+
+/// Cumulative counts of attempt latencies per bucket of [`LATENCY_BUCKETS_MS`], plus one for
+/// slower ones: what the operator needs for a p50 across sidecars, without a histogram library.
+#[derive(Debug, Default)]
+pub struct LatencyBuckets([AtomicU64; LATENCY_BUCKETS_MS.len() + 1]);
 
 #[derive(Debug)]
 struct Inner {
@@ -69,6 +78,7 @@ impl TargetHealth {
                 last_sample: None,
             }),
             gauge,
+            latencies: LatencyBuckets::default(),
         })
     }
 
@@ -140,6 +150,8 @@ impl TargetHealth {
         });
         inner.last_sample = Some(now);
         self.gauge.set(0);
+        drop(inner);
+        self.latencies.record(latency);
     }
 
     /// A failed attempt. Returns true when this failure opened the circuit.
@@ -201,6 +213,25 @@ impl TargetHealth {
     pub fn latency(&self) -> (Option<f64>, Option<Instant>) {
         let inner = self.lock();
         (inner.ewma_ms, inner.last_sample)
+    }
+}
+
+// === impl LatencyBuckets ===
+
+impl LatencyBuckets {
+    /// Counts one attempt that took `latency`.
+    pub fn record(&self, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|upper| ms <= *upper)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.0[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts so far, one per bucket plus the overflow.
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 }
 
@@ -341,6 +372,21 @@ mod tests {
             h.record_failure(&err(FailureClass::ClientError), &breaker(), t0);
         }
         assert_eq!(h.peek(t0), Admission::Go { probe: false });
+    }
+
+    #[test]
+    fn successes_land_in_latency_buckets() {
+        let (h, t0) = (health(), Instant::now());
+        h.record_success(Duration::from_millis(50), t0);
+        h.record_success(Duration::from_millis(51), t0);
+        h.record_success(Duration::from_secs(3600), t0);
+        let counts = h.latencies.snapshot();
+        assert_eq!(counts.len(), LATENCY_BUCKETS_MS.len() + 1);
+        assert_eq!(
+            (counts[0], counts[1], counts[LATENCY_BUCKETS_MS.len()]),
+            (1, 1, 1)
+        );
+        assert_eq!(counts.iter().sum::<u64>(), 3);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! enforces limits and accounts tokens and cost, all inside the application's pod.
 //!
 //! The request path lives in [`proxy`], in the phases DESIGN.md §3 names. Tables come from
-//! [`standalone`] (files) today and from the operator later; both end in [`state::Runtime::swap`].
+//! [`standalone`] (files) or [`subscribe`] (the operator, with [`persist`] keeping the last good
+//! one on disk); both end in [`state::Runtime::swap`].
 
 pub mod admin;
 pub mod app;
@@ -16,13 +17,16 @@ pub mod failure;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod persist;
 pub mod providers;
 pub mod proxy;
+pub mod report;
 pub mod server;
 pub mod sim;
 pub mod sse;
 pub mod standalone;
 pub mod state;
+pub mod subscribe;
 pub mod telemetry;
 pub mod tokens;
 

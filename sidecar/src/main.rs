@@ -39,7 +39,12 @@ fn main() -> ExitCode {
         }
         None => {
             telemetry::init(log_filter.as_deref(), "info", true);
-            let config = match args.config() {
+            // The pod's UID (downward API) names this sidecar in reports; the hostname (the pod
+            // name) stands in where it is not set.
+            let identity = std::env::var("POD_UID")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "switchyard-sidecar".into());
+            let config = match args.config(&identity) {
                 Ok(config) => config,
                 Err(message) => {
                     eprintln!("switchyard-sidecar: {message}");

@@ -359,8 +359,10 @@ async fn invalid_manifests_refuse_to_start_naming_file_object_and_field() {
         admin_listen: loopback,
         debug_listen: None,
         max_body_bytes: 1 << 20,
-        manifests: vec![dir.clone()],
-        selection: Selection::default(),
+        source: switchyard_sidecar::app::Source::Manifests {
+            paths: vec![dir.clone()],
+            selection: Selection::default(),
+        },
     };
 
     let error = switchyard_sidecar::app::Sidecar::start(config)
@@ -516,11 +518,17 @@ async fn a_route_with_a_matching_pod_selector_beats_one_without() {
     let yaml = selector_manifests(&a, &b);
 
     let bot = Harness::start_with(&yaml, |c| {
-        c.selection.labels.insert("app".into(), "bot".into());
+        c.selection_mut()
+            .expect("standalone")
+            .labels
+            .insert("app".into(), "bot".into());
     })
     .await;
     let other = Harness::start_with(&yaml, |c| {
-        c.selection.labels.insert("app".into(), "web".into());
+        c.selection_mut()
+            .expect("standalone")
+            .labels
+            .insert("app".into(), "web".into());
     })
     .await;
 
@@ -576,8 +584,10 @@ async fn objects_in_a_shared_namespace_are_served_without_naming_it() {
     h.stop().await;
 
     // Played as a pod of another namespace, the sidecar gets none of those routes.
-    let elsewhere =
-        Harness::start_with(&yaml, |c| c.selection.namespace = Some("other".into())).await;
+    let elsewhere = Harness::start_with(&yaml, |c| {
+        c.selection_mut().expect("standalone").namespace = Some("other".into())
+    })
+    .await;
     assert_eq!(elsewhere.chat("chat", "hi").await.status, 404);
     elsewhere.stop().await;
 }
