@@ -1,0 +1,425 @@
+//! The config server sidecars talk to (DESIGN §4), HTTPS on `--config-listen`:
+//!
+//! - `GET /v1/config`: the calling pod's route table. With a known version (`If-None-Match:
+//!   "<version>"`, or `?version=`) it long-polls up to `?wait=` (Gateway API duration, default
+//!   30s, capped at 60s, plus up to 10% jitter) and answers 304 if nothing changed, or 200 the
+//!   moment the pod's table differs. Without a version it answers 200 at once.
+//! - `POST /v1/report`: cumulative counters, aggregated by [`reports::ReportAggregator`].
+//!
+//! Decisions DESIGN leaves open:
+//! - A pod no route selects gets 200 with an empty table, so its sidecar becomes ready.
+//! - A missing `X-Switchyard-Table-Schema` means "the current schema"; an unparsable one is 400.
+//! - A `wait` above 60s is capped, not refused; an unparsable one is 400.
+//! - A failed TokenReview (apiserver unreachable) is 503, so sidecars back off and retry.
+//! - Reports answer 204; bodies over 1 MiB are 413.
+//!
+//! Every error is JSON: `{"error": "<message>"}`.
+
+pub mod auth;
+pub mod reports;
+pub mod tables;
+
+use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use switchyard_crds::report::Report;
+use switchyard_crds::table::{RouteTable, SCHEMA_VERSION};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use self::auth::{Authenticator, Rejection};
+use self::reports::{ReportAggregator, WindowKey, WindowStats};
+use self::tables::Tables;
+use crate::metrics::{ConfigMetrics, LongPollGuard};
+
+/// The header in which sidecars name the highest table schema they support.
+pub const TABLE_SCHEMA_HEADER: &str = "x-switchyard-table-schema";
+/// The oldest table schema this operator can serve. DESIGN asks for the current and the previous
+/// one, but schema 1 is the first: there is no previous yet.
+/// TODO(operator): when `SCHEMA_VERSION` becomes 2, set this to 1 and downgrade tables for
+/// sidecars that only know 1.
+pub const OLDEST_SERVED_SCHEMA: u32 = SCHEMA_VERSION;
+/// Long-poll length when the sidecar does not say.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The longest long-poll, before jitter.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Bound on cached serialized tables.
+const MAX_ENCODED_TABLES: usize = 4096;
+/// The largest report body accepted.
+const MAX_REPORT_BYTES: usize = 1 << 20;
+
+/// The response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// Everything the handlers share.
+pub struct ConfigServer {
+    tables: Tables,
+    auth: Authenticator,
+    reports: Mutex<ReportAggregator>,
+    metrics: ConfigMetrics,
+    /// Serialized tables by (version, generatedBy), so that a publish waking a thousand pods of
+    /// one audience encodes their table once.
+    encoded: Mutex<HashMap<(String, String), Bytes>>,
+}
+
+/// What `GET /v1/config` was asked, parsed from headers and query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigQuery {
+    /// The version the sidecar has, if any.
+    pub known_version: Option<String>,
+    /// How long to wait for a change, capped and before jitter.
+    pub wait: Duration,
+    /// The schema to serve.
+    pub schema: u32,
+}
+
+// === impl ConfigServer ===
+
+impl ConfigServer {
+    /// A server answering from `tables`, reviewing tokens with `client` (without one, every
+    /// request is answered 503).
+    pub fn new(tables: Tables, client: Option<kube::Client>, metrics: ConfigMetrics) -> Arc<Self> {
+        Arc::new(Self {
+            tables,
+            auth: Authenticator::new(client, metrics.clone()),
+            reports: Mutex::new(ReportAggregator::new(Instant::now())),
+            metrics,
+            encoded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The 5-minute report windows as of now; pool status will show them.
+    pub fn report_windows(&self) -> std::collections::BTreeMap<WindowKey, WindowStats> {
+        self.lock_reports().summary(Instant::now())
+    }
+
+    /// Routes one request.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/v1/config") => {
+                let response = self.get_config(&req).await;
+                let code = response.status().as_u16().to_string();
+                self.metrics.responses.with_label_values(&[&code]).inc();
+                response
+            }
+            (&Method::POST, "/v1/report") => self.post_report(req).await,
+            (_, "/v1/config" | "/v1/report") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    async fn get_config<B>(&self, req: &Request<B>) -> Response<Body> {
+        let snapshot = self.tables.current();
+        // Authenticate first, so that nothing (not even a 409) answers an unknown caller.
+        let authorization = req.headers().get(http::header::AUTHORIZATION);
+        let (bound, pod) = match self.auth.authenticate(authorization, &snapshot).await {
+            Ok(found) => found,
+            Err(rejection) => return reject(rejection),
+        };
+        let query = match parse_config_query(req) {
+            Ok(query) => query,
+            Err(response) => return *response,
+        };
+        let Some(known) = query.known_version else {
+            return self.table_response(&snapshot.table_for(&pod));
+        };
+        let _guard = LongPollGuard::new(&self.metrics.long_polls);
+        // Subscribe before looking, so a publish between the look and the wait still wakes us.
+        let mut rx = self.tables.subscribe();
+        let deadline = Instant::now() + with_jitter(query.wait, rand::random::<f64>());
+        loop {
+            let snapshot = rx.borrow_and_update().clone();
+            // A pod that left the index mid-wait keeps the audience it was authenticated with.
+            let current = snapshot
+                .pod(&bound.uid)
+                .cloned()
+                .unwrap_or_else(|| pod.clone());
+            let table = snapshot.table_for(&current);
+            if table.version != known {
+                return self.table_response(&table);
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    return not_modified(&known);
+                },
+                () = tokio::time::sleep_until(deadline) => return not_modified(&known),
+            }
+        }
+    }
+
+    async fn post_report<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let count = |outcome: &str| self.metrics.reports.with_label_values(&[outcome]).inc();
+        let snapshot = self.tables.current();
+        let (bound, pod) = match self
+            .auth
+            .authenticate(req.headers().get(http::header::AUTHORIZATION), &snapshot)
+            .await
+        {
+            Ok(found) => found,
+            Err(rejection) => {
+                count("unauthenticated");
+                return reject(rejection);
+            }
+        };
+        let body = match Limited::new(req.into_body(), MAX_REPORT_BYTES)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                count("invalid");
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "report too large or unreadable",
+                );
+            }
+        };
+        let report: Report = match serde_json::from_slice(&body) {
+            Ok(report) => report,
+            Err(e) => {
+                count("invalid");
+                return error(StatusCode::BAD_REQUEST, &format!("invalid report: {e}"));
+            }
+        };
+        let allowed = table_targets(&snapshot.table_for(&pod));
+        let outcome = self.lock_reports().ingest(
+            &bound.uid,
+            &pod.namespace,
+            &allowed,
+            &report,
+            Instant::now(),
+        );
+        if outcome.dropped > 0 {
+            tracing::debug!(pod = %pod.name, namespace = %pod.namespace, dropped = outcome.dropped, "report targets outside the pod's table dropped");
+        }
+        count("accepted");
+        Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::default())
+            .expect("a valid response")
+    }
+
+    fn table_response(&self, table: &RouteTable) -> Response<Body> {
+        let key = (table.version.clone(), table.generated_by.clone());
+        let mut encoded = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(body) = encoded.get(&key) {
+            return table_response(table, body.clone());
+        }
+        let body = match serde_json::to_vec(table) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => {
+                let message = format!("cannot encode table: {e}");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, &message);
+            }
+        };
+        // Old versions are never asked for again; dropping everything now and then is simpler
+        // than tracking which versions are still published.
+        if encoded.len() >= MAX_ENCODED_TABLES {
+            encoded.clear();
+        }
+        encoded.insert(key, body.clone());
+        table_response(table, body)
+    }
+
+    fn lock_reports(&self) -> std::sync::MutexGuard<'_, ReportAggregator> {
+        // NB: the aggregator holds no invariant a panic could break halfway, so a poisoned lock
+        // is still usable.
+        self.reports.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Accepts TLS connections on `listener` and serves them (HTTP/1.1 and HTTP/2) until the task is
+/// dropped.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    server: Arc<ConfigServer>,
+) -> crate::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually EMFILE: wait a little instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let service = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.handle(req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(%peer, %error, "config connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Reads version, wait and schema from a config request; a ready error response otherwise.
+pub fn parse_config_query<B>(req: &Request<B>) -> Result<ConfigQuery, Box<Response<Body>>> {
+    let bad = |message: String| Box::new(error(StatusCode::BAD_REQUEST, &message));
+    let mut query_version = None;
+    let mut wait = DEFAULT_WAIT;
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "version" if !value.is_empty() => query_version = Some(value.to_string()),
+            "wait" => {
+                wait = switchyard_crds::duration::parse(value)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "invalid wait {value:?}: expected a duration like 30s"
+                        ))
+                    })?
+                    .min(MAX_WAIT);
+            }
+            _ => {}
+        }
+    }
+    let header_version = req.headers().get(IF_NONE_MATCH).and_then(parse_etag);
+    let schema = match req.headers().get(TABLE_SCHEMA_HEADER) {
+        None => SCHEMA_VERSION,
+        Some(value) => {
+            let max = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .ok_or_else(|| bad(format!("invalid {TABLE_SCHEMA_HEADER}")))?;
+            negotiate_schema(max)
+                .map_err(|message| Box::new(error(StatusCode::CONFLICT, &message)))?
+        }
+    };
+    Ok(ConfigQuery {
+        known_version: header_version.or(query_version),
+        wait,
+        schema,
+    })
+}
+
+/// The schema to serve a sidecar supporting up to `sidecar_max`, or why none fits.
+pub fn negotiate_schema(sidecar_max: u32) -> Result<u32, String> {
+    if sidecar_max >= SCHEMA_VERSION {
+        Ok(SCHEMA_VERSION)
+    } else if sidecar_max >= OLDEST_SERVED_SCHEMA {
+        Ok(sidecar_max)
+    } else {
+        Err(format!(
+            "sidecar supports table schema up to {sidecar_max}, this operator serves {OLDEST_SERVED_SCHEMA} to {SCHEMA_VERSION}: upgrade the sidecar"
+        ))
+    }
+}
+
+/// The first entity tag of an `If-None-Match` header, without quotes or weak prefix.
+pub fn parse_etag(value: &HeaderValue) -> Option<String> {
+    let first = value.to_str().ok()?.split(',').next()?.trim();
+    let first = first.strip_prefix("W/").unwrap_or(first);
+    let tag = first
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(first);
+    (!tag.is_empty() && tag != "*").then(|| tag.to_string())
+}
+
+/// `wait` stretched by `unit` (in `[0, 1)`) times 10%, so that sidecars started together do not
+/// poll in lockstep.
+pub fn with_jitter(wait: Duration, unit: f64) -> Duration {
+    wait + wait.mul_f64(unit.clamp(0.0, 1.0) * 0.1)
+}
+
+/// Every `(pool/provider, model)` a table may send traffic to.
+pub fn table_targets(table: &RouteTable) -> BTreeSet<(String, String)> {
+    table
+        .routes
+        .values()
+        .flat_map(|route| {
+            route
+                .targets
+                .iter()
+                .chain(route.rules.iter().flat_map(|r| &r.targets))
+        })
+        .map(|t| (t.upstream.clone(), t.model.clone()))
+        .collect()
+}
+
+fn etag(version: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+fn table_response(table: &RouteTable, body: Bytes) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(ETAG, etag(&table.version))
+        .header(CACHE_CONTROL, "no-store")
+        .header(CONTENT_TYPE, "application/json")
+        .header(TABLE_SCHEMA_HEADER, table.schema_version)
+        .body(Body::new(body))
+        .expect("a valid response")
+}
+
+fn not_modified(version: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::NOT_MODIFIED)
+        .header(ETAG, etag(version))
+        .header(CACHE_CONTROL, "no-store")
+        .body(Body::default())
+        .expect("a valid response")
+}
+
+fn reject(rejection: Rejection) -> Response<Body> {
+    tracing::debug!(reason = rejection.message(), "config request refused");
+    error(rejection.status(), rejection.message())
+}
+
+/// A JSON error response.
+pub fn error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CACHE_CONTROL, "no-store")
+        .body(Body::from(body))
+        .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Aggregation of sidecar reports (`POST /v1/report`) into the 5-minute windows pool status
+//! shows (DESIGN §2 "Status", §4).
+//!
+//! Sidecars send cumulative counters per target, so a lost report loses nothing. For each
+//! (pod UID, instance) the aggregator keeps the last counters and adds the difference to the
+//! current 30-second bucket of each (namespace, `pool/provider`, model). A target whose counters
+//! went down restarted: its new values are the delta. Ten buckets make the window; circuit state
+//! is a level, so each instance's latest value counts for as long as it reported in the window.
+//! Pure state with an explicit `now`, so tests need no clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use switchyard_crds::report::{LATENCY_BUCKETS_MS, Report, TargetReport};
+use tokio::time::Instant;
+
+/// The width of one bucket.
+pub const BUCKET: Duration = Duration::from_secs(30);
+/// Buckets in a window.
+pub const BUCKETS: u64 = 10;
+/// The outcome that is not an error.
+pub const SUCCESS: &str = "Success";
+/// How long the last counters of a silent instance are kept. Longer than the window, so that a
+/// sidecar reporting rarely is not counted twice; an instance forgotten and heard again counts
+/// from zero.
+const INSTANCE_RETENTION: Duration = Duration::from_secs(900);
+
+/// What a window is aggregated by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WindowKey {
+    pub namespace: String,
+    /// `pool/provider`.
+    pub provider: String,
+    pub model: String,
+}
+
+/// Totals over the window for one [`WindowKey`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WindowStats {
+    /// Attempts, by every outcome.
+    pub requests: u64,
+    /// Attempts whose outcome was not `Success`.
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Attempts per bucket of [`LATENCY_BUCKETS_MS`], plus one for slower ones.
+    pub latency_buckets: Vec<u64>,
+    /// Instances that reported this target in the window.
+    pub sidecars: u32,
+    /// Of those, how many have its circuit open in their latest report.
+    pub circuit_open_sidecars: u32,
+}
+
+/// What [`ReportAggregator::ingest`] did with a report's targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: usize,
+    /// Targets not in the pod's own table.
+    pub dropped: usize,
+}
+
+/// Last counters per instance and the bucketed window.
+#[derive(Debug)]
+pub struct ReportAggregator {
+    origin: Instant,
+    instances: HashMap<InstanceKey, InstanceState>,
+    buckets: VecDeque<(u64, HashMap<WindowKey, WindowStats>)>,
+}
+
+/// (pod UID, instance): keyed by the authenticated UID too, so that no pod can overwrite another
+/// pod's counters by sending its instance id.
+type InstanceKey = (String, String);
+
+#[derive(Debug)]
+struct InstanceState {
+    namespace: String,
+    last_seen: Instant,
+    targets: HashMap<(String, String), TargetReport>,
+}
+
+// === impl WindowStats ===
+
+impl WindowStats {
+    /// Errors over requests, when there were requests.
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+
+    /// The upper bound of the bucket holding the median attempt. For the overflow bucket, the
+    /// largest bound (the median is at least that).
+    pub fn p50_latency_ms(&self) -> Option<u64> {
+        let total: u64 = self.latency_buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let mut seen = 0;
+        for (i, count) in self.latency_buckets.iter().enumerate() {
+            seen += count;
+            if seen * 2 >= total {
+                let last = LATENCY_BUCKETS_MS.len() - 1;
+                return Some(LATENCY_BUCKETS_MS[i.min(last)]);
+            }
+        }
+        None
+    }
+
+    fn add(&mut self, delta: &TargetReport) {
+        let requests: u64 = delta.outcomes.values().sum();
+        let successes = delta.outcomes.get(SUCCESS).copied().unwrap_or(0);
+        self.requests += requests;
+        self.errors += requests - successes;
+        self.input_tokens += delta.input_tokens;
+        self.cached_input_tokens += delta.cached_input_tokens;
+        self.output_tokens += delta.output_tokens;
+        self.cost_usd += delta.cost_usd;
+        add_buckets(&mut self.latency_buckets, &delta.latency_buckets);
+    }
+
+    fn merge(&mut self, other: &WindowStats) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.input_tokens += other.input_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost_usd += other.cost_usd;
+        add_buckets(&mut self.latency_buckets, &other.latency_buckets);
+    }
+}
+
+// === impl ReportAggregator ===
+
+impl ReportAggregator {
+    /// An empty aggregator whose buckets are aligned to `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            origin: now,
+            instances: HashMap::new(),
+            buckets: VecDeque::new(),
+        }
+    }
+
+    /// Adds one report from the pod `pod_uid` in `namespace`. Only targets in `allowed`
+    /// (`(pool/provider, model)` pairs of the pod's own table) count.
+    pub fn ingest(
+        &mut self,
+        pod_uid: &str,
+        namespace: &str,
+        allowed: &BTreeSet<(String, String)>,
+        report: &Report,
+        now: Instant,
+    ) -> IngestOutcome {
+        self.expire(now);
+        let index = self.bucket_index(now);
+        if self.buckets.back().is_none_or(|(i, _)| *i != index) {
+            self.buckets.push_back((index, HashMap::new()));
+        }
+        let bucket = &mut self.buckets.back_mut().expect("pushed above").1;
+        let state = self
+            .instances
+            .entry((pod_uid.to_string(), report.instance.clone()))
+            .or_insert_with(|| InstanceState {
+                namespace: namespace.to_string(),
+                last_seen: now,
+                targets: HashMap::new(),
+            });
+        state.last_seen = now;
+        let mut outcome = IngestOutcome::default();
+        for target in &report.targets {
+            let id = (target.provider.clone(), target.model.clone());
+            if !allowed.contains(&id) {
+                outcome.dropped += 1;
+                continue;
+            }
+            outcome.accepted += 1;
+            let delta = delta(state.targets.get(&id), target);
+            let key = WindowKey {
+                namespace: namespace.to_string(),
+                provider: target.provider.clone(),
+                model: target.model.clone(),
+            };
+            bucket.entry(key).or_default().add(&delta);
+            state.targets.insert(id, target.clone());
+        }
+        outcome
+    }
+
+    /// The window ending at `now`, per key.
+    pub fn summary(&self, now: Instant) -> BTreeMap<WindowKey, WindowStats> {
+        let current = self.bucket_index(now);
+        let mut out: BTreeMap<WindowKey, WindowStats> = BTreeMap::new();
+        for (index, bucket) in &self.buckets {
+            if index + BUCKETS > current {
+                for (key, stats) in bucket {
+                    out.entry(key.clone()).or_default().merge(stats);
+                }
+            }
+        }
+        let window = BUCKET * u32::try_from(BUCKETS).unwrap_or(u32::MAX);
+        for state in self.instances.values() {
+            if now.saturating_duration_since(state.last_seen) >= window {
+                continue;
+            }
+            for ((provider, model), target) in &state.targets {
+                let key = WindowKey {
+                    namespace: state.namespace.clone(),
+                    provider: provider.clone(),
+                    model: model.clone(),
+                };
+                let stats = out.entry(key).or_default();
+                stats.sidecars += 1;
+                stats.circuit_open_sidecars += u32::from(target.circuit_open);
+            }
+        }
+        out
+    }
+
+    fn bucket_index(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_secs() / BUCKET.as_secs()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let current = self.bucket_index(now);
+        while self
+            .buckets
+            .front()
+            .is_some_and(|(index, _)| index + BUCKETS <= current)
+        {
+            self.buckets.pop_front();
+        }
+        self.instances
+            .retain(|_, state| now.saturating_duration_since(state.last_seen) < INSTANCE_RETENTION);
+    }
+}
+
+/// What happened since `prev`. A counter that went down means the sidecar restarted (or the
+/// target was reset), so the whole target counts from zero.
+pub fn delta(prev: Option<&TargetReport>, cur: &TargetReport) -> TargetReport {
+    let Some(prev) = prev.filter(|prev| !went_down(prev, cur)) else {
+        return TargetReport {
+            circuit_open: cur.circuit_open,
+            ..cur.clone()
+        };
+    };
+    let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+    TargetReport {
+        provider: cur.provider.clone(),
+        model: cur.model.clone(),
+        outcomes: cur
+            .outcomes
+            .iter()
+            .map(|(k, v)| (k.clone(), v - prev.outcomes.get(k).copied().unwrap_or(0)))
+            .collect(),
+        input_tokens: cur.input_tokens - prev.input_tokens,
+        cached_input_tokens: cur.cached_input_tokens - prev.cached_input_tokens,
+        output_tokens: cur.output_tokens - prev.output_tokens,
+        cost_usd: (cur.cost_usd - prev.cost_usd).max(0.0),
+        circuit_open: cur.circuit_open,
+        latency_buckets: (0..cur.latency_buckets.len())
+            .map(|i| at(&cur.latency_buckets, i) - at(&prev.latency_buckets, i))
+            .collect(),
+    }
+}
+
+fn went_down(prev: &TargetReport, cur: &TargetReport) -> bool {
+    let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+    prev.outcomes
+        .iter()
+        .any(|(k, v)| cur.outcomes.get(k).copied().unwrap_or(0) < *v)
+        || cur.input_tokens < prev.input_tokens
+        || cur.cached_input_tokens < prev.cached_input_tokens
+        || cur.output_tokens < prev.output_tokens
+        // Float sums may wobble in the last bits; only a real drop is a restart.
+        || cur.cost_usd + 1e-9 < prev.cost_usd
+        || (0..prev.latency_buckets.len().max(cur.latency_buckets.len()))
+            .any(|i| at(&cur.latency_buckets, i) < at(&prev.latency_buckets, i))
+}
+
+/// Adds `more` into `into` bucket by bucket, ignoring buckets beyond [`LATENCY_BUCKETS_MS`] and
+/// its overflow bucket (a malformed report cannot grow the vector).
+fn add_buckets(into: &mut Vec<u64>, more: &[u64]) {
+    let len = LATENCY_BUCKETS_MS.len() + 1;
+    if into.len() < len {
+        into.resize(len, 0);
+    }
+    for (slot, value) in into.iter_mut().zip(more) {
+        *slot += value;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+use super::*;
+
+fn target(provider: &str, success: u64, errors: u64, tokens: u64) -> TargetReport {
+    let mut outcomes = BTreeMap::from([(SUCCESS.to_string(), success)]);
+    if errors > 0 {
+        outcomes.insert("ServerError".to_string(), errors);
+    }
+    let mut latency_buckets = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+    latency_buckets[2] = success + errors; // 250 ms
+    TargetReport {
+        provider: provider.into(),
+        model: "gpt-4o".into(),
+        outcomes,
+        input_tokens: tokens,
+        cached_input_tokens: 0,
+        output_tokens: tokens / 2,
+        cost_usd: tokens as f64 / 1000.0,
+        circuit_open: false,
+        latency_buckets,
+    }
+}
+
+fn report(instance: &str, targets: Vec<TargetReport>) -> Report {
+    Report {
+        instance: instance.into(),
+        table_version: "v1".into(),
+        targets,
+    }
+}
+
+fn allowed() -> BTreeSet<(String, String)> {
+    BTreeSet::from([("pool/openai".to_string(), "gpt-4o".to_string())])
+}
+
+fn key() -> WindowKey {
+    WindowKey {
+        namespace: "team-a".into(),
+        provider: "pool/openai".into(),
+        model: "gpt-4o".into(),
+    }
+}
+
+#[test]
+fn cumulative_counters_become_deltas() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    agg.ingest(
+        "uid",
+        "team-a",
+        &allowed(),
+        &report("i1", vec![target("pool/openai", 10, 0, 100)]),
+        t0,
+    );
+    agg.ingest(
+        "uid",
+        "team-a",
+        &allowed(),
+        &report("i1", vec![target("pool/openai", 15, 5, 300)]),
+        t0 + BUCKET,
+    );
+    let stats = &agg.summary(t0 + BUCKET)[&key()];
+    assert_eq!(
+        (stats.requests, stats.errors),
+        (20, 5),
+        "the latest totals, counted once"
+    );
+    assert_eq!(stats.input_tokens, 300);
+    assert!((stats.cost_usd - 0.3).abs() < 1e-9);
+    assert_eq!(stats.error_rate(), Some(0.25));
+    assert_eq!(stats.p50_latency_ms(), Some(250));
+    assert_eq!((stats.sidecars, stats.circuit_open_sidecars), (1, 0));
+}
+
+#[test]
+fn a_counter_going_down_is_a_restart() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    agg.ingest(
+        "uid",
+        "team-a",
+        &allowed(),
+        &report("i1", vec![target("pool/openai", 100, 0, 1000)]),
+        t0,
+    );
+    let outcome = agg.ingest(
+        "uid",
+        "team-a",
+        &allowed(),
+        &report("i1", vec![target("pool/openai", 3, 0, 30)]),
+        t0,
+    );
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            accepted: 1,
+            dropped: 0
+        }
+    );
+    let stats = &agg.summary(t0)[&key()];
+    assert_eq!(
+        stats.requests, 103,
+        "the restarted counters count from zero"
+    );
+    assert_eq!(stats.input_tokens, 1030);
+}
+
+#[test]
+fn targets_outside_the_pods_table_are_dropped() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    let foreign = target("other-pool/anthropic", 50, 0, 10);
+    let outcome = agg.ingest(
+        "uid",
+        "team-a",
+        &allowed(),
+        &report("i1", vec![target("pool/openai", 1, 0, 1), foreign]),
+        t0,
+    );
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            accepted: 1,
+            dropped: 1
+        }
+    );
+    let summary = agg.summary(t0);
+    assert_eq!(summary.keys().collect::<Vec<_>>(), vec![&key()]);
+}
+
+#[test]
+fn the_window_forgets_after_five_minutes() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    agg.ingest(
+        "uid",
+        "team-a",
+        &allowed(),
+        &report("i1", vec![target("pool/openai", 10, 0, 0)]),
+        t0,
+    );
+    agg.ingest(
+        "uid",
+        "team-a",
+        &allowed(),
+        &report("i1", vec![target("pool/openai", 12, 0, 0)]),
+        t0 + BUCKET * 5,
+    );
+    assert_eq!(agg.summary(t0 + BUCKET * 9)[&key()].requests, 12);
+    // The first bucket has left the window; the second has not.
+    assert_eq!(agg.summary(t0 + BUCKET * 10)[&key()].requests, 2);
+    assert!(
+        !agg.summary(t0 + BUCKET * 15).contains_key(&key()),
+        "everything aged out"
+    );
+}
+
+#[test]
+fn open_circuits_are_counted_per_reporting_instance() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    let mut open = target("pool/openai", 1, 1, 0);
+    open.circuit_open = true;
+    agg.ingest("uid-1", "team-a", &allowed(), &report("a", vec![open]), t0);
+    agg.ingest(
+        "uid-2",
+        "team-a",
+        &allowed(),
+        &report("b", vec![target("pool/openai", 1, 0, 0)]),
+        t0,
+    );
+    // The same instance id from another pod is another instance.
+    agg.ingest(
+        "uid-3",
+        "team-a",
+        &allowed(),
+        &report("a", vec![target("pool/openai", 1, 0, 0)]),
+        t0,
+    );
+    let stats = &agg.summary(t0)[&key()];
+    assert_eq!((stats.sidecars, stats.circuit_open_sidecars), (3, 1));
+    assert_eq!(stats.requests, 4);
+}
+
+#[test]
+fn median_latency_comes_from_the_buckets() {
+    let mut stats = WindowStats::default();
+    assert_eq!(stats.p50_latency_ms(), None);
+    stats.latency_buckets = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+    stats.latency_buckets[0] = 1;
+    stats.latency_buckets[4] = 3;
+    assert_eq!(stats.p50_latency_ms(), Some(1_000));
+    stats.latency_buckets[LATENCY_BUCKETS_MS.len()] = 10;
+    assert_eq!(
+        stats.p50_latency_ms(),
+        Some(600_000),
+        "overflow: at least the largest bound"
+    );
+}

@@ -1,0 +1,647 @@
+//! The config server end to end, in process: real HTTPS on loopback with the generated CA, and a
+//! real `kube::Client` talking to a fake apiserver that answers TokenReviews as scripted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+use switchyard_crds::compile::Audience;
+use switchyard_crds::report::{LATENCY_BUCKETS_MS, Report, TargetReport};
+use switchyard_crds::table::{Pricing, Route, RouteTable, Target};
+use switchyard_crds::v1alpha1::Strategy;
+use switchyard_operator::certs;
+use switchyard_operator::config_server::tables::{PodInfo, Snapshot, Tables};
+use switchyard_operator::config_server::{self, ConfigServer};
+use switchyard_operator::metrics::Metrics;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// One running config server with its fake apiserver.
+struct Harness {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    tables: Tables,
+    server: Arc<ConfigServer>,
+    metrics: Metrics,
+    reviews: Arc<AtomicUsize>,
+    dir: PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn jwt(exp_in: Duration) -> String {
+    use base64::Engine as _;
+    let exp = (std::time::SystemTime::now() + exp_in)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({ "exp": exp, "aud": ["switchyard"] }).to_string());
+    format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln")
+}
+
+fn bound_status(namespace: &str, pod: &str, uid: &str) -> Value {
+    json!({
+        "authenticated": true,
+        "audiences": ["switchyard"],
+        "user": {
+            "username": format!("system:serviceaccount:{namespace}:default"),
+            "extra": {
+                "authentication.kubernetes.io/pod-name": [pod],
+                "authentication.kubernetes.io/pod-uid": [uid],
+            }
+        }
+    })
+}
+
+/// The statuses the fake apiserver returns, by token. Unknown tokens are not authenticated.
+fn scripted_reviews() -> HashMap<String, Value> {
+    HashMap::from([
+        (
+            "tok-a".to_string(),
+            bound_status("team-a", "chat-0", "uid-a"),
+        ),
+        (
+            "tok-b".to_string(),
+            bound_status("team-b", "chat-0", "uid-b"),
+        ),
+        (
+            "tok-wrong-audience".to_string(),
+            json!({ "authenticated": true, "audiences": ["https://kubernetes.default.svc"],
+                    "user": bound_status("team-a", "chat-0", "uid-a")["user"] }),
+        ),
+        (
+            "tok-unbound".to_string(),
+            json!({ "authenticated": true, "audiences": ["switchyard"],
+                    "user": { "username": "system:serviceaccount:team-a:default" } }),
+        ),
+        (
+            "tok-unknown-uid".to_string(),
+            bound_status("team-a", "chat-0", "uid-gone"),
+        ),
+        (
+            "tok-not-injected".to_string(),
+            bound_status("team-a", "plain-0", "uid-plain"),
+        ),
+        (
+            jwt(Duration::from_secs(3600)),
+            bound_status("team-a", "chat-0", "uid-a"),
+        ),
+    ])
+}
+
+async fn fake_apiserver(script: HashMap<String, Value>, calls: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (script, calls) = (script.clone(), calls.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (script, calls) = (script.clone(), calls.clone());
+                        async move {
+                            assert_eq!(req.method(), Method::POST);
+                            assert_eq!(
+                                req.uri().path(),
+                                "/apis/authentication.k8s.io/v1/tokenreviews"
+                            );
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let review: Value = serde_json::from_slice(&body).unwrap();
+                            assert_eq!(review["spec"]["audiences"], json!(["switchyard"]));
+                            let token = review["spec"]["token"].as_str().unwrap_or_default();
+                            let status = script.get(token).cloned().unwrap_or_else(
+                            || json!({ "authenticated": false, "error": "invalid bearer token" }),
+                        );
+                            let answer = json!({
+                                "apiVersion": "authentication.k8s.io/v1",
+                                "kind": "TokenReview",
+                                "metadata": {},
+                                "spec": review["spec"],
+                                "status": status,
+                            });
+                            Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .status(201)
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(answer.to_string())))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn route(namespace: &str, model: &str, upstream: &str, upstream_model: &str) -> Route {
+    Route {
+        name: model.into(),
+        namespace: namespace.into(),
+        model: model.into(),
+        strategy: Strategy::Failover,
+        targets: vec![Target {
+            upstream: upstream.into(),
+            model: upstream_model.into(),
+            weight: 1,
+            pricing: Pricing::default(),
+            context_window: None,
+        }],
+        rules: vec![],
+        failover_on: vec![],
+        max_attempts: 1,
+        cache: None,
+    }
+}
+
+fn table(namespace: &str, model: &str, upstream: &str, upstream_model: &str) -> Arc<RouteTable> {
+    let routes = BTreeMap::from([(
+        model.to_string(),
+        route(namespace, model, upstream, upstream_model),
+    )]);
+    Arc::new(RouteTable::new(routes, BTreeMap::new(), "test"))
+}
+
+fn pod(namespace: &str, name: &str, injected: bool) -> PodInfo {
+    PodInfo {
+        namespace: namespace.into(),
+        name: name.into(),
+        labels: BTreeMap::from([("app".to_string(), "chat".to_string())]),
+        injected,
+    }
+}
+
+fn snapshot(team_a_table: Arc<RouteTable>) -> Snapshot {
+    let (a, b) = (pod("team-a", "chat-0", true), pod("team-b", "chat-0", true));
+    Snapshot {
+        tables: BTreeMap::from([
+            (a.audience(), team_a_table),
+            (
+                b.audience(),
+                table("team-b", "claude", "pool-b/anthropic", "claude-sonnet-4"),
+            ),
+        ]),
+        pods: HashMap::from([
+            ("uid-a".to_string(), a),
+            ("uid-b".to_string(), b),
+            ("uid-plain".to_string(), pod("team-a", "plain-0", false)),
+        ]),
+    }
+}
+
+fn team_a_v1() -> Arc<RouteTable> {
+    table("team-a", "gpt", "pool-a/openai", "gpt-4o")
+}
+
+async fn start() -> Harness {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-config-server-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let (bundle, _) =
+        certs::ensure(&dir, "switchyard-system", std::time::SystemTime::now()).unwrap();
+
+    let reviews = Arc::new(AtomicUsize::new(0));
+    let apiserver = fake_apiserver(scripted_reviews(), reviews.clone()).await;
+    let kube_config = kube::Config::new(format!("http://{apiserver}").parse().unwrap());
+    let client = kube::Client::try_from(kube_config).unwrap();
+
+    let metrics = Metrics::new().unwrap();
+    let tables = Tables::new(snapshot(team_a_v1()));
+    let server = ConfigServer::new(tables.clone(), Some(client), metrics.config.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(config_server::serve(
+        listener,
+        bundle.server_config().unwrap(),
+        server.clone(),
+    ));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(bundle.ca_der().unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Harness {
+        addr,
+        tls: Arc::new(tls),
+        tables,
+        server,
+        metrics,
+        reviews,
+        dir,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+impl Harness {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        // The serving certificate covers `localhost`; verification against the CA is real.
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.call(Method::GET, path, headers, "").await
+    }
+}
+
+#[tokio::test]
+async fn a_bound_token_gets_its_pods_table() {
+    let h = start().await;
+    let answer = h
+        .get("/v1/config", &[("authorization", "Bearer tok-a")])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let expected = team_a_v1();
+    assert_eq!(answer.headers["etag"], format!("\"{}\"", expected.version));
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    let served: RouteTable = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(&served, expected.as_ref());
+}
+
+#[tokio::test]
+async fn each_namespace_sees_only_its_own_table() {
+    let h = start().await;
+    let a = h
+        .get("/v1/config", &[("authorization", "Bearer tok-a")])
+        .await
+        .json();
+    let b = h
+        .get("/v1/config", &[("authorization", "Bearer tok-b")])
+        .await
+        .json();
+    assert_eq!(
+        a["routes"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["gpt"]
+    );
+    assert_eq!(
+        b["routes"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["claude"]
+    );
+    assert!(
+        !b.to_string().contains("pool-a"),
+        "no trace of team-a's table"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_without_routes_gets_an_empty_table() {
+    let h = start().await;
+    let mut snap = snapshot(team_a_v1());
+    snap.tables.remove(&Audience {
+        namespace: "team-a".into(),
+        labels: BTreeMap::from([("app".to_string(), "chat".to_string())]),
+    });
+    h.tables.publish(snap);
+    let answer = h
+        .get("/v1/config", &[("authorization", "Bearer tok-a")])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["routes"], json!({}));
+}
+
+#[tokio::test]
+async fn an_unchanged_table_long_polls_then_answers_304() {
+    let h = start().await;
+    let version = team_a_v1().version.clone();
+    let etag = format!("\"{version}\"");
+    let started = Instant::now();
+    let answer = h
+        .get(
+            "/v1/config?wait=200ms",
+            &[("authorization", "Bearer tok-a"), ("if-none-match", &etag)],
+        )
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(answer.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(answer.headers["etag"], etag);
+    assert!(
+        waited >= Duration::from_millis(200),
+        "waited only {waited:?}"
+    );
+    assert!(waited < Duration::from_millis(1_000), "waited {waited:?}");
+
+    // `?version=` is an alias, and a stale version answers at once.
+    let started = Instant::now();
+    let stale = h
+        .get(
+            "/v1/config?version=0000&wait=5s",
+            &[("authorization", "Bearer tok-a")],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_change_mid_wait_answers_at_once() {
+    let h = Arc::new(start().await);
+    let etag = format!("\"{}\"", team_a_v1().version);
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = h
+                .get(
+                    "/v1/config?wait=10s",
+                    &[("authorization", "Bearer tok-a"), ("if-none-match", &etag)],
+                )
+                .await;
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(h.metrics.config.long_polls.get(), 1);
+    // A change to another namespace's table does not wake team-a with a 200.
+    let mut snap = snapshot(team_a_v1());
+    snap.tables.insert(
+        pod("team-b", "chat-0", true).audience(),
+        table("team-b", "other", "pool-b/anthropic", "claude-haiku"),
+    );
+    h.tables.publish(snap);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished());
+
+    let v2 = table("team-a", "gpt", "pool-a/openai", "gpt-4.1");
+    h.tables.publish(snapshot(v2.clone()));
+    let (answer, waited) = waiter.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["etag"], format!("\"{}\"", v2.version));
+    assert!(waited < Duration::from_secs(2), "answered after {waited:?}");
+    assert_eq!(h.metrics.config.long_polls.get(), 0);
+}
+
+#[tokio::test]
+async fn a_sidecar_with_too_old_a_schema_gets_409() {
+    let h = start().await;
+    let answer = h
+        .get(
+            "/v1/config",
+            &[
+                ("authorization", "Bearer tok-a"),
+                ("x-switchyard-table-schema", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("upgrade the sidecar")
+    );
+    let current = h
+        .get(
+            "/v1/config",
+            &[
+                ("authorization", "Bearer tok-a"),
+                ("x-switchyard-table-schema", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(current.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_tokens_get_401() {
+    let h = start().await;
+    let cases: [(&str, &[(&str, &str)]); 7] = [
+        ("missing", &[]),
+        ("not bearer", &[("authorization", "Basic dXNlcjpwYXNz")]),
+        ("garbage", &[("authorization", "Bearer garbage")]),
+        (
+            "wrong audience",
+            &[("authorization", "Bearer tok-wrong-audience")],
+        ),
+        ("unbound", &[("authorization", "Bearer tok-unbound")]),
+        (
+            "unknown uid",
+            &[("authorization", "Bearer tok-unknown-uid")],
+        ),
+        (
+            "not injected",
+            &[("authorization", "Bearer tok-not-injected")],
+        ),
+    ];
+    for (case, headers) in cases {
+        let answer = h.get("/v1/config", headers).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{case}");
+        assert!(answer.json()["error"].is_string(), "{case}: JSON error");
+    }
+    let text = h.metrics.render();
+    assert!(
+        text.contains("switchyard_config_responses_total{code=\"401\"} 7"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn reviews_are_cached_per_token() {
+    let h = start().await;
+    let token = format!("Bearer {}", jwt(Duration::from_secs(3600)));
+    for _ in 0..3 {
+        let answer = h.get("/v1/config", &[("authorization", &token)]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    assert_eq!(
+        h.reviews.load(Ordering::SeqCst),
+        1,
+        "one TokenReview for three requests"
+    );
+    h.get("/v1/config", &[("authorization", "Bearer tok-b")])
+        .await;
+    assert_eq!(
+        h.reviews.load(Ordering::SeqCst),
+        2,
+        "another token is reviewed"
+    );
+
+    // The pod check is not cached: a pod that loses its injected label loses access at once.
+    let mut snap = snapshot(team_a_v1());
+    snap.pods.get_mut("uid-a").unwrap().injected = false;
+    h.tables.publish(snap);
+    let answer = h.get("/v1/config", &[("authorization", &token)]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.reviews.load(Ordering::SeqCst), 2);
+}
+
+fn target(
+    provider: &str,
+    model: &str,
+    successes: u64,
+    errors: u64,
+    tokens: u64,
+    circuit_open: bool,
+) -> TargetReport {
+    let mut latency_buckets = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+    latency_buckets[3] = successes + errors; // 500 ms
+    TargetReport {
+        provider: provider.into(),
+        model: model.into(),
+        outcomes: BTreeMap::from([
+            ("Success".to_string(), successes),
+            ("RateLimited".to_string(), errors),
+        ]),
+        input_tokens: tokens,
+        cached_input_tokens: 0,
+        output_tokens: tokens,
+        cost_usd: 0.01 * successes as f64,
+        circuit_open,
+        latency_buckets,
+    }
+}
+
+#[tokio::test]
+async fn reports_become_windowed_deltas_for_the_pods_own_targets() {
+    let h = start().await;
+    let post = |report: Report| {
+        let h = &h;
+        async move {
+            let body = serde_json::to_string(&report).unwrap();
+            h.call(
+                Method::POST,
+                "/v1/report",
+                &[
+                    ("authorization", "Bearer tok-a"),
+                    ("content-type", "application/json"),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    let report = |targets| Report {
+        instance: "uid-a/2026-01-01T00:00:00Z".into(),
+        table_version: team_a_v1().version.clone(),
+        targets,
+    };
+    let first = post(report(vec![
+        target("pool-a/openai", "gpt-4o", 10, 2, 100, false),
+        // team-b's target: not in team-a's table, dropped.
+        target("pool-b/anthropic", "claude-sonnet-4", 99, 0, 999, false),
+    ]))
+    .await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT);
+    post(report(vec![target(
+        "pool-a/openai",
+        "gpt-4o",
+        15,
+        3,
+        150,
+        true,
+    )]))
+    .await;
+    // A restart: counters lower than before count as they are.
+    post(report(vec![target(
+        "pool-a/openai",
+        "gpt-4o",
+        1,
+        0,
+        10,
+        true,
+    )]))
+    .await;
+
+    let windows = h.server.report_windows();
+    assert_eq!(windows.len(), 1, "{windows:?}");
+    let (key, stats) = windows.iter().next().unwrap();
+    assert_eq!(
+        (
+            key.namespace.as_str(),
+            key.provider.as_str(),
+            key.model.as_str()
+        ),
+        ("team-a", "pool-a/openai", "gpt-4o")
+    );
+    assert_eq!(stats.requests, 18 + 1);
+    assert_eq!(stats.errors, 3);
+    assert_eq!(stats.input_tokens, 160);
+    assert_eq!(stats.p50_latency_ms(), Some(500));
+    assert_eq!((stats.sidecars, stats.circuit_open_sidecars), (1, 1));
+
+    let unauthenticated = h.call(Method::POST, "/v1/report", &[], "{}").await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+    let invalid = h
+        .call(
+            Method::POST,
+            "/v1/report",
+            &[("authorization", "Bearer tok-a")],
+            "{not json",
+        )
+        .await;
+    assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
+    assert!(
+        h.metrics
+            .render()
+            .contains("switchyard_config_reports_total{outcome=\"accepted\"} 3")
+    );
+}
