@@ -31,6 +31,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use switchyard_sidecar::sim::anthropic;
 use switchyard_tests::{MockProvider, pool, write_manifests};
 use tokio::time::{Instant, sleep, timeout};
 
@@ -46,6 +47,8 @@ const ROUNDS: usize = 10;
 const WARMUP_REQUESTS: usize = 500;
 /// One simulated provider behind the sidecar per measurement, each with a route of its name.
 const PHASES: [&str; 4] = ["bench-c1", "bench-c32", "bench-c128", "bench-sse"];
+/// Routes to simulated Anthropic providers, for the translation phases.
+const TRANSLATED: [&str; 2] = ["bench-anthropic", "bench-anthropic-sse"];
 
 fn main() {
     let seconds: f64 = std::env::var("BENCH_SECONDS")
@@ -77,6 +80,9 @@ struct Results {
     anon_after_c128_kib: u64,
     hwm_kib: u64,
     tick_ms: f64,
+    /// OpenAI-format requests to an Anthropic provider vs Anthropic-format requests sent directly.
+    translation: Sequential,
+    translation_first_byte: Sequential,
 }
 
 async fn run(seconds: f64) -> String {
@@ -103,6 +109,34 @@ async fn run(seconds: f64) -> String {
             yaml,
             "---\napiVersion: switchyard.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}}}\n\
              spec:\n  model: {name}\n  targets:\n    - {{pool: pool, provider: {name}, model: {name}}}\n"
+        )
+        .expect("write to a String");
+    }
+    // Translation (issue 3): OpenAI-format requests to an `api: Anthropic` provider.
+    let translated = [
+        anthropic::MockProvider::start("anthropic")
+            .await
+            .expect("simulator starts"),
+        anthropic::MockProvider::start("anthropic-sse")
+            .await
+            .expect("simulator starts"),
+    ];
+    yaml.push_str("---\napiVersion: switchyard.dev/v1alpha1\nkind: ProviderPool\nmetadata: {name: translated}\nspec:\n  providers:\n");
+    for (name, mock) in TRANSLATED.iter().zip(&translated) {
+        writeln!(
+            yaml,
+            "    - {{name: {name}, api: Anthropic, baseUrl: \"{}\", apiKey: {{secretKeyRef: {{name: keys, key: {}}}}}, \
+             models: [{{name: claude-bench, inputPerMillion: \"1\", outputPerMillion: \"1\"}}]}}",
+            mock.base_url(),
+            PHASES[0],
+        )
+        .expect("write to a String");
+    }
+    for name in TRANSLATED {
+        write!(
+            yaml,
+            "---\napiVersion: switchyard.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}}}\n\
+             spec: {{model: {name}, targets: [{{pool: translated, provider: {name}, model: claude-bench}}]}}\n"
         )
         .expect("write to a String");
     }
@@ -139,8 +173,7 @@ async fn run(seconds: f64) -> String {
     eprintln!("latency: {WARMUP_REQUESTS} warm-up + {latency_n} sequential requests per side");
     let latency = sequential(
         &client,
-        [&direct, &via],
-        &body,
+        [(&direct, &body), (&via, &body)],
         latency_n,
         Measure::Total,
         sidecar.pid,
@@ -197,14 +230,49 @@ async fn run(seconds: f64) -> String {
     eprintln!("first byte: {WARMUP_REQUESTS} warm-up + {ttfb_n} streamed requests per side");
     let first_byte = sequential(
         &client,
-        [&direct, &via],
-        &body,
+        [(&direct, &body), (&via, &body)],
         ttfb_n,
         Measure::FirstByte,
         sidecar.pid,
     )
     .await;
     drop((via_mock, direct_mock));
+
+    // 5. and 6. Translation: an OpenAI-format client through the sidecar to an Anthropic
+    // provider, against an Anthropic-format client talking to the same kind of provider directly.
+    let [via_anthropic, via_anthropic_sse] = translated;
+    let direct_anthropic = anthropic::MockProvider::start("direct-anthropic")
+        .await
+        .expect("simulator starts");
+    let direct_messages: Uri = format!("{}/v1/messages", direct_anthropic.base_url())
+        .parse()
+        .expect("a valid URI");
+    eprintln!(
+        "translation: {WARMUP_REQUESTS} warm-up + {latency_n} requests per side, then streamed"
+    );
+    let translation = sequential(
+        &client,
+        [
+            (&direct_messages, &messages_body(false)),
+            (&via, &chat_body(TRANSLATED[0], false)),
+        ],
+        latency_n,
+        Measure::Total,
+        sidecar.pid,
+    )
+    .await;
+    let translation_first_byte = sequential(
+        &client,
+        [
+            (&direct_messages, &messages_body(true)),
+            (&via, &chat_body(TRANSLATED[1], true)),
+        ],
+        ttfb_n,
+        Measure::FirstByte,
+        sidecar.pid,
+    )
+    .await;
+    drop((via_anthropic, via_anthropic_sse, direct_anthropic));
 
     let log = sidecar.stop();
     if !log.trim().is_empty() {
@@ -239,6 +307,8 @@ async fn run(seconds: f64) -> String {
         tick_ms,
         c32,
         c128,
+        translation,
+        translation_first_byte,
     };
     render(results)
 }
@@ -261,6 +331,14 @@ fn endpoint(base: &str) -> Uri {
         .expect("a valid URI")
 }
 
+/// The Anthropic-format twin of [`chat_body`], for the direct side of the translation phases.
+fn messages_body(stream: bool) -> Bytes {
+    let stream = if stream { r#","stream":true"# } else { "" };
+    Bytes::from(format!(
+        r#"{{"model":"claude-bench","max_tokens":4096,"messages":[{{"role":"user","content":"Say hello in five words."}}]{stream}}}"#
+    ))
+}
+
 /// A small chat request for `model`.
 fn chat_body(model: &str, stream: bool) -> Bytes {
     let stream = if stream { r#","stream":true"# } else { "" };
@@ -279,6 +357,8 @@ async fn one(client: &BenchClient, uri: &Uri, body: &Bytes, measure: Measure) ->
         let request = Request::post(uri.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(AUTHORIZATION, "Bearer sk-bench")
+            // Needed by the simulated Anthropic API, ignored by the others.
+            .header("anthropic-version", "2023-06-01")
             .body(Full::new(body.clone()))
             .expect("a valid request");
         let started = Instant::now();
@@ -314,8 +394,7 @@ struct Sequential {
 /// Sequential requests, direct and via interleaved in rounds after a warm-up of each.
 async fn sequential(
     client: &BenchClient,
-    [direct, via]: [&Uri; 2],
-    body: &Bytes,
+    [(direct, direct_body), (via, via_body)]: [(&Uri, &Bytes); 2],
     n: usize,
     measure: Measure,
     sidecar_pid: u32,
@@ -326,7 +405,7 @@ async fn sequential(
         ..Sequential::default()
     };
     for _ in 0..WARMUP_REQUESTS {
-        for uri in [direct, via] {
+        for (uri, body) in [(direct, direct_body), (via, via_body)] {
             s.errors += u64::from(one(client, uri, body, measure).await.is_none());
         }
     }
@@ -334,7 +413,7 @@ async fn sequential(
     let per_round = n.div_ceil(ROUNDS);
     for round in 0..ROUNDS {
         let count = per_round.min(n - (round * per_round).min(n));
-        for side in [direct, via] {
+        for (side, body) in [(direct, direct_body), (via, via_body)] {
             let before = cpu_ticks(&sidecar);
             for _ in 0..count {
                 match one(client, side, body, measure).await {
@@ -659,6 +738,10 @@ fn render(mut r: Results) -> String {
         &mut r.latency.via,
         &mut r.first_byte.direct,
         &mut r.first_byte.via,
+        &mut r.translation.direct,
+        &mut r.translation.via,
+        &mut r.translation_first_byte.direct,
+        &mut r.translation_first_byte.via,
     ] {
         samples.sort_unstable();
     }
@@ -669,6 +752,12 @@ fn render(mut r: Results) -> String {
     let (td50, tv50) = (lat(&f.direct, 50.0), lat(&f.via, 50.0));
     let (td99, tv99) = (lat(&f.direct, 99.0), lat(&f.via, 99.0));
     let ratio32 = r.c32.ratio();
+    let (x, xf) = (&r.translation, &r.translation_first_byte);
+    let (xd50, xv50) = (lat(&x.direct, 50.0), lat(&x.via, 50.0));
+    let (xfd50, xfv50) = (lat(&xf.direct, 50.0), lat(&xf.via, 50.0));
+    // Added latency of translation relative to the added latency of passthrough.
+    let x_ratio = (xv50 - xd50) / (lv50 - ld50);
+    let xf_ratio = (xfv50 - xfd50) / (tv50 - td50);
     let per_10k =
         |ticks: u64, requests: u64| ticks as f64 * r.tick_ms * 10_000.0 / requests.max(1) as f64;
     let cpu_10k = per_10k(r.c32.sidecar_ticks, r.c32.via.ok);
@@ -677,6 +766,8 @@ fn render(mut r: Results) -> String {
     let cpu_10k_c1 = per_10k(l.sidecar_ticks, l.via.len() as u64);
     let errors = l.errors
         + f.errors
+        + x.errors
+        + xf.errors
         + [&r.c32, &r.c128]
             .iter()
             .map(|t| t.direct.errors + t.via.errors)
@@ -735,6 +826,18 @@ fn render(mut r: Results) -> String {
         format!("+{:.3} ms", tv99 - td99),
     ]);
     row([
+        s("OpenAI client → Anthropic provider, latency p50 (ms)"),
+        format!("{xd50:.3}"),
+        format!("{xv50:.3}"),
+        format!("+{:.3} ms ({x_ratio:.2}× passthrough's)", xv50 - xd50),
+    ]);
+    row([
+        s("OpenAI client → Anthropic provider, first streamed byte p50 (ms)"),
+        format!("{xfd50:.3}"),
+        format!("{xfv50:.3}"),
+        format!("+{:.3} ms ({xf_ratio:.2}× passthrough's)", xfv50 - xfd50),
+    ]);
+    row([
         s("sidecar RSS idle (MiB)"),
         s("–"),
         format!("{:.1}", mib(r.rss_idle_kib)),
@@ -790,6 +893,13 @@ fn render(mut r: Results) -> String {
         check(ratio32 >= 0.4),
         check(mib(r.rss_idle_kib) <= 16.0),
         check(mib(r.hwm_kib) <= 32.0),
+    );
+    let _ = writeln!(
+        t,
+        "Translation (direct = an Anthropic-format client straight to the provider): added latency \
+         within 1.5× passthrough's: non-streamed {}, first streamed byte {}.",
+        check(x_ratio <= 1.5),
+        check(xf_ratio <= 1.5),
     );
     t
 }
