@@ -590,3 +590,51 @@ async fn the_process_reloads_edited_manifests() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The README's first command: the demo runs the real sidecar against simulated providers and
+/// shows failover, the circuit opening and closing again, and streaming, then exits 0.
+#[test]
+fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
+    for dir in [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
+        env!("CARGO_MANIFEST_DIR"),
+    ] {
+        // From the repository root it reads examples/demo; elsewhere its built-in copy.
+        let mut child = sidecar(&["demo"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let status =
+            wait_bounded(&mut child, Duration::from_secs(60)).expect("the demo ends by itself");
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(status.success(), "{dir}: {status:?}\n{out}");
+        let failed_over = out
+            .lines()
+            .filter(|l| l.contains("demo/steady deepseek-chat") && l.contains("  2  "))
+            .count();
+        assert!(
+            failed_over >= 3,
+            "{dir}: three requests fail over with 2 attempts:\n{out}"
+        );
+        assert!(
+            out.contains("switchyard_circuit_open{demo/flaky, gpt-4o-mini} = 1"),
+            "{dir}: the circuit opens:\n{out}"
+        );
+        assert!(
+            out.contains("switchyard_circuit_open{demo/flaky, gpt-4o-mini} = 0"),
+            "{dir}: and closes again:\n{out}"
+        );
+        assert!(
+            out.contains("events in"),
+            "{dir}: a streamed request:\n{out}"
+        );
+        assert!(
+            out.contains("switchyard_cost_usd_total"),
+            "{dir}: the totals:\n{out}"
+        );
+    }
+}
