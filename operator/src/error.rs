@@ -35,6 +35,36 @@ pub enum Error {
 
     #[error("kubernetes client error: {0}")]
     Kube(#[from] kube::Error),
+
+    #[error("cannot write the status of {object}: {source}")]
+    StatusWrite {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("watch of {resource} failed: {source}")]
+    Watch {
+        resource: &'static str,
+        #[source]
+        source: kube::runtime::watcher::Error,
+    },
+}
+
+impl Error {
+    /// The `reason` label of `switchyard_controller_errors_total`: low-cardinality, stable.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::InvalidCertificate { .. } | Error::CertificateGeneration(_) => "certificate",
+            Error::Tls(_) => "tls",
+            Error::Bind { .. } => "bind",
+            Error::Metrics(_) => "metrics",
+            Error::Kube(_) => "kube",
+            Error::StatusWrite { .. } => "status_write",
+            Error::Watch { .. } => "watch",
+        }
+    }
 }
 
 /// The crate's result type.

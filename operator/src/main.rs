@@ -12,6 +12,7 @@ use clap::Parser as _;
 use switchyard_operator::admin::{self, AdminState};
 use switchyard_operator::args::{Args, Command, Config};
 use switchyard_operator::config_server::{self, ConfigServer, tables::Tables};
+use switchyard_operator::controller;
 use switchyard_operator::{certs, metrics::Metrics};
 use tokio::net::TcpListener;
 
@@ -109,9 +110,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let metrics = Metrics::new()?;
-    // TODO(operator): the controller fills this from its reflectors and publishes on change.
+    // The controller fills `tables` from its reflectors; without a client they stay empty and
+    // the config server answers 503 anyway.
     let tables = Tables::default();
-    let server = ConfigServer::new(tables, client, metrics.config.clone());
+    let server = ConfigServer::new(tables.clone(), client.clone(), metrics.config.clone());
+    if let Some(client) = client {
+        let reports = server.clone();
+        tokio::spawn(controller::run(
+            client,
+            tables,
+            move || controller::Reports {
+                windows: reports.report_windows(),
+                versions: reports.report_versions(),
+            },
+            metrics.controller.errors.clone(),
+        ));
+    }
 
     let config_listener = bind(config.config_listen).await?;
     let admin_listener = bind(config.admin_listen).await?;

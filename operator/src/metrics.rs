@@ -10,6 +10,15 @@ use crate::Result;
 pub struct Metrics {
     pub registry: Registry,
     pub config: ConfigMetrics,
+    pub controller: ControllerMetrics,
+}
+
+/// Metrics of the controller.
+#[derive(Clone)]
+pub struct ControllerMetrics {
+    /// `switchyard_controller_errors_total{reason}`: failures the controller retried
+    /// (`watch`, `status_write`).
+    pub errors: IntCounterVec,
 }
 
 /// Metrics of the config server.
@@ -53,7 +62,18 @@ impl Metrics {
         registry.register(Box::new(config.responses.clone()))?;
         registry.register(Box::new(config.reports.clone()))?;
         registry.register(Box::new(config.token_reviews.clone()))?;
-        Ok(Self { registry, config })
+        let controller = ControllerMetrics {
+            errors: IntCounterVec::new(
+                Opts::new("controller_errors_total", "Controller failures, by reason"),
+                &["reason"],
+            )?,
+        };
+        registry.register(Box::new(controller.errors.clone()))?;
+        Ok(Self {
+            registry,
+            config,
+            controller,
+        })
     }
 
     /// The text exposition of every metric.

@@ -101,6 +101,11 @@ impl ConfigServer {
         self.lock_reports().summary(Instant::now())
     }
 
+    /// The table version of each pod's latest report, by pod UID.
+    pub fn report_versions(&self) -> HashMap<String, String> {
+        self.lock_reports().report_versions()
+    }
+
     /// Routes one request.
     pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
     where

@@ -77,6 +77,8 @@ type InstanceKey = (String, String);
 struct InstanceState {
     namespace: String,
     last_seen: Instant,
+    /// The table version the instance's latest report said it applied.
+    table_version: String,
     targets: HashMap<(String, String), TargetReport>,
 }
 
@@ -163,9 +165,11 @@ impl ReportAggregator {
             .or_insert_with(|| InstanceState {
                 namespace: namespace.to_string(),
                 last_seen: now,
+                table_version: String::new(),
                 targets: HashMap::new(),
             });
         state.last_seen = now;
+        state.table_version.clone_from(&report.table_version);
         let mut outcome = IngestOutcome::default();
         for target in &report.targets {
             let id = (target.provider.clone(), target.model.clone());
@@ -184,6 +188,24 @@ impl ReportAggregator {
             state.targets.insert(id, target.clone());
         }
         outcome
+    }
+
+    /// The table version of each pod's latest report, by pod UID; route status counts the pods
+    /// whose version is their table's as `inSync`. Instances forgotten by expiry are not listed.
+    pub fn report_versions(&self) -> HashMap<String, String> {
+        let mut latest: HashMap<&str, (Instant, &str)> = HashMap::new();
+        for ((uid, _), state) in &self.instances {
+            let entry = latest
+                .entry(uid)
+                .or_insert((state.last_seen, &state.table_version));
+            if state.last_seen > entry.0 {
+                *entry = (state.last_seen, &state.table_version);
+            }
+        }
+        latest
+            .into_iter()
+            .map(|(uid, (_, version))| (uid.to_string(), version.to_string()))
+            .collect()
     }
 
     /// The window ending at `now`, per key.

@@ -196,3 +196,24 @@ fn median_latency_comes_from_the_buckets() {
         "overflow: at least the largest bound"
     );
 }
+
+#[test]
+fn report_versions_are_each_pods_latest() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    agg.ingest("uid-a", "team-a", &allowed(), &report("i1", vec![]), t0);
+    let mut restarted = report("i2", vec![]);
+    restarted.table_version = "v2".into();
+    agg.ingest(
+        "uid-a",
+        "team-a",
+        &allowed(),
+        &restarted,
+        t0 + Duration::from_secs(1),
+    );
+    agg.ingest("uid-b", "team-a", &allowed(), &report("i3", vec![]), t0);
+    let versions = agg.report_versions();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions["uid-a"], "v2", "the newer instance's report wins");
+    assert_eq!(versions["uid-b"], "v1");
+}

@@ -1,0 +1,403 @@
+//! The controller: label-filtered reflectors over ModelRoutes, ProviderPools, opted-in Secrets and
+//! injected Pods; on any change (debounced) one [`step`] compiles every table, the result is
+//! published into [`Tables`], and statuses that changed are written by server-side apply.
+//!
+//! The reflector wiring in [`run`] is deliberately thin: everything decidable is in [`step`], a
+//! function over plain object lists, and in the pure builders of [`conditions`].
+
+pub mod conditions;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use prometheus::IntCounterVec;
+use switchyard_crds::compile::{self, Audience, Inputs, Kind, ObjectKey, SECRET_OPT_IN_LABEL};
+use switchyard_crds::v1alpha1::{
+    ModelRoute, ModelRouteStatus, ProviderPool, ProviderPoolStatus, SidecarSummary,
+};
+use tokio::sync::Notify;
+
+use crate::config_server::reports::{WindowKey, WindowStats};
+use crate::config_server::tables::{GENERATED_BY, PodInfo, Snapshot, Tables};
+use crate::{Error, Result};
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "switchyard-operator";
+/// The label of pods whose sidecar was injected.
+pub const INJECTED_LABEL: &str = "switchyard.dev/injected";
+/// How long to wait after a change for more changes before compiling.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Report windows change without any object changing: recompute pool health this often.
+const RESYNC: Duration = Duration::from_secs(30);
+/// Bounds of the retry backoff after a failed status write.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Everything [`step`] reads: the reflectors' contents.
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    pub pools: Vec<ProviderPool>,
+    pub routes: Vec<ModelRoute>,
+    pub secrets: Vec<Secret>,
+    pub pods: Vec<Pod>,
+}
+
+/// What the config server learnt from sidecar reports.
+#[derive(Clone, Debug, Default)]
+pub struct Reports {
+    /// The 5-minute windows, for pool provider health.
+    pub windows: BTreeMap<WindowKey, WindowStats>,
+    /// The table version of each pod's latest report, by pod UID, for `inSync`.
+    pub versions: HashMap<String, String>,
+}
+
+/// What one [`step`] decided: the snapshot to publish and the statuses to write.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub snapshot: Snapshot,
+    /// Routes whose status changed, with the new status.
+    pub routes: Vec<(ObjectKey, ModelRouteStatus)>,
+    /// Pools whose status changed, with the new status.
+    pub pools: Vec<(ObjectKey, ProviderPoolStatus)>,
+}
+
+/// Compiles `world`, builds the snapshot and every status, and keeps only the statuses that
+/// differ (ignoring transition times) from what the objects carry.
+pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
+    let mut pods = HashMap::new();
+    let mut audiences = BTreeSet::new();
+    let mut running = Vec::new();
+    for pod in &world.pods {
+        let Some(info) = pod_info(pod) else { continue };
+        // NB: Pending pods get an audience too: a native sidecar starts (and asks for its table)
+        // while its pod is still Pending, and should not be served the empty table then.
+        audiences.insert(info.audience());
+        let uid = pod.uid().unwrap_or_default();
+        if is_running(pod) {
+            running.push((uid.clone(), info.clone()));
+        }
+        pods.insert(uid, info);
+    }
+    let audiences: Vec<Audience> = audiences.into_iter().collect();
+    let compiled = compile::compile(&Inputs {
+        pools: &world.pools,
+        routes: &world.routes,
+        secrets: &world.secrets,
+        audiences: &audiences,
+        require_secret_opt_in: true,
+        generated_by: GENERATED_BY,
+    });
+    let tables: BTreeMap<Audience, Arc<_>> = compiled
+        .tables
+        .into_iter()
+        .map(|(audience, table)| (audience, Arc::new(table)))
+        .collect();
+
+    // For each route, the running pods it wins for (selected) and those of them whose last
+    // report carried their table's current version (in sync).
+    let mut selected: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();
+    for (uid, pod) in &running {
+        if let Some(table) = tables.get(&pod.audience()) {
+            let in_sync = reports.versions.get(uid) == Some(&table.version);
+            for route in table.routes.values() {
+                let counts = selected
+                    .entry((route.namespace.clone(), route.name.clone()))
+                    .or_default();
+                counts.0 += 1;
+                counts.1 += u32::from(in_sync);
+            }
+        }
+    }
+
+    let mut out = Step::default();
+    for route in &world.routes {
+        let key = key_of(Kind::ModelRoute, route);
+        let Some(outcome) = compiled.routes.get(&key) else {
+            continue;
+        };
+        let (count, in_sync) = selected
+            .get(&(key.namespace.clone(), key.name.clone()))
+            .copied()
+            .unwrap_or_default();
+        let sidecars = SidecarSummary {
+            selected: count,
+            in_sync,
+            summary: format!("{in_sync}/{count}"),
+        };
+        // The snapshot holding this compile is published before any status is written, so a
+        // route without problems is in the served tables.
+        let programmed = outcome.accepted.is_empty() && outcome.resolved_refs.is_empty();
+        let previous = route.status.as_ref();
+        let status = conditions::route_status(outcome, sidecars, programmed, previous, now.clone());
+        if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
+            out.routes.push((key, status));
+        }
+    }
+    for pool in &world.pools {
+        let key = key_of(Kind::ProviderPool, pool);
+        let Some(outcome) = compiled.pools.get(&key) else {
+            continue;
+        };
+        let providers = pool
+            .spec
+            .providers
+            .iter()
+            .map(|p| {
+                let id = format!("{}/{}", key.name, p.name);
+                let stats: Vec<&WindowStats> = reports
+                    .windows
+                    .iter()
+                    .filter(|(k, _)| k.namespace == key.namespace && k.provider == id)
+                    .map(|(_, s)| s)
+                    .collect();
+                conditions::provider_status(&p.name, &stats)
+            })
+            .collect();
+        let previous = pool.status.as_ref();
+        let status = conditions::pool_status(
+            outcome,
+            providers,
+            pool.metadata.generation,
+            previous,
+            now.clone(),
+        );
+        if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
+            out.pools.push((key, status));
+        }
+    }
+    out.snapshot = Snapshot { tables, pods };
+    out
+}
+
+/// Writes a route's status: server-side apply on the status subresource, forced, so that the
+/// operator owns every status field whoever wrote it before.
+pub async fn apply_route_status(
+    client: &Client,
+    key: &ObjectKey,
+    status: &ModelRouteStatus,
+) -> Result<()> {
+    let api: Api<ModelRoute> = Api::namespaced(client.clone(), &key.namespace);
+    let body = serde_json::json!({
+        "apiVersion": ModelRoute::api_version(&()),
+        "kind": ModelRoute::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(|source| Error::StatusWrite {
+            object: key.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Writes a pool's status, like [`apply_route_status`].
+pub async fn apply_pool_status(
+    client: &Client,
+    key: &ObjectKey,
+    status: &ProviderPoolStatus,
+) -> Result<()> {
+    let api: Api<ProviderPool> = Api::namespaced(client.clone(), &key.namespace);
+    let body = serde_json::json!({
+        "apiVersion": ProviderPool::api_version(&()),
+        "kind": ProviderPool::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(|source| Error::StatusWrite {
+            object: key.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Runs the controller until the process ends: never returns, never exits on an error (watch
+/// errors are retried by the watchers' backoff, status writes by ours), and never publishes
+/// before every cache has synced, so an error can never replace good tables by empty ones.
+pub async fn run(
+    client: Client,
+    tables: Tables,
+    reports: impl Fn() -> Reports + Send + 'static,
+    errors: IntCounterVec,
+) {
+    let changed = Arc::new(Notify::new());
+    let routes = spawn_reflector(
+        Api::<ModelRoute>::all(client.clone()),
+        watcher::Config::default(),
+        "modelroutes",
+        &changed,
+        &errors,
+    );
+    let pools = spawn_reflector(
+        Api::<ProviderPool>::all(client.clone()),
+        watcher::Config::default(),
+        "providerpools",
+        &changed,
+        &errors,
+    );
+    let secrets = spawn_reflector(
+        Api::<Secret>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{SECRET_OPT_IN_LABEL}=true")),
+        "secrets",
+        &changed,
+        &errors,
+    );
+    let pods = spawn_reflector(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{INJECTED_LABEL}=true")),
+        "pods",
+        &changed,
+        &errors,
+    );
+    for (name, store) in [
+        ("modelroutes", routes.wait_until_ready().await),
+        ("providerpools", pools.wait_until_ready().await),
+        ("secrets", secrets.wait_until_ready().await),
+        ("pods", pods.wait_until_ready().await),
+    ] {
+        if let Err(error) = store {
+            // Only when the writer was dropped, i.e. its task ended: keep going on what we have.
+            tracing::error!(%error, resource = name, "reflector ended before syncing");
+        }
+    }
+    tracing::info!("controller caches synced");
+
+    let mut retry = RETRY_MIN;
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+            () = tokio::time::sleep(if wait.is_zero() { RESYNC } else { wait }) => {}
+        }
+        let world = World {
+            pools: cloned(&pools),
+            routes: cloned(&routes),
+            secrets: cloned(&secrets),
+            pods: cloned(&pods),
+        };
+        let out = step(
+            &world,
+            &reports(),
+            Time(k8s_openapi::jiff::Timestamp::now()),
+        );
+        tables.publish(out.snapshot);
+        let mut failed = false;
+        for (key, status) in &out.routes {
+            if let Err(error) = apply_route_status(&client, key, status).await {
+                record(&errors, &error);
+                failed = true;
+            }
+        }
+        for (key, status) in &out.pools {
+            if let Err(error) = apply_pool_status(&client, key, status).await {
+                record(&errors, &error);
+                failed = true;
+            }
+        }
+        // A failed write is retried by the next step (the object still carries its old
+        // status); back off so that a broken apiserver is not hammered.
+        if failed {
+            wait = retry;
+            retry = (retry * 2).min(RETRY_MAX);
+        } else {
+            wait = Duration::ZERO;
+            retry = RETRY_MIN;
+        }
+    }
+}
+
+fn spawn_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    name: &'static str,
+    changed: &Arc<Notify>,
+    errors: &IntCounterVec,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let changed = changed.clone();
+    let errors = errors.clone();
+    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changed.notify_one(),
+                Err(source) => record(
+                    &errors,
+                    &Error::Watch {
+                        resource: name,
+                        source,
+                    },
+                ),
+            }
+        }
+    });
+    reader
+}
+
+/// Logs a failure the controller will retry and counts it by reason.
+fn record(errors: &IntCounterVec, error: &Error) {
+    tracing::warn!(%error, "controller error; retrying");
+    errors.with_label_values(&[error.metric_label()]).inc();
+}
+
+fn cloned<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
+fn key_of(kind: Kind, obj: &impl ResourceExt) -> ObjectKey {
+    ObjectKey {
+        kind,
+        namespace: obj.namespace().unwrap_or_else(|| "default".to_string()),
+        name: obj.name_any(),
+    }
+}
+
+/// The index entry of an injected, non-terminating pod.
+fn pod_info(pod: &Pod) -> Option<PodInfo> {
+    let injected = pod
+        .labels()
+        .get(INJECTED_LABEL)
+        .is_some_and(|v| v == "true");
+    if !injected || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    Some(PodInfo {
+        namespace: pod.namespace().unwrap_or_default(),
+        name: pod.name_any(),
+        labels: pod.labels().clone(),
+        injected,
+    })
+}
+
+fn is_running(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Running")
+}
+
+#[cfg(test)]
+mod tests;
