@@ -184,19 +184,7 @@ pub async fn apply_route_status(
     key: &ObjectKey,
     status: &ModelRouteStatus,
 ) -> Result<()> {
-    let api: Api<ModelRoute> = Api::namespaced(client.clone(), &key.namespace);
-    let body = serde_json::json!({
-        "apiVersion": ModelRoute::api_version(&()),
-        "kind": ModelRoute::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
-        .await
-        .map_err(|source| Error::StatusWrite {
-            object: key.to_string(),
-            source,
-        })?;
-    Ok(())
+    apply_status::<ModelRoute>(client, key, status).await
 }
 
 /// Writes a pool's status, like [`apply_route_status`].
@@ -205,12 +193,22 @@ pub async fn apply_pool_status(
     key: &ObjectKey,
     status: &ProviderPoolStatus,
 ) -> Result<()> {
-    let api: Api<ProviderPool> = Api::namespaced(client.clone(), &key.namespace);
-    let body = serde_json::json!({
-        "apiVersion": ProviderPool::api_version(&()),
-        "kind": ProviderPool::kind(&()),
-        "status": status,
-    });
+    apply_status::<ProviderPool>(client, key, status).await
+}
+
+async fn apply_status<K>(
+    client: &Client,
+    key: &ObjectKey,
+    status: &impl serde::Serialize,
+) -> Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
+    let body = serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
     api.patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
         .await
         .map_err(|source| Error::StatusWrite {
