@@ -6,9 +6,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 
 /// The namespace used when neither `--namespace` nor `POD_NAMESPACE` is set.
 pub const DEFAULT_NAMESPACE: &str = "switchyard-system";
+
+/// The sidecar's requests and limits when `--sidecar-resources` is not given: small, with a
+/// memory limit (the state dir is memory-backed) and no CPU limit (throttling adds latency).
+pub const DEFAULT_SIDECAR_RESOURCES: &str =
+    r#"{"requests":{"cpu":"50m","memory":"32Mi"},"limits":{"memory":"128Mi"}}"#;
 
 /// The operator's flags. Without a subcommand the operator serves.
 #[derive(Parser, Debug)]
@@ -38,6 +44,7 @@ pub struct Args {
     pub admin_listen: SocketAddr,
 
     /// Directory holding `ca.crt`, `ca.key`, `tls.crt` and `tls.key`; created when missing.
+    /// Without it the operator keeps them in the Secret `switchyard-certs` of its namespace.
     #[arg(long, env = "SWITCHYARD_CERT_DIR")]
     pub cert_dir: Option<PathBuf>,
 
@@ -49,9 +56,14 @@ pub struct Args {
     )]
     pub webhook_config_name: String,
 
-    /// Image of the injected sidecar.
+    /// Image of the injected sidecar. Default: `ghcr.io/switchyard-dev/switchyard-sidecar` at
+    /// the operator's own version.
     #[arg(long, env = "SWITCHYARD_SIDECAR_IMAGE")]
     pub sidecar_image: Option<String>,
+
+    /// The injected sidecar's resources, as the JSON of a Kubernetes `ResourceRequirements`.
+    #[arg(long, env = "SWITCHYARD_SIDECAR_RESOURCES", default_value = DEFAULT_SIDECAR_RESOURCES)]
+    pub sidecar_resources: String,
 
     /// How the sidecar is injected.
     #[arg(long, env = "SWITCHYARD_SIDECAR_MODE", value_enum, default_value_t = SidecarMode::Auto)]
@@ -86,12 +98,12 @@ pub struct Config {
     pub config_listen: SocketAddr,
     pub webhook_listen: SocketAddr,
     pub admin_listen: SocketAddr,
-    /// TODO(operator): in a cluster, certificates go to a create-only Secret; until then
-    /// serving requires `--cert-dir`.
-    pub cert_dir: PathBuf,
+    /// Certificates in files; `None` keeps them in a Secret (see `trust::Store`).
+    pub cert_dir: Option<PathBuf>,
     pub webhook_config_name: String,
     pub sidecar_image: Option<String>,
     pub sidecar_mode: SidecarMode,
+    pub sidecar_resources: ResourceRequirements,
 }
 
 /// Why flags were refused; `main` prints it on one line and exits 64.
@@ -99,12 +111,12 @@ pub struct Config {
 pub enum ArgsError {
     #[error("--namespace {0:?} is not a valid namespace name (a DNS-1123 label)")]
     Namespace(String),
-    #[error("--cert-dir is required (in-cluster certificate storage is not implemented yet)")]
-    MissingCertDir,
     #[error("--webhook-config-name {0:?} is not a valid object name")]
     WebhookConfigName(String),
     #[error("--sidecar-image must not be empty")]
     EmptySidecarImage,
+    #[error("--sidecar-resources is not a valid ResourceRequirements: {0}")]
+    SidecarResources(String),
     #[error("--{0} and --{1} must differ, both are {2}")]
     SameAddress(&'static str, &'static str, SocketAddr),
 }
@@ -144,18 +156,63 @@ impl Args {
                 }
             }
         }
-        let cert_dir = self.cert_dir.ok_or(ArgsError::MissingCertDir)?;
+        let sidecar_resources =
+            parse_resources(&self.sidecar_resources).map_err(ArgsError::SidecarResources)?;
         Ok(Config {
             namespace,
             config_listen: self.config_listen,
             webhook_listen: self.webhook_listen,
             admin_listen: self.admin_listen,
-            cert_dir,
+            cert_dir: self.cert_dir,
             webhook_config_name: self.webhook_config_name,
             sidecar_image: self.sidecar_image,
             sidecar_mode: self.sidecar_mode,
+            sidecar_resources,
         })
     }
+}
+
+/// Parses `--sidecar-resources`. Checked here rather than by the apiserver, because a bad value
+/// would otherwise make every injected pod fail to be created.
+fn parse_resources(json: &str) -> Result<ResourceRequirements, String> {
+    // k8s-openapi ignores unknown keys; a misspelt `request` must not silently mean "none".
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let object = value.as_object().ok_or("expected a JSON object")?;
+    if let Some(key) = object
+        .keys()
+        .find(|k| !["requests", "limits"].contains(&k.as_str()))
+    {
+        return Err(format!("unknown key {key:?}, expected requests or limits"));
+    }
+    let resources: ResourceRequirements =
+        serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let quantities = resources.requests.iter().chain(&resources.limits).flatten();
+    for (name, quantity) in quantities {
+        if !is_quantity(&quantity.0) {
+            return Err(format!("{name}: {:?} is not a quantity", quantity.0));
+        }
+    }
+    Ok(resources)
+}
+
+/// A Kubernetes quantity: a decimal number with an optional SI, binary or exponent suffix.
+fn is_quantity(s: &str) -> bool {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let end = unsigned
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(end);
+    let number_ok = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
+    const SUFFIXES: [&str; 16] = [
+        "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    let exponent = |exp: &str| {
+        let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    let suffix_ok =
+        SUFFIXES.contains(&suffix) || suffix.strip_prefix(['e', 'E']).is_some_and(exponent);
+    number_ok && suffix_ok
 }
 
 fn is_dns1123_label(s: &str) -> bool {
@@ -207,10 +264,43 @@ mod tests {
     fn invalid_values_are_refused() {
         let bad_ns = parse(&["--cert-dir", "d", "--namespace", "Bad_NS"]).into_config(None);
         assert_eq!(bad_ns, Err(ArgsError::Namespace("Bad_NS".into())));
-        assert_eq!(parse(&[]).into_config(None), Err(ArgsError::MissingCertDir));
+        assert_eq!(
+            parse(&[]).into_config(None).map(|c| c.cert_dir),
+            Ok(None),
+            "no --cert-dir: certificates live in a Secret"
+        );
         let same = parse(&["--cert-dir", "d", "--admin-listen", "0.0.0.0:9443"]).into_config(None);
         assert!(matches!(same, Err(ArgsError::SameAddress(..))));
         assert!(Args::try_parse_from(["x", "--sidecar-mode", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn sidecar_resources_default_and_are_validated() {
+        let config = parse(&["--cert-dir", "d"]).into_config(None).unwrap();
+        let resources = serde_json::to_value(&config.sidecar_resources).unwrap();
+        assert_eq!(
+            resources,
+            serde_json::json!({
+                "requests": {"cpu": "50m", "memory": "32Mi"},
+                "limits": {"memory": "128Mi"},
+            })
+        );
+        let custom = r#"{"requests":{"cpu":"0.1","memory":"1e6"}}"#;
+        let config = parse(&["--cert-dir", "d", "--sidecar-resources", custom]);
+        assert!(config.into_config(None).is_ok());
+        for bad in [
+            "not json",
+            "[]",
+            r#"{"request":{"cpu":"50m"}}"#,
+            r#"{"limits":{"memory":"lots"}}"#,
+            r#"{"limits":{"memory":"128MB"}}"#,
+        ] {
+            let config = parse(&["--cert-dir", "d", "--sidecar-resources", bad]).into_config(None);
+            assert!(
+                matches!(config, Err(ArgsError::SidecarResources(_))),
+                "{bad}: {config:?}"
+            );
+        }
     }
 
     #[test]

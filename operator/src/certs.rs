@@ -2,29 +2,36 @@
 //! (DESIGN §4 "Certificates and trust").
 //!
 //! A CA valid for 10 years signs a serving certificate valid for one year that covers the config
-//! and webhook Service names plus `localhost` and `127.0.0.1`. Out of a cluster both live in
-//! `--cert-dir` as `ca.crt`, `ca.key`, `tls.crt` and `tls.key` (keys mode 0600, every file
-//! written atomically). They are reused while valid; the serving certificate is re-issued by the
-//! same CA once two thirds of its life have passed, so sidecars that trust the CA notice nothing.
-//! `ca.key` is not in DESIGN's list of files: it is needed to renew without changing the CA.
+//! and webhook Service names plus `localhost` and `127.0.0.1`. The material is a small set of
+//! PEM entries ([`Material`]) kept either as files in `--cert-dir` or as the keys of a Secret
+//! (see [`crate::trust`]); [`plan`] decides, storage aside, what it must become:
 //!
-//! TODO(operator): in a cluster, keep this material in a Secret with create-only semantics so
-//! replicas agree, publish the `switchyard-ca-root` ConfigMap and the webhook `caBundle`, rotate
-//! the CA (old and new in the bundle before switching), and hot-swap the serving certificate of a
-//! running server (today renewal happens at start-up).
+//! - the serving certificate is re-issued by the same CA once two thirds of its life have passed
+//!   (or when the Service names change), so sidecars that trust the CA notice nothing;
+//! - at two thirds of the CA's life a next CA is *staged*: it joins the published bundle while
+//!   the old one still signs. After [`CA_OVERLAP`], long enough for every bundle copy to be
+//!   updated, it becomes the CA and signs a new serving certificate; the previous CA stays in
+//!   the bundle for another [`CA_OVERLAP`], so no client is ever stranded.
+//!
+//! `ca.key` is not in DESIGN's list of files: renewing without changing the CA needs it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData as _,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 use crate::{Error, Result};
 
@@ -32,33 +39,82 @@ use crate::{Error, Result};
 pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Lifetime of the serving certificate.
 pub const SERVING_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long a staged CA is published before it signs, and the previous one after it stopped.
+/// Kubelets refresh ConfigMap volumes within minutes; a day leaves room for an operator that
+/// was down.
+pub const CA_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// Certificates start this long before they are made, to tolerate clock skew between nodes.
 const BACKDATE: Duration = Duration::from_secs(3600);
 
-const CA_CERT: &str = "ca.crt";
-const CA_KEY: &str = "ca.key";
-const TLS_CERT: &str = "tls.crt";
-const TLS_KEY: &str = "tls.key";
+/// The entries of [`Material`]: file names in `--cert-dir`, keys of the Secret.
+pub mod entry {
+    pub const CA_CERT: &str = "ca.crt";
+    pub const CA_KEY: &str = "ca.key";
+    pub const TLS_CERT: &str = "tls.crt";
+    pub const TLS_KEY: &str = "tls.key";
+    /// A staged CA: published, not signing yet.
+    pub const NEXT_CERT: &str = "ca-next.crt";
+    pub const NEXT_KEY: &str = "ca-next.key";
+    /// The CA before the last rotation: still published for a while.
+    pub const PREVIOUS_CERT: &str = "ca-previous.crt";
+    /// Every entry, for loading.
+    pub const ALL: [&str; 7] = [
+        CA_CERT,
+        CA_KEY,
+        TLS_CERT,
+        TLS_KEY,
+        NEXT_CERT,
+        NEXT_KEY,
+        PREVIOUS_CERT,
+    ];
+    /// Entries holding private keys: mode 0600 on disk.
+    pub fn is_key(name: &str) -> bool {
+        name.ends_with(".key")
+    }
+}
+
+/// Stored certificate material: PEM text by [`entry`] name.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Material(pub BTreeMap<String, String>);
 
 /// PEM material for the operator's HTTPS servers and for clients that must trust them.
 #[derive(Clone)]
 pub struct CertBundle {
-    /// The CA certificate: what sidecars and the webhook configuration trust.
+    /// Every CA clients must trust now (the signing CA, plus a staged or previous one): what
+    /// sidecars and the webhook configuration get.
     pub ca_pem: String,
     /// The serving certificate.
     pub cert_pem: String,
     key_pem: String,
 }
 
-/// What [`ensure`] had to do, for the start-up log and for tests.
+/// What [`plan`] had to do, for logs and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CertAction {
-    /// Everything on disk was valid and used as is.
+    /// Everything was valid and is used as is.
     Loaded,
     /// The CA was kept and a new serving certificate issued.
     RenewedServing,
     /// A new CA and serving certificate were generated.
     Generated,
+    /// A next CA was staged into the bundle.
+    StagedCa,
+    /// The staged CA took over and signed a new serving certificate.
+    RotatedCa,
+}
+
+/// A TLS certificate resolver whose certificate can be replaced while servers run: renewal
+/// swaps it, connections already open keep theirs.
+#[derive(Debug)]
+pub struct ServingCert(ArcSwap<CertifiedKey>);
+
+/// A parsed CA: its certificate, key and validity.
+struct Ca {
+    pem: String,
+    key: KeyPair,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    key_id: Option<Vec<u8>>,
 }
 
 /// The DNS names and addresses the serving certificate covers for an operator in `namespace`.
@@ -85,40 +141,119 @@ pub fn needs_renewal(not_before: SystemTime, not_after: SystemTime, now: SystemT
     }
 }
 
-/// Makes sure `dir` holds a valid CA and serving certificate for `namespace` at `now`,
-/// generating or renewing what is missing, invalid or due.
+/// What `material` must become at `now` for a server named `names`, and why. Deterministic but
+/// for the keys it generates; the caller stores the result when it differs from the input.
+pub fn plan(
+    material: &Material,
+    names: &[String],
+    now: SystemTime,
+) -> Result<(Material, CertAction)> {
+    use entry::*;
+
+    let Some(mut ca) = material.ca(CA_CERT, CA_KEY, now) else {
+        let (ca_pem, ca_key) = generate_ca(now)?;
+        let (cert_pem, key_pem) = issue_serving(&ca_pem, &ca_key, names, now)?;
+        let mut out = Material::default();
+        out.set(CA_CERT, ca_pem);
+        out.set(CA_KEY, ca_key.serialize_pem());
+        out.set(TLS_CERT, cert_pem);
+        out.set(TLS_KEY, key_pem);
+        return Ok((out, CertAction::Generated));
+    };
+    let mut out = material.clone();
+    let mut action = CertAction::Loaded;
+    match material.ca(NEXT_CERT, NEXT_KEY, now) {
+        Some(next) if now >= staged_at(&next) + CA_OVERLAP => {
+            out.set(PREVIOUS_CERT, ca.pem.clone());
+            out.set(CA_CERT, next.pem.clone());
+            out.set(CA_KEY, next.key.serialize_pem());
+            out.remove(NEXT_CERT);
+            out.remove(NEXT_KEY);
+            ca = next;
+            action = CertAction::RotatedCa;
+        }
+        Some(_) => {}
+        None => {
+            out.remove(NEXT_CERT);
+            out.remove(NEXT_KEY);
+            if needs_renewal(ca.not_before, ca.not_after, now) {
+                let (pem, key) = generate_ca(now)?;
+                out.set(NEXT_CERT, pem);
+                out.set(NEXT_KEY, key.serialize_pem());
+                action = CertAction::StagedCa;
+            }
+        }
+    }
+    // The previous CA is published until the current one has signed for CA_OVERLAP.
+    let previous_expired = out
+        .get(PREVIOUS_CERT)
+        .and_then(validity_of)
+        .is_none_or(|(_, not_after)| now >= not_after);
+    if previous_expired || now >= staged_at(&ca) + CA_OVERLAP * 2 {
+        out.remove(PREVIOUS_CERT);
+    }
+    if action == CertAction::RotatedCa || !serving_is_current(&out, &ca, names, now) {
+        let (cert_pem, key_pem) = issue_serving(&ca.pem, &ca.key, names, now)?;
+        out.set(TLS_CERT, cert_pem);
+        out.set(TLS_KEY, key_pem);
+        if action == CertAction::Loaded {
+            action = CertAction::RenewedServing;
+        }
+    }
+    Ok((out, action))
+}
+
+/// Makes sure `dir` holds valid material for `namespace` at `now`, generating, renewing or
+/// rotating what is due, and writes back what changed.
 pub fn ensure(dir: &Path, namespace: &str, now: SystemTime) -> Result<(CertBundle, CertAction)> {
     std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
-    let names = serving_names(namespace);
-    let Some((ca_pem, ca_key)) = load_ca(dir, now) else {
-        let (ca_pem, ca_key) = generate_ca(now)?;
-        let (cert_pem, key_pem) = issue_serving(&ca_key, &names, now)?;
-        write_atomic(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes(), 0o600)?;
-        write_atomic(&dir.join(CA_CERT), ca_pem.as_bytes(), 0o644)?;
-        let bundle = store_serving(dir, ca_pem, cert_pem, key_pem)?;
-        return Ok((bundle, CertAction::Generated));
-    };
-    if let Some(bundle) = load_serving(dir, &ca_pem, &names, now) {
-        return Ok((bundle, CertAction::Loaded));
+    let mut current = Material::default();
+    for name in entry::ALL {
+        if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+            current.set(name, text);
+        }
     }
-    let (cert_pem, key_pem) = issue_serving(&ca_key, &names, now)?;
-    let bundle = store_serving(dir, ca_pem, cert_pem, key_pem)?;
-    Ok((bundle, CertAction::RenewedServing))
+    let (next, action) = plan(&current, &serving_names(namespace), now)?;
+    // Keys first, and the serving pair last, so a crash in between leaves a CA whose key is
+    // on disk; the next start re-plans from whatever is there.
+    let mut names: Vec<&String> = next.0.keys().collect();
+    names.sort_by_key(|n| (!entry::is_key(n), n.starts_with("tls")));
+    for name in names {
+        if current.get(name) != next.get(name) {
+            let mode = if entry::is_key(name) { 0o600 } else { 0o644 };
+            write_atomic(&dir.join(name), next.0[name].as_bytes(), mode)?;
+        }
+    }
+    for name in current.0.keys().filter(|n| !next.0.contains_key(*n)) {
+        std::fs::remove_file(dir.join(name)).map_err(|source| io(&dir.join(name), source))?;
+    }
+    Ok((next.bundle()?, action))
 }
 
 /// Generates a self-signed CA valid from `now` (less a little skew) for [`CA_VALIDITY`].
 pub fn generate_ca(now: SystemTime) -> Result<(String, KeyPair)> {
     let key = KeyPair::generate()?;
-    let mut params = ca_params();
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "switchyard-ca");
+    dn.push(DnType::OrganizationName, "switchyard");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = (now - BACKDATE).into();
     params.not_after = (now + CA_VALIDITY).into();
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key))
 }
 
-/// Issues a serving certificate for `names` signed by the CA key, valid for
-/// [`SERVING_VALIDITY`]; returns the certificate and key PEM.
+/// Issues a serving certificate for `names` signed by the CA, valid for [`SERVING_VALIDITY`];
+/// returns the certificate and key PEM.
 pub fn issue_serving(
+    ca_pem: &str,
     ca_key: &KeyPair,
     names: &[String],
     now: SystemTime,
@@ -133,29 +268,89 @@ pub fn issue_serving(
     params.use_authority_key_identifier_extension = true;
     params.not_before = (now - BACKDATE).into();
     params.not_after = (now + SERVING_VALIDITY).into();
-    // NB: the issuer is rebuilt from the same fixed parameters as the CA, so its name matches
-    // the stored `ca.crt` exactly; the signature comes from the stored key.
-    let issuer = Issuer::new(ca_params(), ca_key);
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key)?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// The validity period (`notBefore`, `notAfter`) of a DER certificate.
-pub fn validity(der: &[u8]) -> Option<(SystemTime, SystemTime)> {
-    let (_, cert, _) = der_tlv(der, 0x30)?;
-    let (_, mut tbs, _) = der_tlv(cert, 0x30)?;
-    if tbs.first() == Some(&0xa0) {
-        tbs = der_any(tbs)?.2;
+/// The validity period (`notBefore`, `notAfter`) of a PEM certificate.
+pub fn validity_of(pem: &str) -> Option<(SystemTime, SystemTime)> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).ok()?))
+    };
+    Some((
+        time(cert.validity().not_before)?,
+        time(cert.validity().not_after)?,
+    ))
+}
+
+// === impl Material ===
+
+impl Material {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
     }
-    // serialNumber, signature, issuer: skipped.
-    for _ in 0..3 {
-        tbs = der_any(tbs)?.2;
+
+    pub fn set(&mut self, name: &str, pem: String) {
+        self.0.insert(name.to_string(), pem);
     }
-    let (_, validity, _) = der_tlv(tbs, 0x30)?;
-    let (tag, not_before, rest) = der_any(validity)?;
-    let not_before = der_time(tag, not_before)?;
-    let (tag, not_after, _) = der_any(rest)?;
-    Some((not_before, der_time(tag, not_after)?))
+
+    pub fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+
+    /// What servers and clients use: the serving pair and every CA to trust.
+    pub fn bundle(&self) -> Result<CertBundle> {
+        let missing = |name: &str| Error::InvalidCertificate {
+            path: name.into(),
+            message: "missing".to_string(),
+        };
+        let get = |name: &'static str| self.get(name).ok_or_else(|| missing(name));
+        let ca_pem = [entry::CA_CERT, entry::NEXT_CERT, entry::PREVIOUS_CERT]
+            .into_iter()
+            .filter_map(|name| self.get(name))
+            .map(|pem| pem.trim_end().to_string() + "\n")
+            .collect();
+        Ok(CertBundle {
+            ca_pem,
+            cert_pem: get(entry::TLS_CERT)?.to_string(),
+            key_pem: get(entry::TLS_KEY)?.to_string(),
+        })
+    }
+
+    /// The CA stored under `cert`/`key`, if both parse, match and it is valid at `now`.
+    fn ca(&self, cert: &str, key: &str, now: SystemTime) -> Option<Ca> {
+        let pem = self.get(cert)?.to_string();
+        let key = KeyPair::from_pem(self.get(key)?).ok()?;
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
+        if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
+            return None;
+        }
+        let key_id = parsed
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            });
+        let (not_before, not_after) = validity_of(&pem)?;
+        (not_before <= now && now < not_after).then_some(Ca {
+            pem,
+            key,
+            not_before,
+            not_after,
+            key_id,
+        })
+    }
+}
+
+impl fmt::Debug for Material {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 // === impl CertBundle ===
@@ -163,9 +358,13 @@ pub fn validity(der: &[u8]) -> Option<(SystemTime, SystemTime)> {
 impl CertBundle {
     /// A rustls server configuration serving this certificate, with HTTP/2 and HTTP/1.1.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
-        let path = PathBuf::from(TLS_CERT);
+        Ok(server_config(Arc::new(ServingCert::new(self)?)))
+    }
+
+    /// The serving certificate and key, ready for rustls.
+    pub fn certified_key(&self) -> Result<Arc<CertifiedKey>> {
         let bad = |message: String| Error::InvalidCertificate {
-            path: path.clone(),
+            path: entry::TLS_CERT.into(),
             message,
         };
         let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
@@ -173,19 +372,16 @@ impl CertBundle {
             .map_err(|e| bad(e.to_string()))?;
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
             .map_err(|e| bad(e.to_string()))?;
-        // An explicit provider, so nothing depends on a process-wide default being installed.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = CertifiedKey::from_der(certs, key, &provider)?;
+        Ok(Arc::new(certified))
     }
 
-    /// The CA certificate in DER, for clients that build their own trust store.
-    pub fn ca_der(&self) -> Option<CertificateDer<'static>> {
-        CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).ok()
+    /// The CA certificates in DER, for clients that build their own trust store.
+    pub fn ca_ders(&self) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(self.ca_pem.as_bytes())
+            .filter_map(std::result::Result::ok)
+            .collect()
     }
 }
 
@@ -199,75 +395,95 @@ impl fmt::Debug for CertBundle {
     }
 }
 
+// === impl ServingCert ===
+
+impl ServingCert {
+    pub fn new(bundle: &CertBundle) -> Result<Self> {
+        Ok(Self(ArcSwap::new(bundle.certified_key()?)))
+    }
+
+    /// Serves `bundle` to connections accepted from now on.
+    pub fn replace(&self, bundle: &CertBundle) -> Result<()> {
+        self.0.store(bundle.certified_key()?);
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// A rustls server configuration with HTTP/2 and HTTP/1.1 whose certificate comes from `cert`.
+pub fn server_config(cert: Arc<ServingCert>) -> Arc<rustls::ServerConfig> {
+    // An explicit provider, so nothing depends on a process-wide default being installed.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 // === helpers ===
 
-fn ca_params() -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "switchyard-ca");
-    dn.push(DnType::OrganizationName, "switchyard");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params
+/// When a CA was made: certificates are backdated by [`BACKDATE`].
+fn staged_at(ca: &Ca) -> SystemTime {
+    ca.not_before + BACKDATE
 }
 
-/// The stored CA, if both files parse and it has not expired.
-fn load_ca(dir: &Path, now: SystemTime) -> Option<(String, KeyPair)> {
-    let ca_pem = std::fs::read_to_string(dir.join(CA_CERT)).ok()?;
-    let key = KeyPair::from_pem(&std::fs::read_to_string(dir.join(CA_KEY)).ok()?).ok()?;
-    let der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).ok()?;
-    let (not_before, not_after) = validity(&der)?;
-    // TODO(operator): rotate the CA at two thirds of its life, publishing both in the bundle.
-    (not_before <= now && now < not_after).then_some((ca_pem, key))
-}
-
-/// The stored serving certificate, if it parses, matches its key, covers `names` and is not
-/// due for renewal.
-fn load_serving(dir: &Path, ca_pem: &str, names: &[String], now: SystemTime) -> Option<CertBundle> {
-    let cert_pem = std::fs::read_to_string(dir.join(TLS_CERT)).ok()?;
-    let key_pem = std::fs::read_to_string(dir.join(TLS_KEY)).ok()?;
-    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
-    let (not_before, not_after) = validity(&der)?;
-    if needs_renewal(not_before, not_after, now) {
-        return None;
-    }
-    // NB: a dNSName is stored verbatim in the DER, so a byte search is enough to notice that the
-    // namespace (hence the Service names) changed since the certificate was issued.
-    if !names
-        .iter()
-        .filter(|n| n.parse::<std::net::IpAddr>().is_err())
-        .all(|name| der.windows(name.len()).any(|w| w == name.as_bytes()))
-    {
-        return None;
-    }
-    let bundle = CertBundle {
-        ca_pem: ca_pem.to_string(),
-        cert_pem,
-        key_pem,
+/// Whether the stored serving certificate parses, matches its key, was issued by `ca`, covers
+/// `names` and is not due for renewal.
+fn serving_is_current(material: &Material, ca: &Ca, names: &[String], now: SystemTime) -> bool {
+    let Ok(bundle) = material.bundle() else {
+        return false;
     };
     // Refuses a key that does not match the certificate (a crash between two writes).
-    bundle.server_config().ok()?;
-    Some(bundle)
-}
-
-fn store_serving(
-    dir: &Path,
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-) -> Result<CertBundle> {
-    write_atomic(&dir.join(TLS_KEY), key_pem.as_bytes(), 0o600)?;
-    write_atomic(&dir.join(TLS_CERT), cert_pem.as_bytes(), 0o644)?;
-    Ok(CertBundle {
-        ca_pem,
-        cert_pem,
-        key_pem,
-    })
+    if bundle.certified_key().is_err() {
+        return false;
+    }
+    let Ok(der) = CertificateDer::from_pem_slice(bundle.cert_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    let mut sans = Vec::new();
+    let mut issuer_id = None;
+    for extension in cert.extensions() {
+        match extension.parsed_extension() {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(dns) => sans.push((*dns).to_string()),
+                        GeneralName::IPAddress(ip) => {
+                            if let Ok(octets) = <[u8; 4]>::try_from(*ip) {
+                                sans.push(std::net::Ipv4Addr::from(octets).to_string());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                issuer_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
+            }
+            _ => {}
+        }
+    }
+    let issued_by_ca = match (&issuer_id, &ca.key_id) {
+        (Some(issuer), Some(ca)) => issuer == ca,
+        _ => true,
+    };
+    let Some((not_before, not_after)) = validity_of(&bundle.cert_pem) else {
+        return false;
+    };
+    issued_by_ca
+        && names.iter().all(|n| sans.contains(n))
+        && !needs_renewal(not_before, not_after, now)
 }
 
 /// Writes through a temporary file in the same directory and renames it over `path`, so a
@@ -295,57 +511,6 @@ fn io(path: &Path, source: std::io::Error) -> Error {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// One DER element: tag, contents and what follows.
-fn der_any(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-fn der_tlv(input: &[u8], want: u8) -> Option<(u8, &[u8], &[u8])> {
-    der_any(input).filter(|(tag, _, _)| *tag == want)
-}
-
-/// `UTCTime` (`YYMMDDHHMMSSZ`) or `GeneralizedTime` (`YYYYMMDDHHMMSSZ`), as RFC 5280 requires.
-fn der_time(tag: u8, bytes: &[u8]) -> Option<SystemTime> {
-    let text = std::str::from_utf8(bytes).ok()?.strip_suffix('Z')?;
-    let (year, rest) = match (tag, text.len()) {
-        (0x17, 12) => {
-            let yy: i64 = text[..2].parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
-        }
-        (0x18, 14) => (text[..4].parse().ok()?, &text[4..]),
-        _ => return None,
-    };
-    let field = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
-    let days = days_from_civil(year, field(0)?, field(2)?);
-    let secs = days * 86_400 + field(4)? * 3600 + field(6)? * 60 + field(8)?;
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

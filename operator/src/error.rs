@@ -20,6 +20,9 @@ pub enum Error {
     #[error("cannot generate certificates: {0}")]
     CertificateGeneration(#[from] rcgen::Error),
 
+    #[error("cannot store certificates: {0}")]
+    CertificateStore(String),
+
     #[error("cannot build the TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
 
@@ -56,7 +59,9 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Io { .. } => "io",
-            Error::InvalidCertificate { .. } | Error::CertificateGeneration(_) => "certificate",
+            Error::InvalidCertificate { .. }
+            | Error::CertificateGeneration(_)
+            | Error::CertificateStore(_) => "certificate",
             Error::Tls(_) => "tls",
             Error::Bind { .. } => "bind",
             Error::Metrics(_) => "metrics",

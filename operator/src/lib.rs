@@ -1,15 +1,19 @@
 //! Switchyard's control plane: the controller that compiles route tables and writes status, the
 //! config server sidecars poll for their tables (fed by the controller through
 //! [`config_server::tables::Tables`]) and report to, the certificates it serves with, and the admin
-//! endpoints. The injection webhook follows.
+//! endpoints, leader election, trust publication and the injection webhook.
 
 pub mod admin;
 pub mod args;
 pub mod certs;
 pub mod config_server;
 pub mod controller;
+pub mod leader;
 pub mod metrics;
+pub mod trust;
+pub mod webhook;
 
 mod error;
+mod https;
 
 pub use error::{Error, Result};

@@ -1,23 +1,31 @@
 //! `switchyard-operator`: serves by default; `crds` prints the CRD manifests. Flags are read and
 //! validated here, once (STYLE 13); everything else lives in the library.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use switchyard_operator::admin::{self, AdminState};
 use switchyard_operator::args::{Args, Command, Config};
+use switchyard_operator::certs::{self, CertBundle, ServingCert};
 use switchyard_operator::config_server::{self, ConfigServer, tables::Tables};
-use switchyard_operator::controller;
-use switchyard_operator::{certs, metrics::Metrics};
+use switchyard_operator::leader::{self, Leadership};
+use switchyard_operator::metrics::Metrics;
+use switchyard_operator::webhook::inject::SidecarDefaults;
+use switchyard_operator::webhook::{self, Webhook, mode};
+use switchyard_operator::{controller, trust};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// `EX_USAGE` from sysexits.h: the flags were wrong.
 const EX_USAGE: u8 = 64;
+/// The longest a shutdown waits for long-polls to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -98,10 +106,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // keeps any code path that asks for the default from panicking.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let (bundle, action) = certs::ensure(&config.cert_dir, &config.namespace, SystemTime::now())?;
-    tracing::info!(?action, dir = %config.cert_dir.display(), "certificates ready");
-    let tls = bundle.server_config()?;
-
     let client = match kube::Client::try_default().await {
         Ok(client) => Some(client),
         Err(error) => {
@@ -109,41 +113,152 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    // In a cluster the chart passes the pod's name; its absence means "out of cluster".
+    let pod_name = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty());
     let metrics = Metrics::new()?;
-    // The controller fills `tables` from its reflectors; without a client they stay empty and
-    // the config server answers 503 anyway.
+
+    let store = match (&config.cert_dir, &client) {
+        (Some(dir), _) => trust::Store::Dir(dir.clone()),
+        (None, Some(client)) => trust::Store::Secret {
+            client: client.clone(),
+            namespace: config.namespace.clone(),
+        },
+        (None, None) => anyhow::bail!("--cert-dir is required without a Kubernetes configuration"),
+    };
+    let bundle = certificates(&store, &config.namespace).await?;
+    let serving = Arc::new(ServingCert::new(&bundle)?);
+    let tls = certs::server_config(serving.clone());
+
+    let election = match (&client, &pod_name) {
+        (Some(client), Some(pod)) => Some(leader::spawn(
+            client.clone(),
+            config.namespace.clone(),
+            pod.clone(),
+            metrics.leader.clone(),
+        )),
+        _ => None,
+    };
+    let leadership = election.as_ref().map_or_else(
+        || {
+            tracing::info!("not in a pod: no leader election, this process leads");
+            metrics.leader.set(1);
+            Leadership::always()
+        },
+        |e| e.leadership.clone(),
+    );
+
     let tables = Tables::default();
-    let server = ConfigServer::new(tables.clone(), client.clone(), metrics.config.clone());
-    if let Some(client) = client {
+    let server = ConfigServer::with_leadership(
+        tables.clone(),
+        client.clone(),
+        metrics.config.clone(),
+        leadership.clone(),
+    );
+    // Ready once the controller has synced and published (without a cluster there is nothing
+    // to wait for: config requests are answered 503 anyway).
+    let synced = Arc::new(AtomicBool::new(client.is_none()));
+    if let Some(client) = &client {
+        let (trust_namespaces, namespaces) = watch::channel(BTreeSet::new());
         let reports = server.clone();
-        tokio::spawn(controller::run(
-            client,
+        tokio::spawn(controller::run(controller::Context {
+            client: client.clone(),
             tables,
-            move || controller::Reports {
+            reports: Box::new(move || controller::Reports {
                 windows: reports.report_windows(),
                 versions: reports.report_versions(),
-            },
-            metrics.controller.errors.clone(),
-        ));
+            }),
+            metrics: metrics.controller.clone(),
+            leadership: leadership.clone(),
+            synced: synced.clone(),
+            trust_namespaces,
+            instance: pod_name
+                .clone()
+                .unwrap_or_else(|| "out-of-cluster".to_string()),
+        }));
+        tokio::spawn(
+            trust::Publisher {
+                client: client.clone(),
+                store,
+                namespace: config.namespace.clone(),
+                webhook_config_name: config.webhook_config_name.clone(),
+                serving,
+                leadership: leadership.clone(),
+                namespaces,
+            }
+            .run(bundle),
+        );
     }
+
+    let (mode, detect) = mode::source(config.sidecar_mode, client.clone(), mode::AUTO_REFRESH);
+    if let Some(detect) = detect {
+        tokio::spawn(detect);
+    }
+    let webhook = Webhook::new(
+        SidecarDefaults::from_config(&config),
+        mode,
+        metrics.admissions.clone(),
+    );
 
     let config_listener = bind(config.config_listen).await?;
+    let webhook_listener = bind(config.webhook_listen).await?;
     let admin_listener = bind(config.admin_listen).await?;
-    // TODO(operator): the injection webhook on `config.webhook_listen`.
-    let ready = Arc::new(AtomicBool::new(false));
     let admin = AdminState {
-        metrics,
-        ready: ready.clone(),
+        metrics: metrics.clone(),
+        ready: synced,
     };
-    tracing::info!(config = %config.config_listen, admin = %config.admin_listen, namespace = %config.namespace, "serving");
-    ready.store(true, Ordering::Release);
+    tracing::info!(
+        config = %config.config_listen,
+        webhook = %config.webhook_listen,
+        admin = %config.admin_listen,
+        namespace = %config.namespace,
+        "serving"
+    );
 
     tokio::select! {
-        result = config_server::serve(config_listener, tls, server) => result?,
+        result = config_server::serve(config_listener, tls.clone(), server.clone()) => result?,
+        result = webhook::serve(webhook_listener, tls, webhook) => result?,
         result = admin::serve(admin_listener, admin) => result?,
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            drain(&server, &metrics).await;
+            if let Some(election) = election {
+                election.step_down().await;
+            }
+        }
     }
     Ok(())
+}
+
+/// Loads or creates the certificates. A Secret store is retried while the apiserver is away
+/// (nothing can be served without them); a bad `--cert-dir` is an error at once.
+async fn certificates(store: &trust::Store, namespace: &str) -> anyhow::Result<CertBundle> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match store.ensure(namespace, SystemTime::now()).await {
+            Ok((bundle, action)) => {
+                tracing::info!(?action, "certificates ready");
+                return Ok(bundle);
+            }
+            Err(error) if matches!(store, trust::Store::Secret { .. }) => {
+                tracing::warn!(%error, "cannot load the certificates; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Answers every waiting long-poll and gives the answers a moment to leave, so that sidecars
+/// reconnect to the next leader instead of finding a dead connection.
+async fn drain(server: &ConfigServer, metrics: &Metrics) {
+    server.drain();
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while metrics.config.long_polls.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The responses are written by their connection tasks; let them flush.
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

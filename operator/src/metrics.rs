@@ -1,7 +1,7 @@
 //! The operator's metrics (STYLE 15): one [`Metrics`] registered once under the `switchyard_`
 //! prefix, with a struct per subsystem, passed to whoever records. Never a global.
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::Result;
 
@@ -11,11 +11,20 @@ pub struct Metrics {
     pub registry: Registry,
     pub config: ConfigMetrics,
     pub controller: ControllerMetrics,
+    /// `switchyard_leader`: 1 while this replica holds the Lease.
+    pub leader: IntGauge,
+    /// `switchyard_webhook_admissions_total{result}`: admission reviews answered, by outcome.
+    pub admissions: IntCounterVec,
 }
 
 /// Metrics of the controller.
 #[derive(Clone)]
 pub struct ControllerMetrics {
+    /// `switchyard_controller_reconciles_total`: compile-publish-status steps run.
+    pub reconciles: IntCounter,
+    /// `switchyard_controller_reconcile_duration_seconds`: time of one step, status writes
+    /// included.
+    pub reconcile_duration: Histogram,
     /// `switchyard_controller_errors_total{reason}`: failures the controller retried
     /// (`watch`, `status_write`).
     pub errors: IntCounterVec,
@@ -63,16 +72,44 @@ impl Metrics {
         registry.register(Box::new(config.reports.clone()))?;
         registry.register(Box::new(config.token_reviews.clone()))?;
         let controller = ControllerMetrics {
+            reconciles: IntCounter::with_opts(Opts::new(
+                "controller_reconciles_total",
+                "Compile, publish and status steps run",
+            ))?,
+            reconcile_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "controller_reconcile_duration_seconds",
+                    "Duration of one controller step, status writes included",
+                )
+                .buckets(vec![0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0]),
+            )?,
             errors: IntCounterVec::new(
                 Opts::new("controller_errors_total", "Controller failures, by reason"),
                 &["reason"],
             )?,
         };
         registry.register(Box::new(controller.errors.clone()))?;
+        registry.register(Box::new(controller.reconciles.clone()))?;
+        registry.register(Box::new(controller.reconcile_duration.clone()))?;
+        let leader = IntGauge::with_opts(Opts::new(
+            "leader",
+            "1 while this replica holds the leader Lease",
+        ))?;
+        let admissions = IntCounterVec::new(
+            Opts::new(
+                "webhook_admissions_total",
+                "Admission reviews answered, by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(admissions.clone()))?;
         Ok(Self {
             registry,
             config,
             controller,
+            leader,
+            admissions,
         })
     }
 

@@ -22,6 +22,7 @@ use switchyard_crds::v1alpha1::Strategy;
 use switchyard_operator::certs;
 use switchyard_operator::config_server::tables::{PodInfo, Snapshot, Tables};
 use switchyard_operator::config_server::{self, ConfigServer};
+use switchyard_operator::leader::Leadership;
 use switchyard_operator::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -215,6 +216,10 @@ fn team_a_v1() -> Arc<RouteTable> {
 }
 
 async fn start() -> Harness {
+    start_with(Leadership::always()).await
+}
+
+async fn start_with(leadership: Leadership) -> Harness {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "switchyard-config-server-{}-{}",
@@ -231,7 +236,12 @@ async fn start() -> Harness {
 
     let metrics = Metrics::new().unwrap();
     let tables = Tables::new(snapshot(team_a_v1()));
-    let server = ConfigServer::new(tables.clone(), Some(client), metrics.config.clone());
+    let server = ConfigServer::with_leadership(
+        tables.clone(),
+        Some(client),
+        metrics.config.clone(),
+        leadership,
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(config_server::serve(
@@ -241,7 +251,7 @@ async fn start() -> Harness {
     ));
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(bundle.ca_der().unwrap()).unwrap();
+    roots.add_parsable_certificates(bundle.ca_ders());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -644,4 +654,57 @@ async fn reports_become_windowed_deltas_for_the_pods_own_targets() {
             .render()
             .contains("switchyard_config_reports_total{outcome=\"accepted\"} 3")
     );
+}
+
+#[tokio::test]
+async fn shutting_down_answers_waiting_polls_at_once_and_refuses_new_ones() {
+    let h = Arc::new(start().await);
+    let etag = format!("\"{}\"", team_a_v1().version);
+    let waiting = {
+        let h = h.clone();
+        let etag = etag.clone();
+        tokio::spawn(async move {
+            let headers = [
+                ("authorization", "Bearer tok-a"),
+                ("if-none-match", etag.as_str()),
+            ];
+            h.get("/v1/config?wait=30s", &headers).await
+        })
+    };
+    while h.metrics.config.long_polls.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    h.server.drain();
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(answer.headers["etag"], etag);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+    let refused = h
+        .get("/v1/config", &[("authorization", "Bearer tok-a")])
+        .await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn only_the_leader_serves() {
+    let (leading, rx) = tokio::sync::watch::channel(false);
+    let h = start_with(Leadership::from_receiver(rx)).await;
+    let follower = h
+        .get("/v1/config", &[("authorization", "Bearer tok-a")])
+        .await;
+    assert_eq!(follower.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        h.reviews.load(Ordering::SeqCst),
+        0,
+        "a follower reviews no token"
+    );
+    leading.send_replace(true);
+    let leader = h
+        .get("/v1/config", &[("authorization", "Bearer tok-a")])
+        .await;
+    assert_eq!(leader.status, StatusCode::OK);
 }

@@ -1,4 +1,5 @@
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
@@ -33,40 +34,106 @@ fn renewal_is_due_at_two_thirds_of_the_life() {
 }
 
 #[test]
-fn der_dates_round_trip_through_both_time_encodings() {
-    assert_eq!(days_from_civil(1970, 1, 1), 0);
-    assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-    let utc = der_time(0x17, b"260101000000Z").unwrap();
-    let generalized = der_time(0x18, b"20260101000000Z").unwrap();
-    assert_eq!(utc, at(0));
-    assert_eq!(generalized, at(0));
-    assert_eq!(der_time(0x18, b"2060"), None);
+fn generated_certificates_carry_the_requested_validity() {
+    let (ca_pem, ca_key) = generate_ca(at(0)).unwrap();
     assert_eq!(
-        der_time(0x17, b"991231235959Z"),
-        Some(UNIX_EPOCH + Duration::from_secs(946_684_799))
+        validity_of(&ca_pem),
+        Some((at(0) - BACKDATE, at(0) + CA_VALIDITY))
     );
+    let (cert_pem, _) = issue_serving(&ca_pem, &ca_key, &serving_names("ops"), at(1)).unwrap();
+    assert_eq!(
+        validity_of(&cert_pem),
+        Some((at(1) - BACKDATE, at(1) + SERVING_VALIDITY))
+    );
+    assert_eq!(validity_of("garbage"), None);
+}
+
+/// Two thirds of the CA's life (10 years) have passed at day 2434.
+const STAGE_DAY: u64 = 2440;
+
+#[test]
+fn the_ca_is_staged_then_rotated_then_the_previous_one_retires() {
+    let names = serving_names("ops");
+    let (m0, action) = plan(&Material::default(), &names, at(0)).unwrap();
+    assert_eq!(action, CertAction::Generated);
+    let original_ca = m0.get(entry::CA_CERT).unwrap().to_string();
+
+    // Before two thirds of the CA's life only the serving certificate moves.
+    let (m1, action) = plan(&m0, &names, at(STAGE_DAY - 140)).unwrap();
+    assert_eq!(action, CertAction::RenewedServing);
+    assert_eq!(m1.get(entry::CA_CERT), Some(original_ca.as_str()));
+
+    // At two thirds a next CA joins the bundle; the old one still signs.
+    let (m2, action) = plan(&m1, &names, at(STAGE_DAY)).unwrap();
+    assert_eq!(action, CertAction::StagedCa);
+    let next_ca = m2.get(entry::NEXT_CERT).unwrap().to_string();
+    assert_eq!(m2.get(entry::TLS_CERT), m1.get(entry::TLS_CERT));
+    let bundle = m2.bundle().unwrap();
+    assert!(bundle.ca_pem.contains(original_ca.trim()) && bundle.ca_pem.contains(next_ca.trim()));
+    assert_eq!(bundle.ca_ders().len(), 2);
+
+    // Within the overlap nothing changes.
+    let (m3, action) = plan(&m2, &names, at(STAGE_DAY) + CA_OVERLAP / 2).unwrap();
+    assert_eq!((action, &m3), (CertAction::Loaded, &m2));
+
+    // After it the next CA signs, and the old one is still trusted for a while.
+    let (m4, action) = plan(&m3, &names, at(STAGE_DAY) + CA_OVERLAP + DAY / 24).unwrap();
+    assert_eq!(action, CertAction::RotatedCa);
+    assert_eq!(m4.get(entry::CA_CERT), Some(next_ca.as_str()));
+    assert_eq!(m4.get(entry::PREVIOUS_CERT), Some(original_ca.as_str()));
+    assert_ne!(m4.get(entry::TLS_CERT), m3.get(entry::TLS_CERT));
+    let ca = m4
+        .ca(
+            entry::CA_CERT,
+            entry::CA_KEY,
+            at(STAGE_DAY) + CA_OVERLAP * 2,
+        )
+        .unwrap();
+    assert!(serving_is_current(
+        &m4,
+        &ca,
+        &names,
+        at(STAGE_DAY) + CA_OVERLAP * 2
+    ));
+    let old = m0.ca(entry::CA_CERT, entry::CA_KEY, at(1)).unwrap();
+    assert!(
+        !serving_is_current(&m4, &old, &names, at(STAGE_DAY) + CA_OVERLAP * 2),
+        "issued by the new CA"
+    );
+
+    let (m5, _) = plan(&m4, &names, at(STAGE_DAY) + CA_OVERLAP * 3).unwrap();
+    assert_eq!(
+        m5.get(entry::PREVIOUS_CERT),
+        None,
+        "the previous CA retires"
+    );
+    assert_eq!(m5.bundle().unwrap().ca_ders().len(), 1);
 }
 
 #[test]
-fn generated_certificates_carry_the_requested_validity() {
-    let (ca_pem, ca_key) = generate_ca(at(0)).unwrap();
-    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap();
-    assert_eq!(
-        validity(&ca_der),
-        Some((at(0) - BACKDATE, at(0) + CA_VALIDITY))
-    );
+fn a_ca_whose_key_does_not_match_is_replaced() {
+    let names = serving_names("ops");
+    let (a, _) = plan(&Material::default(), &names, at(0)).unwrap();
+    let (b, _) = plan(&Material::default(), &names, at(0)).unwrap();
+    let mut mixed = a.clone();
+    mixed.set(entry::CA_KEY, b.get(entry::CA_KEY).unwrap().to_string());
+    let (_, action) = plan(&mixed, &names, at(1)).unwrap();
+    assert_eq!(action, CertAction::Generated);
+}
 
-    let (cert_pem, _) = issue_serving(&ca_key, &serving_names("ops"), at(1)).unwrap();
-    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
-    assert_eq!(
-        validity(&der),
-        Some((at(1) - BACKDATE, at(1) + SERVING_VALIDITY))
-    );
-    assert_eq!(
-        validity(b"\x30\x03\x02\x01"),
-        None,
-        "truncated DER is refused"
-    );
+#[test]
+fn a_replaced_serving_certificate_is_served_to_new_connections() {
+    let names = serving_names("ops");
+    let (m0, _) = plan(&Material::default(), &names, at(0)).unwrap();
+    let first = m0.bundle().unwrap();
+    let serving = ServingCert::new(&first).unwrap();
+    let (m1, _) = plan(&m0, &names, at(250)).unwrap();
+    let second = m1.bundle().unwrap();
+    let before = serving.0.load_full();
+    serving.replace(&second).unwrap();
+    let after = serving.0.load_full();
+    assert_ne!(before.cert, after.cert);
+    assert_eq!(after.cert, second.certified_key().unwrap().cert);
 }
 
 #[test]

@@ -20,7 +20,6 @@ pub mod reports;
 pub mod tables;
 
 use std::collections::{BTreeSet, HashMap};
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,16 +27,16 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use switchyard_crds::report::Report;
 use switchyard_crds::table::{RouteTable, SCHEMA_VERSION};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
 use self::auth::{Authenticator, Rejection};
 use self::reports::{ReportAggregator, WindowKey, WindowStats};
 use self::tables::Tables;
+use crate::leader::Leadership;
 use crate::metrics::{ConfigMetrics, LongPollGuard};
 
 /// The header in which sidecars name the highest table schema they support.
@@ -68,6 +67,12 @@ pub struct ConfigServer {
     /// Serialized tables by (version, generatedBy), so that a publish waking a thousand pods of
     /// one audience encodes their table once.
     encoded: Mutex<HashMap<(String, String), Bytes>>,
+    /// In a cluster only the leader serves (the config Service selects it); a request that
+    /// reaches a follower during a failover gets 503 and the sidecar backs off.
+    leadership: Leadership,
+    /// Set on shutdown: waiting long-polls answer at once and new requests get 503, so sidecars
+    /// move to the next leader instead of waiting out their poll.
+    draining: watch::Sender<bool>,
 }
 
 /// What `GET /v1/config` was asked, parsed from headers and query.
@@ -87,13 +92,31 @@ impl ConfigServer {
     /// A server answering from `tables`, reviewing tokens with `client` (without one, every
     /// request is answered 503).
     pub fn new(tables: Tables, client: Option<kube::Client>, metrics: ConfigMetrics) -> Arc<Self> {
+        Self::with_leadership(tables, client, metrics, Leadership::always())
+    }
+
+    /// A server that answers only while `leadership` says this replica leads.
+    pub fn with_leadership(
+        tables: Tables,
+        client: Option<kube::Client>,
+        metrics: ConfigMetrics,
+        leadership: Leadership,
+    ) -> Arc<Self> {
         Arc::new(Self {
             tables,
             auth: Authenticator::new(client, metrics.clone()),
             reports: Mutex::new(ReportAggregator::new(Instant::now())),
             metrics,
             encoded: Mutex::new(HashMap::new()),
+            leadership,
+            draining: watch::channel(false).0,
         })
+    }
+
+    /// Answers every waiting long-poll now (304: nothing changed) and refuses new requests, for
+    /// a shutdown that does not leave sidecars hanging on a dead connection.
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
     }
 
     /// The 5-minute report windows as of now; pool status will show them.
@@ -112,6 +135,12 @@ impl ConfigServer {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        if !self.leadership.is_leader() || *self.draining.borrow() {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this operator replica is not serving (not the leader, or shutting down)",
+            );
+        }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/v1/config") => {
                 let response = self.get_config(&req).await;
@@ -145,6 +174,7 @@ impl ConfigServer {
         let _guard = LongPollGuard::new(&self.metrics.long_polls);
         // Subscribe before looking, so a publish between the look and the wait still wakes us.
         let mut rx = self.tables.subscribe();
+        let mut draining = self.draining.subscribe();
         let deadline = Instant::now() + with_jitter(query.wait, rand::random::<f64>());
         loop {
             let snapshot = rx.borrow_and_update().clone();
@@ -162,6 +192,7 @@ impl ConfigServer {
                     return not_modified(&known);
                 },
                 () = tokio::time::sleep_until(deadline) => return not_modified(&known),
+                _ = draining.wait_for(|d| *d) => return not_modified(&known),
             }
         }
     }
@@ -258,39 +289,10 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     server: Arc<ConfigServer>,
 ) -> crate::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Usually EMFILE: wait a little instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let server = server.clone();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let service = hyper::service::service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.handle(req).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
-                tracing::debug!(%peer, %error, "config connection ended with an error");
-            }
-        });
-    }
+    crate::https::serve(listener, tls, "config", move |req| {
+        server.clone().handle(req)
+    })
+    .await
 }
 
 /// Reads version, wait and schema from a config request; a ready error response otherwise.

@@ -2,37 +2,46 @@
 //! injected Pods; on any change (debounced) one [`step`] compiles every table, the result is
 //! published into [`Tables`], and statuses that changed are written by server-side apply.
 //!
-//! The reflector wiring in [`run`] is deliberately thin: everything decidable is in [`step`], a
-//! function over plain object lists, and in the pure builders of [`conditions`].
+//! Every replica runs the reflectors and publishes tables (a standby is warm); only the leader
+//! writes status and publishes [`events`]. The reflector wiring in [`run`] is deliberately thin:
+//! everything decidable is in [`step`], a function over plain object lists, and in the pure
+//! builders of [`conditions`] and [`events`].
 
 pub mod conditions;
+pub mod events;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use prometheus::IntCounterVec;
 use switchyard_crds::compile::{self, Audience, Inputs, Kind, ObjectKey, SECRET_OPT_IN_LABEL};
 use switchyard_crds::v1alpha1::{
     ModelRoute, ModelRouteStatus, ProviderPool, ProviderPoolStatus, SidecarSummary,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
+use self::events::Notice;
 use crate::config_server::reports::{WindowKey, WindowStats};
 use crate::config_server::tables::{GENERATED_BY, PodInfo, Snapshot, Tables};
+use crate::leader::Leadership;
+use crate::metrics::ControllerMetrics;
 use crate::{Error, Result};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "switchyard-operator";
 /// The label of pods whose sidecar was injected.
 pub const INJECTED_LABEL: &str = "switchyard.dev/injected";
+/// The label of pods and namespaces that ask for injection.
+pub const INJECT_LABEL: &str = "switchyard.dev/inject";
 /// How long to wait after a change for more changes before compiling.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Report windows change without any object changing: recompute pool health this often.
@@ -48,6 +57,8 @@ pub struct World {
     pub routes: Vec<ModelRoute>,
     pub secrets: Vec<Secret>,
     pub pods: Vec<Pod>,
+    /// Namespaces labelled for injection.
+    pub namespaces: Vec<Namespace>,
 }
 
 /// What the config server learnt from sidecar reports.
@@ -67,6 +78,11 @@ pub struct Step {
     pub routes: Vec<(ObjectKey, ModelRouteStatus)>,
     /// Pools whose status changed, with the new status.
     pub pools: Vec<(ObjectKey, ProviderPoolStatus)>,
+    /// Events the status changes deserve, published after the writes.
+    pub events: Vec<(ObjectReference, Notice)>,
+    /// Namespaces that have or may get injected pods, which need the CA bundle ConfigMap: those
+    /// labelled for injection, with injected pods, or with routes.
+    pub trust_namespaces: BTreeSet<String>,
 }
 
 /// Compiles `world`, builds the snapshot and every status, and keeps only the statuses that
@@ -138,6 +154,12 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         let previous = route.status.as_ref();
         let status = conditions::route_status(outcome, sidecars, programmed, previous, now.clone());
         if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
+            let before = previous
+                .map(|p| p.conditions.as_slice())
+                .unwrap_or_default();
+            for notice in events::notices(before, &status.conditions) {
+                out.events.push((route.object_ref(&()), notice));
+            }
             out.routes.push((key, status));
         }
     }
@@ -170,9 +192,22 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
             now.clone(),
         );
         if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
+            let before = previous
+                .map(|p| p.conditions.as_slice())
+                .unwrap_or_default();
+            for notice in events::notices(before, &status.conditions) {
+                out.events.push((pool.object_ref(&()), notice));
+            }
             out.pools.push((key, status));
         }
     }
+    out.trust_namespaces = world
+        .namespaces
+        .iter()
+        .map(|ns| ns.name_any())
+        .chain(pods.values().map(|p| p.namespace.clone()))
+        .chain(world.routes.iter().filter_map(|r| r.namespace()))
+        .collect();
     out.snapshot = Snapshot { tables, pods };
     out
 }
@@ -222,49 +257,72 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// What the controller needs besides the apiserver.
+pub struct Context {
+    pub client: Client,
+    /// Where every replica publishes the compiled tables.
+    pub tables: Tables,
+    /// Reads what the config server learnt from sidecar reports.
+    pub reports: Box<dyn Fn() -> Reports + Send>,
+    pub metrics: ControllerMetrics,
+    /// Only the leader writes status and publishes events.
+    pub leadership: Leadership,
+    /// Set once every cache has synced and the first tables are published (`/readyz`).
+    pub synced: Arc<AtomicBool>,
+    /// Receives [`Step::trust_namespaces`] after every step.
+    pub trust_namespaces: watch::Sender<BTreeSet<String>>,
+    /// Names this replica in events (the pod name, or the host outside a cluster).
+    pub instance: String,
+}
+
 /// Runs the controller until the process ends: never returns, never exits on an error (watch
 /// errors are retried by the watchers' backoff, status writes by ours), and never publishes
 /// before every cache has synced, so an error can never replace good tables by empty ones.
-pub async fn run(
-    client: Client,
-    tables: Tables,
-    reports: impl Fn() -> Reports + Send + 'static,
-    errors: IntCounterVec,
-) {
+pub async fn run(mut ctx: Context) {
+    let client = ctx.client.clone();
+    let errors = &ctx.metrics;
     let changed = Arc::new(Notify::new());
     let routes = spawn_reflector(
         Api::<ModelRoute>::all(client.clone()),
         watcher::Config::default(),
         "modelroutes",
         &changed,
-        &errors,
+        errors,
     );
     let pools = spawn_reflector(
         Api::<ProviderPool>::all(client.clone()),
         watcher::Config::default(),
         "providerpools",
         &changed,
-        &errors,
+        errors,
     );
     let secrets = spawn_reflector(
         Api::<Secret>::all(client.clone()),
         watcher::Config::default().labels(&format!("{SECRET_OPT_IN_LABEL}=true")),
         "secrets",
         &changed,
-        &errors,
+        errors,
     );
     let pods = spawn_reflector(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels(&format!("{INJECTED_LABEL}=true")),
         "pods",
         &changed,
-        &errors,
+        errors,
+    );
+    let namespaces = spawn_reflector(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{INJECT_LABEL}=true")),
+        "namespaces",
+        &changed,
+        errors,
     );
     for (name, store) in [
         ("modelroutes", routes.wait_until_ready().await),
         ("providerpools", pools.wait_until_ready().await),
         ("secrets", secrets.wait_until_ready().await),
         ("pods", pods.wait_until_ready().await),
+        ("namespaces", namespaces.wait_until_ready().await),
     ] {
         if let Err(error) = store {
             // Only when the writer was dropped, i.e. its task ended: keep going on what we have.
@@ -272,39 +330,59 @@ pub async fn run(
         }
     }
     tracing::info!("controller caches synced");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: Some(ctx.instance.clone()),
+        },
+    );
 
     let mut retry = RETRY_MIN;
     let mut wait = Duration::ZERO;
+    let mut first = true;
     loop {
-        tokio::select! {
-            () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
-            () = tokio::time::sleep(if wait.is_zero() { RESYNC } else { wait }) => {}
+        if !first {
+            tokio::select! {
+                () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+                // A new leader writes whatever the old one left undone, at once.
+                _ = ctx.leadership.changed() => {}
+                () = tokio::time::sleep(if wait.is_zero() { RESYNC } else { wait }) => {}
+            }
         }
+        first = false;
+        let timer = ctx.metrics.reconcile_duration.start_timer();
         let world = World {
             pools: cloned(&pools),
             routes: cloned(&routes),
             secrets: cloned(&secrets),
             pods: cloned(&pods),
+            namespaces: cloned(&namespaces),
         };
         let out = step(
             &world,
-            &reports(),
+            &(ctx.reports)(),
             Time(k8s_openapi::jiff::Timestamp::now()),
         );
-        tables.publish(out.snapshot);
-        let mut failed = false;
-        for (key, status) in &out.routes {
-            if let Err(error) = apply_route_status(&client, key, status).await {
-                record(&errors, &error);
-                failed = true;
-            }
-        }
-        for (key, status) in &out.pools {
-            if let Err(error) = apply_pool_status(&client, key, status).await {
-                record(&errors, &error);
-                failed = true;
-            }
-        }
+        ctx.tables.publish(out.snapshot);
+        ctx.synced.store(true, Ordering::Release);
+        ctx.trust_namespaces.send_if_modified(|current| {
+            let modified = *current != out.trust_namespaces;
+            *current = out.trust_namespaces;
+            modified
+        });
+        let failed = ctx.leadership.is_leader()
+            && !write_status(
+                &client,
+                &recorder,
+                &out.routes,
+                &out.pools,
+                &out.events,
+                errors,
+            )
+            .await;
+        ctx.metrics.reconciles.inc();
+        timer.observe_duration();
         // A failed write is retried by the next step (the object still carries its old
         // status); back off so that a broken apiserver is not hammered.
         if failed {
@@ -317,12 +395,54 @@ pub async fn run(
     }
 }
 
+/// Writes the statuses a step decided and then its events; false when any write failed.
+/// Events are best effort: a lost event is logged, never retried.
+async fn write_status(
+    client: &Client,
+    recorder: &Recorder,
+    routes: &[(ObjectKey, ModelRouteStatus)],
+    pools: &[(ObjectKey, ProviderPoolStatus)],
+    events: &[(ObjectReference, Notice)],
+    metrics: &ControllerMetrics,
+) -> bool {
+    let mut ok = true;
+    for (key, status) in routes {
+        if let Err(error) = apply_route_status(client, key, status).await {
+            record(metrics, &error);
+            ok = false;
+        }
+    }
+    for (key, status) in pools {
+        if let Err(error) = apply_pool_status(client, key, status).await {
+            record(metrics, &error);
+            ok = false;
+        }
+    }
+    for (reference, notice) in events {
+        let event = Event {
+            type_: if notice.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: notice.reason.clone(),
+            note: Some(notice.note.clone()),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, reference).await {
+            tracing::warn!(%error, reason = %notice.reason, "cannot publish an event");
+        }
+    }
+    ok
+}
+
 fn spawn_reflector<K>(
     api: Api<K>,
     config: watcher::Config,
     name: &'static str,
     changed: &Arc<Notify>,
-    errors: &IntCounterVec,
+    metrics: &ControllerMetrics,
 ) -> Store<K>
 where
     K: Resource<DynamicType = ()>
@@ -335,7 +455,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let changed = changed.clone();
-    let errors = errors.clone();
+    let metrics = metrics.clone();
     let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -343,7 +463,7 @@ where
             match event {
                 Ok(_) => changed.notify_one(),
                 Err(source) => record(
-                    &errors,
+                    &metrics,
                     &Error::Watch {
                         resource: name,
                         source,
@@ -356,9 +476,12 @@ where
 }
 
 /// Logs a failure the controller will retry and counts it by reason.
-fn record(errors: &IntCounterVec, error: &Error) {
+fn record(metrics: &ControllerMetrics, error: &Error) {
     tracing::warn!(%error, "controller error; retrying");
-    errors.with_label_values(&[error.metric_label()]).inc();
+    metrics
+        .errors
+        .with_label_values(&[error.metric_label()])
+        .inc();
 }
 
 fn cloned<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {

@@ -62,6 +62,7 @@ fn world() -> World {
             pod("u2", "chat", "Running"),
             pod("u3", "web", "Pending"),
         ],
+        namespaces: vec![],
     }
 }
 
@@ -241,4 +242,66 @@ fn in_sync_counts_pods_whose_report_carries_their_tables_version() {
     let sidecars = old.sidecars.as_ref().unwrap();
     assert_eq!((sidecars.selected, sidecars.in_sync), (2, 1));
     assert_eq!(sidecars.summary, "1/2");
+}
+
+#[test]
+fn a_step_announces_transitions_and_names_the_namespaces_needing_trust() {
+    let mut world = world();
+    world.routes.push(
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "ModelRoute",
+            "metadata": {"name": "broken", "namespace": "other", "generation": 1},
+            "spec": {"model": "x", "targets": [{"pool": "missing", "provider": "a", "model": "m"}]},
+        }))
+        .unwrap(),
+    );
+    world.namespaces.push(
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "labelled", "labels": {INJECT_LABEL: "true"}},
+        }))
+        .unwrap(),
+    );
+    let out = step(&world, &Reports::default(), now());
+    let broken: Vec<_> = out
+        .events
+        .iter()
+        .filter(|(r, _)| r.name.as_deref() == Some("broken"))
+        .collect();
+    assert!(!broken.is_empty());
+    assert!(broken.iter().all(|(_, n)| n.warning));
+    assert!(
+        broken.iter().any(|(_, n)| n.note.contains("missing")),
+        "{broken:?}"
+    );
+    let accepted = out
+        .events
+        .iter()
+        .find(|(r, _)| r.name.as_deref() == Some("pool"))
+        .expect("the pool is announced");
+    assert_eq!(accepted.1.reason, events::ACCEPTED);
+    assert_eq!(accepted.0.kind.as_deref(), Some("ProviderPool"));
+    assert_eq!(
+        out.trust_namespaces,
+        BTreeSet::from(["labelled".into(), "ns".into(), "other".into()])
+    );
+
+    // Once the statuses are written, the same world announces nothing.
+    for route in &mut world.routes {
+        let key = key_of(Kind::ModelRoute, route);
+        route.status = out
+            .routes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, s)| s.clone());
+    }
+    for pool in &mut world.pools {
+        let key = key_of(Kind::ProviderPool, pool);
+        pool.status = out
+            .pools
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, s)| s.clone());
+    }
+    assert!(step(&world, &Reports::default(), now()).events.is_empty());
 }

@@ -1,0 +1,129 @@
+//! Kubernetes Events for notable changes (a route or pool accepted, a reference broken), decided
+//! purely from the conditions before and after a step. Events follow status writes, so they are
+//! published by the leader only and exactly once per transition: a new leader finds the status
+//! already written and sees no transition.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::conditions::types;
+
+/// One event to publish about an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    /// CamelCase, as Kubernetes reasons are.
+    pub reason: String,
+    /// What happened, for a person reading `kubectl describe`.
+    pub note: String,
+}
+
+/// The reason of the event published when an object becomes ready.
+pub const ACCEPTED: &str = "Accepted";
+
+/// The events a change from `previous` to `current` conditions deserves: a warning when
+/// `Accepted` or `ResolvedRefs` becomes false or its complaint changes, and one normal event
+/// when the object becomes `Ready`.
+pub fn notices(previous: &[Condition], current: &[Condition]) -> Vec<Notice> {
+    let before = |kind: &str| previous.iter().find(|c| c.type_ == kind);
+    let mut out = Vec::new();
+    for kind in [types::ACCEPTED, types::RESOLVED_REFS] {
+        let Some(now) = current.iter().find(|c| c.type_ == kind) else {
+            continue;
+        };
+        let unchanged =
+            before(kind).is_some_and(|b| b.status == now.status && b.message == now.message);
+        if now.status == "False" && !unchanged {
+            out.push(Notice {
+                warning: true,
+                reason: now.reason.clone(),
+                note: now.message.clone(),
+            });
+        }
+    }
+    let ready = |c: Option<&Condition>| c.is_some_and(|c| c.status == "True");
+    let ready_now = current.iter().find(|c| c.type_ == types::READY);
+    if ready(ready_now) && !ready(before(types::READY)) {
+        out.push(Notice {
+            warning: false,
+            reason: ACCEPTED.to_string(),
+            note: ready_now.map(|c| c.message.clone()).unwrap_or_default(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    fn condition(kind: &str, status: &str, reason: &str, message: &str) -> Condition {
+        Condition {
+            type_: kind.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            observed_generation: Some(1),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    fn ready() -> Vec<Condition> {
+        vec![
+            condition(types::ACCEPTED, "True", "Accepted", "the route is valid"),
+            condition(types::RESOLVED_REFS, "True", "ResolvedRefs", "all resolved"),
+            condition(types::READY, "True", "Ready", "served"),
+        ]
+    }
+
+    fn broken(message: &str) -> Vec<Condition> {
+        vec![
+            condition(types::ACCEPTED, "True", "Accepted", "the route is valid"),
+            condition(types::RESOLVED_REFS, "False", "PoolNotFound", message),
+            condition(types::READY, "False", "NotReady", "ResolvedRefs is False"),
+        ]
+    }
+
+    #[test]
+    fn a_new_ready_object_is_accepted_once() {
+        let first = notices(&[], &ready());
+        assert_eq!(first.len(), 1);
+        assert!(!first[0].warning);
+        assert_eq!(first[0].reason, ACCEPTED);
+        assert!(
+            notices(&ready(), &ready()).is_empty(),
+            "no transition, no event"
+        );
+    }
+
+    #[test]
+    fn a_broken_reference_warns_with_the_conditions_words() {
+        let events = notices(&ready(), &broken("pool \"gpt\" not found"));
+        assert_eq!(
+            events,
+            vec![Notice {
+                warning: true,
+                reason: "PoolNotFound".into(),
+                note: "pool \"gpt\" not found".into(),
+            }]
+        );
+        let same = notices(
+            &broken("pool \"gpt\" not found"),
+            &broken("pool \"gpt\" not found"),
+        );
+        assert!(same.is_empty(), "the same complaint is not repeated");
+        let other = notices(
+            &broken("pool \"gpt\" not found"),
+            &broken("pool \"x\" not found"),
+        );
+        assert_eq!(other.len(), 1, "a different complaint is news");
+    }
+
+    #[test]
+    fn repairing_a_reference_is_announced() {
+        let events = notices(&broken("pool \"gpt\" not found"), &ready());
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, ACCEPTED);
+    }
+}
