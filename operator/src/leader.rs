@@ -217,6 +217,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_new_leader_takes_the_label_from_a_stale_one() {
+        use http_body_util::BodyExt as _;
+
+        let (service, mut handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let client = Client::new(service, "ops");
+        let task = tokio::spawn(async move { label(&client, "ops", "op-b", true).await });
+        let respond = |body: serde_json::Value| {
+            http::Response::builder()
+                .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap()
+        };
+        let pod = |name: &str| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "ops", "labels": {ROLE_LABEL: "leader"}}})
+        };
+
+        let (request, send) = handle.next_request().await.unwrap();
+        assert_eq!(request.method(), http::Method::GET);
+        assert!(
+            request
+                .uri()
+                .query()
+                .unwrap()
+                .contains("labelSelector=switchyard.dev%2Frole%3Dleader")
+        );
+        send.send_response(respond(serde_json::json!({
+            "apiVersion": "v1", "kind": "PodList", "metadata": {},
+            "items": [pod("op-a"), pod("op-b")],
+        })));
+        let mut patched = Vec::new();
+        for _ in 0..2 {
+            let (request, send) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), http::Method::PATCH);
+            let name = request.uri().path().rsplit('/').next().unwrap().to_string();
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            patched.push((name.clone(), body["metadata"]["labels"][ROLE_LABEL].clone()));
+            send.send_response(respond(pod(&name)));
+        }
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            patched,
+            [
+                ("op-a".to_string(), serde_json::Value::Null),
+                ("op-b".to_string(), serde_json::Value::from("leader")),
+            ],
+            "the stale leader loses the label before the new one gets it"
+        );
+    }
+
+    #[tokio::test]
     async fn always_leads_and_never_changes() {
         let mut leadership = Leadership::always();
         assert!(leadership.is_leader());

@@ -38,10 +38,7 @@ use crate::{Error, Result};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "switchyard-operator";
-/// The label of pods whose sidecar was injected.
-pub const INJECTED_LABEL: &str = "switchyard.dev/injected";
-/// The label of pods and namespaces that ask for injection.
-pub const INJECT_LABEL: &str = "switchyard.dev/inject";
+pub use crate::webhook::inject::{INJECT_LABEL, INJECTED_LABEL};
 /// How long to wait after a change for more changes before compiling.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Report windows change without any object changing: recompute pool health this often.
