@@ -19,8 +19,9 @@
 //!   operator's. Each long-polls like sidecar/src/subscribe.rs: `GET /v1/config?wait=30s` with
 //!   its bearer token, `If-None-Match`, `X-Switchyard-Table-Schema` and
 //!   `X-Switchyard-Sidecar-Version`, HTTP/1.1 over rustls trusting only the bench CA. Like the
-//!   sidecar it opens a fresh TLS connection for every poll (full handshake, no session
-//!   resumption) unless `CONFIG_BENCH_KEEPALIVE=1`. On a `200` it parses the table, checks schema,
+//!   sidecar it keeps its connection alive between polls; `CONFIG_BENCH_KEEPALIVE=0` opens a
+//!   fresh TLS connection for every poll instead (full handshake, no session resumption), as
+//!   the first pod-mode sidecar did. On a `200` it parses the table, checks schema,
 //!   content hash and ETag, and only then timestamps the receive and polls again.
 //!
 //! Times cross the process boundary as `SystemTime` nanoseconds: both processes read the same
@@ -113,7 +114,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn keepalive() -> bool {
-    std::env::var("CONFIG_BENCH_KEEPALIVE").is_ok_and(|v| v.trim() == "1")
+    !std::env::var("CONFIG_BENCH_KEEPALIVE").is_ok_and(|v| v.trim() == "0")
 }
 
 fn now_ns() -> u64 {
@@ -526,33 +527,42 @@ fn secret(ns: usize) -> Secret {
     .expect("a valid Secret")
 }
 
-/// Every namespace's routes at `round`: `MODELS` weighted routes, one more for `app-1` pods only
-/// (so that the two apps of a namespace get different tables), and route `chat-0`'s weights set
-/// by the round.
+/// Every namespace's routes at `round`: `MODELS` weighted routes, one more model for `app-1` pods
+/// only (so that the two apps of a namespace get different tables), and route `chat-0`'s weights
+/// set by the round, so that every pod's table changes with the round.
 fn routes(round: usize) -> Vec<ModelRoute> {
     let mut out = Vec::new();
     for ns in 0..NAMESPACES {
         for m in 0..MODELS {
             let first = if m == 0 { round as u32 + 1 } else { 1 };
-            out.push(route(
-                ns,
-                &format!("chat-{m}"),
-                &format!("m-{m}"),
-                None,
-                first,
-            ));
+            let model = format!("m-{m}");
+            out.push(route(ns, &format!("chat-{m}"), &model, &model, None, first));
         }
-        out.push(route(ns, "chat-0-app-1", "m-0", Some("app-1"), 1));
+        out.push(route(
+            ns,
+            "app-1-only",
+            "app-1-model",
+            "m-1",
+            Some("app-1"),
+            1,
+        ));
     }
     out
 }
 
-fn route(ns: usize, name: &str, model: &str, app: Option<&str>, weight: u32) -> ModelRoute {
+fn route(
+    ns: usize,
+    name: &str,
+    model: &str,
+    target: &str,
+    app: Option<&str>,
+    weight: u32,
+) -> ModelRoute {
     let mut spec = json!({
         "model": model, "strategy": "Weighted",
         "targets": [
-            {"pool": "pool", "provider": "a", "model": model, "weight": weight},
-            {"pool": "pool", "provider": "b", "model": model, "weight": 1},
+            {"pool": "pool", "provider": "a", "model": target, "weight": weight},
+            {"pool": "pool", "provider": "b", "model": target, "weight": 1},
         ],
     });
     if let Some(app) = app {
@@ -979,6 +989,11 @@ fn render(outcomes: &[Outcome]) -> String {
         );
         row(11, "TokenReviews sent", o.token_reviews.to_string());
         row(
+            14,
+            "tables (audiences) per publish",
+            format!("{} × {} B", o.tables, o.table_bytes),
+        );
+        row(
             12,
             "receives measured / missing / unexpected",
             format!(
@@ -1006,15 +1021,13 @@ fn render(outcomes: &[Outcome]) -> String {
         return out;
     };
     out.push_str(&format!(
-        "\nRounds per N: {}; connections: {}; {} tables of about {} bytes each (JSON); open-file limit {}.\n",
+        "\nRounds per N: {}; connections: {}; open-file limit {}.\n",
         first.rounds,
         if first.keepalive {
-            "kept alive (CONFIG_BENCH_KEEPALIVE=1)"
+            "kept alive between polls, like the sidecar"
         } else {
-            "a fresh TLS connection per poll, like the sidecar"
+            "a fresh TLS connection per poll (CONFIG_BENCH_KEEPALIVE=0)"
         },
-        first.tables,
-        first.table_bytes,
         first.open_files_limit,
     ));
     out.push_str(&format!(

@@ -5,11 +5,13 @@
 //! before [`Runtime::swap`] and [`persist::save`]; `304` polls again at once. Anything else backs
 //! off exponentially from 1 s to 30 s with full jitter, and the current table keeps serving.
 //!
-//! Rotation is why nothing is cached: the token file is read for every request and the CA bundle
-//! for every connection (a fresh client per request costs nothing at long-poll cadence).
+//! Rotation is why the files are read for every request: the token (the kubelet rotates it) and
+//! the CA bundle. The HTTPS client, whose pooled connection is kept between polls, is rebuilt
+//! only when the bundle's bytes change: a fresh TLS handshake per poll would make a table change
+//! cost the operator a thousand handshakes at once (bench/RESULTS.md, config propagation).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,12 +48,18 @@ pub const SIDECAR_VERSION_HEADER: &str = "x-switchyard-sidecar-version";
 pub const TABLE_SCHEMA_HEADER: &str = "x-switchyard-table-schema";
 
 /// Talks to the config server: TLS trusting only the CA bundle, and the pod's token.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConfigClient {
     url: String,
     token_file: std::path::PathBuf,
     ca_file: std::path::PathBuf,
+    /// The client built for the bundle bytes it trusts, shared by clones (polls and reports).
+    cached: Arc<Mutex<Option<TrustedClient>>>,
 }
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A client and the CA bundle bytes it trusts.
+type TrustedClient = (Vec<u8>, HttpsClient);
 
 /// A config server answer.
 pub struct Answer {
@@ -68,7 +76,26 @@ impl ConfigClient {
             url: pod.url.clone(),
             token_file: pod.token_file.clone(),
             ca_file: pod.ca_file.clone(),
+            cached: Arc::default(),
         }
+    }
+
+    /// The client for the CA bundle as it is on disk now: the cached one while the bytes are
+    /// unchanged, a new one (new connections, new trust) once they change.
+    fn client(&self) -> crate::Result<HttpsClient> {
+        let pem = std::fs::read(&self.ca_file).map_err(|source| Error::CaBundle {
+            path: self.ca_file.clone(),
+            source,
+        })?;
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((trusted, client)) = cached.as_ref()
+            && *trusted == pem
+        {
+            return Ok(client.clone());
+        }
+        let client = https_client(&pem, &self.ca_file)?;
+        *cached = Some((pem, client.clone()));
+        Ok(client)
     }
 
     /// Sends one request to `path_and_query` and reads the whole answer within `timeout`.
@@ -80,7 +107,7 @@ impl ConfigClient {
         body: Bytes,
         timeout: Duration,
     ) -> crate::Result<Answer> {
-        let client = https_client(&self.ca_file)?;
+        let client = self.client()?;
         let token = read_token(&self.token_file)?;
         let mut request = Request::builder()
             .method(method)
@@ -137,16 +164,10 @@ fn read_token(path: &Path) -> crate::Result<String> {
         })
 }
 
-/// A client that trusts only the certificates in `ca_file`, read now.
-fn https_client(
-    ca_file: &Path,
-) -> crate::Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>> {
+/// A client that trusts only the certificates in `pem`, the contents of `ca_file`.
+fn https_client(pem: &[u8], ca_file: &Path) -> crate::Result<HttpsClient> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| Error::CaBundle {
-        path: ca_file.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    for cert in certs {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| Error::CaBundle {
             path: ca_file.to_path_buf(),
             source: std::io::Error::other(e.to_string()),
@@ -173,9 +194,10 @@ fn https_client(
         .https_only()
         .enable_http1()
         .wrap_connector(http);
-    // No pooling: the next request must read the CA bundle again.
+    // One connection is kept between polls; it lives longer than the operator's longest wait.
     Ok(Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(LONG_POLL_WAIT * 3)
         .build(https))
 }
 

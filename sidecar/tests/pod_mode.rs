@@ -105,6 +105,8 @@ struct Shared {
     answer: watch::Sender<Answer>,
     token: Mutex<String>,
     seen: Mutex<Seen>,
+    /// TLS handshakes completed: connections, as opposed to requests.
+    handshakes: std::sync::atomic::AtomicUsize,
 }
 
 /// An operator config server: long-polls on `GET /v1/config`, records `POST /v1/report`.
@@ -131,6 +133,7 @@ impl FakeOperator {
             answer: watch::channel(first).0,
             token: Mutex::new(token.to_string()),
             seen: Mutex::new(Seen::default()),
+            handshakes: Default::default(),
         });
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (s, t) = (shared.clone(), tasks.clone());
@@ -142,6 +145,9 @@ impl FakeOperator {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    shared
+                        .handshakes
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let service = service_fn(move |r| handle(shared.clone(), r));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
@@ -441,6 +447,15 @@ async fn gets_a_table_serves_it_and_follows_changes() {
     assert!(eventually(SOON, || version(&sidecar) == Some(second.version.clone())).await);
     assert_eq!(chat(&sidecar, "chat-2").await.0, 200);
     assert_eq!(chat(&sidecar, "chat").await.0, 404);
+    let polls = operator.shared.seen.lock().unwrap().headers.len();
+    let handshakes = operator
+        .shared
+        .handshakes
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        polls >= 3 && handshakes < polls,
+        "polls reuse a kept-alive connection: {handshakes} handshakes for {polls} polls"
+    );
 
     // The table is on disk, mode 0600, and holds the served version.
     let stored = std::fs::read_to_string(files.state.join("route-table.json")).expect("stored");
