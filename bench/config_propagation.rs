@@ -31,6 +31,9 @@
 //! client's parse and checks. It excludes the controller's debounce ([`DEBOUNCE_NOTE_MS`]) and the
 //! apiserver watch that precedes it in a cluster.
 
+#[path = "procfs.rs"]
+mod procfs;
+
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -282,8 +285,8 @@ async fn server(n: usize, rounds: usize, keepalive: bool) -> Outcome {
         "N = {n}: config server on {addr}, {table_count} tables of {table_bytes} bytes, open-file limit {limit}"
     );
     sleep(Duration::from_millis(300)).await;
-    let rss_before_kib = proc_status_kib("VmRSS:");
-    let anon_before_kib = proc_status_kib("RssAnon:");
+    let rss_before_kib = procfs::status_kib("self", "VmRSS:");
+    let anon_before_kib = procfs::status_kib("self", "RssAnon:");
 
     // The simulated sidecars.
     let exe = std::env::current_exe().expect("the bench binary's path");
@@ -341,14 +344,14 @@ async fn server(n: usize, rounds: usize, keepalive: bool) -> Outcome {
     );
     // Let start-up allocations and handshakes settle before reading the idle footprint.
     sleep(Duration::from_secs(1)).await;
-    let rss_connected_kib = proc_status_kib("VmRSS:");
-    let anon_connected_kib = proc_status_kib("RssAnon:");
+    let rss_connected_kib = procfs::status_kib("self", "VmRSS:");
+    let anon_connected_kib = procfs::status_kib("self", "RssAnon:");
 
     let mut latencies_ms = Vec::with_capacity(n * rounds);
     let mut round_ms = Vec::with_capacity(rounds);
     let mut compile_publish_ms = Vec::with_capacity(rounds);
     let (mut missing, mut unexpected) = (0, 0);
-    let cpu_start = cpu_ticks();
+    let cpu_start = procfs::cpu_ticks("self");
     for round in 1..=rounds {
         // The change: one route's weights in every namespace, so that every pod's table changes.
         let t0 = now_ns();
@@ -398,9 +401,10 @@ async fn server(n: usize, rounds: usize, keepalive: bool) -> Outcome {
         wait_long_polls(&metrics, n).await;
         sleep(ROUND_GAP).await;
     }
-    let cpu_rounds_ms = (cpu_ticks() - cpu_start) as f64 * 1000.0 / clock_ticks_per_second();
-    let rss_after_kib = proc_status_kib("VmRSS:");
-    let hwm_kib = proc_status_kib("VmHWM:");
+    let cpu_rounds_ms =
+        (procfs::cpu_ticks("self") - cpu_start) as f64 * 1000.0 / procfs::clock_ticks_per_second();
+    let rss_after_kib = procfs::status_kib("self", "VmRSS:");
+    let hwm_kib = procfs::status_kib("self", "VmHWM:");
 
     // Closing stdin ends the clients process.
     drop(child.0.stdin.take());
@@ -851,16 +855,6 @@ async fn poll(
 
 // === /proc ===
 
-/// A `kB` field of `/proc/self/status`, in KiB (0 when unreadable).
-fn proc_status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The soft open-file limit, from /proc/self/limits.
 fn open_files_limit() -> u64 {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
@@ -869,35 +863,6 @@ fn open_files_limit() -> u64 {
         .find_map(|l| l.strip_prefix("Max open files"))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// utime + stime of this process, in clock ticks.
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // After the command name come state (3), ppid (4), …, utime (14) and stime (15).
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
-/// `getconf CLK_TCK`, else the Linux default of 100.
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|t: &f64| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 // === report ===

@@ -17,6 +17,9 @@
 //!   400 × `BENCH_SECONDS` (first byte) requests per side, interleaved direct/via in ten rounds.
 //!   Interleaving makes a shared machine's background load hit both sides alike.
 
+#[path = "procfs.rs"]
+mod procfs;
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -155,8 +158,8 @@ async fn run(seconds: f64) -> String {
     wait_ready(&client, &mut sidecar).await;
     // Let start-up allocations settle before reading the idle footprint.
     sleep(Duration::from_millis(300)).await;
-    let rss_idle_kib = proc_status_kib(sidecar.pid, "VmRSS:");
-    let anon_idle_kib = proc_status_kib(sidecar.pid, "RssAnon:");
+    let rss_idle_kib = procfs::status_kib(&sidecar.pid.to_string(), "VmRSS:");
+    let anon_idle_kib = procfs::status_kib(&sidecar.pid.to_string(), "RssAnon:");
     eprintln!(
         "sidecar pid {} ready on {}; idle RSS {} KiB",
         sidecar.pid, sidecar.data, rss_idle_kib
@@ -218,9 +221,9 @@ async fn run(seconds: f64) -> String {
         sidecar.pid,
     )
     .await;
-    let rss_after_c128_kib = proc_status_kib(sidecar.pid, "VmRSS:");
-    let hwm_kib = proc_status_kib(sidecar.pid, "VmHWM:");
-    let anon_after_c128_kib = proc_status_kib(sidecar.pid, "RssAnon:");
+    let rss_after_c128_kib = procfs::status_kib(&sidecar.pid.to_string(), "VmRSS:");
+    let hwm_kib = procfs::status_kib(&sidecar.pid.to_string(), "VmHWM:");
+    let anon_after_c128_kib = procfs::status_kib(&sidecar.pid.to_string(), "RssAnon:");
     drop((via_mock, direct_mock));
 
     // 4. Time to the first streamed body byte.
@@ -284,7 +287,7 @@ async fn run(seconds: f64) -> String {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    let tick_ms = 1000.0 / clock_ticks_per_second();
+    let tick_ms = 1000.0 / procfs::clock_ticks_per_second();
     let streamed = (WARMUP_REQUESTS + ttfb_n) as u64;
     let via_total = (WARMUP_REQUESTS + latency_n) as u64
         + streamed
@@ -414,7 +417,7 @@ async fn sequential(
     for round in 0..ROUNDS {
         let count = per_round.min(n - (round * per_round).min(n));
         for (side, body) in [(direct, direct_body), (via, via_body)] {
-            let before = cpu_ticks(&sidecar);
+            let before = procfs::cpu_ticks(&sidecar);
             for _ in 0..count {
                 match one(client, side, body, measure).await {
                     Some(t) if side == via => s.via.push(t),
@@ -423,7 +426,7 @@ async fn sequential(
                 }
             }
             if side == via {
-                s.sidecar_ticks += cpu_ticks(&sidecar) - before;
+                s.sidecar_ticks += procfs::cpu_ticks(&sidecar) - before;
             }
         }
     }
@@ -542,14 +545,14 @@ async fn throughput(
         ..Throughput::default()
     };
     for _ in 0..slices {
-        let before = cpu_ticks("self");
+        let before = procfs::cpu_ticks("self");
         let d = load(client, direct, body, concurrency, slice).await;
-        t.bench_ticks_direct += cpu_ticks("self") - before;
+        t.bench_ticks_direct += procfs::cpu_ticks("self") - before;
 
-        let (before, sidecar_before) = (cpu_ticks("self"), cpu_ticks(&sidecar));
+        let (before, sidecar_before) = (procfs::cpu_ticks("self"), procfs::cpu_ticks(&sidecar));
         let v = load(client, via, body, concurrency, slice).await;
-        t.bench_ticks_via += cpu_ticks("self") - before;
-        t.sidecar_ticks += cpu_ticks(&sidecar) - sidecar_before;
+        t.bench_ticks_via += procfs::cpu_ticks("self") - before;
+        t.sidecar_ticks += procfs::cpu_ticks(&sidecar) - sidecar_before;
 
         t.slice_ratios.push(v.rate() / d.rate());
         t.direct.add(d);
@@ -667,48 +670,6 @@ async fn wait_ready(client: &BenchClient, sidecar: &mut SidecarProcess) {
         sleep(Duration::from_millis(20)).await;
     }
     panic!("the sidecar was not ready within {READY_TIMEOUT:?}");
-}
-
-// === /proc ===
-
-/// A `kB` field of `/proc/<pid>/status`, in KiB (0 when unreadable).
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime of `/proc/<which>/stat` (`which` is a pid or `self`), in clock ticks.
-fn cpu_ticks(which: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).unwrap_or_default();
-    // The command name may contain spaces; the fields after it are plain. After ')' come
-    // state (3), ppid (4), …, utime (14) and stime (15), so they are the 12th and 13th.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
-/// `getconf CLK_TCK`, else the Linux default of 100.
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|t: &f64| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 // === report ===
