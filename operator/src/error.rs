@@ -74,3 +74,15 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether the apiserver refused because the object or its namespace is going away (404, or a
+/// namespace being terminated): nothing to retry or warn about, the next step will not ask again.
+pub fn is_gone(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => {
+            status.code == 404
+                || (status.code == 403 && status.message.contains("being terminated"))
+        }
+        _ => false,
+    }
+}

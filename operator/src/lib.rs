@@ -16,4 +16,4 @@ pub mod webhook;
 mod error;
 mod https;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, is_gone};

@@ -95,7 +95,9 @@ fn print_crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr, like the sidecar's: stdout is for what a subcommand prints.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .json()
         .with_env_filter(filter)
         .init();
@@ -174,6 +176,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             instance: pod_name
                 .clone()
                 .unwrap_or_else(|| "out-of-cluster".to_string()),
+            versions_reported: server.versions_reported(),
         }));
         tokio::spawn(
             trust::Publisher {

@@ -263,6 +263,9 @@ impl Publisher {
                 Ok(_) => {
                     applied.insert(ns, bundle.to_string());
                 }
+                Err(error) if crate::is_gone(&error) => {
+                    tracing::debug!(%error, namespace = %ns, "namespace going away: no CA bundle");
+                }
                 Err(error) => {
                     tracing::warn!(%error, namespace = %ns, "cannot publish the CA bundle; retrying");
                 }

@@ -601,6 +601,13 @@ async fn reports_become_windowed_deltas_for_the_pods_own_targets() {
     ]))
     .await;
     assert_eq!(first.status, StatusCode::NO_CONTENT);
+    // A version the pod had not reported before wakes the controller to recount inSync.
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        h.server.versions_reported().notified(),
+    )
+    .await
+    .expect("the controller is told");
     post(report(vec![target(
         "pool-a/openai",
         "gpt-4o",

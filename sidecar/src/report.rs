@@ -1,4 +1,6 @@
-//! Pod mode: reports to the operator (`POST /v1/report`) every `--report-interval` ±20%.
+//! Pod mode: reports to the operator (`POST /v1/report`) every `--report-interval` ±20%, and
+//! within [`AFTER_SWAP`] of serving a new table, so that route status counts this pod in sync
+//! without waiting out the interval.
 //!
 //! A report carries cumulative counters per (pool/provider, model) since this sidecar started,
 //! read from the Prometheus metrics (summed over routes) and each target's health, so that a lost
@@ -24,6 +26,9 @@ use crate::subscribe::{ConfigClient, status_message};
 
 /// How long one report may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest wait before reporting a new table; uniform, so that a fleet woken by the same
+/// change does not report at the same instant.
+const AFTER_SWAP: Duration = Duration::from_secs(2);
 
 /// Reports until `shutdown`.
 pub fn spawn(
@@ -40,6 +45,10 @@ pub fn spawn(
                 .mul_f64(rand::rng().random_range(0.8..=1.2));
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
+                () = runtime.swapped() => {
+                    let spread = AFTER_SWAP.mul_f64(rand::rng().random_range(0.0..=1.0));
+                    tokio::time::sleep(spread).await;
+                }
                 _ = shutdown.changed() => break,
             }
             // Until a table is served there is nothing the operator would accept.

@@ -34,6 +34,9 @@ pub struct Runtime {
     health: Mutex<HashMap<(String, String), Arc<TargetHealth>>>,
     ready: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Signalled after every swap (a stored permit when nobody waits), so that pod mode reports
+    /// the new version at once and route status shows the sidecar in sync.
+    swapped: tokio::sync::Notify,
     pub metrics: Metrics,
 }
 
@@ -78,6 +81,7 @@ impl Runtime {
             health: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            swapped: tokio::sync::Notify::new(),
             metrics,
         })
     }
@@ -215,6 +219,12 @@ impl Runtime {
             .store(Some(Arc::new(Snapshot { table, routes })));
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ready.store(true, Ordering::Release);
+        self.swapped.notify_one();
+    }
+
+    /// Completes after the next [`Runtime::swap`] (at once if one happened since the last wait).
+    pub async fn swapped(&self) {
+        self.swapped.notified().await;
     }
 }
 

@@ -322,6 +322,10 @@ impl PodFiles {
 }
 
 async fn start_sidecar(url: &str, files: &PodFiles) -> Sidecar {
+    start_sidecar_reporting(url, files, Duration::from_millis(200)).await
+}
+
+async fn start_sidecar_reporting(url: &str, files: &PodFiles, every: Duration) -> Sidecar {
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     Sidecar::start(Config {
         listen: loopback,
@@ -333,7 +337,7 @@ async fn start_sidecar(url: &str, files: &PodFiles) -> Sidecar {
             token_file: files.token.clone(),
             ca_file: files.ca.clone(),
             state_dir: files.state.clone(),
-            report_interval: Duration::from_millis(200),
+            report_interval: every,
             instance: "pod-uid-1-1700000000".into(),
         }),
     })
@@ -681,6 +685,34 @@ async fn an_untrusted_server_gives_no_table() {
         "the new CA bundle is used"
     );
 
+    sidecar.shutdown().await;
+    operator.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_table_is_reported_without_waiting_for_the_interval() {
+    let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
+    let first = table(&provider, "chat");
+    let operator = FakeOperator::start(&pki, "token", Answer::table(&first)).await;
+    let files = PodFiles::new(&pki.ca_pem, "token");
+    let sidecar = start_sidecar_reporting(&operator.url(), &files, Duration::from_secs(3600)).await;
+    let reported = |version: &str| {
+        operator
+            .reports()
+            .iter()
+            .any(|r| r.table_version == version)
+    };
+    let prompt = Duration::from_secs(5);
+    assert!(
+        eventually(prompt, || reported(&first.version)).await,
+        "the first table is reported at once, not after the hour"
+    );
+    let second = table(&provider, "chat-2");
+    operator.set(Answer::table(&second));
+    assert!(
+        eventually(prompt, || reported(&second.version)).await,
+        "so is the next one"
+    );
     sidecar.shutdown().await;
     operator.stop();
 }

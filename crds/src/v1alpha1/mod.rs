@@ -11,6 +11,10 @@ pub use common::*;
 pub use pool::*;
 pub use route::*;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
+
 /// The API group of every Switchyard resource.
 pub const GROUP: &str = "switchyard.dev";
 /// The API version this module describes.
@@ -21,11 +25,59 @@ pub const API_VERSION: &str = "switchyard.dev/v1alpha1";
 /// The CRD manifests, as `(file name, YAML)`, in the order they are applied.
 pub fn crd_manifests() -> Vec<(&'static str, String)> {
     use kube::CustomResourceExt;
-    let yaml = |crd| serde_yaml::to_string(&crd).expect("CRDs always serialize");
+    let yaml = |mut crd: CustomResourceDefinition| {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                kubernetes_integer_formats(schema);
+            }
+        }
+        serde_yaml::to_string(&crd).expect("CRDs always serialize")
+    };
     vec![
         ("providerpools.yaml", yaml(ProviderPool::crd())),
         ("modelroutes.yaml", yaml(ModelRoute::crd())),
     ]
+}
+
+/// Rewrites schemars' unsigned integer formats (`uint8` … `uint64`), which the apiserver does not
+/// know and warns about on every apply, as the Kubernetes formats that hold them; the `minimum: 0`
+/// schemars also emits keeps them unsigned.
+fn kubernetes_integer_formats(schema: &mut JSONSchemaProps) {
+    schema.format = match schema.format.take().as_deref() {
+        Some("uint8" | "uint16") => Some("int32".to_string()),
+        Some("uint32" | "uint64" | "uint") => Some("int64".to_string()),
+        other => other.map(str::to_string),
+    };
+    let children = schema
+        .properties
+        .iter_mut()
+        .flat_map(|p| p.values_mut())
+        .chain(schema.items.iter_mut().flat_map(|items| match items {
+            JSONSchemaPropsOrArray::Schema(one) => std::slice::from_mut(one.as_mut()),
+            JSONSchemaPropsOrArray::Schemas(many) => many.as_mut_slice(),
+        }))
+        .chain(
+            schema
+                .additional_properties
+                .iter_mut()
+                .filter_map(|a| match a {
+                    JSONSchemaPropsOrBool::Schema(one) => Some(one.as_mut()),
+                    JSONSchemaPropsOrBool::Bool(_) => None,
+                }),
+        )
+        .chain(
+            [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
+                .into_iter()
+                .flatten()
+                .flatten(),
+        );
+    for child in children {
+        kubernetes_integer_formats(child);
+    }
 }
 
 #[cfg(test)]
@@ -39,6 +91,18 @@ mod tests {
             assert!(
                 committed == generated,
                 "crds/manifests/{file} is stale: run `scripts/generate` and commit the result"
+            );
+        }
+    }
+
+    /// The apiserver warns on every apply about formats it does not know.
+    #[test]
+    fn only_kubernetes_integer_formats_are_generated() {
+        for (file, yaml) in super::crd_manifests() {
+            assert!(!yaml.contains("format: uint"), "{file}");
+            assert!(
+                yaml.contains("format: int64"),
+                "{file}: u32 fields keep a format"
             );
         }
     }

@@ -30,7 +30,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use switchyard_crds::report::Report;
 use switchyard_crds::table::{RouteTable, SCHEMA_VERSION};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::auth::{Authenticator, Rejection};
@@ -73,6 +73,9 @@ pub struct ConfigServer {
     /// Set on shutdown: waiting long-polls answer at once and new requests get 503, so sidecars
     /// move to the next leader instead of waiting out their poll.
     draining: watch::Sender<bool>,
+    /// Signalled when a report carries a new table version, so the controller recounts
+    /// `sidecars.inSync` at once instead of at its next resync.
+    versions_reported: Arc<Notify>,
 }
 
 /// What `GET /v1/config` was asked, parsed from headers and query.
@@ -110,6 +113,7 @@ impl ConfigServer {
             encoded: Mutex::new(HashMap::new()),
             leadership,
             draining: watch::channel(false).0,
+            versions_reported: Arc::default(),
         })
     }
 
@@ -122,6 +126,11 @@ impl ConfigServer {
     /// The 5-minute report windows as of now; pool status will show them.
     pub fn report_windows(&self) -> std::collections::BTreeMap<WindowKey, WindowStats> {
         self.lock_reports().summary(Instant::now())
+    }
+
+    /// Notified whenever a sidecar reports a table version it had not reported before.
+    pub fn versions_reported(&self) -> Arc<Notify> {
+        self.versions_reported.clone()
     }
 
     /// The table version of each pod's latest report, by pod UID.
@@ -243,6 +252,9 @@ impl ConfigServer {
             &report,
             Instant::now(),
         );
+        if outcome.version_changed {
+            self.versions_reported.notify_one();
+        }
         if outcome.dropped > 0 {
             tracing::debug!(pod = %pod.name, namespace = %pod.namespace, dropped = outcome.dropped, "report targets outside the pod's table dropped");
         }

@@ -59,6 +59,9 @@ pub struct IngestOutcome {
     pub accepted: usize,
     /// Targets not in the pod's own table.
     pub dropped: usize,
+    /// The report names another table version than this instance's previous one (or is its
+    /// first): route status should count the pod again.
+    pub version_changed: bool,
 }
 
 /// Last counters per instance and the bucketed window.
@@ -169,8 +172,11 @@ impl ReportAggregator {
                 targets: HashMap::new(),
             });
         state.last_seen = now;
+        let mut outcome = IngestOutcome {
+            version_changed: state.table_version != report.table_version,
+            ..IngestOutcome::default()
+        };
         state.table_version.clone_from(&report.table_version);
-        let mut outcome = IngestOutcome::default();
         for target in &report.targets {
             let id = (target.provider.clone(), target.model.clone());
             if !allowed.contains(&id) {

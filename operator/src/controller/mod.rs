@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -270,6 +270,8 @@ pub struct Context {
     pub trust_namespaces: watch::Sender<BTreeSet<String>>,
     /// Names this replica in events (the pod name, or the host outside a cluster).
     pub instance: String,
+    /// Notified when a sidecar reports a new table version: `inSync` counts change.
+    pub versions_reported: Arc<Notify>,
 }
 
 /// Runs the controller until the process ends: never returns, never exits on an error (watch
@@ -342,6 +344,7 @@ pub async fn run(mut ctx: Context) {
         if !first {
             tokio::select! {
                 () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+                () = ctx.versions_reported.notified() => tokio::time::sleep(DEBOUNCE).await,
                 // A new leader writes whatever the old one left undone, at once.
                 _ = ctx.leadership.changed() => {}
                 () = tokio::time::sleep(if wait.is_zero() { RESYNC } else { wait }) => {}
@@ -349,13 +352,15 @@ pub async fn run(mut ctx: Context) {
         }
         first = false;
         let timer = ctx.metrics.reconcile_duration.start_timer();
-        let world = World {
+        let mut world = World {
             pools: cloned(&pools),
             routes: cloned(&routes),
             secrets: cloned(&secrets),
             pods: cloned(&pods),
             namespaces: cloned(&namespaces),
         };
+        let unlabelled = unlabelled_secrets(&client, &world).await;
+        world.secrets.extend(unlabelled);
         let out = step(
             &world,
             &(ctx.reports)(),
@@ -403,16 +408,25 @@ async fn write_status(
     metrics: &ControllerMetrics,
 ) -> bool {
     let mut ok = true;
+    let mut failed = |error: Error| {
+        // An object deleted since the step read it has no status to write.
+        if let Error::StatusWrite { source, .. } = &error
+            && crate::is_gone(source)
+        {
+            tracing::debug!(%error, "object gone before its status was written");
+            return;
+        }
+        record(metrics, &error);
+        ok = false;
+    };
     for (key, status) in routes {
         if let Err(error) = apply_route_status(client, key, status).await {
-            record(metrics, &error);
-            ok = false;
+            failed(error);
         }
     }
     for (key, status) in pools {
         if let Err(error) = apply_pool_status(client, key, status).await {
-            record(metrics, &error);
-            ok = false;
+            failed(error);
         }
     }
     for (reference, notice) in events {
@@ -427,11 +441,59 @@ async fn write_status(
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(error) = recorder.publish(&event, reference).await {
-            tracing::warn!(%error, reason = %notice.reason, "cannot publish an event");
+        match recorder.publish(&event, reference).await {
+            Ok(()) => {}
+            Err(error) if crate::is_gone(&error) => {
+                tracing::debug!(%error, "no event for an object that is going away");
+            }
+            Err(error) => {
+                tracing::warn!(%error, reason = %notice.reason, "cannot publish an event")
+            }
         }
     }
     ok
+}
+
+/// The Secrets pools reference that the label-filtered watch does not hold, as `(namespace,
+/// name)`: missing, or present without the opt-in label.
+pub fn unseen_secret_refs(world: &World) -> BTreeSet<(String, String)> {
+    let seen: BTreeSet<(String, String)> = world
+        .secrets
+        .iter()
+        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+        .collect();
+    world
+        .pools
+        .iter()
+        .flat_map(|pool| {
+            let namespace = pool.namespace().unwrap_or_default();
+            pool.spec
+                .providers
+                .iter()
+                .filter_map(|p| p.api_key.as_ref())
+                .map(move |k| (namespace.clone(), k.secret_key_ref.name.clone()))
+        })
+        .filter(|key| !seen.contains(key))
+        .collect()
+}
+
+/// Looks up [`unseen_secret_refs`] by name, metadata only (no key material is ever fetched), so
+/// that a Secret lacking the opt-in label is reported `SecretNotOptedIn` rather than missing. A
+/// field-selected list needs only the `list` permission the watch already has.
+async fn unlabelled_secrets(client: &Client, world: &World) -> Vec<Secret> {
+    let mut found = Vec::new();
+    for (namespace, name) in unseen_secret_refs(world) {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+        match api.list_metadata(&by_name).await {
+            Ok(list) => found.extend(list.items.into_iter().map(|meta| Secret {
+                metadata: meta.metadata,
+                ..Secret::default()
+            })),
+            Err(error) => tracing::debug!(%error, %namespace, %name, "cannot look up a Secret"),
+        }
+    }
+    found
 }
 
 fn spawn_reflector<K>(

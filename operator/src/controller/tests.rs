@@ -305,3 +305,41 @@ fn a_step_announces_transitions_and_names_the_namespaces_needing_trust() {
     }
     assert!(step(&world, &Reports::default(), now()).events.is_empty());
 }
+
+#[test]
+fn a_referenced_secret_outside_the_labelled_watch_is_looked_up_and_reported_not_opted_in() {
+    let mut world = world();
+    assert!(
+        unseen_secret_refs(&world).is_empty(),
+        "the labelled Secret is seen"
+    );
+    world.secrets.clear();
+    assert_eq!(
+        unseen_secret_refs(&world),
+        BTreeSet::from([("ns".to_string(), "keys".to_string())])
+    );
+    // What the metadata-only lookup returns for a Secret that exists without the label.
+    world.secrets.push(Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("keys".into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        },
+        ..Secret::default()
+    });
+    let out = step(&world, &Reports::default(), now());
+    let (_, status) = out
+        .pools
+        .iter()
+        .find(|(k, _)| k.name == "pool")
+        .expect("a pool status");
+    let resolved = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::types::RESOLVED_REFS)
+        .unwrap();
+    assert_eq!(
+        resolved.reason,
+        switchyard_crds::compile::reasons::SECRET_NOT_OPTED_IN
+    );
+}

@@ -72,6 +72,22 @@ fn cumulative_counters_become_deltas() {
 }
 
 #[test]
+fn a_new_table_version_is_news_once() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    let mut ingest = |version: &str| {
+        let mut r = report("i1", vec![target("pool/openai", 1, 0, 10)]);
+        r.table_version = version.into();
+        agg.ingest("uid", "team-a", &allowed(), &r, t0)
+            .version_changed
+    };
+    assert!(ingest("v1"), "a first report is news");
+    assert!(!ingest("v1"));
+    assert!(ingest("v2"));
+    assert!(!ingest("v2"));
+}
+
+#[test]
 fn a_counter_going_down_is_a_restart() {
     let t0 = Instant::now();
     let mut agg = ReportAggregator::new(t0);
@@ -93,7 +109,8 @@ fn a_counter_going_down_is_a_restart() {
         outcome,
         IngestOutcome {
             accepted: 1,
-            dropped: 0
+            dropped: 0,
+            version_changed: false,
         }
     );
     let stats = &agg.summary(t0)[&key()];
@@ -120,7 +137,8 @@ fn targets_outside_the_pods_table_are_dropped() {
         outcome,
         IngestOutcome {
             accepted: 1,
-            dropped: 1
+            dropped: 1,
+            version_changed: true,
         }
     );
     let summary = agg.summary(t0);
