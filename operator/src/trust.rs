@@ -234,7 +234,7 @@ impl Publisher {
                 }
                 _ = refresh.tick() => applied.clear(),
                 _ = webhook.tick() => {}
-                _ = self.namespaces.changed() => {}
+                () = changed(&mut self.namespaces) => {}
                 _ = self.leadership.changed() => applied.clear(),
             }
             if !self.leadership.is_leader() {
@@ -286,6 +286,14 @@ impl Publisher {
             tracing::info!(config = %self.webhook_config_name, "webhook caBundle set");
         }
         Ok(())
+    }
+}
+
+/// Waits for the next change; never returns once the sender is gone (the controller ended), so
+/// that a closed channel cannot spin the publisher's loop.
+async fn changed<T>(rx: &mut watch::Receiver<T>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
