@@ -118,6 +118,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // In a cluster the chart passes the pod's name; its absence means "out of cluster".
     let pod_name = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty());
     let metrics = Metrics::new()?;
+    // Ready once the controller has synced and published (without a cluster there is nothing
+    // to wait for: config requests are answered 503 anyway).
+    let synced = Arc::new(AtomicBool::new(client.is_none()));
+    // The admin server starts first, so that liveness holds while certificates wait for an
+    // apiserver that is not there yet.
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        ready: synced.clone(),
+    };
+    let admin_server = tokio::spawn(admin::serve(bind(config.admin_listen).await?, admin_state));
 
     let store = match (&config.cert_dir, &client) {
         (Some(dir), _) => trust::Store::Dir(dir.clone()),
@@ -156,9 +166,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics.config.clone(),
         leadership.clone(),
     );
-    // Ready once the controller has synced and published (without a cluster there is nothing
-    // to wait for: config requests are answered 503 anyway).
-    let synced = Arc::new(AtomicBool::new(client.is_none()));
     if let Some(client) = &client {
         let (trust_namespaces, namespaces) = watch::channel(BTreeSet::new());
         let reports = server.clone();
@@ -204,11 +211,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let config_listener = bind(config.config_listen).await?;
     let webhook_listener = bind(config.webhook_listen).await?;
-    let admin_listener = bind(config.admin_listen).await?;
-    let admin = AdminState {
-        metrics: metrics.clone(),
-        ready: synced,
-    };
     tracing::info!(
         config = %config.config_listen,
         webhook = %config.webhook_listen,
@@ -220,7 +222,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         result = config_server::serve(config_listener, tls.clone(), server.clone()) => result?,
         result = webhook::serve(webhook_listener, tls, webhook) => result?,
-        result = admin::serve(admin_listener, admin) => result?,
+        result = admin_server => result??,
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             drain(&server, &metrics).await;
