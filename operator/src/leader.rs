@@ -9,12 +9,14 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt as _};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus::IntGauge;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::controller::FIELD_MANAGER;
 
@@ -28,6 +30,11 @@ const LEASE_SECONDS: u64 = 15;
 const GRACE_SECONDS: u64 = 5;
 /// Pause before retrying after the Lease could not be created or read.
 const RETRY: Duration = Duration::from_secs(5);
+/// The longest a leader acts without seeing its Lease held by itself (DESIGN: a 10 s renew
+/// deadline), shorter than the Lease so that it stops before a standby may take over.
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+/// How often a leader looks at its Lease.
+const CONFIRM_EVERY: Duration = Duration::from_secs(2);
 /// The longest a shutdown waits to release the Lease.
 const STEP_DOWN: Duration = Duration::from_secs(3);
 
@@ -115,11 +122,30 @@ pub fn spawn(client: Client, namespace: String, pod_name: String, gauge: IntGaug
                 }
             };
             let (mut state, task) = manager.watch().await;
+            let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+            // What the manager says, when the Lease was last seen held by us, and what we act on.
+            let (mut elected, mut confirmed, mut acting) = (false, None, false);
+            let mut check = tokio::time::interval(CONFIRM_EVERY);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     changed = state.changed() => {
                         if changed.is_err() {
                             break;
+                        }
+                        elected = *state.borrow_and_update();
+                        confirmed = elected.then(Instant::now);
+                    }
+                    _ = check.tick(), if elected => {
+                        // Bounded: a partitioned apiserver must not stall the deadline check.
+                        match tokio::time::timeout(CONFIRM_EVERY, leases.get(LEASE_NAME)).await {
+                            Ok(Ok(lease)) if holder(&lease) == Some(pod_name.as_str()) => {
+                                confirmed = Some(Instant::now());
+                            }
+                            // Someone else holds it: stop at once, whatever the manager believes.
+                            Ok(Ok(_)) => confirmed = None,
+                            Ok(Err(error)) => tracing::debug!(%error, "cannot confirm the Lease"),
+                            Err(_) => tracing::debug!("confirming the Lease timed out"),
                         }
                     }
                     _ = wait_true(&mut stopped) => {
@@ -135,7 +161,11 @@ pub fn spawn(client: Client, namespace: String, pod_name: String, gauge: IntGaug
                         return;
                     }
                 }
-                let leading = *state.borrow_and_update();
+                let leading = may_lead(elected, confirmed, Instant::now());
+                if leading == acting {
+                    continue;
+                }
+                acting = leading;
                 tracing::info!(leading, pod = %pod_name, "leadership changed");
                 gauge.set(i64::from(leading));
                 tx.send_replace(leading);
@@ -159,6 +189,19 @@ pub fn spawn(client: Client, namespace: String, pod_name: String, gauge: IntGaug
         stop,
         task,
     }
+}
+
+/// Whether a replica the Lease manager calls leader may act as one: only while it has seen the
+/// Lease held by itself within [`RENEW_DEADLINE`]. The manager keeps believing it leads while its
+/// renewals fail (it retries), so a leader cut off from the apiserver would otherwise go on
+/// writing and serving after its Lease expired and a standby took over.
+pub fn may_lead(elected: bool, confirmed: Option<Instant>, now: Instant) -> bool {
+    elected && confirmed.is_some_and(|at| now.saturating_duration_since(at) < RENEW_DEADLINE)
+}
+
+/// The holder the Lease names.
+fn holder(lease: &Lease) -> Option<&str> {
+    lease.spec.as_ref()?.holder_identity.as_deref()
 }
 
 /// Waits until `rx` holds true (a `wait_for` whose guard does not outlive the wait, so the
@@ -268,6 +311,24 @@ mod tests {
             ],
             "the stale leader loses the label before the new one gets it"
         );
+    }
+
+    #[test]
+    fn a_leader_acts_only_while_its_lease_was_seen_within_the_renew_deadline() {
+        let t0 = Instant::now();
+        assert!(may_lead(true, Some(t0), t0));
+        assert!(may_lead(
+            true,
+            Some(t0),
+            t0 + RENEW_DEADLINE - Duration::from_millis(1)
+        ));
+        assert!(
+            !may_lead(true, Some(t0), t0 + RENEW_DEADLINE),
+            "cut off too long"
+        );
+        assert!(!may_lead(true, None, t0), "someone else holds the Lease");
+        assert!(!may_lead(false, Some(t0), t0), "not elected");
+        const { assert!(RENEW_DEADLINE.as_secs() < LEASE_SECONDS) };
     }
 
     #[tokio::test]
