@@ -56,7 +56,8 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn is_yaml(path: &Path) -> bool {
+/// Whether `path` names a YAML file, by its extension, as kubectl decides.
+pub fn is_yaml(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")

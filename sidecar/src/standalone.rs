@@ -3,6 +3,13 @@
 //! The files are watched; a change reloads them after a short debounce. A reload that fails
 //! (bad YAML, a broken reference) keeps the previous table serving and says why in the log, the
 //! `switchyard_config_reload_failures_total` metric and `/readyz`.
+//!
+//! Two things make a reload trustworthy. Only changes to the manifests count: reading a file
+//! raises inotify access events of its own, which must not trigger the next reload (that loop
+//! re-read the files five times a second and counted every re-read as a failure). And a file
+//! that is empty on reload is refused: `cmd > routes.yaml` truncates before it writes, and a
+//! reload in between would drop every route the file held. To remove a file's objects, delete the
+//! file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,8 +78,9 @@ pub fn watch(
     mut shutdown: watch::Receiver<bool>,
 ) -> crate::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::channel::<()>(1);
+    let watched = paths.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|event| concerns_manifests(&event, &watched)) {
             // A full channel already means "reload soon"; more events add nothing.
             let _ = tx.try_send(());
         }
@@ -103,7 +111,54 @@ pub fn watch(
     }))
 }
 
+/// Whether a file event can change what the manifests say: a write, create, remove or rename of
+/// a YAML file we read. Access events (our own reads) and other files in a watched directory
+/// cannot.
+fn concerns_manifests(event: &notify::Event, watched: &[PathBuf]) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|changed| {
+        watched.iter().any(|path| {
+            if path.is_dir() {
+                changed.parent() == Some(path.as_path()) && manifests::is_yaml(changed)
+            } else {
+                changed.file_name() == path.file_name()
+            }
+        })
+    })
+}
+
+/// Files among the manifests that hold no document at all: nothing but white space, comments
+/// and `---`. On reload such a file is far more likely half-written than meant.
+fn empty_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let Ok(files) = manifests::files(paths) else {
+        return Vec::new(); // the load itself reports the error
+    };
+    files
+        .into_iter()
+        .filter(|file| {
+            std::fs::read_to_string(file).is_ok_and(|text| {
+                text.lines().map(str::trim).all(|line| {
+                    line.is_empty() || line.starts_with('#') || line == "---" || line == "..."
+                })
+            })
+        })
+        .collect()
+}
+
 fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) {
+    let empty = empty_files(paths);
+    if !empty.is_empty() && runtime.snapshot().is_some() {
+        let names: Vec<_> = empty.iter().map(|f| f.display().to_string()).collect();
+        let why = format!(
+            "{} is empty (truncated while being written?); delete a file to remove its objects",
+            names.join(", ")
+        );
+        tracing::error!(error = %why, "manifest reload refused; still serving the previous table");
+        runtime.reject(why);
+        return;
+    }
     match load(paths, selection) {
         Ok(loaded) => {
             let current = runtime.snapshot().map(|s| s.table.version.clone());

@@ -323,6 +323,31 @@ async fn keys_never_appear_in_metrics_or_error_bodies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_echoed_json_escaped_is_hidden_after_the_client_decodes_it() {
+    let c = MockProvider::start("c").await.expect("mock c");
+    let yaml =
+        pool(&[("c", &c.base_url(), "m-c")], "", "") + &route("rc", "chat", &[("c", "m-c")], "");
+    let h = Harness::start(&yaml).await;
+    // `sk-c-secret` with its dashes escaped: valid JSON that decodes to the key.
+    c.push_faults([Fault::Status {
+        status: 400,
+        body: r#"{"error":{"message":"Incorrect API key provided: sk\u002dc\u002dsecret","type":"invalid_request_error"}}"#.into(),
+        headers: vec![],
+    }]);
+
+    let reply = h.chat("chat", "hi").await;
+
+    assert_eq!(reply.status, 400);
+    let decoded = reply.json().to_string();
+    assert!(decoded.contains("Incorrect API key"), "{decoded}");
+    assert!(
+        !decoded.contains("sk-c-secret"),
+        "the key, decoded: {decoded}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_echoed_in_a_stream_error_is_hidden() {
     let (h, a, _b, _) = started().await;
     let events = concat!(
@@ -421,12 +446,14 @@ async fn before_any_table_the_data_plane_answers_503_no_config() {
     );
     let data_task = tokio::spawn(server::serve(
         data,
+        server::Limits::DATA_PLANE,
         move |r| proxy.clone().handle(r),
         stopped.clone(),
     ));
     let rt = runtime.clone();
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
+        server::Limits::ADMIN,
         move |r| admin::admin(rt.clone(), r),
         stopped,
     ));
@@ -638,6 +665,7 @@ async fn before_any_table_anthropic_clients_get_503_no_config_in_their_format() 
     let addr = data.local_addr().unwrap();
     let task = tokio::spawn(server::serve(
         data,
+        server::Limits::DATA_PLANE,
         move |r| proxy.clone().handle(r),
         stopped,
     ));
@@ -674,5 +702,48 @@ async fn metric_labels_never_come_from_request_bodies() {
     // The served request is labelled with the route's own names.
     let labels = [("route", "r"), ("provider", "pool/a"), ("model", "m-a")];
     assert_eq!(h.count("switchyard_requests_total", &labels).await, 1.0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_file_on_reload_keeps_the_previous_table_serving() {
+    let (h, _a, _b, yaml) = started().await;
+    let version = served_versions(&h).await;
+
+    // `cmd > manifests.yaml` truncates the file before it writes.
+    refuse(&h, "").await;
+    assert_old_table_serves(&h, &version, "manifests.yaml is empty").await;
+
+    // A file of comments and separators holds no document either.
+    refuse(&h, "# nothing yet\n---\n").await;
+    assert_old_table_serves(&h, &version, "is empty").await;
+
+    // Once the write completes, the new content loads.
+    h.rewrite(&(yaml + &route("fresh", "fresh", &[("b", "m-b")], "")));
+    let served = eventually(RELOAD, || async {
+        h.chat("fresh", "hi").await.status == 200
+    })
+    .await;
+    assert!(served, "the completed file was not loaded");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_file_is_read_once_per_change_not_in_a_loop() {
+    let (h, _a, _b, _) = started().await;
+    refuse(&h, "kind: [unclosed\n").await;
+
+    // Reading the files must not trigger the next reload: the count stays at one bad edit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reload_failures(&h).await, 1.0, "the bad file was re-read");
+
+    // Nor does a file that is not a manifest, in the same directory.
+    std::fs::write(h.dir.join("notes.txt"), "not yaml").expect("write an unrelated file");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        reload_failures(&h).await,
+        1.0,
+        "an unrelated file triggered a reload"
+    );
     h.stop().await;
 }
