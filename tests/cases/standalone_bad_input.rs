@@ -138,6 +138,21 @@ async fn an_unknown_model_gets_404_model_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_unknown_model_name_is_not_echoed_whole() {
+    let (h, a) = served(None).await;
+
+    let huge = "m".repeat(1024 * 1024);
+    let reply = h.chat(&huge, "hi").await;
+
+    let error = assert_openai_error(&reply, 404, "unknown model");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.len() < 1024, "{} bytes echoed", message.len());
+    assert!(message.contains("(1048576 bytes)"), "says how long it was");
+    assert_eq!(a.request_count(), 0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_max_body_bytes_gets_413() {
     let (h, a) = served(Some(1024)).await;
     let big = switchyard_tests::chat("chat", &"x".repeat(2000));

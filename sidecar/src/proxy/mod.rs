@@ -120,7 +120,7 @@ impl Proxy {
         };
 
         let parsed = route::parse(ctx.client_api, &bytes)?;
-        ctx.client_model.clone_from(&parsed.model);
+        ctx.client_model = route::shown_model(&parsed.model);
         ctx.stream = parsed.stream;
         ctx.wants_usage = parsed.wants_usage;
         let route = route::find(&snapshot, &parsed.model)?;

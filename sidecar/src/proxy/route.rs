@@ -107,6 +107,23 @@ pub fn parse(api: ClientApi, bytes: &[u8]) -> Result<ParsedRequest, ClientError>
     }
 }
 
+/// The longest model name echoed back in an error or a log line; the lookup itself uses the
+/// whole name. A client can send megabytes as `model`, and each echo would copy them.
+pub const SHOWN_MODEL_BYTES: usize = 256;
+
+/// `model` as errors and logs show it: cut at [`SHOWN_MODEL_BYTES`] (on a character boundary),
+/// saying how long it really was.
+pub fn shown_model(model: &str) -> String {
+    if model.len() <= SHOWN_MODEL_BYTES {
+        return model.to_owned();
+    }
+    let cut = (0..=SHOWN_MODEL_BYTES)
+        .rev()
+        .find(|&i| model.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}… ({} bytes)", &model[..cut], model.len())
+}
+
 /// The route for `model`, or a 404 that lists what exists.
 pub fn find(snapshot: &Snapshot, model: &str) -> Result<Arc<RouteRt>, ClientError> {
     snapshot.routes.get(model).cloned().ok_or_else(|| {
@@ -120,7 +137,8 @@ pub fn find(snapshot: &Snapshot, model: &str) -> Result<Arc<RouteRt>, ClientErro
             StatusCode::NOT_FOUND,
             "model_not_found",
             format!(
-                "no route for model {model:?}; this sidecar serves: {}",
+                "no route for model {:?}; this sidecar serves: {}",
+                shown_model(model),
                 known.join(", ")
             ),
         )
@@ -130,6 +148,15 @@ pub fn find(snapshot: &Snapshot, model: &str) -> Result<Arc<RouteRt>, ClientErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_model_names_are_cut_for_display_on_a_char_boundary() {
+        assert_eq!(shown_model("chat"), "chat");
+        let long = "é".repeat(1_000_000);
+        let shown = shown_model(&long);
+        assert!(shown.len() < SHOWN_MODEL_BYTES + 32, "{}", shown.len());
+        assert!(shown.ends_with("… (2000000 bytes)"), "{shown}");
+    }
 
     fn err(body: &str) -> String {
         parse(ClientApi::OpenAI, body.as_bytes())
