@@ -38,15 +38,16 @@ impl AttemptError {
     /// Removes every occurrence of `secret` from what this error could show: a provider that
     /// echoes the key it was sent must not make it reach a client or a log line.
     pub fn redact(mut self, secret: &str) -> Self {
-        if secret.len() >= 4 && self.message.contains(secret) {
+        if secret.len() < 4 {
+            return self;
+        }
+        if self.message.contains(secret) {
             self.message = self.message.replace(secret, "***");
         }
         if let Some(body) = &self.upstream_body
-            && secret.len() >= 4
-            && body.windows(secret.len()).any(|w| w == secret.as_bytes())
+            && let Some(redacted) = redact_body(body, secret)
         {
-            let text = String::from_utf8_lossy(body).replace(secret, "***");
-            self.upstream_body = Some(bytes::Bytes::from(text));
+            self.upstream_body = Some(redacted);
         }
         self
     }
@@ -235,6 +236,48 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
+/// `body` without `secret`, or `None` when it never held it. A JSON body is redacted in its
+/// decoded strings, because JSON may escape any character (`sk\u002d…`, `\/`) and the client
+/// decodes what we pass on: a byte search alone would miss the key. What is not JSON is searched
+/// as bytes.
+fn redact_body(body: &bytes::Bytes, secret: &str) -> Option<bytes::Bytes> {
+    if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) {
+        return redact_json(&mut value, secret)
+            .then(|| serde_json::to_vec(&value).map(bytes::Bytes::from).ok())
+            .flatten();
+    }
+    let contains = body.windows(secret.len()).any(|w| w == secret.as_bytes());
+    contains.then(|| bytes::Bytes::from(String::from_utf8_lossy(body).replace(secret, "***")))
+}
+
+/// Replaces `secret` in every string and object key of `value`; says whether it found any.
+fn redact_json(value: &mut serde_json::Value, secret: &str) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains(secret) => {
+            *text = text.replace(secret, "***");
+            true
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |found, item| redact_json(item, secret) | found),
+        Value::Object(map) => {
+            let mut found = false;
+            if map.keys().any(|k| k.contains(secret)) {
+                let entries = std::mem::take(map);
+                *map = entries
+                    .into_iter()
+                    .map(|(k, v)| (k.replace(secret, "***"), v))
+                    .collect();
+                found = true;
+            }
+            map.values_mut()
+                .fold(found, |found, item| redact_json(item, secret) | found)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +383,29 @@ mod tests {
         assert!(e.message.contains("***"));
         let kept = e.upstream_body.unwrap();
         assert!(!String::from_utf8_lossy(&kept).contains("sk-live-abcdef"));
+    }
+
+    #[test]
+    fn keys_escaped_in_json_are_redacted_in_their_decoded_form() {
+        // `\u002d` is `-` and `\/` is `/`: a byte search for the key finds neither.
+        let body = br#"{"error":{"message":"bad key sk\u002dlive\/abc\u002ddef","sk\u002dlive\/abc-def":1}}"#;
+        let e = classify_http(StatusCode::BAD_REQUEST, &HeaderMap::new(), body)
+            .redact("sk-live/abc-def");
+        let kept = e.upstream_body.unwrap();
+        let decoded: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+        assert!(
+            !decoded.to_string().contains("sk-live/abc-def"),
+            "{decoded}"
+        );
+        assert_eq!(decoded["error"]["message"], "bad key ***");
+        assert!(!e.message.contains("sk-live/abc-def"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_body_without_the_key_is_kept_byte_for_byte() {
+        let body = br#"{"error": {"message": "slow down"}}"#;
+        let e = classify_http(StatusCode::BAD_REQUEST, &HeaderMap::new(), body).redact("sk-1234");
+        assert_eq!(e.upstream_body.unwrap().as_ref(), body);
     }
 
     #[test]
