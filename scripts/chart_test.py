@@ -89,6 +89,12 @@ CASES: list[tuple[str, str, str, dict[str, Any]]] = [
         "switchyard-system",
         {"webhook": {"url": "https://host.docker.internal:8443/"}},
     ),
+    (
+        "webhook-url-with-path",
+        "switchyard",
+        "switchyard-system",
+        {"webhook": {"url": "https://host.docker.internal:8443/inject"}},
+    ),
     ("failure-ignore", "switchyard", "switchyard-system", {"webhook": {"failurePolicy": "Ignore"}}),
     (
         "service-monitor",
@@ -153,6 +159,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("failurePolicy Sometimes", {"webhook": {"failurePolicy": "Sometimes"}}),
     ("sidecar.mode sometimes", {"sidecar": {"mode": "sometimes"}}),
     ("webhook.url over plain http", {"webhook": {"url": "http://example.com:8443"}}),
+    ("webhook.url with a path other than /inject", {"webhook": {"url": "https://example.com:8443/hooks/inject"}}),
     ("timeoutSeconds above 30", {"webhook": {"timeoutSeconds": 31}}),
     ("pullPolicy typo", {"operator": {"image": {"pullPolicy": "IfNotThere"}}}),
     ("tolerations as an object", {"operator": {"tolerations": {"key": "x"}}}),
@@ -552,7 +559,8 @@ def check_case(chart: helm.Chart, defaults: dict[str, Any], case: str, release: 
             check(h["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}],
                   hw, f"rules {h['rules']}")
             if url:
-                check(h["clientConfig"] == {"url": url.rstrip("/") + "/inject"}, hw, f"clientConfig {h['clientConfig']}")
+                # Both the base URL and the full endpoint end in exactly one `/inject`.
+                check(h["clientConfig"] == {"url": "https://host.docker.internal:8443/inject"}, hw, f"clientConfig {h['clientConfig']}")
             else:
                 check(h["clientConfig"] == {"service": {"name": "switchyard-webhook", "namespace": ns, "path": "/inject", "port": 443}},
                       hw, f"clientConfig {h['clientConfig']}")

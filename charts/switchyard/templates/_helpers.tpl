@@ -72,7 +72,7 @@ namespace (so the operator is never injected and cannot block its own start) and
 {{/* The webhook's clientConfig: the `switchyard-webhook` Service, or `webhook.url` when set. */}}
 {{- define "switchyard.webhook.clientConfig" -}}
 {{- if .Values.webhook.url -}}
-url: {{ printf "%s/inject" (trimSuffix "/" .Values.webhook.url) | quote }}
+url: {{ include "switchyard.webhookURL" . | quote }}
 {{- else -}}
 service:
   name: {{ include "switchyard.webhookService.name" . }}
@@ -80,4 +80,9 @@ service:
   path: /inject
   port: 443
 {{- end -}}
+{{- end -}}
+
+{{/* `webhook.url` with `/inject` once: the base URL and the full endpoint are both accepted. */}}
+{{- define "switchyard.webhookURL" -}}
+{{- printf "%s/inject" (.Values.webhook.url | trimSuffix "/" | trimSuffix "/inject") -}}
 {{- end -}}
