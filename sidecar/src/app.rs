@@ -122,12 +122,14 @@ impl Sidecar {
         let proxy = Proxy::new(runtime.clone(), config.max_body_bytes);
         tasks.push(tokio::spawn(server::serve(
             data,
+            server::Limits::DATA_PLANE,
             move |r| proxy.clone().handle(r),
             stop.clone(),
         )));
         let rt = runtime.clone();
         tasks.push(tokio::spawn(server::serve(
             admin_listener,
+            server::Limits::ADMIN,
             move |r| admin::admin(rt.clone(), r),
             stop.clone(),
         )));
@@ -135,6 +137,7 @@ impl Sidecar {
             let rt = runtime.clone();
             tasks.push(tokio::spawn(server::serve(
                 listener,
+                server::Limits::ADMIN,
                 move |r| admin::debug(rt.clone(), r),
                 stop.clone(),
             )));

@@ -39,6 +39,11 @@ fn main() -> ExitCode {
         }
         None => {
             telemetry::init(log_filter.as_deref(), "info", true);
+            // Each listener bounds its connections (server::Limits), but together with upstream
+            // connections they can pass a 1024 soft limit: take what the hard limit allows.
+            if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+                tracing::warn!(%error, "cannot raise the open-files limit");
+            }
             // The pod's UID (downward API) names this sidecar in reports; the hostname (the pod
             // name) stands in where it is not set.
             let identity = std::env::var("POD_UID")

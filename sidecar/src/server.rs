@@ -1,24 +1,54 @@
 //! Listeners: accept connections and serve HTTP/1.1 and HTTP/2 (cleartext) with hyper, until
 //! shutdown, then drain in-flight requests.
+//!
+//! Every listener is bounded, so that no client can hold the process's resources: a connection
+//! must send its request headers within [`Limits::header_read`] (which also closes keep-alive
+//! connections idle that long), and a listener holds at most [`Limits::max_connections`] at
+//! once; past that it stops accepting and the kernel's backlog queues new ones. The bounds are
+//! per listener, so a flood on the admin port cannot starve the data plane, and their sum stays
+//! well below the open-files limit that `main` raises at start.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::body::ResponseBody;
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
+
+/// How much of the process one listener may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections open at once; the next waits in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time to send a request's headers, and the longest a kept-alive connection may sit idle.
+    pub header_read: Duration,
+}
+
+impl Limits {
+    /// The data plane: the application's own connections, many of them long streams.
+    pub const DATA_PLANE: Self = Self {
+        max_connections: 1024,
+        header_read: Duration::from_secs(30),
+    };
+    /// Probes, scrapes and debugging: a handful of clients, answered at once.
+    pub const ADMIN: Self = Self {
+        max_connections: 64,
+        header_read: Duration::from_secs(10),
+    };
+}
 
 /// Binds `addr`, naming it in the error.
 pub async fn bind(addr: SocketAddr) -> crate::Result<TcpListener> {
@@ -28,14 +58,34 @@ pub async fn bind(addr: SocketAddr) -> crate::Result<TcpListener> {
 }
 
 /// Serves `listener` with `handler` until `shutdown` turns true.
-pub async fn serve<H, F>(listener: TcpListener, handler: H, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // An HTTP/2 connection with no stream open is idle: ping it, and close it if the peer
+        // does not answer.
+        .keep_alive_interval(limits.header_read)
+        .keep_alive_timeout(limits.header_read);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break } else { continue },
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -63,6 +113,7 @@ where
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

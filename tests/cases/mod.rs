@@ -8,6 +8,7 @@ mod standalone_breaker;
 mod standalone_cache;
 mod standalone_config;
 mod standalone_failover;
+mod standalone_listeners;
 mod standalone_routing;
 mod standalone_strategies;
 mod standalone_streaming;

@@ -12,6 +12,7 @@ pub mod strategy;
 pub mod stream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -25,17 +26,33 @@ use crate::body::ResponseBody;
 use crate::cache::ResponseCache;
 use crate::state::Runtime;
 
+/// How long a client may take to send its request body once the headers are in. A body that
+/// never ends (chunked without the last chunk, or shorter than its `Content-Length`) would
+/// otherwise hold its connection for good.
+pub const BODY_READ: Duration = Duration::from_secs(30);
+
 /// The data-plane service.
 pub struct Proxy {
     runtime: Arc<Runtime>,
     max_body_bytes: usize,
+    body_read: Duration,
 }
 
 impl Proxy {
     pub fn new(runtime: Arc<Runtime>, max_body_bytes: usize) -> Arc<Self> {
+        Self::with_body_read(runtime, max_body_bytes, BODY_READ)
+    }
+
+    /// A proxy that gives clients `body_read` to send a request body.
+    pub fn with_body_read(
+        runtime: Arc<Runtime>,
+        max_body_bytes: usize,
+        body_read: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
             max_body_bytes,
+            body_read,
         })
     }
 
@@ -107,7 +124,21 @@ impl Proxy {
         if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
             return Err(too_large());
         }
-        let bytes = match Limited::new(body, self.max_body_bytes).collect().await {
+        let read = tokio::time::timeout(
+            self.body_read,
+            Limited::new(body, self.max_body_bytes).collect(),
+        );
+        let Ok(collected) = read.await else {
+            return Err(ClientError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    self.body_read.as_secs()
+                ),
+            ));
+        };
+        let bytes = match collected {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
             Err(e) => {
