@@ -390,7 +390,7 @@ async fn operator_writes_route_and_pool_status() {
         );
     }
 
-    // A Secret without the opt-in label is not usable (DESIGN §2, security model).
+    // A Secret without the opt-in label is not usable (docs/reference/crds.md, security model).
     ns.apply(key_secret(&ns.name, "not-opted-in", false))
         .await
         .expect("secret");
