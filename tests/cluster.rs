@@ -5,8 +5,8 @@
 //! Every test is `#[ignore]`d, so a plain `cargo test` reports them as ignored rather than
 //! passed where no cluster runs. Run them with
 //! `KUBECONFIG=... cargo test -p switchyard-tests --test cluster -- --ignored`. Asked for without
-//! a usable `KUBECONFIG` (unset, or an unreachable cluster) each test still prints one line,
-//! "cluster tests skipped: ...", and passes. With one, each test works in a fresh namespace that
+//! a usable `KUBECONFIG` (unset, or an unreachable cluster) they print one line, "cluster tests
+//! skipped: ...", and pass. With one, each test works in a fresh namespace that
 //! it deletes afterwards (a cluster without a namespace controller keeps it `Terminating`, which
 //! is harmless).
 //!
