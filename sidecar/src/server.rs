@@ -40,7 +40,7 @@ pub struct Limits {
 impl Limits {
     /// The data plane: the application's own connections, many of them long streams.
     pub const DATA_PLANE: Self = Self {
-        max_connections: 1024,
+        max_connections: 4096,
         header_read: Duration::from_secs(30),
     };
     /// Probes, scrapes and debugging: a handful of clients, answered at once.

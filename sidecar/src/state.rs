@@ -261,6 +261,11 @@ fn all_targets(route: &RouteRt) -> impl Iterator<Item = &TargetRt> {
         .chain(route.rules.iter().flat_map(|(_, t)| t))
 }
 
+/// Idle connections kept per upstream after a burst. Enough to serve the next burst of ordinary
+/// traffic without new TLS handshakes; without a bound, a burst of N streams would keep N idle
+/// TLS connections (tens of KiB each) for the whole idle timeout.
+const MAX_IDLE_PER_UPSTREAM: usize = 128;
+
 /// A pooled HTTP/1.1 and HTTP/2 (by ALPN) client for one upstream, with its connect timeout.
 fn build_client(def: &Upstream) -> HttpClient {
     let mut http = HttpConnector::new();
@@ -275,5 +280,6 @@ fn build_client(def: &Upstream) -> HttpClient {
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(MAX_IDLE_PER_UPSTREAM)
         .build(https)
 }
