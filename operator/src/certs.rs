@@ -33,6 +33,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
+use crate::names::{CONFIG_SERVICE, WEBHOOK_SERVICE};
 use crate::{Error, Result};
 
 /// Lifetime of the CA.
@@ -120,7 +121,7 @@ struct Ca {
 /// The DNS names and addresses the serving certificate covers for an operator in `namespace`.
 pub fn serving_names(namespace: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for service in ["switchyard-config", "switchyard-webhook"] {
+    for service in [CONFIG_SERVICE, WEBHOOK_SERVICE] {
         names.push(format!("{service}.{namespace}.svc"));
         names.push(format!("{service}.{namespace}.svc.cluster.local"));
     }

@@ -18,12 +18,8 @@ use prometheus::IntGauge;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::controller::FIELD_MANAGER;
+use crate::names::{FIELD_MANAGER, LEASE_NAME, ROLE_LABEL, ROLE_LEADER};
 
-/// The Lease every replica competes for, in the operator's namespace.
-pub const LEASE_NAME: &str = "switchyard-operator";
-/// The label the leader puts on its own Pod; the config Service selects `leader`.
-pub const ROLE_LABEL: &str = "switchyard.dev/role";
 /// How long a Lease stays valid after its last renewal (DESIGN: about 15 s)...
 const LEASE_SECONDS: u64 = 15;
 /// ...and how long before that the holder renews it, so the renew deadline is 10 s.
@@ -221,7 +217,7 @@ async fn label(
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     if leading {
         let others = pods
-            .list(&ListParams::default().labels(&format!("{ROLE_LABEL}=leader")))
+            .list(&ListParams::default().labels(&format!("{ROLE_LABEL}={ROLE_LEADER}")))
             .await?;
         for pod in others.items.iter().filter(|p| p.name_any() != pod_name) {
             pods.patch(&pod.name_any(), &PatchParams::default(), &role_patch(false))
@@ -236,7 +232,7 @@ async fn label(
 /// A merge patch setting (or, with `null`, removing) the leader label.
 fn role_patch(leading: bool) -> Patch<serde_json::Value> {
     let value = if leading {
-        serde_json::Value::from("leader")
+        serde_json::Value::from(ROLE_LEADER)
     } else {
         serde_json::Value::Null
     };
@@ -252,7 +248,7 @@ mod tests {
         let Patch::Merge(set) = role_patch(true) else {
             panic!("a merge patch")
         };
-        assert_eq!(set["metadata"]["labels"][ROLE_LABEL], "leader");
+        assert_eq!(set["metadata"]["labels"][ROLE_LABEL], ROLE_LEADER);
         let Patch::Merge(unset) = role_patch(false) else {
             panic!("a merge patch")
         };

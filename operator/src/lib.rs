@@ -10,6 +10,7 @@ pub mod config_server;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod trust;
 pub mod webhook;
 

@@ -31,14 +31,12 @@ use tokio::sync::{Notify, watch};
 
 use self::events::Notice;
 use crate::config_server::reports::{WindowKey, WindowStats};
-use crate::config_server::tables::{GENERATED_BY, PodInfo, Snapshot, Tables};
+use crate::config_server::tables::{PodInfo, Snapshot, Tables};
 use crate::leader::Leadership;
 use crate::metrics::ControllerMetrics;
+use crate::names::{FIELD_MANAGER, GENERATED_BY, INJECT_LABEL, INJECTED_LABEL};
 use crate::{Error, Result};
 
-/// The field manager of every status write.
-pub const FIELD_MANAGER: &str = "switchyard-operator";
-pub use crate::webhook::inject::{INJECT_LABEL, INJECTED_LABEL};
 /// How long to wait after a change for more changes before compiling.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Report windows change without any object changing: recompute pool health this often.

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::mode::Mode;
+use crate::names::{CA_BUNDLE_KEY, CA_CONFIG_MAP, CONFIG_SERVICE, TOKEN_AUDIENCE};
 
 /// The name of the injected container; its presence marks a pod as injected.
 pub const SIDECAR_NAME: &str = "switchyard-sidecar";
@@ -21,10 +22,6 @@ pub const SIDECAR_NAME: &str = "switchyard-sidecar";
 pub const LLM_PORT: i32 = 9400;
 /// The admin port: `/healthz`, `/readyz`, `/metrics`.
 pub const ADMIN_PORT: i32 = 9401;
-/// The ConfigMap the operator publishes the CA bundle in, in every injected namespace.
-pub const CA_CONFIG_MAP: &str = "switchyard-ca-root";
-/// The audience of the projected token, the one the config server's TokenReview asks for.
-pub const TOKEN_AUDIENCE: &str = "switchyard";
 /// The projected token's lifetime; the kubelet refreshes it at 80%.
 pub const TOKEN_EXPIRATION_SECONDS: i64 = 3600;
 /// The sidecar's UID, matching the distroless `nonroot` user of its image.
@@ -60,7 +57,7 @@ pub struct SidecarSpec<'a> {
 /// its startup probe then holds back the containers after it until the sidecar answers.
 pub fn container(spec: &SidecarSpec<'_>) -> Container {
     let config_server = format!(
-        "https://switchyard-config.{}.svc:9443",
+        "https://{CONFIG_SERVICE}.{}.svc:9443",
         spec.operator_namespace
     );
     let args = [
@@ -69,7 +66,7 @@ pub fn container(spec: &SidecarSpec<'_>) -> Container {
         "--token-file",
         &format!("{TOKEN_DIR}/token"),
         "--ca-file",
-        &format!("{CA_DIR}/ca.crt"),
+        &format!("{CA_DIR}/{CA_BUNDLE_KEY}"),
         "--state-dir",
         STATE_DIR,
     ];
@@ -144,8 +141,8 @@ pub fn volumes() -> Vec<Volume> {
             config_map: Some(ConfigMapVolumeSource {
                 name: CA_CONFIG_MAP.into(),
                 items: Some(vec![KeyToPath {
-                    key: "ca.crt".into(),
-                    path: "ca.crt".into(),
+                    key: CA_BUNDLE_KEY.into(),
+                    path: CA_BUNDLE_KEY.into(),
                     mode: None,
                 }]),
                 ..ConfigMapVolumeSource::default()
