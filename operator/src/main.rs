@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use backon::{ExponentialBuilder, Retryable as _};
 use clap::Parser as _;
 use switchyard_operator::admin::{self, AdminState};
 use switchyard_operator::args::{Args, Command, Config};
@@ -24,8 +25,14 @@ use tokio::sync::watch;
 
 /// `EX_USAGE` from sysexits.h: the flags were wrong.
 const EX_USAGE: u8 = 64;
-/// The longest a shutdown waits for long-polls to be answered.
+/// The longest a shutdown waits for long-polls to be answered: well inside the pod's default
+/// 30 s termination grace period, and sidecars reconnect anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a shutdown looks whether the long-polls are answered: quick enough that a drained
+/// server exits at once, rare enough to cost nothing.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// Time given to answered long-polls to leave: one flush of a small response.
+const DRAIN_FLUSH: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -284,24 +291,26 @@ fn webhook(config: &Config, client: Option<kube::Client>, metrics: &Metrics) -> 
     )
 }
 
+/// The retries while the certificate Secret cannot be read: from 1 s, doubling, up to 30 s
+/// (backon's jitter adds up to one more delay to each, so replicas starting together spread
+/// out), soon enough that an apiserver coming back is noticed quickly.
+const CERT_RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_secs(1))
+    .with_max_delay(Duration::from_secs(30))
+    .with_factor(2.0)
+    .with_jitter()
+    .without_max_times();
+
 /// Loads or creates the certificates. A Secret store is retried while the apiserver is away
 /// (nothing can be served without them); a bad `--cert-dir` is an error at once.
 async fn certificates(store: &trust::Store, namespace: &str) -> anyhow::Result<CertBundle> {
-    let mut delay = Duration::from_secs(1);
-    loop {
-        match store.ensure(namespace, SystemTime::now()).await {
-            Ok((bundle, action)) => {
-                tracing::info!(?action, "certificates ready");
-                return Ok(bundle);
-            }
-            Err(error) if matches!(store, trust::Store::Secret { .. }) => {
-                tracing::warn!(%error, "cannot load the certificates; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let (bundle, action) = (|| store.ensure(namespace, SystemTime::now()))
+        .retry(CERT_RETRY)
+        .when(|_| matches!(store, trust::Store::Secret { .. }))
+        .notify(|error, _| tracing::warn!(%error, "cannot load the certificates; retrying"))
+        .await?;
+    tracing::info!(?action, "certificates ready");
+    Ok(bundle)
 }
 
 /// Answers every waiting long-poll and gives the answers a moment to leave, so that sidecars
@@ -310,10 +319,10 @@ async fn drain(server: &ConfigServer, metrics: &Metrics) {
     server.drain();
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     while metrics.config.long_polls.get() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(DRAIN_POLL).await;
     }
     // The responses are written by their connection tasks; let them flush.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(DRAIN_FLUSH).await;
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

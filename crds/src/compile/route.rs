@@ -6,8 +6,18 @@ use std::collections::BTreeSet;
 use kube::core::Selector;
 
 use super::{CompiledProvider, Findings, ObjectKey, ProviderIndex, RouteOutcome, reasons};
+use crate::complexity::MAX_SCORE;
 use crate::table::{self, CachePolicy};
 use crate::v1alpha1::{self, FailureClass, ModelRoute, ModelRouteSpec, Strategy};
+
+/// Targets tried for one request unless `failover.maxAttempts` says otherwise: the first and two
+/// failovers ride out one provider's outage without a client waiting through a long list.
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Answers a sidecar's cache keeps unless `cache.maxEntries` says otherwise: small enough to stay
+/// a few megabytes of memory-backed state per pod, large enough for repeated prompts to hit.
+const DEFAULT_CACHE_ENTRIES: u32 = 1000;
+/// A target's share of weighted traffic unless it names one: equal shares.
+const DEFAULT_WEIGHT: u32 = 1;
 
 pub(super) fn compile_route(
     route: &ModelRoute,
@@ -84,7 +94,7 @@ impl<'a> RouteCompiler<'a> {
                 "ClientError is never failed over".into(),
             );
         }
-        let max_attempts = failover.max_attempts.unwrap_or(3);
+        let max_attempts = failover.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if max_attempts == 0 {
             self.findings.invalid(
                 "spec.failover.maxAttempts".into(),
@@ -100,7 +110,7 @@ impl<'a> RouteCompiler<'a> {
         match c.ttl.parse() {
             Some(ttl) if !ttl.is_zero() => Some(CachePolicy {
                 ttl_ms: ttl.as_millis() as u64,
-                max_entries: c.max_entries.unwrap_or(1000).max(1),
+                max_entries: c.max_entries.unwrap_or(DEFAULT_CACHE_ENTRIES).max(1),
             }),
             _ => {
                 self.findings.invalid(
@@ -132,10 +142,10 @@ impl<'a> RouteCompiler<'a> {
                     format!("duplicate rule name {:?}", rule.name),
                 );
             }
-            if rule.match_.min_complexity.is_some_and(|c| c > 100) {
+            if rule.match_.min_complexity.is_some_and(|c| c > MAX_SCORE) {
                 self.findings.invalid(
                     format!("spec.rules[{i}].match.minComplexity"),
-                    "minComplexity is 0 to 100".into(),
+                    format!("minComplexity is 0 to {MAX_SCORE}"),
                 );
             }
             let targets = self.resolve(&rule.targets, &format!("spec.rules[{i}].targets"));
@@ -192,7 +202,7 @@ impl<'a> RouteCompiler<'a> {
             );
             return None;
         }
-        let weight = t.weight.unwrap_or(1);
+        let weight = t.weight.unwrap_or(DEFAULT_WEIGHT);
         if weight == 0 && self.spec.strategy == Strategy::Weighted {
             self.findings.invalid(
                 format!("{at}.weight"),

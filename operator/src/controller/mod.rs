@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -44,9 +45,15 @@ use crate::{Error, Result};
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Report windows change without any object changing: recompute pool health this often.
 const RESYNC: Duration = Duration::from_secs(30);
-/// Bounds of the retry backoff after a failed status write.
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
+/// The backoff after a failed status write: from 1 s, doubling, up to a minute (backon's jitter
+/// adds up to one more delay to each), so that a broken apiserver is not hammered and a
+/// recovered one is written to soon.
+const RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_secs(1))
+    .with_max_delay(Duration::from_secs(60))
+    .with_factor(2.0)
+    .with_jitter()
+    .without_max_times();
 
 /// Everything [`step`] reads: the reflectors' contents.
 #[derive(Clone, Debug, Default)]
@@ -351,7 +358,7 @@ pub async fn run(mut ctx: Context) {
         },
     );
 
-    let mut retry = RETRY_MIN;
+    let mut retries = RETRY.build();
     let mut wait = Duration::ZERO;
     let mut first = true;
     loop {
@@ -363,11 +370,11 @@ pub async fn run(mut ctx: Context) {
         // A failed write is retried by the next step (the object still carries its old
         // status); back off so that a broken apiserver is not hammered.
         if failed {
-            wait = retry;
-            retry = (retry * 2).min(RETRY_MAX);
+            // Never exhausted: built without a maximum number of attempts.
+            wait = retries.next().unwrap_or(RESYNC);
         } else {
             wait = Duration::ZERO;
-            retry = RETRY_MIN;
+            retries = RETRY.build();
         }
     }
 }
