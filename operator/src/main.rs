@@ -52,6 +52,11 @@ fn main() -> ExitCode {
         Err(e) => return usage(&e.to_string()),
     };
     init_tracing();
+    // Every sidecar long-polls the config server: its connection cap (listener::Limits) is only
+    // reachable above the usual soft limit of 1024 open files, so take what the hard limit allows.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(%error, "cannot raise the open-files limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
