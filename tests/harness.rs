@@ -101,6 +101,8 @@ impl Harness {
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
             debug_listen: Some("127.0.0.1:0".parse().expect("addr")),
             max_body_bytes: 32 * 1024 * 1024,
+            drain: switchyard_sidecar::app::DEFAULT_DRAIN,
+            accept_while_draining: false,
             source: switchyard_sidecar::app::Source::Manifests {
                 paths: vec![dir.clone()],
                 selection: Selection::default(),

@@ -9,12 +9,17 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::standalone::{self, Selection};
 use crate::state::Runtime;
 use crate::{admin, persist, report, server, subscribe};
+
+/// `--drain-timeout`'s default: within Kubernetes' default 30 s grace period, with time left to
+/// end cut streams and exit before the kubelet's SIGKILL.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(25);
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -23,6 +28,10 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub debug_listen: Option<SocketAddr>,
     pub max_body_bytes: usize,
+    /// How long requests in flight get to finish once shutdown begins.
+    pub drain: Duration,
+    /// Whether to keep accepting after shutdown begins, until the app has gone quiet.
+    pub accept_while_draining: bool,
     /// Where route tables come from.
     pub source: Source,
 }
@@ -78,7 +87,17 @@ pub struct Sidecar {
     pub runtime: Arc<Runtime>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    data_slots: server::Slots,
+    drain: Duration,
+    accept_while_draining: bool,
 }
+
+/// With `accept_while_draining`, how long the data plane must have had no connection open
+/// before the sidecar stops accepting: the app has exited (its connections closed with it) or
+/// has stopped calling.
+const QUIET: Duration = Duration::from_secs(1);
+/// How often to look while waiting for that.
+const QUIET_POLL: Duration = Duration::from_millis(100);
 
 impl Sidecar {
     /// Standalone: loads the manifests (an invalid set is an error: nothing is bound), then
@@ -120,9 +139,10 @@ impl Sidecar {
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
         let proxy = Proxy::new(runtime.clone(), config.max_body_bytes);
+        let data_slots = server::Slots::new(server::Limits::DATA_PLANE);
         tasks.push(tokio::spawn(server::serve(
             data,
-            server::Limits::DATA_PLANE,
+            data_slots.clone(),
             move |r| proxy.clone().handle(r),
             stop.clone(),
         )));
@@ -171,14 +191,46 @@ impl Sidecar {
             runtime,
             shutdown,
             tasks,
+            data_slots,
+            drain: config.drain,
+            accept_while_draining: config.accept_while_draining,
         })
     }
 
-    /// Stops accepting, drains in-flight requests and waits for every task.
+    /// Stops accepting (with `accept_while_draining`, once the app has gone quiet), lets the
+    /// requests in flight finish and waits for every task, all within the drain timeout; what is
+    /// still running then is cut.
     pub async fn shutdown(self) {
+        let deadline = Instant::now() + self.drain;
+        if self.accept_while_draining {
+            self.until_quiet(deadline).await;
+        }
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        let mut tasks = self.tasks;
+        let drained = timeout_at(deadline, async {
+            for task in &mut tasks {
+                let _ = task.await;
+            }
+        });
+        if drained.await.is_err() {
+            tracing::warn!(drain = ?self.drain, "requests still in flight at the drain timeout are cut");
+            for task in &tasks {
+                task.abort();
+            }
+        }
+    }
+
+    /// Waits until the data plane has had no connection for [`QUIET`], or until `deadline`.
+    async fn until_quiet(&self, deadline: Instant) {
+        let mut quiet_since = None;
+        while Instant::now() < deadline {
+            let now = Instant::now();
+            if self.data_slots.open() > 0 {
+                quiet_since = None;
+            } else if now - *quiet_since.get_or_insert(now) >= QUIET {
+                return;
+            }
+            sleep(QUIET_POLL).await;
         }
     }
 }

@@ -58,6 +58,18 @@ pub struct Args {
     )]
     pub debug_listen: String,
 
+    /// How long requests in flight get to finish after SIGTERM, e.g. `25s`; streams still open
+    /// then are ended with an error event. In a pod the webhook sets it from the pod's
+    /// `terminationGracePeriodSeconds`.
+    #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value = "25s")]
+    pub drain_timeout: String,
+
+    /// After SIGTERM, keep accepting requests until the application has had no connection open
+    /// for a second (it exited, or is done calling), within the drain timeout. The webhook sets
+    /// it in container mode, where the app is told to stop at the same moment as the sidecar.
+    #[arg(long, env = "SWITCHYARD_ACCEPT_WHILE_DRAINING")]
+    pub accept_while_draining: bool,
+
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -122,11 +134,19 @@ impl Args {
         if self.max_body_bytes == 0 {
             return Err("--max-body-bytes must be positive".into());
         }
+        let drain = switchyard_crds::duration::parse(&self.drain_timeout).ok_or_else(|| {
+            format!(
+                "--drain-timeout {:?} is not a duration like 25s or 500ms",
+                self.drain_timeout
+            )
+        })?;
         Ok(Config {
             listen: self.listen,
             admin_listen: self.admin_listen,
             debug_listen,
             max_body_bytes: self.max_body_bytes,
+            drain,
+            accept_while_draining: self.accept_while_draining,
             source: match source {
                 Some(pod) => Source::ConfigServer(pod),
                 None => Source::Manifests {
@@ -262,6 +282,28 @@ mod tests {
         let c = parse(&["--manifests", "a", "--pod-labels", "app=bot,tier=premium"]).unwrap();
         assert!(
             matches!(&c.source, Source::Manifests { selection, .. } if selection.labels["tier"] == "premium")
+        );
+    }
+
+    #[test]
+    fn the_drain_timeout_and_lingering_are_flags() {
+        let c = parse(&["--manifests", "a"]).unwrap();
+        assert_eq!(c.drain, crate::app::DEFAULT_DRAIN);
+        assert!(!c.accept_while_draining);
+        let c = parse(&[
+            "--manifests",
+            "a",
+            "--drain-timeout",
+            "55s",
+            "--accept-while-draining",
+        ])
+        .unwrap();
+        assert_eq!(c.drain, Duration::from_secs(55));
+        assert!(c.accept_while_draining);
+        assert!(
+            parse(&["--manifests", "a", "--drain-timeout", "soon"])
+                .unwrap_err()
+                .contains("--drain-timeout")
         );
     }
 

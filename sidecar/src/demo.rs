@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use switchyard_crds::manifests::{self, Manifests};
 use tokio::time::Instant;
 
-use crate::app::{Config, Sidecar, Source};
+use crate::app::{Config, DEFAULT_DRAIN, Sidecar, Source};
 use crate::args::DemoArgs;
 use crate::sim::openai::{Behavior, Fault, MockProvider};
 use crate::standalone::Selection;
@@ -81,6 +81,8 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         admin_listen: "127.0.0.1:0".parse()?,
         debug_listen: Some("127.0.0.1:0".parse()?),
         max_body_bytes: 32 * 1024 * 1024,
+        drain: DEFAULT_DRAIN,
+        accept_while_draining: false,
         source: Source::Manifests {
             paths: vec![dir.clone()],
             selection: Selection::default(),

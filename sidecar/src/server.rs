@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -24,9 +25,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::body::ResponseBody;
-
-/// How long in-flight requests get to finish after shutdown begins.
-const DRAIN: Duration = Duration::from_secs(10);
 
 /// How much of the process one listener may hold.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +48,52 @@ impl Limits {
     };
 }
 
+/// A listener's connection slots, shared with whoever needs to know how many are taken.
+#[derive(Clone, Debug)]
+pub struct Slots {
+    limits: Limits,
+    semaphore: Arc<Semaphore>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Slots {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            semaphore: Arc::new(Semaphore::new(limits.max_connections)),
+            open: Arc::default(),
+        }
+    }
+
+    /// Connections open right now. (Not the semaphore's count: the accept loop holds a permit
+    /// while it waits for the next connection.)
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// One accepted connection, counted in [`Slots::open`] until dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl From<Limits> for Slots {
+    fn from(limits: Limits) -> Self {
+        Self::new(limits)
+    }
+}
+
 /// Binds `addr`, naming it in the error.
 pub async fn bind(addr: SocketAddr) -> crate::Result<TcpListener> {
     TcpListener::bind(addr)
@@ -57,16 +101,22 @@ pub async fn bind(addr: SocketAddr) -> crate::Result<TcpListener> {
         .map_err(|source| crate::Error::Bind { addr, source })
 }
 
-/// Serves `listener` with `handler` until `shutdown` turns true.
+/// Serves `listener` with `handler` until `shutdown` turns true, then waits for the requests in
+/// flight (the caller bounds that wait: see `app::Sidecar::shutdown`).
 pub async fn serve<H, F>(
     listener: TcpListener,
-    limits: Limits,
+    slots: impl Into<Slots>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
+    let Slots {
+        limits,
+        semaphore,
+        open,
+    } = slots.into();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -80,10 +130,9 @@ pub async fn serve<H, F>(
         .keep_alive_interval(limits.header_read)
         .keep_alive_timeout(limits.header_read);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permit = semaphore.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break } else { continue },
         };
         let (stream, _) = tokio::select! {
@@ -100,6 +149,7 @@ pub async fn serve<H, F>(
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break } else { continue },
         };
         let _ = stream.set_nodelay(true);
+        let counted = Counted::new(&open);
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();
@@ -121,14 +171,9 @@ pub async fn serve<H, F>(
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
+            drop((permit, counted));
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within {DRAIN:?}");
-    }
+    graceful.shutdown().await;
 }

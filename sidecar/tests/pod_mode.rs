@@ -332,6 +332,8 @@ async fn start_sidecar_reporting(url: &str, files: &PodFiles, every: Duration) -
         admin_listen: loopback,
         debug_listen: None,
         max_body_bytes: 1 << 20,
+        drain: switchyard_sidecar::app::DEFAULT_DRAIN,
+        accept_while_draining: false,
         source: Source::ConfigServer(PodConfig {
             url: url.to_string(),
             token_file: files.token.clone(),

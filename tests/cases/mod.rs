@@ -10,6 +10,7 @@ mod standalone_config;
 mod standalone_failover;
 mod standalone_listeners;
 mod standalone_routing;
+mod standalone_shutdown;
 mod standalone_strategies;
 mod standalone_streaming;
 mod standalone_upstream_auth;

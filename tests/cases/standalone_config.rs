@@ -384,6 +384,8 @@ async fn invalid_manifests_refuse_to_start_naming_file_object_and_field() {
         admin_listen: loopback,
         debug_listen: None,
         max_body_bytes: 1 << 20,
+        drain: switchyard_sidecar::app::DEFAULT_DRAIN,
+        accept_while_draining: false,
         source: switchyard_sidecar::app::Source::Manifests {
             paths: vec![dir.clone()],
             selection: Selection::default(),

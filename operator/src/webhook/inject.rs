@@ -245,6 +245,17 @@ fn mode_for(pod: &Pod, default: Mode, warnings: &mut Vec<String>) -> Mode {
 
 /// The operations that inject the sidecar. Order matters: the application containers' env is
 /// patched by index before the sidecar is inserted in front of them.
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+/// Left of the grace period after the drain, for the sidecar to end cut streams with an error
+/// event and exit before the kubelet's SIGKILL.
+const DRAIN_MARGIN_SECONDS: i64 = 5;
+
+/// The sidecar's drain: the pod's grace period less the margin, at least a second.
+fn drain_seconds(grace: Option<i64>) -> i64 {
+    (grace.unwrap_or(DEFAULT_GRACE_SECONDS) - DRAIN_MARGIN_SECONDS).max(1)
+}
+
 fn injection_patch(pod: &Pod, spec: &PodSpec, mode: Mode, defaults: &SidecarDefaults) -> Patch {
     let mut ops = Ops::default();
     // Intentionally only regular containers: init containers run before a container-mode
@@ -264,6 +275,7 @@ fn injection_patch(pod: &Pod, spec: &PodSpec, mode: Mode, defaults: &SidecarDefa
         resources: &defaults.resources,
         operator_namespace: &defaults.operator_namespace,
         mode,
+        drain_seconds: drain_seconds(spec.termination_grace_period_seconds),
     });
     match mode {
         Mode::Native => ops.prepend(

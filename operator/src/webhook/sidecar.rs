@@ -66,6 +66,8 @@ pub struct SidecarSpec<'a> {
     pub resources: &'a ResourceRequirements,
     pub operator_namespace: &'a str,
     pub mode: Mode,
+    /// How long the sidecar lets in-flight requests finish after SIGTERM, in seconds.
+    pub drain_seconds: i64,
 }
 
 /// The sidecar container. In native mode it is an init container with `restartPolicy: Always`;
@@ -75,7 +77,7 @@ pub fn container(spec: &SidecarSpec<'_>) -> Container {
         "https://{CONFIG_SERVICE}.{}.svc:{CONFIG_PORT}",
         spec.operator_namespace
     );
-    let args = [
+    let mut args: Vec<String> = [
         "--config-server",
         &config_server,
         "--token-file",
@@ -84,11 +86,19 @@ pub fn container(spec: &SidecarSpec<'_>) -> Container {
         &format!("{CA_DIR}/{CA_BUNDLE_KEY}"),
         "--state-dir",
         STATE_DIR,
-    ];
+        "--drain-timeout",
+        &format!("{}s", spec.drain_seconds),
+    ]
+    .map(String::from)
+    .into();
+    if spec.mode == Mode::Container {
+        // The app gets SIGTERM at the same moment and may still call out while it drains.
+        args.push("--accept-while-draining".into());
+    }
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(spec.image.into()),
-        args: Some(args.iter().map(|a| a.to_string()).collect()),
+        args: Some(args),
         env: Some(vec![
             field_env("POD_UID", "metadata.uid"),
             field_env("POD_NAME", "metadata.name"),

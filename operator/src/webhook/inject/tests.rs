@@ -290,13 +290,50 @@ fn check_sidecar(name: &str, sidecar: &Container, mode: Mode) {
     let want = (mode == Mode::Native).then_some("Always");
     assert_eq!(restart, want, "{name}: restartPolicy");
     let args = sidecar.args.clone().unwrap_or_default().join(" ");
-    assert_eq!(
-        args,
-        "--config-server https://switchyard-config.switchyard-system.svc:9443 \
+    let fixed = "--config-server https://switchyard-config.switchyard-system.svc:9443 \
          --token-file /var/run/secrets/switchyard/token --ca-file /etc/switchyard/ca/ca.crt \
-         --state-dir /var/lib/switchyard",
-        "{name}"
+         --state-dir /var/lib/switchyard --drain-timeout ";
+    let rest = args
+        .strip_prefix(fixed)
+        .unwrap_or_else(|| panic!("{name}: {args}"));
+    let (drain, flags) = rest.split_once(' ').unwrap_or((rest, ""));
+    assert!(drain.ends_with('s'), "{name}: {drain}");
+    let want = match mode {
+        Mode::Container => "--accept-while-draining",
+        Mode::Native => "",
+    };
+    assert_eq!(flags, want, "{name}");
+}
+
+#[test]
+fn the_sidecar_drains_within_the_pods_grace_period() {
+    let drain_of = |grace: Option<i64>| {
+        let mut pod = fixture("deployment");
+        if let Some(grace) = grace {
+            pod["spec"]["terminationGracePeriodSeconds"] = json!(grace);
+        }
+        let Decision::Inject { patch, .. } =
+            inject(&typed(&pod), "team-a", &defaults(Mode::Native))
+        else {
+            panic!("the pod is injected");
+        };
+        let patched = typed(&apply(&pod, &patch));
+        let sidecar = patched.spec.unwrap().init_containers.unwrap().remove(0);
+        let args = sidecar.args.unwrap();
+        let at = args
+            .iter()
+            .position(|a| a == "--drain-timeout")
+            .expect("the flag");
+        args[at + 1].clone()
+    };
+
+    assert_eq!(
+        drain_of(None),
+        "25s",
+        "Kubernetes' default 30 s less the margin"
     );
+    assert_eq!(drain_of(Some(120)), "115s");
+    assert_eq!(drain_of(Some(3)), "1s", "never below a second");
 }
 
 fn names(containers: &[Container]) -> Vec<&str> {
