@@ -3,7 +3,7 @@
 Run through scripts/chart-test, which installs the pinned packages into .venv-chart. For each value
 set in CASES it renders the chart with the Helm SDK (helm-python-sdk, Helm v4 as a library), lints
 it strictly, validates every rendered object against the Kubernetes 1.28 and 1.33 OpenAPI schemas
-(kubernetes-validate, strict: unknown fields fail) and checks what DESIGN.md §4/§5 promise: labels,
+(kubernetes-validate, strict: unknown fields fail) and checks what docs/reference/operator.md and the chart README promise: labels,
 RBAC without wildcards and with exactly the rules the operator needs, non-root read-only
 containers, the webhook configuration (no caBundle, selectors, failurePolicy), the Services the
 operator's certificate names, the PodDisruptionBudget and the CRDs (equal to crds/manifests). It
@@ -166,7 +166,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("serviceMonitor.enabled as a string", {"prometheus": {"serviceMonitor": {"enabled": "true"}}}),
 ]
 
-# The operator's permissions, exactly (DESIGN §4 and the chart brief): (apiGroup, resource, verb,
+# The operator's permissions, exactly (docs/reference/operator.md): (apiGroup, resource, verb,
 # resourceName or None). Anything more or less fails.
 CLUSTER_RULES = {
     *{("switchyard.dev", r, v, None) for r in ("modelroutes", "providerpools") for v in ("get", "list", "watch")},
@@ -630,7 +630,7 @@ def check_schema(chart: helm.Chart, defaults: dict[str, Any]) -> None:
 
 def values_table(defaults: dict[str, Any]) -> tuple[str, list[str]]:
     """The README's values table, built from the `# --` comments of values.yaml (helm-docs
-    style), and the problems found: every value needs a `# --` comment (STYLE 20)."""
+    style), and the problems found: every value needs a `# --` comment."""
     rows: list[str] = []
     problems: list[str] = []
     documented: list[str] = []
@@ -725,7 +725,7 @@ def check_examples() -> None:
         for e in errors:
             fail(where, f"spec.{'.'.join(str(p) for p in e.path)}: {e.message}")
 
-    # The validator must reject a bad pool before its passes mean anything (NOTES.md).
+    # The validator must reject a bad pool before its passes mean anything (docs/development-notes.md).
     probe = {"apiVersion": "switchyard.dev/v1alpha1", "kind": "ProviderPool", "metadata": {"name": "p"},
              "spec": {"providers": [{"name": "x", "api": "OpenAI", "models": [{"name": "m", "inputPerMillion": 1, "outputPerMillion": "1", "colour": "red"}]}]}}
     before = len(failures)
@@ -800,7 +800,7 @@ def check_examples() -> None:
 
 def main() -> int:
     start = time.monotonic()
-    # Prove the Kubernetes validator rejects an unknown field before trusting its passes (NOTES.md).
+    # Prove the Kubernetes validator rejects an unknown field before trusting its passes (docs/development-notes.md).
     bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": 1}], "colour": "red"}}
     try:
         kubernetes_validate.validate(bad, KUBE_VERSIONS[0], strict=True)

@@ -363,7 +363,8 @@ fn selects(route: &ModelRoute, labels: &BTreeMap<String, String>) -> bool {
     }
 }
 
-/// The resolution order of DESIGN.md §2: a selector beats none, then the oldest, then the name.
+/// The resolution order of docs/reference/crds.md: a selector beats none, then the oldest, then
+/// the name.
 fn beats(challenger: &ModelRoute, current: &ModelRoute) -> bool {
     let rank = |r: &ModelRoute| {
         (

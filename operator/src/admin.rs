@@ -1,4 +1,4 @@
-//! The admin server, plain HTTP on `--admin-listen` (DESIGN §4, STYLE 15):
+//! The admin server, plain HTTP on `--admin-listen` (docs/reference/operator.md):
 //!
 //! - `GET /healthz`: 200 while the process runs.
 //! - `GET /readyz`: 200 once every server is listening, 503 before.

@@ -1,5 +1,5 @@
-//! Command-line flags (each with a `SWITCHYARD_` environment twin, DESIGN §4) and their
-//! validation into a [`Config`]. Nothing below `main` reads the environment: `main` passes
+//! Command-line flags (each with a `SWITCHYARD_` environment twin, docs/reference/operator.md) and
+//! their validation into a [`Config`]. Nothing below `main` reads the environment: `main` passes
 //! `POD_NAMESPACE` in explicitly so that validation stays a pure, testable function.
 
 use std::net::SocketAddr;
@@ -80,7 +80,7 @@ pub enum Command {
     },
 }
 
-/// How the webhook injects the sidecar (DESIGN §4).
+/// How the webhook injects the sidecar (docs/reference/operator.md).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SidecarMode {
     /// Native when the apiserver and every kubelet are at least 1.29, else container.

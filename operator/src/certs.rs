@@ -1,5 +1,5 @@
 //! The operator's own certificate authority and the serving certificate of its HTTPS servers
-//! (DESIGN §4 "Certificates and trust").
+//! (docs/reference/operator.md).
 //!
 //! A CA valid for 10 years signs a serving certificate valid for one year that covers the config
 //! and webhook Service names plus `localhost` and `127.0.0.1`. The material is a small set of
@@ -13,7 +13,7 @@
 //!   updated, it becomes the CA and signs a new serving certificate; the previous CA stays in
 //!   the bundle for another [`CA_OVERLAP`], so no client is ever stranded.
 //!
-//! `ca.key` is not in DESIGN's list of files: renewing without changing the CA needs it.
+//! `ca.key` is kept beside the certificate: renewing without changing the CA needs it.
 
 use std::collections::BTreeMap;
 use std::fmt;

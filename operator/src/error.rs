@@ -1,4 +1,4 @@
-//! The operator's one error type (STYLE 8): every fallible operation below `main` returns
+//! The operator's one error type: every fallible operation below `main` returns
 //! [`Result`], and `main` turns the error into an exit with context.
 
 use std::net::SocketAddr;

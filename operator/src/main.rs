@@ -1,5 +1,5 @@
 //! `switchyard-operator`: serves by default; `crds` prints the CRD manifests. Flags are read and
-//! validated here, once (STYLE 13); everything else lives in the library.
+//! validated here, once; everything else lives in the library.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

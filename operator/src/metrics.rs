@@ -1,4 +1,4 @@
-//! The operator's metrics (STYLE 15): one [`Metrics`] registered once under the `switchyard_`
+//! The operator's metrics: one [`Metrics`] registered once under the `switchyard_`
 //! prefix, with a struct per subsystem, passed to whoever records. Never a global.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};

@@ -58,7 +58,7 @@ chart's appVersion. Call with (dict "image" .Values.x.image "context" $).
 {{- end -}}
 
 {{/*
-Namespaces the webhook never sees (DESIGN §4): kube-system, kube-node-lease, the operator's own
+Namespaces the webhook never sees (docs/reference/operator.md): kube-system, kube-node-lease, the operator's own
 namespace (so the operator is never injected and cannot block its own start) and any extras.
 */}}
 {{- define "switchyard.webhook.excludedNamespaces" -}}

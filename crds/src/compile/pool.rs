@@ -250,7 +250,7 @@ fn api_key(
     }
 }
 
-/// The security rules for provider URLs (DESIGN.md §2, Security model).
+/// The security rules for provider URLs (docs/reference/crds.md, "Security model").
 fn check_url(base_url: &str, has_key: bool) -> Result<(), String> {
     let uri: http::Uri = base_url
         .parse()

@@ -31,8 +31,8 @@ impl Api {
     }
 }
 
-/// The one classification of failures (DESIGN.md §3). It decides failover, the status code sent
-/// to the client, circuit-breaker accounting and the `outcome`/`reason` metric labels.
+/// The one classification of failures (docs/reference/sidecar.md). It decides failover, the status
+/// code sent to the client, circuit-breaker accounting and the `outcome`/`reason` metric labels.
 #[derive(
     Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
 )]

@@ -82,7 +82,7 @@ fn kubernetes_integer_formats(schema: &mut JSONSchemaProps) {
 
 #[cfg(test)]
 mod tests {
-    /// DESIGN.md requires that stale generated manifests fail the build.
+    /// Stale generated manifests must fail the build (`scripts/test`).
     #[test]
     fn committed_crd_manifests_are_current() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");

@@ -1,5 +1,6 @@
 //! Who is asking: a sidecar's projected ServiceAccount token, checked with a `TokenReview`
-//! (audience `switchyard`) and bound to one injected pod the controller knows (DESIGN §4).
+//! (audience `switchyard`) and bound to one injected pod the controller knows
+//! (docs/reference/operator.md).
 //!
 //! Reviews are cached per token, keyed by the token's SHA-256 so the token itself is never kept,
 //! until the token expires or for 5 minutes, whichever is sooner. Only the review is cached: the

@@ -1,4 +1,4 @@
-//! The config server sidecars talk to (DESIGN §4), HTTPS on `--config-listen`:
+//! The config server sidecars talk to (docs/reference/operator.md), HTTPS on `--config-listen`:
 //!
 //! - `GET /v1/config`: the calling pod's route table. With a known version (`If-None-Match:
 //!   "<version>"`, or `?version=`) it long-polls up to `?wait=` (Gateway API duration, default
@@ -6,7 +6,7 @@
 //!   moment the pod's table differs. Without a version it answers 200 at once.
 //! - `POST /v1/report`: cumulative counters, aggregated by [`reports::ReportAggregator`].
 //!
-//! Decisions DESIGN leaves open:
+//! Decisions the design leaves open:
 //! - A pod no route selects gets 200 with an empty table, so its sidecar becomes ready.
 //! - A missing `X-Switchyard-Table-Schema` means "the current schema"; an unparsable one is 400.
 //! - A `wait` above 60s is capped, not refused; an unparsable one is 400.
@@ -42,8 +42,8 @@ use crate::metrics::{ConfigMetrics, LongPollGuard};
 
 /// The header in which sidecars name the highest table schema they support.
 pub const TABLE_SCHEMA_HEADER: &str = "x-switchyard-table-schema";
-/// The oldest table schema this operator can serve. DESIGN asks for the current and the previous
-/// one, but schema 1 is the first: there is no previous yet.
+/// The oldest table schema this operator can serve. Sidecars are promised the current and the
+/// previous one, but schema 1 is the first: there is no previous yet.
 /// TODO(operator): when `SCHEMA_VERSION` becomes 2, set this to 1 and downgrade tables for
 /// sidecars that only know 1.
 pub const OLDEST_SERVED_SCHEMA: u32 = SCHEMA_VERSION;

@@ -1,5 +1,5 @@
 //! Aggregation of sidecar reports (`POST /v1/report`) into the 5-minute windows pool status
-//! shows (DESIGN §2 "Status", §4).
+//! shows (docs/reference/crds.md "Status").
 //!
 //! Sidecars send cumulative counters per target, so a lost report loses nothing. For each
 //! (pod UID, instance) the aggregator keeps the last counters and adds the difference to the

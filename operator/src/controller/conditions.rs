@@ -1,6 +1,7 @@
 //! Pure status builders: compile verdicts, sidecar counts and report windows in, the
 //! `ModelRoute`/`ProviderPool` status out. No I/O and no clock (the caller passes `now`), so that
-//! every rule of DESIGN.md §2 "Status" is unit-tested here and the controller only decides
+//! every rule of docs/reference/crds.md "Status" is unit-tested here and the controller only
+//! decides
 //! *whether* to write.
 
 use std::collections::BTreeMap;
@@ -37,7 +38,7 @@ pub mod reason {
     pub const NOT_READY: &str = "NotReady";
 }
 
-/// Provider health states (DESIGN.md §2).
+/// Provider health states (docs/reference/crds.md).
 pub mod state {
     pub const HEALTHY: &str = "Healthy";
     pub const DEGRADED: &str = "Degraded";

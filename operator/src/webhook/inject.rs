@@ -1,4 +1,4 @@
-//! The pure half of the webhook (STYLE 5): given a pod being created, decide whether it gets the
+//! The pure half of the webhook: given a pod being created, decide whether it gets the
 //! sidecar and compute the JSON patch that adds it. No I/O, no clock: the handler in
 //! [`super`] only decodes, calls [`inject`] and encodes.
 //!

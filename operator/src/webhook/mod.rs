@@ -1,12 +1,12 @@
-//! The mutating admission webhook that injects the sidecar (DESIGN §4), HTTPS on
+//! The mutating admission webhook that injects the sidecar (docs/reference/operator.md), HTTPS on
 //! `--webhook-listen`:
 //!
 //! - `POST /inject`: an `admission.k8s.io/v1` AdmissionReview of a Pod CREATE, answered with an
 //!   AdmissionReview that allows the pod, with a JSONPatch when [`inject::inject`] adds the
 //!   sidecar or marks the pod skipped.
 //!
-//! The handler only decodes, calls the pure [`inject::inject`] and encodes (STYLE 5). Decisions
-//! DESIGN leaves open:
+//! The handler only decodes, calls the pure [`inject::inject`] and encodes. Decisions
+//! the design leaves open:
 //! - Requests that are not an AdmissionReview of a Pod are refused with a plain-text message:
 //!   405 (not POST), 415 (not JSON), 413 (over 4 MiB), 400 (undecodable, no `request`, not a
 //!   Pod). They mean the webhook is misconfigured, which should be loud.
@@ -21,8 +21,8 @@
 //! Wiring, in `main`:
 //!
 //! ```text
-//! let (mode, detect) = webhook::mode::source(config.sidecar_mode, client.clone(), mode::AUTO_REFRESH);
-//! if let Some(detect) = detect { tokio::spawn(detect); }
+//! let (mode, detect) = webhook::mode::source(config.sidecar_mode, client.clone(),
+//! mode::AUTO_REFRESH); if let Some(detect) = detect { tokio::spawn(detect); }
 //! let hook = Webhook::new(SidecarDefaults::from_config(&config), mode, metrics.admissions);
 //! webhook::serve(bind(config.webhook_listen).await?, tls.clone(), hook).await
 //! ```

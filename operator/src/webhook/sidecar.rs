@@ -1,6 +1,6 @@
-//! What an injected pod receives (DESIGN §4), as typed Kubernetes objects: the sidecar container,
-//! its volumes, and the environment that points applications at it. Pure data, no decisions:
-//! [`super::inject`] decides whether and where they go.
+//! What an injected pod receives (docs/reference/operator.md), as typed Kubernetes objects: the
+//! sidecar container, its volumes, and the environment that points applications at it. Pure data,
+//! no decisions: [`super::inject`] decides whether and where they go.
 
 use std::collections::BTreeMap;
 

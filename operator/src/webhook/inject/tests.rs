@@ -175,7 +175,8 @@ fn pods_are_injected_skipped_or_ignored_as_designed() {
     }
 }
 
-/// Everything DESIGN §4 promises of an injected pod, and that nothing else changed.
+/// Everything docs/reference/operator.md promises of an injected pod, and that nothing else
+/// changed.
 fn check_injected(name: &str, raw: &Value, patched: &Value, mode: Mode, namespace: &str) {
     let before = typed(raw);
     let after = typed(patched);
