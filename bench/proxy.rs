@@ -34,7 +34,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use switchyard_sidecar::sim::anthropic;
+use switchyard_sim::anthropic;
 use switchyard_tests::{MockProvider, pool, write_manifests};
 use tokio::time::{Instant, sleep, timeout};
 

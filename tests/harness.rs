@@ -13,7 +13,7 @@ use serde_json::Value;
 use switchyard_sidecar::app::{Config, Sidecar};
 use switchyard_sidecar::standalone::Selection;
 
-pub use switchyard_sidecar::sim::openai::{Behavior, Fault, MockProvider};
+pub use switchyard_sim::openai::{Behavior, Fault, MockProvider};
 
 /// A plain HTTP/1.1 client.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use crate::app::{Config, Sidecar, Source};
 use crate::args::DemoArgs;
-use crate::sim::openai::{Behavior, Fault, MockProvider};
 use crate::standalone::Selection;
+use switchyard_sim::openai::{Behavior, Fault, MockProvider};
 
 /// The demo's manifests, built in so the demo runs from any directory.
 const BUILT_IN: [(&str, &str); 3] = [

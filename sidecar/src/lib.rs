@@ -12,6 +12,7 @@ pub mod args;
 pub mod body;
 pub mod cache;
 pub mod convert;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod failure;
 pub mod health;
@@ -22,7 +23,6 @@ pub mod providers;
 pub mod proxy;
 pub mod report;
 pub mod server;
-pub mod sim;
 pub mod sse;
 pub mod standalone;
 pub mod state;

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use switchyard_sidecar::sim::openai::MockProvider;
+use switchyard_sim::openai::MockProvider;
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard-sidecar");
@@ -593,6 +593,7 @@ async fn the_process_reloads_edited_manifests() {
 
 /// The README's first command: the demo runs the real sidecar against simulated providers and
 /// shows failover, the circuit opening and closing again, and streaming, then exits 0.
+#[cfg(feature = "demo")]
 #[test]
 fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
     for dir in [
