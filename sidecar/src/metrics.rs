@@ -84,7 +84,7 @@ impl Metrics {
         Self {
             requests: counter(
                 "requests_total",
-                "Requests by route, provider, model and outcome (Success, StreamError or a failure class)",
+                "Attempts by route, provider, model and outcome (Success, StreamError, Cancelled or a failure class)",
                 &["route", "provider", "model", "outcome"],
             ),
             request_duration: histogram(

@@ -62,9 +62,11 @@ pub async fn run(
                 .inc();
         }
         ctx.attempts += 1;
+        ctx.in_flight = Some(target.clone());
         match attempt(ctx, &target, request, headers, permit, probe).await {
             Ok(response) => return response,
             Err(error) => {
+                ctx.in_flight = None;
                 let error = target.fail(error);
                 ctx.record_attempt(&target, error.metric_label());
                 tracing::debug!(route = %route.name, provider = %target.upstream.id, class = %error.class, error = %error.message, "attempt failed");
@@ -201,16 +203,8 @@ async fn attempt(
     let now = Instant::now();
     target.health.record_success(now - started, now);
     drop(probe);
-    let spend = completion
-        .usage
-        .map(|u| Spend::price(u, target))
-        .unwrap_or_default();
-    target
-        .upstream
-        .limits
-        .charge_tokens(spend.usage.input + spend.usage.output, now);
+    let spend = ctx.charge(target, completion.usage);
     ctx.record_attempt(target, "Success");
-    ctx.record_spend(target, &spend);
     if let Some((cache, key)) = &ctx.cache_slot {
         cache.put(
             *key,
@@ -299,7 +293,10 @@ async fn read_limited(
 }
 
 /// Every attempt failed, or none could be made: one error that names each attempt.
-fn all_failed(ctx: &RequestCtx, failures: Vec<(TargetRt, AttemptError)>) -> Response<ResponseBody> {
+fn all_failed(
+    ctx: &mut RequestCtx,
+    failures: Vec<(TargetRt, AttemptError)>,
+) -> Response<ResponseBody> {
     let api = ctx.client_api;
     let Some((last_target, last)) = failures.last() else {
         let error = ClientError::new(

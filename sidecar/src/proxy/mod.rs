@@ -186,7 +186,7 @@ impl Proxy {
     }
 
     /// Answers from the cache: no provider is contacted, so no tokens or cost are counted.
-    fn cached(&self, ctx: &RequestCtx, hit: crate::cache::Entry) -> Response<ResponseBody> {
+    fn cached(&self, ctx: &mut RequestCtx, hit: crate::cache::Entry) -> Response<ResponseBody> {
         let mut response = respond::json_response(StatusCode::OK, hit.body);
         let served = respond::Served {
             route: ctx.route.as_deref(),

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
 use super::attempt::{served, timeout};
-use super::ctx::{Outcome, RequestCtx, Spend};
+use super::ctx::{Outcome, RequestCtx};
 use super::respond::{self, ClientApi, ClientError};
 use crate::body::{self, ResponseBody};
 use crate::convert::anthropic_openai;
@@ -226,7 +226,7 @@ fn step(
 /// Reads up to the commit point, then hands the rest to a forwarding task. An error before the
 /// commit is returned so that the request can fail over.
 pub async fn start(
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     target: &TargetRt,
     decoder: Box<dyn StreamDecoder>,
     body: Incoming,
@@ -281,7 +281,7 @@ pub async fn start(
     let mut response = respond::stream_response(body);
     respond::add_served_headers(&mut response, &served(ctx, Some(target)));
     let task = Forward {
-        ctx: ctx.clone(),
+        ctx: ctx.hand_over(),
         target: target.clone(),
         reader,
         encoder,
@@ -319,15 +319,7 @@ impl Forward {
         let end = self.pump(held).await;
         let api = self.ctx.client_api;
         let target = &self.target;
-        let spend = self
-            .usage
-            .map(|u| Spend::price(u, target))
-            .unwrap_or_default();
-        target
-            .upstream
-            .limits
-            .charge_tokens(spend.usage.input + spend.usage.output, Instant::now());
-        self.ctx.record_spend(target, &spend);
+        let spend = self.ctx.charge(target, self.usage);
         match end {
             End::Complete => {
                 let last = self.encoder.done();
