@@ -140,16 +140,30 @@ impl TargetHealth {
 
     /// A successful answer: closes the circuit and feeds the latency average.
     pub fn record_success(&self, latency: Duration, now: Instant) {
+        self.record_latency(latency, now);
+        self.record_recovery();
+    }
+
+    /// The target answered in full: its failures are forgotten and its circuit closes. A stream
+    /// records this only when it ends cleanly, so that one that breaks after its first tokens
+    /// still counts towards opening the circuit.
+    pub fn record_recovery(&self) {
         let mut inner = self.lock();
         inner.consecutive_failures = 0;
         inner.circuit = Circuit::Closed;
+        self.gauge.set(0);
+    }
+
+    /// How long the target took to answer (a stream: to its first token), for the latency
+    /// average and the reported buckets.
+    pub fn record_latency(&self, latency: Duration, now: Instant) {
+        let mut inner = self.lock();
         let sample = latency.as_secs_f64() * 1000.0;
         inner.ewma_ms = Some(match inner.ewma_ms {
             Some(avg) => avg + EWMA_ALPHA * (sample - avg),
             None => sample,
         });
         inner.last_sample = Some(now);
-        self.gauge.set(0);
         drop(inner);
         self.latencies.record(latency);
     }

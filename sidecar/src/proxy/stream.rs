@@ -5,6 +5,8 @@
 //! attempt failure and the request can fail over. At that point the status line and headers go
 //! to the client and a task forwards the rest, event by event, in the client's format; a failure
 //! after the commit ends the stream with one error event in the client's format and closes it.
+//! The circuit breaker hears a stream's verdict when it ends: a clean end is a success, a failure
+//! after the commit a failure, so a provider that breaks every stream mid-way is avoided.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -272,10 +274,10 @@ pub async fn start(
         }
     }
 
-    // Committed: from here on the client has an answer and failover is no longer possible.
+    // Committed: from here on the client has an answer and failover is no longer possible. The
+    // breaker hears the verdict (and a half-open probe ends) only when the stream does.
     let now = Instant::now();
-    target.health.record_success(now - started, now);
-    drop(probe);
+    target.health.record_latency(now - started, now);
     ctx.record_first_token(target);
     let (tx, body) = body::channel(32);
     let mut response = respond::stream_response(body);
@@ -289,6 +291,7 @@ pub async fn start(
         usage,
         done,
         _permit: permit,
+        _probe: probe,
     };
     tokio::spawn(task.run(Bytes::from(held)));
     Ok(response)
@@ -305,6 +308,8 @@ struct Forward {
     done: bool,
     /// Holds the concurrency slot until the stream ends.
     _permit: LimitPermit,
+    /// Holds a half-open circuit's probe slot until the stream's end decides it.
+    _probe: ProbeGuard,
 }
 
 /// How a committed stream ended.
@@ -326,6 +331,7 @@ impl Forward {
                 if !last.is_empty() {
                     let _ = self.tx.send(Bytes::from(last)).await;
                 }
+                target.health.record_recovery();
                 self.ctx.record_attempt(target, "Success");
                 self.ctx
                     .finish(Outcome::Success, 200, Some(target), spend, None);
