@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use switchyard_crds::manifests::{self, Manifests};
 use tokio::time::Instant;
 
+use crate::app::args::DemoArgs;
 use crate::app::{Config, Sidecar, Source};
-use crate::args::DemoArgs;
-use crate::standalone::Selection;
+use crate::table::standalone::Selection;
 use switchyard_sim::openai::{Behavior, Fault, MockProvider};
 
 /// The demo's manifests, built in so the demo runs from any directory.

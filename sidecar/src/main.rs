@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use switchyard_sidecar::app::Sidecar;
-use switchyard_sidecar::args::Args;
+use switchyard_sidecar::app::args::Args;
 use switchyard_sidecar::telemetry;
 #[cfg(feature = "demo")]
-use switchyard_sidecar::{args::Command, demo};
+use switchyard_sidecar::{app::args::Command, demo};
 
 /// `EX_USAGE`: bad flags or manifests.
 const EX_USAGE: u8 = 64;

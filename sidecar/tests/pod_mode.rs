@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use switchyard_crds::report::Report;
 use switchyard_crds::table::RouteTable;
 use switchyard_sidecar::app::{Config, PodConfig, Sidecar, Source};
-use switchyard_sidecar::standalone::{self, Selection};
+use switchyard_sidecar::table::standalone::{self, Selection};
 use switchyard_sim::openai::MockProvider;
 use tokio::net::TcpListener;
 use tokio::sync::watch;

@@ -11,7 +11,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{json_arguments, text_of};
-use crate::providers::Usage;
+use crate::convert::Usage;
 
 /// `max_tokens` sent when the client gave none: Anthropic requires one.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use super::{json_arguments, text_of};
-use crate::providers::Usage;
+use crate::convert::Usage;
 
 /// The `thoughtSignature` Google documents for function calls that Gemini did not produce (or
 /// whose signature the client did not keep): it skips Gemini 3's signature check.

@@ -17,15 +17,15 @@ use switchyard_crds::v1alpha1::FailureClass;
 use tokio::time::{Instant, timeout_at};
 
 use super::ctx::{Outcome, RequestCtx, Spend};
-use super::respond::{self, ClientApi, ClientError, Served};
+use super::respond::{self, ClientApi, ClientError};
 use super::route::ParsedRequest;
 use super::stream;
-use crate::body::ResponseBody;
 use crate::failure::AttemptError;
-use crate::health::{Admission, ProbeGuard};
-use crate::limits::LimitPermit;
 use crate::providers::{self, Call};
-use crate::state::TargetRt;
+use crate::proxy::body::ResponseBody;
+use crate::upstream::TargetRt;
+use crate::upstream::health::{Admission, ProbeGuard};
+use crate::upstream::limits::LimitPermit;
 
 /// Largest non-streamed answer accepted from a provider.
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
@@ -167,9 +167,12 @@ async fn attempt(
     .await
     {
         Err(_) if ctx.stream => {
-            return Err(timeout("no first token", first_token_deadline - started));
+            return Err(AttemptError::timeout(
+                "no first token",
+                first_token_deadline - started,
+            ));
         }
-        Err(_) => return Err(timeout("no answer", total_deadline - started)),
+        Err(_) => return Err(AttemptError::timeout("no answer", total_deadline - started)),
         Ok(Err(e)) => return Err(connect_error(&e)),
         Ok(Ok(answer)) => answer,
     };
@@ -215,27 +218,10 @@ async fn attempt(
         );
     }
     let mut response = respond::json_response(StatusCode::OK, completion.body);
-    respond::add_served_headers(&mut response, &served(ctx, Some(target)));
+    respond::add_served_headers(&mut response, &ctx.served(Some(target)));
     ctx.finish(Outcome::Success, 200, Some(target), spend, None);
     drop(permit);
     Ok(response)
-}
-
-/// The `x-switchyard-*` header values.
-pub fn served<'a>(ctx: &'a RequestCtx, target: Option<&'a TargetRt>) -> Served<'a> {
-    Served {
-        route: ctx.route.as_deref(),
-        provider: target.map(|t| t.upstream.id.as_str()),
-        model: target.map(|t| t.target.model.as_str()),
-        attempts: ctx.attempts,
-    }
-}
-
-pub(super) fn timeout(what: &str, after: Duration) -> AttemptError {
-    AttemptError::new(
-        FailureClass::Timeout,
-        format!("{what} within {}", switchyard_crds::duration::format(after)),
-    )
 }
 
 /// A failed exchange with no HTTP answer: a connect timeout is a `Timeout`, the rest (refused,
@@ -305,7 +291,7 @@ fn all_failed(
             "no target of this route can take the request now",
         );
         let mut response = respond::error_response(api, &error);
-        respond::add_served_headers(&mut response, &served(ctx, None));
+        respond::add_served_headers(&mut response, &ctx.served(None));
         ctx.finish(
             Outcome::Failed("Unavailable"),
             503,
@@ -325,7 +311,7 @@ fn all_failed(
     {
         let status = last.status();
         let mut response = respond::json_response(status, body.clone());
-        respond::add_served_headers(&mut response, &served(ctx, Some(last_target)));
+        respond::add_served_headers(&mut response, &ctx.served(Some(last_target)));
         ctx.finish(
             Outcome::Failed(last.metric_label()),
             status.as_u16(),
@@ -367,7 +353,7 @@ fn all_failed(
         error.retry_after = Some(soonest.as_secs_f64().ceil() as u64);
     }
     let mut response = respond::error_response(api, &error);
-    respond::add_served_headers(&mut response, &served(ctx, Some(last_target)));
+    respond::add_served_headers(&mut response, &ctx.served(Some(last_target)));
     ctx.finish(
         Outcome::Failed(last.metric_label()),
         error.status.as_u16(),

@@ -16,10 +16,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::respond::ClientApi;
-use crate::cache::{self, ResponseCache};
-use crate::providers::Usage;
-use crate::state::{Runtime, TargetRt};
+use super::respond::{ClientApi, Served};
+use crate::convert::Usage;
+use crate::table::Runtime;
+use crate::table::cache::{self, ResponseCache};
+use crate::upstream::TargetRt;
 
 /// Status logged for a cancelled request: nginx's 499, "client closed request".
 pub const CANCELLED_STATUS: u16 = 499;
@@ -145,6 +146,16 @@ impl RequestCtx {
             in_flight: self.in_flight.take(),
             ending: self.ending.take(),
             armed: true,
+        }
+    }
+
+    /// The `x-switchyard-*` header values, for an answer from `target` (if any).
+    pub fn served<'a>(&'a self, target: Option<&'a TargetRt>) -> Served<'a> {
+        Served {
+            route: self.route.as_deref(),
+            provider: target.map(|t| t.upstream.id.as_str()),
+            model: target.map(|t| t.target.model.as_str()),
+            attempts: self.attempts,
         }
     }
 

@@ -4,6 +4,7 @@
 //! [`respond`] (everything the client sees). Per-request state is one [`ctx::RequestCtx`].
 
 pub mod attempt;
+pub mod body;
 pub mod ctx;
 pub mod respond;
 pub mod route;
@@ -22,9 +23,9 @@ use tokio::time::Instant;
 
 use self::ctx::{Outcome, RequestCtx, Spend};
 use self::respond::{ClientApi, ClientError};
-use crate::body::ResponseBody;
-use crate::cache::ResponseCache;
-use crate::state::Runtime;
+use crate::proxy::body::ResponseBody;
+use crate::table::Runtime;
+use crate::table::cache::ResponseCache;
 
 /// How long a client may take to send its request body once the headers are in. A body that
 /// never ends (chunked without the last chunk, or shorter than its `Content-Length`) would
@@ -88,7 +89,7 @@ impl Proxy {
             Ok(response) => response,
             Err(error) => {
                 let mut response = respond::error_response(api, &error);
-                respond::add_served_headers(&mut response, &attempt::served(&ctx, None));
+                respond::add_served_headers(&mut response, &ctx.served(None));
                 ctx.finish(
                     Outcome::Rejected,
                     error.status.as_u16(),
@@ -186,7 +187,11 @@ impl Proxy {
     }
 
     /// Answers from the cache: no provider is contacted, so no tokens or cost are counted.
-    fn cached(&self, ctx: &mut RequestCtx, hit: crate::cache::Entry) -> Response<ResponseBody> {
+    fn cached(
+        &self,
+        ctx: &mut RequestCtx,
+        hit: crate::table::cache::Entry,
+    ) -> Response<ResponseBody> {
         let mut response = respond::json_response(StatusCode::OK, hit.body);
         let served = respond::Served {
             route: ctx.route.as_deref(),

@@ -8,7 +8,7 @@ use serde_json::json;
 
 pub use crate::convert::ClientApi;
 
-use crate::body::{self, ResponseBody};
+use crate::proxy::body::{self, ResponseBody};
 
 /// An error for the client: status, a stable code and a message.
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::respond::{ClientApi, ClientError};
 use crate::convert::anthropic_openai;
-use crate::state::{RouteRt, Snapshot};
+use crate::table::{RouteRt, Snapshot};
 
 /// Roles each client format may use.
 fn known_roles(api: ClientApi) -> &'static [&'static str] {

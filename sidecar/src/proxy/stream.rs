@@ -20,17 +20,17 @@ use switchyard_crds::v1alpha1::FailureClass;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
-use super::attempt::{served, timeout};
 use super::ctx::{Outcome, RequestCtx};
 use super::respond::{self, ClientApi, ClientError};
-use crate::body::{self, ResponseBody};
+use crate::convert::Usage;
 use crate::convert::anthropic_openai;
+use crate::convert::sse::{SseEvent, SseParser};
 use crate::failure::AttemptError;
-use crate::health::ProbeGuard;
-use crate::limits::LimitPermit;
-use crate::providers::{Chunk, StreamDecoder, Usage};
-use crate::sse::{SseEvent, SseParser};
-use crate::state::TargetRt;
+use crate::providers::{Chunk, StreamDecoder};
+use crate::proxy::body::{self, ResponseBody};
+use crate::upstream::TargetRt;
+use crate::upstream::health::ProbeGuard;
+use crate::upstream::limits::LimitPermit;
 
 /// Most bytes of events held back before the commit point.
 pub const COMMIT_BUFFER_BYTES: usize = 64 * 1024;
@@ -64,14 +64,17 @@ impl EventReader {
         let (at, error) = match self.last_event {
             None => (
                 d.first_token,
-                timeout("no first token", d.first_token - self.started),
+                AttemptError::timeout("no first token", d.first_token - self.started),
             ),
-            Some(last) => (last + d.idle, timeout("no stream event", d.idle)),
+            Some(last) => (
+                last + d.idle,
+                AttemptError::timeout("no stream event", d.idle),
+            ),
         };
         if d.total < at {
             (
                 d.total,
-                timeout("stream not finished", d.total - self.started),
+                AttemptError::timeout("stream not finished", d.total - self.started),
             )
         } else {
             (at, error)
@@ -281,7 +284,7 @@ pub async fn start(
     ctx.record_first_token(target);
     let (tx, body) = body::channel(32);
     let mut response = respond::stream_response(body);
-    respond::add_served_headers(&mut response, &served(ctx, Some(target)));
+    respond::add_served_headers(&mut response, &ctx.served(Some(target)));
     let task = Forward {
         ctx: ctx.hand_over(),
         target: target.clone(),

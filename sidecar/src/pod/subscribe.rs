@@ -28,9 +28,10 @@ use switchyard_crds::table::{RouteTable, SCHEMA_VERSION};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::PodConfig;
-use crate::state::Runtime;
-use crate::{Error, persist};
+use super::PodConfig;
+use super::persist;
+use crate::Error;
+use crate::table::Runtime;
 
 /// How long the operator may hold a long-poll.
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(30);

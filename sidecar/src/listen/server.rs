@@ -23,7 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::body::ResponseBody;
+use crate::proxy::body::ResponseBody;
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);

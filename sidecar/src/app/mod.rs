@@ -1,20 +1,24 @@
 //! Starting and stopping a sidecar: bind every listener, load the first table, serve, and keep
 //! tables coming (the manifest watcher, or the operator subscription and reporter).
-//! `main` and the in-process tests both go through [`Sidecar::start`].
+//! `main` and the in-process tests both go through [`Sidecar::start`]; [`args`] turns flags into
+//! a [`Config`].
+
+pub mod args;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::metrics::Metrics;
+use crate::listen::{admin, server};
+pub use crate::pod::PodConfig;
+use crate::pod::{persist, report, subscribe};
 use crate::proxy::Proxy;
-use crate::standalone::{self, Selection};
-use crate::state::Runtime;
-use crate::{admin, persist, report, server, subscribe};
+use crate::table::Runtime;
+use crate::table::standalone::{self, Selection};
+use crate::telemetry::metrics::Metrics;
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -37,23 +41,6 @@ pub enum Source {
     },
     /// In a pod: the operator's config server.
     ConfigServer(PodConfig),
-}
-
-/// Pod mode's settings.
-#[derive(Clone, Debug)]
-pub struct PodConfig {
-    /// `https://host:port`, without a trailing slash.
-    pub url: String,
-    /// The projected ServiceAccount token, re-read for every request.
-    pub token_file: PathBuf,
-    /// The PEM CA bundle, re-read for every connection.
-    pub ca_file: PathBuf,
-    /// Where the last known good table is kept.
-    pub state_dir: PathBuf,
-    /// Mean time between reports.
-    pub report_interval: Duration,
-    /// This run of this sidecar in reports: `<pod UID or hostname>-<start unix seconds>`.
-    pub instance: String,
 }
 
 // === impl Config ===

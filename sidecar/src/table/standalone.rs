@@ -22,7 +22,7 @@ use switchyard_crds::manifests::{self, Manifests};
 use switchyard_crds::table::RouteTable;
 use tokio::sync::{mpsc, watch};
 
-use crate::state::Runtime;
+use crate::table::Runtime;
 
 /// How long to wait for a burst of file events (an editor's save, `kubectl cp`) to settle.
 const DEBOUNCE: Duration = Duration::from_millis(200);

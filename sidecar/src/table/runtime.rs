@@ -2,30 +2,20 @@
 //! that must outlive a table swap (circuit breakers, limits, pooled connections, metrics).
 //!
 //! Tables arrive whole and are swapped atomically ([`Runtime::swap`]); in-flight requests finish
-//! on the snapshot they started with. Standalone files and (later) the operator feed the same
+//! on the snapshot they started with. Standalone files and the operator (pod mode) feed the same
 //! swap, so the data plane cannot tell where a table came from.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
-use switchyard_crds::table::{Route, RouteTable, Rule, Target, Upstream};
-use tokio::time::Instant;
+use switchyard_crds::table::{Route, RouteTable, Rule, Target};
 
-use crate::cache::ResponseCache;
-use crate::health::TargetHealth;
-use crate::limits::UpstreamLimits;
-use crate::metrics::Metrics;
-
-/// The client used for one upstream.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+use super::cache::ResponseCache;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::health::TargetHealth;
+use crate::upstream::{TargetRt, UpstreamRt};
 
 /// Everything the sidecar serves from, shared by every connection.
 pub struct Runtime {
@@ -53,24 +43,6 @@ pub struct RouteRt {
     pub cache: Option<Arc<ResponseCache>>,
     pub targets: Vec<TargetRt>,
     pub rules: Vec<(Rule, Vec<TargetRt>)>,
-}
-
-/// A target with its upstream and health.
-#[derive(Clone)]
-pub struct TargetRt {
-    pub target: Target,
-    pub upstream: Arc<UpstreamRt>,
-    pub health: Arc<TargetHealth>,
-}
-
-/// An upstream's definition, client and limits. Reused across swaps while its definition is
-/// unchanged, so pooled connections and limit state survive reloads.
-pub struct UpstreamRt {
-    pub def: Upstream,
-    /// `pool/provider`.
-    pub id: String,
-    pub client: HttpClient,
-    pub limits: UpstreamLimits,
 }
 
 impl Runtime {
@@ -212,7 +184,7 @@ impl Runtime {
                 || r.rules.iter().any(|rule| rule.min_prompt_tokens.is_some())
         });
         if needs_tokens && let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn_blocking(crate::tokens::warm);
+            handle.spawn_blocking(crate::upstream::tokens::warm);
         }
         self.metrics.set_config_version(&table.version);
         self.snapshot
@@ -228,52 +200,9 @@ impl Runtime {
     }
 }
 
-impl TargetRt {
-    /// Accounts a failed attempt: the key is scrubbed from what the error could show (a provider
-    /// may echo it back) and the breaker counts the failure. Returns the scrubbed error.
-    pub fn fail(&self, error: crate::failure::AttemptError) -> crate::failure::AttemptError {
-        let error = match &self.upstream.def.api_key {
-            Some(key) => error.redact(key.expose()),
-            None => error,
-        };
-        self.health
-            .record_failure(&error, &self.upstream.def.breaker, Instant::now());
-        error
-    }
-}
-
-impl UpstreamRt {
-    /// A fresh client and limits for `def`.
-    pub fn new(def: Upstream) -> Self {
-        Self {
-            id: def.id(),
-            client: build_client(&def),
-            limits: UpstreamLimits::new(&def.limits, Instant::now()),
-            def,
-        }
-    }
-}
-
 fn all_targets(route: &RouteRt) -> impl Iterator<Item = &TargetRt> {
     route
         .targets
         .iter()
         .chain(route.rules.iter().flat_map(|(_, t)| t))
-}
-
-/// A pooled HTTP/1.1 and HTTP/2 (by ALPN) client for one upstream, with its connect timeout.
-fn build_client(def: &Upstream) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_millis(def.timeouts.connect)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https)
 }

@@ -1,5 +1,5 @@
 //! Command-line flags (each with a `SWITCHYARD_*` environment twin), validated into a
-//! [`Config`](crate::app::Config) before any port is bound.
+//! [`Config`](super::Config) before any port is bound.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use clap::Parser;
 use clap::{Args as ClapArgs, Subcommand};
 
 use crate::app::{Config, PodConfig, Source};
-use crate::standalone::Selection;
+use crate::table::standalone::Selection;
 
 /// Switchyard's sidecar: an OpenAI-compatible LLM gateway on localhost.
 ///
