@@ -5,9 +5,9 @@
 //! on the snapshot they started with. Standalone files and the operator (pod mode) feed the same
 //! swap, so the data plane cannot tell where a table came from.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
 use switchyard_crds::table::{Route, RouteTable, Rule, Target};
@@ -87,105 +87,26 @@ impl Runtime {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     }
 
-    /// Serves `table` from now on.
+    /// Serves `table` from now on. Upstreams, health and caches that did not change carry over.
     pub fn swap(&self, table: RouteTable) {
         let previous = self.snapshot();
-        let mut upstreams: HashMap<&str, Arc<UpstreamRt>> = HashMap::new();
-        for (id, def) in &table.upstreams {
-            let reused = previous
-                .as_ref()
-                .and_then(|s| {
-                    s.routes
-                        .values()
-                        .flat_map(|r| all_targets(r))
-                        .find(|t| t.upstream.id == *id)
-                })
-                .map(|t| t.upstream.clone())
-                .filter(|u| u.def == *def);
-            let upstream = reused.unwrap_or_else(|| Arc::new(UpstreamRt::new(def.clone())));
-            upstreams.insert(id, upstream);
-        }
-
-        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let mut used = std::collections::HashSet::new();
-        let mut resolve = |targets: &[Target]| -> Vec<TargetRt> {
-            targets
-                .iter()
-                .filter_map(|t| {
-                    let upstream = upstreams.get(t.upstream.as_str())?.clone();
-                    let key = (t.upstream.clone(), t.model.clone());
-                    used.insert(key.clone());
-                    let health = health
-                        .entry(key)
-                        .or_insert_with(|| {
-                            TargetHealth::new(
-                                self.metrics
-                                    .circuit_open
-                                    .with_label_values(&[&t.upstream, &t.model]),
-                            )
-                        })
-                        .clone();
-                    Some(TargetRt {
-                        target: t.clone(),
-                        upstream,
-                        health,
-                    })
-                })
-                .collect()
+        let previous = previous.as_deref();
+        let mut resolver = Resolver {
+            upstreams: upstreams(previous, &table),
+            health: self.health.lock().unwrap_or_else(|p| p.into_inner()),
+            used: HashSet::new(),
+            metrics: &self.metrics,
         };
         let routes = table
             .routes
             .iter()
             .map(|(model, route)| {
-                let targets = resolve(&route.targets);
-                let rules = route
-                    .rules
-                    .iter()
-                    .map(|r| (r.clone(), resolve(&r.targets)))
-                    .collect();
-                let kept = previous
-                    .as_ref()
-                    .and_then(|s| s.routes.get(model))
-                    .filter(|r| r.route == *route)
-                    .and_then(|r| r.cache.clone());
-                let cache = kept.or_else(|| {
-                    route
-                        .cache
-                        .as_ref()
-                        .map(|p| Arc::new(ResponseCache::new(p)))
-                });
-                (
-                    model.clone(),
-                    Arc::new(RouteRt {
-                        route: route.clone(),
-                        cache,
-                        targets,
-                        rules,
-                    }),
-                )
+                let resolved = resolver.route(route, previous.and_then(|s| s.routes.get(model)));
+                (model.clone(), Arc::new(resolved))
             })
             .collect();
-        // Forget targets that left the table, and their gauge series.
-        health.retain(|key, _| {
-            let keep = used.contains(key);
-            if !keep {
-                let _ = self
-                    .metrics
-                    .circuit_open
-                    .remove_label_values(&[&key.0, &key.1]);
-            }
-            keep
-        });
-        drop(health);
-
-        // Build the tokenizer off the request path before the first request that needs it.
-        let needs_tokens = table.routes.values().any(|r| {
-            r.strategy == switchyard_crds::v1alpha1::Strategy::LowestCost
-                || r.rules.iter().any(|rule| rule.min_prompt_tokens.is_some())
-        });
-        if needs_tokens && let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn_blocking(crate::upstream::tokens::warm);
-        }
+        resolver.forget_unused();
+        warm_tokenizer_if_needed(&table);
         self.metrics.set_config_version(&table.version);
         self.snapshot
             .store(Some(Arc::new(Snapshot { table, routes })));
@@ -205,4 +126,112 @@ fn all_targets(route: &RouteRt) -> impl Iterator<Item = &TargetRt> {
         .targets
         .iter()
         .chain(route.rules.iter().flat_map(|(_, t)| t))
+}
+
+/// Each upstream of `table`: the previous table's one when its definition is unchanged (its
+/// pooled connections and limit state carry over), else a fresh one.
+fn upstreams<'t>(
+    previous: Option<&Snapshot>,
+    table: &'t RouteTable,
+) -> HashMap<&'t str, Arc<UpstreamRt>> {
+    let mut upstreams = HashMap::new();
+    for (id, def) in &table.upstreams {
+        let reused = previous
+            .and_then(|s| {
+                s.routes
+                    .values()
+                    .flat_map(|r| all_targets(r))
+                    .find(|t| t.upstream.id == *id)
+            })
+            .map(|t| t.upstream.clone())
+            .filter(|u| u.def == *def);
+        let upstream = reused.unwrap_or_else(|| Arc::new(UpstreamRt::new(def.clone())));
+        upstreams.insert(id.as_str(), upstream);
+    }
+    upstreams
+}
+
+/// Resolves one table's targets to live upstreams and health, noting which health it used.
+struct Resolver<'a> {
+    upstreams: HashMap<&'a str, Arc<UpstreamRt>>,
+    health: MutexGuard<'a, HashMap<(String, String), Arc<TargetHealth>>>,
+    used: HashSet<(String, String)>,
+    metrics: &'a Metrics,
+}
+
+impl Resolver<'_> {
+    /// `route` resolved; its cache is kept from `previous` when the route did not change.
+    fn route(&mut self, route: &Route, previous: Option<&Arc<RouteRt>>) -> RouteRt {
+        let targets = self.targets(&route.targets);
+        let rules = route
+            .rules
+            .iter()
+            .map(|r| (r.clone(), self.targets(&r.targets)))
+            .collect();
+        let kept = previous
+            .filter(|r| r.route == *route)
+            .and_then(|r| r.cache.clone());
+        let cache = kept.or_else(|| {
+            route
+                .cache
+                .as_ref()
+                .map(|p| Arc::new(ResponseCache::new(p)))
+        });
+        RouteRt {
+            route: route.clone(),
+            cache,
+            targets,
+            rules,
+        }
+    }
+
+    fn targets(&mut self, targets: &[Target]) -> Vec<TargetRt> {
+        targets
+            .iter()
+            .filter_map(|t| {
+                let upstream = self.upstreams.get(t.upstream.as_str())?.clone();
+                let key = (t.upstream.clone(), t.model.clone());
+                self.used.insert(key.clone());
+                let metrics = self.metrics;
+                let health = self
+                    .health
+                    .entry(key)
+                    .or_insert_with(|| {
+                        let gauge = metrics
+                            .circuit_open
+                            .with_label_values(&[&t.upstream, &t.model]);
+                        TargetHealth::new(gauge)
+                    })
+                    .clone();
+                Some(TargetRt {
+                    target: t.clone(),
+                    upstream,
+                    health,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets targets that left the table, and their gauge series.
+    fn forget_unused(mut self) {
+        let (used, metrics) = (&self.used, self.metrics);
+        self.health.retain(|key, _| {
+            let keep = used.contains(key);
+            if !keep {
+                let _ = metrics.circuit_open.remove_label_values(&[&key.0, &key.1]);
+            }
+            keep
+        });
+    }
+}
+
+/// Builds the tokenizer off the request path before the first request that needs it.
+fn warm_tokenizer_if_needed(table: &RouteTable) {
+    let needs_tokens = table.routes.values().any(|r| {
+        r.strategy == switchyard_crds::v1alpha1::Strategy::LowestCost
+            || r.rules.iter().any(|rule| rule.min_prompt_tokens.is_some())
+    });
+    if needs_tokens && let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn_blocking(crate::upstream::tokens::warm);
+    }
 }
