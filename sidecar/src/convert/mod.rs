@@ -12,6 +12,7 @@ pub mod anthropic_openai;
 pub mod openai_anthropic;
 pub mod openai_gemini;
 pub mod sse;
+pub mod to_client;
 
 #[cfg(test)]
 mod golden_tests;

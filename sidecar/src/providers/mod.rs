@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
 use crate::convert::sse::SseEvent;
-use crate::convert::{ClientApi, Usage, anthropic_openai};
+use crate::convert::{ClientApi, Usage, to_client};
 use crate::failure::{self, AttemptError};
 use crate::upstream::UpstreamRt;
 
@@ -218,12 +218,8 @@ pub fn hub_chunk(chunk: &Value, usage: Option<Usage>) -> Chunk {
 
 /// A hub completion in the client's format.
 pub fn completion_for(client: ClientApi, hub: &Value, usage: Option<Usage>) -> Completion {
-    let body = match client {
-        ClientApi::OpenAI => hub.to_string(),
-        ClientApi::Anthropic => anthropic_openai::response(hub).to_string(),
-    };
     Completion {
-        body: Bytes::from(body),
+        body: to_client::answer(client, hub),
         usage,
     }
 }

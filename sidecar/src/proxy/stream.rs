@@ -15,16 +15,15 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::Value;
 use switchyard_crds::v1alpha1::FailureClass;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
 use super::ctx::{Outcome, RequestCtx};
-use super::respond::{self, ClientApi, ClientError};
+use super::respond::{self, ClientError};
 use crate::convert::Usage;
-use crate::convert::anthropic_openai;
 use crate::convert::sse::{SseEvent, SseParser};
+use crate::convert::to_client::ClientEncoder;
 use crate::failure::AttemptError;
 use crate::providers::{Chunk, StreamDecoder};
 use crate::proxy::body::{self, ResponseBody};
@@ -130,68 +129,6 @@ impl EventReader {
     }
 }
 
-/// Writes chunks in the client's format.
-enum Encoder {
-    /// OpenAI chunks as `data:` events, `[DONE]` at the end.
-    OpenAI { wants_usage: bool },
-    /// Hub chunks converted to Anthropic events.
-    Anthropic(anthropic_openai::StreamEncoder),
-    /// Events already in the client's format; the provider's own end event closes the stream.
-    Passthrough,
-}
-
-impl Encoder {
-    fn new(ctx: &RequestCtx) -> Self {
-        match ctx.client_api {
-            ClientApi::OpenAI => Encoder::OpenAI {
-                wants_usage: ctx.wants_usage,
-            },
-            ClientApi::Anthropic => Encoder::Anthropic(anthropic_openai::StreamEncoder::default()),
-        }
-    }
-
-    /// The client's bytes for one chunk (possibly none).
-    fn chunk(&mut self, json: &[u8], usage_only: bool) -> Vec<u8> {
-        match self {
-            Encoder::OpenAI { wants_usage } => {
-                if usage_only && !*wants_usage {
-                    return Vec::new();
-                }
-                let mut frame = Vec::with_capacity(json.len() + 8);
-                frame.extend_from_slice(b"data: ");
-                frame.extend_from_slice(json);
-                frame.extend_from_slice(b"\n\n");
-                frame
-            }
-            Encoder::Anthropic(encoder) => {
-                let mut out = Vec::new();
-                if let Ok(chunk) = serde_json::from_slice::<Value>(json) {
-                    encoder.chunk(&chunk, &mut out);
-                }
-                out
-            }
-            Encoder::Passthrough => json.to_vec(),
-        }
-    }
-
-    fn raw(&mut self, frame: &Bytes) -> Vec<u8> {
-        *self = Encoder::Passthrough;
-        frame.to_vec()
-    }
-
-    fn done(&mut self) -> Vec<u8> {
-        match self {
-            Encoder::OpenAI { .. } => b"data: [DONE]\n\n".to_vec(),
-            Encoder::Anthropic(encoder) => {
-                let mut out = Vec::new();
-                encoder.finish(&mut out);
-                out
-            }
-            Encoder::Passthrough => Vec::new(),
-        }
-    }
-}
-
 /// What one chunk did.
 enum Step {
     /// Bytes for the client (possibly none), and whether the chunk commits the stream.
@@ -202,7 +139,7 @@ enum Step {
 /// Applies one chunk: usage is remembered, the client's bytes are returned.
 fn step(
     chunk: Chunk,
-    encoder: &mut Encoder,
+    encoder: &mut ClientEncoder,
     usage: &mut Option<Usage>,
 ) -> Result<Step, AttemptError> {
     match chunk {
@@ -252,7 +189,7 @@ pub async fn start(
         last_event: None,
         ended: false,
     };
-    let mut encoder = Encoder::new(ctx);
+    let mut encoder = ClientEncoder::new(ctx.client_api, ctx.wants_usage);
     let mut held: Vec<u8> = Vec::new();
     let mut usage = None;
     let mut done = false;
@@ -305,7 +242,7 @@ struct Forward {
     ctx: RequestCtx,
     target: TargetRt,
     reader: EventReader,
-    encoder: Encoder,
+    encoder: ClientEncoder,
     tx: mpsc::Sender<Bytes>,
     usage: Option<Usage>,
     done: bool,
