@@ -129,28 +129,9 @@ impl Sidecar {
                 stop.clone(),
             )));
         }
-        match &config.source {
-            Source::Manifests { paths, selection } => tasks.push(standalone::watch(
-                paths.clone(),
-                selection.clone(),
-                runtime.clone(),
-                stop,
-            )?),
-            Source::ConfigServer(pod) => {
-                match persist::load(&pod.state_dir) {
-                    Ok(Some(table)) => {
-                        tracing::info!(version = %table.version, "serving the persisted route table");
-                        runtime.swap(table);
-                    }
-                    Ok(None) => {}
-                    // A bad file is not fatal: the operator will send a good table.
-                    Err(e) => tracing::warn!(error = %e, "persisted route table ignored"),
-                }
-                tasks.push(subscribe::spawn(pod.clone(), runtime.clone(), stop.clone()));
-                tasks.push(report::spawn(pod.clone(), runtime.clone(), stop));
-            }
-        }
-        tracing::info!(%data_addr, %admin_addr, ?debug_addr, "serving");
+        tasks.extend(keep_tables_coming(&config.source, &runtime, stop)?);
+        let debug_listen = debug_addr.map(tracing::field::display);
+        tracing::info!(%data_addr, %admin_addr, debug_addr = debug_listen, "serving");
         Ok(Self {
             data_addr,
             admin_addr,
@@ -168,4 +149,36 @@ impl Sidecar {
             let _ = task.await;
         }
     }
+}
+
+/// The tasks that bring new tables: the manifest watcher, or (after serving the table kept on
+/// disk, if any) the operator subscription and the reporter.
+fn keep_tables_coming(
+    source: &Source,
+    runtime: &Arc<Runtime>,
+    stop: watch::Receiver<bool>,
+) -> crate::Result<Vec<JoinHandle<()>>> {
+    Ok(match source {
+        Source::Manifests { paths, selection } => vec![standalone::watch(
+            paths.clone(),
+            selection.clone(),
+            runtime.clone(),
+            stop,
+        )?],
+        Source::ConfigServer(pod) => {
+            match persist::load(&pod.state_dir) {
+                Ok(Some(table)) => {
+                    tracing::info!(version = %table.version, "serving the persisted route table");
+                    runtime.swap(table);
+                }
+                Ok(None) => {}
+                // A bad file is not fatal: the operator will send a good table.
+                Err(e) => tracing::warn!(error = %e, "persisted route table ignored"),
+            }
+            vec![
+                subscribe::spawn(pod.clone(), runtime.clone(), stop.clone()),
+                report::spawn(pod.clone(), runtime.clone(), stop),
+            ]
+        }
+    })
 }

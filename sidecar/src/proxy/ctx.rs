@@ -281,7 +281,7 @@ impl RequestCtx {
             cached_input_tokens = spend.usage.cached_input,
             output_tokens = spend.usage.output,
             cost_usd = spend.cost_usd,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            latency_ms = round_to_tenth(elapsed.as_secs_f64() * 1000.0),
             detail = ending.detail.as_deref(),
             "request"
         );
@@ -299,4 +299,9 @@ impl Drop for RequestCtx {
         };
         self.record(&ending);
     }
+}
+
+/// `x` rounded to one decimal: the log shows latency to 0.1 ms, not float noise.
+fn round_to_tenth(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }

@@ -163,7 +163,11 @@ fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) {
         Ok(loaded) => {
             let current = runtime.snapshot().map(|s| s.table.version.clone());
             if current.as_deref() == Some(loaded.table.version.as_str()) {
-                // Nothing we serve changed, but the files are good again: forget a failed load.
+                // Nothing we serve changed, but the files are good again: forget a failed load,
+                // and say so, or the log's last word on the files would be the refusal.
+                if let Some(error) = runtime.last_error() {
+                    tracing::info!(version = %loaded.table.version, previous_error = %error, "manifests fixed; still serving the same table");
+                }
                 runtime.clear_error();
                 return;
             }
