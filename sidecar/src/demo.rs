@@ -174,6 +174,11 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     stream(&client, &base, &mut n).await?;
 
     println!("\nTotals (from the sidecar's Prometheus metrics)");
+    println!(
+        "   (steady's simulated provider reports 8 prompt tokens of each request as read from its\n    \
+         prompt cache, `prompt_tokens_details.cached_tokens`: they count as cached_input, at the\n    \
+         cheaper cached price)"
+    );
     print_totals(&sidecar.runtime.metrics.render());
     sidecar.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -276,8 +281,9 @@ async fn send(
     );
     let cost = estimate_cost(&served, usage);
     println!(
-        "   {n:<3} {model:<6} {served:<28} {attempts:>8} {status:>6} {:>13} {cost:>11.8} {ms:>8}",
-        format!("{input}/{output}")
+        "   {n:<3} {model:<6} {served:<28} {attempts:>8} {status:>6} {:>13} {:>11} {ms:>8}",
+        format!("{input}/{output}"),
+        format_usd(cost)
     );
     if status != 200 {
         println!(
@@ -318,12 +324,20 @@ async fn stream(
         .body(Full::new(Bytes::from(body.to_string())))?;
     let started = Instant::now();
     let response = client.request(request).await?;
-    let provider = response
-        .headers()
-        .get("x-switchyard-provider")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let served = format!(
+        "{} {}",
+        header("x-switchyard-provider"),
+        header("x-switchyard-model")
+    );
+    let (attempts, status) = (header("x-switchyard-attempts"), response.status().as_u16());
     let mut body = response.into_body();
     let (mut first, mut events, mut text) = (None, 0, String::new());
     while let Some(frame) = body.frame().await {
@@ -345,8 +359,16 @@ async fn stream(
             }
         }
     }
+    // The same columns as the other rows; tokens and cost are in the totals below.
     println!(
-        "   {n:<3} chat   {provider:<28} first byte after {} ms, {events} events in {} ms: {text:?}",
+        "   {n:<3} {:<6} {served:<28} {attempts:>8} {status:>6} {:>13} {:>11} {:>8}",
+        "chat",
+        "-",
+        "-",
+        started.elapsed().as_millis()
+    );
+    println!(
+        "       first byte after {} ms, {events} events in {} ms: {text:?}",
         first.unwrap_or_default().as_millis(),
         started.elapsed().as_millis()
     );
@@ -364,8 +386,34 @@ fn print_totals(metrics: &[u8]) {
             "switchyard_tokens_total",
             "switchyard_cost_usd_total",
         ];
-        if shown.iter().any(|m| line.starts_with(m)) {
-            println!("   {line}");
+        if !shown.iter().any(|m| line.starts_with(m)) {
+            continue;
         }
+        match line.rsplit_once(' ') {
+            Some((series, value)) if series.starts_with("switchyard_cost_usd_total") => {
+                let usd = value.parse().map_or_else(|_| value.to_string(), format_usd);
+                println!("   {series} {usd}");
+            }
+            _ => println!("   {line}"),
+        }
+    }
+}
+
+/// Dollars as a short decimal: `$0.0000468`, not `0.00004680000000000001` (float noise).
+fn format_usd(usd: f64) -> String {
+    let fixed = format!("{usd:.10}");
+    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+    format!("${trimmed}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_usd;
+
+    #[test]
+    fn costs_print_as_short_decimals() {
+        assert_eq!(format_usd(0.000_046_800_000_000_000_01), "$0.0000468");
+        assert_eq!(format_usd(1.5), "$1.5");
+        assert_eq!(format_usd(0.0), "$0");
     }
 }
