@@ -27,6 +27,9 @@ use crate::proxy::body::ResponseBody;
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (typically out of file descriptors): retrying at once would spin
+/// while nothing can change, and a short pause lets connections close.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 /// How much of the process one listener may hold.
 #[derive(Clone, Copy, Debug)]
@@ -92,7 +95,7 @@ pub async fn serve<H, F>(
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
                     continue;
                 }
             },

@@ -32,6 +32,9 @@ use crate::table::cache::ResponseCache;
 /// never ends (chunked without the last chunk, or shorter than its `Content-Length`) would
 /// otherwise hold its connection for good.
 pub const BODY_READ: Duration = Duration::from_secs(30);
+/// `Retry-After` (seconds) while no table is loaded: a first table usually arrives within a few
+/// seconds of start (files at once, the operator within one poll).
+const NO_CONFIG_RETRY_AFTER_SECS: u64 = 5;
 
 /// The data-plane service.
 pub struct Proxy {
@@ -307,6 +310,6 @@ fn no_config() -> ClientError {
         "switchyard_no_config",
         "no route table loaded yet",
     );
-    error.retry_after = Some(5);
+    error.retry_after = Some(NO_CONFIG_RETRY_AFTER_SECS);
     error
 }

@@ -15,6 +15,10 @@ use crate::failure::AttemptError;
 use crate::proxy::body::{self, ResponseBody};
 use crate::upstream::TargetRt;
 
+/// `Retry-After` for a rate-limited answer whose providers gave no hint: long enough that a client
+/// does not hammer, short enough that a passing limit is not stretched.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// An error for the client: status, a stable code and a message.
 #[derive(Clone, Debug)]
 pub struct ClientError {
@@ -150,7 +154,7 @@ pub fn all_failed(
             .iter()
             .filter_map(|(_, e)| e.retry_after)
             .min()
-            .unwrap_or(Duration::from_secs(1));
+            .unwrap_or(DEFAULT_RETRY_AFTER);
         error.retry_after = Some(soonest.as_secs_f64().ceil() as u64);
     }
     (error_response(api, &error), error.message)

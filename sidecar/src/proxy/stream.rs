@@ -33,6 +33,9 @@ use crate::upstream::limits::LimitPermit;
 
 /// Most bytes of events held back before the commit point.
 pub const COMMIT_BUFFER_BYTES: usize = 64 * 1024;
+/// Frames queued between the forwarding task and the client's connection: enough to ride out a
+/// slow write without the task waiting on each, few enough that a stalled client holds little.
+const FORWARD_QUEUE_FRAMES: usize = 32;
 
 /// The time limits of one streamed attempt.
 #[derive(Clone, Copy, Debug)]
@@ -219,7 +222,7 @@ pub async fn start(
     let now = Instant::now();
     target.health.record_latency(now - started, now);
     ctx.record_first_token(target);
-    let (tx, body) = body::channel(32);
+    let (tx, body) = body::channel(FORWARD_QUEUE_FRAMES);
     let mut response = respond::stream_response(body);
     respond::add_served_headers(&mut response, &ctx.served(Some(target)));
     let task = Forward {

@@ -19,6 +19,9 @@ use crate::failure::{AttemptError, BreakerEffect};
 const EWMA_ALPHA: f64 = 0.3;
 /// A 429 without a hint blocks the target this long.
 const DEFAULT_RATE_LIMIT_BLOCK: Duration = Duration::from_secs(1);
+/// While a half-open circuit's probe is out, how long others are told to wait before asking
+/// again: short, because the probe's verdict can come any moment, but not a busy loop.
+const PROBE_RECHECK: Duration = Duration::from_millis(100);
 
 /// Health of one (pool, provider, model).
 #[derive(Debug)]
@@ -105,7 +108,7 @@ impl TargetHealth {
             }
             // While the probe is out, others wait; its answer comes within the request timeout.
             Circuit::HalfOpen { probing: true } => Admission::Blocked {
-                until: now + Duration::from_millis(100),
+                until: now + PROBE_RECHECK,
             },
         }
     }

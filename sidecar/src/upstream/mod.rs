@@ -23,6 +23,11 @@ use tokio::time::Instant;
 use self::health::TargetHealth;
 use self::limits::UpstreamLimits;
 
+/// How long an idle pooled connection to a provider is kept (hyper-util's default, stated here):
+/// long enough that a steady client's requests reuse connections and skip the TLS handshake, not
+/// so long that connections nobody uses pile up.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
 /// The client used for one upstream.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -83,6 +88,6 @@ fn build_client(def: &Upstream) -> HttpClient {
         .enable_http2()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(POOL_IDLE)
         .build(https)
 }
