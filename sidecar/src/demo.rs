@@ -107,9 +107,32 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client: DemoClient = Client::builder(TokioExecutor::new()).build_http();
     let mut n = 0;
 
+    breaker_story(&client, &base, &mut n, &providers, &sidecar).await?;
+    strategies_story(&client, &base, &mut n).await?;
+
+    println!("\nTotals (from the sidecar's Prometheus metrics)");
+    println!(
+        "   (steady's simulated provider reports 8 prompt tokens of each request as read from its\n    \
+         prompt cache, `prompt_tokens_details.cached_tokens`: they count as cached_input, at the\n    \
+         cheaper cached price)"
+    );
+    print_totals(&sidecar.runtime.metrics.render());
+    sidecar.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Sections 1-4: failover, the circuit opening, and closing again after the cooldown.
+async fn breaker_story(
+    client: &DemoClient,
+    base: &str,
+    n: &mut u32,
+    providers: &Providers,
+    sidecar: &Sidecar,
+) -> Result<(), Box<dyn std::error::Error>> {
     section("1. All healthy: route `chat` uses its first target, flaky/gpt-4o-mini");
     for _ in 0..3 {
-        send(&client, &base, &mut n, "chat", "Say hello.").await?;
+        send(client, base, n, "chat", "Say hello.").await?;
     }
 
     section("2. flaky starts answering 503 overloaded: each request fails over to steady");
@@ -117,7 +140,7 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         .flaky
         .push_faults([Fault::Overloaded, Fault::Overloaded, Fault::Overloaded]);
     for _ in 0..3 {
-        send(&client, &base, &mut n, "chat", "Say hello.").await?;
+        send(client, base, n, "chat", "Say hello.").await?;
     }
     let circuit = || {
         sidecar
@@ -133,36 +156,44 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     section("3. Circuit open: flaky is skipped, one attempt each, no time lost on it");
     for _ in 0..2 {
-        send(&client, &base, &mut n, "chat", "Say hello.").await?;
+        send(client, base, n, "chat", "Say hello.").await?;
     }
     println!("   ... waiting out the 2s cooldown; flaky has recovered meanwhile");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     section("4. Half-open: one probe goes to flaky, succeeds, and the circuit closes");
     for _ in 0..2 {
-        send(&client, &base, &mut n, "chat", "Say hello.").await?;
+        send(client, base, n, "chat", "Say hello.").await?;
     }
 
     println!(
         "   switchyard_circuit_open{{demo/flaky, gpt-4o-mini}} = {}",
         circuit()
     );
+    Ok(())
+}
 
+/// Sections 5-8: rules, the latency- and cost-aware strategies, streaming.
+async fn strategies_story(
+    client: &DemoClient,
+    base: &str,
+    n: &mut u32,
+) -> Result<(), Box<dyn std::error::Error>> {
     section("5. Rules: a hard prompt (complexity score >= 40) goes to flaky/gpt-4o");
     let hard = "Prove step by step that the integral of x^2 from 0 to 1 equals 1/3, analyze the \
         trade-off between Simpson's rule and the trapezoid rule, and explain why one converges \
         faster. What would you optimize first? Derive the error bound.";
-    send(&client, &base, &mut n, "chat", hard).await?;
+    send(client, base, n, "chat", hard).await?;
 
     section("6. LeastLatency (`fast`): slow (~350 ms) vs steady (~40 ms)");
     for _ in 0..5 {
-        send(&client, &base, &mut n, "fast", "Quick question.").await?;
+        send(client, base, n, "fast", "Quick question.").await?;
     }
 
     section("7. LowestCost (`cheap`): the cheapest price for this request");
     send(
-        &client,
-        &base,
-        &mut n,
+        client,
+        base,
+        n,
         "cheap",
         "Summarize: the cat sat on the mat.",
     )
@@ -171,17 +202,7 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     section(
         "8. Streaming: SSE through the sidecar, usage counted even though the client did not ask",
     );
-    stream(&client, &base, &mut n).await?;
-
-    println!("\nTotals (from the sidecar's Prometheus metrics)");
-    println!(
-        "   (steady's simulated provider reports 8 prompt tokens of each request as read from its\n    \
-         prompt cache, `prompt_tokens_details.cached_tokens`: they count as cached_input, at the\n    \
-         cheaper cached price)"
-    );
-    print_totals(&sidecar.runtime.metrics.render());
-    sidecar.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    stream(client, base, n).await?;
     Ok(())
 }
 
