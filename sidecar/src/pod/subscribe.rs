@@ -216,7 +216,7 @@ pub struct Backoff {
 // === impl Backoff ===
 
 impl Backoff {
-    /// From [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
+    /// From 1 s to 30 s.
     pub fn new() -> Self {
         Self::with_bounds(BACKOFF_MIN, BACKOFF_MAX)
     }
