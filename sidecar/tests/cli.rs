@@ -639,3 +639,17 @@ fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
         );
     }
 }
+
+/// A build without the `demo` feature (the release images) has no simulator: `demo` is refused
+/// as an unexpected argument, like any other.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn without_the_demo_feature_demo_is_not_a_subcommand() {
+    let (status, stderr) = run(sidecar(&["demo"]));
+    assert_eq!(status.code(), Some(EX_USAGE), "{stderr}");
+    assert!(stderr.contains("demo"), "{stderr}");
+    assert!(
+        !stderr.contains("try `switchyard-sidecar demo`"),
+        "{stderr}"
+    );
+}
