@@ -285,6 +285,20 @@ mod tests {
     }
 
     #[test]
+    fn a_latency_sample_alone_does_not_forgive_failures() {
+        // A committed stream feeds the average; only its clean end may reset the count.
+        let (h, t0) = (health(), Instant::now());
+        for _ in 0..2 {
+            h.record_failure(&err(FailureClass::ServerError), &breaker(), t0);
+            h.record_latency(Duration::from_millis(5), t0);
+        }
+        assert!(h.record_failure(&err(FailureClass::ServerError), &breaker(), t0));
+        assert_eq!(h.latency().0, Some(5.0));
+        h.record_recovery();
+        assert_eq!(h.peek(t0), Admission::Go { probe: false });
+    }
+
+    #[test]
     fn opens_after_consecutive_failures_then_probes_once() {
         let (h, t0) = (health(), Instant::now());
         assert!(!h.record_failure(&err(FailureClass::ServerError), &breaker(), t0));
