@@ -19,12 +19,10 @@
 
 #[path = "procfs.rs"]
 mod procfs;
+#[path = "sidecar_process.rs"]
+mod sidecar_process;
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,14 +34,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use switchyard_sim::anthropic;
 use switchyard_tests::{MockProvider, pool, write_manifests};
+
+use sidecar_process::{SidecarProcess, wait_ready};
 use tokio::time::{Instant, sleep, timeout};
 
 type BenchClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Upper bound on any single request; a request that takes longer counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the sidecar may take to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Sequential rounds the latency and first-byte phases are split into, alternating direct/via.
 const ROUNDS: usize = 10;
 /// Requests per side before the sequential phases are measured.
@@ -559,117 +557,6 @@ async fn throughput(
         t.via.add(v);
     }
     t
-}
-
-// === the sidecar process ===
-
-/// The release sidecar binary running on free loopback ports; killed on drop.
-struct SidecarProcess {
-    child: Option<Child>,
-    pid: u32,
-    data: SocketAddr,
-    admin: SocketAddr,
-    log: PathBuf,
-}
-
-impl SidecarProcess {
-    async fn start(manifests: &Path) -> Self {
-        let binary = sidecar_binary();
-        let [data, admin] = free_ports();
-        let log = manifests.join("sidecar.log");
-        let stderr = File::create(&log).expect("create the sidecar log");
-        let child = Command::new(&binary)
-            .arg("--manifests")
-            .arg(manifests)
-            .args(["--listen", &data.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .args(["--debug-listen", ""])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        Self {
-            pid: child.id(),
-            child: Some(child),
-            data,
-            admin,
-            log,
-        }
-    }
-
-    /// Kills the process and returns what it wrote to stderr.
-    fn stop(mut self) -> String {
-        self.kill();
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut()?.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for SidecarProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `SWITCHYARD_SIDECAR_BIN`, else the workspace's `target/release/switchyard-sidecar`.
-fn sidecar_binary() -> PathBuf {
-    let binary = std::env::var_os("SWITCHYARD_SIDECAR_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-            target.join("release/switchyard-sidecar")
-        });
-    assert!(
-        binary.is_file(),
-        "{} not found: run `cargo build --release -p switchyard-sidecar` first (bench/run.sh does)",
-        binary.display()
-    );
-    binary
-}
-
-/// Two free loopback ports (held together while picking, so they differ).
-fn free_ports() -> [SocketAddr; 2] {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    [a, b].map(|l| l.local_addr().expect("a bound address"))
-}
-
-/// Polls `GET /readyz` on the admin port until it answers 200.
-async fn wait_ready(client: &BenchClient, sidecar: &mut SidecarProcess) {
-    let uri: Uri = format!("http://{}/readyz", sidecar.admin)
-        .parse()
-        .expect("a valid URI");
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while Instant::now() < deadline {
-        let request = Request::get(uri.clone())
-            .body(Full::new(Bytes::new()))
-            .expect("a valid request");
-        if let Ok(Ok(response)) = timeout(Duration::from_secs(1), client.request(request)).await
-            && response.status() == StatusCode::OK
-        {
-            return;
-        }
-        if let Some(status) = sidecar.exited() {
-            let log = std::fs::read_to_string(&sidecar.log).unwrap_or_default();
-            panic!("the sidecar exited ({status}) before it was ready:\n{log}");
-        }
-        sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the sidecar was not ready within {READY_TIMEOUT:?}");
 }
 
 // === report ===

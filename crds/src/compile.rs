@@ -97,6 +97,54 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The problems found in one object so far, sorted by the condition they belong to.
+struct Findings<'k> {
+    object: &'k ObjectKey,
+    /// Spec problems (`Accepted`).
+    accepted: Vec<Problem>,
+    /// Reference problems (`ResolvedRefs`).
+    resolved_refs: Vec<Problem>,
+}
+
+impl<'k> Findings<'k> {
+    fn new(object: &'k ObjectKey) -> Self {
+        Self {
+            object,
+            accepted: Vec::new(),
+            resolved_refs: Vec::new(),
+        }
+    }
+
+    fn problem(&self, field: String, reason: &'static str, message: String) -> Problem {
+        Problem {
+            object: self.object.clone(),
+            field,
+            reason,
+            message,
+        }
+    }
+
+    /// A spec problem for `reason`.
+    fn reject(&mut self, field: String, reason: &'static str, message: String) {
+        self.accepted.push(self.problem(field, reason, message));
+    }
+
+    /// A spec problem of the most common kind, [`reasons::INVALID`].
+    fn invalid(&mut self, field: String, message: String) {
+        self.reject(field, reasons::INVALID, message);
+    }
+
+    /// A reference that does not resolve, for `reason`.
+    fn unresolved(&mut self, field: String, reason: &'static str, message: String) {
+        self.resolved_refs
+            .push(self.problem(field, reason, message));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.accepted.is_empty() && self.resolved_refs.is_empty()
+    }
+}
+
 /// The pods a table is compiled for: a namespace and a set of pod labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Audience {
@@ -201,63 +249,99 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
     }
 
     let mut won_somewhere = BTreeSet::new();
-    let mut lost_to: BTreeMap<ObjectKey, ObjectKey> = BTreeMap::new();
+    let mut lost_to = BTreeMap::new();
     for audience in inputs.audiences {
-        let mut winners: BTreeMap<&str, (&ModelRoute, &table::Route)> = BTreeMap::new();
-        for (route, compiled) in &compiled_routes {
-            if compiled.namespace != audience.namespace || !selects(route, &audience.labels) {
-                continue;
-            }
-            match winners.get(compiled.model.as_str()) {
-                Some((current, _)) if !beats(route, current) => {
-                    lost_to.insert(
-                        ObjectKey::of(Kind::ModelRoute, *route),
-                        ObjectKey::of(Kind::ModelRoute, *current),
-                    );
-                }
-                current => {
-                    if let Some((loser, _)) = current {
-                        lost_to.insert(
-                            ObjectKey::of(Kind::ModelRoute, *loser),
-                            ObjectKey::of(Kind::ModelRoute, *route),
-                        );
-                    }
-                    winners.insert(&compiled.model, (route, compiled));
-                }
-            }
-        }
-        let mut routes = BTreeMap::new();
-        let mut upstreams = BTreeMap::new();
-        for (model, (route, compiled)) in winners {
-            won_somewhere.insert(ObjectKey::of(Kind::ModelRoute, route));
-            let namespace = &compiled.namespace;
-            for target in compiled
-                .targets
-                .iter()
-                .chain(compiled.rules.iter().flat_map(|r| &r.targets))
-            {
-                let (pool, provider) = target
-                    .upstream
-                    .split_once('/')
-                    .expect("upstream ids are pool/provider");
-                let key = (namespace.clone(), pool.to_string(), provider.to_string());
-                if let Some(Ok(p)) = providers.get(&key) {
-                    upstreams.insert(target.upstream.clone(), p.upstream.clone());
-                }
-            }
-            routes.insert(model.to_string(), compiled.clone());
-        }
+        let winners = winners(audience, &compiled_routes, &mut lost_to);
+        won_somewhere.extend(
+            winners
+                .values()
+                .map(|(route, _)| ObjectKey::of(Kind::ModelRoute, *route)),
+        );
         out.tables.insert(
             audience.clone(),
-            RouteTable::new(routes, upstreams, inputs.generated_by),
+            table_of(winners, &providers, inputs.generated_by),
         );
     }
+    report_conflicts(&mut out.routes, lost_to, &won_somewhere);
+    out
+}
 
+/// A compiled route with the object it came from.
+type RouteOf<'r> = (&'r ModelRoute, table::Route);
+
+/// The route serving each model for `audience`, by model; each route that lost a model to
+/// another is recorded in `lost_to`.
+fn winners<'r>(
+    audience: &Audience,
+    compiled_routes: &'r [RouteOf<'r>],
+    lost_to: &mut BTreeMap<ObjectKey, ObjectKey>,
+) -> BTreeMap<&'r str, (&'r ModelRoute, &'r table::Route)> {
+    let mut winners: BTreeMap<&str, (&ModelRoute, &table::Route)> = BTreeMap::new();
+    for (route, compiled) in compiled_routes {
+        if compiled.namespace != audience.namespace || !selects(route, &audience.labels) {
+            continue;
+        }
+        match winners.get(compiled.model.as_str()) {
+            Some((current, _)) if !beats(route, current) => {
+                lost_to.insert(
+                    ObjectKey::of(Kind::ModelRoute, *route),
+                    ObjectKey::of(Kind::ModelRoute, *current),
+                );
+            }
+            current => {
+                if let Some((loser, _)) = current {
+                    lost_to.insert(
+                        ObjectKey::of(Kind::ModelRoute, *loser),
+                        ObjectKey::of(Kind::ModelRoute, *route),
+                    );
+                }
+                winners.insert(&compiled.model, (route, compiled));
+            }
+        }
+    }
+    winners
+}
+
+/// The table serving `winners`, with the upstreams their targets use.
+fn table_of(
+    winners: BTreeMap<&str, (&ModelRoute, &table::Route)>,
+    providers: &ProviderIndex,
+    generated_by: &str,
+) -> RouteTable {
+    let mut routes = BTreeMap::new();
+    let mut upstreams = BTreeMap::new();
+    for (model, (_, compiled)) in winners {
+        let namespace = &compiled.namespace;
+        for target in compiled
+            .targets
+            .iter()
+            .chain(compiled.rules.iter().flat_map(|r| &r.targets))
+        {
+            let (pool, provider) = target
+                .upstream
+                .split_once('/')
+                .expect("upstream ids are pool/provider");
+            let key = (namespace.clone(), pool.to_string(), provider.to_string());
+            if let Some(Ok(p)) = providers.get(&key) {
+                upstreams.insert(target.upstream.clone(), p.upstream.clone());
+            }
+        }
+        routes.insert(model.to_string(), compiled.clone());
+    }
+    RouteTable::new(routes, upstreams, generated_by)
+}
+
+/// Marks `Conflicted` every route that lost its model for every audience it could serve.
+fn report_conflicts(
+    routes: &mut BTreeMap<ObjectKey, RouteOutcome>,
+    lost_to: BTreeMap<ObjectKey, ObjectKey>,
+    won_somewhere: &BTreeSet<ObjectKey>,
+) {
     for (loser, winner) in lost_to {
         if won_somewhere.contains(&loser) {
             continue;
         }
-        if let Some(outcome) = out.routes.get_mut(&loser) {
+        if let Some(outcome) = routes.get_mut(&loser) {
             outcome.accepted.push(Problem {
                 object: loser.clone(),
                 field: "spec.model".into(),
@@ -269,7 +353,6 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             });
         }
     }
-    out
 }
 
 /// Whether `route` applies to pods with `labels`. Routes without a selector apply to all.

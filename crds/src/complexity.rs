@@ -31,7 +31,11 @@ const REASONING: [&str; 12] = [
 ];
 const MATH: [&str; 6] = ["∑", "∫", "equation", "integral", "theorem", "lemma"];
 
-/// Scores the prompt text from 0 (trivial) to 100 (complex).
+/// The highest score: scores read as a percentage of "as complex as it gets", which is what a
+/// rule's `minComplexity` is written against.
+pub const MAX_SCORE: u8 = 100;
+
+/// Scores the prompt text from 0 (trivial) to [`MAX_SCORE`] (complex).
 pub fn score(prompt: &str) -> u8 {
     let lower = prompt.to_lowercase();
     let words = prompt.split_whitespace().count();
@@ -69,7 +73,7 @@ pub fn score(prompt: &str) -> u8 {
 
     (length + code + reasoning + math + questions)
         .round()
-        .min(100.0) as u8
+        .min(f64::from(MAX_SCORE)) as u8
 }
 
 #[cfg(test)]

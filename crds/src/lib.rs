@@ -18,13 +18,3 @@ pub mod v1alpha1;
 mod error;
 
 pub use error::{Error, Result};
-
-/// Kubernetes types the API uses, re-exported so that the operator and the sidecar never name a
-/// `k8s-openapi` version of their own.
-pub mod k8s {
-    pub use k8s_openapi::ByteString;
-    pub use k8s_openapi::api::core::v1::Secret;
-    pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-        Condition, LabelSelector, ObjectMeta,
-    };
-}

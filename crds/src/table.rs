@@ -163,9 +163,13 @@ pub struct TimeoutsMs {
 impl Default for TimeoutsMs {
     fn default() -> Self {
         Self {
+            // A provider that cannot complete TCP and TLS in 5 s is down; fail over early.
             connect: 5_000,
+            // Long prompts on large models take seconds to start; 30 s only catches stalls.
             first_token: 30_000,
+            // Even slow models stream far more often; 30 s without an event is a stalled stream.
             idle: 30_000,
+            // Long generations run minutes; 10 min bounds a request that never ends.
             total: 600_000,
         }
     }
@@ -201,8 +205,12 @@ pub struct Breaker {
 impl Default for Breaker {
     fn default() -> Self {
         Self {
+            // Enough that a few unlucky requests do not take a provider out.
             consecutive_failures: 5,
+            // Long enough for a provider blip to pass, short enough to come back soon.
             cooldown_ms: 30_000,
+            // A Retry-After blocks the provider at most this long: a hint of hours must not take
+            // it out for hours.
             max_retry_after_ms: 60_000,
         }
     }

@@ -4,18 +4,16 @@
 //! - `GET /readyz`: 200 once every server is listening, 503 before.
 //! - `GET /metrics`: every [`Metrics`] series in the Prometheus text format.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
 
 /// What the admin endpoints read.
@@ -57,27 +55,22 @@ pub fn handle<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> 
     }
 }
 
-/// Serves the admin endpoints on `listener` until the task is dropped.
+/// Serves the admin endpoints on `listener` within [`Limits::ADMIN`] until the task is dropped.
 pub async fn serve(listener: TcpListener, state: AdminState) -> crate::Result<()> {
-    loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = handle(&state, &req);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
-        });
-    }
+    serve_within(listener, state, Limits::ADMIN).await
+}
+
+/// [`serve`] within other `limits`.
+pub async fn serve_within(
+    listener: TcpListener,
+    state: AdminState,
+    limits: Limits,
+) -> crate::Result<()> {
+    listener::serve(listener, None, "admin", limits, move |req| {
+        let response = handle(&state, &req);
+        async move { response }
+    })
+    .await
 }
 
 #[cfg(test)]

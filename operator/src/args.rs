@@ -52,7 +52,7 @@ pub struct Args {
     #[arg(
         long,
         env = "SWITCHYARD_WEBHOOK_CONFIG_NAME",
-        default_value = "switchyard"
+        default_value = crate::names::WEBHOOK_CONFIGURATION
     )]
     pub webhook_config_name: String,
 

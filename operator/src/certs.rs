@@ -33,6 +33,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
+use crate::names::{CONFIG_SERVICE, WEBHOOK_SERVICE};
 use crate::{Error, Result};
 
 /// Lifetime of the CA.
@@ -120,7 +121,7 @@ struct Ca {
 /// The DNS names and addresses the serving certificate covers for an operator in `namespace`.
 pub fn serving_names(namespace: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for service in ["switchyard-config", "switchyard-webhook"] {
+    for service in [CONFIG_SERVICE, WEBHOOK_SERVICE] {
         names.push(format!("{service}.{namespace}.svc"));
         names.push(format!("{service}.{namespace}.svc.cluster.local"));
     }
@@ -486,24 +487,22 @@ fn serving_is_current(material: &Material, ca: &Ca, names: &[String], now: Syste
         && !needs_renewal(not_before, not_after, now)
 }
 
-/// Writes through a temporary file in the same directory and renames it over `path`, so a
-/// reader never sees half a file; the mode is set at creation so a key is never world-readable.
+/// Writes through a temporary file in the same directory, renamed over `path` once synced (the
+/// directory too), so a reader never sees half a file, nor a crash an empty one; the mode is set
+/// at creation, and never copied from the file replaced, so a key is never world-readable.
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use atomic_write_file::unix::OpenOptionsExt as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
 
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let mut file = atomic_write_file::OpenOptions::new()
         .mode(mode)
-        .open(&tmp)
-        .map_err(|source| io(&tmp, source))?;
+        .preserve_mode(false)
+        .preserve_owner(false)
+        .open(path)
+        .map_err(|source| io(path, source))?;
     file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|source| io(&tmp, source))?;
-    std::fs::rename(&tmp, path).map_err(|source| io(path, source))
+        .and_then(|()| file.commit())
+        .map_err(|source| io(path, source))
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {

@@ -1,11 +1,14 @@
-//! Leader election (DESIGN §4). Every replica runs the informers and the compiler, so a standby
+//! Leader election (docs/reference/operator.md). Every replica runs the informers and the compiler, so a standby
 //! is warm; the holder of the `switchyard-operator` Lease serves config and reports, writes
 //! status and trust material, and labels its own Pod `switchyard.dev/role=leader` so that the
 //! config Service selects it.
 //!
 //! The Lease is kept by `kube-lease-manager` (server-side apply, so two replicas can never both
 //! believe they hold it). Outside a cluster (no `POD_NAME`) there is no Lease: the process is
-//! the leader, as DESIGN says ("out of cluster it just serves").
+//! the leader ("out of cluster it just serves").
+//!
+//! What a replica does about what it learns is decided by the pure [`machine`]; [`spawn`] only
+//! carries it out.
 
 use std::time::Duration;
 
@@ -13,26 +16,23 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt as _};
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use prometheus::IntGauge;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::controller::FIELD_MANAGER;
+use self::machine::{Action, Event, State};
+pub use self::machine::{RENEW_DEADLINE, may_lead};
+use crate::names::{FIELD_MANAGER, LEASE_NAME, ROLE_LABEL, ROLE_LEADER};
 
-/// The Lease every replica competes for, in the operator's namespace.
-pub const LEASE_NAME: &str = "switchyard-operator";
-/// The label the leader puts on its own Pod; the config Service selects `leader`.
-pub const ROLE_LABEL: &str = "switchyard.dev/role";
-/// How long a Lease stays valid after its last renewal (DESIGN: about 15 s)...
+pub mod machine;
+
+/// How long a Lease stays valid after its last renewal (about 15 s)...
 const LEASE_SECONDS: u64 = 15;
 /// ...and how long before that the holder renews it, so the renew deadline is 10 s.
 const GRACE_SECONDS: u64 = 5;
 /// Pause before retrying after the Lease could not be created or read.
 const RETRY: Duration = Duration::from_secs(5);
-/// The longest a leader acts without seeing its Lease held by itself (DESIGN: a 10 s renew
-/// deadline), shorter than the Lease so that it stops before a standby may take over.
-pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// How often a leader looks at its Lease.
 const CONFIRM_EVERY: Duration = Duration::from_secs(2);
 /// The longest a shutdown waits to release the Lease.
@@ -102,88 +102,15 @@ impl Election {
 /// and this replica is a follower meanwhile.
 pub fn spawn(client: Client, namespace: String, pod_name: String, gauge: IntGauge) -> Election {
     let (tx, rx) = watch::channel(false);
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        loop {
-            let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
-                .with_namespace(&namespace)
-                .with_identity(&pod_name)
-                .with_duration(LEASE_SECONDS)
-                .with_grace(GRACE_SECONDS)
-                .with_field_manager(format!("{FIELD_MANAGER}/{pod_name}"))
-                .build()
-                .await;
-            let manager = match manager {
-                Ok(manager) => manager,
-                Err(error) => {
-                    tracing::warn!(%error, lease = LEASE_NAME, %namespace, "cannot set up the leader Lease; retrying");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-            };
-            let (mut state, task) = manager.watch().await;
-            let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
-            // What the manager says, when the Lease was last seen held by us, and what we act on.
-            let (mut elected, mut confirmed, mut acting) = (false, None, false);
-            let mut check = tokio::time::interval(CONFIRM_EVERY);
-            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    changed = state.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                        elected = *state.borrow_and_update();
-                        confirmed = elected.then(Instant::now);
-                    }
-                    _ = check.tick(), if elected => {
-                        // Bounded: a partitioned apiserver must not stall the deadline check.
-                        match tokio::time::timeout(CONFIRM_EVERY, leases.get(LEASE_NAME)).await {
-                            Ok(Ok(lease)) if holder(&lease) == Some(pod_name.as_str()) => {
-                                confirmed = Some(Instant::now());
-                            }
-                            // Someone else holds it: stop at once, whatever the manager believes.
-                            Ok(Ok(_)) => confirmed = None,
-                            Ok(Err(error)) => tracing::debug!(%error, "cannot confirm the Lease"),
-                            Err(_) => tracing::debug!("confirming the Lease timed out"),
-                        }
-                    }
-                    _ = wait_true(&mut stopped) => {
-                        // Closing the channel makes the manager release the Lease and end.
-                        drop(state);
-                        let _ = task.await;
-                        gauge.set(0);
-                        tx.send_replace(false);
-                        if let Err(error) = label(&client, &namespace, &pod_name, false).await {
-                            tracing::debug!(%error, "cannot remove the leader label");
-                        }
-                        tracing::info!(pod = %pod_name, "stepped down");
-                        return;
-                    }
-                }
-                let leading = may_lead(elected, confirmed, Instant::now());
-                if leading == acting {
-                    continue;
-                }
-                acting = leading;
-                tracing::info!(leading, pod = %pod_name, "leadership changed");
-                gauge.set(i64::from(leading));
-                tx.send_replace(leading);
-                if let Err(error) = label(&client, &namespace, &pod_name, leading).await {
-                    tracing::warn!(%error, "cannot update the leader label");
-                }
-            }
-            // The manager's task ended: we may no longer hold the Lease, so stop acting as
-            // leader before trying again.
-            let error = task
-                .await
-                .map_or_else(|e| e.to_string(), |r| format!("{:?}", r.err()));
-            tracing::warn!(%error, "leader election stopped; restarting");
-            gauge.set(0);
-            tx.send_replace(false);
-            tokio::time::sleep(RETRY).await;
-        }
-    });
+    let (stop, stopped) = watch::channel(false);
+    let shell = Shell {
+        client,
+        namespace,
+        pod_name,
+        gauge,
+        tx,
+    };
+    let task = tokio::spawn(shell.run(stopped));
     Election {
         leadership: Leadership::Elected(rx),
         stop,
@@ -191,12 +118,131 @@ pub fn spawn(client: Client, namespace: String, pod_name: String, gauge: IntGaug
     }
 }
 
-/// Whether a replica the Lease manager calls leader may act as one: only while it has seen the
-/// Lease held by itself within [`RENEW_DEADLINE`]. The manager keeps believing it leads while its
-/// renewals fail (it retries), so a leader cut off from the apiserver would otherwise go on
-/// writing and serving after its Lease expired and a standby took over.
-pub fn may_lead(elected: bool, confirmed: Option<Instant>, now: Instant) -> bool {
-    elected && confirmed.is_some_and(|at| now.saturating_duration_since(at) < RENEW_DEADLINE)
+/// The imperative half of the election: turns the Lease manager, looks at the Lease and the
+/// stop request into [`Event`]s for [`machine::step`], and its [`Action`]s into I/O.
+struct Shell {
+    client: Client,
+    namespace: String,
+    pod_name: String,
+    gauge: IntGauge,
+    tx: watch::Sender<bool>,
+}
+
+/// How following one Lease manager ended.
+enum Ended {
+    /// Its task ended: start another one.
+    Restart,
+    /// Shut down: the election is over.
+    SteppedDown,
+}
+
+impl Shell {
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            let manager = LeaseManagerBuilder::new(self.client.clone(), LEASE_NAME)
+                .with_namespace(&self.namespace)
+                .with_identity(&self.pod_name)
+                .with_duration(LEASE_SECONDS)
+                .with_grace(GRACE_SECONDS)
+                .with_field_manager(format!("{FIELD_MANAGER}/{}", self.pod_name))
+                .build()
+                .await;
+            match manager {
+                Ok(manager) => {
+                    if let Ended::SteppedDown = self.follow(manager, &mut stopped).await {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, lease = LEASE_NAME, namespace = %self.namespace, "cannot set up the leader Lease; retrying");
+                }
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Follows one Lease manager until its task ends or the election is stopped.
+    async fn follow(&self, manager: LeaseManager, stopped: &mut watch::Receiver<bool>) -> Ended {
+        let (mut elected, task) = manager.watch().await;
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut state = State::Following;
+        let mut check = tokio::time::interval(CONFIRM_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                changed = elected.changed() => match changed {
+                    Ok(()) => Event::Elected(*elected.borrow_and_update()),
+                    Err(_) => Event::ManagerEnded,
+                },
+                _ = check.tick(), if state.watches_lease() => self.look_at(&leases).await,
+                _ = wait_true(stopped) => Event::Shutdown,
+            };
+            let (next, actions) = machine::step(state, event, Instant::now());
+            state = next;
+            for action in actions {
+                match action {
+                    Action::Act(leading) => self.act(leading).await,
+                    Action::Restart => {
+                        // We may no longer hold the Lease: stop acting as leader before trying
+                        // again.
+                        let error = task
+                            .await
+                            .map_or_else(|e| e.to_string(), |r| format!("{:?}", r.err()));
+                        tracing::warn!(%error, "leader election stopped; restarting");
+                        self.publish(false);
+                        return Ended::Restart;
+                    }
+                    Action::StepDown => {
+                        // Closing the channel makes the manager release the Lease and end.
+                        drop(elected);
+                        let _ = task.await;
+                        self.publish(false);
+                        if let Err(error) = self.label(false).await {
+                            tracing::debug!(%error, "cannot remove the leader label");
+                        }
+                        tracing::info!(pod = %self.pod_name, "stepped down");
+                        return Ended::SteppedDown;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the Lease, bounded: a partitioned apiserver must not stall the deadline check.
+    async fn look_at(&self, leases: &Api<Lease>) -> Event {
+        match tokio::time::timeout(CONFIRM_EVERY, leases.get(LEASE_NAME)).await {
+            Ok(Ok(lease)) => Event::LeaseSeen {
+                ours: holder(&lease) == Some(self.pod_name.as_str()),
+            },
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cannot confirm the Lease");
+                Event::LeaseUnreadable
+            }
+            Err(_) => {
+                tracing::debug!("confirming the Lease timed out");
+                Event::LeaseUnreadable
+            }
+        }
+    }
+
+    /// Starts or stops acting as leader, and moves the leader label with it.
+    async fn act(&self, leading: bool) {
+        tracing::info!(leading, pod = %self.pod_name, "leadership changed");
+        self.publish(leading);
+        if let Err(error) = self.label(leading).await {
+            tracing::warn!(%error, "cannot update the leader label");
+        }
+    }
+
+    /// Tells the gauge and everyone following the leadership.
+    fn publish(&self, leading: bool) {
+        self.gauge.set(i64::from(leading));
+        self.tx.send_replace(leading);
+    }
+
+    async fn label(&self, leading: bool) -> kube::Result<()> {
+        label(&self.client, &self.namespace, &self.pod_name, leading).await
+    }
 }
 
 /// The holder the Lease names.
@@ -221,7 +267,7 @@ async fn label(
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     if leading {
         let others = pods
-            .list(&ListParams::default().labels(&format!("{ROLE_LABEL}=leader")))
+            .list(&ListParams::default().labels(&format!("{ROLE_LABEL}={ROLE_LEADER}")))
             .await?;
         for pod in others.items.iter().filter(|p| p.name_any() != pod_name) {
             pods.patch(&pod.name_any(), &PatchParams::default(), &role_patch(false))
@@ -236,7 +282,7 @@ async fn label(
 /// A merge patch setting (or, with `null`, removing) the leader label.
 fn role_patch(leading: bool) -> Patch<serde_json::Value> {
     let value = if leading {
-        serde_json::Value::from("leader")
+        serde_json::Value::from(ROLE_LEADER)
     } else {
         serde_json::Value::Null
     };
@@ -252,7 +298,7 @@ mod tests {
         let Patch::Merge(set) = role_patch(true) else {
             panic!("a merge patch")
         };
-        assert_eq!(set["metadata"]["labels"][ROLE_LABEL], "leader");
+        assert_eq!(set["metadata"]["labels"][ROLE_LABEL], ROLE_LEADER);
         let Patch::Merge(unset) = role_patch(false) else {
             panic!("a merge patch")
         };
@@ -314,20 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_acts_only_while_its_lease_was_seen_within_the_renew_deadline() {
-        let t0 = Instant::now();
-        assert!(may_lead(true, Some(t0), t0));
-        assert!(may_lead(
-            true,
-            Some(t0),
-            t0 + RENEW_DEADLINE - Duration::from_millis(1)
-        ));
-        assert!(
-            !may_lead(true, Some(t0), t0 + RENEW_DEADLINE),
-            "cut off too long"
-        );
-        assert!(!may_lead(true, None, t0), "someone else holds the Lease");
-        assert!(!may_lead(false, Some(t0), t0), "not elected");
+    fn the_renew_deadline_ends_before_the_lease_does() {
         const { assert!(RENEW_DEADLINE.as_secs() < LEASE_SECONDS) };
     }
 

@@ -9,11 +9,12 @@ pub mod certs;
 pub mod config_server;
 pub mod controller;
 pub mod leader;
+pub mod listener;
 pub mod metrics;
+pub mod names;
 pub mod trust;
 pub mod webhook;
 
 mod error;
-mod https;
 
 pub use error::{Error, Result, is_gone};

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use backon::{ExponentialBuilder, Retryable as _};
 use clap::Parser as _;
 use switchyard_operator::admin::{self, AdminState};
 use switchyard_operator::args::{Args, Command, Config};
@@ -24,8 +25,14 @@ use tokio::sync::watch;
 
 /// `EX_USAGE` from sysexits.h: the flags were wrong.
 const EX_USAGE: u8 = 64;
-/// The longest a shutdown waits for long-polls to be answered.
+/// The longest a shutdown waits for long-polls to be answered: well inside the pod's default
+/// 30 s termination grace period, and sidecars reconnect anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a shutdown looks whether the long-polls are answered: quick enough that a drained
+/// server exits at once, rare enough to cost nothing.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// Time given to answered long-polls to leave: one flush of a small response.
+const DRAIN_FLUSH: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -45,6 +52,11 @@ fn main() -> ExitCode {
         Err(e) => return usage(&e.to_string()),
     };
     init_tracing();
+    // Every sidecar long-polls the config server: its connection cap (listener::Limits) is only
+    // reachable above the usual soft limit of 1024 open files, so take what the hard limit allows.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(%error, "cannot raise the open-files limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
@@ -108,13 +120,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // keeps any code path that asks for the default from panicking.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let client = match kube::Client::try_default().await {
-        Ok(client) => Some(client),
-        Err(error) => {
-            tracing::warn!(%error, "no Kubernetes configuration: config requests will be answered 503");
-            None
-        }
-    };
+    let client = kube_client().await;
     // In a cluster the chart passes the pod's name; its absence means "out of cluster".
     let pod_name = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty());
     let metrics = Metrics::new()?;
@@ -129,34 +135,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let admin_server = tokio::spawn(admin::serve(bind(config.admin_listen).await?, admin_state));
 
-    let store = match (&config.cert_dir, &client) {
-        (Some(dir), _) => trust::Store::Dir(dir.clone()),
-        (None, Some(client)) => trust::Store::Secret {
-            client: client.clone(),
-            namespace: config.namespace.clone(),
-        },
-        (None, None) => anyhow::bail!("--cert-dir is required without a Kubernetes configuration"),
-    };
+    let store = cert_store(&config, client.as_ref())?;
     let bundle = certificates(&store, &config.namespace).await?;
     let serving = Arc::new(ServingCert::new(&bundle)?);
     let tls = certs::server_config(serving.clone());
 
-    let election = match (&client, &pod_name) {
-        (Some(client), Some(pod)) => Some(leader::spawn(
-            client.clone(),
-            config.namespace.clone(),
-            pod.clone(),
-            metrics.leader.clone(),
-        )),
-        _ => None,
-    };
-    let leadership = election.as_ref().map_or_else(
-        || {
-            tracing::info!("not in a pod: no leader election, this process leads");
-            metrics.leader.set(1);
-            Leadership::always()
-        },
-        |e| e.leadership.clone(),
+    let (election, leadership) = elect(
+        client.as_ref(),
+        pod_name.as_deref(),
+        &config.namespace,
+        &metrics,
     );
 
     let tables = Tables::default();
@@ -167,57 +155,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         leadership.clone(),
     );
     if let Some(client) = &client {
-        let (trust_namespaces, namespaces) = watch::channel(BTreeSet::new());
-        let reports = server.clone();
-        tokio::spawn(controller::run(controller::Context {
-            client: client.clone(),
+        let instance = pod_name.unwrap_or_else(|| "out-of-cluster".to_string());
+        let namespaces = spawn_controller(
+            client,
             tables,
-            reports: Box::new(move || controller::Reports {
-                windows: reports.report_windows(),
-                versions: reports.report_versions(),
-            }),
-            metrics: metrics.controller.clone(),
-            leadership: leadership.clone(),
-            synced: synced.clone(),
-            trust_namespaces,
-            instance: pod_name
-                .clone()
-                .unwrap_or_else(|| "out-of-cluster".to_string()),
-            versions_reported: server.versions_reported(),
-        }));
-        tokio::spawn(
-            trust::Publisher {
-                client: client.clone(),
-                store,
-                namespace: config.namespace.clone(),
-                webhook_config_name: config.webhook_config_name.clone(),
-                serving,
-                leadership: leadership.clone(),
-                namespaces,
-            }
-            .run(bundle),
+            &server,
+            &metrics,
+            &leadership,
+            &synced,
+            instance,
         );
+        let publisher = trust::Publisher {
+            client: client.clone(),
+            store,
+            namespace: config.namespace.clone(),
+            webhook_config_name: config.webhook_config_name.clone(),
+            serving,
+            leadership: leadership.clone(),
+            namespaces,
+        };
+        tokio::spawn(publisher.run(bundle));
     }
+    let webhook = webhook(&config, client, &metrics);
 
-    let (mode, detect) = mode::source(config.sidecar_mode, client.clone(), mode::AUTO_REFRESH);
-    if let Some(detect) = detect {
-        tokio::spawn(detect);
-    }
-    let webhook = Webhook::new(
-        SidecarDefaults::from_config(&config),
-        mode,
-        metrics.admissions.clone(),
-    );
-
-    let config_listener = bind(config.config_listen).await?;
-    let webhook_listener = bind(config.webhook_listen).await?;
-    tracing::info!(
-        config = %config.config_listen,
-        webhook = %config.webhook_listen,
-        admin = %config.admin_listen,
-        namespace = %config.namespace,
-        "serving"
-    );
+    let (config_listener, webhook_listener) = listen(&config).await?;
 
     tokio::select! {
         result = config_server::serve(config_listener, tls.clone(), server.clone()) => result?,
@@ -234,24 +195,127 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Binds the config server and webhook listeners (the admin one is bound first, on its own).
+async fn listen(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let config_listener = bind(config.config_listen).await?;
+    let webhook_listener = bind(config.webhook_listen).await?;
+    tracing::info!(
+        config = %config.config_listen,
+        webhook = %config.webhook_listen,
+        admin = %config.admin_listen,
+        namespace = %config.namespace,
+        "serving"
+    );
+    Ok((config_listener, webhook_listener))
+}
+
+/// The cluster's client, or `None` out of a cluster.
+async fn kube_client() -> Option<kube::Client> {
+    match kube::Client::try_default().await {
+        Ok(client) => Some(client),
+        Err(error) => {
+            tracing::warn!(%error, "no Kubernetes configuration: config requests will be answered 503");
+            None
+        }
+    }
+}
+
+/// Where the certificates live: `--cert-dir` if given, else a Secret in the cluster.
+fn cert_store(config: &Config, client: Option<&kube::Client>) -> anyhow::Result<trust::Store> {
+    match (&config.cert_dir, client) {
+        (Some(dir), _) => Ok(trust::Store::Dir(dir.clone())),
+        (None, Some(client)) => Ok(trust::Store::Secret {
+            client: client.clone(),
+            namespace: config.namespace.clone(),
+        }),
+        (None, None) => anyhow::bail!("--cert-dir is required without a Kubernetes configuration"),
+    }
+}
+
+/// Starts competing for leadership when in a pod of a cluster; otherwise this process leads.
+fn elect(
+    client: Option<&kube::Client>,
+    pod_name: Option<&str>,
+    namespace: &str,
+    metrics: &Metrics,
+) -> (Option<leader::Election>, Leadership) {
+    let (Some(client), Some(pod)) = (client, pod_name) else {
+        tracing::info!("not in a pod: no leader election, this process leads");
+        metrics.leader.set(1);
+        return (None, Leadership::always());
+    };
+    let election = leader::spawn(
+        client.clone(),
+        namespace.to_string(),
+        pod.to_string(),
+        metrics.leader.clone(),
+    );
+    let leadership = election.leadership.clone();
+    (Some(election), leadership)
+}
+
+/// Starts the controller; returns where it publishes the namespaces that need the CA bundle.
+fn spawn_controller(
+    client: &kube::Client,
+    tables: Tables,
+    server: &Arc<ConfigServer>,
+    metrics: &Metrics,
+    leadership: &Leadership,
+    synced: &Arc<AtomicBool>,
+    instance: String,
+) -> watch::Receiver<BTreeSet<String>> {
+    let (trust_namespaces, namespaces) = watch::channel(BTreeSet::new());
+    let reports = server.clone();
+    tokio::spawn(controller::run(controller::Context {
+        client: client.clone(),
+        tables,
+        reports: Box::new(move || controller::Reports {
+            windows: reports.report_windows(),
+            versions: reports.report_versions(),
+        }),
+        metrics: metrics.controller.clone(),
+        leadership: leadership.clone(),
+        synced: synced.clone(),
+        trust_namespaces,
+        instance,
+        versions_reported: server.versions_reported(),
+    }));
+    namespaces
+}
+
+/// The injection webhook, with the mode detection it needs started.
+fn webhook(config: &Config, client: Option<kube::Client>, metrics: &Metrics) -> Arc<Webhook> {
+    let (mode, detect) = mode::source(config.sidecar_mode, client, mode::AUTO_REFRESH);
+    if let Some(detect) = detect {
+        tokio::spawn(detect);
+    }
+    Webhook::new(
+        SidecarDefaults::from_config(config),
+        mode,
+        metrics.admissions.clone(),
+    )
+}
+
+/// The retries while the certificate Secret cannot be read: from 1 s, doubling, up to 30 s
+/// (backon's jitter adds up to one more delay to each, so replicas starting together spread
+/// out), soon enough that an apiserver coming back is noticed quickly.
+const CERT_RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_secs(1))
+    .with_max_delay(Duration::from_secs(30))
+    .with_factor(2.0)
+    .with_jitter()
+    .without_max_times();
+
 /// Loads or creates the certificates. A Secret store is retried while the apiserver is away
 /// (nothing can be served without them); a bad `--cert-dir` is an error at once.
 async fn certificates(store: &trust::Store, namespace: &str) -> anyhow::Result<CertBundle> {
-    let mut delay = Duration::from_secs(1);
-    loop {
-        match store.ensure(namespace, SystemTime::now()).await {
-            Ok((bundle, action)) => {
-                tracing::info!(?action, "certificates ready");
-                return Ok(bundle);
-            }
-            Err(error) if matches!(store, trust::Store::Secret { .. }) => {
-                tracing::warn!(%error, "cannot load the certificates; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let (bundle, action) = (|| store.ensure(namespace, SystemTime::now()))
+        .retry(CERT_RETRY)
+        .when(|_| matches!(store, trust::Store::Secret { .. }))
+        .notify(|error, _| tracing::warn!(%error, "cannot load the certificates; retrying"))
+        .await?;
+    tracing::info!(?action, "certificates ready");
+    Ok(bundle)
 }
 
 /// Answers every waiting long-poll and gives the answers a moment to leave, so that sidecars
@@ -260,10 +324,10 @@ async fn drain(server: &ConfigServer, metrics: &Metrics) {
     server.drain();
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     while metrics.config.long_polls.get() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(DRAIN_POLL).await;
     }
     // The responses are written by their connection tasks; let them flush.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(DRAIN_FLUSH).await;
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -2,10 +2,10 @@
 //! trust"); [`crate::certs`] decides what the material must be, this module stores and
 //! publishes it:
 //!
-//! - **storage:** `--cert-dir` out of a cluster, else the Secret [`SECRET_NAME`] in the
+//! - **storage:** `--cert-dir` out of a cluster, else the Secret [`CERTS_SECRET`] in the
 //!   operator's namespace, created with create-only semantics and updated with optimistic
 //!   concurrency, so that two replicas starting together end up serving the same certificate;
-//! - **publication** (leader only): the CA bundle as ConfigMap [`CA_ROOT`] (key `ca.crt`) in
+//! - **publication** (leader only): the CA bundle as ConfigMap [`CA_CONFIG_MAP`] (key [`CA_BUNDLE_KEY`]) in
 //!   every namespace that has or may get injected pods, and as the `caBundle` of every webhook
 //!   of the MutatingWebhookConfiguration, both by server-side apply and restored when changed;
 //! - **renewal:** every replica re-plans the material now and then and hot-swaps the serving
@@ -25,16 +25,10 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::certs::{self, CertAction, CertBundle, Material, ServingCert};
-use crate::controller::FIELD_MANAGER;
 use crate::leader::Leadership;
+use crate::names::{CA_BUNDLE_KEY, CA_CONFIG_MAP, CERTS_SECRET, FIELD_MANAGER, MANAGED_BY_LABEL};
 use crate::{Error, Result};
 
-/// The Secret holding the certificate material in a cluster.
-pub const SECRET_NAME: &str = "switchyard-certs";
-/// The ConfigMap carrying the CA bundle into application namespaces.
-pub const CA_ROOT: &str = "switchyard-ca-root";
-/// Its key, mounted by injected sidecars as `--ca-file`.
-pub const CA_ROOT_KEY: &str = "ca.crt";
 /// How often a replica re-plans its certificates (renewal is due months ahead).
 const RENEW_EVERY: Duration = Duration::from_secs(3600);
 /// How often the leader checks the webhook's `caBundle` (someone may have reset it, or the
@@ -94,7 +88,7 @@ async fn ensure_secret(
     let api: Api<Secret> = Api::namespaced(client.clone(), secret_namespace);
     let names = certs::serving_names(namespace);
     for _ in 0..SECRET_ATTEMPTS {
-        let existing = api.get_opt(SECRET_NAME).await?;
+        let existing = api.get_opt(CERTS_SECRET).await?;
         let current = existing.as_ref().map(material_of).unwrap_or_default();
         let (next, action) = certs::plan(&current, &names, now)?;
         if existing.is_some() && next == current {
@@ -108,13 +102,13 @@ async fn ensure_secret(
             Some(mut secret) => {
                 secret.data = secret_of(&next).data;
                 secret.string_data = None;
-                api.replace(SECRET_NAME, &PostParams::default(), &secret)
+                api.replace(CERTS_SECRET, &PostParams::default(), &secret)
                     .await
             }
         };
         match written {
             Ok(_) => {
-                tracing::info!(?action, secret = SECRET_NAME, "certificates stored");
+                tracing::info!(?action, secret = CERTS_SECRET, "certificates stored");
                 return Ok((next.bundle()?, action));
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -124,7 +118,7 @@ async fn ensure_secret(
         }
     }
     Err(Error::CertificateStore(format!(
-        "Secret {SECRET_NAME} kept changing under {SECRET_ATTEMPTS} attempts to update it"
+        "Secret {CERTS_SECRET} kept changing under {SECRET_ATTEMPTS} attempts to update it"
     )))
 }
 
@@ -148,9 +142,9 @@ pub fn secret_of(material: &Material) -> Secret {
         .collect();
     Secret {
         metadata: kube::api::ObjectMeta {
-            name: Some(SECRET_NAME.to_string()),
+            name: Some(CERTS_SECRET.to_string()),
             labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".to_string(),
+                MANAGED_BY_LABEL.to_string(),
                 FIELD_MANAGER.to_string(),
             )])),
             ..Default::default()
@@ -167,10 +161,10 @@ pub fn ca_root_apply(bundle: &str) -> serde_json::Value {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": CA_ROOT,
-            "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER},
+            "name": CA_CONFIG_MAP,
+            "labels": {MANAGED_BY_LABEL: FIELD_MANAGER},
         },
-        "data": {CA_ROOT_KEY: bundle},
+        "data": {CA_BUNDLE_KEY: bundle},
     })
 }
 
@@ -257,7 +251,7 @@ impl Publisher {
             let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
             let params = PatchParams::apply(FIELD_MANAGER).force();
             match api
-                .patch(CA_ROOT, &params, &Patch::Apply(ca_root_apply(bundle)))
+                .patch(CA_CONFIG_MAP, &params, &Patch::Apply(ca_root_apply(bundle)))
                 .await
             {
                 Ok(_) => {

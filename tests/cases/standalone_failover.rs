@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use switchyard_tests::{
-    Fault, Harness, MockProvider, ProviderDef, Reply, pool, pool_of, refused_url, route,
+    Fault, Harness, MockProvider, ProviderDef, Reply, eventually, pool, pool_of, refused_url, route,
 };
 use tokio::time::Instant;
 
@@ -127,6 +127,38 @@ async fn a_hung_provider_times_out_at_the_total_timeout_and_fails_over() {
     assert!(took < Duration::from_secs(2), "gave up late: {took:?}");
     assert_eq!((a.request_count(), b.request_count()), (1, 1));
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_requests_skip_a_provider_that_answers_nothing_for_its_first_token_timeout() {
+    let (h, a, b) = pair("timeouts: {firstToken: 300ms, total: 20s}", "").await;
+    a.set_default_fault(Some(Fault::Hang));
+    let h = std::sync::Arc::new(h);
+    let stuck = tokio::spawn({
+        let h = h.clone();
+        async move { h.chat("chat", "stuck").await }
+    });
+    assert!(eventually(Duration::from_secs(2), || async { a.request_count() == 1 }).await);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let started = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(5), h.chat("chat", "next"))
+        .await
+        .expect("the next request is not held by the silent provider");
+
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-switchyard-provider"), "pool/b");
+    assert_eq!(
+        reply.header("x-switchyard-attempts"),
+        "1",
+        "a was not tried"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(a.request_count(), 1, "a got another request while silent");
+    assert_eq!(b.request_count(), 1);
+    stuck.abort();
+    let _ = stuck.await;
+    Harness::stop_shared(h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,6 +66,20 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_connects_and_says_nothing_is_disconnected() {
+    let (addr, _stop) = admin_with(SHORT).await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+
+    let closed = closed_within(&mut silent, Duration::from_secs(5)).await;
+
+    assert_eq!(
+        closed.as_deref(),
+        Some(&b""[..]),
+        "a silent connection held its slot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_kept_alive_connection_is_closed() {
     let (addr, _stop) = admin_with(SHORT).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();

@@ -1,6 +1,7 @@
 //! What the sidecar sends upstream is valid by each provider's official API schema
-//! (`../shared/specs/`, see SOURCES.md there): OpenAI's and Anthropic's OpenAPI 3.1 documents and
-//! Gemini's OpenAPI 3.0 conversion of its discovery document. Requests go through the real
+//! (`tests/specs/`, see SOURCES.md there): OpenAI's and Anthropic's OpenAPI 3.1 documents and
+//! Gemini's OpenAPI 3.0 conversion of its discovery document, trimmed by `scripts/trim-specs` to
+//! the request schema each test validates against and the schemas it references. Requests go through the real
 //! sidecar from both client formats to a simulated provider of each API, and the body each
 //! provider received is validated. Each validator is first shown to reject a bad request, since
 //! a validator that accepts everything would make these tests worthless.
@@ -14,7 +15,7 @@ use switchyard_sim::{anthropic, gemini, openai};
 use switchyard_tests::Harness;
 
 fn specs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("specs")
 }
 
 /// OpenAPI's `nullable` as JSON Schema, and (for Gemini, whose converted schemas never close
@@ -54,12 +55,12 @@ fn validator(file: &str, schema: &str, close_objects: bool) -> Validator {
     let path = specs_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (shared/specs must sit beside the repo)",
+            "{}: {e} (scripts/trim-specs regenerates tests/specs)",
             path.display()
         )
     });
     // NB: OpenAI's spec bounds `seed` with ±9223372036854776000, an integer literal past i64 that
-    // YAML parsers refuse; as a float it means the same bound.
+    // YAML parsers refuse and JSON parsers read inconsistently; as a float it means the same bound.
     let text = text.replace("9223372036854776000", "9.223372036854776e18");
     let mut spec: Value = if file.ends_with(".yaml") {
         serde_yaml::from_str(&text).expect("spec YAML")
@@ -76,17 +77,17 @@ fn validator(file: &str, schema: &str, close_objects: bool) -> Validator {
 
 fn openai_validator() -> &'static Validator {
     static V: OnceLock<Validator> = OnceLock::new();
-    V.get_or_init(|| validator("openai.openapi.yaml", "CreateChatCompletionRequest", false))
+    V.get_or_init(|| validator("openai.schemas.json", "CreateChatCompletionRequest", false))
 }
 
 fn anthropic_validator() -> &'static Validator {
     static V: OnceLock<Validator> = OnceLock::new();
-    V.get_or_init(|| validator("anthropic.openapi.json", "CreateMessageParams", false))
+    V.get_or_init(|| validator("anthropic.schemas.json", "CreateMessageParams", false))
 }
 
 fn gemini_validator() -> &'static Validator {
     static V: OnceLock<Validator> = OnceLock::new();
-    V.get_or_init(|| validator("gemini.openapi.json", "GenerateContentRequest", true))
+    V.get_or_init(|| validator("gemini.schemas.json", "GenerateContentRequest", true))
 }
 
 fn errors(validator: &Validator, body: &Value) -> Vec<String> {

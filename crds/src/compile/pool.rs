@@ -7,208 +7,54 @@ use std::net::IpAddr;
 use kube::ResourceExt;
 
 use super::{
-    CompiledProvider, Inputs, Kind, ObjectKey, PoolOutcome, Problem, ProviderIndex,
+    CompiledProvider, Findings, Inputs, Kind, ObjectKey, PoolOutcome, ProviderIndex,
     SECRET_OPT_IN_LABEL, reasons,
 };
 use crate::secret::SecretString;
 use crate::table::{self, Pricing, TimeoutsMs, Upstream};
-use crate::v1alpha1::ProviderPool;
+use crate::v1alpha1::{self, CircuitBreaker, Provider, ProviderPool};
+
+/// The models of a provider with their prices and context windows.
+type Models = BTreeMap<String, (Pricing, Option<u32>)>;
+
 pub(super) fn compile_pool(
     pool: &ProviderPool,
     inputs: &Inputs<'_>,
     index: &mut ProviderIndex,
 ) -> PoolOutcome {
     let key = ObjectKey::of(Kind::ProviderPool, pool);
-    let mut outcome = PoolOutcome::default();
-    let problem = |field: String, reason: &'static str, message: String| Problem {
-        object: key.clone(),
-        field,
-        reason,
-        message,
+    let mut pool_findings = Findings::new(&key);
+    let cb = pool.spec.circuit_breaker.clone().unwrap_or_default();
+    let breaker = breaker(&cb, &mut pool_findings);
+    let pool_level_ok = pool_findings.is_empty();
+    let mut outcome = PoolOutcome {
+        accepted: pool_findings.accepted,
+        resolved_refs: pool_findings.resolved_refs,
     };
-
-    let breaker = {
-        let cb = pool.spec.circuit_breaker.clone().unwrap_or_default();
-        let defaults = table::Breaker::default();
-        let mut ms = |d: &Option<crate::v1alpha1::Duration>, field: &str, default: u64| match d
-            .as_ref()
-            .map(|d| (d, d.parse()))
-        {
-            None => default,
-            Some((_, Some(v))) => v.as_millis() as u64,
-            Some((d, None)) => {
-                outcome.accepted.push(problem(
-                    format!("spec.circuitBreaker.{field}"),
-                    reasons::INVALID,
-                    format!("{:?} is not a duration like 30s or 1m30s", d.0),
-                ));
-                default
-            }
-        };
-        table::Breaker {
-            consecutive_failures: cb
-                .consecutive_failures
-                .unwrap_or(defaults.consecutive_failures)
-                .max(1),
-            cooldown_ms: ms(&cb.cooldown, "cooldown", defaults.cooldown_ms),
-            max_retry_after_ms: ms(
-                &cb.max_retry_after,
-                "maxRetryAfter",
-                defaults.max_retry_after_ms,
-            ),
-        }
-    };
-    let pool_level_ok = outcome.accepted.is_empty();
 
     let mut seen = BTreeSet::new();
     for (i, provider) in pool.spec.providers.iter().enumerate() {
         let at = format!("spec.providers[{i}]");
-        let mut accepted = Vec::new();
-        let mut refs = Vec::new();
+        let mut findings = Findings::new(&key);
         if !seen.insert(provider.name.as_str()) {
-            accepted.push(problem(
+            findings.invalid(
                 format!("{at}.name"),
-                reasons::INVALID,
                 format!("duplicate provider name {:?}", provider.name),
-            ));
-        }
-        if provider.name.is_empty() || provider.name.contains('/') {
-            accepted.push(problem(
-                format!("{at}.name"),
-                reasons::INVALID,
-                "provider names must be non-empty and contain no '/'".into(),
-            ));
-        }
-        let base_url = provider
-            .base_url
-            .clone()
-            .unwrap_or_else(|| provider.api.default_base_url().to_string())
-            .trim_end_matches('/')
-            .to_string();
-        if let Err(why) = check_url(&base_url, provider.api_key.is_some()) {
-            accepted.push(problem(
-                format!("{at}.baseUrl"),
-                reasons::INVALID_PROVIDER,
-                format!("provider {:?}: {why}", provider.name),
-            ));
-        }
-        let timeouts = {
-            let t = provider.timeouts.clone().unwrap_or_default();
-            let d = TimeoutsMs::default();
-            let mut ms = |v: &Option<crate::v1alpha1::Duration>, field: &str, default: u64| match v
-            {
-                None => default,
-                Some(v) => match v.parse() {
-                    Some(v) if !v.is_zero() => v.as_millis() as u64,
-                    _ => {
-                        accepted.push(problem(
-                            format!("{at}.timeouts.{field}"),
-                            reasons::INVALID,
-                            format!("{:?} is not a positive duration like 2s or 1m30s", v.0),
-                        ));
-                        default
-                    }
-                },
-            };
-            TimeoutsMs {
-                connect: ms(&t.connect, "connect", d.connect),
-                first_token: ms(&t.first_token, "firstToken", d.first_token),
-                idle: ms(&t.idle, "idle", d.idle),
-                total: ms(&t.total, "total", d.total),
-            }
-        };
-        let mut models = BTreeMap::new();
-        for (j, model) in provider.models.iter().enumerate() {
-            let at = format!("{at}.models[{j}]");
-            let mut price = |p: &crate::v1alpha1::Price, field: &str| {
-                p.parse().unwrap_or_else(|| {
-                    accepted.push(problem(
-                        format!("{at}.{field}"),
-                        reasons::INVALID,
-                        format!(
-                            "{:?} is not a non-negative decimal price such as \"2.50\"",
-                            p.0
-                        ),
-                    ));
-                    0.0
-                })
-            };
-            let input = price(&model.input_per_million, "inputPerMillion");
-            let output = price(&model.output_per_million, "outputPerMillion");
-            let cached = model
-                .cached_input_per_million
-                .as_ref()
-                .map_or(input, |p| price(p, "cachedInputPerMillion"));
-            let pricing = Pricing {
-                input_per_million: input,
-                cached_input_per_million: cached,
-                output_per_million: output,
-            };
-            if model.name.is_empty()
-                || models
-                    .insert(model.name.clone(), (pricing, model.context_window))
-                    .is_some()
-            {
-                accepted.push(problem(
-                    format!("{at}.name"),
-                    reasons::INVALID,
-                    format!("duplicate or empty model name {:?}", model.name),
-                ));
-            }
-        }
-        if provider.models.is_empty() {
-            accepted.push(problem(
-                format!("{at}.models"),
-                reasons::INVALID,
-                "a provider needs at least one model".into(),
-            ));
-        }
-
-        let api_key = provider.api_key.as_ref().and_then(|source| {
-            let r = &source.secret_key_ref;
-            match resolve_secret(&key.namespace, &r.name, &r.key, inputs) {
-                Ok(value) => Some(value),
-                Err((reason, message)) => {
-                    refs.push(problem(
-                        format!("{at}.apiKey.secretKeyRef"),
-                        reason,
-                        message,
-                    ));
-                    None
-                }
-            }
-        });
-
-        let usable = if accepted.is_empty() && refs.is_empty() && pool_level_ok {
-            let limits = provider.limits.clone().unwrap_or_default();
-            Ok(CompiledProvider {
-                upstream: Upstream {
-                    pool: key.name.clone(),
-                    provider: provider.name.clone(),
-                    api: provider.api,
-                    base_url,
-                    region: provider.region.clone(),
-                    api_key,
-                    forward_headers: provider
-                        .forward_headers
-                        .iter()
-                        .map(|h| h.to_ascii_lowercase())
-                        .collect(),
-                    timeouts,
-                    limits: table::Limits {
-                        requests_per_minute: limits.requests_per_minute,
-                        tokens_per_minute: limits.tokens_per_minute,
-                        max_concurrent: limits.max_concurrent,
-                    },
-                    breaker,
-                },
-                models,
-            })
-        } else {
-            let first = accepted.iter().chain(&refs).next().map_or_else(
-                || format!("pool {} is invalid", key.name),
-                |p| p.message.clone(),
             );
+        }
+        let compiled = compile_provider(provider, &at, breaker, inputs, &mut findings);
+        let usable = if findings.is_empty() && pool_level_ok {
+            Ok(compiled)
+        } else {
+            let first = findings
+                .accepted
+                .iter()
+                .chain(&findings.resolved_refs)
+                .next()
+                .map_or_else(
+                    || format!("pool {} is invalid", key.name),
+                    |p| p.message.clone(),
+                );
             Err(first)
         };
         // The first provider of a name wins the index slot, so a duplicate cannot shadow it.
@@ -219,10 +65,189 @@ pub(super) fn compile_pool(
                 provider.name.clone(),
             ))
             .or_insert(usable);
-        outcome.accepted.extend(accepted);
-        outcome.resolved_refs.extend(refs);
+        outcome.accepted.extend(findings.accepted);
+        outcome.resolved_refs.extend(findings.resolved_refs);
     }
     outcome
+}
+
+/// The pool's circuit breaker, defaults applied; an unreadable duration keeps its default.
+fn breaker(cb: &CircuitBreaker, findings: &mut Findings<'_>) -> table::Breaker {
+    let defaults = table::Breaker::default();
+    let mut ms = |d: &Option<v1alpha1::Duration>, field: &str, default: u64| match d
+        .as_ref()
+        .map(|d| (d, d.parse()))
+    {
+        None => default,
+        Some((_, Some(v))) => v.as_millis() as u64,
+        Some((d, None)) => {
+            findings.invalid(
+                format!("spec.circuitBreaker.{field}"),
+                format!("{:?} is not a duration like 30s or 1m30s", d.0),
+            );
+            default
+        }
+    };
+    table::Breaker {
+        consecutive_failures: cb
+            .consecutive_failures
+            .unwrap_or(defaults.consecutive_failures)
+            .max(1),
+        cooldown_ms: ms(&cb.cooldown, "cooldown", defaults.cooldown_ms),
+        max_retry_after_ms: ms(
+            &cb.max_retry_after,
+            "maxRetryAfter",
+            defaults.max_retry_after_ms,
+        ),
+    }
+}
+
+/// One provider at `at`, judged on its own: what it would be if usable, with its problems in
+/// `findings`.
+fn compile_provider(
+    provider: &Provider,
+    at: &str,
+    breaker: table::Breaker,
+    inputs: &Inputs<'_>,
+    findings: &mut Findings<'_>,
+) -> CompiledProvider {
+    if provider.name.is_empty() || provider.name.contains('/') {
+        findings.invalid(
+            format!("{at}.name"),
+            "provider names must be non-empty and contain no '/'".into(),
+        );
+    }
+    let base_url = provider
+        .base_url
+        .clone()
+        .unwrap_or_else(|| provider.api.default_base_url().to_string())
+        .trim_end_matches('/')
+        .to_string();
+    if let Err(why) = check_url(&base_url, provider.api_key.is_some()) {
+        findings.reject(
+            format!("{at}.baseUrl"),
+            reasons::INVALID_PROVIDER,
+            format!("provider {:?}: {why}", provider.name),
+        );
+    }
+    let timeouts = timeouts(provider, at, findings);
+    let models = models(provider, at, findings);
+    let api_key = api_key(provider, at, inputs, findings);
+    let limits = provider.limits.clone().unwrap_or_default();
+    CompiledProvider {
+        upstream: Upstream {
+            pool: findings.object.name.clone(),
+            provider: provider.name.clone(),
+            api: provider.api,
+            base_url,
+            region: provider.region.clone(),
+            api_key,
+            forward_headers: provider
+                .forward_headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            timeouts,
+            limits: table::Limits {
+                requests_per_minute: limits.requests_per_minute,
+                tokens_per_minute: limits.tokens_per_minute,
+                max_concurrent: limits.max_concurrent,
+            },
+            breaker,
+        },
+        models,
+    }
+}
+
+/// The provider's time limits, defaults applied; a duration that is not positive keeps its
+/// default.
+fn timeouts(provider: &Provider, at: &str, findings: &mut Findings<'_>) -> TimeoutsMs {
+    let t = provider.timeouts.clone().unwrap_or_default();
+    let d = TimeoutsMs::default();
+    let mut ms = |v: &Option<v1alpha1::Duration>, field: &str, default: u64| match v {
+        None => default,
+        Some(v) => match v.parse() {
+            Some(v) if !v.is_zero() => v.as_millis() as u64,
+            _ => {
+                findings.invalid(
+                    format!("{at}.timeouts.{field}"),
+                    format!("{:?} is not a positive duration like 2s or 1m30s", v.0),
+                );
+                default
+            }
+        },
+    };
+    TimeoutsMs {
+        connect: ms(&t.connect, "connect", d.connect),
+        first_token: ms(&t.first_token, "firstToken", d.first_token),
+        idle: ms(&t.idle, "idle", d.idle),
+        total: ms(&t.total, "total", d.total),
+    }
+}
+
+/// The provider's models by name; an unreadable price counts as 0.
+fn models(provider: &Provider, at: &str, findings: &mut Findings<'_>) -> Models {
+    let mut models = BTreeMap::new();
+    for (j, model) in provider.models.iter().enumerate() {
+        let at = format!("{at}.models[{j}]");
+        let mut price = |p: &v1alpha1::Price, field: &str| {
+            p.parse().unwrap_or_else(|| {
+                findings.invalid(
+                    format!("{at}.{field}"),
+                    format!(
+                        "{:?} is not a non-negative decimal price such as \"2.50\"",
+                        p.0
+                    ),
+                );
+                0.0
+            })
+        };
+        let input = price(&model.input_per_million, "inputPerMillion");
+        let output = price(&model.output_per_million, "outputPerMillion");
+        let cached = model
+            .cached_input_per_million
+            .as_ref()
+            .map_or(input, |p| price(p, "cachedInputPerMillion"));
+        let pricing = Pricing {
+            input_per_million: input,
+            cached_input_per_million: cached,
+            output_per_million: output,
+        };
+        if model.name.is_empty()
+            || models
+                .insert(model.name.clone(), (pricing, model.context_window))
+                .is_some()
+        {
+            findings.invalid(
+                format!("{at}.name"),
+                format!("duplicate or empty model name {:?}", model.name),
+            );
+        }
+    }
+    if provider.models.is_empty() {
+        findings.invalid(
+            format!("{at}.models"),
+            "a provider needs at least one model".into(),
+        );
+    }
+    models
+}
+
+/// The provider's key from its Secret, if it names one that resolves.
+fn api_key(
+    provider: &Provider,
+    at: &str,
+    inputs: &Inputs<'_>,
+    findings: &mut Findings<'_>,
+) -> Option<SecretString> {
+    let r = &provider.api_key.as_ref()?.secret_key_ref;
+    match resolve_secret(&findings.object.namespace, &r.name, &r.key, inputs) {
+        Ok(value) => Some(value),
+        Err((reason, message)) => {
+            findings.unresolved(format!("{at}.apiKey.secretKeyRef"), reason, message);
+            None
+        }
+    }
 }
 
 /// The security rules for provider URLs (DESIGN.md §2, Security model).

@@ -19,9 +19,8 @@ use tokio::time::Instant;
 
 use super::tables::{PodInfo, Snapshot};
 use crate::metrics::ConfigMetrics;
+use crate::names::TOKEN_AUDIENCE;
 
-/// The audience sidecar tokens are projected for.
-pub const AUDIENCE: &str = "switchyard";
 /// The `status.user.extra` key naming the pod a token is bound to.
 pub const POD_NAME_CLAIM: &str = "authentication.kubernetes.io/pod-name";
 /// The `status.user.extra` key carrying the UID of the pod a token is bound to.
@@ -152,7 +151,7 @@ impl Authenticator {
         let api: Api<TokenReview> = Api::all(client);
         let review = TokenReview {
             spec: TokenReviewSpec {
-                audiences: Some(vec![AUDIENCE.to_string()]),
+                audiences: Some(vec![TOKEN_AUDIENCE.to_string()]),
                 token: Some(token.to_string()),
             },
             ..TokenReview::default()
@@ -203,7 +202,12 @@ pub fn verify_review(status: &TokenReviewStatus) -> Result<BoundPod, Rejection> 
     if status.authenticated != Some(true) {
         return Err(Rejection::NotAuthenticated);
     }
-    if !status.audiences.iter().flatten().any(|a| a == AUDIENCE) {
+    if !status
+        .audiences
+        .iter()
+        .flatten()
+        .any(|a| a == TOKEN_AUDIENCE)
+    {
         return Err(Rejection::WrongAudience);
     }
     let user = status.user.as_ref().ok_or(Rejection::Unbound)?;

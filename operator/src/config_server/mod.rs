@@ -37,6 +37,7 @@ use self::auth::{Authenticator, Rejection};
 use self::reports::{ReportAggregator, WindowKey, WindowStats};
 use self::tables::Tables;
 use crate::leader::Leadership;
+use crate::listener::{self, Limits};
 use crate::metrics::{ConfigMetrics, LongPollGuard};
 
 /// The header in which sidecars name the highest table schema they support.
@@ -294,14 +295,24 @@ impl ConfigServer {
     }
 }
 
-/// Accepts TLS connections on `listener` and serves them (HTTP/1.1 and HTTP/2) until the task is
-/// dropped.
+/// Accepts TLS connections on `listener` and serves them (HTTP/1.1 and HTTP/2) within
+/// [`Limits::CONFIG`] until the task is dropped.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     server: Arc<ConfigServer>,
 ) -> crate::Result<()> {
-    crate::https::serve(listener, tls, "config", move |req| {
+    serve_within(listener, tls, server, Limits::CONFIG).await
+}
+
+/// [`serve`] within other `limits`.
+pub async fn serve_within(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    server: Arc<ConfigServer>,
+    limits: Limits,
+) -> crate::Result<()> {
+    listener::serve(listener, Some(tls), "config", limits, move |req| {
         server.clone().handle(req)
     })
     .await

@@ -10,8 +10,7 @@ use switchyard_crds::compile::Audience;
 use switchyard_crds::table::RouteTable;
 use tokio::sync::watch;
 
-/// What `generatedBy` says in the empty table served to pods no route selects.
-pub const GENERATED_BY: &str = "switchyard-operator";
+use crate::names::GENERATED_BY;
 
 /// What the config server knows about one pod, from the controller's label-filtered Pod watch.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,15 +15,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use switchyard_crds::compile::{self, Audience, Inputs, Kind, ObjectKey, SECRET_OPT_IN_LABEL};
+use switchyard_crds::compile::{
+    self, Audience, Inputs, Kind, ObjectKey, PoolOutcome, RouteOutcome, SECRET_OPT_IN_LABEL,
+};
+use switchyard_crds::table::RouteTable;
 use switchyard_crds::v1alpha1::{
     ModelRoute, ModelRouteStatus, ProviderPool, ProviderPoolStatus, SidecarSummary,
 };
@@ -31,21 +35,25 @@ use tokio::sync::{Notify, watch};
 
 use self::events::Notice;
 use crate::config_server::reports::{WindowKey, WindowStats};
-use crate::config_server::tables::{GENERATED_BY, PodInfo, Snapshot, Tables};
+use crate::config_server::tables::{PodInfo, Snapshot, Tables};
 use crate::leader::Leadership;
 use crate::metrics::ControllerMetrics;
+use crate::names::{FIELD_MANAGER, GENERATED_BY, INJECT_LABEL, INJECTED_LABEL};
 use crate::{Error, Result};
 
-/// The field manager of every status write.
-pub const FIELD_MANAGER: &str = "switchyard-operator";
-pub use crate::webhook::inject::{INJECT_LABEL, INJECTED_LABEL};
 /// How long to wait after a change for more changes before compiling.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Report windows change without any object changing: recompute pool health this often.
 const RESYNC: Duration = Duration::from_secs(30);
-/// Bounds of the retry backoff after a failed status write.
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
+/// The backoff after a failed status write: from 1 s, doubling, up to a minute (backon's jitter
+/// adds up to one more delay to each), so that a broken apiserver is not hammered and a
+/// recovered one is written to soon.
+const RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_secs(1))
+    .with_max_delay(Duration::from_secs(60))
+    .with_factor(2.0)
+    .with_jitter()
+    .without_max_times();
 
 /// Everything [`step`] reads: the reflectors' contents.
 #[derive(Clone, Debug, Default)]
@@ -85,26 +93,12 @@ pub struct Step {
 /// Compiles `world`, builds the snapshot and every status, and keeps only the statuses that
 /// differ (ignoring transition times) from what the objects carry.
 pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
-    let mut pods = HashMap::new();
-    let mut audiences = BTreeSet::new();
-    let mut running = Vec::new();
-    for pod in &world.pods {
-        let Some(info) = pod_info(pod) else { continue };
-        // NB: Pending pods get an audience too: a native sidecar starts (and asks for its table)
-        // while its pod is still Pending, and should not be served the empty table then.
-        audiences.insert(info.audience());
-        let uid = pod.uid().unwrap_or_default();
-        if is_running(pod) {
-            running.push((uid.clone(), info.clone()));
-        }
-        pods.insert(uid, info);
-    }
-    let audiences: Vec<Audience> = audiences.into_iter().collect();
+    let pods = PodIndex::of(&world.pods);
     let compiled = compile::compile(&Inputs {
         pools: &world.pools,
         routes: &world.routes,
         secrets: &world.secrets,
-        audiences: &audiences,
+        audiences: &pods.audiences,
         require_secret_opt_in: true,
         generated_by: GENERATED_BY,
     });
@@ -113,11 +107,69 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         .into_iter()
         .map(|(audience, table)| (audience, Arc::new(table)))
         .collect();
+    let selected = sidecar_counts(&pods.running, &tables, reports);
 
-    // For each route, the running pods it wins for (selected) and those of them whose last
-    // report carried their table's current version (in sync).
+    let mut out = Step::default();
+    route_statuses(world, &compiled.routes, &selected, &now, &mut out);
+    pool_statuses(world, &compiled.pools, reports, &now, &mut out);
+    out.trust_namespaces = world
+        .namespaces
+        .iter()
+        .map(|ns| ns.name_any())
+        .chain(pods.by_uid.values().map(|p| p.namespace.clone()))
+        .chain(world.routes.iter().filter_map(|r| r.namespace()))
+        .collect();
+    out.snapshot = Snapshot {
+        tables,
+        pods: pods.by_uid,
+    };
+    out
+}
+
+/// The injected pods a step serves.
+struct PodIndex {
+    /// Every injected, non-terminating pod by UID.
+    by_uid: HashMap<String, PodInfo>,
+    /// The audiences of those pods, each once, in order.
+    audiences: Vec<Audience>,
+    /// Those of them running, with their UID.
+    running: Vec<(String, PodInfo)>,
+}
+
+impl PodIndex {
+    fn of(pods: &[Pod]) -> Self {
+        let mut by_uid = HashMap::new();
+        let mut audiences = BTreeSet::new();
+        let mut running = Vec::new();
+        for pod in pods {
+            let Some(info) = pod_info(pod) else { continue };
+            // NB: Pending pods get an audience too: a native sidecar starts (and asks for its
+            // table) while its pod is still Pending, and should not be served the empty table
+            // then.
+            audiences.insert(info.audience());
+            let uid = pod.uid().unwrap_or_default();
+            if is_running(pod) {
+                running.push((uid.clone(), info.clone()));
+            }
+            by_uid.insert(uid, info);
+        }
+        Self {
+            by_uid,
+            audiences: audiences.into_iter().collect(),
+            running,
+        }
+    }
+}
+
+/// For each route by (namespace, name), the running pods it wins for (selected) and those of
+/// them whose last report carried their table's current version (in sync).
+fn sidecar_counts(
+    running: &[(String, PodInfo)],
+    tables: &BTreeMap<Audience, Arc<RouteTable>>,
+    reports: &Reports,
+) -> BTreeMap<(String, String), (u32, u32)> {
     let mut selected: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();
-    for (uid, pod) in &running {
+    for (uid, pod) in running {
         if let Some(table) = tables.get(&pod.audience()) {
             let in_sync = reports.versions.get(uid) == Some(&table.version);
             for route in table.routes.values() {
@@ -129,11 +181,20 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
             }
         }
     }
+    selected
+}
 
-    let mut out = Step::default();
+/// Adds to `out` the route statuses that changed, and the events they deserve.
+fn route_statuses(
+    world: &World,
+    outcomes: &BTreeMap<ObjectKey, RouteOutcome>,
+    selected: &BTreeMap<(String, String), (u32, u32)>,
+    now: &Time,
+    out: &mut Step,
+) {
     for route in &world.routes {
         let key = key_of(Kind::ModelRoute, route);
-        let Some(outcome) = compiled.routes.get(&key) else {
+        let Some(outcome) = outcomes.get(&key) else {
             continue;
         };
         let (count, in_sync) = selected
@@ -151,18 +212,25 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         let previous = route.status.as_ref();
         let status = conditions::route_status(outcome, sidecars, programmed, previous, now.clone());
         if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
-            let before = previous
-                .map(|p| p.conditions.as_slice())
-                .unwrap_or_default();
-            for notice in events::notices(before, &status.conditions) {
-                out.events.push((route.object_ref(&()), notice));
-            }
+            let before = previous.map(|p| p.conditions.as_slice());
+            out.events
+                .extend(notices(route.object_ref(&()), before, &status.conditions));
             out.routes.push((key, status));
         }
     }
+}
+
+/// Adds to `out` the pool statuses that changed, and the events they deserve.
+fn pool_statuses(
+    world: &World,
+    outcomes: &BTreeMap<ObjectKey, PoolOutcome>,
+    reports: &Reports,
+    now: &Time,
+    out: &mut Step,
+) {
     for pool in &world.pools {
         let key = key_of(Kind::ProviderPool, pool);
-        let Some(outcome) = compiled.pools.get(&key) else {
+        let Some(outcome) = outcomes.get(&key) else {
             continue;
         };
         let providers = pool
@@ -189,24 +257,24 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
             now.clone(),
         );
         if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
-            let before = previous
-                .map(|p| p.conditions.as_slice())
-                .unwrap_or_default();
-            for notice in events::notices(before, &status.conditions) {
-                out.events.push((pool.object_ref(&()), notice));
-            }
+            let before = previous.map(|p| p.conditions.as_slice());
+            out.events
+                .extend(notices(pool.object_ref(&()), before, &status.conditions));
             out.pools.push((key, status));
         }
     }
-    out.trust_namespaces = world
-        .namespaces
-        .iter()
-        .map(|ns| ns.name_any())
-        .chain(pods.values().map(|p| p.namespace.clone()))
-        .chain(world.routes.iter().filter_map(|r| r.namespace()))
-        .collect();
-    out.snapshot = Snapshot { tables, pods };
-    out
+}
+
+/// The events a change of conditions from `before` to `after` deserves, about `object`.
+fn notices(
+    object: ObjectReference,
+    before: Option<&[Condition]>,
+    after: &[Condition],
+) -> Vec<(ObjectReference, Notice)> {
+    events::notices(before.unwrap_or_default(), after)
+        .into_iter()
+        .map(|notice| (object.clone(), notice))
+        .collect()
 }
 
 /// Writes a route's status: server-side apply on the status subresource, forced, so that the
@@ -278,121 +346,162 @@ pub struct Context {
 /// errors are retried by the watchers' backoff, status writes by ours), and never publishes
 /// before every cache has synced, so an error can never replace good tables by empty ones.
 pub async fn run(mut ctx: Context) {
-    let client = ctx.client.clone();
-    let errors = &ctx.metrics;
     let changed = Arc::new(Notify::new());
-    let routes = spawn_reflector(
-        Api::<ModelRoute>::all(client.clone()),
-        watcher::Config::default(),
-        "modelroutes",
-        &changed,
-        errors,
-    );
-    let pools = spawn_reflector(
-        Api::<ProviderPool>::all(client.clone()),
-        watcher::Config::default(),
-        "providerpools",
-        &changed,
-        errors,
-    );
-    let secrets = spawn_reflector(
-        Api::<Secret>::all(client.clone()),
-        watcher::Config::default().labels(&format!("{SECRET_OPT_IN_LABEL}=true")),
-        "secrets",
-        &changed,
-        errors,
-    );
-    let pods = spawn_reflector(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default().labels(&format!("{INJECTED_LABEL}=true")),
-        "pods",
-        &changed,
-        errors,
-    );
-    let namespaces = spawn_reflector(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default().labels(&format!("{INJECT_LABEL}=true")),
-        "namespaces",
-        &changed,
-        errors,
-    );
-    for (name, store) in [
-        ("modelroutes", routes.wait_until_ready().await),
-        ("providerpools", pools.wait_until_ready().await),
-        ("secrets", secrets.wait_until_ready().await),
-        ("pods", pods.wait_until_ready().await),
-        ("namespaces", namespaces.wait_until_ready().await),
-    ] {
-        if let Err(error) = store {
-            // Only when the writer was dropped, i.e. its task ended: keep going on what we have.
-            tracing::error!(%error, resource = name, "reflector ended before syncing");
-        }
-    }
+    let stores = Stores::spawn(&ctx.client, &changed, &ctx.metrics);
+    stores.wait_until_ready().await;
     tracing::info!("controller caches synced");
     let recorder = Recorder::new(
-        client.clone(),
+        ctx.client.clone(),
         Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance: Some(ctx.instance.clone()),
         },
     );
 
-    let mut retry = RETRY_MIN;
+    let mut retries = RETRY.build();
     let mut wait = Duration::ZERO;
     let mut first = true;
     loop {
         if !first {
-            tokio::select! {
-                () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
-                () = ctx.versions_reported.notified() => tokio::time::sleep(DEBOUNCE).await,
-                // A new leader writes whatever the old one left undone, at once.
-                _ = ctx.leadership.changed() => {}
-                () = tokio::time::sleep(if wait.is_zero() { RESYNC } else { wait }) => {}
-            }
+            next_trigger(&mut ctx, &changed, wait).await;
         }
         first = false;
-        let timer = ctx.metrics.reconcile_duration.start_timer();
-        let mut world = World {
-            pools: cloned(&pools),
-            routes: cloned(&routes),
-            secrets: cloned(&secrets),
-            pods: cloned(&pods),
-            namespaces: cloned(&namespaces),
-        };
-        let unlabelled = unlabelled_secrets(&client, &world).await;
-        world.secrets.extend(unlabelled);
-        let out = step(
-            &world,
-            &(ctx.reports)(),
-            Time(k8s_openapi::jiff::Timestamp::now()),
-        );
-        ctx.tables.publish(out.snapshot);
-        ctx.synced.store(true, Ordering::Release);
-        ctx.trust_namespaces.send_if_modified(|current| {
-            let modified = *current != out.trust_namespaces;
-            *current = out.trust_namespaces;
-            modified
-        });
-        let failed = ctx.leadership.is_leader()
-            && !write_status(
-                &client,
-                &recorder,
-                &out.routes,
-                &out.pools,
-                &out.events,
-                errors,
-            )
-            .await;
-        ctx.metrics.reconciles.inc();
-        timer.observe_duration();
+        let failed = reconcile(&mut ctx, &stores, &recorder).await;
         // A failed write is retried by the next step (the object still carries its old
         // status); back off so that a broken apiserver is not hammered.
         if failed {
-            wait = retry;
-            retry = (retry * 2).min(RETRY_MAX);
+            // Never exhausted: built without a maximum number of attempts.
+            wait = retries.next().unwrap_or(RESYNC);
         } else {
             wait = Duration::ZERO;
-            retry = RETRY_MIN;
+            retries = RETRY.build();
+        }
+    }
+}
+
+/// Waits for a reason to step again: a change (debounced), a new leader, or `wait` (the
+/// retry backoff, or the resync period when zero).
+async fn next_trigger(ctx: &mut Context, changed: &Notify, wait: Duration) {
+    tokio::select! {
+        () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+        () = ctx.versions_reported.notified() => tokio::time::sleep(DEBOUNCE).await,
+        // A new leader writes whatever the old one left undone, at once.
+        _ = ctx.leadership.changed() => {}
+        () = tokio::time::sleep(if wait.is_zero() { RESYNC } else { wait }) => {}
+    }
+}
+
+/// One step over what the caches hold: publishes its tables and trust namespaces and, when
+/// leading, writes its statuses. True when a write failed. (`&mut`: the context is not `Sync`,
+/// and this future must be `Send`.)
+async fn reconcile(ctx: &mut Context, stores: &Stores, recorder: &Recorder) -> bool {
+    let timer = ctx.metrics.reconcile_duration.start_timer();
+    let mut world = stores.world();
+    let unlabelled = unlabelled_secrets(&ctx.client, &world).await;
+    world.secrets.extend(unlabelled);
+    let out = step(
+        &world,
+        &(ctx.reports)(),
+        Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    ctx.tables.publish(out.snapshot);
+    ctx.synced.store(true, Ordering::Release);
+    ctx.trust_namespaces.send_if_modified(|current| {
+        let modified = *current != out.trust_namespaces;
+        *current = out.trust_namespaces;
+        modified
+    });
+    let failed = ctx.leadership.is_leader()
+        && !write_status(
+            &ctx.client,
+            recorder,
+            &out.routes,
+            &out.pools,
+            &out.events,
+            &ctx.metrics,
+        )
+        .await;
+    ctx.metrics.reconciles.inc();
+    timer.observe_duration();
+    failed
+}
+
+/// The reflectors' caches, one per watched kind.
+struct Stores {
+    routes: Store<ModelRoute>,
+    pools: Store<ProviderPool>,
+    secrets: Store<Secret>,
+    pods: Store<Pod>,
+    namespaces: Store<Namespace>,
+}
+
+impl Stores {
+    /// Starts a reflector per kind; each notifies `changed` on every event.
+    fn spawn(client: &Client, changed: &Arc<Notify>, errors: &ControllerMetrics) -> Self {
+        let labelled = |label: &str| watcher::Config::default().labels(&format!("{label}=true"));
+        Self {
+            routes: spawn_reflector(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                "modelroutes",
+                changed,
+                errors,
+            ),
+            pools: spawn_reflector(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                "providerpools",
+                changed,
+                errors,
+            ),
+            secrets: spawn_reflector(
+                Api::all(client.clone()),
+                labelled(SECRET_OPT_IN_LABEL),
+                "secrets",
+                changed,
+                errors,
+            ),
+            pods: spawn_reflector(
+                Api::all(client.clone()),
+                labelled(INJECTED_LABEL),
+                "pods",
+                changed,
+                errors,
+            ),
+            namespaces: spawn_reflector(
+                Api::all(client.clone()),
+                labelled(INJECT_LABEL),
+                "namespaces",
+                changed,
+                errors,
+            ),
+        }
+    }
+
+    /// Waits until every cache has synced once.
+    async fn wait_until_ready(&self) {
+        for (name, store) in [
+            ("modelroutes", self.routes.wait_until_ready().await),
+            ("providerpools", self.pools.wait_until_ready().await),
+            ("secrets", self.secrets.wait_until_ready().await),
+            ("pods", self.pods.wait_until_ready().await),
+            ("namespaces", self.namespaces.wait_until_ready().await),
+        ] {
+            if let Err(error) = store {
+                // Only when the writer was dropped, i.e. its task ended: keep going on what we
+                // have.
+                tracing::error!(%error, resource = name, "reflector ended before syncing");
+            }
+        }
+    }
+
+    fn world(&self) -> World {
+        World {
+            pools: cloned(&self.pools),
+            routes: cloned(&self.routes),
+            secrets: cloned(&self.secrets),
+            pods: cloned(&self.pods),
+            namespaces: cloned(&self.namespaces),
         }
     }
 }

@@ -19,19 +19,11 @@ use serde_json::Value;
 
 use super::mode::Mode;
 use super::sidecar::{self, ADMIN_PORT, LLM_PORT, SIDECAR_NAME, SidecarSpec};
+use crate::names::{
+    DEFAULT_CONTAINER_ANNOTATION, INJECT_LABEL, INJECTED_LABEL, MODE_ANNOTATION,
+    SKIPPED_ANNOTATION, VERSION_ANNOTATION,
+};
 
-/// Pod label that opts a pod in (`"true"`) or out (`"false"`, which wins over a namespace label).
-pub const INJECT_LABEL: &str = "switchyard.dev/inject";
-/// Label set on injected pods; the controller watches pods by it.
-pub const INJECTED_LABEL: &str = "switchyard.dev/injected";
-/// Annotation recording the operator version that injected the pod.
-pub const VERSION_ANNOTATION: &str = "switchyard.dev/sidecar-version";
-/// Annotation overriding the injection mode: `native` or `container`.
-pub const MODE_ANNOTATION: &str = "switchyard.dev/sidecar-mode";
-/// Annotation explaining why a selected pod was not injected.
-pub const SKIPPED_ANNOTATION: &str = "switchyard.dev/skipped";
-/// Annotation `kubectl logs`/`exec` read to pick a container when none is named.
-pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 /// Namespaces never injected, whatever their labels say, besides the operator's own.
 pub const EXCLUDED_NAMESPACES: [&str; 2] = ["kube-system", "kube-node-lease"];
 

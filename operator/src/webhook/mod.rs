@@ -47,6 +47,7 @@ use tokio::sync::watch;
 use self::inject::{Decision, SidecarDefaults};
 use self::mode::Mode;
 use crate::args::{Config, SidecarMode};
+use crate::listener::{self, Limits};
 
 /// The path the MutatingWebhookConfiguration calls.
 pub const INJECT_PATH: &str = "/inject";
@@ -176,13 +177,24 @@ impl Webhook {
     }
 }
 
-/// Serves the webhook on `listener` with `tls` until the task is dropped.
+/// Serves the webhook on `listener` with `tls` within [`Limits::WEBHOOK`] until the task is
+/// dropped.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     webhook: Arc<Webhook>,
 ) -> crate::Result<()> {
-    crate::https::serve(listener, tls, "webhook", move |req| {
+    serve_within(listener, tls, webhook, Limits::WEBHOOK).await
+}
+
+/// [`serve`] within other `limits`.
+pub async fn serve_within(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    webhook: Arc<Webhook>,
+    limits: Limits,
+) -> crate::Result<()> {
+    listener::serve(listener, Some(tls), "webhook", limits, move |req| {
         webhook.clone().handle(req)
     })
     .await

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::mode::Mode;
+use crate::names::{CA_BUNDLE_KEY, CA_CONFIG_MAP, CONFIG_SERVICE, TOKEN_AUDIENCE};
 
 /// The name of the injected container; its presence marks a pod as injected.
 pub const SIDECAR_NAME: &str = "switchyard-sidecar";
@@ -21,10 +22,6 @@ pub const SIDECAR_NAME: &str = "switchyard-sidecar";
 pub const LLM_PORT: i32 = 9400;
 /// The admin port: `/healthz`, `/readyz`, `/metrics`.
 pub const ADMIN_PORT: i32 = 9401;
-/// The ConfigMap the operator publishes the CA bundle in, in every injected namespace.
-pub const CA_CONFIG_MAP: &str = "switchyard-ca-root";
-/// The audience of the projected token, the one the config server's TokenReview asks for.
-pub const TOKEN_AUDIENCE: &str = "switchyard";
 /// The projected token's lifetime; the kubelet refreshes it at 80%.
 pub const TOKEN_EXPIRATION_SECONDS: i64 = 3600;
 /// The sidecar's UID, matching the distroless `nonroot` user of its image.
@@ -34,6 +31,21 @@ pub const SIDECAR_UID: i64 = 65532;
 pub const TOKEN_VOLUME: &str = "switchyard-token";
 pub const STATE_VOLUME: &str = "switchyard-state";
 pub const CA_VOLUME: &str = "switchyard-ca";
+
+/// The config server's port behind its Service (the operator's `--config-listen` default and the
+/// chart's Service port).
+pub const CONFIG_PORT: u16 = 9443;
+/// Seconds the sidecar has to start listening before the kubelet restarts it: a minute covers a
+/// slow image start on a busy node, and the probe polls every second so that containers queued
+/// behind a native sidecar wait no longer than needed.
+const STARTUP_PERIOD_SECONDS: i32 = 1;
+const STARTUP_FAILURES: i32 = 60;
+/// How often readiness is checked: it changes only when the table does, so a few seconds of lag
+/// cost nothing.
+const READINESS_PERIOD_SECONDS: i32 = 5;
+/// Size of the memory-backed state directory: the last table and the cache index fit in a few
+/// MiB, and memory-backed storage counts against the pod's memory.
+const STATE_SIZE: &str = "16Mi";
 
 const TOKEN_DIR: &str = "/var/run/secrets/switchyard";
 const CA_DIR: &str = "/etc/switchyard/ca";
@@ -60,7 +72,7 @@ pub struct SidecarSpec<'a> {
 /// its startup probe then holds back the containers after it until the sidecar answers.
 pub fn container(spec: &SidecarSpec<'_>) -> Container {
     let config_server = format!(
-        "https://switchyard-config.{}.svc:9443",
+        "https://{CONFIG_SERVICE}.{}.svc:{CONFIG_PORT}",
         spec.operator_namespace
     );
     let args = [
@@ -69,7 +81,7 @@ pub fn container(spec: &SidecarSpec<'_>) -> Container {
         "--token-file",
         &format!("{TOKEN_DIR}/token"),
         "--ca-file",
-        &format!("{CA_DIR}/ca.crt"),
+        &format!("{CA_DIR}/{CA_BUNDLE_KEY}"),
         "--state-dir",
         STATE_DIR,
     ];
@@ -87,14 +99,13 @@ pub fn container(spec: &SidecarSpec<'_>) -> Container {
             port("switchyard-adm", ADMIN_PORT),
         ]),
         startup_probe: Some(Probe {
-            // `/healthz` answers once the process listens; polling every second keeps the
-            // containers queued behind a native sidecar from waiting longer than needed.
-            period_seconds: Some(1),
-            failure_threshold: Some(60),
+            // `/healthz` answers once the process listens.
+            period_seconds: Some(STARTUP_PERIOD_SECONDS),
+            failure_threshold: Some(STARTUP_FAILURES),
             ..http_probe("/healthz")
         }),
         readiness_probe: Some(Probe {
-            period_seconds: Some(5),
+            period_seconds: Some(READINESS_PERIOD_SECONDS),
             ..http_probe("/readyz")
         }),
         resources: Some(spec.resources.clone()),
@@ -135,7 +146,7 @@ pub fn volumes() -> Vec<Volume> {
             name: STATE_VOLUME.into(),
             empty_dir: Some(EmptyDirVolumeSource {
                 medium: Some("Memory".into()),
-                size_limit: Some(Quantity("16Mi".into())),
+                size_limit: Some(Quantity(STATE_SIZE.into())),
             }),
             ..Volume::default()
         },
@@ -144,8 +155,8 @@ pub fn volumes() -> Vec<Volume> {
             config_map: Some(ConfigMapVolumeSource {
                 name: CA_CONFIG_MAP.into(),
                 items: Some(vec![KeyToPath {
-                    key: "ca.crt".into(),
-                    path: "ca.crt".into(),
+                    key: CA_BUNDLE_KEY.into(),
+                    path: CA_BUNDLE_KEY.into(),
                     mode: None,
                 }]),
                 ..ConfigMapVolumeSource::default()

@@ -43,7 +43,7 @@ pub struct Limits {
 impl Limits {
     /// The data plane: the application's own connections, many of them long streams.
     pub const DATA_PLANE: Self = Self {
-        max_connections: 1024,
+        max_connections: 4096,
         header_read: Duration::from_secs(30),
     };
     /// Probes, scrapes and debugging: a handful of clients, answered at once.
@@ -108,12 +108,20 @@ pub async fn serve<H, F>(
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler(request).await) }
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // hyper's header-read bound starts once it knows the protocol, which waits for the
+            // client's first bytes: a client that connects and says nothing is bounded here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.header_read, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

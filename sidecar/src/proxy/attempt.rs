@@ -173,6 +173,9 @@ async fn attempt(
         total_deadline
     };
 
+    let waiting = target
+        .health
+        .waiting(Duration::from_millis(timeouts.first_token), started);
     let answer = match timeout_at(
         head_deadline,
         target.upstream.client.request(upstream_request),
@@ -189,6 +192,7 @@ async fn attempt(
         Ok(Err(e)) => return Err(connect_error(&e)),
         Ok(Ok(answer)) => answer,
     };
+    waiting.answered(Instant::now());
     let (parts, body) = answer.into_parts();
     if !parts.status.is_success() {
         let bytes = read_limited(body, MAX_ERROR_BYTES, total_deadline)

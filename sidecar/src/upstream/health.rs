@@ -1,4 +1,11 @@
-//! Per-target health: the circuit breaker, `Retry-After` blocks and observed latency.
+//! Per-target health: the circuit breaker, `Retry-After` blocks, silence and observed latency.
+//!
+//! Silence catches a provider that accepts connections and then answers nothing: while at least
+//! one attempt waits for a response head and the target has answered none for its `firstToken`
+//! timeout, new requests skip it (as if blocked) and go to the next target. Waiting attempts keep
+//! waiting (a provider that is merely slow on one long answer is not cut off), and their eventual
+//! timeouts count towards the breaker as usual. One answer of any kind ends the silence. When
+//! every target is blocked or silent, the soonest to recover is still tried.
 //!
 //! One [`TargetHealth`] exists per (pool, provider, model) and outlives table reloads, so that a
 //! reload does not forget that a provider is down. All state sits behind one short-held mutex:
@@ -22,6 +29,9 @@ const DEFAULT_RATE_LIMIT_BLOCK: Duration = Duration::from_secs(1);
 /// While a half-open circuit's probe is out, how long others are told to wait before asking
 /// again: short, because the probe's verdict can come any moment, but not a busy loop.
 const PROBE_RECHECK: Duration = Duration::from_millis(100);
+/// A silent target counts as blocked this much longer, when targets are ranked by the end of
+/// their blocks: silence ends only with an answer, so this is a guess, and a short one.
+const SILENCE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Health of one (pool, provider, model).
 #[derive(Debug)]
@@ -45,6 +55,12 @@ struct Inner {
     blocked_until: Option<Instant>,
     ewma_ms: Option<f64>,
     last_sample: Option<Instant>,
+    /// Attempts sent and waiting for a response head.
+    waiting: u32,
+    /// Since when attempts have waited with no answer from the target.
+    silent_since: Option<Instant>,
+    /// How long that may last: the `firstToken` timeout of the latest attempt.
+    silence_limit: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,6 +95,9 @@ impl TargetHealth {
                 blocked_until: None,
                 ewma_ms: None,
                 last_sample: None,
+                waiting: 0,
+                silent_since: None,
+                silence_limit: Duration::MAX,
             }),
             gauge,
             latencies: LatencyBuckets::default(),
@@ -99,6 +118,14 @@ impl TargetHealth {
     fn evaluate(inner: &Inner, now: Instant) -> Admission {
         if let Some(until) = inner.blocked_until.filter(|u| *u > now) {
             return Admission::Blocked { until };
+        }
+        if inner
+            .silent_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= inner.silence_limit)
+        {
+            return Admission::Blocked {
+                until: now + SILENCE_RECHECK,
+            };
         }
         match inner.circuit {
             Circuit::Closed => Admission::Go { probe: false },
@@ -138,6 +165,27 @@ impl TargetHealth {
         let mut inner = self.lock();
         if inner.circuit == (Circuit::HalfOpen { probing: true }) {
             inner.circuit = Circuit::HalfOpen { probing: false };
+        }
+    }
+
+    /// An attempt sent to the target starts waiting for its response head; `limit` is how long
+    /// the target may leave every waiting attempt unanswered before new ones skip it.
+    pub fn waiting(self: &Arc<Self>, limit: Duration, now: Instant) -> Waiting {
+        let mut inner = self.lock();
+        inner.waiting += 1;
+        inner.silence_limit = limit;
+        inner.silent_since.get_or_insert(now);
+        Waiting(Some(self.clone()))
+    }
+
+    fn stop_waiting(&self, answered: Option<Instant>) {
+        let mut inner = self.lock();
+        inner.waiting = inner.waiting.saturating_sub(1);
+        if inner.waiting == 0 {
+            inner.silent_since = None;
+        } else if let Some(now) = answered {
+            // The others still wait, but the target is alive: their silence starts now.
+            inner.silent_since = Some(now);
         }
     }
 
@@ -252,6 +300,28 @@ impl LatencyBuckets {
     }
 }
 
+/// One attempt waiting for a response head; see [`TargetHealth::waiting`]. Dropped without
+/// [`Waiting::answered`] (a timeout, a refused connection, a client that left), it stops
+/// waiting without ending the target's silence.
+pub struct Waiting(Option<Arc<TargetHealth>>);
+
+impl Waiting {
+    /// The target answered (any status): it is not silent.
+    pub fn answered(mut self, now: Instant) {
+        if let Some(health) = self.0.take() {
+            health.stop_waiting(Some(now));
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(health) = self.0.take() {
+            health.stop_waiting(None);
+        }
+    }
+}
+
 /// Frees a half-open probe slot if the attempt that took it ends without recording an outcome.
 pub struct ProbeGuard(pub Option<Arc<TargetHealth>>);
 
@@ -282,6 +352,54 @@ mod tests {
 
     fn err(class: FailureClass) -> AttemptError {
         AttemptError::new(class, "x")
+    }
+
+    const SILENCE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_target_that_answers_nothing_while_attempts_wait_is_skipped_until_it_answers() {
+        let (h, t0) = (health(), Instant::now());
+        let hung = h.waiting(SILENCE, t0);
+        assert_eq!(h.peek(t0 + SILENCE / 2), Admission::Go { probe: false });
+        assert!(
+            matches!(h.peek(t0 + SILENCE), Admission::Blocked { .. }),
+            "silent for its firstToken timeout"
+        );
+
+        let later = h.waiting(SILENCE, t0 + SILENCE);
+        later.answered(t0 + SILENCE);
+        assert_eq!(
+            h.peek(t0 + SILENCE),
+            Admission::Go { probe: false },
+            "one answer ends the silence"
+        );
+        assert!(
+            matches!(h.peek(t0 + SILENCE * 2), Admission::Blocked { .. }),
+            "the hung attempt still waits, unanswered since that answer"
+        );
+        drop(hung);
+        assert_eq!(h.peek(t0 + SILENCE * 3), Admission::Go { probe: false });
+    }
+
+    #[test]
+    fn a_slow_target_that_keeps_answering_overlapping_attempts_is_not_silent() {
+        let (h, t0) = (health(), Instant::now());
+        let step = SILENCE / 2;
+        let mut previous = h.waiting(SILENCE, t0);
+        for i in 1..10 {
+            let now = t0 + step * i;
+            let next = h.waiting(SILENCE, now);
+            previous.answered(now);
+            assert_eq!(h.peek(now + step / 2), Admission::Go { probe: false });
+            previous = next;
+        }
+    }
+
+    #[test]
+    fn attempts_that_end_unanswered_leave_no_silence_behind() {
+        let (h, t0) = (health(), Instant::now());
+        drop(h.waiting(SILENCE, t0));
+        assert_eq!(h.peek(t0 + SILENCE * 2), Admission::Go { probe: false });
     }
 
     #[test]

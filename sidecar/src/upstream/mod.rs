@@ -28,6 +28,11 @@ use self::limits::UpstreamLimits;
 /// so long that connections nobody uses pile up.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
+/// Idle connections kept per upstream after a burst. Enough to serve the next burst of ordinary
+/// traffic without new TLS handshakes; without a bound, a burst of N streams would keep N idle
+/// TLS connections (tens of KiB each) for the whole idle timeout.
+const MAX_IDLE_PER_UPSTREAM: usize = 128;
+
 /// The client used for one upstream.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -89,5 +94,6 @@ fn build_client(def: &Upstream) -> HttpClient {
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(MAX_IDLE_PER_UPSTREAM)
         .build(https)
 }

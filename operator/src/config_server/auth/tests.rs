@@ -42,7 +42,7 @@ fn bearer_tokens_are_parsed_strictly() {
 
 #[test]
 fn reviews_must_be_authenticated_for_our_audience_and_bound() {
-    let ok = verify_review(&status(&[AUDIENCE], &bound_claims())).unwrap();
+    let ok = verify_review(&status(&[TOKEN_AUDIENCE], &bound_claims())).unwrap();
     assert_eq!(
         ok,
         BoundPod {
@@ -51,7 +51,7 @@ fn reviews_must_be_authenticated_for_our_audience_and_bound() {
             uid: "uid-1".into()
         }
     );
-    let mut denied = status(&[AUDIENCE], &bound_claims());
+    let mut denied = status(&[TOKEN_AUDIENCE], &bound_claims());
     denied.authenticated = Some(false);
     assert_eq!(verify_review(&denied), Err(Rejection::NotAuthenticated));
     assert_eq!(
@@ -62,10 +62,10 @@ fn reviews_must_be_authenticated_for_our_audience_and_bound() {
         Err(Rejection::WrongAudience)
     );
     assert_eq!(
-        verify_review(&status(&[AUDIENCE], &[(POD_NAME_CLAIM, "chat-0")])),
+        verify_review(&status(&[TOKEN_AUDIENCE], &[(POD_NAME_CLAIM, "chat-0")])),
         Err(Rejection::Unbound)
     );
-    let mut user_token = status(&[AUDIENCE], &bound_claims());
+    let mut user_token = status(&[TOKEN_AUDIENCE], &bound_claims());
     user_token.user.as_mut().unwrap().username = Some("alice".into());
     assert_eq!(verify_review(&user_token), Err(Rejection::Unbound));
 }
@@ -82,7 +82,7 @@ fn the_pod_must_be_indexed_with_the_same_identity_and_injected() {
         tables: BTreeMap::new(),
         pods: HashMap::from([("uid-1".to_string(), pod.clone())]),
     };
-    let bound = verify_review(&status(&[AUDIENCE], &bound_claims())).unwrap();
+    let bound = verify_review(&status(&[TOKEN_AUDIENCE], &bound_claims())).unwrap();
     assert_eq!(check_pod(&bound, &snapshot), Ok(&pod));
     let other_uid = BoundPod {
         uid: "uid-2".into(),

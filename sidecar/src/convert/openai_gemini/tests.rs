@@ -10,32 +10,32 @@ fn map(v: Value) -> Map<String, Value> {
 
 // --- A structural check against the official schema ---------------------------------------------
 
+/// Gemini's request schemas, vendored with the integration tests (see tests/specs/SOURCES.md).
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/specs/gemini.openapi.json"
+    "/../tests/specs/gemini.schemas.json"
 );
 
-/// The schemas of the Gemini spec, `None` when the file is not there.
-fn schemas() -> Option<&'static Map<String, Value>> {
-    static SPEC_JSON: OnceLock<Option<Value>> = OnceLock::new();
+/// The schemas of the Gemini spec.
+fn schemas() -> &'static Map<String, Value> {
+    static SPEC_JSON: OnceLock<Value> = OnceLock::new();
     SPEC_JSON
         .get_or_init(|| {
-            let text = std::fs::read_to_string(SPEC).ok()?;
-            Some(serde_json::from_str(&text).expect("the Gemini spec is JSON"))
+            let text = std::fs::read_to_string(SPEC).unwrap_or_else(|e| panic!("{SPEC}: {e}"));
+            serde_json::from_str(&text).expect("the Gemini spec is JSON")
         })
-        .as_ref()?
-        .pointer("/components/schemas")?
-        .as_object()
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .expect("the Gemini spec has components.schemas")
 }
 
 /// Where `value` breaks the `GenerateContentRequest` schema: keys the schema does not declare,
-/// values outside an enum, wrong JSON types. `None` when the spec file is missing.
-pub(crate) fn spec_errors(value: &Value) -> Option<Vec<String>> {
-    let schemas = schemas()?;
+/// values outside an enum, wrong JSON types.
+pub(crate) fn spec_errors(value: &Value) -> Vec<String> {
     let mut errors = Vec::new();
     let root = json!({"$ref": "#/components/schemas/GenerateContentRequest"});
-    check(schemas, value, &root, "request", &mut errors);
-    Some(errors)
+    check(schemas(), value, &root, "request", &mut errors);
+    errors
 }
 
 fn check<'a>(
@@ -118,22 +118,18 @@ fn valid_request(hub: Value) -> Map<String, Value> {
 }
 
 pub(crate) fn assert_valid(request: &Value) {
-    match spec_errors(request) {
-        None => eprintln!("{SPEC} is missing: request not checked against the spec"),
-        Some(errors) => assert!(errors.is_empty(), "{errors:#?}\nin {request:#}"),
-    }
+    let errors = spec_errors(request);
+    assert!(errors.is_empty(), "{errors:#?}\nin {request:#}");
 }
 
 #[test]
 fn the_spec_check_rejects_what_gemini_would() {
-    let Some(errors) = spec_errors(&json!({
+    let errors = spec_errors(&json!({
         "systemInstructions": {"parts": [{"text": "x"}]},
         "contents": [{"role": "assistant", "parts": [{"text": 1, "functionCall": {"name": "f", "arguments": "{}"}}]}],
         "toolConfig": {"functionCallingConfig": {"mode": "REQUIRED"}},
         "generationConfig": {"stopSequences": "END", "seed": 1u64 << 40},
-    })) else {
-        return eprintln!("{SPEC} is missing: spec check not tested");
-    };
+    }));
     for expected in [
         "request.systemInstructions: not a property of GenerateContentRequest",
         "request.contents[0].role: \"assistant\" is neither",

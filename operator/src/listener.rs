@@ -1,0 +1,251 @@
+//! The accept loop every operator listener shares (the config server and the injection webhook
+//! over TLS, the admin server in plain HTTP): accept, handshake, then HTTP/1.1 or HTTP/2 on the
+//! connection, each request answered by a handler that cannot fail (errors are responses).
+//!
+//! Every listener is bounded, so that no client can hold the process's resources: a TLS client
+//! must finish its handshake within [`Limits::handshake`], a connection must send its first bytes
+//! and then each request's headers within [`Limits::header_read`] (which also closes keep-alive
+//! connections idle that long), and a listener holds at most [`Limits::max_connections`] at once;
+//! past that it stops accepting and the kernel's backlog queues new ones. The bounds are per
+//! listener, so a flood on the admin port cannot starve the config server, and the other way
+//! round. See docs/reference/operator.md.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
+
+/// The pause after a failed accept (usually EMFILE): long enough not to spin, short enough that
+/// the listener is back as soon as descriptors free up.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How much of the process one listener may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections open at once; the next waits in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time to finish the TLS handshake (TLS listeners only).
+    pub handshake: Duration,
+    /// Time to send the first bytes and each request's headers, and the longest a kept-alive
+    /// connection may sit idle.
+    pub header_read: Duration,
+}
+
+impl Limits {
+    /// The config server. Every injected sidecar in the cluster keeps a long-poll open here, and
+    /// opens a second connection for its reports, so the cap is sized for a couple of thousand
+    /// pods per leader rather than for a handful of clients. The idle bound outlasts the
+    /// sidecars' 30 s ±20% report interval, so that the connection a report uses is still open
+    /// for the next one.
+    pub const CONFIG: Self = Self {
+        max_connections: 4096,
+        handshake: Duration::from_secs(10),
+        header_read: Duration::from_secs(60),
+    };
+    /// The injection webhook: only apiservers call it, a few connections each.
+    pub const WEBHOOK: Self = Self {
+        max_connections: 256,
+        handshake: Duration::from_secs(10),
+        header_read: Duration::from_secs(10),
+    };
+    /// Probes and scrapes: a handful of clients, answered at once.
+    pub const ADMIN: Self = Self {
+        max_connections: 64,
+        handshake: Duration::from_secs(10),
+        header_read: Duration::from_secs(10),
+    };
+}
+
+/// Accepts connections on `listener` (TLS ones when `tls` is given) and answers each request
+/// with `handler`, within `limits`, until the task is dropped. `name` labels connection errors
+/// in the logs.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    name: &'static str,
+    limits: Limits,
+    handler: H,
+) -> crate::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let acceptor = tls.map(TlsAcceptor::from);
+    let builder = builder(limits);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(server = name, %error, "accept failed");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let response = handler(req);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
+            let served = match acceptor {
+                None => serve_io(&builder, tcp, limits, service).await,
+                Some(acceptor) => match handshake(&acceptor, tcp, limits).await {
+                    Ok(tls) => serve_io(&builder, tls, limits, service).await,
+                    Err(error) => {
+                        tracing::debug!(server = name, %peer, %error, "TLS handshake failed");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(error) = served {
+                tracing::debug!(server = name, %peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// HTTP/1.1 with the header-read bound, and HTTP/2 whose idle connections are pinged and
+/// closed when the peer does not answer.
+fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.header_read)
+        .keep_alive_timeout(limits.header_read);
+    builder
+}
+
+/// The TLS handshake, bounded so that a silent client cannot hold a connection slot.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    limits: Limits,
+) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    tokio::time::timeout(limits.handshake, acceptor.accept(tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+async fn serve_io<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    limits: Limits,
+    service: S,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Full<Bytes>>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(FirstBytes::new(io, limits.header_read));
+    builder.serve_connection(io, service).await
+}
+
+/// A stream whose reads fail when nothing at all arrives within a deadline. hyper's header-read
+/// bound only starts once it knows the protocol, and learning it waits for the client's first
+/// bytes; without this a client that connects and stays silent would hold its slot forever.
+struct FirstBytes<I> {
+    io: I,
+    /// Until the first byte arrives.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<I> FirstBytes<I> {
+    fn new(io: I, within: Duration) -> Self {
+        Self {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(within))),
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for FirstBytes<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.deadline = None;
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if expired {
+                    let error = io::Error::new(io::ErrorKind::TimedOut, "no request in time");
+                    return Poll::Ready(Err(error));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for FirstBytes<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}

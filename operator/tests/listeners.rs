@@ -1,0 +1,206 @@
+//! The operator's listeners are bounded: a client that connects and then stalls, before or in the
+//! middle of its request headers, is closed once the header-read limit passes (shortened here),
+//! on the config server and the webhook (TLS) as on the admin server (plain HTTP); and a listener
+//! at its connection cap serves the next client only once another leaves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use rustls::pki_types::ServerName;
+use switchyard_operator::admin::{self, AdminState};
+use switchyard_operator::certs::{self, Material};
+use switchyard_operator::config_server::tables::Tables;
+use switchyard_operator::config_server::{self, ConfigServer};
+use switchyard_operator::leader::Leadership;
+use switchyard_operator::listener::Limits;
+use switchyard_operator::metrics::Metrics;
+use switchyard_operator::webhook::inject::SidecarDefaults;
+use switchyard_operator::webhook::mode::Mode;
+use switchyard_operator::webhook::{self, Webhook};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+/// The header-read limit of every listener under test.
+const HEADER_READ: Duration = Duration::from_millis(300);
+/// Far longer than [`HEADER_READ`]: a connection still open then was never going to close.
+const PATIENCE: Duration = Duration::from_secs(5);
+/// The start of a request whose headers never end.
+const HALF_A_HEADER: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: operator\r\nAcc";
+
+fn limits() -> Limits {
+    Limits {
+        max_connections: 8,
+        handshake: PATIENCE,
+        header_read: HEADER_READ,
+    }
+}
+
+/// A server certificate for `localhost`, and a client configuration trusting its CA.
+fn tls() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+    let names = certs::serving_names("switchyard-system");
+    let (material, _) = certs::plan(&Material::default(), &names, SystemTime::now()).unwrap();
+    let bundle = material.bundle().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(bundle.ca_ders());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    (bundle.server_config().unwrap(), connector)
+}
+
+/// A listener on a free loopback port, and its address.
+async fn loopback() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+async fn tls_connect(
+    addr: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Sends `prefix` and waits for the server to close the connection; returns how long it took
+/// from the send.
+async fn closed_after<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, prefix: &[u8]) -> Duration {
+    stream.write_all(prefix).await.unwrap();
+    stream.flush().await.unwrap();
+    let sent = Instant::now();
+    let mut sink = Vec::new();
+    // An error (a reset, TLS without close_notify) closes as surely as an EOF does.
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut sink)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was still open after {PATIENCE:?}"
+    );
+    sent.elapsed()
+}
+
+fn assert_closed_by_the_limit(elapsed: Duration) {
+    assert!(
+        elapsed >= HEADER_READ - Duration::from_millis(50),
+        "closed after {elapsed:?}, before the limit: not by it"
+    );
+    assert!(elapsed < PATIENCE, "closed after {elapsed:?}");
+}
+
+async fn config_server(server_tls: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let metrics = Metrics::new().unwrap();
+    let server = ConfigServer::with_leadership(
+        Tables::default(),
+        None,
+        metrics.config.clone(),
+        Leadership::always(),
+    );
+    let (listener, addr) = loopback().await;
+    tokio::spawn(config_server::serve_within(
+        listener,
+        server_tls,
+        server,
+        limits(),
+    ));
+    addr
+}
+
+async fn webhook_server(server_tls: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let metrics = Metrics::new().unwrap();
+    let defaults = SidecarDefaults {
+        image: "sidecar:test".into(),
+        mode: Mode::Native,
+        resources: ResourceRequirements::default(),
+        operator_namespace: "switchyard-system".into(),
+        version: "0.0.0".into(),
+    };
+    let (_, mode) = tokio::sync::watch::channel(Mode::Native);
+    let hook = Webhook::new(defaults, mode, metrics.admissions.clone());
+    let (listener, addr) = loopback().await;
+    tokio::spawn(webhook::serve_within(listener, server_tls, hook, limits()));
+    addr
+}
+
+async fn admin_server(limits: Limits) -> SocketAddr {
+    let state = AdminState {
+        metrics: Metrics::new().unwrap(),
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    let (listener, addr) = loopback().await;
+    tokio::spawn(admin::serve_within(listener, state, limits));
+    addr
+}
+
+#[tokio::test]
+async fn the_config_server_closes_a_client_that_stalls_in_its_headers() {
+    let (server_tls, connector) = tls();
+    let addr = config_server(server_tls).await;
+    let stream = tls_connect(addr, &connector).await;
+    assert_closed_by_the_limit(closed_after(stream, HALF_A_HEADER).await);
+}
+
+#[tokio::test]
+async fn the_config_server_closes_a_client_that_says_nothing_after_the_handshake() {
+    let (server_tls, connector) = tls();
+    let addr = config_server(server_tls).await;
+    let stream = tls_connect(addr, &connector).await;
+    assert_closed_by_the_limit(closed_after(stream, b"").await);
+}
+
+#[tokio::test]
+async fn the_webhook_closes_a_client_that_stalls_in_its_headers() {
+    let (server_tls, connector) = tls();
+    let addr = webhook_server(server_tls).await;
+    let stream = tls_connect(addr, &connector).await;
+    assert_closed_by_the_limit(closed_after(stream, HALF_A_HEADER).await);
+}
+
+#[tokio::test]
+async fn the_admin_server_closes_a_client_that_stalls_in_its_headers() {
+    let addr = admin_server(limits()).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    assert_closed_by_the_limit(closed_after(stream, HALF_A_HEADER).await);
+}
+
+#[tokio::test]
+async fn the_admin_server_closes_a_client_that_says_nothing() {
+    let addr = admin_server(limits()).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    assert_closed_by_the_limit(closed_after(stream, b"").await);
+}
+
+#[tokio::test]
+async fn a_listener_at_its_connection_cap_serves_the_next_client_once_one_leaves() {
+    let addr = admin_server(Limits {
+        max_connections: 1,
+        ..limits()
+    })
+    .await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n";
+
+    let first = TcpStream::connect(addr).await.unwrap();
+    // Let the server accept the first before the second arrives.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let early = tokio::time::timeout(HEADER_READ / 2, second.read_to_end(&mut answer)).await;
+    assert!(early.is_err(), "answered while the only slot was taken");
+
+    drop(first);
+    tokio::time::timeout(PATIENCE, second.read_to_end(&mut answer))
+        .await
+        .expect("answered once the slot was free")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
