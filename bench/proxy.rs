@@ -32,7 +32,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use switchyard_sidecar::sim::anthropic;
+use switchyard_sim::anthropic;
 use switchyard_tests::{MockProvider, pool, write_manifests};
 
 use sidecar_process::{SidecarProcess, wait_ready};

@@ -11,9 +11,9 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use switchyard_sidecar::app::{Config, Sidecar};
-use switchyard_sidecar::standalone::Selection;
+use switchyard_sidecar::table::standalone::Selection;
 
-pub use switchyard_sidecar::sim::openai::{Behavior, Fault, MockProvider};
+pub use switchyard_sim::openai::{Behavior, Fault, MockProvider};
 
 /// A plain HTTP/1.1 client.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;

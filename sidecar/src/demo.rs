@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 use switchyard_crds::manifests::{self, Manifests};
 use tokio::time::Instant;
 
+use crate::app::args::DemoArgs;
 use crate::app::{Config, DEFAULT_DRAIN, Sidecar, Source};
-use crate::args::DemoArgs;
-use crate::sim::openai::{Behavior, Fault, MockProvider};
-use crate::standalone::Selection;
+use crate::table::standalone::Selection;
+use switchyard_sim::openai::{Behavior, Fault, MockProvider};
 
 /// The demo's manifests, built in so the demo runs from any directory.
 const BUILT_IN: [(&str, &str); 3] = [
@@ -109,9 +109,32 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client: DemoClient = Client::builder(TokioExecutor::new()).build_http();
     let mut n = 0;
 
+    breaker_story(&client, &base, &mut n, &providers, &sidecar).await?;
+    strategies_story(&client, &base, &mut n).await?;
+
+    println!("\nTotals (from the sidecar's Prometheus metrics)");
+    println!(
+        "   (steady's simulated provider reports 8 prompt tokens of each request as read from its\n    \
+         prompt cache, `prompt_tokens_details.cached_tokens`: they count as cached_input, at the\n    \
+         cheaper cached price)"
+    );
+    print_totals(&sidecar.runtime.metrics.render());
+    sidecar.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Sections 1-4: failover, the circuit opening, and closing again after the cooldown.
+async fn breaker_story(
+    client: &DemoClient,
+    base: &str,
+    n: &mut u32,
+    providers: &Providers,
+    sidecar: &Sidecar,
+) -> Result<(), Box<dyn std::error::Error>> {
     section("1. All healthy: route `chat` uses its first target, flaky/gpt-4o-mini");
     for _ in 0..3 {
-        send(&client, &base, &mut n, "chat", "Say hello.").await?;
+        send(client, base, n, "chat", "Say hello.").await?;
     }
 
     section("2. flaky starts answering 503 overloaded: each request fails over to steady");
@@ -119,7 +142,7 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         .flaky
         .push_faults([Fault::Overloaded, Fault::Overloaded, Fault::Overloaded]);
     for _ in 0..3 {
-        send(&client, &base, &mut n, "chat", "Say hello.").await?;
+        send(client, base, n, "chat", "Say hello.").await?;
     }
     let circuit = || {
         sidecar
@@ -135,36 +158,44 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     section("3. Circuit open: flaky is skipped, one attempt each, no time lost on it");
     for _ in 0..2 {
-        send(&client, &base, &mut n, "chat", "Say hello.").await?;
+        send(client, base, n, "chat", "Say hello.").await?;
     }
     println!("   ... waiting out the 2s cooldown; flaky has recovered meanwhile");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     section("4. Half-open: one probe goes to flaky, succeeds, and the circuit closes");
     for _ in 0..2 {
-        send(&client, &base, &mut n, "chat", "Say hello.").await?;
+        send(client, base, n, "chat", "Say hello.").await?;
     }
 
     println!(
         "   switchyard_circuit_open{{demo/flaky, gpt-4o-mini}} = {}",
         circuit()
     );
+    Ok(())
+}
 
+/// Sections 5-8: rules, the latency- and cost-aware strategies, streaming.
+async fn strategies_story(
+    client: &DemoClient,
+    base: &str,
+    n: &mut u32,
+) -> Result<(), Box<dyn std::error::Error>> {
     section("5. Rules: a hard prompt (complexity score >= 40) goes to flaky/gpt-4o");
     let hard = "Prove step by step that the integral of x^2 from 0 to 1 equals 1/3, analyze the \
         trade-off between Simpson's rule and the trapezoid rule, and explain why one converges \
         faster. What would you optimize first? Derive the error bound.";
-    send(&client, &base, &mut n, "chat", hard).await?;
+    send(client, base, n, "chat", hard).await?;
 
     section("6. LeastLatency (`fast`): slow (~350 ms) vs steady (~40 ms)");
     for _ in 0..5 {
-        send(&client, &base, &mut n, "fast", "Quick question.").await?;
+        send(client, base, n, "fast", "Quick question.").await?;
     }
 
     section("7. LowestCost (`cheap`): the cheapest price for this request");
     send(
-        &client,
-        &base,
-        &mut n,
+        client,
+        base,
+        n,
         "cheap",
         "Summarize: the cat sat on the mat.",
     )
@@ -173,12 +204,7 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     section(
         "8. Streaming: SSE through the sidecar, usage counted even though the client did not ask",
     );
-    stream(&client, &base, &mut n).await?;
-
-    println!("\nTotals (from the sidecar's Prometheus metrics)");
-    print_totals(&sidecar.runtime.metrics.render());
-    sidecar.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    stream(client, base, n).await?;
     Ok(())
 }
 
@@ -278,8 +304,9 @@ async fn send(
     );
     let cost = estimate_cost(&served, usage);
     println!(
-        "   {n:<3} {model:<6} {served:<28} {attempts:>8} {status:>6} {:>13} {cost:>11.8} {ms:>8}",
-        format!("{input}/{output}")
+        "   {n:<3} {model:<6} {served:<28} {attempts:>8} {status:>6} {:>13} {:>11} {ms:>8}",
+        format!("{input}/{output}"),
+        format_usd(cost)
     );
     if status != 200 {
         println!(
@@ -320,12 +347,20 @@ async fn stream(
         .body(Full::new(Bytes::from(body.to_string())))?;
     let started = Instant::now();
     let response = client.request(request).await?;
-    let provider = response
-        .headers()
-        .get("x-switchyard-provider")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let served = format!(
+        "{} {}",
+        header("x-switchyard-provider"),
+        header("x-switchyard-model")
+    );
+    let (attempts, status) = (header("x-switchyard-attempts"), response.status().as_u16());
     let mut body = response.into_body();
     let (mut first, mut events, mut text) = (None, 0, String::new());
     while let Some(frame) = body.frame().await {
@@ -347,8 +382,16 @@ async fn stream(
             }
         }
     }
+    // The same columns as the other rows; tokens and cost are in the totals below.
     println!(
-        "   {n:<3} chat   {provider:<28} first byte after {} ms, {events} events in {} ms: {text:?}",
+        "   {n:<3} {:<6} {served:<28} {attempts:>8} {status:>6} {:>13} {:>11} {:>8}",
+        "chat",
+        "-",
+        "-",
+        started.elapsed().as_millis()
+    );
+    println!(
+        "       first byte after {} ms, {events} events in {} ms: {text:?}",
         first.unwrap_or_default().as_millis(),
         started.elapsed().as_millis()
     );
@@ -366,8 +409,34 @@ fn print_totals(metrics: &[u8]) {
             "switchyard_tokens_total",
             "switchyard_cost_usd_total",
         ];
-        if shown.iter().any(|m| line.starts_with(m)) {
-            println!("   {line}");
+        if !shown.iter().any(|m| line.starts_with(m)) {
+            continue;
         }
+        match line.rsplit_once(' ') {
+            Some((series, value)) if series.starts_with("switchyard_cost_usd_total") => {
+                let usd = value.parse().map_or_else(|_| value.to_string(), format_usd);
+                println!("   {series} {usd}");
+            }
+            _ => println!("   {line}"),
+        }
+    }
+}
+
+/// Dollars as a short decimal: `$0.0000468`, not `0.00004680000000000001` (float noise).
+fn format_usd(usd: f64) -> String {
+    let fixed = format!("{usd:.10}");
+    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+    format!("${trimmed}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_usd;
+
+    #[test]
+    fn costs_print_as_short_decimals() {
+        assert_eq!(format_usd(0.000_046_800_000_000_000_01), "$0.0000468");
+        assert_eq!(format_usd(1.5), "$1.5");
+        assert_eq!(format_usd(0.0), "$0");
     }
 }

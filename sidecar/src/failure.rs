@@ -24,6 +24,14 @@ pub struct AttemptError {
 }
 
 impl AttemptError {
+    /// A `Timeout`: `what` did not happen within `after`.
+    pub fn timeout(what: &str, after: std::time::Duration) -> Self {
+        Self::new(
+            FailureClass::Timeout,
+            format!("{what} within {}", switchyard_crds::duration::format(after)),
+        )
+    }
+
     /// An error without an upstream answer (connect failures, timeouts, broken streams).
     pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
         Self {

@@ -1,34 +1,33 @@
 //! `switchyard-sidecar`: the data plane. It serves an OpenAI-compatible API on localhost, picks
 //! a provider for each request from the compiled route table, fails over, breaks circuits,
-//! enforces limits and accounts tokens and cost, all inside the application's pod.
+//! enforces limits and accounts tokens and cost, all inside the application's pod
+//! (docs/architecture.md).
 //!
-//! The request path lives in [`proxy`], in the phases DESIGN.md §3 names. Tables come from
-//! [`standalone`] (files) or [`subscribe`] (the operator, with [`persist`] keeping the last good
-//! one on disk); both end in [`state::Runtime::swap`].
+//! The layout follows a request and a table:
+//! - [`app`]: flags ([`app::args`]) into a configuration, start and stop;
+//! - [`listen`]: the listeners, bounded connections, the admin and debug ports;
+//! - [`proxy`]: the request path in its phases, from the request to everything the client sees;
+//! - [`convert`] and [`providers`]: client and provider wire formats, and the translation
+//!   between them;
+//! - [`upstream`]: per-provider clients and limits, per-target health (the circuit breaker);
+//! - [`failure`]: what a failed attempt was, and whether it fails over or counts for the breaker;
+//! - [`table`]: the route table being served, swapped whole; standalone mode's files;
+//! - [`pod`]: pod mode's subscription to the operator, reports back, and the table kept on disk;
+//! - [`telemetry`]: logs and metrics;
+//! - `demo` (cargo feature `demo`): the sidecar against simulated providers.
 
-pub mod admin;
 pub mod app;
-pub mod args;
-pub mod body;
-pub mod cache;
 pub mod convert;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod failure;
-pub mod health;
-pub mod limits;
-pub mod metrics;
-pub mod persist;
+pub mod listen;
+pub mod pod;
 pub mod providers;
 pub mod proxy;
-pub mod report;
-pub mod server;
-pub mod sim;
-pub mod sse;
-pub mod standalone;
-pub mod state;
-pub mod subscribe;
+pub mod table;
 pub mod telemetry;
-pub mod tokens;
+pub mod upstream;
 
 mod error;
 

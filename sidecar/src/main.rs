@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use switchyard_sidecar::app::Sidecar;
-use switchyard_sidecar::args::{Args, Command};
-use switchyard_sidecar::{demo, telemetry};
+use switchyard_sidecar::app::args::Args;
+use switchyard_sidecar::telemetry;
+#[cfg(feature = "demo")]
+use switchyard_sidecar::{app::args::Command, demo};
 
 /// `EX_USAGE`: bad flags or manifests.
 const EX_USAGE: u8 = 64;
@@ -32,49 +34,46 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    match args.command {
-        Some(Command::Demo(demo_args)) => {
-            telemetry::init(log_filter.as_deref(), "warn", false);
-            runtime.block_on(demo::run(demo_args))
-        }
-        None => {
-            telemetry::init(log_filter.as_deref(), "info", true);
-            // Each listener bounds its connections (server::Limits), but together with upstream
-            // connections they can pass a 1024 soft limit: take what the hard limit allows.
-            if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
-                tracing::warn!(%error, "cannot raise the open-files limit");
-            }
-            // The pod's UID (downward API) names this sidecar in reports; the hostname (the pod
-            // name) stands in where it is not set.
-            let identity = std::env::var("POD_UID")
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_else(|_| "switchyard-sidecar".into());
-            let config = match args.config(&identity) {
-                Ok(config) => config,
-                Err(message) => {
-                    eprintln!("switchyard-sidecar: {message}");
-                    return ExitCode::from(EX_USAGE);
-                }
-            };
-            runtime.block_on(async {
-                let sidecar = match Sidecar::start(config).await {
-                    Ok(sidecar) => sidecar,
-                    Err(e @ switchyard_sidecar::Error::Manifests(_)) => {
-                        eprintln!("switchyard-sidecar: {e}");
-                        return ExitCode::from(EX_USAGE);
-                    }
-                    Err(e) => {
-                        eprintln!("switchyard-sidecar: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                wait_for_signal().await;
-                tracing::info!("shutting down");
-                sidecar.shutdown().await;
-                ExitCode::SUCCESS
-            })
-        }
+    #[cfg(feature = "demo")]
+    if let Some(Command::Demo(demo_args)) = &args.command {
+        telemetry::init(log_filter.as_deref(), "warn", false);
+        return runtime.block_on(demo::run(demo_args.clone()));
     }
+    telemetry::init(log_filter.as_deref(), "info", true);
+    // Each listener bounds its connections (server::Limits), but together with upstream
+    // connections they can pass a 1024 soft limit: take what the hard limit allows.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(%error, "cannot raise the open-files limit");
+    }
+    // The pod's UID (downward API) names this sidecar in reports; the hostname (the pod
+    // name) stands in where it is not set.
+    let identity = std::env::var("POD_UID")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "switchyard-sidecar".into());
+    let config = match args.config(&identity) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("switchyard-sidecar: {message}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    runtime.block_on(async {
+        let sidecar = match Sidecar::start(config).await {
+            Ok(sidecar) => sidecar,
+            Err(e @ switchyard_sidecar::Error::Manifests(_)) => {
+                eprintln!("switchyard-sidecar: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+            Err(e) => {
+                eprintln!("switchyard-sidecar: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        sidecar.shutdown().await;
+        ExitCode::SUCCESS
+    })
 }
 
 async fn wait_for_signal() {

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use switchyard_sidecar::sim::openai::MockProvider;
+use switchyard_sim::openai::MockProvider;
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard-sidecar");
@@ -593,6 +593,7 @@ async fn the_process_reloads_edited_manifests() {
 
 /// The README's first command: the demo runs the real sidecar against simulated providers and
 /// shows failover, the circuit opening and closing again, and streaming, then exits 0.
+#[cfg(feature = "demo")]
 #[test]
 fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
     for dir in [
@@ -637,4 +638,18 @@ fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
             "{dir}: the totals:\n{out}"
         );
     }
+}
+
+/// A build without the `demo` feature (the release images) has no simulator: `demo` is refused
+/// as an unexpected argument, like any other.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn without_the_demo_feature_demo_is_not_a_subcommand() {
+    let (status, stderr) = run(sidecar(&["demo"]));
+    assert_eq!(status.code(), Some(EX_USAGE), "{stderr}");
+    assert!(stderr.contains("demo"), "{stderr}");
+    assert!(
+        !stderr.contains("try `switchyard-sidecar demo`"),
+        "{stderr}"
+    );
 }

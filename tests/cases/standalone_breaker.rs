@@ -400,3 +400,28 @@ spec:
     assert_eq!(a.request_count(), 2);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_break_after_their_first_tokens_open_the_circuit() {
+    let (h, a, _b) = pair("", SHORT_BREAKER).await;
+    a.set_default_fault(Some(Fault::ErrorMidStream { after_chunks: 2 }));
+    let streamed = serde_json::json!({"model": "chat", "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let provider_of = |reply: &switchyard_tests::Reply| {
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        reply.header("x-switchyard-provider").to_string()
+    };
+
+    // Each stream commits to a (so it cannot fail over) and then breaks.
+    let first = h.post("/v1/chat/completions", &streamed).await;
+    assert_eq!(provider_of(&first), "pool/a");
+    assert_eq!(gauge_a(&h).await, 0.0, "one failure of two");
+    let second = h.post("/v1/chat/completions", &streamed).await;
+    assert_eq!(provider_of(&second), "pool/a");
+    assert_eq!(gauge_a(&h).await, 1.0, "the second broken stream opens it");
+
+    let third = h.post("/v1/chat/completions", &streamed).await;
+    assert_eq!(provider_of(&third), "pool/b", "new streams avoid a");
+    assert_eq!(a.request_count(), 2);
+    h.stop().await;
+}

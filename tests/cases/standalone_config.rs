@@ -10,11 +10,11 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-use switchyard_sidecar::metrics::Metrics;
+use switchyard_sidecar::listen::{admin, server};
 use switchyard_sidecar::proxy::Proxy;
-use switchyard_sidecar::standalone::{self, Selection};
-use switchyard_sidecar::state::Runtime;
-use switchyard_sidecar::{admin, server};
+use switchyard_sidecar::table::Runtime;
+use switchyard_sidecar::table::standalone::{self, Selection};
+use switchyard_sidecar::telemetry::metrics::Metrics;
 use switchyard_tests::{
     Fault, Harness, MockProvider, client, eventually, pool, route, write_manifests,
 };

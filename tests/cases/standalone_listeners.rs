@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use switchyard_sidecar::metrics::Metrics;
-use switchyard_sidecar::server::{self, Limits};
-use switchyard_sidecar::standalone::{self, Selection};
-use switchyard_sidecar::state::Runtime;
-use switchyard_sidecar::{admin, proxy::Proxy};
+use switchyard_sidecar::listen::server::{self, Limits};
+use switchyard_sidecar::table::Runtime;
+use switchyard_sidecar::table::standalone::{self, Selection};
+use switchyard_sidecar::telemetry::metrics::Metrics;
+use switchyard_sidecar::{listen::admin, proxy::Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

@@ -5,7 +5,7 @@
 
 use http::HeaderMap;
 use serde_json::json;
-use switchyard_sidecar::sim::{anthropic, gemini};
+use switchyard_sim::{anthropic, gemini};
 use switchyard_tests::{Harness, MockProvider, Reply, route};
 
 /// Every credential a client might send, plus the two Anthropic headers.

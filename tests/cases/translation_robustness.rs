@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_sidecar::sim::{anthropic, gemini, openai};
+use switchyard_sim::{anthropic, gemini, openai};
 use switchyard_tests::Harness;
 
 /// A 200 streamed answer with `body` as its whole content.

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use jsonschema::Validator;
 use serde_json::{Value, json};
-use switchyard_sidecar::sim::{anthropic, gemini, openai};
+use switchyard_sim::{anthropic, gemini, openai};
 use switchyard_tests::Harness;
 
 fn specs_dir() -> PathBuf {

@@ -1,6 +1,6 @@
 """Fixtures: simulated providers of every API and the real sidecar binary, on loopback.
 
-`switchyard-sim` (a binary of the tests crate) serves an OpenAI, an Anthropic and a Gemini
+`switchyard-sim` (the binary of the sim crate) serves an OpenAI, an Anthropic and a Gemini
 simulated provider and prints their base URLs; the sidecar serves a pool with one provider of
 each API and one route per provider, so every test can run against every upstream protocol.
 """

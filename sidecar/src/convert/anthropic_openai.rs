@@ -11,6 +11,20 @@ use super::{blocks_text, json_arguments};
 
 /// An Anthropic Messages request as an OpenAI Chat Completions request.
 pub fn request(anthropic: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let messages = messages(anthropic)?;
+    let mut out = Map::new();
+    out.insert(
+        "model".into(),
+        anthropic.get("model").cloned().unwrap_or(Value::Null),
+    );
+    out.insert("messages".into(), Value::Array(messages));
+    parameters(anthropic, &mut out);
+    tools(anthropic, &mut out);
+    Ok(out)
+}
+
+/// The system prompt and the turns as OpenAI messages.
+fn messages(anthropic: &Map<String, Value>) -> Result<Vec<Value>, String> {
     let mut messages = Vec::new();
     match anthropic.get("system") {
         None | Some(Value::Null) => {}
@@ -37,13 +51,11 @@ pub fn request(anthropic: &Map<String, Value>) -> Result<Map<String, Value>, Str
             }
         }
     }
+    Ok(messages)
+}
 
-    let mut out = Map::new();
-    out.insert(
-        "model".into(),
-        anthropic.get("model").cloned().unwrap_or(Value::Null),
-    );
-    out.insert("messages".into(), Value::Array(messages));
+/// Token limit, sampling parameters, streaming, stop sequences and the end user.
+fn parameters(anthropic: &Map<String, Value>, out: &mut Map<String, Value>) {
     for (from, to) in [
         ("max_tokens", "max_tokens"),
         ("temperature", "temperature"),
@@ -68,6 +80,10 @@ pub fn request(anthropic: &Map<String, Value>) -> Result<Map<String, Value>, Str
     {
         out.insert("user".into(), user.clone());
     }
+}
+
+/// Client tools as OpenAI functions (server tools have no equivalent), with `tool_choice`.
+fn tools(anthropic: &Map<String, Value>, out: &mut Map<String, Value>) {
     if let Some(tools) = anthropic
         .get("tools")
         .and_then(Value::as_array)
@@ -107,7 +123,6 @@ pub fn request(anthropic: &Map<String, Value>) -> Result<Map<String, Value>, Str
             out.insert("parallel_tool_calls".into(), Value::Bool(false));
         }
     }
-    Ok(out)
 }
 
 /// A user turn: tool results become `tool` messages (OpenAI wants them right after the assistant

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::{ClientApi, anthropic_openai, openai_anthropic, openai_gemini};
+use crate::convert::sse::SseParser;
 use crate::providers::{self, Chunk};
-use crate::sse::SseParser;
 use switchyard_crds::v1alpha1::Api;
 
 /// `created` timestamps are the one nondeterministic field of converted answers.

@@ -5,10 +5,14 @@
 //! the answer back on the way out; each provider module converts the hub format to its own wire
 //! format and back ([`openai_anthropic`], [`openai_gemini`]). When client and provider speak the
 //! same protocol nothing is converted: the body passes through with only the model replaced.
+//! [`sse`] frames and parses server-sent events; [`Usage`] is the token count every direction
+//! extracts.
 
 pub mod anthropic_openai;
 pub mod openai_anthropic;
 pub mod openai_gemini;
+pub mod sse;
+pub mod to_client;
 
 #[cfg(test)]
 mod golden_tests;
@@ -16,6 +20,16 @@ mod golden_tests;
 mod robustness_tests;
 
 use serde_json::Value;
+
+/// Tokens a provider reported for one answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// All prompt tokens, cached ones included.
+    pub input: u64,
+    /// Prompt tokens served from the provider's cache.
+    pub cached_input: u64,
+    pub output: u64,
+}
 
 /// The API format the client speaks, chosen by the endpoint it called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,13 +11,39 @@
 use serde_json::{Map, Value, json};
 
 use super::{json_arguments, text_of};
-use crate::providers::Usage;
+use crate::convert::Usage;
 
 /// `max_tokens` sent when the client gave none: Anthropic requires one.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// A Chat Completions request as a Messages request for `model`.
 pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<String, Value> {
+    let (mut system, turns) = turns(hub);
+    if let Some(instruction) = json_instruction(hub.get("response_format")) {
+        system.push(instruction);
+    }
+
+    let mut out = Map::new();
+    out.insert("model".into(), Value::String(model.to_string()));
+    if !system.is_empty() {
+        out.insert("system".into(), Value::String(system.join("\n\n")));
+    }
+    let messages: Vec<Value> = turns
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    out.insert("messages".into(), Value::Array(messages));
+    sampling(hub, &mut out);
+    tools(hub, &mut out);
+    if stream {
+        out.insert("stream".into(), Value::Bool(true));
+    }
+    out
+}
+
+/// The system texts, and the conversation as Anthropic turns: consecutive messages of one role
+/// merged, tool results sent as the user's.
+fn turns(hub: &Map<String, Value>) -> (Vec<String>, Vec<(String, Vec<Value>)>) {
     let mut system = Vec::new();
     let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
     let mut push = |role: &str, blocks: Vec<Value>| {
@@ -66,20 +92,11 @@ pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<Strin
             _ => push("user", user_blocks(content)),
         }
     }
-    if let Some(instruction) = json_instruction(hub.get("response_format")) {
-        system.push(instruction);
-    }
+    (system, turns)
+}
 
-    let mut out = Map::new();
-    out.insert("model".into(), Value::String(model.to_string()));
-    if !system.is_empty() {
-        out.insert("system".into(), Value::String(system.join("\n\n")));
-    }
-    let messages: Vec<Value> = turns
-        .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
-    out.insert("messages".into(), Value::Array(messages));
+/// Token limit, sampling parameters, stop sequences and the end user.
+fn sampling(hub: &Map<String, Value>, out: &mut Map<String, Value>) {
     let max_tokens = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| hub.get(*k).and_then(Value::as_u64))
@@ -102,6 +119,10 @@ pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<Strin
     if let Some(user) = hub.get("user").filter(|u| u.is_string()) {
         out.insert("metadata".into(), json!({"user_id": user}));
     }
+}
+
+/// Function tools as Anthropic tools, with the matching `tool_choice`.
+fn tools(hub: &Map<String, Value>, out: &mut Map<String, Value>) {
     if let Some(tools) = hub
         .get("tools")
         .and_then(Value::as_array)
@@ -134,10 +155,6 @@ pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<Strin
         }
         out.insert("tool_choice".into(), choice);
     }
-    if stream {
-        out.insert("stream".into(), Value::Bool(true));
-    }
-    out
 }
 
 fn user_blocks(content: &Value) -> Vec<Value> {

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use super::{json_arguments, text_of};
-use crate::providers::Usage;
+use crate::convert::Usage;
 
 /// The `thoughtSignature` Google documents for function calls that Gemini did not produce (or
 /// whose signature the client did not keep): it skips Gemini 3's signature check.
@@ -561,59 +561,65 @@ impl StreamDecoder {
             return out;
         }
         for (i, candidate) in candidates.iter().enumerate() {
-            let index = candidate
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(i as u64);
-            let (text, parts) = split_parts(candidate);
-            let stem = self.stem.clone();
-            let state = self.state(index);
-            let mut delta = Map::new();
-            if !text.is_empty() {
-                delta.insert("content".into(), Value::String(text));
-            }
-            if !parts.is_empty() {
-                // Gemini streams each function call whole: one delta carries id, name and all
-                // the arguments.
-                let calls: Vec<Value> = parts
-                    .iter()
-                    .map(|part| {
-                        let mut call = tool_call(part, &stem, state.calls);
-                        call["index"] = state.calls.into();
-                        state.calls += 1;
-                        call
-                    })
-                    .collect();
-                delta.insert("tool_calls".into(), Value::Array(calls));
-            }
-            // The role waits for the first delta worth sending, so that an event with nothing
-            // in it (say, only a thought signature) does not commit the stream.
-            if !delta.is_empty() && !state.started {
-                state.started = true;
-                delta.insert("role".into(), "assistant".into());
-            }
-            let saw_calls = state.calls > 0;
-            if !delta.is_empty() {
-                out.push(
-                    self.chunk(json!([{"index": index, "delta": delta, "logprobs": null,
-                                             "finish_reason": null}])),
-                );
-            }
-            if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
-                self.finished = true;
-                let mut delta = json!({});
-                let state = self.state(index);
-                if !state.started {
-                    state.started = true;
-                    delta["role"] = "assistant".into();
-                }
-                out.push(
-                    self.chunk(json!([{"index": index, "delta": delta, "logprobs": null,
-                                             "finish_reason": finish_reason(reason, saw_calls)}])),
-                );
-            }
+            self.candidate(i, candidate, &mut out);
         }
         out
+    }
+
+    /// The hub chunks for one candidate of an event: its delta (text, whole function calls) and
+    /// its finish, if it finished.
+    fn candidate(&mut self, i: usize, candidate: &Value, out: &mut Vec<Value>) {
+        let index = candidate
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(i as u64);
+        let (text, parts) = split_parts(candidate);
+        let stem = self.stem.clone();
+        let state = self.state(index);
+        let mut delta = Map::new();
+        if !text.is_empty() {
+            delta.insert("content".into(), Value::String(text));
+        }
+        if !parts.is_empty() {
+            // Gemini streams each function call whole: one delta carries id, name and all
+            // the arguments.
+            let calls: Vec<Value> = parts
+                .iter()
+                .map(|part| {
+                    let mut call = tool_call(part, &stem, state.calls);
+                    call["index"] = state.calls.into();
+                    state.calls += 1;
+                    call
+                })
+                .collect();
+            delta.insert("tool_calls".into(), Value::Array(calls));
+        }
+        // The role waits for the first delta worth sending, so that an event with nothing
+        // in it (say, only a thought signature) does not commit the stream.
+        if !delta.is_empty() && !state.started {
+            state.started = true;
+            delta.insert("role".into(), "assistant".into());
+        }
+        let saw_calls = state.calls > 0;
+        if !delta.is_empty() {
+            out.push(
+                self.chunk(json!([{"index": index, "delta": delta, "logprobs": null,
+                                         "finish_reason": null}])),
+            );
+        }
+        if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
+            self.finished = true;
+            let mut delta = json!({});
+            let state = self.state(index);
+            if !state.started {
+                state.started = true;
+                delta["role"] = "assistant".into();
+            }
+            out.push(
+                self.chunk(json!([{"index": index, "delta": delta, "logprobs": null,
+                                         "finish_reason": finish_reason(reason, saw_calls)}])),
+            );
+        }
     }
 
     /// Whether a candidate finished: a stream that ends before that was cut off.

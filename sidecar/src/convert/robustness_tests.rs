@@ -9,8 +9,8 @@ use serde_json::Value;
 use switchyard_crds::v1alpha1::Api;
 
 use super::{ClientApi, anthropic_openai};
+use crate::convert::sse::SseParser;
 use crate::providers::{self, Chunk};
-use crate::sse::SseParser;
 
 const ROUNDS: u64 = 400;
 

@@ -13,9 +13,9 @@ use super::{
     Call, Chunk, Completion, Provider, StreamDecoder, WithModel, completion_for, hub_chunk,
     malformed, post_json, secret_header, unix_now,
 };
+use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, openai_anthropic};
 use crate::failure::{self, AttemptError};
-use crate::sse::SseEvent;
 
 /// The `anthropic-version` sent when the client did not choose one.
 pub const DEFAULT_VERSION: &str = "2023-06-01";

@@ -19,9 +19,9 @@ use super::{
     Call, Chunk, Completion, Provider, StreamDecoder, completion_for, hub_chunk, malformed,
     post_json, secret_header, unix_now,
 };
+use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, openai_gemini};
 use crate::failure::{self, AttemptError};
-use crate::sse::SseEvent;
 
 /// The Gemini protocol.
 pub struct Gemini;

@@ -17,10 +17,10 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
-use crate::convert::{ClientApi, anthropic_openai};
+use crate::convert::sse::SseEvent;
+use crate::convert::{ClientApi, Usage, to_client};
 use crate::failure::{self, AttemptError};
-use crate::sse::SseEvent;
-use crate::state::UpstreamRt;
+use crate::upstream::UpstreamRt;
 
 /// Client headers that are never sent upstream, whatever `forwardHeaders` says: the sidecar
 /// authenticates with the pool's key, not the caller's.
@@ -55,16 +55,6 @@ pub struct Call<'a> {
     pub client: ClientApi,
     pub stream: bool,
     pub client_headers: &'a HeaderMap,
-}
-
-/// Tokens a provider reported for one answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// All prompt tokens, cached ones included.
-    pub input: u64,
-    /// Prompt tokens served from the provider's cache.
-    pub cached_input: u64,
-    pub output: u64,
 }
 
 /// A complete answer, in the client's format.
@@ -228,12 +218,8 @@ pub fn hub_chunk(chunk: &Value, usage: Option<Usage>) -> Chunk {
 
 /// A hub completion in the client's format.
 pub fn completion_for(client: ClientApi, hub: &Value, usage: Option<Usage>) -> Completion {
-    let body = match client {
-        ClientApi::OpenAI => hub.to_string(),
-        ClientApi::Anthropic => anthropic_openai::response(hub).to_string(),
-    };
     Completion {
-        body: Bytes::from(body),
+        body: to_client::answer(client, hub),
         usage,
     }
 }

@@ -14,12 +14,12 @@ use serde_json::{Map, Value};
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
 use super::{
-    COMMITTING_DELTA_FIELDS, Call, Chunk, Completion, Provider, StreamDecoder, Usage,
-    completion_for, malformed, post_json, secret_header,
+    COMMITTING_DELTA_FIELDS, Call, Chunk, Completion, Provider, StreamDecoder, completion_for,
+    malformed, post_json, secret_header,
 };
-use crate::convert::ClientApi;
+use crate::convert::sse::SseEvent;
+use crate::convert::{ClientApi, Usage};
 use crate::failure::{self, AttemptError};
-use crate::sse::SseEvent;
 
 /// The OpenAI protocol.
 pub struct OpenAi;

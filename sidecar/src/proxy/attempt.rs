@@ -9,37 +9,50 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
-use serde_json::Value;
 use switchyard_crds::table::Route;
 use switchyard_crds::v1alpha1::FailureClass;
 use tokio::time::{Instant, timeout_at};
 
-use super::ctx::{Outcome, RequestCtx, Spend};
-use super::respond::{self, ClientApi, ClientError, Served};
+use super::ctx::{RequestCtx, Spend};
 use super::route::ParsedRequest;
 use super::stream;
-use crate::body::ResponseBody;
 use crate::failure::AttemptError;
-use crate::health::{Admission, ProbeGuard};
-use crate::limits::LimitPermit;
 use crate::providers::{self, Call};
-use crate::state::TargetRt;
+use crate::proxy::body::ResponseBody;
+use crate::upstream::TargetRt;
+use crate::upstream::health::{Admission, ProbeGuard};
+use crate::upstream::limits::LimitPermit;
 
 /// Largest non-streamed answer accepted from a provider.
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// Largest error body read from a provider; the rest is not needed to classify it.
 const MAX_ERROR_BYTES: usize = 1024 * 1024;
 
-/// Tries `ordered` for the request and answers the client.
+/// What a successful attempt produced.
+pub enum Answer {
+    /// A whole answer in the client's format, and what it cost.
+    Whole { body: Bytes, spend: Spend },
+    /// A committed stream, which records the request itself when it ends.
+    Stream(Response<ResponseBody>),
+}
+
+/// How the attempts went.
+pub enum Attempts {
+    Answered(TargetRt, Box<Answer>),
+    /// No target answered: each attempt's failure, in order (none when no target could be tried).
+    Failed(Vec<(TargetRt, AttemptError)>),
+}
+
+/// Tries `ordered` for the request until one target answers or the failover policy says stop.
 pub async fn run(
     ctx: &mut RequestCtx,
     route: &Route,
     ordered: Vec<TargetRt>,
     request: &ParsedRequest,
     headers: &HeaderMap,
-) -> Response<ResponseBody> {
+) -> Attempts {
     let metrics = ctx.runtime.metrics.clone();
     let mut failures: Vec<(TargetRt, AttemptError)> = Vec::new();
     let mut context_floor: Option<u32> = None;
@@ -62,9 +75,11 @@ pub async fn run(
                 .inc();
         }
         ctx.attempts += 1;
+        ctx.in_flight = Some(target.clone());
         match attempt(ctx, &target, request, headers, permit, probe).await {
-            Ok(response) => return response,
+            Ok(answer) => return Attempts::Answered(target, Box::new(answer)),
             Err(error) => {
+                ctx.in_flight = None;
                 let error = target.fail(error);
                 ctx.record_attempt(&target, error.metric_label());
                 tracing::debug!(route = %route.name, provider = %target.upstream.id, class = %error.class, error = %error.message, "attempt failed");
@@ -79,7 +94,7 @@ pub async fn run(
             }
         }
     }
-    all_failed(ctx, failures)
+    Attempts::Failed(failures)
 }
 
 /// Targets to try, in order, each flagged when it is tried despite a block.
@@ -134,7 +149,7 @@ async fn attempt(
     headers: &HeaderMap,
     permit: LimitPermit,
     probe: ProbeGuard,
-) -> Result<Response<ResponseBody>, AttemptError> {
+) -> Result<Answer, AttemptError> {
     let provider = providers::for_api(target.upstream.def.api)?;
     let call = Call {
         upstream: &target.upstream,
@@ -168,9 +183,12 @@ async fn attempt(
     .await
     {
         Err(_) if ctx.stream => {
-            return Err(timeout("no first token", first_token_deadline - started));
+            return Err(AttemptError::timeout(
+                "no first token",
+                first_token_deadline - started,
+            ));
         }
-        Err(_) => return Err(timeout("no answer", total_deadline - started)),
+        Err(_) => return Err(AttemptError::timeout("no answer", total_deadline - started)),
         Ok(Err(e)) => return Err(connect_error(&e)),
         Ok(Ok(answer)) => answer,
     };
@@ -188,16 +206,9 @@ async fn attempt(
             total: total_deadline,
             idle: Duration::from_millis(timeouts.idle),
         };
-        return stream::start(
-            ctx,
-            target,
-            provider.stream_decoder(ctx.client_api),
-            body,
-            deadlines,
-            permit,
-            probe,
-        )
-        .await;
+        let decoder = provider.stream_decoder(ctx.client_api);
+        let response = stream::start(ctx, target, decoder, body, deadlines, permit, probe).await?;
+        return Ok(Answer::Stream(response));
     }
 
     let bytes = read_limited(body, MAX_ANSWER_BYTES, total_deadline).await?;
@@ -205,47 +216,13 @@ async fn attempt(
     let now = Instant::now();
     target.health.record_success(now - started, now);
     drop(probe);
-    let spend = completion
-        .usage
-        .map(|u| Spend::price(u, target))
-        .unwrap_or_default();
-    target
-        .upstream
-        .limits
-        .charge_tokens(spend.usage.input + spend.usage.output, now);
+    let spend = ctx.charge(target, completion.usage);
     ctx.record_attempt(target, "Success");
-    ctx.record_spend(target, &spend);
-    if let Some((cache, key)) = &ctx.cache_slot {
-        cache.put(
-            *key,
-            completion.body.clone(),
-            &target.upstream.id,
-            &target.target.model,
-            now,
-        );
-    }
-    let mut response = respond::json_response(StatusCode::OK, completion.body);
-    respond::add_served_headers(&mut response, &served(ctx, Some(target)));
-    ctx.finish(Outcome::Success, 200, Some(target), spend, None);
     drop(permit);
-    Ok(response)
-}
-
-/// The `x-switchyard-*` header values.
-pub fn served<'a>(ctx: &'a RequestCtx, target: Option<&'a TargetRt>) -> Served<'a> {
-    Served {
-        route: ctx.route.as_deref(),
-        provider: target.map(|t| t.upstream.id.as_str()),
-        model: target.map(|t| t.target.model.as_str()),
-        attempts: ctx.attempts,
-    }
-}
-
-pub(super) fn timeout(what: &str, after: Duration) -> AttemptError {
-    AttemptError::new(
-        FailureClass::Timeout,
-        format!("{what} within {}", switchyard_crds::duration::format(after)),
-    )
+    Ok(Answer::Whole {
+        body: completion.body,
+        spend,
+    })
 }
 
 /// A failed exchange with no HTTP answer: a connect timeout is a `Timeout`, the rest (refused,
@@ -300,87 +277,4 @@ async fn read_limited(
             }
         }
     }
-}
-
-/// Every attempt failed, or none could be made: one error that names each attempt.
-fn all_failed(ctx: &RequestCtx, failures: Vec<(TargetRt, AttemptError)>) -> Response<ResponseBody> {
-    let api = ctx.client_api;
-    let Some((last_target, last)) = failures.last() else {
-        let error = ClientError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_available_target",
-            "no target of this route can take the request now",
-        );
-        let mut response = respond::error_response(api, &error);
-        respond::add_served_headers(&mut response, &served(ctx, None));
-        ctx.finish(
-            Outcome::Failed("Unavailable"),
-            503,
-            None,
-            Spend::default(),
-            Some(&error.message),
-        );
-        return response;
-    };
-
-    // The caller's own mistake goes back as the provider said it, when the formats agree.
-    if last.class == FailureClass::ClientError
-        && api == ClientApi::OpenAI
-        && last_target.upstream.def.api == switchyard_crds::v1alpha1::Api::OpenAI
-        && let Some(body) = &last.upstream_body
-        && serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("error").is_some())
-    {
-        let status = last.status();
-        let mut response = respond::json_response(status, body.clone());
-        respond::add_served_headers(&mut response, &served(ctx, Some(last_target)));
-        ctx.finish(
-            Outcome::Failed(last.metric_label()),
-            status.as_u16(),
-            Some(last_target),
-            Spend::default(),
-            Some(&last.message),
-        );
-        return response;
-    }
-
-    let message = if failures.len() == 1 {
-        format!(
-            "{} ({}): {}: {}",
-            last_target.upstream.id, last_target.target.model, last.class, last.message
-        )
-    } else {
-        let each: Vec<String> = failures
-            .iter()
-            .map(|(t, e)| {
-                format!(
-                    "{} ({}): {}: {}",
-                    t.upstream.id, t.target.model, e.class, e.message
-                )
-            })
-            .collect();
-        format!(
-            "all {} attempts failed: {}",
-            failures.len(),
-            each.join("; ")
-        )
-    };
-    let mut error = ClientError::new(last.status(), last.code(), message);
-    if last.class == FailureClass::RateLimited {
-        let soonest = failures
-            .iter()
-            .filter_map(|(_, e)| e.retry_after)
-            .min()
-            .unwrap_or(Duration::from_secs(1));
-        error.retry_after = Some(soonest.as_secs_f64().ceil() as u64);
-    }
-    let mut response = respond::error_response(api, &error);
-    respond::add_served_headers(&mut response, &served(ctx, Some(last_target)));
-    ctx.finish(
-        Outcome::Failed(last.metric_label()),
-        error.status.as_u16(),
-        Some(last_target),
-        Spend::default(),
-        Some(&error.message),
-    );
-    response
 }

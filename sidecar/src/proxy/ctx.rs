@@ -1,17 +1,31 @@
 //! Per-request state, and the one place a request's outcome is recorded: metrics and the single
-//! JSON log line (DESIGN.md §3).
+//! JSON log line (docs/reference/metrics.md).
+//!
+//! [`RequestCtx`] is a guard: paths only say how the request ended ([`RequestCtx::finish`]), and
+//! its `Drop` records that, once, whichever way the request leaves. A request whose handler is
+//! dropped before any outcome was set (the client disconnected before the answer, or the sidecar
+//! shut down under a stream) is recorded as cancelled: outcome `Cancelled` in the log line with
+//! status 499 (nginx's "client closed request"), and, when an attempt was in flight, one
+//! `switchyard_requests_total{outcome="Cancelled"}` for that attempt's target. `Cancelled` joins
+//! `Success`, `StreamError` and the failure classes as an outcome label value.
+//!
+//! A committed stream takes the guard with it ([`RequestCtx::hand_over`]) into the task that
+//! forwards the body, so that the request is recorded when the stream ends or is dropped.
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::respond::ClientApi;
-use crate::cache::{self, ResponseCache};
-use crate::providers::Usage;
-use crate::state::{Runtime, TargetRt};
+use super::respond::{ClientApi, Served};
+use crate::convert::Usage;
+use crate::table::Runtime;
+use crate::table::cache::{self, ResponseCache};
+use crate::upstream::TargetRt;
 
-/// What one request carries through the phases.
-#[derive(Clone)]
+/// Status logged for a cancelled request: nginx's 499, "client closed request".
+pub const CANCELLED_STATUS: u16 = 499;
+
+/// What one request carries through the phases; records the request when dropped.
 pub struct RequestCtx {
     pub runtime: Arc<Runtime>,
     pub client_api: ClientApi,
@@ -28,6 +42,21 @@ pub struct RequestCtx {
     pub attempts: u32,
     /// Where to store a successful answer, for cacheable requests on routes with a cache.
     pub cache_slot: Option<(Arc<ResponseCache>, cache::Key)>,
+    /// The target of the attempt in flight: a cancellation is charged to it.
+    pub in_flight: Option<TargetRt>,
+    /// How the request ended, once a path said so.
+    ending: Option<Ending>,
+    /// False once the duty to record has moved to another guard.
+    armed: bool,
+}
+
+/// What [`RequestCtx::finish`] was told.
+struct Ending {
+    outcome: Outcome,
+    status: u16,
+    target: Option<TargetRt>,
+    spend: Spend,
+    detail: Option<String>,
 }
 
 /// How a request ended, for the `outcome` label and the log.
@@ -40,6 +69,8 @@ pub enum Outcome {
     Failed(&'static str),
     /// Refused before any attempt (bad request, unknown model, no table).
     Rejected,
+    /// Dropped before it ended: the client went away before the answer, or the sidecar shut down.
+    Cancelled,
 }
 
 impl Outcome {
@@ -49,6 +80,7 @@ impl Outcome {
             Outcome::StreamError => "StreamError",
             Outcome::Failed(class) => class,
             Outcome::Rejected => "Rejected",
+            Outcome::Cancelled => "Cancelled",
         }
     }
 }
@@ -90,11 +122,57 @@ impl RequestCtx {
             wants_usage: false,
             attempts: 0,
             cache_slot: None,
+            in_flight: None,
+            ending: None,
+            armed: true,
         }
     }
 
+    /// Moves the duty to record this request to the returned guard (a committed stream's task);
+    /// `self` then records nothing.
+    pub fn hand_over(&mut self) -> Self {
+        self.armed = false;
+        Self {
+            runtime: self.runtime.clone(),
+            client_api: self.client_api,
+            started: self.started,
+            client_model: self.client_model.clone(),
+            route: self.route.clone(),
+            rule: self.rule.clone(),
+            stream: self.stream,
+            wants_usage: self.wants_usage,
+            attempts: self.attempts,
+            cache_slot: self.cache_slot.take(),
+            in_flight: self.in_flight.take(),
+            ending: self.ending.take(),
+            armed: true,
+        }
+    }
+
+    /// The `x-switchyard-*` header values, for an answer from `target` (if any).
+    pub fn served<'a>(&'a self, target: Option<&'a TargetRt>) -> Served<'a> {
+        Served {
+            route: self.route.as_deref(),
+            provider: target.map(|t| t.upstream.id.as_str()),
+            model: target.map(|t| t.target.model.as_str()),
+            attempts: self.attempts,
+        }
+    }
+
+    /// Charges an answered attempt's usage: to the target's token limit and to the token and
+    /// cost metrics. Returns what it cost, for the log line.
+    pub fn charge(&self, target: &TargetRt, usage: Option<Usage>) -> Spend {
+        let spend = usage.map(|u| Spend::price(u, target)).unwrap_or_default();
+        target
+            .upstream
+            .limits
+            .charge_tokens(spend.usage.input + spend.usage.output, Instant::now());
+        self.record_spend(target, &spend);
+        spend
+    }
+
     /// Counts a successful or stream-broken attempt's tokens and cost against its target.
-    pub fn record_spend(&self, target: &TargetRt, spend: &Spend) {
+    fn record_spend(&self, target: &TargetRt, spend: &Spend) {
         let m = &self.runtime.metrics;
         let route = self.route.as_deref().unwrap_or_default();
         let (provider, model) = (target.upstream.id.as_str(), target.target.model.as_str());
@@ -137,17 +215,48 @@ impl RequestCtx {
             .observe(self.started.elapsed().as_secs_f64());
     }
 
-    /// Ends the request: its duration metric and its one log line.
+    /// Says how the request ended; it is recorded when the guard drops. The first call wins.
     pub fn finish(
-        &self,
+        &mut self,
         outcome: Outcome,
         status: u16,
         target: Option<&TargetRt>,
         spend: Spend,
         detail: Option<&str>,
     ) {
+        if self.ending.is_none() {
+            self.ending = Some(Ending {
+                outcome,
+                status,
+                target: target.cloned(),
+                spend,
+                detail: detail.map(str::to_string),
+            });
+        }
+    }
+
+    /// The ending of a request dropped before any path finished it.
+    fn cancelled(&mut self) -> Ending {
+        let target = self.in_flight.take();
+        if let Some(target) = &target {
+            self.record_attempt(target, Outcome::Cancelled.label());
+        }
+        Ending {
+            outcome: Outcome::Cancelled,
+            status: CANCELLED_STATUS,
+            target,
+            spend: Spend::default(),
+            detail: Some(
+                "dropped before it ended: the client went away or the sidecar stopped".into(),
+            ),
+        }
+    }
+
+    /// The request's duration metric and its one log line.
+    fn record(&self, ending: &Ending) {
         let elapsed = self.started.elapsed();
         let route = self.route.as_deref().unwrap_or_default();
+        let target = ending.target.as_ref();
         let provider = target.map_or("", |t| t.upstream.id.as_str());
         if let Some(target) = target {
             self.runtime
@@ -156,6 +265,7 @@ impl RequestCtx {
                 .with_label_values(&[route, &target.upstream.id])
                 .observe(elapsed.as_secs_f64());
         }
+        let spend = ending.spend;
         tracing::info!(
             target: "switchyard::request",
             route,
@@ -164,16 +274,34 @@ impl RequestCtx {
             provider,
             upstream_model = target.map(|t| t.target.model.as_str()),
             attempts = self.attempts,
-            status,
-            outcome = outcome.label(),
+            status = ending.status,
+            outcome = ending.outcome.label(),
             stream = self.stream,
             input_tokens = spend.usage.input,
             cached_input_tokens = spend.usage.cached_input,
             output_tokens = spend.usage.output,
             cost_usd = spend.cost_usd,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            detail,
+            latency_ms = round_to_tenth(elapsed.as_secs_f64() * 1000.0),
+            detail = ending.detail.as_deref(),
             "request"
         );
     }
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let ending = match self.ending.take() {
+            Some(ending) => ending,
+            None => self.cancelled(),
+        };
+        self.record(&ending);
+    }
+}
+
+/// `x` rounded to one decimal: the log shows latency to 0.1 ms, not float noise.
+fn round_to_tenth(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }

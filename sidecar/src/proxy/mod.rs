@@ -4,6 +4,7 @@
 //! [`respond`] (everything the client sees). Per-request state is one [`ctx::RequestCtx`].
 
 pub mod attempt;
+pub mod body;
 pub mod ctx;
 pub mod respond;
 pub mod route;
@@ -20,16 +21,20 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::time::Instant;
 
+use self::attempt::{Answer, Attempts};
 use self::ctx::{Outcome, RequestCtx, Spend};
 use self::respond::{ClientApi, ClientError};
-use crate::body::ResponseBody;
-use crate::cache::ResponseCache;
-use crate::state::Runtime;
+use crate::proxy::body::ResponseBody;
+use crate::table::Runtime;
+use crate::table::cache::ResponseCache;
 
 /// How long a client may take to send its request body once the headers are in. A body that
 /// never ends (chunked without the last chunk, or shorter than its `Content-Length`) would
 /// otherwise hold its connection for good.
 pub const BODY_READ: Duration = Duration::from_secs(30);
+/// `Retry-After` (seconds) while no table is loaded: a first table usually arrives within a few
+/// seconds of start (files at once, the operator within one poll).
+const NO_CONFIG_RETRY_AFTER_SECS: u64 = 5;
 
 /// The data-plane service.
 pub struct Proxy {
@@ -88,7 +93,7 @@ impl Proxy {
             Ok(response) => response,
             Err(error) => {
                 let mut response = respond::error_response(api, &error);
-                respond::add_served_headers(&mut response, &attempt::served(&ctx, None));
+                respond::add_served_headers(&mut response, &ctx.served(None));
                 ctx.finish(
                     Outcome::Rejected,
                     error.status.as_u16(),
@@ -110,47 +115,9 @@ impl Proxy {
             return Err(no_config());
         };
         let (parts, body) = request.into_parts();
-        let too_large = || {
-            ClientError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                format!("request body exceeds {} bytes", self.max_body_bytes),
-            )
-        };
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
-            return Err(too_large());
-        }
-        let read = tokio::time::timeout(
-            self.body_read,
-            Limited::new(body, self.max_body_bytes).collect(),
-        );
-        let Ok(collected) = read.await else {
-            return Err(ClientError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request body did not arrive within {} s",
-                    self.body_read.as_secs()
-                ),
-            ));
-        };
-        let bytes = match collected {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => {
-                return Err(ClientError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    format!("cannot read request body: {e}"),
-                ));
-            }
-        };
+        let bytes = self.read_body(&parts.headers, body).await?;
 
-        let parsed = route::parse(ctx.client_api, &bytes)?;
+        let parsed = route::to_hub(ctx.client_api, route::check(ctx.client_api, &bytes)?)?;
         ctx.client_model = route::shown_model(&parsed.model);
         ctx.stream = parsed.stream;
         ctx.wants_usage = parsed.wants_usage;
@@ -182,11 +149,63 @@ impl Proxy {
             &mut rand::rng(),
             Instant::now(),
         );
-        Ok(attempt::run(ctx, &route.route, ordered, &parsed, &parts.headers).await)
+        let attempts = attempt::run(ctx, &route.route, ordered, &parsed, &parts.headers).await;
+        Ok(answer(ctx, attempts))
+    }
+
+    /// Reads the request body, bounded in size and time.
+    async fn read_body(
+        &self,
+        headers: &http::HeaderMap,
+        body: Incoming,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let too_large = || {
+            ClientError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("request body exceeds {} bytes", self.max_body_bytes),
+            )
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        let read = tokio::time::timeout(
+            self.body_read,
+            Limited::new(body, self.max_body_bytes).collect(),
+        );
+        let Ok(collected) = read.await else {
+            return Err(ClientError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    self.body_read.as_secs()
+                ),
+            ));
+        };
+        let bytes = match collected {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => {
+                return Err(ClientError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    format!("cannot read request body: {e}"),
+                ));
+            }
+        };
+        Ok(bytes)
     }
 
     /// Answers from the cache: no provider is contacted, so no tokens or cost are counted.
-    fn cached(&self, ctx: &RequestCtx, hit: crate::cache::Entry) -> Response<ResponseBody> {
+    fn cached(
+        &self,
+        ctx: &mut RequestCtx,
+        hit: crate::table::cache::Entry,
+    ) -> Response<ResponseBody> {
         let mut response = respond::json_response(StatusCode::OK, hit.body);
         let served = respond::Served {
             route: ctx.route.as_deref(),
@@ -247,6 +266,43 @@ impl Proxy {
     }
 }
 
+/// The client's response for how the attempts went; a whole answer is also cached if the route
+/// caches. (A stream records itself; everything else is recorded here.)
+fn answer(ctx: &mut RequestCtx, attempts: Attempts) -> Response<ResponseBody> {
+    let (target, answer) = match attempts {
+        Attempts::Answered(target, answer) => (target, *answer),
+        Attempts::Failed(failures) => {
+            let (mut response, detail) = respond::all_failed(ctx.client_api, &failures);
+            let last = failures.last();
+            respond::add_served_headers(&mut response, &ctx.served(last.map(|(t, _)| t)));
+            let label = last.map_or("Unavailable", |(_, e)| e.metric_label());
+            let status = response.status().as_u16();
+            let target = last.map(|(t, _)| t);
+            ctx.finish(
+                Outcome::Failed(label),
+                status,
+                target,
+                Spend::default(),
+                Some(&detail),
+            );
+            return response;
+        }
+    };
+    match answer {
+        Answer::Stream(response) => response,
+        Answer::Whole { body, spend } => {
+            if let Some((cache, key)) = &ctx.cache_slot {
+                let (provider, model) = (&target.upstream.id, &target.target.model);
+                cache.put(*key, body.clone(), provider, model, Instant::now());
+            }
+            let mut response = respond::json_response(StatusCode::OK, body);
+            respond::add_served_headers(&mut response, &ctx.served(Some(&target)));
+            ctx.finish(Outcome::Success, 200, Some(&target), spend, None);
+            response
+        }
+    }
+}
+
 /// Until the first table arrives: 503 with `Retry-After: 5` (DESIGN.md §3).
 fn no_config() -> ClientError {
     let mut error = ClientError::new(
@@ -254,6 +310,6 @@ fn no_config() -> ClientError {
         "switchyard_no_config",
         "no route table loaded yet",
     );
-    error.retry_after = Some(5);
+    error.retry_after = Some(NO_CONFIG_RETRY_AFTER_SECS);
     error
 }

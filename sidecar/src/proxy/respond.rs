@@ -2,13 +2,22 @@
 //! error events and the `x-switchyard-*` headers (DESIGN.md §3). No other module writes an error
 //! body.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use serde_json::json;
+use serde_json::{Value, json};
+use switchyard_crds::v1alpha1::{Api, FailureClass};
 
 pub use crate::convert::ClientApi;
 
-use crate::body::{self, ResponseBody};
+use crate::failure::AttemptError;
+use crate::proxy::body::{self, ResponseBody};
+use crate::upstream::TargetRt;
+
+/// `Retry-After` for a rate-limited answer whose providers gave no hint: long enough that a client
+/// does not hammer, short enough that a passing limit is not stretched.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// An error for the client: status, a stable code and a message.
 #[derive(Clone, Debug)]
@@ -95,6 +104,60 @@ pub fn error_response(api: ClientApi, error: &ClientError) -> Response<ResponseB
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
+}
+
+/// The answer when no attempt succeeded, without the `x-switchyard-*` headers, and the message
+/// for the log line. With no attempt at all it is a 503; the caller's own mistake goes back as
+/// the provider said it when the formats agree; otherwise one error that names each attempt.
+pub fn all_failed(
+    api: ClientApi,
+    failures: &[(TargetRt, AttemptError)],
+) -> (Response<ResponseBody>, String) {
+    let Some((last_target, last)) = failures.last() else {
+        let error = ClientError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_available_target",
+            "no target of this route can take the request now",
+        );
+        return (error_response(api, &error), error.message);
+    };
+    if last.class == FailureClass::ClientError
+        && api == ClientApi::OpenAI
+        && last_target.upstream.def.api == Api::OpenAI
+        && let Some(body) = &last.upstream_body
+        && serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("error").is_some())
+    {
+        return (
+            json_response(last.status(), body.clone()),
+            last.message.clone(),
+        );
+    }
+    let named = |(t, e): &(TargetRt, AttemptError)| {
+        format!(
+            "{} ({}): {}: {}",
+            t.upstream.id, t.target.model, e.class, e.message
+        )
+    };
+    let message = if failures.len() == 1 {
+        named(&failures[0])
+    } else {
+        let each: Vec<String> = failures.iter().map(named).collect();
+        format!(
+            "all {} attempts failed: {}",
+            failures.len(),
+            each.join("; ")
+        )
+    };
+    let mut error = ClientError::new(last.status(), last.code(), message);
+    if last.class == FailureClass::RateLimited {
+        let soonest = failures
+            .iter()
+            .filter_map(|(_, e)| e.retry_after)
+            .min()
+            .unwrap_or(DEFAULT_RETRY_AFTER);
+        error.retry_after = Some(soonest.as_secs_f64().ceil() as u64);
+    }
+    (error_response(api, &error), error.message)
 }
 
 /// A JSON response.

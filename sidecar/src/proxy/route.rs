@@ -1,4 +1,5 @@
-//! Phase 1: check the request's shape and find its route by `model`.
+//! Phase 1: check the request's shape ([`check`]), bring it into the hub format ([`to_hub`]) and
+//! find its route by `model` ([`find`]).
 //!
 //! The sidecar checks only what it needs to route (DESIGN.md §3): a JSON object with a `model`
 //! and a non-empty `messages` array of known roles. Everything else is the provider's to judge.
@@ -10,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::respond::{ClientApi, ClientError};
 use crate::convert::anthropic_openai;
-use crate::state::{RouteRt, Snapshot};
+use crate::table::{RouteRt, Snapshot};
 
 /// Roles each client format may use.
 fn known_roles(api: ClientApi) -> &'static [&'static str] {
@@ -42,8 +43,16 @@ fn bad(message: impl Into<String>) -> ClientError {
     ClientError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
 }
 
-/// Parses and checks the body.
-pub fn parse(api: ClientApi, bytes: &[u8]) -> Result<ParsedRequest, ClientError> {
+/// A request that passed the shape check, still in the client's format.
+pub struct Checked {
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub stream: bool,
+}
+
+/// Parses the body and checks what routing needs: a `model`, `messages` of known roles, and a
+/// boolean `stream` if any.
+pub fn check(api: ClientApi, bytes: &[u8]) -> Result<Checked, ClientError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
     let Value::Object(body) = value else {
@@ -78,6 +87,21 @@ pub fn parse(api: ClientApi, bytes: &[u8]) -> Result<ParsedRequest, ClientError>
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(bad("`stream` must be a boolean")),
     };
+    Ok(Checked {
+        body,
+        model,
+        stream,
+    })
+}
+
+/// Brings a checked request into the hub (OpenAI) format: an Anthropic body is converted and
+/// kept as the original, for providers that speak Anthropic themselves.
+pub fn to_hub(api: ClientApi, checked: Checked) -> Result<ParsedRequest, ClientError> {
+    let Checked {
+        body,
+        model,
+        stream,
+    } = checked;
     match api {
         ClientApi::OpenAI => {
             let wants_usage = body
@@ -159,7 +183,8 @@ mod tests {
     }
 
     fn err(body: &str) -> String {
-        parse(ClientApi::OpenAI, body.as_bytes())
+        check(ClientApi::OpenAI, body.as_bytes())
+            .and_then(|c| to_hub(ClientApi::OpenAI, c))
             .err()
             .unwrap()
             .message
@@ -187,7 +212,9 @@ mod tests {
     fn valid_requests_parse() {
         let body = r#"{"model":"chat","messages":[{"role":"developer","content":"x"},{"role":"user","content":"y"}],
             "stream":true,"stream_options":{"include_usage":true}}"#;
-        let p = parse(ClientApi::OpenAI, body.as_bytes()).unwrap();
+        let p = check(ClientApi::OpenAI, body.as_bytes())
+            .and_then(|c| to_hub(ClientApi::OpenAI, c))
+            .unwrap();
         assert_eq!(p.model, "chat");
         assert!(p.stream && p.wants_usage);
     }

@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 use switchyard_crds::complexity;
 use switchyard_crds::table::Rule;
 
-use crate::state::{RouteRt, TargetRt};
-use crate::tokens;
+use crate::table::RouteRt;
+use crate::upstream::TargetRt;
+use crate::upstream::tokens;
 
 /// Facts about a request that rules and strategies may need, computed on first use.
 pub struct RequestFacts<'a> {

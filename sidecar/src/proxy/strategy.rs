@@ -16,7 +16,7 @@ use switchyard_crds::v1alpha1::Strategy;
 use tokio::time::Instant;
 
 use super::rules::RequestFacts;
-use crate::state::TargetRt;
+use crate::upstream::TargetRt;
 
 /// Share of `LeastLatency` requests that explore a random target first.
 pub const EXPLORE: f64 = 0.05;
@@ -87,8 +87,8 @@ mod tests {
     use switchyard_crds::v1alpha1::Api;
 
     use super::*;
-    use crate::health::TargetHealth;
-    use crate::state::UpstreamRt;
+    use crate::upstream::UpstreamRt;
+    use crate::upstream::health::TargetHealth;
 
     fn target(name: &str, weight: u32, input: f64, output: f64) -> TargetRt {
         let def = Upstream {

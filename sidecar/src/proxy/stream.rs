@@ -5,6 +5,8 @@
 //! attempt failure and the request can fail over. At that point the status line and headers go
 //! to the client and a task forwards the rest, event by event, in the client's format; a failure
 //! after the commit ends the stream with one error event in the client's format and closes it.
+//! The circuit breaker hears a stream's verdict when it ends: a clean end is a success, a failure
+//! after the commit a failure, so a provider that breaks every stream mid-way is avoided.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,25 +15,27 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::Value;
 use switchyard_crds::v1alpha1::FailureClass;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
-use super::attempt::{served, timeout};
-use super::ctx::{Outcome, RequestCtx, Spend};
-use super::respond::{self, ClientApi, ClientError};
-use crate::body::{self, ResponseBody};
-use crate::convert::anthropic_openai;
+use super::ctx::{Outcome, RequestCtx};
+use super::respond::{self, ClientError};
+use crate::convert::Usage;
+use crate::convert::sse::{SseEvent, SseParser};
+use crate::convert::to_client::ClientEncoder;
 use crate::failure::AttemptError;
-use crate::health::ProbeGuard;
-use crate::limits::LimitPermit;
-use crate::providers::{Chunk, StreamDecoder, Usage};
-use crate::sse::{SseEvent, SseParser};
-use crate::state::TargetRt;
+use crate::providers::{Chunk, StreamDecoder};
+use crate::proxy::body::{self, ResponseBody};
+use crate::upstream::TargetRt;
+use crate::upstream::health::ProbeGuard;
+use crate::upstream::limits::LimitPermit;
 
 /// Most bytes of events held back before the commit point.
 pub const COMMIT_BUFFER_BYTES: usize = 64 * 1024;
+/// Frames queued between the forwarding task and the client's connection: enough to ride out a
+/// slow write without the task waiting on each, few enough that a stalled client holds little.
+const FORWARD_QUEUE_FRAMES: usize = 32;
 
 /// The time limits of one streamed attempt.
 #[derive(Clone, Copy, Debug)]
@@ -62,14 +66,17 @@ impl EventReader {
         let (at, error) = match self.last_event {
             None => (
                 d.first_token,
-                timeout("no first token", d.first_token - self.started),
+                AttemptError::timeout("no first token", d.first_token - self.started),
             ),
-            Some(last) => (last + d.idle, timeout("no stream event", d.idle)),
+            Some(last) => (
+                last + d.idle,
+                AttemptError::timeout("no stream event", d.idle),
+            ),
         };
         if d.total < at {
             (
                 d.total,
-                timeout("stream not finished", d.total - self.started),
+                AttemptError::timeout("stream not finished", d.total - self.started),
             )
         } else {
             (at, error)
@@ -125,68 +132,6 @@ impl EventReader {
     }
 }
 
-/// Writes chunks in the client's format.
-enum Encoder {
-    /// OpenAI chunks as `data:` events, `[DONE]` at the end.
-    OpenAI { wants_usage: bool },
-    /// Hub chunks converted to Anthropic events.
-    Anthropic(anthropic_openai::StreamEncoder),
-    /// Events already in the client's format; the provider's own end event closes the stream.
-    Passthrough,
-}
-
-impl Encoder {
-    fn new(ctx: &RequestCtx) -> Self {
-        match ctx.client_api {
-            ClientApi::OpenAI => Encoder::OpenAI {
-                wants_usage: ctx.wants_usage,
-            },
-            ClientApi::Anthropic => Encoder::Anthropic(anthropic_openai::StreamEncoder::default()),
-        }
-    }
-
-    /// The client's bytes for one chunk (possibly none).
-    fn chunk(&mut self, json: &[u8], usage_only: bool) -> Vec<u8> {
-        match self {
-            Encoder::OpenAI { wants_usage } => {
-                if usage_only && !*wants_usage {
-                    return Vec::new();
-                }
-                let mut frame = Vec::with_capacity(json.len() + 8);
-                frame.extend_from_slice(b"data: ");
-                frame.extend_from_slice(json);
-                frame.extend_from_slice(b"\n\n");
-                frame
-            }
-            Encoder::Anthropic(encoder) => {
-                let mut out = Vec::new();
-                if let Ok(chunk) = serde_json::from_slice::<Value>(json) {
-                    encoder.chunk(&chunk, &mut out);
-                }
-                out
-            }
-            Encoder::Passthrough => json.to_vec(),
-        }
-    }
-
-    fn raw(&mut self, frame: &Bytes) -> Vec<u8> {
-        *self = Encoder::Passthrough;
-        frame.to_vec()
-    }
-
-    fn done(&mut self) -> Vec<u8> {
-        match self {
-            Encoder::OpenAI { .. } => b"data: [DONE]\n\n".to_vec(),
-            Encoder::Anthropic(encoder) => {
-                let mut out = Vec::new();
-                encoder.finish(&mut out);
-                out
-            }
-            Encoder::Passthrough => Vec::new(),
-        }
-    }
-}
-
 /// What one chunk did.
 enum Step {
     /// Bytes for the client (possibly none), and whether the chunk commits the stream.
@@ -197,7 +142,7 @@ enum Step {
 /// Applies one chunk: usage is remembered, the client's bytes are returned.
 fn step(
     chunk: Chunk,
-    encoder: &mut Encoder,
+    encoder: &mut ClientEncoder,
     usage: &mut Option<Usage>,
 ) -> Result<Step, AttemptError> {
     match chunk {
@@ -226,7 +171,7 @@ fn step(
 /// Reads up to the commit point, then hands the rest to a forwarding task. An error before the
 /// commit is returned so that the request can fail over.
 pub async fn start(
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     target: &TargetRt,
     decoder: Box<dyn StreamDecoder>,
     body: Incoming,
@@ -247,7 +192,7 @@ pub async fn start(
         last_event: None,
         ended: false,
     };
-    let mut encoder = Encoder::new(ctx);
+    let mut encoder = ClientEncoder::new(ctx.client_api, ctx.wants_usage);
     let mut held: Vec<u8> = Vec::new();
     let mut usage = None;
     let mut done = false;
@@ -272,16 +217,16 @@ pub async fn start(
         }
     }
 
-    // Committed: from here on the client has an answer and failover is no longer possible.
+    // Committed: from here on the client has an answer and failover is no longer possible. The
+    // breaker hears the verdict (and a half-open probe ends) only when the stream does.
     let now = Instant::now();
-    target.health.record_success(now - started, now);
-    drop(probe);
+    target.health.record_latency(now - started, now);
     ctx.record_first_token(target);
-    let (tx, body) = body::channel(32);
+    let (tx, body) = body::channel(FORWARD_QUEUE_FRAMES);
     let mut response = respond::stream_response(body);
-    respond::add_served_headers(&mut response, &served(ctx, Some(target)));
+    respond::add_served_headers(&mut response, &ctx.served(Some(target)));
     let task = Forward {
-        ctx: ctx.clone(),
+        ctx: ctx.hand_over(),
         target: target.clone(),
         reader,
         encoder,
@@ -289,6 +234,7 @@ pub async fn start(
         usage,
         done,
         _permit: permit,
+        _probe: probe,
     };
     tokio::spawn(task.run(Bytes::from(held)));
     Ok(response)
@@ -299,12 +245,14 @@ struct Forward {
     ctx: RequestCtx,
     target: TargetRt,
     reader: EventReader,
-    encoder: Encoder,
+    encoder: ClientEncoder,
     tx: mpsc::Sender<Bytes>,
     usage: Option<Usage>,
     done: bool,
     /// Holds the concurrency slot until the stream ends.
     _permit: LimitPermit,
+    /// Holds a half-open circuit's probe slot until the stream's end decides it.
+    _probe: ProbeGuard,
 }
 
 /// How a committed stream ended.
@@ -319,21 +267,14 @@ impl Forward {
         let end = self.pump(held).await;
         let api = self.ctx.client_api;
         let target = &self.target;
-        let spend = self
-            .usage
-            .map(|u| Spend::price(u, target))
-            .unwrap_or_default();
-        target
-            .upstream
-            .limits
-            .charge_tokens(spend.usage.input + spend.usage.output, Instant::now());
-        self.ctx.record_spend(target, &spend);
+        let spend = self.ctx.charge(target, self.usage);
         match end {
             End::Complete => {
                 let last = self.encoder.done();
                 if !last.is_empty() {
                     let _ = self.tx.send(Bytes::from(last)).await;
                 }
+                target.health.record_recovery();
                 self.ctx.record_attempt(target, "Success");
                 self.ctx
                     .finish(Outcome::Success, 200, Some(target), spend, None);

@@ -4,8 +4,8 @@ use switchyard_crds::secret::SecretString;
 use switchyard_crds::table::{Breaker, Limits, TimeoutsMs, Upstream};
 
 use super::*;
-use crate::providers::Usage;
-use crate::state::UpstreamRt;
+use crate::convert::Usage;
+use crate::upstream::UpstreamRt;
 
 fn upstream() -> UpstreamRt {
     UpstreamRt::new(Upstream {

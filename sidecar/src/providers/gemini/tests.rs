@@ -4,10 +4,10 @@ use switchyard_crds::secret::SecretString;
 use switchyard_crds::table::{Breaker, Limits, TimeoutsMs, Upstream};
 
 use super::*;
+use crate::convert::Usage;
 use crate::convert::openai_gemini::tests::assert_valid;
-use crate::providers::Usage;
-use crate::sse::SseParser;
-use crate::state::UpstreamRt;
+use crate::convert::sse::SseParser;
+use crate::upstream::UpstreamRt;
 
 fn upstream() -> UpstreamRt {
     UpstreamRt::new(Upstream {

@@ -4,7 +4,7 @@ use switchyard_crds::table::{Breaker, Limits, TimeoutsMs, Upstream};
 
 use super::*;
 use crate::convert::ClientApi;
-use crate::state::UpstreamRt;
+use crate::upstream::UpstreamRt;
 
 fn upstream(forward: &[&str]) -> UpstreamRt {
     UpstreamRt::new(Upstream {

@@ -20,9 +20,9 @@ use switchyard_crds::report::{LATENCY_BUCKETS_MS, Report, TargetReport};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::PodConfig;
-use crate::state::Runtime;
-use crate::subscribe::{ConfigClient, status_message};
+use super::PodConfig;
+use super::subscribe::{ConfigClient, status_message};
+use crate::table::Runtime;
 
 /// How long one report may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(15);

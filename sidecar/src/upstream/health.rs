@@ -26,6 +26,9 @@ use crate::failure::{AttemptError, BreakerEffect};
 const EWMA_ALPHA: f64 = 0.3;
 /// A 429 without a hint blocks the target this long.
 const DEFAULT_RATE_LIMIT_BLOCK: Duration = Duration::from_secs(1);
+/// While a half-open circuit's probe is out, how long others are told to wait before asking
+/// again: short, because the probe's verdict can come any moment, but not a busy loop.
+const PROBE_RECHECK: Duration = Duration::from_millis(100);
 /// A silent target counts as blocked this much longer, when targets are ranked by the end of
 /// their blocks: silence ends only with an answer, so this is a guess, and a short one.
 const SILENCE_RECHECK: Duration = Duration::from_secs(1);
@@ -132,7 +135,7 @@ impl TargetHealth {
             }
             // While the probe is out, others wait; its answer comes within the request timeout.
             Circuit::HalfOpen { probing: true } => Admission::Blocked {
-                until: now + Duration::from_millis(100),
+                until: now + PROBE_RECHECK,
             },
         }
     }
@@ -188,16 +191,30 @@ impl TargetHealth {
 
     /// A successful answer: closes the circuit and feeds the latency average.
     pub fn record_success(&self, latency: Duration, now: Instant) {
+        self.record_latency(latency, now);
+        self.record_recovery();
+    }
+
+    /// The target answered in full: its failures are forgotten and its circuit closes. A stream
+    /// records this only when it ends cleanly, so that one that breaks after its first tokens
+    /// still counts towards opening the circuit.
+    pub fn record_recovery(&self) {
         let mut inner = self.lock();
         inner.consecutive_failures = 0;
         inner.circuit = Circuit::Closed;
+        self.gauge.set(0);
+    }
+
+    /// How long the target took to answer (a stream: to its first token), for the latency
+    /// average and the reported buckets.
+    pub fn record_latency(&self, latency: Duration, now: Instant) {
+        let mut inner = self.lock();
         let sample = latency.as_secs_f64() * 1000.0;
         inner.ewma_ms = Some(match inner.ewma_ms {
             Some(avg) => avg + EWMA_ALPHA * (sample - avg),
             None => sample,
         });
         inner.last_sample = Some(now);
-        self.gauge.set(0);
         drop(inner);
         self.latencies.record(latency);
     }
@@ -383,6 +400,20 @@ mod tests {
         let (h, t0) = (health(), Instant::now());
         drop(h.waiting(SILENCE, t0));
         assert_eq!(h.peek(t0 + SILENCE * 2), Admission::Go { probe: false });
+    }
+
+    #[test]
+    fn a_latency_sample_alone_does_not_forgive_failures() {
+        // A committed stream feeds the average; only its clean end may reset the count.
+        let (h, t0) = (health(), Instant::now());
+        for _ in 0..2 {
+            h.record_failure(&err(FailureClass::ServerError), &breaker(), t0);
+            h.record_latency(Duration::from_millis(5), t0);
+        }
+        assert!(h.record_failure(&err(FailureClass::ServerError), &breaker(), t0));
+        assert_eq!(h.latency().0, Some(5.0));
+        h.record_recovery();
+        assert_eq!(h.peek(t0), Admission::Go { probe: false });
     }
 
     #[test]

@@ -22,7 +22,7 @@ use switchyard_crds::manifests::{self, Manifests};
 use switchyard_crds::table::RouteTable;
 use tokio::sync::{mpsc, watch};
 
-use crate::state::Runtime;
+use crate::table::Runtime;
 
 /// How long to wait for a burst of file events (an editor's save, `kubectl cp`) to settle.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -163,7 +163,11 @@ fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) {
         Ok(loaded) => {
             let current = runtime.snapshot().map(|s| s.table.version.clone());
             if current.as_deref() == Some(loaded.table.version.as_str()) {
-                // Nothing we serve changed, but the files are good again: forget a failed load.
+                // Nothing we serve changed, but the files are good again: forget a failed load,
+                // and say so, or the log's last word on the files would be the refusal.
+                if let Some(error) = runtime.last_error() {
+                    tracing::info!(version = %loaded.table.version, previous_error = %error, "manifests fixed; still serving the same table");
+                }
                 runtime.clear_error();
                 return;
             }

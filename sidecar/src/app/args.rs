@@ -1,20 +1,26 @@
 //! Command-line flags (each with a `SWITCHYARD_*` environment twin), validated into a
-//! [`Config`](crate::app::Config) before any port is bound.
+//! [`Config`](super::Config) before any port is bound.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::Parser;
+#[cfg(feature = "demo")]
+use clap::{Args as ClapArgs, Subcommand};
 
 use crate::app::{Config, PodConfig, Source};
-use crate::standalone::Selection;
+use crate::table::standalone::Selection;
 
 /// Switchyard's sidecar: an OpenAI-compatible LLM gateway on localhost.
+///
+/// The `demo` subcommand exists only in builds with the `demo` cargo feature (the default); release
+/// images are built without it, carry no simulator, and refuse `demo` as an unexpected argument.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-sidecar", version, about)]
 pub struct Args {
+    #[cfg(feature = "demo")]
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -85,13 +91,15 @@ pub struct Args {
     pub pod_labels: Vec<String>,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar on examples/demo with simulated providers and show what it does.
     Demo(DemoArgs),
 }
 
-#[derive(Debug, ClapArgs)]
+#[cfg(feature = "demo")]
+#[derive(Clone, Debug, ClapArgs)]
 pub struct DemoArgs {
     /// The demo's manifests. Default: `examples/demo` if present, else a built-in copy of it.
     #[arg(long)]
@@ -164,11 +172,15 @@ impl Args {
     fn source(&self, identity: &str) -> Result<Option<PodConfig>, String> {
         let Some(url) = &self.config_server else {
             if self.manifests.is_empty() {
-                return Err(
+                return Err(format!(
                     "one of --manifests (standalone) or --config-server (in a pod) is \
-                            required; try `switchyard-sidecar demo`"
-                        .into(),
-                );
+                     required{}",
+                    if cfg!(feature = "demo") {
+                        "; try `switchyard-sidecar demo`"
+                    } else {
+                        ""
+                    }
+                ));
             }
             for (flag, set) in [
                 ("--token-file", self.token_file.is_some()),

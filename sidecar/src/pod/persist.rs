@@ -3,12 +3,15 @@
 //!
 //! `<state-dir>/route-table.json` holds `{"schemaVersion": N, "checksum": "<sha256 hex of the
 //! table's JSON>", "table": <RouteTable>}`. It carries provider keys, so it is written with mode
-//! 0600 (atomically: temp file, fsync, rename) and its contents never reach a log or an error.
+//! 0600 (atomically, with `atomic-write-file`: temp file, fsync, rename, directory fsync) and its
+//! contents never reach a log or an error.
 //! A file whose schema or checksum does not match is ignored, never half-trusted.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+
+use atomic_write_file::unix::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -62,24 +65,14 @@ pub fn save(state_dir: &Path, table: &RouteTable) -> crate::Result<()> {
     body.extend_from_slice(&table_json);
     body.extend_from_slice(b"}\n");
 
-    // Same directory, so the rename is atomic; a reader sees the old file or the new one.
-    let temp = state_dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
+    // A reader sees the old file or the new one, never part of one; the file is synced, and so
+    // is the directory after the rename.
+    let mut options = atomic_write_file::OpenOptions::new();
+    options.preserve_mode(false).mode(0o600);
+    let written = options.open(&target).and_then(|mut file| {
         file.write_all(&body)?;
-        file.sync_all()?;
-        fs::rename(&temp, &target)?;
-        // Make the rename itself durable.
-        fs::File::open(state_dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
+        file.commit()
+    });
     written.map_err(fail)
 }
 

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -28,9 +29,10 @@ use switchyard_crds::table::{RouteTable, SCHEMA_VERSION};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::PodConfig;
-use crate::state::Runtime;
-use crate::{Error, persist};
+use super::PodConfig;
+use super::persist;
+use crate::Error;
+use crate::table::Runtime;
 
 /// How long the operator may hold a long-poll.
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(30);
@@ -202,47 +204,55 @@ fn https_client(pem: &[u8], ca_file: &Path) -> crate::Result<HttpsClient> {
 }
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in [0, min(max, min·2ⁿ)].
-#[derive(Debug, Clone)]
+/// `backon` yields the caps (jitter off: its jitter adds to a delay instead of spreading it
+/// over [0, cap]); full jitter is applied on top, so that sidecars restarted together spread out.
+#[derive(Debug)]
 pub struct Backoff {
-    attempt: u32,
-    min: Duration,
-    max: Duration,
+    caps: ExponentialBackoff,
+    builder: ExponentialBuilder,
+    next_cap: Duration,
 }
 
 // === impl Backoff ===
 
 impl Backoff {
-    /// 1 s to 30 s, as DESIGN.md §4 asks.
+    /// From 1 s to 30 s.
     pub fn new() -> Self {
         Self::with_bounds(BACKOFF_MIN, BACKOFF_MAX)
     }
 
     /// Custom bounds.
     pub fn with_bounds(min: Duration, max: Duration) -> Self {
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(min)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .without_max_times();
+        let mut caps = builder.build();
+        let next_cap = caps.next().unwrap_or(max);
         Self {
-            attempt: 0,
-            min,
-            max,
+            caps,
+            builder,
+            next_cap,
         }
     }
 
     /// The cap of the next delay.
     pub fn cap(&self) -> Duration {
-        self.min
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max)
+        self.next_cap
     }
 
     /// The next delay, and one step further out.
     pub fn next_delay(&mut self) -> Duration {
-        let cap = self.cap();
-        self.attempt = self.attempt.saturating_add(1);
+        let cap = self.next_cap;
+        self.next_cap = self.caps.next().unwrap_or(cap);
         cap.mul_f64(rand::rng().random_range(0.0..=1.0))
     }
 
     /// Back to the first step, after a success.
     pub fn reset(&mut self) {
-        self.attempt = 0;
+        self.caps = self.builder.build();
+        self.next_cap = self.caps.next().unwrap_or_default();
     }
 }
 

@@ -2,7 +2,7 @@
 //! drive the real sidecar binary from outside (the Python SDK suite). Prints the base URLs as one
 //! JSON line on stdout, then serves until it is killed or its stdin closes.
 
-use switchyard_sidecar::sim::{anthropic, gemini, openai};
+use switchyard_sim::{anthropic, gemini, openai};
 use tokio::io::AsyncReadExt;
 
 #[tokio::main(flavor = "current_thread")]

@@ -4,6 +4,7 @@
 //! down; it is never a global. Label values come only from the route table (route, pool/provider
 //! and model names), never from request bodies, so a client cannot blow up cardinality.
 
+use prometheus::core::Collector;
 use prometheus::{
     CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -40,51 +41,37 @@ impl Metrics {
         let registry =
             Registry::new_custom(Some("switchyard".into()), None).expect("static prefix is valid");
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("registered once");
-            c
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
         let histogram = |name: &str, help: &str, buckets: &[f64]| {
             let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-            let h = HistogramVec::new(opts, &["route", "provider"]).expect("static metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("registered once");
-            h
+            register(&registry, HistogramVec::new(opts, &["route", "provider"]))
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("registered once");
-            g
+            register(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
         };
-        let cost_usd = CounterVec::new(
-            Opts::new(
-                "cost_usd_total",
-                "Spend in USD from provider-reported usage and pool prices",
+        let cost_usd = register(
+            &registry,
+            CounterVec::new(
+                Opts::new(
+                    "cost_usd_total",
+                    "Spend in USD from provider-reported usage and pool prices",
+                ),
+                &["route", "provider", "model"],
             ),
-            &["route", "provider", "model"],
-        )
-        .expect("static metric");
-        registry
-            .register(Box::new(cost_usd.clone()))
-            .expect("registered once");
-        let config_reload_failures = IntCounter::new(
-            "config_reload_failures_total",
-            "Table loads refused; the previous table kept serving",
-        )
-        .expect("static metric");
-        registry
-            .register(Box::new(config_reload_failures.clone()))
-            .expect("registered once");
+        );
+        let config_reload_failures = register(
+            &registry,
+            IntCounter::new(
+                "config_reload_failures_total",
+                "Table loads refused; the previous table kept serving",
+            ),
+        );
 
         Self {
             requests: counter(
                 "requests_total",
-                "Requests by route, provider, model and outcome (Success, StreamError or a failure class)",
+                "Attempts by route, provider, model and outcome (Success, StreamError, Cancelled or a failure class)",
                 &["route", "provider", "model", "outcome"],
             ),
             request_duration: histogram(
@@ -144,6 +131,18 @@ impl Metrics {
             .expect("text encoding into a Vec cannot fail");
         out
     }
+}
+
+/// Registers a metric built from static names and labels (which cannot fail) exactly once.
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<C>,
+) -> C {
+    let metric = metric.expect("static metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
 }
 
 impl Default for Metrics {

@@ -1,4 +1,7 @@
-//! Logging: JSON lines through `tracing`, filtered by `RUST_LOG` (default `info`).
+//! What the sidecar shows about itself: logging (JSON lines through `tracing`, filtered by
+//! `RUST_LOG`, default `info`) and the Prometheus [`metrics`] (docs/reference/metrics.md).
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::sim::testing::{self, IDLE, Reply, SOON, body_of, parse, read, read_until_idle};
+use crate::testing::{self, IDLE, Reply, SOON, body_of, parse, read, read_until_idle};
 use http::header::CONTENT_TYPE;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use crate::body::{self, ResponseBody};
-use crate::state::Runtime;
+use crate::proxy::body::{self, ResponseBody};
+use crate::table::Runtime;
 
 fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ResponseBody> {
     let mut response = Response::new(body::full(body));

@@ -24,7 +24,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::body::ResponseBody;
+use crate::proxy::body::ResponseBody;
+
+/// Pause after a failed accept (typically out of file descriptors): retrying at once would spin
+/// while nothing can change, and a short pause lets connections close.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 /// How much of the process one listener may hold.
 #[derive(Clone, Copy, Debug)]
@@ -141,7 +145,7 @@ pub async fn serve<H, F>(
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
                     continue;
                 }
             },

@@ -11,6 +11,10 @@ use switchyard_crds::table::Limits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+/// When every concurrency slot is taken there is no telling when one frees: callers are told to
+/// look again after this, short next to any request.
+const SLOT_RECHECK: Duration = Duration::from_millis(10);
+
 /// The limits of one upstream.
 #[derive(Debug)]
 pub struct UpstreamLimits {
@@ -95,7 +99,7 @@ impl UpstreamLimits {
             .is_some_and(|s| s.available_permits() == 0)
         {
             // No way to know when a slot frees; look again shortly.
-            later(now + Duration::from_millis(10));
+            later(now + SLOT_RECHECK);
         }
         until
     }
@@ -109,7 +113,7 @@ impl UpstreamLimits {
             Some(s) => Some(
                 s.clone()
                     .try_acquire_owned()
-                    .map_err(|_| now + Duration::from_millis(10))?,
+                    .map_err(|_| now + SLOT_RECHECK)?,
             ),
             None => None,
         };

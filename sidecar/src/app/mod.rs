@@ -1,6 +1,9 @@
 //! Starting and stopping a sidecar: bind every listener, load the first table, serve, and keep
 //! tables coming (the manifest watcher, or the operator subscription and reporter).
-//! `main` and the in-process tests both go through [`Sidecar::start`].
+//! `main` and the in-process tests both go through [`Sidecar::start`]; [`args`] turns flags into
+//! a [`Config`].
+
+pub mod args;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,11 +14,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout_at};
 
-use crate::metrics::Metrics;
+use crate::listen::{admin, server};
+pub use crate::pod::PodConfig;
+use crate::pod::{persist, report, subscribe};
 use crate::proxy::Proxy;
-use crate::standalone::{self, Selection};
-use crate::state::Runtime;
-use crate::{admin, persist, report, server, subscribe};
+use crate::table::Runtime;
+use crate::table::standalone::{self, Selection};
+use crate::telemetry::metrics::Metrics;
 
 /// `--drain-timeout`'s default: within Kubernetes' default 30 s grace period, with time left to
 /// end cut streams and exit before the kubelet's SIGKILL.
@@ -46,23 +51,6 @@ pub enum Source {
     },
     /// In a pod: the operator's config server.
     ConfigServer(PodConfig),
-}
-
-/// Pod mode's settings.
-#[derive(Clone, Debug)]
-pub struct PodConfig {
-    /// `https://host:port`, without a trailing slash.
-    pub url: String,
-    /// The projected ServiceAccount token, re-read for every request.
-    pub token_file: PathBuf,
-    /// The PEM CA bundle, re-read for every connection.
-    pub ca_file: PathBuf,
-    /// Where the last known good table is kept.
-    pub state_dir: PathBuf,
-    /// Mean time between reports.
-    pub report_interval: Duration,
-    /// This run of this sidecar in reports: `<pod UID or hostname>-<start unix seconds>`.
-    pub instance: String,
 }
 
 // === impl Config ===
@@ -162,28 +150,9 @@ impl Sidecar {
                 stop.clone(),
             )));
         }
-        match &config.source {
-            Source::Manifests { paths, selection } => tasks.push(standalone::watch(
-                paths.clone(),
-                selection.clone(),
-                runtime.clone(),
-                stop,
-            )?),
-            Source::ConfigServer(pod) => {
-                match persist::load(&pod.state_dir) {
-                    Ok(Some(table)) => {
-                        tracing::info!(version = %table.version, "serving the persisted route table");
-                        runtime.swap(table);
-                    }
-                    Ok(None) => {}
-                    // A bad file is not fatal: the operator will send a good table.
-                    Err(e) => tracing::warn!(error = %e, "persisted route table ignored"),
-                }
-                tasks.push(subscribe::spawn(pod.clone(), runtime.clone(), stop.clone()));
-                tasks.push(report::spawn(pod.clone(), runtime.clone(), stop));
-            }
-        }
-        tracing::info!(%data_addr, %admin_addr, ?debug_addr, "serving");
+        tasks.extend(keep_tables_coming(&config.source, &runtime, stop)?);
+        let debug_listen = debug_addr.map(tracing::field::display);
+        tracing::info!(%data_addr, %admin_addr, debug_addr = debug_listen, "serving");
         Ok(Self {
             data_addr,
             admin_addr,
@@ -233,4 +202,36 @@ impl Sidecar {
             sleep(QUIET_POLL).await;
         }
     }
+}
+
+/// The tasks that bring new tables: the manifest watcher, or (after serving the table kept on
+/// disk, if any) the operator subscription and the reporter.
+fn keep_tables_coming(
+    source: &Source,
+    runtime: &Arc<Runtime>,
+    stop: watch::Receiver<bool>,
+) -> crate::Result<Vec<JoinHandle<()>>> {
+    Ok(match source {
+        Source::Manifests { paths, selection } => vec![standalone::watch(
+            paths.clone(),
+            selection.clone(),
+            runtime.clone(),
+            stop,
+        )?],
+        Source::ConfigServer(pod) => {
+            match persist::load(&pod.state_dir) {
+                Ok(Some(table)) => {
+                    tracing::info!(version = %table.version, "serving the persisted route table");
+                    runtime.swap(table);
+                }
+                Ok(None) => {}
+                // A bad file is not fatal: the operator will send a good table.
+                Err(e) => tracing::warn!(error = %e, "persisted route table ignored"),
+            }
+            vec![
+                subscribe::spawn(pod.clone(), runtime.clone(), stop.clone()),
+                report::spawn(pod.clone(), runtime.clone(), stop),
+            ]
+        }
+    })
 }

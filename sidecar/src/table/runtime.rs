@@ -1,0 +1,237 @@
+//! The serving state: the current route table, resolved for the request path, and everything
+//! that must outlive a table swap (circuit breakers, limits, pooled connections, metrics).
+//!
+//! Tables arrive whole and are swapped atomically ([`Runtime::swap`]); in-flight requests finish
+//! on the snapshot they started with. Standalone files and the operator (pod mode) feed the same
+//! swap, so the data plane cannot tell where a table came from.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwapOption;
+use switchyard_crds::table::{Route, RouteTable, Rule, Target};
+
+use super::cache::ResponseCache;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::health::TargetHealth;
+use crate::upstream::{TargetRt, UpstreamRt};
+
+/// Everything the sidecar serves from, shared by every connection.
+pub struct Runtime {
+    snapshot: ArcSwapOption<Snapshot>,
+    /// Health by (`pool/provider`, model), kept across swaps.
+    health: Mutex<HashMap<(String, String), Arc<TargetHealth>>>,
+    ready: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    /// Signalled after every swap (a stored permit when nobody waits), so that pod mode reports
+    /// the new version at once and route status shows the sidecar in sync.
+    swapped: tokio::sync::Notify,
+    pub metrics: Metrics,
+}
+
+/// One table, resolved for fast lookups.
+pub struct Snapshot {
+    pub table: RouteTable,
+    pub routes: HashMap<String, Arc<RouteRt>>,
+}
+
+/// A route with its targets resolved to live upstreams and health.
+pub struct RouteRt {
+    pub route: Route,
+    /// The route's response cache, kept across swaps while the route is unchanged.
+    pub cache: Option<Arc<ResponseCache>>,
+    pub targets: Vec<TargetRt>,
+    pub rules: Vec<(Rule, Vec<TargetRt>)>,
+}
+
+impl Runtime {
+    /// An empty runtime: no table yet, so the data plane answers 503.
+    pub fn new(metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            snapshot: ArcSwapOption::empty(),
+            health: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            swapped: tokio::sync::Notify::new(),
+            metrics,
+        })
+    }
+
+    /// The snapshot to serve a request from, if a table has been loaded.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.load_full()
+    }
+
+    /// True once a table has been loaded; never goes back (a later bad table keeps the old one).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Why the last table load failed, when it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets a failed load, once the files are good again.
+    pub fn clear_error(&self) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Records a refused table: the previous one keeps serving.
+    pub fn reject(&self, why: String) {
+        self.metrics.config_reload_failures.inc();
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// Serves `table` from now on. Upstreams, health and caches that did not change carry over.
+    pub fn swap(&self, table: RouteTable) {
+        let previous = self.snapshot();
+        let previous = previous.as_deref();
+        let mut resolver = Resolver {
+            upstreams: upstreams(previous, &table),
+            health: self.health.lock().unwrap_or_else(|p| p.into_inner()),
+            used: HashSet::new(),
+            metrics: &self.metrics,
+        };
+        let routes = table
+            .routes
+            .iter()
+            .map(|(model, route)| {
+                let resolved = resolver.route(route, previous.and_then(|s| s.routes.get(model)));
+                (model.clone(), Arc::new(resolved))
+            })
+            .collect();
+        resolver.forget_unused();
+        warm_tokenizer_if_needed(&table);
+        self.metrics.set_config_version(&table.version);
+        self.snapshot
+            .store(Some(Arc::new(Snapshot { table, routes })));
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.ready.store(true, Ordering::Release);
+        self.swapped.notify_one();
+    }
+
+    /// Completes after the next [`Runtime::swap`] (at once if one happened since the last wait).
+    pub async fn swapped(&self) {
+        self.swapped.notified().await;
+    }
+}
+
+fn all_targets(route: &RouteRt) -> impl Iterator<Item = &TargetRt> {
+    route
+        .targets
+        .iter()
+        .chain(route.rules.iter().flat_map(|(_, t)| t))
+}
+
+/// Each upstream of `table`: the previous table's one when its definition is unchanged (its
+/// pooled connections and limit state carry over), else a fresh one.
+fn upstreams<'t>(
+    previous: Option<&Snapshot>,
+    table: &'t RouteTable,
+) -> HashMap<&'t str, Arc<UpstreamRt>> {
+    let mut upstreams = HashMap::new();
+    for (id, def) in &table.upstreams {
+        let reused = previous
+            .and_then(|s| {
+                s.routes
+                    .values()
+                    .flat_map(|r| all_targets(r))
+                    .find(|t| t.upstream.id == *id)
+            })
+            .map(|t| t.upstream.clone())
+            .filter(|u| u.def == *def);
+        let upstream = reused.unwrap_or_else(|| Arc::new(UpstreamRt::new(def.clone())));
+        upstreams.insert(id.as_str(), upstream);
+    }
+    upstreams
+}
+
+/// Resolves one table's targets to live upstreams and health, noting which health it used.
+struct Resolver<'a> {
+    upstreams: HashMap<&'a str, Arc<UpstreamRt>>,
+    health: MutexGuard<'a, HashMap<(String, String), Arc<TargetHealth>>>,
+    used: HashSet<(String, String)>,
+    metrics: &'a Metrics,
+}
+
+impl Resolver<'_> {
+    /// `route` resolved; its cache is kept from `previous` when the route did not change.
+    fn route(&mut self, route: &Route, previous: Option<&Arc<RouteRt>>) -> RouteRt {
+        let targets = self.targets(&route.targets);
+        let rules = route
+            .rules
+            .iter()
+            .map(|r| (r.clone(), self.targets(&r.targets)))
+            .collect();
+        let kept = previous
+            .filter(|r| r.route == *route)
+            .and_then(|r| r.cache.clone());
+        let cache = kept.or_else(|| {
+            route
+                .cache
+                .as_ref()
+                .map(|p| Arc::new(ResponseCache::new(p)))
+        });
+        RouteRt {
+            route: route.clone(),
+            cache,
+            targets,
+            rules,
+        }
+    }
+
+    fn targets(&mut self, targets: &[Target]) -> Vec<TargetRt> {
+        targets
+            .iter()
+            .filter_map(|t| {
+                let upstream = self.upstreams.get(t.upstream.as_str())?.clone();
+                let key = (t.upstream.clone(), t.model.clone());
+                self.used.insert(key.clone());
+                let metrics = self.metrics;
+                let health = self
+                    .health
+                    .entry(key)
+                    .or_insert_with(|| {
+                        let gauge = metrics
+                            .circuit_open
+                            .with_label_values(&[&t.upstream, &t.model]);
+                        TargetHealth::new(gauge)
+                    })
+                    .clone();
+                Some(TargetRt {
+                    target: t.clone(),
+                    upstream,
+                    health,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets targets that left the table, and their gauge series.
+    fn forget_unused(mut self) {
+        let (used, metrics) = (&self.used, self.metrics);
+        self.health.retain(|key, _| {
+            let keep = used.contains(key);
+            if !keep {
+                let _ = metrics.circuit_open.remove_label_values(&[&key.0, &key.1]);
+            }
+            keep
+        });
+    }
+}
+
+/// Builds the tokenizer off the request path before the first request that needs it.
+fn warm_tokenizer_if_needed(table: &RouteTable) {
+    let needs_tokens = table.routes.values().any(|r| {
+        r.strategy == switchyard_crds::v1alpha1::Strategy::LowestCost
+            || r.rules.iter().any(|rule| rule.min_prompt_tokens.is_some())
+    });
+    if needs_tokens && let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn_blocking(crate::upstream::tokens::warm);
+    }
+}

@@ -1,0 +1,99 @@
+//! Upstreams: one provider endpoint's definition, HTTP client and local limits
+//! ([`UpstreamRt`]), and each (pool, provider, model) target's health ([`TargetRt`]). This state
+//! outlives table swaps, so that a reload forgets neither an open circuit nor pooled connections.
+//!
+//! [`health`] is the circuit breaker and latency average, [`limits`] the per-sidecar concurrency,
+//! request and token limits, [`tokens`] the prompt token estimate rules and limits use.
+
+pub mod health;
+pub mod limits;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use switchyard_crds::table::{Target, Upstream};
+use tokio::time::Instant;
+
+use self::health::TargetHealth;
+use self::limits::UpstreamLimits;
+
+/// How long an idle pooled connection to a provider is kept (hyper-util's default, stated here):
+/// long enough that a steady client's requests reuse connections and skip the TLS handshake, not
+/// so long that connections nobody uses pile up.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// Idle connections kept per upstream after a burst. Enough to serve the next burst of ordinary
+/// traffic without new TLS handshakes; without a bound, a burst of N streams would keep N idle
+/// TLS connections (tens of KiB each) for the whole idle timeout.
+const MAX_IDLE_PER_UPSTREAM: usize = 128;
+
+/// The client used for one upstream.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A target with its upstream and health.
+#[derive(Clone)]
+pub struct TargetRt {
+    pub target: Target,
+    pub upstream: Arc<UpstreamRt>,
+    pub health: Arc<TargetHealth>,
+}
+
+/// An upstream's definition, client and limits. Reused across swaps while its definition is
+/// unchanged, so pooled connections and limit state survive reloads.
+pub struct UpstreamRt {
+    pub def: Upstream,
+    /// `pool/provider`.
+    pub id: String,
+    pub client: HttpClient,
+    pub limits: UpstreamLimits,
+}
+
+impl TargetRt {
+    /// Accounts a failed attempt: the key is scrubbed from what the error could show (a provider
+    /// may echo it back) and the breaker counts the failure. Returns the scrubbed error.
+    pub fn fail(&self, error: crate::failure::AttemptError) -> crate::failure::AttemptError {
+        let error = match &self.upstream.def.api_key {
+            Some(key) => error.redact(key.expose()),
+            None => error,
+        };
+        self.health
+            .record_failure(&error, &self.upstream.def.breaker, Instant::now());
+        error
+    }
+}
+
+impl UpstreamRt {
+    /// A fresh client and limits for `def`.
+    pub fn new(def: Upstream) -> Self {
+        Self {
+            id: def.id(),
+            client: build_client(&def),
+            limits: UpstreamLimits::new(&def.limits, Instant::now()),
+            def,
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 and HTTP/2 (by ALPN) client for one upstream, with its connect timeout.
+fn build_client(def: &Upstream) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_millis(def.timeouts.connect)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(MAX_IDLE_PER_UPSTREAM)
+        .build(https)
+}
