@@ -5,9 +5,9 @@
 //!   operator's namespace, created with create-only semantics and updated with optimistic
 //!   concurrency, so that two replicas starting together end up serving the same certificate;
 //! - **publication** (leader only): the CA bundle as ConfigMap [`CA_CONFIG_MAP`] (key
-//! [`CA_BUNDLE_KEY`]) in   every namespace that has or may get injected pods, and as the
-//! `caBundle` of every webhook   of the MutatingWebhookConfiguration, both by server-side apply
-//! and restored when changed;
+//!   [`CA_BUNDLE_KEY`]) in every namespace that has or may get injected pods, and as the
+//!   `caBundle` of every webhook of the MutatingWebhookConfiguration, both by server-side apply
+//!   and restored when changed;
 //! - **renewal:** every replica re-plans the material now and then and hot-swaps the serving
 //!   certificate of its running servers ([`ServingCert`]).
 

@@ -137,3 +137,43 @@ async fn accepting_while_draining_serves_new_requests_until_the_app_goes_quiet()
         gone.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_still_open_at_the_drain_timeout_ends_with_an_error_event() {
+    let (h, a) = started(Duration::from_secs(1), false).await;
+    a.set_behavior(Behavior {
+        chunk_delay: Duration::from_millis(100),
+        reply: vec!["word"; 100].join(" "),
+        ..Behavior::default()
+    });
+    let mut body = chat("chat", "hi");
+    body["stream"] = true.into();
+    let request = Request::post(format!("{}/v1/chat/completions", h.base()))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid request");
+    let response = client().request(request).await.expect("the stream starts");
+    assert_eq!(response.status(), StatusCode::OK);
+    let read = tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        response.into_body().collect().await.map(|b| b.to_bytes())
+    });
+
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), h.stop())
+        .await
+        .expect("shutdown ends at the drain timeout");
+    let text = read.await.expect("task").expect("the stream ends cleanly");
+    let text = String::from_utf8_lossy(&text);
+
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let last = text.trim_end().rsplit("\n\n").next().unwrap_or("");
+    assert!(
+        last.contains("switchyard_shutdown"),
+        "the stream's last event says why it ended: {last}"
+    );
+}

@@ -84,6 +84,9 @@ pub struct Sidecar {
 /// before the sidecar stops accepting: the app has exited (its connections closed with it) or
 /// has stopped calling.
 const QUIET: Duration = Duration::from_secs(1);
+/// How long before the drain timeout streams still open are told to end, so that they can send
+/// their clients an error event before the connections are cut.
+const CUT_NOTICE: Duration = Duration::from_secs(1);
 /// How often to look while waiting for that.
 const QUIET_POLL: Duration = Duration::from_millis(100);
 
@@ -167,21 +170,30 @@ impl Sidecar {
     }
 
     /// Stops accepting (with `accept_while_draining`, once the app has gone quiet), lets the
-    /// requests in flight finish and waits for every task, all within the drain timeout; what is
-    /// still running then is cut.
+    /// requests in flight finish and waits for every task, all within the drain timeout. Shortly
+    /// before it ends, streams still open are ended with an error event (so clients learn why);
+    /// whatever is still running at the timeout is cut.
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.drain;
+        let cut_at = deadline - CUT_NOTICE.min(self.drain / 4);
         if self.accept_while_draining {
-            self.until_quiet(deadline).await;
+            self.until_quiet(cut_at).await;
         }
         let _ = self.shutdown.send(true);
         let mut tasks = self.tasks;
-        let drained = timeout_at(deadline, async {
-            for task in &mut tasks {
-                let _ = task.await;
-            }
-        });
-        if drained.await.is_err() {
+        let mut join = async |until: Instant| {
+            let all = async {
+                for task in &mut tasks {
+                    let _ = task.await;
+                }
+            };
+            timeout_at(until, all).await.is_ok()
+        };
+        if join(cut_at).await {
+            return;
+        }
+        self.runtime.cut_streams();
+        if !join(deadline).await {
             tracing::warn!(drain = ?self.drain, "requests still in flight at the drain timeout are cut");
             for task in &tasks {
                 task.abort();

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Response;
+use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use switchyard_crds::v1alpha1::FailureClass;
@@ -260,6 +260,8 @@ enum End {
     Complete,
     Failed(AttemptError),
     ClientGone,
+    /// The sidecar's drain time ran out.
+    Cut,
 }
 
 impl Forward {
@@ -299,6 +301,23 @@ impl Forward {
                     Some(&error.message),
                 );
             }
+            End::Cut => {
+                // Not the provider's doing: nothing is recorded against its health.
+                let shown = ClientError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "switchyard_shutdown",
+                    "the sidecar is shutting down and its drain time ran out".to_string(),
+                );
+                let _ = self.tx.send(respond::stream_error_event(api, &shown)).await;
+                self.ctx.record_attempt(target, "StreamError");
+                self.ctx.finish(
+                    Outcome::StreamError,
+                    200,
+                    Some(target),
+                    spend,
+                    Some("cut at shutdown"),
+                );
+            }
             End::ClientGone => {
                 self.ctx.record_attempt(target, "StreamError");
                 self.ctx.finish(
@@ -317,11 +336,15 @@ impl Forward {
         if !held.is_empty() && self.tx.send(held).await.is_err() {
             return End::ClientGone;
         }
+        let runtime = self.ctx.runtime.clone();
+        let cut = runtime.streams_cut();
+        tokio::pin!(cut);
         while !self.done {
             // Watch the client too: a client that left must not keep an upstream stream open.
             let next = tokio::select! {
                 next = self.reader.next() => next,
                 () = self.tx.closed() => return End::ClientGone,
+                () = &mut cut => return End::Cut,
             };
             let chunk = match next {
                 Err(e) => return End::Failed(e),

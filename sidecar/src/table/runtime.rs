@@ -27,6 +27,8 @@ pub struct Runtime {
     /// Signalled after every swap (a stored permit when nobody waits), so that pod mode reports
     /// the new version at once and route status shows the sidecar in sync.
     swapped: tokio::sync::Notify,
+    /// Turns true when shutdown's drain time is up: streams still open end with an error event.
+    cut: tokio::sync::watch::Sender<bool>,
     pub metrics: Metrics,
 }
 
@@ -54,8 +56,21 @@ impl Runtime {
             ready: AtomicBool::new(false),
             last_error: Mutex::new(None),
             swapped: tokio::sync::Notify::new(),
+            cut: tokio::sync::watch::Sender::new(false),
             metrics,
         })
+    }
+
+    /// Tells streams still open to end now, with an error event: the drain time is up.
+    pub fn cut_streams(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Completes once [`Runtime::cut_streams`] has been called.
+    pub async fn streams_cut(&self) {
+        let mut cut = self.cut.subscribe();
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = cut.wait_for(|cut| *cut).await;
     }
 
     /// The snapshot to serve a request from, if a table has been loaded.
