@@ -16,7 +16,7 @@
 //!   (default 20) rounds: change one route's weights in every namespace, `step`, publish, and wait
 //!   until every client has reported the new version. Its own RSS is read from /proc/self.
 //! - *clients*: N simulated sidecars in a separate process, so that their memory is not the
-//!   operator's. Each long-polls like sidecar/src/subscribe.rs: `GET /v1/config?wait=30s` with
+//!   operator's. Each long-polls like sidecar/src/pod/subscribe.rs: `GET /v1/config?wait=30s` with
 //!   its bearer token, `If-None-Match`, `X-Switchyard-Table-Schema` and
 //!   `X-Switchyard-Sidecar-Version`, HTTP/1.1 over rustls trusting only the bench CA. Like the
 //!   sidecar it keeps its connection alive between polls; `CONFIG_BENCH_KEEPALIVE=0` opens a

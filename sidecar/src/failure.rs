@@ -1,4 +1,4 @@
-//! The one place failures are classified (DESIGN.md §3, Failure classes).
+//! The one place failures are classified (docs/reference/sidecar.md#failure-classes).
 //!
 //! Every upstream attempt that does not succeed ends as an [`AttemptError`]. Its class decides
 //! whether the request fails over, what the circuit breaker counts, which status the client sees

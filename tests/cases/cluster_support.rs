@@ -48,7 +48,7 @@ pub async fn cluster() -> Option<Client> {
         return None;
     }
     // NB: kube uses rustls with ring; installing it as the process default keeps any path that
-    // asks for the default from panicking (NOTES.md).
+    // asks for the default from panicking (docs/development-notes.md).
     let _ = crypto::ring::default_provider().install_default();
     let client = match Client::try_default().await {
         Ok(client) => client,

@@ -1,6 +1,6 @@
 //! The `standalone_*` cases: the real sidecar, started in-process from YAML manifests, against
-//! simulated providers on loopback (mostly OpenAI ones). Each file covers one theme of DESIGN.md
-//! §2-§3.
+//! simulated providers on loopback (mostly OpenAI ones). Each file covers one theme of
+//! docs/reference/sidecar.md and docs/reference/api.md.
 
 mod standalone_anthropic_clients;
 mod standalone_bad_input;

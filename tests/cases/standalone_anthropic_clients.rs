@@ -1,5 +1,5 @@
 //! Anthropic-format clients (`POST /v1/messages`) in front of an OpenAI-API provider: answers,
-//! streams and every kind of error come back in Anthropic's format (DESIGN.md §3: "in the
+//! streams and every kind of error come back in Anthropic's format (docs/reference/api.md: "in the
 //! client's format"), including the `event: error` that ends a broken stream.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Requests the sidecar refuses itself (DESIGN.md §3, Per request): malformed or misshapen
+//! Requests the sidecar refuses itself (docs/architecture.md): malformed or misshapen
 //! bodies (400), unknown models (404), oversized bodies (413), unknown paths (404) and wrong
 //! methods (405). Each answer is an OpenAI-format error, no provider is contacted, and the
 //! sidecar keeps serving afterwards.

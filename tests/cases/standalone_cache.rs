@@ -1,6 +1,6 @@
-//! The per-sidecar response cache (`ModelRoute.spec.cache`, DESIGN.md §3): only deterministic
-//! requests (`temperature` 0 or a `seed`, `n` 1, not streamed) on routes with a cache are
-//! answered from it; entries expire after `ttl`, the least recently used go first beyond
+//! The per-sidecar response cache (`ModelRoute.spec.cache`, docs/reference/sidecar.md#cache): only
+//! deterministic requests (`temperature` 0 or a `seed`, `n` 1, not streamed) on routes with a
+//! cache are answered from it; entries expire after `ttl`, the least recently used go first beyond
 //! `maxEntries`, and failures are never cached.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! Failure classes (DESIGN.md §3) on non-streamed requests: each failover class moves on to the
-//! next target and is counted under its class; `ClientError` and classes left out of
+//! Failure classes (docs/reference/sidecar.md) on non-streamed requests: each failover class moves
+//! on to the next target and is counted under its class; `ClientError` and classes left out of
 //! `failover.on` are not failed over; `maxAttempts` caps attempts; `ContextLengthExceeded` only
 //! moves to a larger window; and when every target fails the client gets one error naming each
 //! attempt, with a status that fits the last failure.
@@ -688,8 +688,8 @@ async fn the_first_token_timeout_does_not_bound_non_streamed_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_listed_twice_is_refused_so_no_target_is_tried_twice() {
-    // DESIGN.md §3: each target at most once per request. A route that lists one twice is
-    // refused when loaded (weight is the way to give a target more traffic).
+    // docs/reference/sidecar.md: each target at most once per request. A route that lists one
+    // twice is refused when loaded (weight is the way to give a target more traffic).
     let a = MockProvider::start("a").await.expect("mock a");
     let yaml = pool(&[("a", &a.base_url(), "m-a")], "", "")
         + &route("r", "chat", &[("a", "m-a"), ("a", "m-a")], "");

@@ -1,8 +1,8 @@
-//! Streamed answers (DESIGN.md §3, Streaming): passthrough ending in `[DONE]`, the usage chunk
-//! the sidecar always asks for and drops unless the client asked, failover before the commit
-//! point (slow first token, an error status or event before any content), and after it exactly
-//! one error event and no `[DONE]` for stalls, error events, truncation, aborts and the total
-//! timeout, promptly.
+//! Streamed answers (docs/reference/sidecar.md#streaming): passthrough ending in `[DONE]`, the
+//! usage chunk the sidecar always asks for and drops unless the client asked, failover before the
+//! commit point (slow first token, an error status or event before any content), and after it
+//! exactly one error event and no `[DONE]` for stalls, error events, truncation, aborts and the
+//! total timeout, promptly.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! The security model's header rules for every upstream API (DESIGN.md §2): the sidecar sets
-//! each provider's own auth header from the pool's key (`Authorization: Bearer` for OpenAI,
+//! The security model's header rules for every upstream API (docs/reference/crds.md): the sidecar
+//! sets each provider's own auth header from the pool's key (`Authorization: Bearer` for OpenAI,
 //! `x-api-key` for Anthropic, `x-goog-api-key` for Gemini), never forwards the client's
 //! credentials, and passes `anthropic-version`/`anthropic-beta` to Anthropic upstreams only.
 

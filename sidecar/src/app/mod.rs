@@ -41,7 +41,7 @@ pub struct Config {
     pub source: Source,
 }
 
-/// Where route tables come from: the two ways DESIGN.md §3 runs the sidecar.
+/// Where route tables come from: the two modes of docs/reference/sidecar.md.
 #[derive(Clone, Debug)]
 pub enum Source {
     /// Standalone: YAML files, compiled here and watched.

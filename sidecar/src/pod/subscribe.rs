@@ -1,4 +1,4 @@
-//! Pod mode: the subscription to the operator's config server (DESIGN.md §4).
+//! Pod mode: the subscription to the operator's config server (docs/reference/sidecar.md#pod-mode).
 //!
 //! One long-poll at a time, `GET /v1/config?wait=30s` with `If-None-Match: "<version>"` once a
 //! table is served: `200` brings a table, which is checked (known schema, version = content hash)

@@ -50,7 +50,8 @@ impl Provider for Anthropic {
             call,
         )?;
         let headers = request.headers_mut();
-        // DESIGN.md §2: these two client headers always reach Anthropic, listed or not.
+        // docs/reference/crds.md (security model): these two client headers always reach
+        // Anthropic, listed or not.
         for name in ["anthropic-version", "anthropic-beta"] {
             if let Some(value) = call.client_headers.get(name) {
                 headers.insert(name, value.clone());

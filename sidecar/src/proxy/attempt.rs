@@ -1,5 +1,5 @@
 //! Phase 4: try the ordered targets, each at most once, until one answers or the route's
-//! failover policy says stop (DESIGN.md §3, Per request).
+//! failover policy says stop (docs/architecture.md).
 //!
 //! A target is skipped while its circuit is open, a `Retry-After` is pending or a local limit is
 //! exhausted; when every target is blocked, the one whose block ends first is tried anyway rather

@@ -1,4 +1,4 @@
-//! The request path, in the phases DESIGN.md §3 orders them:
+//! The request path, in the phases docs/architecture.md orders them:
 //! [`route`] (check the request, find its route) → [`rules`] → [`strategy`] (order targets) →
 //! [`attempt`] (breakers, limits, send, failover; [`stream`] for streamed answers) →
 //! [`respond`] (everything the client sees). Per-request state is one [`ctx::RequestCtx`].
@@ -303,7 +303,7 @@ fn answer(ctx: &mut RequestCtx, attempts: Attempts) -> Response<ResponseBody> {
     }
 }
 
-/// Until the first table arrives: 503 with `Retry-After: 5` (DESIGN.md §3).
+/// Until the first table arrives: 503 with `Retry-After: 5` (docs/reference/api.md).
 fn no_config() -> ClientError {
     let mut error = ClientError::new(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -1,6 +1,6 @@
 //! Everything the client sees is rendered here, in the client's own format: error bodies, stream
-//! error events and the `x-switchyard-*` headers (DESIGN.md §3). No other module writes an error
-//! body.
+//! error events and the `x-switchyard-*` headers (docs/reference/api.md). No other module writes
+//! an error body.
 
 use std::time::Duration;
 

@@ -1,8 +1,9 @@
 //! Phase 1: check the request's shape ([`check`]), bring it into the hub format ([`to_hub`]) and
 //! find its route by `model` ([`find`]).
 //!
-//! The sidecar checks only what it needs to route (DESIGN.md §3): a JSON object with a `model`
-//! and a non-empty `messages` array of known roles. Everything else is the provider's to judge.
+//! The sidecar checks only what it needs to route (docs/reference/api.md): a JSON object with a
+//! `model` and a non-empty `messages` array of known roles. Everything else is the provider's to
+//! judge.
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! Streamed answers: the commit point and what happens after it (DESIGN.md §3, Streaming).
+//! Streamed answers: the commit point and what happens after it
+//! (docs/reference/sidecar.md#streaming).
 //!
 //! Upstream events are buffered (at most [`COMMIT_BUFFER_BYTES`]) until the first one that
 //! carries content, a tool call, a role or a finish reason. Until then any failure is an ordinary

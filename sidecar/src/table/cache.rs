@@ -1,10 +1,10 @@
 //! The per-sidecar exact-match response cache (`ModelRoute.spec.cache`).
 //!
 //! Only deterministic requests are cached: `temperature` 0 or a `seed`, `n` 1 and not streamed
-//! (DESIGN.md §3). The key is the SHA-256 of the route name and the whole request body, so a hit
-//! can only ever answer the very same request; a 64-bit hash would make a collision that hands one
-//! caller another's answer merely unlikely. Entries expire after the route's `ttl` and the least
-//! recently used go first when `maxEntries` is reached.
+//! (docs/reference/sidecar.md#cache). The key is the SHA-256 of the route name and the whole
+//! request body, so a hit can only ever answer the very same request; a 64-bit hash would make a
+//! collision that hands one caller another's answer merely unlikely. Entries expire after the
+//! route's `ttl` and the least recently used go first when `maxEntries` is reached.
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;

@@ -1,4 +1,4 @@
-//! The sidecar's Prometheus metrics (DESIGN.md §3, What it shows).
+//! The sidecar's Prometheus metrics (docs/reference/metrics.md).
 //!
 //! One [`Metrics`] is built at start-up, registered under the `switchyard_` prefix and passed
 //! down; it is never a global. Label values come only from the route table (route, pool/provider

@@ -1,5 +1,6 @@
-//! Prompt token estimates: one tokenizer (`o200k_base`) for every provider, as DESIGN.md §3
-//! requires, so that `minPromptTokens` and `LowestCost` compare like with like.
+//! Prompt token estimates: one tokenizer (`o200k_base`) for every provider, as
+//! docs/reference/sidecar.md says, so that `minPromptTokens` and `LowestCost` compare like with
+//! like.
 //!
 //! The tokenizer's tables take a few megabytes and some milliseconds to build, so they are built
 //! on first use: routes that use neither feature never pay for them.
