@@ -1,15 +1,15 @@
 //! The prompt complexity score that `minComplexity` rules compare against.
 //!
-//! The score is a cheap, documented heuristic in 0–100, computed in one pass over the prompt text
-//! (no model, no allocation per word). It adds up signals that correlate with prompts that need
-//! a stronger model:
+//! The score is a cheap, documented heuristic in 0–100, computed from the prompt text alone (no
+//! model: a few scans of the text and one lower-cased copy). It adds up signals that correlate
+//! with prompts that need a stronger model:
 //!
 //! | signal | points |
 //! | --- | --- |
 //! | length: `12 × log2(words / 16)` for prompts over 16 words | up to 40 |
 //! | fenced code (```` ``` ````) or several lines that look like code | 15 |
-//! | reasoning words: prove, derive, analyze/analyse, explain why, step by step, trade-off, optimize, design, refactor, debug, compare | 5 each, up to 25 |
-//! | math: `=`, `^`, `∑`, `∫`, "equation", "integral", "theorem" | 10 |
+//! | reasoning words: prove, derive, analyze/analyse, explain why, step by step, trade-off/tradeoff, optimiz(e, ation), design, refactor, debug | 5 each, up to 25 |
+//! | math: ` = `, `^`, `∑`, `∫`, "equation", "integral", "theorem", "lemma" | 10 |
 //! | several questions (two or more `?`) | 10 |
 //!
 //! The sum is capped at 100. It is the same in every sidecar and the operator, which is why it
