@@ -20,7 +20,7 @@ use switchyard_crds::v1alpha1::FailureClass;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
-use super::ctx::{Outcome, RequestCtx};
+use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientError};
 use crate::convert::Usage;
 use crate::convert::sse::{SseEvent, SseParser};
@@ -293,14 +293,7 @@ impl Forward {
                     ),
                 );
                 let _ = self.tx.send(respond::stream_error_event(api, &shown)).await;
-                self.ctx.record_attempt(target, "StreamError");
-                self.ctx.finish(
-                    Outcome::StreamError,
-                    200,
-                    Some(target),
-                    spend,
-                    Some(&error.message),
-                );
+                self.stream_error(spend, &error.message);
             }
             End::Cut => {
                 // Not the provider's doing: nothing is recorded against its health.
@@ -310,27 +303,23 @@ impl Forward {
                     "the sidecar is shutting down and its drain time ran out".to_string(),
                 );
                 let _ = self.tx.send(respond::stream_error_event(api, &shown)).await;
-                self.ctx.record_attempt(target, "StreamError");
-                self.ctx.finish(
-                    Outcome::StreamError,
-                    200,
-                    Some(target),
-                    spend,
-                    Some("cut at shutdown"),
-                );
+                self.stream_error(spend, "cut at shutdown");
             }
-            End::ClientGone => {
-                self.ctx.record_attempt(target, "StreamError");
-                self.ctx.finish(
-                    Outcome::StreamError,
-                    200,
-                    Some(target),
-                    spend,
-                    Some("client went away"),
-                );
-            }
+            End::ClientGone => self.stream_error(spend, "client went away"),
         }
         // Dropping `tx` closes the client's stream; dropping the reader closes the upstream one.
+    }
+
+    /// Records a committed stream that did not end cleanly.
+    fn stream_error(&mut self, spend: Spend, why: &str) {
+        self.ctx.record_attempt(&self.target, "StreamError");
+        self.ctx.finish(
+            Outcome::StreamError,
+            200,
+            Some(&self.target),
+            spend,
+            Some(why),
+        );
     }
 
     async fn pump(&mut self, held: Bytes) -> End {
