@@ -13,6 +13,7 @@ pub mod openai_anthropic;
 pub mod openai_gemini;
 pub mod sse;
 pub mod to_client;
+pub mod wire;
 
 #[cfg(test)]
 mod golden_tests;

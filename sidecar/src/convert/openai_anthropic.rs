@@ -1,7 +1,7 @@
 //! OpenAI-format requests to `api: Anthropic` providers: Chat Completions requests into Messages
 //! requests, and Messages answers and stream events back into Chat Completions ones.
 //!
-//! Deliberate choices (also in the README's translation table): system and developer messages
+//! Deliberate choices (also in `docs/reference/translation.md`): system and developer messages
 //! become `system`; tool messages become `tool_result` blocks in one user turn; consecutive turns
 //! of one role are merged, as Messages requires alternation; `max_tokens` defaults to
 //! [`DEFAULT_MAX_TOKENS`] because Anthropic requires it; `temperature` is clamped to Anthropic's
@@ -10,7 +10,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{json_arguments, text_of};
+use super::json_arguments;
+use super::wire::anthropic::{self, Block, BlockDelta, StreamEvent};
+use super::wire::openai::{ChatRequest, Content, Part, ResponseFormat, Stop, ToolChoice};
+use super::wire::{read, read_map, read_tagged};
 use crate::convert::Usage;
 
 /// `max_tokens` sent when the client gave none: Anthropic requires one.
@@ -18,8 +21,9 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// A Chat Completions request as a Messages request for `model`.
 pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<String, Value> {
-    let (mut system, turns) = turns(hub);
-    if let Some(instruction) = json_instruction(hub.get("response_format")) {
+    let hub: ChatRequest = read_map(hub);
+    let (mut system, turns) = turns(&hub);
+    if let Some(instruction) = json_instruction(&hub.response_format) {
         system.push(instruction);
     }
 
@@ -33,8 +37,8 @@ pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<Strin
         .map(|(role, content)| json!({"role": role, "content": content}))
         .collect();
     out.insert("messages".into(), Value::Array(messages));
-    sampling(hub, &mut out);
-    tools(hub, &mut out);
+    sampling(&hub, &mut out);
+    tools(&hub, &mut out);
     if stream {
         out.insert("stream".into(), Value::Bool(true));
     }
@@ -43,7 +47,7 @@ pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<Strin
 
 /// The system texts, and the conversation as Anthropic turns: consecutive messages of one role
 /// merged, tool results sent as the user's.
-fn turns(hub: &Map<String, Value>) -> (Vec<String>, Vec<(String, Vec<Value>)>) {
+fn turns(hub: &ChatRequest) -> (Vec<String>, Vec<(String, Vec<Value>)>) {
     let mut system = Vec::new();
     let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
     let mut push = |role: &str, blocks: Vec<Value>| {
@@ -55,30 +59,21 @@ fn turns(hub: &Map<String, Value>) -> (Vec<String>, Vec<(String, Vec<Value>)>) {
             _ => turns.push((role.to_string(), blocks)),
         }
     };
-    for message in hub
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let content = &message["content"];
-        match message["role"].as_str().unwrap_or_default() {
-            "system" | "developer" => system.push(text_of(content)),
+    for message in hub.messages.iter().flatten() {
+        let content = &message.content;
+        match message.role.as_deref().unwrap_or_default() {
+            "system" | "developer" => system.push(content.text()),
             "assistant" => {
                 let mut blocks = Vec::new();
-                let text = text_of(content);
+                let text = content.text();
                 if !text.is_empty() {
                     blocks.push(json!({"type": "text", "text": text}));
                 }
-                for call in message
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for call in message.tool_calls.iter().flatten() {
+                    let arguments = call.function.arguments.as_deref().unwrap_or("{}");
                     blocks.push(json!({
-                        "type": "tool_use", "id": call["id"], "name": call["function"]["name"],
-                        "input": json_arguments(call["function"]["arguments"].as_str().unwrap_or("{}")),
+                        "type": "tool_use", "id": call.id, "name": call.function.name,
+                        "input": json_arguments(arguments),
                     }));
                 }
                 push("assistant", blocks);
@@ -86,7 +81,7 @@ fn turns(hub: &Map<String, Value>) -> (Vec<String>, Vec<(String, Vec<Value>)>) {
             "tool" | "function" => push(
                 "user",
                 vec![
-                    json!({"type": "tool_result", "tool_use_id": message.get("tool_call_id").cloned().unwrap_or(Value::Null), "content": text_of(content)}),
+                    json!({"type": "tool_result", "tool_use_id": message.tool_call_id, "content": content.text()}),
                 ],
             ),
             _ => push("user", user_blocks(content)),
@@ -96,77 +91,76 @@ fn turns(hub: &Map<String, Value>) -> (Vec<String>, Vec<(String, Vec<Value>)>) {
 }
 
 /// Token limit, sampling parameters, stop sequences and the end user.
-fn sampling(hub: &Map<String, Value>, out: &mut Map<String, Value>) {
-    let max_tokens = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|k| hub.get(*k).and_then(Value::as_u64))
+fn sampling(hub: &ChatRequest, out: &mut Map<String, Value>) {
+    let max_tokens = hub
+        .max_completion_tokens
+        .or(hub.max_tokens)
         .unwrap_or(DEFAULT_MAX_TOKENS);
     out.insert("max_tokens".into(), max_tokens.into());
-    if let Some(t) = hub.get("temperature").and_then(Value::as_f64) {
+    if let Some(t) = hub.temperature.as_ref().and_then(|t| t.as_f64()) {
         out.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
-    if let Some(p) = hub.get("top_p").filter(|v| v.is_number()) {
-        out.insert("top_p".into(), p.clone());
+    if let Some(p) = &hub.top_p {
+        out.insert("top_p".into(), Value::Number(p.clone()));
     }
-    let stops = match hub.get("stop") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(a)) => a.clone(),
-        _ => Vec::new(),
+    let stops = match &hub.stop {
+        Some(Stop::One(s)) => vec![Value::String(s.clone())],
+        Some(Stop::Many(a)) => a.clone(),
+        None => Vec::new(),
     };
     if !stops.is_empty() {
         out.insert("stop_sequences".into(), Value::Array(stops));
     }
-    if let Some(user) = hub.get("user").filter(|u| u.is_string()) {
+    if let Some(user) = &hub.user {
         out.insert("metadata".into(), json!({"user_id": user}));
     }
 }
 
 /// Function tools as Anthropic tools, with the matching `tool_choice`.
-fn tools(hub: &Map<String, Value>, out: &mut Map<String, Value>) {
-    if let Some(tools) = hub
-        .get("tools")
-        .and_then(Value::as_array)
-        .filter(|t| !t.is_empty())
-    {
+fn tools(hub: &ChatRequest, out: &mut Map<String, Value>) {
+    if let Some(tools) = hub.tools.as_ref().filter(|t| !t.is_empty()) {
         let tools: Vec<Value> = tools
             .iter()
-            .filter_map(|t| t.get("function"))
+            .filter_map(|t| t.function.as_ref())
             .map(|f| {
-                let mut tool = json!({"name": f["name"], "input_schema": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}}))});
-                if let Some(d) = f.get("description").filter(|d| d.is_string()) {
-                    tool["description"] = d.clone();
+                let schema = f
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                let mut tool =
+                    json!({"name": f.name.clone().unwrap_or(Value::Null), "input_schema": schema});
+                if let Some(d) = &f.description {
+                    tool["description"] = Value::String(d.clone());
                 }
                 tool
             })
             .collect();
         out.insert("tools".into(), Value::Array(tools));
-        let mut choice = match hub.get("tool_choice") {
-            Some(Value::String(s)) if s == "required" => json!({"type": "any"}),
-            Some(Value::String(s)) if s == "none" => json!({"type": "none"}),
-            Some(Value::Object(o)) => {
-                json!({"type": "tool", "name": o.get("function").and_then(|f| f.get("name")).cloned().unwrap_or(Value::Null)})
+        let mut choice = match &hub.tool_choice {
+            Some(ToolChoice::Mode(s)) if s == "required" => json!({"type": "any"}),
+            Some(ToolChoice::Mode(s)) if s == "none" => json!({"type": "none"}),
+            Some(ToolChoice::Object(o)) => {
+                json!({"type": "tool", "name": o.function.name.clone().unwrap_or(Value::Null)})
             }
             _ => json!({"type": "auto"}),
         };
-        if hub.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false)
-            && choice["type"] != "none"
-        {
+        if hub.parallel_tool_calls == Some(false) && choice["type"] != "none" {
             choice["disable_parallel_tool_use"] = Value::Bool(true);
         }
         out.insert("tool_choice".into(), choice);
     }
 }
 
-fn user_blocks(content: &Value) -> Vec<Value> {
+fn user_blocks(content: &Content) -> Vec<Value> {
     match content {
-        Value::String(s) if s.is_empty() => Vec::new(),
-        Value::String(s) => vec![json!({"type": "text", "text": s})],
-        Value::Array(parts) => parts
+        Content::Text(s) if s.is_empty() => Vec::new(),
+        Content::Text(s) => vec![json!({"type": "text", "text": s})],
+        Content::Parts(parts) => parts
             .iter()
-            .filter_map(|part| match part["type"].as_str() {
-                Some("text") => Some(json!({"type": "text", "text": part["text"]})),
-                Some("image_url") => {
-                    let url = part.pointer("/image_url/url").and_then(Value::as_str).unwrap_or_default();
+            .filter_map(|part| match part {
+                Part::Text { text } => Some(json!({"type": "text", "text": text})),
+                Part::ImageUrl { image_url } => {
+                    let url = image_url.url.as_deref().unwrap_or_default();
                     Some(match url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
                         Some((media_type, data)) => json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
                         None => json!({"type": "image", "source": {"type": "url", "url": url}}),
@@ -175,19 +169,16 @@ fn user_blocks(content: &Value) -> Vec<Value> {
                 _ => None, // audio and files: no Messages equivalent
             })
             .collect(),
-        _ => Vec::new(),
+        Content::None => Vec::new(),
     }
 }
 
 /// Messages has no JSON mode: ask for it in the system prompt, with the schema when given.
-fn json_instruction(format: Option<&Value>) -> Option<String> {
-    match format?.get("type")?.as_str()? {
+fn json_instruction(format: &ResponseFormat) -> Option<String> {
+    match format.kind.as_deref()? {
         "json_object" => Some("Respond with a single JSON object and nothing else.".into()),
         "json_schema" => {
-            let schema = format?
-                .pointer("/json_schema/schema")
-                .cloned()
-                .unwrap_or(Value::Null);
+            let schema = format.json_schema.schema.clone().unwrap_or(Value::Null);
             Some(format!(
                 "Respond with a single JSON object that validates against this JSON Schema, and nothing else:\n{schema}"
             ))
@@ -207,13 +198,12 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 }
 
 /// Anthropic usage (input excludes cache reads and writes) as token counts.
-pub fn usage(u: &Value) -> Usage {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cached = n("cache_read_input_tokens");
+pub fn usage(u: &anthropic::MessageUsage) -> Usage {
+    let cached = u.cache_read_input_tokens.unwrap_or(0);
     Usage {
-        input: n("input_tokens") + cached + n("cache_creation_input_tokens"),
+        input: u.input_tokens.unwrap_or(0) + cached + u.cache_creation_input_tokens.unwrap_or(0),
         cached_input: cached,
-        output: n("output_tokens"),
+        output: u.output_tokens.unwrap_or(0),
     }
 }
 
@@ -224,26 +214,26 @@ fn openai_usage(u: Usage) -> Value {
 
 /// A Messages answer as a `chat.completion`, with its usage. `None` when it is not a message.
 pub fn response(message: &Value, created: u64) -> Option<(Value, Usage)> {
-    let content = message.get("content")?.as_array()?;
+    let message: anthropic::Message = read(message);
     let mut text = String::new();
     let mut calls = Vec::new();
-    for block in content {
-        match block["type"].as_str() {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
-            Some("tool_use") => calls.push(json!({"id": block["id"], "type": "function",
-                "function": {"name": block["name"], "arguments": block.get("input").map_or("{}".into(), Value::to_string)}})),
+    for block in message.content.as_ref()? {
+        match block {
+            Block::Text { text: t } => text.push_str(t.as_str().unwrap_or_default()),
+            Block::ToolUse { id, name, input } => calls.push(json!({"id": id, "type": "function",
+                "function": {"name": name, "arguments": input.as_ref().map_or("{}".into(), Value::to_string)}})),
             _ => {}
         }
     }
-    let usage = usage(&message["usage"]);
+    let usage = usage(&message.usage);
     let mut msg = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }, "refusal": null});
     if !calls.is_empty() {
         msg["tool_calls"] = Value::Array(calls);
     }
     let completion = json!({
-        "id": message["id"], "object": "chat.completion", "created": created, "model": message["model"],
+        "id": message.id, "object": "chat.completion", "created": created, "model": message.model,
         "choices": [{"index": 0, "message": msg, "logprobs": null,
-                     "finish_reason": finish_reason(message["stop_reason"].as_str().unwrap_or("end_turn"))}],
+                     "finish_reason": finish_reason(message.stop_reason.as_deref().unwrap_or("end_turn"))}],
         "usage": openai_usage(usage),
     });
     Some((completion, usage))
@@ -288,56 +278,53 @@ impl StreamDecoder {
 
     /// Decodes one event (its `type` field says which).
     pub fn event(&mut self, data: &Value) -> Decoded {
-        match data["type"].as_str().unwrap_or_default() {
-            "message_start" => {
-                let message = &data["message"];
-                self.id = message["id"].as_str().unwrap_or("msg").to_string();
-                self.model = message["model"].as_str().unwrap_or_default().to_string();
-                self.usage = usage(&message["usage"]);
+        match read_tagged(data) {
+            StreamEvent::MessageStart { message } => {
+                self.id = message.id.as_str().unwrap_or("msg").to_string();
+                self.model = message.model.as_str().unwrap_or_default().to_string();
+                self.usage = usage(&message.usage);
                 Decoded::Chunk(self.chunk(json!({"role": "assistant", "content": ""}), None))
             }
-            "content_block_start" if data["content_block"]["type"] == "tool_use" => {
+            StreamEvent::ContentBlockStart {
+                index: block,
+                content_block: Block::ToolUse { id, name, .. },
+            } => {
                 let index = self.tools.len() as u64;
-                self.tools
-                    .push((data["index"].as_u64().unwrap_or(0), index));
-                let block = &data["content_block"];
-                Decoded::Chunk(self.chunk(json!({"tool_calls": [{"index": index, "id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": ""}}]}), None))
+                self.tools.push((block.unwrap_or(0), index));
+                Decoded::Chunk(self.chunk(json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}), None))
             }
-            "content_block_delta" => {
-                let delta = &data["delta"];
-                match delta["type"].as_str() {
-                    Some("text_delta") => {
-                        Decoded::Chunk(self.chunk(json!({"content": delta["text"]}), None))
-                    }
-                    Some("input_json_delta") => {
-                        let block = data["index"].as_u64().unwrap_or(0);
-                        let index = self
-                            .tools
-                            .iter()
-                            .find(|(b, _)| *b == block)
-                            .map_or(0, |(_, i)| *i);
-                        Decoded::Chunk(self.chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]}), None))
-                    }
-                    _ => Decoded::Nothing,
+            StreamEvent::ContentBlockDelta { index, delta } => match delta {
+                BlockDelta::TextDelta { text } => {
+                    Decoded::Chunk(self.chunk(json!({"content": text}), None))
                 }
-            }
-            "message_delta" => {
-                if let Some(output) = data.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                BlockDelta::InputJsonDelta { partial_json } => {
+                    let block = index.unwrap_or(0);
+                    let index = self
+                        .tools
+                        .iter()
+                        .find(|(b, _)| *b == block)
+                        .map_or(0, |(_, i)| *i);
+                    Decoded::Chunk(self.chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": partial_json}}]}), None))
+                }
+                BlockDelta::Other => Decoded::Nothing,
+            },
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(output) = usage.output_tokens {
                     self.usage.output = output;
                 }
-                match data.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                match delta.stop_reason {
                     Some(reason) => {
-                        Decoded::Chunk(self.chunk(json!({}), Some(finish_reason(reason))))
+                        Decoded::Chunk(self.chunk(json!({}), Some(finish_reason(&reason))))
                     }
                     None => Decoded::Nothing,
                 }
             }
-            "message_stop" => {
+            StreamEvent::MessageStop => {
                 let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                                    "choices": [], "usage": openai_usage(self.usage)});
                 Decoded::Usage(chunk, self.usage)
             }
-            "error" => Decoded::Error(data["error"].clone()),
+            StreamEvent::Error { error } => Decoded::Error(error),
             _ => Decoded::Nothing,
         }
     }
