@@ -2,48 +2,53 @@
 //! Chat Completions requests, and Chat Completions answers and chunks back into Messages answers
 //! and events.
 //!
-//! What has no OpenAI equivalent is dropped on purpose (see the README's translation table):
+//! What has no OpenAI equivalent is dropped on purpose (see `docs/reference/translation.md`):
 //! `top_k`, `thinking`, cache-control markers, citations, documents and server tools.
 
 use serde_json::{Map, Value, json};
 
-use super::{blocks_text, json_arguments};
+use super::json_arguments;
+use super::wire::anthropic::{
+    Block, ImageSource, MessagesRequest, System, TurnContent, blocks_text,
+};
+use super::wire::openai::{Choice, Completion, CompletionUsage};
+use super::wire::{read, read_map};
 
 /// An Anthropic Messages request as an OpenAI Chat Completions request.
 pub fn request(anthropic: &Map<String, Value>) -> Result<Map<String, Value>, String> {
-    let messages = messages(anthropic)?;
+    let anthropic: MessagesRequest = read_map(anthropic);
+    let messages = messages(&anthropic)?;
     let mut out = Map::new();
-    out.insert(
-        "model".into(),
-        anthropic.get("model").cloned().unwrap_or(Value::Null),
-    );
+    out.insert("model".into(), anthropic.model.clone());
     out.insert("messages".into(), Value::Array(messages));
-    parameters(anthropic, &mut out);
-    tools(anthropic, &mut out);
+    parameters(&anthropic, &mut out);
+    tools(&anthropic, &mut out);
     Ok(out)
 }
 
 /// The system prompt and the turns as OpenAI messages.
-fn messages(anthropic: &Map<String, Value>) -> Result<Vec<Value>, String> {
+fn messages(anthropic: &MessagesRequest) -> Result<Vec<Value>, String> {
     let mut messages = Vec::new();
-    match anthropic.get("system") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(text)) => messages.push(json!({"role": "system", "content": text})),
-        Some(Value::Array(blocks)) => {
+    match &anthropic.system {
+        System::None => {}
+        System::Text(text) => messages.push(json!({"role": "system", "content": text})),
+        System::Blocks(blocks) => {
             messages.push(json!({"role": "system", "content": blocks_text(blocks)}))
         }
-        Some(_) => return Err("`system` must be a string or an array of text blocks".into()),
+        System::Invalid => {
+            return Err("`system` must be a string or an array of text blocks".into());
+        }
     }
     let turns = anthropic
-        .get("messages")
-        .and_then(Value::as_array)
+        .messages
+        .as_ref()
         .ok_or("`messages` must be an array")?;
     for (i, turn) in turns.iter().enumerate() {
-        let role = turn.get("role").and_then(Value::as_str).unwrap_or_default();
-        match (role, turn.get("content")) {
-            (_, Some(Value::String(text))) => messages.push(json!({"role": role, "content": text})),
-            ("user", Some(Value::Array(blocks))) => user_turn(blocks, &mut messages)?,
-            ("assistant", Some(Value::Array(blocks))) => messages.push(assistant_turn(blocks)),
+        let role = turn.role.as_deref().unwrap_or_default();
+        match (role, &turn.content) {
+            (_, TurnContent::Text(text)) => messages.push(json!({"role": role, "content": text})),
+            ("user", TurnContent::Blocks(blocks)) => user_turn(blocks, &mut messages)?,
+            ("assistant", TurnContent::Blocks(blocks)) => messages.push(assistant_turn(blocks)),
             _ => {
                 return Err(format!(
                     "messages[{i}].content must be a string or an array of content blocks"
@@ -55,48 +60,37 @@ fn messages(anthropic: &Map<String, Value>) -> Result<Vec<Value>, String> {
 }
 
 /// Token limit, sampling parameters, streaming, stop sequences and the end user.
-fn parameters(anthropic: &Map<String, Value>, out: &mut Map<String, Value>) {
-    for (from, to) in [
-        ("max_tokens", "max_tokens"),
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("stream", "stream"),
+fn parameters(anthropic: &MessagesRequest, out: &mut Map<String, Value>) {
+    // Copied as given: the hub's own reader decides what a wrong-typed value means.
+    for (key, value) in [
+        ("max_tokens", &anthropic.max_tokens),
+        ("temperature", &anthropic.temperature),
+        ("top_p", &anthropic.top_p),
+        ("stream", &anthropic.stream),
     ] {
-        if let Some(v) = anthropic.get(from).filter(|v| !v.is_null()) {
-            out.insert(to.into(), v.clone());
+        if let Some(v) = value {
+            out.insert(key.into(), v.clone());
         }
     }
-    if let Some(stops) = anthropic
-        .get("stop_sequences")
-        .and_then(Value::as_array)
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(stops) = anthropic.stop_sequences.as_ref().filter(|s| !s.is_empty()) {
         out.insert("stop".into(), Value::Array(stops.clone()));
     }
-    if let Some(user) = anthropic
-        .get("metadata")
-        .and_then(|m| m.get("user_id"))
-        .filter(|v| v.is_string())
-    {
-        out.insert("user".into(), user.clone());
+    if let Some(user) = &anthropic.metadata.user_id {
+        out.insert("user".into(), Value::String(user.clone()));
     }
 }
 
 /// Client tools as OpenAI functions (server tools have no equivalent), with `tool_choice`.
-fn tools(anthropic: &Map<String, Value>, out: &mut Map<String, Value>) {
-    if let Some(tools) = anthropic
-        .get("tools")
-        .and_then(Value::as_array)
-        .filter(|t| !t.is_empty())
-    {
+fn tools(anthropic: &MessagesRequest, out: &mut Map<String, Value>) {
+    if let Some(tools) = anthropic.tools.as_ref().filter(|t| !t.is_empty()) {
         let functions: Vec<Value> = tools
             .iter()
             // Server tools (web search, code execution) have a `type` and no schema: no equivalent.
-            .filter(|t| t.get("input_schema").is_some())
-            .map(|t| {
-                let mut function = json!({"name": t["name"], "parameters": t["input_schema"]});
-                if let Some(description) = t.get("description").filter(|d| d.is_string()) {
-                    function["description"] = description.clone();
+            .filter_map(|t| Some((t, t.input_schema.as_ref()?)))
+            .map(|(t, schema)| {
+                let mut function = json!({"name": t.name, "parameters": schema});
+                if let Some(description) = &t.description {
+                    function["description"] = Value::String(description.clone());
                 }
                 json!({"type": "function", "function": function})
             })
@@ -105,21 +99,17 @@ fn tools(anthropic: &Map<String, Value>, out: &mut Map<String, Value>) {
             out.insert("tools".into(), Value::Array(functions));
         }
     }
-    if let Some(choice) = anthropic.get("tool_choice").and_then(Value::as_object) {
-        let converted = match choice.get("type").and_then(Value::as_str) {
+    if let Some(choice) = &anthropic.tool_choice {
+        let converted = match choice.kind.as_deref() {
             Some("any") => json!("required"),
             Some("none") => json!("none"),
             Some("tool") => {
-                json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or(Value::Null)}})
+                json!({"type": "function", "function": {"name": choice.name}})
             }
             _ => json!("auto"),
         };
         out.insert("tool_choice".into(), converted);
-        if choice
-            .get("disable_parallel_tool_use")
-            .and_then(Value::as_bool)
-            == Some(true)
-        {
+        if choice.disable_parallel_tool_use == Some(true) {
             out.insert("parallel_tool_calls".into(), Value::Bool(false));
         }
     }
@@ -127,34 +117,40 @@ fn tools(anthropic: &Map<String, Value>, out: &mut Map<String, Value>) {
 
 /// A user turn: tool results become `tool` messages (OpenAI wants them right after the assistant
 /// turn that called), the rest one `user` message.
-fn user_turn(blocks: &[Value], messages: &mut Vec<Value>) -> Result<(), String> {
+fn user_turn(blocks: &[Block], messages: &mut Vec<Value>) -> Result<(), String> {
     let mut parts = Vec::new();
     for block in blocks {
-        match block.get("type").and_then(Value::as_str) {
-            Some("tool_result") => {
-                let content = match block.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Array(inner)) => blocks_text(inner),
-                    _ => String::new(),
+        match block {
+            Block::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => {
+                let content = match content {
+                    TurnContent::Text(s) => s.clone(),
+                    TurnContent::Blocks(inner) => blocks_text(inner),
+                    TurnContent::Invalid => String::new(),
                 };
-                let content = if block.get("is_error").and_then(Value::as_bool) == Some(true) {
+                let content = if *is_error == Some(true) {
                     format!("Error: {content}")
                 } else {
                     content
                 };
-                messages.push(json!({"role": "tool", "tool_call_id": block["tool_use_id"], "content": content}));
+                messages
+                    .push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}));
             }
-            Some("text") => parts.push(json!({"type": "text", "text": block["text"]})),
-            Some("image") => {
-                let source = &block["source"];
-                let url = match source.get("type").and_then(Value::as_str) {
-                    Some("base64") => format!(
+            Block::Text { text } => parts.push(json!({"type": "text", "text": text})),
+            Block::Image { source } => {
+                let url = match source {
+                    ImageSource::Base64 { media_type, data } => format!(
                         "data:{};base64,{}",
-                        source["media_type"].as_str().unwrap_or("image/png"),
-                        source["data"].as_str().unwrap_or_default()
+                        media_type.as_deref().unwrap_or("image/png"),
+                        data.as_deref().unwrap_or_default()
                     ),
-                    Some("url") => source["url"].as_str().unwrap_or_default().to_string(),
-                    _ => return Err("image blocks need a base64 or url source".into()),
+                    ImageSource::Url { url } => url.clone().unwrap_or_default(),
+                    ImageSource::Other => {
+                        return Err("image blocks need a base64 or url source".into());
+                    }
                 };
                 parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
             }
@@ -172,15 +168,15 @@ fn user_turn(blocks: &[Value], messages: &mut Vec<Value>) -> Result<(), String> 
     Ok(())
 }
 
-fn assistant_turn(blocks: &[Value]) -> Value {
+fn assistant_turn(blocks: &[Block]) -> Value {
     let mut text = String::new();
     let mut calls = Vec::new();
     for block in blocks {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
-            Some("tool_use") => calls.push(json!({
-                "id": block["id"], "type": "function",
-                "function": {"name": block["name"], "arguments": block.get("input").map_or("{}".into(), Value::to_string)},
+        match block {
+            Block::Text { text: t } => text.push_str(t.as_str().unwrap_or_default()),
+            Block::ToolUse { id, name, input } => calls.push(json!({
+                "id": id, "type": "function",
+                "function": {"name": name, "arguments": input.as_ref().map_or("{}".into(), Value::to_string)},
             })),
             _ => {}
         }
@@ -204,52 +200,57 @@ pub fn stop_reason(finish_reason: &str) -> &'static str {
 
 /// An OpenAI `chat.completion` as an Anthropic `message`.
 pub fn response(completion: &Value) -> Value {
-    let choice = &completion["choices"][0];
-    let message = &choice["message"];
+    let completion: Completion = read(completion);
+    let no_choice = Choice::default();
+    let choice = completion
+        .choices
+        .as_ref()
+        .and_then(|c| c.first())
+        .unwrap_or(&no_choice);
+    let message = &choice.message;
     let mut content = Vec::new();
-    if let Some(text) = message
-        .get("content")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(text) = message.content.as_str().filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": text}));
     }
-    for call in message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for call in message.tool_calls.iter().flatten() {
+        let arguments = call.function.arguments.as_deref().unwrap_or("{}");
         content.push(json!({
-            "type": "tool_use", "id": call["id"], "name": call["function"]["name"],
-            "input": json_arguments(call["function"]["arguments"].as_str().unwrap_or("{}")),
+            "type": "tool_use", "id": call.id, "name": call.function.name,
+            "input": json_arguments(arguments),
         }));
     }
-    let usage = &completion["usage"];
-    let cached = usage
-        .pointer("/prompt_tokens_details/cached_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let prompt = usage["prompt_tokens"].as_u64().unwrap_or(0);
+    let (input, output, cached) = usage(&completion.usage.unwrap_or_default());
     json!({
-        "id": message_id(completion),
+        "id": message_id(completion.id.as_deref()),
         "type": "message",
         "role": "assistant",
-        "model": completion["model"],
+        "model": completion.model,
         "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"].as_str().unwrap_or("stop")),
+        "stop_reason": stop_reason(choice.finish_reason.as_deref().unwrap_or("stop")),
         "stop_sequence": null,
         "usage": {
-            "input_tokens": prompt.saturating_sub(cached),
-            "output_tokens": usage["completion_tokens"].as_u64().unwrap_or(0),
+            "input_tokens": input,
+            "output_tokens": output,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": cached,
         },
     })
 }
 
-fn message_id(completion: &Value) -> String {
-    match completion.get("id").and_then(Value::as_str) {
+/// OpenAI usage as Anthropic's (input, output, cache reads): Anthropic's input excludes the
+/// cached part.
+fn usage(usage: &CompletionUsage) -> (u64, u64, u64) {
+    let cached = usage.prompt_tokens_details.cached_tokens.unwrap_or(0);
+    let prompt = usage.prompt_tokens.unwrap_or(0);
+    (
+        prompt.saturating_sub(cached),
+        usage.completion_tokens.unwrap_or(0),
+        cached,
+    )
+}
+
+fn message_id(id: Option<&str>) -> String {
+    match id {
         Some(id) if id.starts_with("msg_") => id.to_string(),
         Some(id) => format!("msg_{id}"),
         None => "msg_switchyard".to_string(),
@@ -263,14 +264,14 @@ fn message_id(completion: &Value) -> String {
 pub struct StreamEncoder {
     started: bool,
     /// The open block: its index and whether it is text (else the OpenAI tool-call index).
-    open: Option<(usize, Block)>,
+    open: Option<(usize, OpenBlock)>,
     next_index: usize,
     stop_reason: Option<&'static str>,
     usage: Option<(u64, u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Block {
+enum OpenBlock {
     Text,
     Tool(u64),
 }
@@ -288,58 +289,41 @@ fn event(name: &str, data: &Value) -> Vec<u8> {
 impl StreamEncoder {
     /// Events for one OpenAI chunk, appended to `out`.
     pub fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        let chunk: Completion = read(chunk);
         if !self.started {
             self.started = true;
             let start = json!({"type": "message_start", "message": {
-                "id": message_id(chunk), "type": "message", "role": "assistant", "model": chunk["model"],
+                "id": message_id(chunk.id.as_deref()), "type": "message", "role": "assistant", "model": chunk.model,
                 "content": [], "stop_reason": null, "stop_sequence": null,
                 "usage": {"input_tokens": 0, "output_tokens": 0},
             }});
             out.extend(event("message_start", &start));
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            let cached = usage
-                .pointer("/prompt_tokens_details/cached_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let prompt = usage["prompt_tokens"].as_u64().unwrap_or(0);
-            self.usage = Some((
-                prompt.saturating_sub(cached),
-                usage["completion_tokens"].as_u64().unwrap_or(0),
-                cached,
-            ));
+        if let Some(u) = &chunk.usage {
+            self.usage = Some(usage(u));
         }
-        let Some(choice) = chunk.pointer("/choices/0") else {
+        let Some(choice) = chunk.choices.as_ref().and_then(|c| c.first()) else {
             return;
         };
-        let delta = &choice["delta"];
-        if let Some(text) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            let index = self.open_block(Block::Text, out, |_| json!({"type": "text", "text": ""}));
+        let delta = &choice.delta;
+        if let Some(text) = delta.content.as_str().filter(|t| !t.is_empty()) {
+            let index = self.open_block(
+                OpenBlock::Text,
+                out,
+                |_| json!({"type": "text", "text": ""}),
+            );
             out.extend(event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})));
         }
-        for call in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let tool = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let index = self.open_block(Block::Tool(tool), out, |_| {
-                json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}})
+        for call in delta.tool_calls.iter().flatten() {
+            let tool = call.index.unwrap_or(0);
+            let index = self.open_block(OpenBlock::Tool(tool), out, |_| {
+                json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": {}})
             });
-            if let Some(arguments) = call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .filter(|a| !a.is_empty())
-            {
+            if let Some(arguments) = call.function.arguments.as_deref().filter(|a| !a.is_empty()) {
                 out.extend(event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}})));
             }
         }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+        if let Some(reason) = &choice.finish_reason {
             self.stop_reason = Some(stop_reason(reason));
         }
     }
@@ -347,7 +331,7 @@ impl StreamEncoder {
     /// The index of the block `kind`, opening it (and closing the previous one) when needed.
     fn open_block(
         &mut self,
-        kind: Block,
+        kind: OpenBlock,
         out: &mut Vec<u8>,
         content_block: impl FnOnce(usize) -> Value,
     ) -> usize {
