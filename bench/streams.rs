@@ -5,7 +5,7 @@
 //! One simulated OpenAI provider in this process streams a 40-word answer at one word per
 //! 100 ms (about 4 s a stream). For each N in `STREAMS` (default `500,1000,2000`), N clients
 //! each open one streamed request on their own connection; once every one has its response
-//! head, the sidecar's RSS is read (all streams open), then again 3 s after the last stream
+//! head, the sidecar's RSS is read (all streams open), then again 15 s after the last stream
 //! ended (what it kept).
 
 // Only the memory readers of procfs are needed here.
@@ -42,7 +42,7 @@ const CHUNK_DELAY: Duration = Duration::from_millis(100);
 /// Longest wait for N streams to open, or to finish.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after the last stream the sidecar's memory is read again.
-const SETTLE: Duration = Duration::from_secs(3);
+const SETTLE: Duration = Duration::from_secs(15);
 
 fn main() {
     let counts: Vec<usize> = std::env::var("STREAMS")
@@ -169,7 +169,7 @@ fn mib(kib: u64) -> f64 {
 fn render(idle_kib: u64, idle_anon_kib: u64, rows: &[Row]) -> String {
     let mut out = format!(
         "Sidecar idle: RSS {:.1} MiB (anonymous {:.1} MiB)\n\n\
-         | streams open | RSS all open | per stream (over idle) | RSS 3 s after | anonymous open → after | failed |\n\
+         | streams open | RSS all open | per stream (over idle) | RSS 15 s after | anonymous open → after | failed |\n\
          |---:|---:|---:|---:|---:|---:|\n",
         mib(idle_kib),
         mib(idle_anon_kib)

@@ -9,6 +9,12 @@ use switchyard_sidecar::telemetry;
 #[cfg(feature = "demo")]
 use switchyard_sidecar::{app::args::Command, demo};
 
+/// jemalloc with background threads: it hands memory that a burst of streams freed back to the
+/// system within seconds (glibc's allocator kept all of it: bench/streams.rs), which matters for a
+/// sidecar that lives under the pod's memory limit.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// `EX_USAGE`: bad flags or manifests.
 const EX_USAGE: u8 = 64;
 
