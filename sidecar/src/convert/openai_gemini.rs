@@ -2,7 +2,7 @@
 //! `GenerateContentRequest`s, and `GenerateContentResponse`s (whole or streamed) back into Chat
 //! Completions answers and chunks.
 //!
-//! Deliberate choices (also in the README's translation table): system and developer messages
+//! Deliberate choices (also in `docs/reference/translation.md`): system and developer messages
 //! become `systemInstruction`; assistant turns become `model` turns and tool results
 //! `functionResponse` parts of a `user` turn, named after the tool call they answer (Gemini
 //! matches by name); consecutive turns of one role are merged, as Gemini requires alternation;
@@ -24,7 +24,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{json_arguments, text_of};
+use super::json_arguments;
+use super::wire::gemini::{Candidate, GenerateContentResponse, UsageMetadata};
+use super::wire::openai::{ChatRequest, Content, Message, Part, Stop, Tool, ToolChoice};
+use super::wire::{gemini, read, read_map};
 use crate::convert::Usage;
 
 /// The `thoughtSignature` Google documents for function calls that Gemini did not produce (or
@@ -33,6 +36,7 @@ pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 
 /// A Chat Completions request as a `GenerateContentRequest` (the model goes in the URL).
 pub fn request(hub: &Map<String, Value>) -> Map<String, Value> {
+    let hub: ChatRequest = read_map(hub);
     let mut system = Vec::new();
     let mut contents: Vec<(&str, Vec<Value>)> = Vec::new();
     let mut push = |role: &'static str, parts: Vec<Value>| {
@@ -47,26 +51,21 @@ pub fn request(hub: &Map<String, Value>) -> Map<String, Value> {
     // Tool-call id → function name, as of the message being converted: ids may repeat across
     // turns, so the latest call with an id is the one a later result answers.
     let mut names: HashMap<String, Value> = HashMap::new();
-    for message in hub
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let content = &message["content"];
-        match message["role"].as_str().unwrap_or_default() {
+    for message in hub.messages.iter().flatten() {
+        let content = &message.content;
+        match message.role.as_deref().unwrap_or_default() {
             "system" | "developer" => {
-                let text = text_of(content);
+                let text = content.text();
                 if !text.is_empty() {
                     system.push(json!({"text": text}));
                 }
             }
             "assistant" => push("model", model_parts(message, &mut names)),
             "tool" | "function" => {
-                let id = message.get("tool_call_id").and_then(Value::as_str);
+                let id = message.tool_call_id.as_str();
                 let name = id
                     .and_then(|id| names.get(id).cloned())
-                    .or_else(|| message.get("name").filter(|n| n.is_string()).cloned())
+                    .or_else(|| message.name.clone().map(Value::String))
                     .unwrap_or_else(|| Value::String(id.unwrap_or("tool").to_string()));
                 let mut response = json!({"name": name, "response": response_object(content)});
                 if let Some(id) = id {
@@ -87,13 +86,13 @@ pub fn request(hub: &Map<String, Value>) -> Map<String, Value> {
     if !system.is_empty() {
         out.insert("systemInstruction".into(), json!({"parts": system}));
     }
-    if let Some(tools) = tools(hub) {
+    if let Some(tools) = tools(&hub) {
         out.insert("tools".into(), tools);
-        if let Some(config) = tool_config(hub.get("tool_choice")) {
+        if let Some(config) = tool_config(hub.tool_choice.as_ref()) {
             out.insert("toolConfig".into(), config);
         }
     }
-    let config = generation_config(hub);
+    let config = generation_config(&hub);
     if !config.is_empty() {
         out.insert("generationConfig".into(), Value::Object(config));
     }
@@ -101,37 +100,29 @@ pub fn request(hub: &Map<String, Value>) -> Map<String, Value> {
 }
 
 /// An assistant message's text and function calls, recording each call's name under its id.
-fn model_parts(message: &Value, names: &mut HashMap<String, Value>) -> Vec<Value> {
+fn model_parts(message: &Message, names: &mut HashMap<String, Value>) -> Vec<Value> {
     let mut parts = Vec::new();
-    let text = text_of(&message["content"]);
+    let text = message.content.text();
     // NB: Gemini rejects empty text parts.
     if !text.is_empty() {
         parts.push(json!({"text": text}));
     }
-    for (i, call) in message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let function = &call["function"];
+    for (i, call) in message.tool_calls.iter().flatten().enumerate() {
+        let function = &call.function;
         let mut function_call = json!({
-            "name": function["name"],
-            "args": json_arguments(function["arguments"].as_str().unwrap_or("{}")),
+            "name": function.name,
+            "args": json_arguments(function.arguments.as_deref().unwrap_or("{}")),
         });
-        if let Some(id) = call.get("id").and_then(Value::as_str) {
-            names.insert(id.to_string(), function["name"].clone());
+        if let Some(id) = call.id.as_str() {
+            names.insert(id.to_string(), function.name.clone());
             function_call["id"] = Value::String(id.to_string());
         }
         let mut part = json!({"functionCall": function_call});
-        let signature = call
-            .pointer("/extra_content/google/thought_signature")
-            .and_then(Value::as_str);
+        let signature = &call.extra_content.google.thought_signature;
         // Gemini signs the first call of a turn (parallel calls share it), so the placeholder
         // goes there too.
         match signature {
-            Some(signature) => part["thoughtSignature"] = Value::String(signature.to_string()),
+            Some(signature) => part["thoughtSignature"] = Value::String(signature.clone()),
             None if i == 0 => part["thoughtSignature"] = Value::String(SKIP_SIGNATURE.into()),
             None => {}
         }
@@ -142,42 +133,42 @@ fn model_parts(message: &Value, names: &mut HashMap<String, Value>) -> Vec<Value
 
 /// A tool result as Gemini's `response`, which must be an object: the result itself when it is
 /// a JSON object, else the text under `content`.
-fn response_object(content: &Value) -> Value {
-    let text = text_of(content);
+fn response_object(content: &Content) -> Value {
+    let text = content.text();
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(object)) => Value::Object(object),
         _ => json!({"content": text}),
     }
 }
 
-fn user_parts(content: &Value) -> Vec<Value> {
+fn user_parts(content: &Content) -> Vec<Value> {
     match content {
-        Value::String(s) if s.is_empty() => Vec::new(),
-        Value::String(s) => vec![json!({"text": s})],
-        Value::Array(parts) => parts
+        Content::Text(s) if s.is_empty() => Vec::new(),
+        Content::Text(s) => vec![json!({"text": s})],
+        Content::Parts(parts) => parts
             .iter()
-            .filter_map(|part| match part["type"].as_str()? {
-                "text" => part["text"]
+            .filter_map(|part| match part {
+                Part::Text { text } => text
                     .as_str()
                     .filter(|t| !t.is_empty())
                     .map(|t| json!({"text": t})),
-                "image_url" => {
-                    let url = part.pointer("/image_url/url")?.as_str()?;
+                Part::ImageUrl { image_url } => {
+                    let url = image_url.url.as_deref()?;
                     let mime = mime_from_extension(url);
                     data_url(url)
                         .or_else(|| Some(json!({"fileData": {"fileUri": url, "mimeType": mime}})))
                 }
-                "input_audio" => {
-                    let audio = &part["input_audio"];
-                    let mime = format!("audio/{}", audio["format"].as_str().unwrap_or("wav"));
-                    Some(json!({"inlineData": {"mimeType": mime, "data": audio["data"]}}))
+                Part::InputAudio { input_audio } => {
+                    let format = input_audio.format.as_deref().unwrap_or("wav");
+                    let mime = format!("audio/{format}");
+                    Some(json!({"inlineData": {"mimeType": mime, "data": input_audio.data}}))
                 }
                 // Only inline files: an OpenAI `file_id` means nothing to Gemini.
-                "file" => data_url(part.pointer("/file/file_data")?.as_str()?),
-                _ => None,
+                Part::File { file } => data_url(file.file_data.as_deref()?),
+                Part::Other => None,
             })
             .collect(),
-        _ => Vec::new(),
+        Content::None => Vec::new(),
     }
 }
 
@@ -209,18 +200,18 @@ fn mime_from_extension(url: &str) -> &'static str {
 }
 
 /// `tools` as one Gemini tool holding every function declaration; `None` when there are none.
-fn tools(hub: &Map<String, Value>) -> Option<Value> {
+fn tools(hub: &ChatRequest) -> Option<Value> {
     let declarations: Vec<Value> = hub
-        .get("tools")?
-        .as_array()?
+        .tools
+        .as_ref()?
         .iter()
-        .filter_map(|t| t.get("function"))
+        .filter_map(|t| t.function.as_ref())
         .map(|f| {
-            let mut declaration = json!({"name": f["name"]});
-            if let Some(d) = f.get("description").filter(|d| d.is_string()) {
-                declaration["description"] = d.clone();
+            let mut declaration = json!({"name": f.name.clone().unwrap_or(Value::Null)});
+            if let Some(d) = &f.description {
+                declaration["description"] = Value::String(d.clone());
             }
-            if let Some(p) = f.get("parameters").filter(|p| p.is_object()) {
+            if let Some(p) = f.parameters.as_ref().filter(|p| p.is_object()) {
                 declaration["parametersJsonSchema"] = p.clone();
             }
             declaration
@@ -230,29 +221,29 @@ fn tools(hub: &Map<String, Value>) -> Option<Value> {
 }
 
 /// `tool_choice` as `toolConfig`; `None` leaves Gemini's default (`AUTO`).
-fn tool_config(choice: Option<&Value>) -> Option<Value> {
-    let names = |tools: &[Value]| -> Vec<Value> {
+fn tool_config(choice: Option<&ToolChoice>) -> Option<Value> {
+    let names = |tools: &[Tool]| -> Vec<Value> {
         tools
             .iter()
-            .filter_map(|t| t.pointer("/function/name").cloned())
+            .filter_map(|t| t.function.as_ref()?.name.clone())
             .collect()
     };
     let config = match choice? {
-        Value::String(s) => match s.as_str() {
+        ToolChoice::Mode(s) => match s.as_str() {
             "required" => json!({"mode": "ANY"}),
             "none" => json!({"mode": "NONE"}),
             _ => json!({"mode": "AUTO"}),
         },
-        Value::Object(o) => match o.get("type").and_then(Value::as_str) {
+        ToolChoice::Object(o) => match o.kind.as_deref() {
             Some("function") => {
-                json!({"mode": "ANY", "allowedFunctionNames": [o.get("function")?.get("name")?]})
+                json!({"mode": "ANY", "allowedFunctionNames": [o.function.name.clone()?]})
             }
             // NB: Gemini restricts the choice of functions only in ANY mode, so `allowed_tools`
             // in `auto` mode allows every declared function.
             Some("allowed_tools") => {
-                let allowed = o.get("allowed_tools")?;
-                let tools = allowed.get("tools").and_then(Value::as_array)?;
-                match allowed.get("mode").and_then(Value::as_str) {
+                let allowed = &o.allowed_tools;
+                let tools = allowed.tools.as_ref()?;
+                match allowed.mode.as_deref() {
                     Some("required") => {
                         json!({"mode": "ANY", "allowedFunctionNames": names(tools)})
                     }
@@ -261,60 +252,55 @@ fn tool_config(choice: Option<&Value>) -> Option<Value> {
             }
             _ => return None,
         },
-        _ => return None,
     };
     Some(json!({"functionCallingConfig": config}))
 }
 
-fn generation_config(hub: &Map<String, Value>) -> Map<String, Value> {
+fn generation_config(hub: &ChatRequest) -> Map<String, Value> {
     let mut config = Map::new();
-    let number = |k: &str| hub.get(k).filter(|v| v.is_number()).cloned();
-    if let Some(t) = number("temperature") {
-        config.insert("temperature".into(), t);
+    if let Some(t) = &hub.temperature {
+        config.insert("temperature".into(), Value::Number(t.clone()));
     }
-    if let Some(p) = number("top_p") {
-        config.insert("topP".into(), p);
+    if let Some(p) = &hub.top_p {
+        config.insert("topP".into(), Value::Number(p.clone()));
     }
-    if let Some(max) = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|k| hub.get(*k).and_then(Value::as_u64))
-    {
+    if let Some(max) = hub.max_completion_tokens.or(hub.max_tokens) {
         config.insert("maxOutputTokens".into(), max.into());
     }
-    let stops: Vec<Value> = match hub.get("stop") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(a)) => a.iter().filter(|s| s.is_string()).cloned().collect(),
-        _ => Vec::new(),
+    let stops: Vec<Value> = match &hub.stop {
+        Some(Stop::One(s)) => vec![Value::String(s.clone())],
+        Some(Stop::Many(a)) => a.iter().filter(|s| s.is_string()).cloned().collect(),
+        None => Vec::new(),
     };
     if !stops.is_empty() {
         config.insert("stopSequences".into(), Value::Array(stops));
     }
-    if let Some(n) = hub.get("n").and_then(Value::as_u64) {
+    if let Some(n) = hub.n {
         config.insert("candidateCount".into(), n.into());
     }
-    if let Some(seed) = hub.get("seed").and_then(Value::as_i64) {
+    if let Some(seed) = hub.seed {
         // Gemini's seed is an int32; the low bits keep one seed mapping to one Gemini seed.
         config.insert("seed".into(), (seed as i32).into());
     }
-    for (openai, gemini) in [
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
+    for (penalty, gemini) in [
+        (&hub.presence_penalty, "presencePenalty"),
+        (&hub.frequency_penalty, "frequencyPenalty"),
     ] {
-        if let Some(p) = hub
-            .get(openai)
+        if let Some(p) = penalty
+            .as_ref()
             .filter(|p| p.as_f64().is_some_and(|p| p != 0.0))
         {
-            config.insert(gemini.into(), p.clone());
+            config.insert(gemini.into(), Value::Number(p.clone()));
         }
     }
-    let format = hub.get("response_format");
-    match format.and_then(|f| f.get("type")).and_then(Value::as_str) {
+    let format = &hub.response_format;
+    match format.kind.as_deref() {
         Some("json_object") => {
             config.insert("responseMimeType".into(), "application/json".into());
         }
         Some("json_schema") => {
             config.insert("responseMimeType".into(), "application/json".into());
-            if let Some(schema) = format.and_then(|f| f.pointer("/json_schema/schema")) {
+            if let Some(schema) = &format.json_schema.schema {
                 config.insert("responseJsonSchema".into(), schema.clone());
             }
         }
@@ -338,14 +324,13 @@ pub fn finish_reason(reason: &str, calls: bool) -> &'static str {
 
 /// Gemini's `usageMetadata` as token counts. Thoughts count as output, as OpenAI counts
 /// reasoning; tool-use prompt tokens (built-in tools) are billed as input.
-pub fn usage(u: &Value) -> Usage {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let input = n("promptTokenCount") + n("toolUsePromptTokenCount");
+pub fn usage(u: &UsageMetadata) -> Usage {
+    let input = u.prompt_token_count.unwrap_or(0) + u.tool_use_prompt_token_count.unwrap_or(0);
     Usage {
         input,
         // `promptTokenCount` includes the cached part.
-        cached_input: n("cachedContentTokenCount").min(input),
-        output: n("candidatesTokenCount") + n("thoughtsTokenCount"),
+        cached_input: u.cached_content_token_count.unwrap_or(0).min(input),
+        output: u.candidates_token_count.unwrap_or(0) + u.thoughts_token_count.unwrap_or(0),
     }
 }
 
@@ -356,15 +341,13 @@ fn openai_usage(u: Usage, reasoning: u64) -> Value {
            "completion_tokens_details": {"reasoning_tokens": reasoning}})
 }
 
-fn reasoning_tokens(u: &Value) -> u64 {
-    u.get("thoughtsTokenCount")
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
+fn reasoning_tokens(u: &UsageMetadata) -> u64 {
+    u.thoughts_token_count.unwrap_or(0)
 }
 
 /// The chunk or completion id for a Gemini `responseId`.
-fn completion_id(resp: &Value) -> String {
-    match resp.get("responseId").and_then(Value::as_str) {
+fn completion_id(resp: &GenerateContentResponse) -> String {
+    match &resp.response_id {
         Some(id) => format!("chatcmpl-{id}"),
         None => "chatcmpl-gemini".into(),
     }
@@ -373,10 +356,10 @@ fn completion_id(resp: &Value) -> String {
 /// The stem of generated tool-call ids. Gemini usually gives none; the response id makes ours
 /// unique across turns, which matters when a conversation fails over to a provider that rejects
 /// repeated ids.
-fn call_stem(resp: &Value) -> String {
+fn call_stem(resp: &GenerateContentResponse) -> String {
     let id: String = resp
-        .get("responseId")
-        .and_then(Value::as_str)
+        .response_id
+        .as_deref()
         .unwrap_or_default()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
@@ -389,38 +372,33 @@ fn call_stem(resp: &Value) -> String {
 }
 
 /// One `functionCall` part as an OpenAI tool call (`n` numbers the candidate's calls).
-fn tool_call(part: &Value, stem: &str, n: u64) -> Value {
-    let call = &part["functionCall"];
-    let id = match call.get("id").and_then(Value::as_str) {
+fn tool_call(part: &gemini::Part, stem: &str, n: u64) -> Value {
+    let call = part.function_call.as_ref();
+    let id = match call.and_then(|c| c.id.as_deref()) {
         Some(id) if !id.is_empty() => id.to_string(),
         _ => format!("{stem}{n}"),
     };
     let arguments = call
-        .get("args")
-        .filter(|a| !a.is_null())
+        .and_then(|c| c.args.as_ref())
         .map_or_else(|| "{}".into(), Value::to_string);
+    let name = call.map_or(Value::Null, |c| c.name.clone());
     let mut out = json!({"id": id, "type": "function",
-                         "function": {"name": call["name"], "arguments": arguments}});
-    if let Some(signature) = part.get("thoughtSignature").filter(|s| s.is_string()) {
+                         "function": {"name": name, "arguments": arguments}});
+    if let Some(signature) = &part.thought_signature {
         out["extra_content"] = json!({"google": {"thought_signature": signature}});
     }
     out
 }
 
 /// A candidate's answer parts: its visible text and its function-call parts.
-fn split_parts(candidate: &Value) -> (String, Vec<&Value>) {
+fn split_parts(candidate: &Candidate) -> (String, Vec<&gemini::Part>) {
     let mut text = String::new();
     let mut calls = Vec::new();
-    for part in candidate
-        .pointer("/content/parts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if part.get("functionCall").is_some_and(Value::is_object) {
+    for part in candidate.content.parts.iter().flatten() {
+        if part.function_call.is_some() {
             calls.push(part);
-        } else if part.get("thought").and_then(Value::as_bool) != Some(true)
-            && let Some(t) = part.get("text").and_then(Value::as_str)
+        } else if part.thought != Some(true)
+            && let Some(t) = &part.text
         {
             text.push_str(t);
         }
@@ -431,12 +409,9 @@ fn split_parts(candidate: &Value) -> (String, Vec<&Value>) {
 /// A `GenerateContentResponse` as a `chat.completion` (one choice per candidate), with its
 /// usage. `None` when the body is not a `GenerateContentResponse`.
 pub fn response(resp: &Value, model: &str, created: u64) -> Option<(Value, Usage)> {
-    let candidates = resp
-        .get("candidates")
-        .and_then(Value::as_array)
-        .filter(|c| !c.is_empty());
-    let feedback = resp.get("promptFeedback").filter(|f| f.is_object());
-    let choices: Vec<Value> = match (candidates, feedback) {
+    let resp: GenerateContentResponse = read(resp);
+    let candidates = resp.candidates.as_ref().filter(|c| !c.is_empty());
+    let choices: Vec<Value> = match (candidates, &resp.prompt_feedback) {
         (None, None) => return None,
         // The prompt itself was blocked: Gemini answers with no candidate at all.
         (None, Some(_)) => vec![
@@ -444,7 +419,7 @@ pub fn response(resp: &Value, model: &str, created: u64) -> Option<(Value, Usage
             "message": {"role": "assistant", "content": null, "refusal": null}}),
         ],
         (Some(candidates), _) => {
-            let stem = call_stem(resp);
+            let stem = call_stem(&resp);
             candidates
                 .iter()
                 .enumerate()
@@ -455,7 +430,7 @@ pub fn response(resp: &Value, model: &str, created: u64) -> Option<(Value, Usage
                         .map(|(n, p)| tool_call(p, &stem, n))
                         .collect();
                     let finish = finish_reason(
-                        c["finishReason"].as_str().unwrap_or("STOP"),
+                        c.finish_reason.as_deref().unwrap_or("STOP"),
                         !calls.is_empty(),
                     );
                     let content =
@@ -469,16 +444,17 @@ pub fn response(resp: &Value, model: &str, created: u64) -> Option<(Value, Usage
                     if !calls.is_empty() {
                         message["tool_calls"] = Value::Array(calls);
                     }
-                    json!({"index": c.get("index").and_then(Value::as_u64).unwrap_or(i as u64),
+                    json!({"index": c.index.unwrap_or(i as u64),
                            "message": message, "logprobs": null, "finish_reason": finish})
                 })
                 .collect()
         }
     };
-    let metadata = &resp["usageMetadata"];
+    let no_usage = UsageMetadata::default();
+    let metadata = resp.usage_metadata.as_ref().unwrap_or(&no_usage);
     let usage = usage(metadata);
     let completion = json!({
-        "id": completion_id(resp), "object": "chat.completion", "created": created, "model": model,
+        "id": completion_id(&resp), "object": "chat.completion", "created": created, "model": model,
         "choices": choices, "usage": openai_usage(usage, reasoning_tokens(metadata)),
     });
     Some((completion, usage))
@@ -533,25 +509,27 @@ impl StreamDecoder {
 
     /// The chunks for one streamed `GenerateContentResponse` (possibly none).
     pub fn event(&mut self, data: &Value) -> Vec<Value> {
+        let data: GenerateContentResponse = read(data);
         if self.id.is_none() {
-            self.id = Some(completion_id(data));
-            self.stem = call_stem(data);
+            self.id = Some(completion_id(&data));
+            self.stem = call_stem(&data);
         }
         if self.model.is_empty()
-            && let Some(model) = data.get("modelVersion").and_then(Value::as_str)
+            && let Some(model) = &data.model_version
         {
-            self.model = model.to_string();
+            self.model = model.clone();
         }
-        if let Some(metadata) = data.get("usageMetadata").filter(|u| u.is_object()) {
+        if let Some(metadata) = &data.usage_metadata {
             self.usage = Some((usage(metadata), reasoning_tokens(metadata)));
         }
         let mut out = Vec::new();
-        let candidates = data
-            .get("candidates")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
+        let candidates = data.candidates.as_deref().unwrap_or_default();
         if candidates.is_empty() {
-            if data.pointer("/promptFeedback/blockReason").is_some() {
+            if data
+                .prompt_feedback
+                .as_ref()
+                .is_some_and(|f| f.block_reason.is_some())
+            {
                 self.finished = true;
                 out.push(self.chunk(
                     json!([{"index": 0, "delta": {"role": "assistant", "content": null},
@@ -568,11 +546,8 @@ impl StreamDecoder {
 
     /// The hub chunks for one candidate of an event: its delta (text, whole function calls) and
     /// its finish, if it finished.
-    fn candidate(&mut self, i: usize, candidate: &Value, out: &mut Vec<Value>) {
-        let index = candidate
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(i as u64);
+    fn candidate(&mut self, i: usize, candidate: &Candidate, out: &mut Vec<Value>) {
+        let index = candidate.index.unwrap_or(i as u64);
         let (text, parts) = split_parts(candidate);
         let stem = self.stem.clone();
         let state = self.state(index);
@@ -607,7 +582,7 @@ impl StreamDecoder {
                                          "finish_reason": null}])),
             );
         }
-        if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
+        if let Some(reason) = &candidate.finish_reason {
             self.finished = true;
             let mut delta = json!({});
             let state = self.state(index);
