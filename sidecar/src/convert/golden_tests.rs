@@ -1,4 +1,4 @@
-//! Golden tests (STYLE 12): every fixture under `testdata/` converted in each direction it can
+//! Golden tests: every fixture under `testdata/` converted in each direction it can
 //! travel, compared with its snapshot under `snapshots/`. A changed snapshot is reviewed like code:
 //! `INSTA_UPDATE=always cargo test -p switchyard-sidecar golden` rewrites them.
 //!

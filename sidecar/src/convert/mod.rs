@@ -5,7 +5,8 @@
 //! the answer back on the way out; each provider module converts the hub format to its own wire
 //! format and back ([`openai_anthropic`], [`openai_gemini`]). When client and provider speak the
 //! same protocol nothing is converted: the body passes through with only the model replaced.
-//! [`sse`] frames and parses server-sent events; [`Usage`] is the token count every direction
+//! [`sse`] frames and parses server-sent events; [`wire`] holds the typed (and lenient) views
+//! of each format that the converters read; [`Usage`] is the token count every direction
 //! extracts.
 
 pub mod anthropic_openai;
@@ -39,25 +40,6 @@ pub enum ClientApi {
     OpenAI,
     /// `POST /v1/messages`.
     Anthropic,
-}
-
-/// The text of content blocks or parts (`{"type": "text", "text": ...}`), joined by newlines.
-pub fn blocks_text(blocks: &[Value]) -> String {
-    let texts: Vec<&str> = blocks
-        .iter()
-        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-        .filter_map(|b| b.get("text").and_then(Value::as_str))
-        .collect();
-    texts.join("\n")
-}
-
-/// The text of a message's content: a string, or an array of content parts.
-pub fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => blocks_text(parts),
-        _ => String::new(),
-    }
 }
 
 /// Tool-call arguments (a JSON string in OpenAI's format) as a JSON object, which Anthropic and
