@@ -165,3 +165,22 @@ fn chunks_become_the_anthropic_event_sequence() {
     assert_eq!(events[8].1["delta"]["stop_reason"], "tool_use");
     assert_eq!(events[8].1["usage"]["output_tokens"], 4);
 }
+
+#[test]
+fn wrong_typed_optional_fields_are_ignored_and_malformed_ones_stay_errors() {
+    let map = |v: Value| v.as_object().unwrap().clone();
+    let clean = map(json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]}));
+    let noisy = map(json!({
+        "model": "m", "messages": [{"role": "user", "content": "Hi"}], "system": null,
+        "stop_sequences": "END", "metadata": [1], "tools": "x", "tool_choice": "auto", "top_p": null,
+    }));
+    assert_eq!(request(&noisy).unwrap(), request(&clean).unwrap());
+    for bad in [
+        json!({"messages": {}}),
+        json!({"system": 5, "messages": []}),
+        json!({"messages": [7]}),
+        json!({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": 1}}]}]}),
+    ] {
+        assert!(request(&map(bad.clone())).is_err(), "{bad} is an error");
+    }
+}

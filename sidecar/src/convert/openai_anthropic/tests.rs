@@ -121,3 +121,14 @@ fn stream_events_become_chunks() {
         Decoded::Error(_)
     ));
 }
+
+#[test]
+fn wrong_typed_fields_are_ignored_rather_than_rejected() {
+    let clean = map(json!({"messages": [{"role": "user", "content": "Hi"}]}));
+    let noisy = map(json!({
+        "messages": [{"role": "user", "content": "Hi"}, 7, ["user", "x"]],
+        "max_tokens": "9", "temperature": "hot", "top_p": null, "stop": 3, "user": 1,
+        "tools": {"a": 1}, "response_format": [1],
+    }));
+    assert_eq!(request(&noisy, "m", false), request(&clean, "m", false));
+}

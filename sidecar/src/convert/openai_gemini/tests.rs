@@ -618,3 +618,19 @@ fn a_stream_with_a_blocked_prompt_ends_filtered() {
             .is_empty()
     );
 }
+
+#[test]
+fn wrong_typed_fields_are_ignored_rather_than_rejected() {
+    let clean = map(json!({"messages": [{"role": "user", "content": "Hi"}]}));
+    let noisy = map(json!({
+        "messages": [{"role": "user", "content": "Hi"}],
+        "n": -1, "seed": 1.5, "presence_penalty": 0, "frequency_penalty": "1", "tool_choice": 5,
+        "tools": [], "stop": [1, 2], "response_format": {"type": 1},
+    }));
+    assert_eq!(request(&noisy), request(&clean));
+
+    let clean = json!({"candidates": [{}]});
+    let noisy = json!({"candidates": [{"index": "0", "finishReason": 1,
+        "content": {"parts": [{"text": 5}, {"functionCall": "x"}, 3]}}]});
+    assert_eq!(response(&noisy, "m", 0), response(&clean, "m", 0));
+}
