@@ -2,6 +2,9 @@
 //! Shared by `proxy.rs` and `config_propagation.rs` (each includes it with `#[path]`); `which` is
 //! a pid or `self`.
 
+// Each benchmark uses the part it needs.
+#![allow(dead_code)]
+
 use std::process::Command;
 
 /// A `kB` field of `/proc/<which>/status` (`"VmRSS:"`, `"VmHWM:"`, `"RssAnon:"`), in KiB; 0 when

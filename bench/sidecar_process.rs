@@ -1,6 +1,9 @@
 //! The release sidecar binary as a child process on free loopback ports, for the benchmarks
 //! (each includes this file with `#[path]`).
 
+// Each benchmark uses the part it needs.
+#![allow(dead_code)]
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -27,7 +30,13 @@ pub struct SidecarProcess {
 }
 
 impl SidecarProcess {
+    /// Starts the sidecar with `RUST_LOG=warn`, so that the per-request log line costs nothing.
     pub async fn start(manifests: &Path) -> Self {
+        Self::start_logging(manifests, "warn").await
+    }
+
+    /// Starts the sidecar with `RUST_LOG` set to `level`.
+    pub async fn start_logging(manifests: &Path, level: &str) -> Self {
         let binary = sidecar_binary();
         let [data, admin] = free_ports();
         let log = manifests.join("sidecar.log");
@@ -38,7 +47,7 @@ impl SidecarProcess {
             .args(["--listen", &data.to_string()])
             .args(["--admin-listen", &admin.to_string()])
             .args(["--debug-listen", ""])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -51,6 +60,17 @@ impl SidecarProcess {
             admin,
             log,
         }
+    }
+
+    /// Asks the process to stop (SIGTERM), waits for it and returns what it wrote to stderr.
+    pub fn terminate(mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Kills the process and returns what it wrote to stderr.

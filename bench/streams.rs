@@ -8,8 +8,6 @@
 //! head, the sidecar's RSS is read (all streams open), then again 15 s after the last stream
 //! ended (what it kept).
 
-// Only the memory readers of procfs are needed here.
-#[allow(dead_code)]
 #[path = "procfs.rs"]
 mod procfs;
 #[path = "sidecar_process.rs"]

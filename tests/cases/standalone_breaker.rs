@@ -126,27 +126,30 @@ async fn auth_errors_keep_the_circuit_open_for_ten_cooldowns() {
     h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_every_circuit_is_open_the_one_reopening_first_is_tried() {
+/// Providers `a` and `b` behind route `r` (a first), plus one-target routes `a-only` and
+/// `b-only` to open one circuit at a time; circuits open at the first failure, for 30 s.
+async fn open_circuits() -> (Harness, MockProvider, MockProvider) {
     let a = MockProvider::start("a").await.expect("mock a");
     let b = MockProvider::start("b").await.expect("mock b");
-    // `b-only` lets b's circuit open before a's, so b's block ends first although a is written
-    // first in `r`.
     let yaml = pool(
         &[("a", &a.base_url(), "m-a"), ("b", &b.base_url(), "m-b")],
         "",
         "{consecutiveFailures: 1, cooldown: 30s}",
     ) + &route("r", "chat", &[("a", "m-a"), ("b", "m-b")], "")
+        + &route("a-only", "a-only", &[("a", "m-a")], "")
         + &route("b-only", "b-only", &[("b", "m-b")], "");
-    let h = Harness::start(&yaml).await;
+    (Harness::start(&yaml).await, a, b)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_circuit_is_open_the_one_reopening_first_is_tried() {
+    let (h, a, b) = open_circuits().await;
+    // b's circuit opens before a's, so b's block ends first although a is written first in `r`.
     b.push_faults([Fault::ServerError]);
     assert_eq!(h.chat("b-only", "hi").await.status, 502);
     tokio::time::sleep(Duration::from_millis(50)).await;
     a.push_faults([Fault::ServerError]);
-    let reply = h.chat("chat", "hi").await;
-    assert_eq!(reply.status, 502, "a failed, b was open");
-    assert_eq!((a.request_count(), b.request_count()), (1, 1));
+    assert_eq!(h.chat("a-only", "hi").await.status, 502);
 
     let reply = h.chat("chat", "hi").await;
 
@@ -154,6 +157,30 @@ async fn when_every_circuit_is_open_the_one_reopening_first_is_tried() {
     assert_eq!(reply.header("x-switchyard-provider"), "pool/b");
     assert_eq!(reply.header("x-switchyard-attempts"), "1");
     assert_eq!((a.request_count(), b.request_count()), (1, 2));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_circuit_is_open_is_the_last_resort_when_the_eligible_ones_fail() {
+    let (h, a, b) = open_circuits().await;
+    b.push_faults([Fault::ServerError]);
+    assert_eq!(h.chat("b-only", "hi").await.status, 502);
+    a.push_faults([Fault::ServerError]);
+
+    let reply = h.chat("chat", "hi").await;
+
+    assert_eq!(reply.status, 200, "b has recovered: {:?}", reply.body);
+    assert_eq!(reply.header("x-switchyard-provider"), "pool/b");
+    assert_eq!(
+        reply.header("x-switchyard-attempts"),
+        "2",
+        "a first, then b"
+    );
+    assert_eq!((a.request_count(), b.request_count()), (1, 2));
+    // b's answer closed its circuit; a's is open now: b serves alone.
+    let reply = h.chat("chat", "again").await;
+    assert_eq!(reply.header("x-switchyard-provider"), "pool/b");
+    assert_eq!(reply.header("x-switchyard-attempts"), "1");
     h.stop().await;
 }
 

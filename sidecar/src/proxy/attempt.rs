@@ -1,9 +1,11 @@
 //! Phase 4: try the ordered targets, each at most once, until one answers or the route's
 //! failover policy says stop (docs/architecture.md).
 //!
-//! A target is skipped while its circuit is open, a `Retry-After` is pending or a local limit is
-//! exhausted; when every target is blocked, the one whose block ends first is tried anyway rather
-//! than refusing outright. `ContextLengthExceeded` fails over only to targets with a larger
+//! A target is passed over while its circuit is open, a `Retry-After` is pending, it is silent
+//! or a local limit is exhausted: the eligible targets go first, in the strategy's order, and the
+//! blocked ones follow as last resorts, soonest to recover first, so that a request fails only
+//! once every target it may try has failed (a circuit may still be open for a provider that has
+//! recovered while the others broke). `ContextLengthExceeded` fails over only to targets with a larger
 //! context window.
 
 use std::time::Duration;
@@ -97,10 +99,11 @@ pub async fn run(
     Attempts::Failed(failures)
 }
 
-/// Targets to try, in order, each flagged when it is tried despite a block.
+/// Targets to try: the eligible ones in order, then the blocked ones, soonest to recover first,
+/// flagged as tried despite a block.
 fn candidates(ordered: Vec<TargetRt>, now: Instant) -> Vec<(TargetRt, bool)> {
     let mut go = Vec::with_capacity(ordered.len());
-    let mut soonest: Option<(Instant, TargetRt)> = None;
+    let mut blocked: Vec<(Instant, TargetRt)> = Vec::new();
     for target in ordered {
         let health = match target.health.peek(now) {
             Admission::Go { .. } => None,
@@ -108,18 +111,13 @@ fn candidates(ordered: Vec<TargetRt>, now: Instant) -> Vec<(TargetRt, bool)> {
         };
         match health.max(target.upstream.limits.blocked_until(now)) {
             None => go.push((target, false)),
-            Some(until) => {
-                if soonest.as_ref().is_none_or(|(s, _)| until < *s) {
-                    soonest = Some((until, target));
-                }
-            }
+            Some(until) => blocked.push((until, target)),
         }
     }
-    if go.is_empty()
-        && let Some((_, target)) = soonest
-    {
-        go.push((target, true));
-    }
+    // Last resorts, after every eligible target has failed: a circuit may still be open for a
+    // provider that has recovered while the others broke.
+    blocked.sort_by_key(|(until, _)| *until);
+    go.extend(blocked.into_iter().map(|(_, target)| (target, true)));
     go
 }
 
