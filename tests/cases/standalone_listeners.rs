@@ -186,41 +186,38 @@ async fn data_plane_with(body_read: Duration) -> (std::net::SocketAddr, watch::S
     (addr, stop)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_shorter_than_its_content_length_gets_408_in_time() {
+/// Sends `request` (headers and part of a body) to a data plane that gives bodies 300 ms, and
+/// returns everything it answers before it closes the connection.
+async fn answer_to_an_unfinished_body(request: &[u8]) -> String {
     let (addr, _stop) = data_plane_with(Duration::from_millis(300)).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
-    client
-        .write_all(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-              content-length: 100\r\n\r\n{\"model\":",
-        )
-        .await
-        .unwrap();
-
+    client.write_all(request).await.unwrap();
     let seen = closed_within(&mut client, Duration::from_secs(5))
         .await
         .expect("the connection is answered and closed");
-    let text = String::from_utf8_lossy(&seen);
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_shorter_than_its_content_length_gets_408_in_time() {
+    let text = answer_to_an_unfinished_body(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 100\r\n\r\n{\"model\":",
+    )
+    .await;
+
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_body_that_never_ends_gets_408_in_time() {
-    let (addr, _stop) = data_plane_with(Duration::from_millis(300)).await;
-    let mut client = TcpStream::connect(addr).await.unwrap();
-    client
-        .write_all(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-              transfer-encoding: chunked\r\n\r\n8\r\n{\"model\"\r\n",
-        )
-        .await
-        .unwrap();
+    let text = answer_to_an_unfinished_body(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          transfer-encoding: chunked\r\n\r\n8\r\n{\"model\"\r\n",
+    )
+    .await;
 
-    let seen = closed_within(&mut client, Duration::from_secs(5))
-        .await
-        .expect("the connection is answered and closed");
-    let text = String::from_utf8_lossy(&seen);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
 }
