@@ -290,6 +290,20 @@ async fn requests_per_minute_sends_the_excess_to_the_next_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_over_its_local_limit_is_not_a_last_resort() {
+    let (h, a, b) = pair("limits: {requestsPerMinute: 1}", "").await;
+    assert_eq!(served_by(&h).await.0, "pool/a");
+    b.push_faults([Fault::ServerError]);
+
+    let reply = h.chat("chat", "hi").await;
+
+    assert_eq!(reply.status, 502, "b failed and a is over its limit");
+    assert_eq!(reply.header("x-switchyard-attempts"), "1");
+    assert_eq!((a.request_count(), b.request_count()), (1, 1));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_per_minute_are_charged_with_reported_usage() {
     let (h, a, b) = pair("limits: {tokensPerMinute: 20}", "").await;
     // One request reports well over 20 tokens: the bucket goes negative.

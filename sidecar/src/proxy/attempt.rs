@@ -2,10 +2,11 @@
 //! failover policy says stop (docs/architecture.md).
 //!
 //! A target is passed over while its circuit is open, a `Retry-After` is pending, it is silent
-//! or a local limit is exhausted: the eligible targets go first, in the strategy's order, and the
-//! blocked ones follow as last resorts, soonest to recover first, so that a request fails only
-//! once every target it may try has failed (a circuit may still be open for a provider that has
-//! recovered while the others broke). `ContextLengthExceeded` fails over only to targets with a larger
+//! or a local limit is exhausted: the eligible targets go first, in the strategy's order, and
+//! those blocked by their health follow as last resorts, soonest to recover first (a circuit may
+//! still be open for a provider that has recovered while the others broke). Local limits are
+//! never overdrawn for that; only when no target may be tried at all is the one whose block ends
+//! first sent anyway. `ContextLengthExceeded` fails over only to targets with a larger
 //! context window.
 
 use std::time::Duration;
@@ -99,25 +100,33 @@ pub async fn run(
     Attempts::Failed(failures)
 }
 
-/// Targets to try: the eligible ones in order, then the blocked ones, soonest to recover first,
-/// flagged as tried despite a block.
+/// Targets to try: the eligible ones in order, then those blocked by their health (an open
+/// circuit, a `Retry-After`, silence), soonest to recover first. A target over a local limit is
+/// never a last resort: the limits are the operator's to keep. Only when nothing else may be
+/// tried is the one whose block ends first sent anyway. Blocked targets are flagged.
 fn candidates(ordered: Vec<TargetRt>, now: Instant) -> Vec<(TargetRt, bool)> {
     let mut go = Vec::with_capacity(ordered.len());
-    let mut blocked: Vec<(Instant, TargetRt)> = Vec::new();
+    let mut unhealthy: Vec<(Instant, TargetRt)> = Vec::new();
+    let mut limited: Vec<(Instant, TargetRt)> = Vec::new();
     for target in ordered {
         let health = match target.health.peek(now) {
             Admission::Go { .. } => None,
             Admission::Blocked { until } => Some(until),
         };
-        match health.max(target.upstream.limits.blocked_until(now)) {
-            None => go.push((target, false)),
-            Some(until) => blocked.push((until, target)),
+        match (health, target.upstream.limits.blocked_until(now)) {
+            (None, None) => go.push((target, false)),
+            (Some(until), None) => unhealthy.push((until, target)),
+            (health, Some(until)) => {
+                limited.push((health.max(Some(until)).unwrap_or(until), target))
+            }
         }
     }
-    // Last resorts, after every eligible target has failed: a circuit may still be open for a
-    // provider that has recovered while the others broke.
-    blocked.sort_by_key(|(until, _)| *until);
-    go.extend(blocked.into_iter().map(|(_, target)| (target, true)));
+    unhealthy.sort_by_key(|(until, _)| *until);
+    if go.is_empty() && unhealthy.is_empty() {
+        // Nothing else may be tried: the soonest to recover rather than refusing outright.
+        unhealthy.extend(limited.into_iter().min_by_key(|(until, _)| *until));
+    }
+    go.extend(unhealthy.into_iter().map(|(_, target)| (target, true)));
     go
 }
 
