@@ -16,6 +16,11 @@ pub const DEFAULT_NAMESPACE: &str = "switchyard-system";
 pub const DEFAULT_SIDECAR_RESOURCES: &str =
     r#"{"requests":{"cpu":"50m","memory":"32Mi"},"limits":{"memory":"128Mi"}}"#;
 
+/// The config server's default connection cap: every sidecar of the cluster holds one long-poll
+/// on the leader (and briefly a second connection for its report), so this fits a fleet of over
+/// 10,000 pods per replica; bench/RESULTS.md has what 10,000 cost.
+pub const DEFAULT_CONFIG_MAX_CONNECTIONS: u32 = 16_384;
+
 /// The operator's flags. Without a subcommand the operator serves.
 #[derive(Parser, Debug)]
 #[command(version, about = "Switchyard operator")]
@@ -30,6 +35,17 @@ pub struct Args {
     /// Address of the HTTPS config server sidecars poll.
     #[arg(long, env = "SWITCHYARD_CONFIG_LISTEN", default_value = "0.0.0.0:9443")]
     pub config_listen: SocketAddr,
+
+    /// Connections the config server holds at once; the next ones wait in the kernel's backlog.
+    /// The operator raises its open-files limit to the hard limit at start, which must exceed
+    /// this (plus a few hundred for everything else).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONFIG_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_CONFIG_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..=1_048_576)
+    )]
+    pub config_max_connections: u32,
 
     /// Address of the HTTPS injection webhook.
     #[arg(
@@ -96,6 +112,7 @@ pub enum SidecarMode {
 pub struct Config {
     pub namespace: String,
     pub config_listen: SocketAddr,
+    pub config_max_connections: usize,
     pub webhook_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     /// Certificates in files; `None` keeps them in a Secret (see `trust::Store`).
@@ -161,6 +178,7 @@ impl Args {
         Ok(Config {
             namespace,
             config_listen: self.config_listen,
+            config_max_connections: self.config_max_connections as usize,
             webhook_listen: self.webhook_listen,
             admin_listen: self.admin_listen,
             cert_dir: self.cert_dir,
@@ -247,6 +265,20 @@ mod tests {
         assert_eq!(config.admin_listen.to_string(), "0.0.0.0:8080");
         assert_eq!(config.webhook_config_name, "switchyard");
         assert_eq!(config.sidecar_mode, SidecarMode::Auto);
+        assert_eq!(config.config_max_connections, 16_384);
+    }
+
+    #[test]
+    fn the_config_connection_cap_is_a_positive_count() {
+        let config = parse(&["--cert-dir", "d", "--config-max-connections", "20000"]);
+        assert_eq!(
+            config.into_config(None).unwrap().config_max_connections,
+            20_000
+        );
+        for bad in ["0", "-1", "lots", "2000000"] {
+            let parsed = Args::try_parse_from(["x", "--config-max-connections", bad]);
+            assert!(parsed.is_err(), "{bad} is accepted");
+        }
     }
 
     #[test]

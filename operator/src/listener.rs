@@ -47,12 +47,12 @@ pub struct Limits {
 
 impl Limits {
     /// The config server. Every injected sidecar in the cluster keeps a long-poll open here, and
-    /// opens a second connection for its reports, so the cap is sized for a couple of thousand
-    /// pods per leader rather than for a handful of clients. The idle bound outlasts the
-    /// sidecars' 30 s ±20% report interval, so that the connection a report uses is still open
-    /// for the next one.
+    /// opens a second connection for its reports, so the cap is sized for a fleet of 10,000+
+    /// pods per leader (`--config-max-connections` changes it) rather than for a handful of
+    /// clients. The idle bound outlasts the sidecars' 30 s ±20% report interval, so that the
+    /// connection a report uses is still open for the next one.
     pub const CONFIG: Self = Self {
-        max_connections: 4096,
+        max_connections: crate::args::DEFAULT_CONFIG_MAX_CONNECTIONS as usize,
         handshake: Duration::from_secs(10),
         header_read: Duration::from_secs(60),
     };

@@ -16,6 +16,7 @@ use switchyard_operator::args::{Args, Command, Config};
 use switchyard_operator::certs::{self, CertBundle, ServingCert};
 use switchyard_operator::config_server::{self, ConfigServer, tables::Tables};
 use switchyard_operator::leader::{self, Leadership};
+use switchyard_operator::listener::Limits;
 use switchyard_operator::metrics::Metrics;
 use switchyard_operator::webhook::inject::SidecarDefaults;
 use switchyard_operator::webhook::{self, Webhook, mode};
@@ -52,11 +53,7 @@ fn main() -> ExitCode {
         Err(e) => return usage(&e.to_string()),
     };
     init_tracing();
-    // Every sidecar long-polls the config server: its connection cap (listener::Limits) is only
-    // reachable above the usual soft limit of 1024 open files, so take what the hard limit allows.
-    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
-        tracing::warn!(%error, "cannot raise the open-files limit");
-    }
+    raise_open_files_limit(config.config_max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
@@ -65,6 +62,25 @@ fn main() -> ExitCode {
             .context("cannot start the runtime")
             .and_then(|rt| rt.block_on(serve(config))),
     )
+}
+
+/// Descriptors kept aside for everything but the config server's connections: the other
+/// listeners (256 + 64), the apiserver connections, certificates, logs.
+const OTHER_FILES: u64 = 512;
+
+/// Every sidecar long-polls the config server: its connection cap is only reachable above the
+/// usual soft limit of 1024 open files, so take what the hard limit allows, and say so when even
+/// that cannot hold the cap (accepts would then fail with EMFILE instead of queueing).
+fn raise_open_files_limit(config_max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < config_max_connections as u64 + OTHER_FILES => tracing::warn!(
+            limit,
+            config_max_connections,
+            "the open-files limit is below the config server's connection cap; raise the hard limit or lower --config-max-connections"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
+    }
 }
 
 fn usage(message: &str) -> ExitCode {
@@ -179,9 +195,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let webhook = webhook(&config, client, &metrics);
 
     let (config_listener, webhook_listener) = listen(&config).await?;
+    let config_limits = Limits {
+        max_connections: config.config_max_connections,
+        ..Limits::CONFIG
+    };
 
     tokio::select! {
-        result = config_server::serve(config_listener, tls.clone(), server.clone()) => result?,
+        result = config_server::serve_within(config_listener, tls.clone(), server.clone(), config_limits) => result?,
         result = webhook::serve(webhook_listener, tls, webhook) => result?,
         result = admin_server => result??,
         () = shutdown_signal() => {
