@@ -5,10 +5,12 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::StatusCode;
+use switchyard_operator::leader::Leadership;
 use tokio::time::Instant;
 
 use support::*;
@@ -72,4 +74,54 @@ async fn an_apiserver_outage_is_503_never_401_and_reviewed_tokens_keep_being_ser
         .get("/v1/config", &[("authorization", "Bearer tok-b")])
         .await;
     assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_answers_its_waiting_polls_at_once_and_serves_again_when_it_leads() {
+    let (leading, rx) = tokio::sync::watch::channel(true);
+    let h = Arc::new(start_with(Leadership::from_receiver(rx)).await);
+    let etag = format!("\"{}\"", team_a_v1().version);
+    let poll = |h: Arc<Harness>, etag: String| async move {
+        let headers = [("authorization", "Bearer tok-a"), ("if-none-match", &etag)];
+        h.get("/v1/config?wait=30s", &headers).await
+    };
+    let waiting = tokio::spawn(poll(h.clone(), etag.clone()));
+    while h.metrics.config.long_polls.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // The Lease is lost (cut off from the apiserver, or a standby took over).
+    let started = Instant::now();
+    leading.send_replace(false);
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("not held until the wait ends")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.metrics.config.long_polls.get(), 0);
+    let refused = h
+        .get("/v1/config", &[("authorization", "Bearer tok-a")])
+        .await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Leading again: polls are held and answered as before.
+    leading.send_replace(true);
+    let answer = h
+        .get("/v1/config", &[("authorization", "Bearer tok-a")])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let waiting = tokio::spawn(poll(h.clone(), etag.clone()));
+    while h.metrics.config.long_polls.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A leadership "change" to the same value (a renewal) does not end the wait.
+    leading.send_replace(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "still waiting while leading");
+    h.server.drain();
+    assert_eq!(waiting.await.unwrap().status, StatusCode::NOT_MODIFIED);
 }

@@ -11,6 +11,7 @@
 //! - A missing `X-Switchyard-Table-Schema` means "the current schema"; an unparsable one is 400.
 //! - A `wait` above 60s is capped, not refused; an unparsable one is 400.
 //! - A failed TokenReview (apiserver unreachable) is 503, so sidecars back off and retry.
+//! - A replica that loses leadership answers its waiting long-polls 503 at once.
 //! - Reports answer 204; bodies over 1 MiB are 413.
 //!
 //! Every error is JSON: `{"error": "<message>"}`.
@@ -146,10 +147,7 @@ impl ConfigServer {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         if !self.leadership.is_leader() || *self.draining.borrow() {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this operator replica is not serving (not the leader, or shutting down)",
-            );
+            return not_serving();
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/v1/config") => {
@@ -185,6 +183,7 @@ impl ConfigServer {
         // Subscribe before looking, so a publish between the look and the wait still wakes us.
         let mut rx = self.tables.subscribe();
         let mut draining = self.draining.subscribe();
+        let mut leadership = self.leadership.clone();
         let deadline = Instant::now() + with_jitter(query.wait, rand::random::<f64>());
         loop {
             let snapshot = rx.borrow_and_update().clone();
@@ -203,6 +202,11 @@ impl ConfigServer {
                 },
                 () = tokio::time::sleep_until(deadline) => return not_modified(&known),
                 _ = draining.wait_for(|d| *d) => return not_modified(&known),
+                // Cut off from the Lease: a replica that no longer serves must not hold a poll
+                // until its wait ends, or the sidecar would miss the new leader's tables.
+                leading = leadership.changed() => if !leading {
+                    return not_serving();
+                },
             }
         }
     }
@@ -433,6 +437,14 @@ fn not_modified(version: &str) -> Response<Body> {
         .header(CACHE_CONTROL, "no-store")
         .body(Body::default())
         .expect("a valid response")
+}
+
+/// 503 from a follower or a replica shutting down: the sidecar backs off and finds the leader.
+fn not_serving() -> Response<Body> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this operator replica is not serving (not the leader, or shutting down)",
+    )
 }
 
 fn reject(rejection: Rejection) -> Response<Body> {
