@@ -122,3 +122,83 @@ async fn garbage_or_a_mismatched_table_is_neither_served_nor_persisted() {
     sidecar.shutdown().await;
     operator.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_mid_poll_leaves_the_table_serving_and_the_sidecar_moves_to_the_new_one() {
+    let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
+    let first = table(&provider, "chat");
+    let operator = FakeOperator::start(&pki, "token", Answer::table(&first)).await;
+    let files = PodFiles::new(&pki.ca_pem, "token");
+    let sidecar = start_sidecar(&operator.url(), &files).await;
+    assert!(eventually(SOON, || version(&sidecar) == Some(first.version.clone())).await);
+    assert!(eventually(SOON, || polls(&operator) >= 2).await, "waiting");
+
+    // The waiting poll is answered 503, as a replica that lost its Lease does, and so is every
+    // poll after it: the sidecar backs off instead of spinning, and serves on.
+    let before = polls(&operator);
+    operator.set(Answer::other(
+        503,
+        None,
+        r#"{"error":"this operator replica is not serving (not the leader, or shutting down)"}"#,
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = polls(&operator) - before;
+    assert!((1..=5).contains(&during), "{during} polls in 1.5 s");
+    assert_eq!(version(&sidecar), Some(first.version.clone()));
+    assert_eq!(chat(&sidecar, "chat").await.0, 200);
+    assert_eq!(readyz(&sidecar).await.0, 200);
+
+    // The new leader takes over the Service's address with a newer table.
+    let addr = operator.addr;
+    operator.stop();
+    let second = table(&provider, "chat-2");
+    let leader = FakeOperator::start_at(&pki, "token", Answer::table(&second), addr).await;
+    assert!(
+        eventually(2 * SOON, || version(&sidecar)
+            == Some(second.version.clone()))
+        .await,
+        "resumed with the new leader"
+    );
+    assert_eq!(chat(&sidecar, "chat-2").await.0, 200);
+
+    sidecar.shutdown().await;
+    leader.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_or_an_unreviewable_one_keeps_the_table_serving() {
+    let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
+    let first = table(&provider, "chat");
+    let operator = FakeOperator::start(&pki, "token", Answer::table(&first)).await;
+    let files = PodFiles::new(&pki.ca_pem, "token");
+    let sidecar = start_sidecar(&operator.url(), &files).await;
+    assert!(eventually(SOON, || version(&sidecar) == Some(first.version.clone())).await);
+
+    // What the operator answers while the apiserver is down (503), and what a sidecar would see
+    // if a review ever came back negative (401): neither drops or replaces the table.
+    for (status, body) in [
+        (503, r#"{"error":"cannot review the token now"}"#),
+        (401, r#"{"error":"token not authenticated"}"#),
+    ] {
+        let before = polls(&operator);
+        operator.set(Answer::other(status, None, body));
+        assert!(
+            eventually(SOON, || polls(&operator) >= before + 2).await,
+            "{status}: asked again"
+        );
+        assert_eq!(version(&sidecar), Some(first.version.clone()), "{status}");
+        assert_eq!(chat(&sidecar, "chat").await.0, 200, "{status}");
+        assert_eq!(readyz(&sidecar).await.0, 200, "{status}");
+        assert_eq!(stored_version(&files), Some(first.version.clone()));
+    }
+    let second = table(&provider, "chat-2");
+    operator.set(Answer::table(&second));
+    assert!(
+        eventually(2 * SOON, || version(&sidecar)
+            == Some(second.version.clone()))
+        .await
+    );
+
+    sidecar.shutdown().await;
+    operator.stop();
+}
