@@ -5,10 +5,19 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard_sim::openai::MockProvider;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use switchyard_sim::openai::{Fault, MockProvider};
+use tokio::time::Instant;
 
 use support::*;
 
@@ -21,6 +30,131 @@ fn stored_version(files: &PodFiles) -> Option<String> {
 
 fn polls(operator: &FakeOperator) -> usize {
     operator.shared.polls.load(Ordering::SeqCst)
+}
+
+// === A sidecar process ===
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard-sidecar");
+
+/// A pod-mode `switchyard-sidecar` process and its stderr lines.
+struct Process {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    data: u16,
+    admin: u16,
+}
+
+impl Process {
+    /// Runs the binary against `url`, behind `prefix` (e.g. `unshare`) when one is given.
+    fn spawn(url: &str, files: &PodFiles, prefix: &[&str]) -> Self {
+        let ports: Vec<std::net::TcpListener> = (0..2)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let [data, admin] = [0, 1].map(|i| ports[i].local_addr().expect("addr").port());
+        drop(ports);
+        let (program, before) = match prefix.split_first() {
+            Some((program, rest)) => (*program, rest.iter().copied().chain([BIN]).collect()),
+            None => (BIN, Vec::new()),
+        };
+        let mut command = Command::new(program);
+        command.args(before).args([
+            "--config-server",
+            url,
+            "--token-file",
+            files.token.to_str().expect("utf-8"),
+            "--ca-file",
+            files.ca.to_str().expect("utf-8"),
+            "--state-dir",
+            files.state.to_str().expect("utf-8"),
+            "--report-interval",
+            "1h",
+            "--listen",
+            &format!("127.0.0.1:{data}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            // Off: its fixed default port would clash between tests.
+            "--debug-listen",
+            "",
+        ]);
+        command.env_remove("RUST_LOG");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (stderr, sink) = (child.stderr.take().expect("piped"), lines.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            data,
+            admin,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Log lines whose message contains `what`.
+    fn logged(&self, what: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|v| v["message"].as_str().is_some_and(|m| m.contains(what)))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// `/readyz`'s status, `None` while nothing answers.
+    async fn readyz(&self) -> Option<u16> {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let uri = format!("http://127.0.0.1:{}/readyz", self.admin);
+        let get = client.get(uri.parse().expect("uri"));
+        let response = tokio::time::timeout(Duration::from_secs(2), get)
+            .await
+            .ok()?
+            .ok()?;
+        Some(response.status().as_u16())
+    }
+
+    /// Waits until `/readyz` answers `status`.
+    async fn until_readyz(&mut self, status: u16, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if self.readyz().await == Some(status) {
+                return true;
+            }
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                panic!("exited with {exit}: {}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    async fn chat(&self, model: &str) -> u16 {
+        let url = format!("http://127.0.0.1:{}/v1/chat/completions", self.data);
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        http("POST", url, Some(body)).await.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,4 +335,63 @@ async fn a_refused_token_or_an_unreviewable_one_keeps_the_table_serving() {
 
     sidecar.shutdown().await;
     operator.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_killed_mid_stream_ends_the_stream_and_restarts_from_its_state_dir() {
+    let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
+    let first = table(&provider, "chat");
+    let operator = FakeOperator::start(&pki, "token", Answer::table(&first)).await;
+    let files = PodFiles::new(&pki.ca_pem, "token");
+    let mut sidecar = Process::spawn(&operator.url(), &files, &[]);
+    assert!(sidecar.until_readyz(200, SOON).await, "{}", sidecar.log());
+
+    // A stream that has begun and then waits on its provider.
+    provider.push_faults([Fault::StallMidStream { after_chunks: 2 }]);
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = http::Request::post(format!(
+        "http://127.0.0.1:{}/v1/chat/completions",
+        sidecar.data
+    ))
+    .header("content-type", "application/json")
+    .body(Full::new(Bytes::from(
+        json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string(),
+    )))
+    .expect("request");
+    let response = tokio::time::timeout(SOON, client.request(request))
+        .await
+        .expect("a head in time")
+        .expect("a head");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first_chunk = tokio::time::timeout(SOON, body.frame())
+        .await
+        .expect("a first chunk in time");
+    assert!(first_chunk.is_some_and(|f| f.is_ok()), "the stream began");
+
+    // SIGKILL: no drain, no error event. The client must see the end, and an unclean one.
+    sidecar.child.kill().expect("SIGKILL");
+    let killed = Instant::now();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .expect("the stream ends instead of hanging");
+    assert!(rest.is_err(), "a cut stream is an error, not a clean end");
+    assert!(killed.elapsed() < Duration::from_secs(5));
+
+    // The container restarts while the operator is unreachable: ready at once, from disk.
+    operator.stop();
+    let mut restarted = Process::spawn(&operator.url(), &files, &[]);
+    assert!(
+        restarted.until_readyz(200, Duration::from_secs(5)).await,
+        "{}",
+        restarted.log()
+    );
+    assert_eq!(restarted.chat("chat").await, 200);
+    assert_eq!(
+        restarted.logged("serving the persisted route table").len(),
+        1,
+        "{}",
+        restarted.log()
+    );
 }
