@@ -14,6 +14,7 @@ pub mod report;
 pub mod secret;
 pub mod table;
 pub mod v1alpha1;
+pub mod window;
 
 mod error;
 
