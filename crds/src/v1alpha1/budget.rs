@@ -110,7 +110,7 @@ pub struct BudgetLimit {
     /// the Unix epoch. Counting starts from zero in each new window.
     #[schemars(length(min = 1, max = 32))]
     #[schemars(regex(pattern = r"^(Day|Week|Month|([0-9]{1,5}(h|m|s|ms)){1,4})$"))]
-    #[x_kube(validation = Rule::new("!self.matches('^[0-9]') || duration(self) >= duration('1s')").message("a fixed period must be at least 1s"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]{1,5}(h|m|s|ms)){1,4}$') || duration(self) >= duration('1s')").message("a fixed period must be at least 1s"))]
     pub period: String,
 
     /// Most US dollars spent in a window, as a quoted decimal (`"500.00"`). Cost is each

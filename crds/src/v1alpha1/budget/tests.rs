@@ -122,7 +122,7 @@ fn the_schema_refuses_budgets_without_limits_or_with_malformed_amounts() {
     );
     assert_eq!(
         rules(period),
-        ["!self.matches('^[0-9]') || duration(self) >= duration('1s')"]
+        ["!self.matches('^([0-9]{1,5}(h|m|s|ms)){1,4}$') || duration(self) >= duration('1s')"]
     );
     assert_eq!(
         limit["properties"]["usd"]["pattern"],
@@ -163,6 +163,14 @@ fn the_cel_rules_refuse_a_limit_without_amounts_and_a_period_under_a_second() {
     assert!(too_short.contains("at least 1s"), "{too_short}");
     let zero = with_limits(json!([{"period": "0s", "requests": 5}])).unwrap_err();
     assert!(zero.contains("at least 1s"), "{zero}");
+    // The pattern refuses these; the rule must not fail on them as well, with a CEL error.
+    for malformed in ["1d", "Fortnight", "1.5h"] {
+        assert_eq!(
+            with_limits(json!([{"period": malformed, "requests": 5}])),
+            Ok(()),
+            "{malformed}"
+        );
+    }
 }
 
 #[test]
