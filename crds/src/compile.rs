@@ -54,6 +54,7 @@ pub enum Kind {
     ProviderPool,
     ModelRoute,
     Secret,
+    Budget,
 }
 
 /// A namespaced object.

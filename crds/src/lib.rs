@@ -1,6 +1,6 @@
-//! Switchyard's API: the `ModelRoute` and `ProviderPool` custom resources, the compiled
-//! [`RouteTable`](table::RouteTable) that sidecars consume, and the pure [`compile`](compile::compile)
-//! function between them.
+//! Switchyard's API: the `ModelRoute`, `ProviderPool` and `Budget` custom resources, the compiled
+//! [`RouteTable`](table::RouteTable) that sidecars consume, the pure [`compile`](compile::compile)
+//! function between them, and the [`window`] arithmetic budgets count in.
 //!
 //! Both binaries link this crate and nothing else of each other: the operator compiles tables for
 //! pods, the standalone sidecar compiles the same tables from files with [`manifests`]. Because this
@@ -14,6 +14,7 @@ pub mod report;
 pub mod secret;
 pub mod table;
 pub mod v1alpha1;
+pub mod window;
 
 mod error;
 

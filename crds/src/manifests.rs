@@ -1,10 +1,11 @@
-//! Loads the YAML a user would `kubectl apply` (ProviderPools, ModelRoutes, Secrets) for the
-//! standalone sidecar.
+//! Loads the YAML a user would `kubectl apply` (ProviderPools, ModelRoutes, Budgets, Secrets) for
+//! the standalone sidecar.
 //!
 //! The rules follow kubectl where it has one: directories are read one level deep, files may hold
 //! several documents, objects without a namespace are in `default`, and kinds that are not ours
 //! (the demo app's Deployment, say) are skipped. Unlike the apiserver we cannot prune unknown
-//! fields silently without hiding typos, so an unknown field is an error naming its path.
+//! fields silently without hiding typos, so an unknown field is an error naming its path; and
+//! since no apiserver checks a Budget's schema rules here, an invalid Budget is refused on load.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::compile::{self, Audience, Inputs, Kind, ObjectKey, reasons};
 use crate::table::RouteTable;
-use crate::v1alpha1::{API_VERSION, ModelRoute, ProviderPool};
+use crate::v1alpha1::{API_VERSION, Budget, ModelRoute, ProviderPool};
 use crate::{Error, Result};
 
 /// The objects found in a set of files, and where each came from.
@@ -23,6 +24,8 @@ use crate::{Error, Result};
 pub struct Manifests {
     pub pools: Vec<ProviderPool>,
     pub routes: Vec<ModelRoute>,
+    /// Loaded and validated; not enforced yet (docs/reference/crds.md, Budget).
+    pub budgets: Vec<Budget>,
     pub secrets: Vec<Secret>,
     /// The file each object was read from, for error messages.
     pub origins: BTreeMap<ObjectKey, PathBuf>,
@@ -129,6 +132,19 @@ impl Manifests {
                     let route: ModelRoute = typed(value).map_err(typed_error("ModelRoute"))?;
                     self.insert(path, Kind::ModelRoute, route, |m| &mut m.routes)?;
                 }
+                (API_VERSION, "Budget") => {
+                    let budget: Budget = typed(value).map_err(typed_error("Budget"))?;
+                    let problems: Vec<String> = budget
+                        .spec
+                        .validate()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    if !problems.is_empty() {
+                        return Err(typed_error("Budget")(problems.join("; ")));
+                    }
+                    self.insert(path, Kind::Budget, budget, |m| &mut m.budgets)?;
+                }
                 ("v1", "Secret") => {
                     let secret: Secret = typed(value).map_err(typed_error("Secret"))?;
                     self.insert(path, Kind::Secret, secret, |m| &mut m.secrets)?;
@@ -140,7 +156,7 @@ impl Manifests {
                 }
                 (v, k) if v.starts_with("switchyard.dev/") => {
                     return Err(parse_error(format!(
-                        "unknown Switchyard kind {k} in {v}; this version knows {API_VERSION} ProviderPool and ModelRoute"
+                        "unknown Switchyard kind {k} in {v}; this version knows {API_VERSION} ProviderPool, ModelRoute and Budget"
                     )));
                 }
                 (_, k) => {
@@ -194,9 +210,11 @@ impl Manifests {
     pub fn to_yaml(&self) -> String {
         let pools = self.pools.iter().map(serde_yaml::to_string);
         let routes = self.routes.iter().map(serde_yaml::to_string);
+        let budgets = self.budgets.iter().map(serde_yaml::to_string);
         let secrets = self.secrets.iter().map(serde_yaml::to_string);
         let docs: Vec<String> = pools
             .chain(routes)
+            .chain(budgets)
             .chain(secrets)
             .map(|d| d.expect("API objects serialize"))
             .collect();

@@ -1,6 +1,8 @@
 //! Property tests for the parsers of user input and of the config wire format: whatever bytes
 //! arrive, the manifest loader and the route-table decoder answer with a value or an error, never
-//! a panic, and what they accept survives a round trip unchanged.
+//! a panic, and what they accept survives a round trip unchanged. And for budget windows: every
+//! instant falls in exactly one window of each period, and windows follow one another without
+//! gaps or overlaps.
 //!
 //! Each property runs a bounded number of cases by default (CI). `FUZZ_SECONDS=600 cargo test
 //! -p switchyard-crds --test properties --release` keeps generating new cases for that long per
@@ -14,6 +16,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use switchyard_crds::compile::Audience;
 use switchyard_crds::manifests::Manifests;
 use switchyard_crds::table::RouteTable;
+use switchyard_crds::window::{Period, Timestamp};
 
 /// Cases per property in a bounded run.
 const CASES: u32 = 256;
@@ -208,6 +211,81 @@ fn the_wire_format_refuses_damaged_tables_or_decodes_them_stably() {
         bytes.truncate(cut % (bytes.len() + 1) + bytes.len() / 2);
         if let Ok(decoded) = serde_json::from_slice::<RouteTable>(&bytes) {
             round_trips(&decoded)?;
+        }
+        Ok(())
+    });
+}
+
+/// Any instant from the year 1 to 9900, to the nanosecond: far enough from the ends of what a
+/// timestamp holds that the longest fixed window (4 × 99999h, about 45 years) still fits.
+fn instant() -> impl Strategy<Value = Timestamp> {
+    (-62_135_596_800i64..250_246_627_200, 0i32..1_000_000_000)
+        .prop_map(|(second, nano)| Timestamp::new(second, nano).expect("in range"))
+}
+
+/// Calendar periods, and fixed ones from 1 s to the longest a Gateway API duration can write,
+/// with round lengths (minutes, hours) as likely as odd ones.
+fn period() -> impl Strategy<Value = Period> {
+    let longest_ms = 4 * 99_999 * 3_600_000u64;
+    prop_oneof![
+        Just(Period::Day),
+        Just(Period::Week),
+        Just(Period::Month),
+        (1u64..=99_999).prop_map(|m| Period::Fixed(Duration::from_secs(m * 60))),
+        (1u64..=99_999).prop_map(|h| Period::Fixed(Duration::from_secs(h * 3600))),
+        (1_000u64..=longest_ms).prop_map(|ms| Period::Fixed(Duration::from_millis(ms))),
+    ]
+}
+
+#[test]
+fn every_instant_falls_in_one_window_that_meets_its_neighbours() {
+    fuzz((period(), instant()), |(period, t)| {
+        let window = period.window(t).expect("in range");
+        prop_assert!(window.start <= t && t < window.end, "{window:?} holds {t}");
+        let next = period.window(window.end).expect("in range");
+        prop_assert_eq!(
+            next.start,
+            window.end,
+            "the next window starts at this one's end"
+        );
+        let before_start = window.start - Duration::from_nanos(1);
+        let previous = period.window(before_start).expect("in range");
+        prop_assert_eq!(
+            previous.end,
+            window.start,
+            "the previous window ends at this one's start"
+        );
+        let wait = period.until_next(t).expect("in range");
+        prop_assert!(!wait.is_zero() && wait <= window.length());
+        prop_assert_eq!(t + wait, window.end);
+        Ok(())
+    });
+}
+
+#[test]
+fn windows_have_the_length_of_their_period_and_start_where_it_aligns() {
+    fuzz((period(), instant()), |(period, t)| {
+        let window = period.window(t).expect("in range");
+        let days = window.length().as_secs() / 86_400;
+        match period {
+            Period::Fixed(length) => {
+                prop_assert_eq!(window.length(), length);
+                prop_assert_eq!(window.start.as_nanosecond() % length.as_nanos() as i128, 0);
+            }
+            Period::Day => prop_assert_eq!(window.length(), Duration::from_secs(86_400)),
+            Period::Week => {
+                prop_assert_eq!(days, 7);
+                prop_assert_eq!(
+                    window.start.as_second().div_euclid(86_400).rem_euclid(7),
+                    4,
+                    "1970-01-01 was a Thursday, 4 days after a Monday"
+                );
+            }
+            Period::Month => {
+                prop_assert!((28..=31).contains(&days), "{days} days");
+                let start = window.start.to_string();
+                prop_assert_eq!(start.get(8..), Some("01T00:00:00Z"), "starts on the 1st");
+            }
         }
         Ok(())
     });

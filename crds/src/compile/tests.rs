@@ -427,3 +427,23 @@ fn a_target_listed_twice_is_refused() {
     assert_eq!(problems[0].field, "spec.targets[1]");
     assert!(problems[0].message.contains("listed twice"));
 }
+
+#[test]
+fn a_fleet_scope_compiles_to_the_same_table_until_fleet_leases_exist() {
+    let with_limits = |limits: serde_json::Value| {
+        let mut a = provider("a", "http://127.0.0.1:1", false);
+        a["limits"] = limits;
+        let out = run(
+            &[pool("p", serde_json::json!([a]))],
+            &[route("r", "chat", &[("p", "a")])],
+            &[],
+            &[audience(&[])],
+        );
+        assert_eq!(out.problems().count(), 0);
+        out.tables.into_values().next().unwrap()
+    };
+    let sidecar = with_limits(serde_json::json!({"requestsPerMinute": 60}));
+    let fleet = with_limits(serde_json::json!({"scope": "Fleet", "requestsPerMinute": 60}));
+    assert_eq!(fleet.upstreams["p/a"].limits.requests_per_minute, Some(60));
+    assert_eq!(fleet.version, sidecar.version);
+}

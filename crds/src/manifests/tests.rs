@@ -130,6 +130,54 @@ fn duplicates_and_unknown_switchyard_kinds_are_errors() {
     assert!(load_str("{ not: yaml: at all").is_err());
 }
 
+const BUDGET: &str = r#"
+apiVersion: switchyard.dev/v1alpha1
+kind: Budget
+metadata: {name: monthly}
+spec:
+  selector: {routes: [chat]}
+  limits:
+    - {period: Month, usd: "500.00"}
+    - {period: 1m, requests: 600}
+"#;
+
+#[test]
+fn budgets_load_and_round_trip_with_the_rest() {
+    let m = load_str(&format!("{POOL}\n---\n{BUDGET}")).unwrap();
+    assert_eq!(m.budgets.len(), 1);
+    assert_eq!(m.budgets[0].namespace().as_deref(), Some("default"));
+    assert!(m.origins.keys().any(|k| k.kind == Kind::Budget));
+    let again = load_str(&m.to_yaml()).unwrap();
+    assert_eq!(again.budgets, m.budgets);
+    assert!(m.compile(&audience(), "test").is_ok());
+}
+
+#[test]
+fn an_invalid_budget_is_refused_on_load_naming_the_file_object_and_fields() {
+    let text = BUDGET
+        .replace("usd: \"500.00\"", "usd: \"-500\"")
+        .replace("period: 1m", "period: Fortnight");
+    let err = load_str(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.yaml: document 1: Budget default/monthly: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.limits[0].usd: \"-500\" is not an amount of dollars"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.limits[1].period: \"Fortnight\" is not Day, Week, Month"),
+        "{err}"
+    );
+    let no_limits = BUDGET.split("  limits:").next().unwrap().to_string() + "  limits: []\n";
+    let err = load_str(&no_limits).unwrap_err().to_string();
+    assert!(
+        err.contains("spec.limits: a budget needs at least one limit"),
+        "{err}"
+    );
+}
+
 #[test]
 fn default_namespace_follows_the_routes() {
     let text = POOL.replace(

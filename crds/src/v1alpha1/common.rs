@@ -133,12 +133,7 @@ impl Price {
     /// The price as a number, or `None` when it is not a non-negative decimal with at most six
     /// fractional digits.
     pub fn parse(&self) -> Option<f64> {
-        let text = self.0.as_str();
-        let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
-        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        (digits(whole) && digits(fraction) && fraction.len() <= 6)
-            .then(|| text.parse().ok())
-            .flatten()
+        decimal_parts(&self.0).and_then(|_| self.0.parse().ok())
     }
 }
 
@@ -146,6 +141,49 @@ impl From<&str> for Price {
     fn from(text: &str) -> Self {
         Self(text.to_string())
     }
+}
+
+/// An amount of US dollars as a decimal string such as `"500.00"` (quote it in YAML).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Usd(#[schemars(regex(pattern = r"^[0-9]+(\.[0-9]{1,6})?$"))] pub String);
+
+impl Usd {
+    /// Millionths of a dollar, exactly: `"500.00"` is 500,000,000. Counting in whole micro-dollars
+    /// keeps sums exact where floating point would drift. `None` when the text is not a
+    /// non-negative decimal with at most six fractional digits, or does not fit a `u64`.
+    pub fn micros(&self) -> Option<u64> {
+        let (whole, fraction) = decimal_parts(&self.0)?;
+        let scale = 10u64.pow(6 - fraction.len() as u32);
+        let fraction: u64 = fraction.parse().ok()?;
+        whole
+            .parse::<u64>()
+            .ok()?
+            .checked_mul(1_000_000)?
+            .checked_add(fraction * scale)
+    }
+
+    /// The amount written with cents and as many further digits as it needs: `412.1` dollars is
+    /// `"412.10"`, one micro-dollar is `"0.000001"`.
+    pub fn from_micros(micros: u64) -> Self {
+        let fraction = format!("{:06}", micros % 1_000_000);
+        let fraction = fraction.trim_end_matches('0');
+        Self(format!("{}.{fraction:0<2}", micros / 1_000_000,))
+    }
+}
+
+impl From<&str> for Usd {
+    fn from(text: &str) -> Self {
+        Self(text.to_string())
+    }
+}
+
+/// The whole and fractional digits of a non-negative decimal with at most six fractional digits
+/// (the prices and amounts pattern); the fraction is `"0"` when none is written.
+pub(crate) fn decimal_parts(text: &str) -> Option<(&str, &str)> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(whole) && digits(fraction) && fraction.len() <= 6).then_some((whole, fraction))
 }
 
 /// Conditions as a list keyed by `type`, the shape `kubectl` and server-side apply expect.
@@ -170,6 +208,37 @@ mod tests {
         assert_eq!(Price::from("0.000001").parse(), Some(0.000001));
         for bad in ["-1", "1.", ".5", "1.1234567", "1e3", "", "abc"] {
             assert_eq!(Price::from(bad).parse(), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn usd_amounts_count_exact_micro_dollars() {
+        assert_eq!(Usd::from("500.00").micros(), Some(500_000_000));
+        assert_eq!(Usd::from("0.000001").micros(), Some(1));
+        assert_eq!(Usd::from("7").micros(), Some(7_000_000));
+        assert_eq!(Usd::from("18446744073709.551615").micros(), Some(u64::MAX));
+        for bad in [
+            "-1",
+            "1.",
+            ".5",
+            "1.1234567",
+            "1e3",
+            "",
+            "abc",
+            "18446744073710",
+        ] {
+            assert_eq!(Usd::from(bad).micros(), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn usd_amounts_are_written_with_cents_and_no_needless_digits() {
+        assert_eq!(Usd::from_micros(412_100_000).0, "412.10");
+        assert_eq!(Usd::from_micros(0).0, "0.00");
+        assert_eq!(Usd::from_micros(1).0, "0.000001");
+        assert_eq!(Usd::from_micros(1_234_567).0, "1.234567");
+        for micros in [0, 1, 999_999, 1_000_000, 412_100_000, u64::MAX] {
+            assert_eq!(Usd::from_micros(micros).micros(), Some(micros));
         }
     }
 

@@ -3,10 +3,12 @@
 //! Field docs here become `kubectl explain` text, so they are written for users: units, defaults
 //! and what each field is for.
 
+mod budget;
 mod common;
 mod pool;
 mod route;
 
+pub use budget::*;
 pub use common::*;
 pub use pool::*;
 pub use route::*;
@@ -40,6 +42,7 @@ pub fn crd_manifests() -> Vec<(&'static str, String)> {
     vec![
         ("providerpools.yaml", yaml(ProviderPool::crd())),
         ("modelroutes.yaml", yaml(ModelRoute::crd())),
+        ("budgets.yaml", yaml(Budget::crd())),
     ]
 }
 

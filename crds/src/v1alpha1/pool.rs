@@ -76,7 +76,9 @@ pub struct Provider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,
 
-    /// Limits each sidecar enforces on its own (fleet throughput can reach limits × sidecars).
+    /// Rate and concurrency limits. By default each sidecar enforces them on its own (fleet
+    /// throughput can reach limits × sidecars); `scope: Fleet` makes the rates hold for the whole
+    /// cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
 
@@ -123,11 +125,15 @@ pub struct Timeouts {
     pub total: Option<Duration>,
 }
 
-/// Per-sidecar limits for one provider. A provider at its limit is skipped in favour of other
-/// targets.
+/// Limits for one provider. A provider at its limit is skipped in favour of other targets.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
+    /// Who `requestsPerMinute` and `tokensPerMinute` hold for: `Sidecar` (each sidecar on its
+    /// own) or `Fleet` (all sidecars together, divided among them by recent demand).
+    /// `maxConcurrent` is always per sidecar. Default `Sidecar`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<LimitScope>,
     /// Requests per minute. Default: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -140,6 +146,18 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_concurrent: Option<u32>,
+}
+
+/// Who a provider's rate limits hold for.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LimitScope {
+    /// Each sidecar enforces the rates on its own traffic.
+    #[default]
+    Sidecar,
+    /// The rates hold for every sidecar that uses the provider together: the operator divides
+    /// them among those sidecars in proportion to their recent demand, each getting at least a
+    /// small floor.
+    Fleet,
 }
 
 /// A model a provider serves and its price.
@@ -223,4 +241,43 @@ pub struct ProviderStatus {
     /// USD spent, e.g. `12.40`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn limits_written_before_scope_existed_still_load_and_are_written_back_unchanged() {
+        let old = json!({"requestsPerMinute": 500, "tokensPerMinute": 400000, "maxConcurrent": 64});
+        let limits: Limits = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(limits.scope, None, "unset means Sidecar");
+        assert_eq!(serde_json::to_value(&limits).unwrap(), old);
+    }
+
+    #[test]
+    fn the_scope_is_sidecar_or_fleet() {
+        let fleet: Limits =
+            serde_json::from_value(json!({"scope": "Fleet", "requestsPerMinute": 500})).unwrap();
+        assert_eq!(fleet.scope, Some(LimitScope::Fleet));
+        assert_eq!(LimitScope::default(), LimitScope::Sidecar);
+        assert!(serde_json::from_value::<Limits>(json!({"scope": "fleet"})).is_err());
+
+        let crd = serde_json::to_value(ProviderPool::crd()).unwrap();
+        let limits = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["providers"]["items"]["properties"]["limits"];
+        assert_eq!(
+            limits["properties"]["scope"]["enum"],
+            json!(["Sidecar", "Fleet"])
+        );
+        assert!(
+            !limits["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!("scope"))),
+            "optional, so older manifests stay valid"
+        );
+    }
 }
