@@ -157,6 +157,15 @@ impl Drop for Process {
     }
 }
 
+/// Whether this machine lets a test mount a tmpfs in a user and mount namespace of its own.
+fn can_unshare() -> bool {
+    Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs tmpfs /mnt"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_server_dying_mid_table_leaves_the_last_good_table_serving_until_it_is_back() {
     let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
@@ -394,4 +403,122 @@ async fn a_sidecar_killed_mid_stream_ends_the_stream_and_restarts_from_its_state
         "{}",
         restarted.log()
     );
+}
+
+/// The state-dir faults: a full file system (a real ENOSPC) and a read-only one.
+const FULL: &str = "mount -t tmpfs -o size=16k tmpfs \"$0\" && \
+    (dd if=/dev/zero of=\"$0/filler\" bs=4k 2>/dev/null; true) && exec \"$@\"";
+const READ_ONLY: &str = "mount -t tmpfs -o ro tmpfs \"$0\" && exec \"$@\"";
+
+async fn a_state_dir_that_cannot_be_written(setup: &str, error: &str) {
+    if !can_unshare() {
+        eprintln!("skipped: this machine does not allow `unshare -rm` with a tmpfs mount");
+        return;
+    }
+    let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
+    let first = table(&provider, "chat");
+    let operator = FakeOperator::start(&pki, "token", Answer::table(&first)).await;
+    operator.hold_polls_for(Duration::from_millis(100));
+    let files = PodFiles::new(&pki.ca_pem, "token");
+    std::fs::create_dir_all(&files.state).expect("state dir");
+    let state = files.state.to_str().expect("utf-8").to_string();
+    let mut sidecar = Process::spawn(
+        &operator.url(),
+        &files,
+        &["unshare", "-rm", "sh", "-c", setup, &state],
+    );
+    assert!(sidecar.until_readyz(200, SOON).await, "{}", sidecar.log());
+    assert_eq!(sidecar.chat("chat").await, 200);
+
+    // Many polls later (each answered 304 after 100 ms), still one line for the one table.
+    let before = polls(&operator);
+    assert!(eventually(SOON, || polls(&operator) >= before + 5).await);
+    let failures = sidecar.logged("cannot persist");
+    assert_eq!(failures.len(), 1, "{}", sidecar.log());
+    assert!(failures[0].contains(error), "{}", failures[0]);
+
+    // The next table: served from memory, one more line, still ready.
+    let second = table(&provider, "chat-2");
+    operator.set(Answer::table(&second));
+    assert!(
+        eventually(SOON, || sidecar
+            .logged("route table from the operator")
+            .len()
+            == 2)
+        .await,
+        "{}",
+        sidecar.log()
+    );
+    assert_eq!(sidecar.chat("chat-2").await, 200);
+    assert_eq!(sidecar.readyz().await, Some(200));
+    let before = polls(&operator);
+    assert!(eventually(SOON, || polls(&operator) >= before + 5).await);
+    assert_eq!(
+        sidecar.logged("cannot persist").len(),
+        2,
+        "{}",
+        sidecar.log()
+    );
+    assert!(
+        !sidecar.log().contains("sk-pod-secret"),
+        "no key in the log"
+    );
+    assert!(
+        !sidecar.log().contains(provider.base_url().as_str()),
+        "no table contents in the log"
+    );
+    operator.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_dir_keeps_the_table_in_memory_logs_once_per_table_and_stays_ready() {
+    a_state_dir_that_cannot_be_written(FULL, "No space left on device").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_state_dir_keeps_the_table_in_memory_logs_once_per_table_and_stays_ready() {
+    a_state_dir_that_cannot_be_written(READ_ONLY, "Read-only file system").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_is_ignored_with_a_reason_and_the_operator_s_table_is_served() {
+    let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
+    let first = table(&provider, "chat");
+    let operator = FakeOperator::start(
+        &pki,
+        "token",
+        Answer::other(503, None, r#"{"error":"cannot review the token now"}"#),
+    )
+    .await;
+    let files = PodFiles::new(&pki.ca_pem, "token");
+    std::fs::create_dir_all(&files.state).expect("state dir");
+    std::fs::write(
+        files.state.join("route-table.json"),
+        "{\"schemaVersion\":1,\"checksum\":\"00\",\"table\":{\"apiKey\":\"sk-pod-secret\"",
+    )
+    .expect("corrupt");
+    let mut sidecar = Process::spawn(&operator.url(), &files, &[]);
+    // Up, but with nothing to serve until the operator answers.
+    assert!(sidecar.until_readyz(503, SOON).await, "{}", sidecar.log());
+    let ignored = sidecar.logged("persisted route table ignored");
+    assert_eq!(ignored.len(), 1, "{}", sidecar.log());
+    assert!(
+        ignored[0].contains("not a stored route table"),
+        "{}",
+        ignored[0]
+    );
+    assert!(
+        !sidecar.log().contains("sk-pod-secret"),
+        "no file contents in the log"
+    );
+
+    operator.set(Answer::table(&first));
+    assert!(
+        sidecar.until_readyz(200, 2 * SOON).await,
+        "{}",
+        sidecar.log()
+    );
+    assert_eq!(sidecar.chat("chat").await, 200);
+    assert_eq!(stored_version(&files), Some(first.version.clone()));
+    operator.stop();
 }
