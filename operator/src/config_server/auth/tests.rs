@@ -123,3 +123,23 @@ fn rejections_map_to_statuses() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+#[test]
+fn a_fleet_above_ten_thousand_pods_keeps_its_reviews_cached() {
+    let metrics = crate::metrics::Metrics::new().expect("metrics register");
+    let auth = Authenticator::new(None, metrics.config);
+    let bound = |i: usize| BoundPod {
+        namespace: "team-a".into(),
+        name: format!("chat-{i}"),
+        uid: format!("uid-{i}"),
+    };
+    let key = |i: usize| -> [u8; 32] { Sha256::digest(i.to_le_bytes()).into() };
+    let pods = 20_000;
+    for i in 0..pods {
+        auth.remember(key(i), bound(i), MAX_CACHE_TTL);
+    }
+    let cached = (0..pods)
+        .filter(|i| auth.cached(&key(*i)).is_some())
+        .count();
+    assert_eq!(cached, pods, "every pod's review is still cached");
+}
