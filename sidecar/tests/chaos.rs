@@ -400,9 +400,12 @@ async fn a_sidecar_killed_mid_stream_ends_the_stream_and_restarts_from_its_state
         restarted.log()
     );
     assert_eq!(restarted.chat("chat").await, 200);
-    assert_eq!(
-        restarted.logged("serving the persisted route table").len(),
-        1,
+    assert!(
+        eventually(SOON, || restarted
+            .logged("serving the persisted route table")
+            .len()
+            == 1)
+        .await,
         "{}",
         restarted.log()
     );
@@ -503,6 +506,9 @@ async fn a_corrupt_state_file_is_ignored_with_a_reason_and_the_operator_s_table_
     let mut sidecar = Process::spawn(&operator.url(), &files, &[]);
     // Up, but with nothing to serve until the operator answers.
     assert!(sidecar.until_readyz(503, SOON).await, "{}", sidecar.log());
+    // NB: stderr is read on a thread; the line may trail /readyz a little.
+    let said = || !sidecar.logged("persisted route table ignored").is_empty();
+    assert!(eventually(SOON, said).await, "{}", sidecar.log());
     let ignored = sidecar.logged("persisted route table ignored");
     assert_eq!(ignored.len(), 1, "{}", sidecar.log());
     assert!(
