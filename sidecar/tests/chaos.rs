@@ -309,8 +309,8 @@ async fn a_leader_cut_off_mid_poll_leaves_the_table_serving_and_the_sidecar_move
     leader.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_token_or_an_unreviewable_one_keeps_the_table_serving() {
+/// The config server keeps answering `status` with `body`: the table stays, serving and ready.
+async fn answers_that_keep_the_table(status: u16, body: &str) {
     let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
     let first = table(&provider, "chat");
     let operator = FakeOperator::start(&pki, "token", Answer::table(&first)).await;
@@ -318,35 +318,35 @@ async fn a_refused_token_or_an_unreviewable_one_keeps_the_table_serving() {
     let sidecar = start_sidecar(&operator.url(), &files).await;
     assert!(eventually(SOON, || version(&sidecar) == Some(first.version.clone())).await);
 
-    // What the operator answers while the apiserver is down (503), and what a sidecar would see
-    // if a review ever came back negative (401): neither drops or replaces the table.
-    for (status, body) in [
-        (503, r#"{"error":"cannot review the token now"}"#),
-        (401, r#"{"error":"token not authenticated"}"#),
-    ] {
-        let before = polls(&operator);
-        operator.set(Answer::other(status, None, body));
-        // Two answers of this kind seen; with the backoff growing, the fourth failure in a row
-        // may wait up to 8 s.
-        assert!(
-            eventually(2 * SOON, || polls(&operator) >= before + 2).await,
-            "{status}: asked again"
-        );
-        assert_eq!(version(&sidecar), Some(first.version.clone()), "{status}");
-        assert_eq!(chat(&sidecar, "chat").await.0, 200, "{status}");
-        assert_eq!(readyz(&sidecar).await.0, 200, "{status}");
-        assert_eq!(stored_version(&files), Some(first.version.clone()));
-    }
+    let before = polls(&operator);
+    operator.set(Answer::other(status, None, body));
+    assert!(
+        eventually(SOON, || polls(&operator) >= before + 2).await,
+        "asked again"
+    );
+    assert_eq!(version(&sidecar), Some(first.version.clone()));
+    assert_eq!(chat(&sidecar, "chat").await.0, 200);
+    assert_eq!(readyz(&sidecar).await.0, 200);
+    assert_eq!(stored_version(&files), Some(first.version.clone()));
+
     let second = table(&provider, "chat-2");
     operator.set(Answer::table(&second));
-    assert!(
-        eventually(2 * SOON, || version(&sidecar)
-            == Some(second.version.clone()))
-        .await
-    );
+    assert!(eventually(SOON, || version(&sidecar) == Some(second.version.clone())).await);
 
     sidecar.shutdown().await;
     operator.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_that_cannot_review_the_token_leaves_the_table_serving() {
+    // What the operator answers while the apiserver is down.
+    answers_that_keep_the_table(503, r#"{"error":"cannot review the token now"}"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_leaves_the_table_serving() {
+    // Never an apiserver outage (that is 503), but neither drops nor replaces the table.
+    answers_that_keep_the_table(401, r#"{"error":"token not authenticated"}"#).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
