@@ -174,11 +174,12 @@ pub fn secret_header(value: &str) -> Result<HeaderValue, AttemptError> {
     Ok(value)
 }
 
-/// A client body with its `model` replaced, serialized without cloning the (possibly large)
-/// message list.
+/// A client body with its `model` and `stream` replaced, serialized without cloning the
+/// (possibly large) message list.
 pub struct WithModel<'a> {
     pub body: &'a Map<String, Value>,
     pub model: &'a str,
+    pub stream: bool,
 }
 
 impl serde::Serialize for WithModel<'_> {
@@ -186,9 +187,14 @@ impl serde::Serialize for WithModel<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("model", self.model)?;
         for (key, value) in self.body {
-            if key != "model" {
+            if key != "model" && key != "stream" {
                 map.serialize_entry(key, value)?;
             }
+        }
+        if self.stream {
+            map.serialize_entry("stream", &true)?;
+        } else if self.body.contains_key("stream") {
+            map.serialize_entry("stream", &false)?;
         }
         map.end()
     }

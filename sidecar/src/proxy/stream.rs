@@ -22,9 +22,10 @@ use tokio::time::{Instant, timeout_at};
 
 use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientError};
-use crate::convert::Usage;
+use crate::convert::assemble::Assembler;
 use crate::convert::sse::{SseEvent, SseParser};
 use crate::convert::to_client::ClientEncoder;
+use crate::convert::{ClientApi, Usage};
 use crate::failure::AttemptError;
 use crate::providers::{Chunk, StreamDecoder};
 use crate::proxy::body::{self, ResponseBody};
@@ -61,6 +62,26 @@ struct EventReader {
 }
 
 impl EventReader {
+    fn new(
+        body: Incoming,
+        decoder: Box<dyn StreamDecoder>,
+        deadlines: Deadlines,
+        started: Instant,
+    ) -> Self {
+        Self {
+            body,
+            parser: SseParser::default(),
+            decoder,
+            events: Vec::new(),
+            chunks: Vec::new(),
+            queue: VecDeque::new(),
+            deadlines,
+            started,
+            last_event: None,
+            ended: false,
+        }
+    }
+
     /// The deadline for the next event, and the timeout it would be.
     fn deadline(&self) -> (Instant, AttemptError) {
         let d = &self.deadlines;
@@ -169,6 +190,81 @@ fn step(
     }
 }
 
+/// A stream read to its clean end and assembled into one whole answer.
+pub struct Assembled {
+    /// The answer in the client's format.
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+    /// When the first content came.
+    pub first_token: Instant,
+}
+
+/// Reads a whole stream for a client that asked for no stream, through the same decoder and
+/// client encoder a streaming client's answer takes, and assembles the events into one answer of
+/// at most `limit` bytes. Nothing reaches the client before the clean end, so any failure on the
+/// way (an error event, a break, a cut event, a timeout) is an ordinary attempt failure.
+pub async fn assemble(
+    api: ClientApi,
+    decoder: Box<dyn StreamDecoder>,
+    body: Incoming,
+    deadlines: Deadlines,
+    limit: usize,
+) -> Result<Assembled, AttemptError> {
+    let started = Instant::now();
+    let mut reader = EventReader::new(body, decoder, deadlines, started);
+    // A whole answer always carries its usage, whether or not the client asked for it.
+    let mut encoder = ClientEncoder::new(api, true);
+    let mut assembler = Assembler::new(api);
+    let mut usage = None;
+    let mut first_token = None;
+    loop {
+        let Some(chunk) = reader.next().await? else {
+            return Err(AttemptError::new(
+                FailureClass::ServerError,
+                "provider closed the stream before it finished",
+            ));
+        };
+        match step(chunk, &mut encoder, &mut usage)? {
+            Step::Done => {
+                assembler.push(&encoder.done()).map_err(malformed)?;
+                break;
+            }
+            Step::Frame(frame, commits) => {
+                if commits && first_token.is_none() {
+                    first_token = Some(Instant::now());
+                }
+                assembler.push(&frame).map_err(malformed)?;
+                if assembler.size() > limit {
+                    return Err(too_large(limit));
+                }
+            }
+        }
+    }
+    let body = assembler.finish().map_err(malformed)?;
+    if body.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(Assembled {
+        body,
+        usage,
+        first_token: first_token.unwrap_or_else(Instant::now),
+    })
+}
+
+fn malformed(e: String) -> AttemptError {
+    AttemptError::new(
+        FailureClass::ServerError,
+        format!("malformed provider stream: {e}"),
+    )
+}
+
+fn too_large(limit: usize) -> AttemptError {
+    AttemptError::new(
+        FailureClass::ServerError,
+        format!("answer larger than {limit} bytes"),
+    )
+}
+
 /// Reads up to the commit point, then hands the rest to a forwarding task. An error before the
 /// commit is returned so that the request can fail over.
 pub async fn start(
@@ -181,18 +277,7 @@ pub async fn start(
     probe: ProbeGuard,
 ) -> Result<Response<ResponseBody>, AttemptError> {
     let started = Instant::now();
-    let mut reader = EventReader {
-        body,
-        parser: SseParser::default(),
-        decoder,
-        events: Vec::new(),
-        chunks: Vec::new(),
-        queue: VecDeque::new(),
-        deadlines,
-        started,
-        last_event: None,
-        ended: false,
-    };
+    let mut reader = EventReader::new(body, decoder, deadlines, started);
     let mut encoder = ClientEncoder::new(ctx.client_api, ctx.wants_usage);
     let mut held: Vec<u8> = Vec::new();
     let mut usage = None;
