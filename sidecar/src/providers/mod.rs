@@ -102,7 +102,8 @@ pub trait Provider: Sync {
     /// The upstream request for `call`.
     fn build_request(&self, call: &Call<'_>) -> Result<http::Request<Full<Bytes>>, AttemptError>;
     /// A successful non-streamed answer, in the client's format; malformed bodies are
-    /// `ServerError`s.
+    /// `ServerError`s. Not on the request path, which always streams upstream: it is the
+    /// reference reading of a provider's whole answer that tests hold assembled answers to.
     fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError>;
     /// A decoder for one streamed answer to a client of `client`'s format.
     fn stream_decoder(&self, client: ClientApi) -> Box<dyn StreamDecoder>;

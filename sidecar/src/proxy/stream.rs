@@ -8,6 +8,9 @@
 //! after the commit ends the stream with one error event in the client's format and closes it.
 //! The circuit breaker hears a stream's verdict when it ends: a clean end is a success, a failure
 //! after the commit a failure, so a provider that breaks every stream mid-way is avoided.
+//!
+//! A client that asked for no stream gets [`assemble`]: the same reader, decoder and client
+//! encoder, read to the clean end with nothing sent before it, then one whole answer.
 
 use std::collections::VecDeque;
 use std::time::Duration;
