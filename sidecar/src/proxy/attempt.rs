@@ -207,6 +207,7 @@ async fn attempt(
         return Err(provider.classify_error(parts.status, &parts.headers, &bytes));
     }
     let deadlines = stream::Deadlines {
+        sent: started,
         first_token: first_token_deadline,
         total: total_deadline,
         idle: Duration::from_millis(timeouts.idle),
@@ -219,11 +220,11 @@ async fn attempt(
 
     let whole =
         stream::assemble(ctx.client_api, decoder, body, deadlines, MAX_ANSWER_BYTES).await?;
-    // Recorded once, at the clean end. The latency is the first content's, from the request
-    // sent: a whole generation's length says nothing about how fast a target answers.
+    // Recorded once, at the clean end. The latency is the first content's, as for streams: a
+    // whole generation's length says nothing about how fast a target answers.
     target
         .health
-        .record_success(whole.first_token - started, Instant::now());
+        .record_success(whole.first_token, Instant::now());
     drop(probe);
     let spend = ctx.charge(target, whole.usage);
     ctx.record_attempt(target, "Success");

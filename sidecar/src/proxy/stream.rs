@@ -45,6 +45,8 @@ const FORWARD_QUEUE_FRAMES: usize = 32;
 /// The time limits of one streamed attempt.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadlines {
+    /// When the request was sent: timeouts and latency count from here.
+    pub sent: Instant,
     pub first_token: Instant,
     pub total: Instant,
     pub idle: Duration,
@@ -59,18 +61,12 @@ struct EventReader {
     chunks: Vec<Chunk>,
     queue: VecDeque<Chunk>,
     deadlines: Deadlines,
-    started: Instant,
     last_event: Option<Instant>,
     ended: bool,
 }
 
 impl EventReader {
-    fn new(
-        body: Incoming,
-        decoder: Box<dyn StreamDecoder>,
-        deadlines: Deadlines,
-        started: Instant,
-    ) -> Self {
+    fn new(body: Incoming, decoder: Box<dyn StreamDecoder>, deadlines: Deadlines) -> Self {
         Self {
             body,
             parser: SseParser::default(),
@@ -79,7 +75,6 @@ impl EventReader {
             chunks: Vec::new(),
             queue: VecDeque::new(),
             deadlines,
-            started,
             last_event: None,
             ended: false,
         }
@@ -91,7 +86,7 @@ impl EventReader {
         let (at, error) = match self.last_event {
             None => (
                 d.first_token,
-                AttemptError::timeout("no first token", d.first_token - self.started),
+                AttemptError::timeout("no first token", d.first_token - d.sent),
             ),
             Some(last) => (
                 last + d.idle,
@@ -101,7 +96,7 @@ impl EventReader {
         if d.total < at {
             (
                 d.total,
-                AttemptError::timeout("stream not finished", d.total - self.started),
+                AttemptError::timeout("stream not finished", d.total - d.sent),
             )
         } else {
             (at, error)
@@ -198,8 +193,8 @@ pub struct Assembled {
     /// The answer in the client's format.
     pub body: Bytes,
     pub usage: Option<Usage>,
-    /// When the first content came.
-    pub first_token: Instant,
+    /// How long after the request was sent the first content came, as a stream's latency.
+    pub first_token: Duration,
 }
 
 /// Reads a whole stream for a client that asked for no stream, through the same decoder and
@@ -213,8 +208,7 @@ pub async fn assemble(
     deadlines: Deadlines,
     limit: usize,
 ) -> Result<Assembled, AttemptError> {
-    let started = Instant::now();
-    let mut reader = EventReader::new(body, decoder, deadlines, started);
+    let mut reader = EventReader::new(body, decoder, deadlines);
     // A whole answer always carries its usage, whether or not the client asked for it.
     let mut encoder = ClientEncoder::new(api, true);
     let mut assembler = Assembler::new(api);
@@ -234,7 +228,7 @@ pub async fn assemble(
             }
             Step::Frame(frame, commits) => {
                 if commits && first_token.is_none() {
-                    first_token = Some(Instant::now());
+                    first_token = Some(deadlines.sent.elapsed());
                 }
                 assembler.push(&frame).map_err(malformed)?;
                 if assembler.size() > limit {
@@ -250,7 +244,7 @@ pub async fn assemble(
     Ok(Assembled {
         body,
         usage,
-        first_token: first_token.unwrap_or_else(Instant::now),
+        first_token: first_token.unwrap_or_else(|| deadlines.sent.elapsed()),
     })
 }
 
@@ -279,8 +273,7 @@ pub async fn start(
     permit: LimitPermit,
     probe: ProbeGuard,
 ) -> Result<Response<ResponseBody>, AttemptError> {
-    let started = Instant::now();
-    let mut reader = EventReader::new(body, decoder, deadlines, started);
+    let mut reader = EventReader::new(body, decoder, deadlines);
     let mut encoder = ClientEncoder::new(ctx.client_api, ctx.wants_usage);
     let mut held: Vec<u8> = Vec::new();
     let mut usage = None;
@@ -309,7 +302,7 @@ pub async fn start(
     // Committed: from here on the client has an answer and failover is no longer possible. The
     // breaker hears the verdict (and a half-open probe ends) only when the stream does.
     let now = Instant::now();
-    target.health.record_latency(now - started, now);
+    target.health.record_latency(now - deadlines.sent, now);
     ctx.record_first_token(target);
     let (tx, body) = body::channel(FORWARD_QUEUE_FRAMES);
     let mut response = respond::stream_response(body);
