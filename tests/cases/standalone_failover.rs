@@ -706,8 +706,10 @@ async fn a_non_streamed_request_whose_upstream_stream_breaks_fails_over_and_gets
     for (fault, class) in [
         (Fault::AbortMidStream { after_chunks: 2 }, "ConnectError"),
         (Fault::TruncateStream { after_chunks: 2 }, "ServerError"),
+        (Fault::ErrorMidStream { after_chunks: 2 }, "ServerError"),
+        (Fault::StallMidStream { after_chunks: 2 }, "Timeout"),
     ] {
-        let (h, a, b) = pair("", "").await;
+        let (h, a, b) = pair("timeouts: {idle: 300ms}", "").await;
         a.push_faults([fault]);
 
         let reply = h.chat("chat", "hi").await;
