@@ -131,15 +131,23 @@ async fn a_hung_provider_times_out_at_the_total_timeout_and_fails_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_requests_skip_a_provider_that_answers_nothing_for_its_first_token_timeout() {
-    let (h, a, b) = pair("timeouts: {firstToken: 300ms, total: 20s}", "").await;
+    // Each attempt waits at most `firstToken` for its head, so the target has left requests
+    // unanswered that long only while a later attempt still waits: the first gives up at 1 s and
+    // fails over, the second (sent at 0.6 s) still waits, and the next request skips the target.
+    let (h, a, b) = pair("timeouts: {firstToken: 1s, total: 20s}", "").await;
     a.set_default_fault(Some(Fault::Hang));
     let h = std::sync::Arc::new(h);
-    let stuck = tokio::spawn({
+    let send = |text: &'static str| {
         let h = h.clone();
-        async move { h.chat("chat", "stuck").await }
-    });
+        tokio::spawn(async move { h.chat("chat", text).await })
+    };
+    let first = send("stuck");
     assert!(eventually(Duration::from_secs(2), || async { a.request_count() == 1 }).await);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let second = send("stuck too");
+    assert!(eventually(Duration::from_secs(2), || async { a.request_count() == 2 }).await);
+    let first = first.await.expect("first request");
+    assert_eq!(first.header("x-switchyard-provider"), "pool/b");
 
     let started = Instant::now();
     let reply = tokio::time::timeout(Duration::from_secs(5), h.chat("chat", "next"))
@@ -153,11 +161,11 @@ async fn new_requests_skip_a_provider_that_answers_nothing_for_its_first_token_t
         "1",
         "a was not tried"
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
-    assert_eq!(a.request_count(), 1, "a got another request while silent");
-    assert_eq!(b.request_count(), 1);
-    stuck.abort();
-    let _ = stuck.await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(a.request_count(), 2, "a got another request while silent");
+    let second = second.await.expect("second request");
+    assert_eq!(second.header("x-switchyard-provider"), "pool/b");
+    assert_eq!(b.request_count(), 3);
     Harness::stop_shared(h).await;
 }
 
@@ -670,20 +678,95 @@ async fn all_rate_limited_without_hints_still_sends_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_token_timeout_does_not_bound_non_streamed_requests() {
-    let (h, a, b) = pair("timeouts: {firstToken: 100ms, total: 3s}", "").await;
+async fn a_non_streamed_request_to_a_provider_that_never_answers_fails_over_after_the_first_token_timeout()
+ {
+    // Every request streams upstream (docs/reference/sidecar.md#streaming), so `firstToken`, not
+    // `total` (600 s by default), bounds a provider that accepts and answers nothing.
+    let (h, a, _b) = pair("timeouts: {firstToken: 300ms}", "").await;
+    a.push_faults([Fault::Hang]);
+
+    let started = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(5), h.chat("chat", "hi"))
+        .await
+        .expect("the hang is cut off by the first-token timeout");
+    let took = started.elapsed();
+
+    assert_failed_over(&h, &reply, "Timeout").await;
+    assert!(
+        took >= Duration::from_millis(290),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "gave up late: {took:?}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_streamed_request_whose_upstream_stream_breaks_fails_over_and_gets_one_whole_answer()
+{
+    for (fault, class) in [
+        (Fault::AbortMidStream { after_chunks: 2 }, "ConnectError"),
+        (Fault::TruncateStream { after_chunks: 2 }, "ServerError"),
+        (Fault::ErrorMidStream { after_chunks: 2 }, "ServerError"),
+        (Fault::StallMidStream { after_chunks: 2 }, "Timeout"),
+    ] {
+        let (h, a, b) = pair("timeouts: {idle: 300ms}", "").await;
+        a.push_faults([fault]);
+
+        let reply = h.chat("chat", "hi").await;
+
+        assert_failed_over(&h, &reply, class).await;
+        let answer = reply.json();
+        assert_eq!(answer["object"], "chat.completion");
+        assert_eq!(answer["choices"].as_array().map(Vec::len), Some(1));
+        let message = &answer["choices"][0]["message"];
+        assert_eq!(message["role"], "assistant");
+        assert_eq!(
+            message["content"],
+            switchyard_tests::Behavior::default().reply.as_str(),
+            "b's whole reply, none of a's"
+        );
+        assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+        assert!(answer["usage"]["completion_tokens"].as_u64() > Some(0));
+        assert_eq!((a.request_count(), b.request_count()), (1, 1));
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_non_streamed_generation_within_idle_neither_fails_nor_silences_its_target() {
+    // The head comes at once and tokens keep coming within `idle`: the generation may take far
+    // longer than `firstToken` without the target looking silent to the requests that follow.
+    let (h, a, b) = pair("timeouts: {firstToken: 300ms, idle: 1s, total: 10s}", "").await;
+    let reply_text = "one two three four five six seven eight nine ten eleven twelve";
     a.set_behavior(switchyard_tests::Behavior {
-        latency: Duration::from_millis(400),
+        chunk_delay: Duration::from_millis(100),
+        reply: reply_text.to_string(),
         ..switchyard_tests::Behavior::default()
     });
+    let h = std::sync::Arc::new(h);
+    let started = Instant::now();
+    let long = tokio::spawn({
+        let h = h.clone();
+        async move { h.chat("chat", "take your time").await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let reply = h.chat("chat", "take your time").await;
+    let next = h.chat("chat", "meanwhile").await;
+    let long = long.await.expect("the long request");
 
-    assert_eq!(reply.status, 200);
-    assert_eq!(reply.header("x-switchyard-provider"), "pool/a");
-    assert_eq!(reply.header("x-switchyard-attempts"), "1");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "a long generation"
+    );
+    for reply in [&long, &next] {
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-switchyard-provider"), "pool/a");
+        assert_eq!(reply.header("x-switchyard-attempts"), "1");
+        assert_eq!(reply.json()["choices"][0]["message"]["content"], reply_text);
+    }
     assert_eq!(b.request_count(), 0);
-    h.stop().await;
+    assert_eq!(a.request_count(), 2);
+    Harness::stop_shared(h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,7 +119,9 @@ async fn provider_gets_the_target_model_and_the_body_as_sent() {
         seen.body["vendor_extension"], body["vendor_extension"],
         "unknown fields pass through"
     );
-    assert!(!seen.is_stream());
+    // Every request streams upstream (docs/reference/sidecar.md#streaming), counting its usage.
+    assert!(seen.is_stream());
+    assert_eq!(seen.body["stream_options"]["include_usage"], true);
     h.stop().await;
 }
 

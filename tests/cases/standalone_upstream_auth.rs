@@ -120,8 +120,10 @@ async fn gemini_upstreams_get_the_pool_key_as_x_goog_api_key() {
     send(&h).await;
 
     let seen = p.last_request().expect("called");
-    assert_eq!(seen.path, "/v1beta/models/m:generateContent");
+    // Every request streams upstream (docs/reference/sidecar.md#streaming).
+    assert_eq!(seen.path, "/v1beta/models/m:streamGenerateContent");
     let query = seen.query.clone().unwrap_or_default();
+    assert_eq!(query, "alt=sse");
     assert!(
         !query.contains("sk-p-secret"),
         "the key is not in the URL: {query}"

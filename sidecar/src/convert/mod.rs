@@ -10,6 +10,7 @@
 //! extracts.
 
 pub mod anthropic_openai;
+pub mod assemble;
 pub mod openai_anthropic;
 pub mod openai_gemini;
 pub mod sse;

@@ -36,6 +36,7 @@ impl Provider for Anthropic {
             Some(original) => serde_json::to_vec(&WithModel {
                 body: original,
                 model: call.model,
+                stream: call.stream,
             }),
             None => serde_json::to_vec(&openai_anthropic::request(
                 call.request,

@@ -102,7 +102,8 @@ pub trait Provider: Sync {
     /// The upstream request for `call`.
     fn build_request(&self, call: &Call<'_>) -> Result<http::Request<Full<Bytes>>, AttemptError>;
     /// A successful non-streamed answer, in the client's format; malformed bodies are
-    /// `ServerError`s.
+    /// `ServerError`s. Not on the request path, which always streams upstream: it is the
+    /// reference reading of a provider's whole answer that tests hold assembled answers to.
     fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError>;
     /// A decoder for one streamed answer to a client of `client`'s format.
     fn stream_decoder(&self, client: ClientApi) -> Box<dyn StreamDecoder>;
@@ -174,11 +175,12 @@ pub fn secret_header(value: &str) -> Result<HeaderValue, AttemptError> {
     Ok(value)
 }
 
-/// A client body with its `model` replaced, serialized without cloning the (possibly large)
-/// message list.
+/// A client body with its `model` and `stream` replaced, serialized without cloning the
+/// (possibly large) message list.
 pub struct WithModel<'a> {
     pub body: &'a Map<String, Value>,
     pub model: &'a str,
+    pub stream: bool,
 }
 
 impl serde::Serialize for WithModel<'_> {
@@ -186,9 +188,14 @@ impl serde::Serialize for WithModel<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("model", self.model)?;
         for (key, value) in self.body {
-            if key != "model" {
+            if key != "model" && key != "stream" {
                 map.serialize_entry(key, value)?;
             }
+        }
+        if self.stream {
+            map.serialize_entry("stream", &true)?;
+        } else if self.body.contains_key("stream") {
+            map.serialize_entry("stream", &false)?;
         }
         map.end()
     }

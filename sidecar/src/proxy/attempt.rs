@@ -28,7 +28,7 @@ use crate::upstream::TargetRt;
 use crate::upstream::health::{Admission, ProbeGuard};
 use crate::upstream::limits::LimitPermit;
 
-/// Largest non-streamed answer accepted from a provider.
+/// Largest whole answer assembled for a client that asked for no stream.
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// Largest error body read from a provider; the rest is not needed to classify it.
 const MAX_ERROR_BYTES: usize = 1024 * 1024;
@@ -158,13 +158,18 @@ async fn attempt(
     probe: ProbeGuard,
 ) -> Result<Answer, AttemptError> {
     let provider = providers::for_api(target.upstream.def.api)?;
+    // Every request streams upstream, whatever the client asked for: the response head comes at
+    // once, so `firstToken` and `idle` bound every request (a provider that accepts and never
+    // answers is left after `firstToken`, not `total`), silence is measured on heads that do not
+    // wait for a whole generation, and a break before the end fails over. A client that asked
+    // for no stream gets the events assembled into one answer (docs/reference/sidecar.md#streaming).
     let call = Call {
         upstream: &target.upstream,
         model: &target.target.model,
         request: &request.hub,
         original: request.original.as_ref(),
         client: ctx.client_api,
-        stream: ctx.stream,
+        stream: true,
         client_headers: headers,
     };
     let upstream_request = provider.build_request(&call)?;
@@ -174,28 +179,22 @@ async fn attempt(
     let total_deadline = started + Duration::from_millis(timeouts.total);
     let first_token_deadline =
         (started + Duration::from_millis(timeouts.first_token)).min(total_deadline);
-    let head_deadline = if ctx.stream {
-        first_token_deadline
-    } else {
-        total_deadline
-    };
 
     let waiting = target
         .health
         .waiting(Duration::from_millis(timeouts.first_token), started);
     let answer = match timeout_at(
-        head_deadline,
+        first_token_deadline,
         target.upstream.client.request(upstream_request),
     )
     .await
     {
-        Err(_) if ctx.stream => {
+        Err(_) => {
             return Err(AttemptError::timeout(
                 "no first token",
                 first_token_deadline - started,
             ));
         }
-        Err(_) => return Err(AttemptError::timeout("no answer", total_deadline - started)),
         Ok(Err(e)) => return Err(connect_error(&e)),
         Ok(Ok(answer)) => answer,
     };
@@ -207,27 +206,31 @@ async fn attempt(
             .unwrap_or_default();
         return Err(provider.classify_error(parts.status, &parts.headers, &bytes));
     }
+    let deadlines = stream::Deadlines {
+        sent: started,
+        first_token: first_token_deadline,
+        total: total_deadline,
+        idle: Duration::from_millis(timeouts.idle),
+    };
+    let decoder = provider.stream_decoder(ctx.client_api);
     if ctx.stream {
-        let deadlines = stream::Deadlines {
-            first_token: first_token_deadline,
-            total: total_deadline,
-            idle: Duration::from_millis(timeouts.idle),
-        };
-        let decoder = provider.stream_decoder(ctx.client_api);
         let response = stream::start(ctx, target, decoder, body, deadlines, permit, probe).await?;
         return Ok(Answer::Stream(response));
     }
 
-    let bytes = read_limited(body, MAX_ANSWER_BYTES, total_deadline).await?;
-    let completion = provider.parse_response(bytes, ctx.client_api)?;
-    let now = Instant::now();
-    target.health.record_success(now - started, now);
+    let whole =
+        stream::assemble(ctx.client_api, decoder, body, deadlines, MAX_ANSWER_BYTES).await?;
+    // Recorded once, at the clean end. The latency is the first content's, as for streams: a
+    // whole generation's length says nothing about how fast a target answers.
+    target
+        .health
+        .record_success(whole.first_token, Instant::now());
     drop(probe);
-    let spend = ctx.charge(target, completion.usage);
+    let spend = ctx.charge(target, whole.usage);
     ctx.record_attempt(target, "Success");
     drop(permit);
     Ok(Answer::Whole {
-        body: completion.body,
+        body: whole.body,
         spend,
     })
 }

@@ -8,6 +8,9 @@
 //! after the commit ends the stream with one error event in the client's format and closes it.
 //! The circuit breaker hears a stream's verdict when it ends: a clean end is a success, a failure
 //! after the commit a failure, so a provider that breaks every stream mid-way is avoided.
+//!
+//! A client that asked for no stream gets [`assemble`]: the same reader, decoder and client
+//! encoder, read to the clean end with nothing sent before it, then one whole answer.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -22,9 +25,10 @@ use tokio::time::{Instant, timeout_at};
 
 use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientError};
-use crate::convert::Usage;
+use crate::convert::assemble::Assembler;
 use crate::convert::sse::{SseEvent, SseParser};
 use crate::convert::to_client::ClientEncoder;
+use crate::convert::{ClientApi, Usage};
 use crate::failure::AttemptError;
 use crate::providers::{Chunk, StreamDecoder};
 use crate::proxy::body::{self, ResponseBody};
@@ -41,6 +45,8 @@ const FORWARD_QUEUE_FRAMES: usize = 32;
 /// The time limits of one streamed attempt.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadlines {
+    /// When the request was sent: timeouts and latency count from here.
+    pub sent: Instant,
     pub first_token: Instant,
     pub total: Instant,
     pub idle: Duration,
@@ -55,19 +61,32 @@ struct EventReader {
     chunks: Vec<Chunk>,
     queue: VecDeque<Chunk>,
     deadlines: Deadlines,
-    started: Instant,
     last_event: Option<Instant>,
     ended: bool,
 }
 
 impl EventReader {
+    fn new(body: Incoming, decoder: Box<dyn StreamDecoder>, deadlines: Deadlines) -> Self {
+        Self {
+            body,
+            parser: SseParser::default(),
+            decoder,
+            events: Vec::new(),
+            chunks: Vec::new(),
+            queue: VecDeque::new(),
+            deadlines,
+            last_event: None,
+            ended: false,
+        }
+    }
+
     /// The deadline for the next event, and the timeout it would be.
     fn deadline(&self) -> (Instant, AttemptError) {
         let d = &self.deadlines;
         let (at, error) = match self.last_event {
             None => (
                 d.first_token,
-                AttemptError::timeout("no first token", d.first_token - self.started),
+                AttemptError::timeout("no first token", d.first_token - d.sent),
             ),
             Some(last) => (
                 last + d.idle,
@@ -77,7 +96,7 @@ impl EventReader {
         if d.total < at {
             (
                 d.total,
-                AttemptError::timeout("stream not finished", d.total - self.started),
+                AttemptError::timeout("stream not finished", d.total - d.sent),
             )
         } else {
             (at, error)
@@ -169,6 +188,80 @@ fn step(
     }
 }
 
+/// A stream read to its clean end and assembled into one whole answer.
+pub struct Assembled {
+    /// The answer in the client's format.
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+    /// How long after the request was sent the first content came, as a stream's latency.
+    pub first_token: Duration,
+}
+
+/// Reads a whole stream for a client that asked for no stream, through the same decoder and
+/// client encoder a streaming client's answer takes, and assembles the events into one answer of
+/// at most `limit` bytes. Nothing reaches the client before the clean end, so any failure on the
+/// way (an error event, a break, a cut event, a timeout) is an ordinary attempt failure.
+pub async fn assemble(
+    api: ClientApi,
+    decoder: Box<dyn StreamDecoder>,
+    body: Incoming,
+    deadlines: Deadlines,
+    limit: usize,
+) -> Result<Assembled, AttemptError> {
+    let mut reader = EventReader::new(body, decoder, deadlines);
+    // A whole answer always carries its usage, whether or not the client asked for it.
+    let mut encoder = ClientEncoder::new(api, true);
+    let mut assembler = Assembler::new(api);
+    let mut usage = None;
+    let mut first_token = None;
+    loop {
+        let Some(chunk) = reader.next().await? else {
+            return Err(AttemptError::new(
+                FailureClass::ServerError,
+                "provider closed the stream before it finished",
+            ));
+        };
+        match step(chunk, &mut encoder, &mut usage)? {
+            Step::Done => {
+                assembler.push(&encoder.done()).map_err(malformed)?;
+                break;
+            }
+            Step::Frame(frame, commits) => {
+                if commits && first_token.is_none() {
+                    first_token = Some(deadlines.sent.elapsed());
+                }
+                assembler.push(&frame).map_err(malformed)?;
+                if assembler.size() > limit {
+                    return Err(too_large(limit));
+                }
+            }
+        }
+    }
+    let body = assembler.finish().map_err(malformed)?;
+    if body.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(Assembled {
+        body,
+        usage,
+        first_token: first_token.unwrap_or_else(|| deadlines.sent.elapsed()),
+    })
+}
+
+fn malformed(e: String) -> AttemptError {
+    AttemptError::new(
+        FailureClass::ServerError,
+        format!("malformed provider stream: {e}"),
+    )
+}
+
+fn too_large(limit: usize) -> AttemptError {
+    AttemptError::new(
+        FailureClass::ServerError,
+        format!("answer larger than {limit} bytes"),
+    )
+}
+
 /// Reads up to the commit point, then hands the rest to a forwarding task. An error before the
 /// commit is returned so that the request can fail over.
 pub async fn start(
@@ -180,19 +273,7 @@ pub async fn start(
     permit: LimitPermit,
     probe: ProbeGuard,
 ) -> Result<Response<ResponseBody>, AttemptError> {
-    let started = Instant::now();
-    let mut reader = EventReader {
-        body,
-        parser: SseParser::default(),
-        decoder,
-        events: Vec::new(),
-        chunks: Vec::new(),
-        queue: VecDeque::new(),
-        deadlines,
-        started,
-        last_event: None,
-        ended: false,
-    };
+    let mut reader = EventReader::new(body, decoder, deadlines);
     let mut encoder = ClientEncoder::new(ctx.client_api, ctx.wants_usage);
     let mut held: Vec<u8> = Vec::new();
     let mut usage = None;
@@ -221,7 +302,7 @@ pub async fn start(
     // Committed: from here on the client has an answer and failover is no longer possible. The
     // breaker hears the verdict (and a half-open probe ends) only when the stream does.
     let now = Instant::now();
-    target.health.record_latency(now - started, now);
+    target.health.record_latency(now - deadlines.sent, now);
     ctx.record_first_token(target);
     let (tx, body) = body::channel(FORWARD_QUEUE_FRAMES);
     let mut response = respond::stream_response(body);

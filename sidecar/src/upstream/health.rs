@@ -2,10 +2,11 @@
 //!
 //! Silence catches a provider that accepts connections and then answers nothing: while at least
 //! one attempt waits for a response head and the target has answered none for its `firstToken`
-//! timeout, new requests skip it (as if blocked) and go to the next target. Waiting attempts keep
-//! waiting (a provider that is merely slow on one long answer is not cut off), and their eventual
-//! timeouts count towards the breaker as usual. One answer of any kind ends the silence. When
-//! every target is blocked or silent, the soonest to recover is still tried.
+//! timeout, new requests skip it (as if blocked) and go to the next target. Every request streams
+//! upstream, so a head comes as soon as the provider starts generating, and each attempt waits for
+//! it at most its own `firstToken`: a long generation does not look like silence, and the attempts
+//! that wait in vain time out and count towards the breaker as usual. One answer of any kind ends
+//! the silence. When every target is blocked or silent, the soonest to recover is still tried.
 //!
 //! One [`TargetHealth`] exists per (pool, provider, model) and outlives table reloads, so that a
 //! reload does not forget that a provider is down. All state sits behind one short-held mutex:

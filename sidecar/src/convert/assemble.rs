@@ -1,0 +1,433 @@
+//! A whole answer in the client's format, assembled from the client-format stream events of the
+//! same answer (docs/reference/sidecar.md#streaming).
+//!
+//! Every chat request streams upstream, so that `firstToken` and `idle` bound it and silence is
+//! measured on a head that comes at once; a client that asked for no stream gets what this module
+//! builds from the events a streaming client would have received. It reads the client's format,
+//! not the provider's, so one assembler per client API covers every provider, passthrough
+//! included. The answer carries what the provider's own non-streamed answer carries, as far as
+//! the stream carries it (key order aside).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::sse::{SseEvent, SseParser};
+use super::{ClientApi, json_arguments};
+
+/// Collects a client-format stream into one whole answer.
+pub struct Assembler {
+    parser: SseParser,
+    events: Vec<SseEvent>,
+    answer: Answer,
+    /// Bytes of text gathered so far: what the answer's size grows with.
+    size: usize,
+}
+
+/// The answer being assembled, per client API.
+enum Answer {
+    OpenAI(OpenAiAnswer),
+    Anthropic(AnthropicAnswer),
+}
+
+impl Assembler {
+    pub fn new(api: ClientApi) -> Self {
+        let answer = match api {
+            ClientApi::OpenAI => Answer::OpenAI(OpenAiAnswer::default()),
+            ClientApi::Anthropic => Answer::Anthropic(AnthropicAnswer::default()),
+        };
+        Self {
+            parser: SseParser::default(),
+            events: Vec::new(),
+            answer,
+            size: 0,
+        }
+    }
+
+    /// Takes client-format stream bytes (whole events or parts of them).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.parser
+            .push(bytes, &mut self.events)
+            .map_err(|e| e.to_string())?;
+        for event in self.events.drain(..) {
+            if event.data.as_ref() == b"[DONE]" {
+                continue;
+            }
+            let data: Value = serde_json::from_slice(&event.data)
+                .map_err(|e| format!("stream event is not JSON: {e}"))?;
+            let Value::Object(data) = data else {
+                return Err("stream event is not a JSON object".into());
+            };
+            self.size += match &mut self.answer {
+                Answer::OpenAI(answer) => answer.chunk(data)?,
+                Answer::Anthropic(answer) => answer.event(data)?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Bytes of text gathered so far, to bound the answer while it grows.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The whole answer, once the stream has ended cleanly.
+    pub fn finish(self) -> Result<Bytes, String> {
+        let answer = match self.answer {
+            Answer::OpenAI(answer) => answer.finish()?,
+            Answer::Anthropic(answer) => answer.finish()?,
+        };
+        Ok(Bytes::from(answer.to_string()))
+    }
+}
+
+/// Merges a stream delta into what came before, as OpenAI's own SDKs accumulate chunks: strings
+/// are appended, objects merged, lists of objects merged by their `index` (appended when they
+/// have none), other lists appended. `index`, `type` and `id` are identifiers, never appended.
+/// Returns the bytes of text added.
+fn accumulate(acc: &mut Map<String, Value>, delta: Map<String, Value>) -> usize {
+    let mut added = 0;
+    for (key, value) in delta {
+        let Some(slot) = acc.get_mut(&key).filter(|v| !v.is_null()) else {
+            added += text_len(&value);
+            acc.insert(key, value);
+            continue;
+        };
+        if matches!(key.as_str(), "index" | "type" | "id") {
+            if !value.is_null() {
+                *slot = value;
+            }
+            continue;
+        }
+        added += merge(slot, value);
+    }
+    added
+}
+
+fn merge(slot: &mut Value, value: Value) -> usize {
+    match (slot, value) {
+        (_, Value::Null) => 0,
+        (Value::String(s), Value::String(more)) => {
+            s.push_str(&more);
+            more.len()
+        }
+        (Value::Object(map), Value::Object(more)) => accumulate(map, more),
+        (Value::Array(list), Value::Array(more)) => {
+            let mut added = 0;
+            for item in more {
+                let index = item.get("index").filter(|i| !i.is_null()).cloned();
+                let existing = index.as_ref().and_then(|index| {
+                    list.iter_mut()
+                        .find(|entry| entry.get("index") == Some(index))
+                });
+                match (existing, item) {
+                    (Some(Value::Object(entry)), Value::Object(item)) => {
+                        added += accumulate(entry, item)
+                    }
+                    (_, item) => {
+                        added += text_len(&item);
+                        list.push(item);
+                    }
+                }
+            }
+            added
+        }
+        (slot, value) => {
+            *slot = value;
+            0
+        }
+    }
+}
+
+/// Bytes of text in a value (its strings, nested ones included).
+fn text_len(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(text_len).sum(),
+        Value::Object(map) => map.values().map(text_len).sum(),
+        _ => 0,
+    }
+}
+
+/// `chat.completion.chunk`s into one `chat.completion`.
+#[derive(Default)]
+struct OpenAiAnswer {
+    /// Top-level fields other than the choices and usage: `id`, `created`, `model`,
+    /// `system_fingerprint`, `service_tier` and whatever else the provider adds.
+    top: Map<String, Value>,
+    choices: BTreeMap<u64, OpenAiChoice>,
+    usage: Option<Value>,
+    chunks: usize,
+}
+
+#[derive(Default)]
+struct OpenAiChoice {
+    message: Map<String, Value>,
+    logprobs: Option<Map<String, Value>>,
+    finish_reason: Option<Value>,
+    /// Per-choice fields beyond these (Azure's `content_filter_results`, say).
+    other: Map<String, Value>,
+}
+
+impl OpenAiAnswer {
+    fn chunk(&mut self, chunk: Map<String, Value>) -> Result<usize, String> {
+        if chunk.contains_key("error") {
+            return Err("the stream reported an error".into());
+        }
+        self.chunks += 1;
+        let mut added = 0;
+        for (key, value) in chunk {
+            match key.as_str() {
+                "choices" => {
+                    for choice in value.as_array().into_iter().flatten() {
+                        added += self.choice(choice);
+                    }
+                }
+                "usage" if !value.is_null() => self.usage = Some(value),
+                // The stream's own markers, which a whole answer does not carry.
+                "object" | "usage" | "obfuscation" => {}
+                // Sent on every chunk; the last one stands, as in the whole answer.
+                "system_fingerprint" | "service_tier" if !value.is_null() => {
+                    self.top.insert(key, value);
+                }
+                _ => {
+                    if self.top.get(&key).is_none_or(Value::is_null) {
+                        self.top.insert(key, value);
+                    }
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    fn choice(&mut self, choice: &Value) -> usize {
+        let Value::Object(choice) = choice else {
+            return 0;
+        };
+        let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let state = self.choices.entry(index).or_default();
+        let mut added = 0;
+        for (key, value) in choice {
+            match (key.as_str(), value) {
+                ("index", _) | (_, Value::Null) => {}
+                ("delta", Value::Object(delta)) => {
+                    added += accumulate(&mut state.message, delta.clone())
+                }
+                ("logprobs", Value::Object(logprobs)) => {
+                    added += accumulate(
+                        state.logprobs.get_or_insert_with(Map::new),
+                        logprobs.clone(),
+                    )
+                }
+                ("finish_reason", reason) => state.finish_reason = Some(reason.clone()),
+                (_, value) => {
+                    let mut delta = Map::new();
+                    delta.insert(key.clone(), value.clone());
+                    added += accumulate(&mut state.other, delta);
+                }
+            }
+        }
+        added
+    }
+
+    fn finish(self) -> Result<Value, String> {
+        if self.chunks == 0 {
+            return Err("the stream carried no answer".into());
+        }
+        let mut answer = self.top;
+        answer.insert("object".into(), json!("chat.completion"));
+        let choices: Vec<Value> = self
+            .choices
+            .into_iter()
+            .map(|(index, choice)| choice.finish(index))
+            .collect();
+        answer.insert("choices".into(), Value::Array(choices));
+        if let Some(usage) = self.usage {
+            answer.insert("usage".into(), usage);
+        }
+        Ok(Value::Object(answer))
+    }
+}
+
+impl OpenAiChoice {
+    fn finish(self, index: u64) -> Value {
+        let mut message = self.message;
+        if message.get("role").is_none_or(Value::is_null) {
+            message.insert("role".into(), json!("assistant"));
+        }
+        message.entry("content").or_insert(Value::Null);
+        if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+            calls.sort_by_key(|call| call.get("index").and_then(Value::as_u64).unwrap_or(0));
+            for call in calls.iter_mut().filter_map(Value::as_object_mut) {
+                // The position in the list says it in a whole answer.
+                call.remove("index");
+            }
+        }
+        let mut choice = self.other;
+        choice.insert("index".into(), json!(index));
+        choice.insert("message".into(), Value::Object(message));
+        choice.insert(
+            "logprobs".into(),
+            self.logprobs.map_or(Value::Null, Value::Object),
+        );
+        choice.insert(
+            "finish_reason".into(),
+            self.finish_reason.unwrap_or(Value::Null),
+        );
+        Value::Object(choice)
+    }
+}
+
+/// Anthropic stream events into one `message`.
+#[derive(Default)]
+struct AnthropicAnswer {
+    message: Option<Map<String, Value>>,
+    blocks: BTreeMap<u64, AnthropicBlock>,
+}
+
+struct AnthropicBlock {
+    block: Map<String, Value>,
+    /// `input_json_delta` parts, parsed into `input` at the end.
+    json: String,
+}
+
+impl AnthropicAnswer {
+    fn event(&mut self, event: Map<String, Value>) -> Result<usize, String> {
+        let kind = event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let index = || event.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match kind {
+            "message_start" => {
+                let Some(Value::Object(message)) = event.get("message") else {
+                    return Err("message_start without a message".into());
+                };
+                self.message = Some(message.clone());
+                Ok(0)
+            }
+            "content_block_start" => {
+                let Some(Value::Object(block)) = event.get("content_block") else {
+                    return Err("content_block_start without a block".into());
+                };
+                let added = text_len(&Value::Object(block.clone()));
+                let block = AnthropicBlock {
+                    block: block.clone(),
+                    json: String::new(),
+                };
+                self.blocks.insert(index(), block);
+                Ok(added)
+            }
+            "content_block_delta" => {
+                let block = self
+                    .blocks
+                    .get_mut(&index())
+                    .ok_or("content_block_delta before its content_block_start")?;
+                let Some(Value::Object(delta)) = event.get("delta") else {
+                    return Ok(0);
+                };
+                Ok(block.delta(delta))
+            }
+            "message_delta" => {
+                let message = self
+                    .message
+                    .as_mut()
+                    .ok_or("message_delta before message_start")?;
+                if let Some(Value::Object(delta)) = event.get("delta") {
+                    for (key, value) in delta {
+                        message.insert(key.clone(), value.clone());
+                    }
+                }
+                if let Some(Value::Object(usage)) = event.get("usage") {
+                    let total = message.entry("usage").or_insert_with(|| json!({}));
+                    if let Value::Object(total) = total {
+                        for (key, value) in usage {
+                            total.insert(key.clone(), value.clone());
+                        }
+                    }
+                }
+                Ok(0)
+            }
+            "error" => Err("the stream reported an error".into()),
+            // `content_block_stop`, `message_stop`, `ping` and events yet to be invented.
+            _ => Ok(0),
+        }
+    }
+
+    fn finish(self) -> Result<Value, String> {
+        let mut message = self.message.ok_or("the stream carried no message")?;
+        let content: Vec<Value> = self
+            .blocks
+            .into_values()
+            .map(AnthropicBlock::finish)
+            .collect();
+        message.insert("content".into(), Value::Array(content));
+        Ok(Value::Object(message))
+    }
+}
+
+impl AnthropicBlock {
+    /// Applies one `content_block_delta`; returns the bytes of text added.
+    fn delta(&mut self, delta: &Map<String, Value>) -> usize {
+        let text = |key: &str| delta.get(key).and_then(Value::as_str).unwrap_or_default();
+        let append = |block: &mut Map<String, Value>, key: &str, more: &str| {
+            match block.get_mut(key) {
+                Some(Value::String(s)) => s.push_str(more),
+                _ => {
+                    block.insert(key.to_string(), json!(more));
+                }
+            }
+            more.len()
+        };
+        match delta
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        {
+            "text_delta" => append(&mut self.block, "text", text("text")),
+            "thinking_delta" => append(&mut self.block, "thinking", text("thinking")),
+            "signature_delta" => append(&mut self.block, "signature", text("signature")),
+            "input_json_delta" => {
+                let part = text("partial_json");
+                self.json.push_str(part);
+                part.len()
+            }
+            "citations_delta" => {
+                let Some(citation) = delta.get("citation") else {
+                    return 0;
+                };
+                let added = text_len(citation);
+                match self.block.get_mut("citations") {
+                    Some(Value::Array(list)) => list.push(citation.clone()),
+                    _ => {
+                        self.block.insert("citations".into(), json!([citation]));
+                    }
+                }
+                added
+            }
+            // A delta kind yet to be invented: its text fields append to the block's.
+            _ => delta
+                .iter()
+                .filter(|(key, _)| key.as_str() != "type")
+                .filter_map(|(key, value)| Some((key, value.as_str()?)))
+                .map(|(key, more)| append(&mut self.block, key, more))
+                .sum(),
+        }
+    }
+
+    fn finish(self) -> Value {
+        let mut block = self.block;
+        if !self.json.is_empty() {
+            // The same reading as a converted whole answer: arguments that are not a JSON object
+            // are kept rather than lost.
+            block.insert("input".into(), json_arguments(&self.json));
+        } else if block.get("input").is_some_and(Value::is_null) {
+            block.insert("input".into(), json!({}));
+        }
+        Value::Object(block)
+    }
+}
+
+#[cfg(test)]
+mod tests;
