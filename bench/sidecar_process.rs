@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::fs::File;
+use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,13 +65,31 @@ impl SidecarProcess {
 
     /// Asks the process to stop (SIGTERM), waits for it and returns what it wrote to stderr.
     pub fn terminate(mut self) -> String {
+        self.sigterm();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Like [`Self::terminate`], but counts the lines of stderr that contain `needle` without
+    /// holding the log in memory (an hour's request log is gigabytes).
+    pub fn terminate_counting_lines(mut self, needle: &str) -> u64 {
+        self.sigterm();
+        let Ok(file) = File::open(&self.log) else {
+            return 0;
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|line| line.contains(needle))
+            .count() as u64
+    }
+
+    fn sigterm(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &self.pid.to_string()])
                 .status();
             let _ = child.wait();
         }
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Kills the process and returns what it wrote to stderr.

@@ -111,6 +111,9 @@ async fn run(settings: &Settings) -> Report {
         MockProvider::start("a").await.expect("simulator starts"),
         MockProvider::start("b").await.expect("simulator starts"),
     ];
+    for provider in &providers {
+        provider.stop_recording();
+    }
     let yaml = pool(
         &[
             ("a", &providers[0].base_url(), "m"),
@@ -166,11 +169,7 @@ async fn run(settings: &Settings) -> Report {
     samples.push(sample(&pid, elapsed.as_secs_f64()));
     flapping.abort();
     sleep(Duration::from_millis(500)).await;
-    let log = sidecar.terminate();
-    let logged = log
-        .lines()
-        .filter(|l| l.contains("\"message\":\"request\""))
-        .count() as u64;
+    let logged = sidecar.terminate_counting_lines("\"message\":\"request\"");
     Report {
         sent: counts.sent.load(Ordering::Relaxed),
         ok: counts.ok.load(Ordering::Relaxed),

@@ -160,6 +160,8 @@ struct State<F> {
     faults: VecDeque<F>,
     default_fault: Option<F>,
     requests: Vec<Recorded>,
+    /// Whether generation requests are kept in `requests`.
+    recording: bool,
 }
 
 // === impl Mock ===
@@ -174,6 +176,7 @@ impl<A: Api> Mock<A> {
             faults: VecDeque::new(),
             default_fault: None,
             requests: Vec::new(),
+            recording: true,
         };
         let name = name.to_owned();
         tracing::debug!(provider = %name, api = A::LABEL, %addr, "simulated provider listening");
@@ -221,6 +224,14 @@ impl<A: Api> Mock<A> {
     /// provider down for a whole demo; `None` restores normal answers.
     pub fn set_default_fault(&self, fault: Option<A::Fault>) {
         self.shared.lock().default_fault = fault;
+    }
+
+    /// Stops keeping generation requests (and forgets those kept): a soak sends millions, and
+    /// keeping each would grow without bound. Faults are still consumed per request.
+    pub fn stop_recording(&self) {
+        let mut state = self.shared.lock();
+        state.recording = false;
+        state.requests = Vec::new();
     }
 
     /// Every generation request received so far, in arrival order.
@@ -324,7 +335,9 @@ impl<A: Api> Shared<A> {
     /// order agree when requests race.
     fn record(&self, request: Recorded) -> (Option<A::Fault>, Behavior) {
         let mut state = self.lock();
-        state.requests.push(request);
+        if state.recording {
+            state.requests.push(request);
+        }
         let queued = state.faults.pop_front();
         let fault = queued.or_else(|| state.default_fault.clone());
         (fault, state.behavior.clone())
