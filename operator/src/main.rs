@@ -136,7 +136,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // keeps any code path that asks for the default from panicking.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let client = kube_client().await;
+    let (client, review_client) = kube_clients().await.unzip();
     // In a cluster the chart passes the pod's name; its absence means "out of cluster".
     let pod_name = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty());
     let metrics = Metrics::new()?;
@@ -166,7 +166,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let tables = Tables::default();
     let server = ConfigServer::with_leadership(
         tables.clone(),
-        client.clone(),
+        review_client,
         metrics.config.clone(),
         leadership.clone(),
     );
@@ -229,10 +229,23 @@ async fn listen(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
     Ok((config_listener, webhook_listener))
 }
 
-/// The cluster's client, or `None` out of a cluster.
-async fn kube_client() -> Option<kube::Client> {
-    match kube::Client::try_default().await {
-        Ok(client) => Some(client),
+/// The cluster's clients, or `None` out of a cluster: one for the controller, leader election
+/// and publishing, and one for the config server's TokenReviews without kube's retries of
+/// 429/503/504. A review holds up a sidecar's poll; during an apiserver outage retrying it only
+/// adds load to the apiserver and seconds to an answer the sidecar backs off from anyway (it
+/// keeps serving its table).
+async fn kube_clients() -> Option<(kube::Client, kube::Client)> {
+    let clients = async {
+        let config = kube::Config::infer().await?;
+        let mut reviews = config.clone();
+        reviews.default_retry = false;
+        anyhow::Ok((
+            kube::Client::try_from(config)?,
+            kube::Client::try_from(reviews)?,
+        ))
+    };
+    match clients.await {
+        Ok(clients) => Some(clients),
         Err(error) => {
             tracing::warn!(%error, "no Kubernetes configuration: config requests will be answered 503");
             None
