@@ -75,9 +75,24 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
     let bytes = prompt.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        let c = if bytes[i].is_ascii() {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() {
+            // The common case, kept tight: a run of ASCII letters and digits.
+            if !in_word {
+                (in_word, key, bigram) = (true, FNV_OFFSET, start(previous));
+            }
+            let lower = u64::from(b.to_ascii_lowercase());
+            key = (key ^ lower).wrapping_mul(FNV_PRIME);
+            bigram = (bigram ^ lower).wrapping_mul(FNV_PRIME);
+            visible += 1;
+            digits += u32::from(b.is_ascii_digit());
+            backticks = 0;
             i += 1;
-            char::from(bytes[i - 1])
+            continue;
+        }
+        let c = if b.is_ascii() {
+            i += 1;
+            char::from(b)
         } else {
             let c = prompt[i..].chars().next().expect("i is at a char boundary");
             i += c.len_utf8();
@@ -85,18 +100,9 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
         };
         backticks = if c == '`' { backticks + 1 } else { 0 };
         fence |= backticks >= 3;
-        let alphanumeric = if c.is_ascii() {
-            c.is_ascii_alphanumeric()
-        } else {
-            c.is_alphanumeric()
-        };
-        if alphanumeric {
+        if !c.is_ascii() && c.is_alphanumeric() {
             visible += 1;
-            digits += u32::from(if c.is_ascii() {
-                c.is_ascii_digit()
-            } else {
-                c.is_numeric()
-            });
+            digits += u32::from(c.is_numeric());
             if !in_word {
                 (in_word, key, bigram) = (true, FNV_OFFSET, start(previous));
             }
