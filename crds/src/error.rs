@@ -24,6 +24,14 @@ pub enum Error {
         object: crate::compile::ObjectKey,
     },
 
+    /// A complexity model file that cannot be used, and why.
+    #[error("complexity model: {0}")]
+    Model(String),
+
+    /// A labelled CSV (`prompt,strong_correct,weak_correct`) that cannot be read.
+    #[error("{path}: {message}")]
+    Dataset { path: PathBuf, message: String },
+
     /// Every problem `compile` found, each prefixed with the file it came from.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use switchyard_sidecar::app::Sidecar;
 use switchyard_sidecar::app::args::Args;
-use switchyard_sidecar::telemetry;
+use switchyard_sidecar::app::args::Command;
+use switchyard_sidecar::app::complexity;
 #[cfg(feature = "demo")]
-use switchyard_sidecar::{app::args::Command, demo};
+use switchyard_sidecar::demo;
+use switchyard_sidecar::telemetry;
 
 /// jemalloc with background threads: it hands memory that a burst of streams freed back to the
 /// system within seconds (glibc's allocator kept all of it: bench/streams.rs), which matters for a
@@ -35,6 +37,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    if let Some(Command::Complexity(command)) = &args.command {
+        return match complexity::run(command, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("switchyard-sidecar complexity: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let log_filter = std::env::var("RUST_LOG").ok();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
 #[cfg(feature = "demo")]
-use clap::{Args as ClapArgs, Subcommand};
+use clap::Args as ClapArgs;
+use clap::{Parser, Subcommand};
 
 use crate::app::{Config, PodConfig, Source};
 use crate::table::standalone::Selection;
@@ -17,10 +17,10 @@ use crate::table::standalone::Selection;
 ///
 /// The `demo` subcommand exists only in builds with the `demo` cargo feature (the default); release
 /// images are built without it, carry no simulator, and refuse `demo` as an unexpected argument.
+/// `complexity` (fit and judge the complexity scorer) is in every build.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-sidecar", version, about)]
 pub struct Args {
-    #[cfg(feature = "demo")]
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -91,11 +91,67 @@ pub struct Args {
     pub pod_labels: Vec<String>,
 }
 
-#[cfg(feature = "demo")]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar on examples/demo with simulated providers and show what it does.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
+    /// Judge, fit and calibrate the complexity scorer on labelled prompts
+    /// (CSV: prompt,strong_correct,weak_correct).
+    #[command(subcommand)]
+    Complexity(ComplexityCommand),
+}
+
+/// `switchyard-sidecar complexity …` (docs/reference/complexity.md).
+#[derive(Clone, Debug, Subcommand)]
+pub enum ComplexityCommand {
+    /// Print APGR, CPT(50%) and CPT(80%) of a scorer on a labelled CSV.
+    Eval {
+        /// Labelled CSV files; each is judged on its own.
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Only the held-out split of each file (the rule in docs/reference/complexity.md).
+        #[arg(long)]
+        held_out: bool,
+        #[arg(long, value_enum, default_value = "heuristic")]
+        scorer: ScorerKind,
+        /// The model file, for `--scorer model`.
+        #[arg(long, required_if_eq("scorer", "model"))]
+        model: Option<PathBuf>,
+    },
+    /// Fit the `Model` scorer on labelled CSVs and write its model file.
+    Train {
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Train on the train split only (leaving the held-out split for `eval --held-out`).
+        #[arg(long)]
+        train_split: bool,
+        #[arg(long)]
+        out: PathBuf,
+        /// Seeds the shuffle: the same data and seed give the same file.
+        #[arg(long, default_value_t = 12)]
+        seed: u64,
+    },
+    /// Print the `minComplexity` threshold that sends a share of the sample to the strong side.
+    Calibrate {
+        /// The model file; without it the Heuristic is calibrated.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Share of prompts to send to the strong targets, 0–1.
+        #[arg(long)]
+        strong_share: f64,
+    },
+}
+
+/// Which scorer `complexity eval` judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScorerKind {
+    Heuristic,
+    Model,
+    /// The prompt's length in characters: the baseline to beat.
+    Length,
 }
 
 #[cfg(feature = "demo")]

@@ -4,6 +4,7 @@
 //! a [`Config`].
 
 pub mod args;
+pub mod complexity;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,19 +1,7 @@
-//! The prompt complexity score that `minComplexity` rules compare against.
-//!
-//! The score is a cheap, documented heuristic in 0–100, computed from the prompt text alone (no
-//! model: a few scans of the text and one lower-cased copy). It adds up signals that correlate
-//! with prompts that need a stronger model:
-//!
-//! | signal | points |
-//! | --- | --- |
-//! | length: `12 × log2(words / 16)` for prompts over 16 words | up to 40 |
-//! | fenced code (```` ``` ````) or several lines that look like code | 15 |
-//! | reasoning words: prove, derive, analyze/analyse, explain why, step by step, trade-off/tradeoff, optimiz(e, ation), design, refactor, debug | 5 each, up to 25 |
-//! | math: ` = `, `^`, `∑`, `∫`, "equation", "integral", "theorem", "lemma" | 10 |
-//! | several questions (two or more `?`) | 10 |
-//!
-//! The sum is capped at 100. It is the same in every sidecar and the operator, which is why it
-//! lives in this crate.
+//! `Heuristic`: the documented hand-written score (docs/reference/complexity.md), a few scans of
+//! the text and one lower-cased copy.
+
+use super::{MAX_SCORE, Scorer};
 
 const REASONING: [&str; 12] = [
     "prove",
@@ -31,9 +19,15 @@ const REASONING: [&str; 12] = [
 ];
 const MATH: [&str; 6] = ["∑", "∫", "equation", "integral", "theorem", "lemma"];
 
-/// The highest score: scores read as a percentage of "as complex as it gets", which is what a
-/// rule's `minComplexity` is written against.
-pub const MAX_SCORE: u8 = 100;
+/// The hand-written score: length, code, reasoning words, math and questions, summed and capped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Heuristic;
+
+impl Scorer for Heuristic {
+    fn score(&self, prompt: &str) -> u8 {
+        score(prompt)
+    }
+}
 
 /// Scores the prompt text from 0 (trivial) to [`MAX_SCORE`] (complex).
 pub fn score(prompt: &str) -> u8 {
@@ -95,6 +89,22 @@ mod tests {
         let s = score(&prompt);
         assert!(s >= 60, "score {s}");
         assert!(s <= 100);
+    }
+
+    #[test]
+    fn golden_scores() {
+        let golden = [
+            ("hi there, how are you?", 0),
+            ("What is the capital of France?", 0),
+            ("Prove that there are infinitely many primes.", 5),
+            (
+                "Explain why the sky is blue. Then analyze the trade-off of x^2 + y^2 = 1? Why?",
+                36,
+            ),
+            ("```rust\nfn main() {}\n```", 15),
+        ];
+        let actual: Vec<(&str, u8)> = golden.iter().map(|(p, _)| (*p, score(p))).collect();
+        assert_eq!(actual, golden);
     }
 
     #[test]

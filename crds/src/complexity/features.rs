@@ -1,0 +1,197 @@
+//! The `Model` scorer's features, computed in one pass over the text with no allocation.
+//!
+//! Tokens are maximal runs of alphanumeric characters, lower-cased, plus every other
+//! non-whitespace character as a token of its own (so `=`, `^`, `$` and `?` count). A token's key
+//! is FNV-1a (64 bit) over its lower-cased UTF-8 bytes; a bigram's key is FNV-1a over both tokens
+//! joined by one space (`"step by"`), computed alongside the second token's own key. A key lands in
+//! bucket `key & (buckets - 1)` (buckets are a power of two).
+
+/// FNV-1a's 64-bit offset basis.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a (64 bit) of `bytes`, continuing from `state` (start from [`FNV_OFFSET`]).
+pub fn fnv1a(mut state: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        state = (state ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    }
+    state
+}
+
+/// Feeds one character, lower-cased, into a key.
+fn feed(state: u64, c: char) -> u64 {
+    if c.is_ascii() {
+        return (state ^ u64::from(c.to_ascii_lowercase() as u8)).wrapping_mul(FNV_PRIME);
+    }
+    let mut utf8 = [0u8; 4];
+    c.to_lowercase().fold(state, |s, lower| {
+        fnv1a(s, lower.encode_utf8(&mut utf8).as_bytes())
+    })
+}
+
+/// The numeric features, in the order a v1 model file lists them.
+pub const NUMERIC_FEATURES: [&str; 7] = [
+    "log_words",
+    "digit_share",
+    "symbol_share",
+    "log_lines",
+    "log_questions",
+    "code_fence",
+    "log_math_ops",
+];
+
+const MATH_OPS: [char; 11] = ['=', '^', '+', '*', '/', '<', '>', '∑', '∫', '√', '≤'];
+
+/// What one pass over a prompt yields: the n-gram keys went to the visitor, these are the rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counts {
+    /// Unigrams plus bigrams visited.
+    pub ngrams: u32,
+    /// Raw numeric features, in [`NUMERIC_FEATURES`] order.
+    pub numeric: [f64; NUMERIC_FEATURES.len()],
+}
+
+/// Walks the prompt once, calling `visit` with the key of every unigram and (if `bigrams`) every
+/// bigram, and returns the counts and numeric features.
+pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
+    let (mut ngrams, mut words) = (0u32, 0u32);
+    let (mut digits, mut symbols, mut visible) = (0u32, 0u32, 0u32);
+    let (mut lines, mut questions, mut math) = (0u32, 0u32, 0u32);
+    let (mut backticks, mut fence) = (0u32, false);
+    // The token being read: its key and the key of the bigram it ends, fed the same bytes (plain
+    // locals rather than an Option: this loop is the scorer's whole cost).
+    let (mut in_word, mut key, mut bigram) = (false, FNV_OFFSET, FNV_OFFSET);
+    let mut previous: Option<u64> = None;
+    let mut emit = |key: u64, bigram: u64, previous: &mut Option<u64>| {
+        visit(key);
+        ngrams += 1;
+        if bigrams && previous.is_some() {
+            visit(bigram);
+            ngrams += 1;
+        }
+        *previous = Some(key);
+    };
+    let start = |previous: Option<u64>| previous.map_or(FNV_OFFSET, |p| fnv1a(p, b" "));
+    let bytes = prompt.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() {
+            // The common case, kept tight: a run of ASCII letters and digits.
+            if !in_word {
+                (in_word, key, bigram) = (true, FNV_OFFSET, start(previous));
+            }
+            let lower = u64::from(b.to_ascii_lowercase());
+            key = (key ^ lower).wrapping_mul(FNV_PRIME);
+            bigram = (bigram ^ lower).wrapping_mul(FNV_PRIME);
+            visible += 1;
+            digits += u32::from(b.is_ascii_digit());
+            backticks = 0;
+            i += 1;
+            continue;
+        }
+        let c = if b.is_ascii() {
+            i += 1;
+            char::from(b)
+        } else {
+            let c = prompt[i..].chars().next().expect("i is at a char boundary");
+            i += c.len_utf8();
+            c
+        };
+        backticks = if c == '`' { backticks + 1 } else { 0 };
+        fence |= backticks >= 3;
+        if !c.is_ascii() && c.is_alphanumeric() {
+            visible += 1;
+            digits += u32::from(c.is_numeric());
+            if !in_word {
+                (in_word, key, bigram) = (true, FNV_OFFSET, start(previous));
+            }
+            key = feed(key, c);
+            bigram = feed(bigram, c);
+            continue;
+        }
+        if in_word {
+            in_word = false;
+            words += 1;
+            emit(key, bigram, &mut previous);
+        }
+        if c.is_whitespace() {
+            lines += u32::from(c == '\n');
+            continue;
+        }
+        visible += 1;
+        symbols += 1;
+        questions += u32::from(c == '?');
+        math += u32::from(MATH_OPS.contains(&c));
+        emit(feed(FNV_OFFSET, c), feed(start(previous), c), &mut previous);
+    }
+    if in_word {
+        words += 1;
+        emit(key, bigram, &mut previous);
+    }
+    let share = |n: u32| f64::from(n) / f64::from(visible.max(1));
+    let log = |n: u32| f64::from(n).ln_1p();
+    Counts {
+        ngrams,
+        numeric: [
+            log(words),
+            share(digits),
+            share(symbols),
+            log(lines),
+            log(questions),
+            if fence { 1.0 } else { 0.0 },
+            log(math),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(prompt: &str) -> (Vec<u64>, Counts) {
+        let mut keys = Vec::new();
+        let counts = scan(prompt, true, |k| keys.push(k));
+        (keys, counts)
+    }
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn tokens_are_lower_cased_words_and_single_symbols() {
+        let (k, counts) = keys("Foo  bar=");
+        let key = |text: &str| fnv1a(FNV_OFFSET, text.as_bytes());
+        assert_eq!(
+            k,
+            vec![
+                key("foo"),
+                key("bar"),
+                key("foo bar"),
+                key("="),
+                key("bar =")
+            ]
+        );
+        assert_eq!(counts.ngrams, 5);
+        assert_eq!(keys("FOO bar").0, keys("foo BAR").0);
+        assert_eq!(keys("ÄRGER").0, keys("ärger").0);
+    }
+
+    #[test]
+    fn numeric_features_count_what_they_say() {
+        let (_, c) = keys("x = 2^3?\n```\ncode\n```");
+        let [words, digits, symbols, lines, questions, fence, math] = c.numeric;
+        assert_eq!(words, 4f64.ln_1p());
+        assert_eq!(digits, 2.0 / 16.0);
+        assert_eq!(symbols, 9.0 / 16.0);
+        assert_eq!(lines, 3f64.ln_1p());
+        assert_eq!(questions, 1f64.ln_1p());
+        assert_eq!(fence, 1.0);
+        assert_eq!(math, 2f64.ln_1p());
+        assert_eq!(keys("").1, Counts::default());
+    }
+}

