@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use switchyard_crds::v1alpha1::Api;
 
+use super::assemble::Assembler;
 use super::{ClientApi, anthropic_openai};
 use crate::convert::sse::SseParser;
 use crate::providers::{self, Chunk};
@@ -185,6 +186,38 @@ fn invalid_utf8_and_garbage_json_are_errors_not_panics() {
                 summary.iter().filter(|s| s.starts_with("error")).count() >= 1,
                 "{api:?} {client:?}: {summary:?}"
             );
+        }
+    }
+}
+
+/// The assembler reads client-format events (what a streaming client would get) into a whole
+/// answer: split anywhere it builds the same answer, and mutated it answers or refuses, never
+/// panics.
+#[test]
+fn assembled_answers_ignore_splits_and_survive_mutations() {
+    for (name, client) in [
+        ("anthropic_tool_use.sse", ClientApi::Anthropic),
+        ("openai_tool_calls.sse", ClientApi::OpenAI),
+    ] {
+        let bytes = fixture(name);
+        let assemble = |bytes: &[u8], rng: &mut StdRng| {
+            let mut assembler = Assembler::new(client);
+            let mut at = 0;
+            while at < bytes.len() {
+                let take = rng.random_range(1..=(bytes.len() - at).min(64));
+                assembler.push(&bytes[at..at + take])?;
+                at += take;
+            }
+            assembler.finish()
+        };
+        let whole = assemble(&bytes, &mut StdRng::seed_from_u64(0)).expect("the fixture assembles");
+        for seed in seeds().skip(1) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let split = assemble(&bytes, &mut rng).expect("the fixture assembles");
+            assert_eq!(split, whole, "{name} seed {seed}");
+            let broken = mutate(&bytes, &mut rng);
+            // Either outcome is fine; a panic is not.
+            let _ = assemble(&broken, &mut rng);
         }
     }
 }
