@@ -16,6 +16,10 @@ use serde_json::{Map, Value, json};
 use super::sse::{SseEvent, SseParser};
 use super::{ClientApi, json_arguments};
 
+/// Largest client-format event the assembler reads: four times the provider event limit, so
+/// that a conversion that escapes an event's text still fits.
+const MAX_CLIENT_EVENT_BYTES: usize = 4 * super::sse::MAX_EVENT_BYTES;
+
 /// Collects a client-format stream into one whole answer.
 pub struct Assembler {
     parser: SseParser,
@@ -38,7 +42,9 @@ impl Assembler {
             ClientApi::Anthropic => Answer::Anthropic(AnthropicAnswer::default()),
         };
         Self {
-            parser: SseParser::default(),
+            // Events in the client's format can outgrow the provider's (Gemini's arguments
+            // re-encoded as an escaped string): their own bound is the answer's.
+            parser: SseParser::new(MAX_CLIENT_EVENT_BYTES),
             events: Vec::new(),
             answer,
             size: 0,
@@ -84,8 +90,9 @@ impl Assembler {
 
 /// Merges a stream delta into what came before, as OpenAI's own SDKs accumulate chunks: strings
 /// are appended, objects merged, lists of objects merged by their `index` (appended when they
-/// have none), other lists appended. `index`, `type` and `id` are identifiers, never appended.
-/// Returns the bytes of text added.
+/// have none), other lists appended. `index`, `type`, `id` and `role` are replaced, never
+/// appended, and never by a blank value: some OpenAI-compatible servers repeat the role in every
+/// delta or send `"id": ""` on a tool call's later deltas. Returns the bytes of text added.
 fn accumulate(acc: &mut Map<String, Value>, delta: Map<String, Value>) -> usize {
     let mut added = 0;
     for (key, value) in delta {
@@ -94,8 +101,8 @@ fn accumulate(acc: &mut Map<String, Value>, delta: Map<String, Value>) -> usize 
             acc.insert(key, value);
             continue;
         };
-        if matches!(key.as_str(), "index" | "type" | "id") {
-            if !value.is_null() {
+        if matches!(key.as_str(), "index" | "type" | "id" | "role") {
+            if !is_blank(&value) {
                 *slot = value;
             }
             continue;
@@ -137,6 +144,17 @@ fn merge(slot: &mut Value, value: Value) -> usize {
             *slot = value;
             0
         }
+    }
+}
+
+/// Null, `""` or `0`: what a chunk carries for a field it does not really set (Azure's first chunk,
+/// with only `prompt_filter_results`, has `"id": ""`, `"model": ""` and `"created": 0`).
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_u64() == Some(0),
+        _ => false,
     }
 }
 
@@ -191,8 +209,9 @@ impl OpenAiAnswer {
                 "system_fingerprint" | "service_tier" if !value.is_null() => {
                     self.top.insert(key, value);
                 }
+                // The first value that is not blank stands.
                 _ => {
-                    if self.top.get(&key).is_none_or(Value::is_null) {
+                    if self.top.get(&key).is_none_or(is_blank) {
                         self.top.insert(key, value);
                     }
                 }
@@ -221,10 +240,10 @@ impl OpenAiAnswer {
                     )
                 }
                 ("finish_reason", reason) => state.finish_reason = Some(reason.clone()),
+                // Whole objects repeated on each chunk (Azure's `content_filter_results`):
+                // the latest stands, nothing is appended.
                 (_, value) => {
-                    let mut delta = Map::new();
-                    delta.insert(key.clone(), value.clone());
-                    added += accumulate(&mut state.other, delta);
+                    state.other.insert(key.clone(), value.clone());
                 }
             }
         }
@@ -257,6 +276,12 @@ impl OpenAiChoice {
             message.insert("role".into(), json!("assistant"));
         }
         message.entry("content").or_insert(Value::Null);
+        if message.get("content").and_then(Value::as_str) == Some("")
+            && message.contains_key("tool_calls")
+        {
+            // A whole answer that only calls tools has `"content": null`.
+            message.insert("content".into(), Value::Null);
+        }
         if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
             calls.sort_by_key(|call| call.get("index").and_then(Value::as_u64).unwrap_or(0));
             for call in calls.iter_mut().filter_map(Value::as_object_mut) {
@@ -342,7 +367,8 @@ impl AnthropicAnswer {
                 if let Some(Value::Object(usage)) = event.get("usage") {
                     let total = message.entry("usage").or_insert_with(|| json!({}));
                     if let Value::Object(total) = total {
-                        for (key, value) in usage {
+                        // A null does not overwrite a count from `message_start`.
+                        for (key, value) in usage.iter().filter(|(_, v)| !v.is_null()) {
                             total.insert(key.clone(), value.clone());
                         }
                     }

@@ -158,8 +158,8 @@ async fn attempt(
     probe: ProbeGuard,
 ) -> Result<Answer, AttemptError> {
     let provider = providers::for_api(target.upstream.def.api)?;
-    // Every request streams upstream, whatever the client asked for: the response head comes at
-    // once, so `firstToken` and `idle` bound every request (a provider that accepts and never
+    // Every request streams upstream (but see `streams_upstream`), whatever the client asked
+    // for: the response head comes at once, so `firstToken` and `idle` bound every request (a provider that accepts and never
     // answers is left after `firstToken`, not `total`), silence is measured on heads that do not
     // wait for a whole generation, and a break before the end fails over. A client that asked
     // for no stream gets the events assembled into one answer (docs/reference/sidecar.md#streaming).
@@ -169,9 +169,10 @@ async fn attempt(
         request: &request.hub,
         original: request.original.as_ref(),
         client: ctx.client_api,
-        stream: true,
+        stream: streams_upstream(request),
         client_headers: headers,
     };
+    let call_streams = call.stream;
     let upstream_request = provider.build_request(&call)?;
 
     let timeouts = target.upstream.def.timeouts;
@@ -183,18 +184,25 @@ async fn attempt(
     let waiting = target
         .health
         .waiting(Duration::from_millis(timeouts.first_token), started);
+    // A whole answer's head comes only with the whole generation: `total` bounds it.
+    let head_deadline = if call_streams {
+        first_token_deadline
+    } else {
+        total_deadline
+    };
     let answer = match timeout_at(
-        first_token_deadline,
+        head_deadline,
         target.upstream.client.request(upstream_request),
     )
     .await
     {
-        Err(_) => {
+        Err(_) if call_streams => {
             return Err(AttemptError::timeout(
                 "no first token",
                 first_token_deadline - started,
             ));
         }
+        Err(_) => return Err(AttemptError::timeout("no answer", total_deadline - started)),
         Ok(Err(e)) => return Err(connect_error(&e)),
         Ok(Ok(answer)) => answer,
     };
@@ -218,8 +226,17 @@ async fn attempt(
         return Ok(Answer::Stream(response));
     }
 
-    let whole =
-        stream::assemble(ctx.client_api, decoder, body, deadlines, MAX_ANSWER_BYTES).await?;
+    let whole = if call_streams {
+        stream::assemble(ctx.client_api, decoder, body, deadlines, MAX_ANSWER_BYTES).await?
+    } else {
+        let bytes = read_limited(body, MAX_ANSWER_BYTES, total_deadline).await?;
+        let completion = provider.parse_response(bytes, ctx.client_api)?;
+        stream::Assembled {
+            body: completion.body,
+            usage: completion.usage,
+            first_token: started.elapsed(),
+        }
+    };
     // Recorded once, at the clean end. The latency is the first content's, as for streams: a
     // whole generation's length says nothing about how fast a target answers.
     target
@@ -233,6 +250,19 @@ async fn attempt(
         body: whole.body,
         spend,
     })
+}
+
+/// Whether the provider is asked for a stream. Every chat request is (see [`attempt`]), except a
+/// non-streamed one asking for audio output: OpenAI streams audio only as pcm16, in base64 pieces
+/// that do not join into one valid base64 string, so that request keeps the provider's whole
+/// answer (bounded by `total` alone, as before).
+fn streams_upstream(request: &ParsedRequest) -> bool {
+    let audio = request
+        .hub
+        .get("modalities")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|modalities| modalities.iter().any(|m| m == "audio"));
+    request.stream || !audio
 }
 
 /// A failed exchange with no HTTP answer: a connect timeout is a `Timeout`, the rest (refused,
@@ -286,5 +316,38 @@ async fn read_limited(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn request(stream: bool, body: Value) -> ParsedRequest {
+        let Value::Object(hub) = body else {
+            unreachable!("an object")
+        };
+        ParsedRequest {
+            hub,
+            original: None,
+            model: "m".into(),
+            stream,
+            wants_usage: false,
+        }
+    }
+
+    #[test]
+    fn every_request_streams_upstream_but_a_whole_answer_with_audio() {
+        let text = json!({"model": "m", "messages": []});
+        let audio = json!({"model": "m", "messages": [], "modalities": ["text", "audio"]});
+        assert!(streams_upstream(&request(false, text.clone())));
+        assert!(streams_upstream(&request(true, text)));
+        assert!(!streams_upstream(&request(false, audio.clone())));
+        assert!(
+            streams_upstream(&request(true, audio)),
+            "the client asked for the stream"
+        );
     }
 }

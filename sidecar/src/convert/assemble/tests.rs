@@ -419,3 +419,61 @@ fn assembling_costs_one_more_parse_per_event() {
         (assembled - pipeline).as_secs_f64() * 1e6 / words as f64
     );
 }
+
+#[test]
+fn repeated_roles_blank_ids_and_azure_filter_results_are_not_appended() {
+    let stream = sse(&[
+        // Azure's first chunk: prompt filter results, blank identifiers, no choices.
+        json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+               "prompt_filter_results": [{"prompt_index": 0}]}),
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m",
+               "choices": [{"index": 0, "delta": {"role": "assistant", "content": "",
+                   "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                   "function": {"name": "f", "arguments": "{\"a\":"}}]},
+                   "content_filter_results": {"hate": {"filtered": false, "severity": "safe"}}}]}),
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m",
+               "choices": [{"index": 0, "delta": {"role": "assistant",
+                   "tool_calls": [{"index": 0, "id": "", "function": {"arguments": "1}"}}]},
+                   "content_filter_results": {"hate": {"filtered": false, "severity": "safe"}},
+                   "finish_reason": "tool_calls"}]}),
+    ]);
+    let answer = assemble_bytes(ClientApi::OpenAI, &stream).expect("assembles");
+    assert_eq!(answer["id"], "chatcmpl-1");
+    assert_eq!(answer["model"], "m");
+    assert_eq!(answer["created"], 7);
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert_eq!(
+        choice["message"]["content"],
+        Value::Null,
+        "a tool-only answer"
+    );
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["id"], "call_1");
+    assert_eq!(call["function"]["arguments"], "{\"a\":1}");
+    assert_eq!(
+        choice["content_filter_results"]["hate"]["severity"], "safe",
+        "whole objects on each chunk are replaced, not appended"
+    );
+}
+
+#[test]
+fn a_null_in_the_final_usage_keeps_the_count_from_the_start() {
+    let stream = anthropic_sse(&[
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+               "role": "assistant", "model": "m", "content": [], "stop_reason": null,
+               "usage": {"input_tokens": 10, "cache_creation_input_tokens": 4, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0,
+               "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0,
+               "delta": {"type": "text_delta", "text": "hi"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+               "usage": {"output_tokens": 2, "cache_creation_input_tokens": null}}),
+        json!({"type": "message_stop"}),
+    ]);
+    let answer = assemble_bytes(ClientApi::Anthropic, &stream).expect("assembles");
+    assert_eq!(answer["usage"]["cache_creation_input_tokens"], 4);
+    assert_eq!(answer["usage"]["output_tokens"], 2);
+    assert_eq!(answer["stop_reason"], "end_turn");
+}
