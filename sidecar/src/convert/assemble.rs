@@ -25,7 +25,7 @@ pub struct Assembler {
     parser: SseParser,
     events: Vec<SseEvent>,
     answer: Answer,
-    /// Bytes of text gathered so far: what the answer's size grows with.
+    /// Roughly the bytes gathered so far ([`json_size`]): what the answer's size grows with.
     size: usize,
 }
 
@@ -73,7 +73,7 @@ impl Assembler {
         Ok(())
     }
 
-    /// Bytes of text gathered so far, to bound the answer while it grows.
+    /// Roughly the bytes gathered so far, to bound the answer while it grows.
     pub fn size(&self) -> usize {
         self.size
     }
@@ -92,12 +92,12 @@ impl Assembler {
 /// are appended, objects merged, lists of objects merged by their `index` (appended when they
 /// have none), other lists appended. `index`, `type`, `id` and `role` are replaced, never
 /// appended, and never by a blank value: some OpenAI-compatible servers repeat the role in every
-/// delta or send `"id": ""` on a tool call's later deltas. Returns the bytes of text added.
+/// delta or send `"id": ""` on a tool call's later deltas. Returns roughly the bytes added.
 fn accumulate(acc: &mut Map<String, Value>, delta: Map<String, Value>) -> usize {
     let mut added = 0;
     for (key, value) in delta {
         let Some(slot) = acc.get_mut(&key).filter(|v| !v.is_null()) else {
-            added += text_len(&value);
+            added += json_size(&value);
             acc.insert(key, value);
             continue;
         };
@@ -133,7 +133,7 @@ fn merge(slot: &mut Value, value: Value) -> usize {
                         added += accumulate(entry, item)
                     }
                     (_, item) => {
-                        added += text_len(&item);
+                        added += json_size(&item);
                         list.push(item);
                     }
                 }
@@ -158,13 +158,14 @@ fn is_blank(value: &Value) -> bool {
     }
 }
 
-/// Bytes of text in a value (its strings, nested ones included).
-fn text_len(value: &Value) -> usize {
+/// Roughly the bytes a value adds to the answer: its strings and keys, and 8 for every other
+/// scalar, so that numbers (logprobs, token bytes) count towards the cap as well as text.
+fn json_size(value: &Value) -> usize {
     match value {
         Value::String(s) => s.len(),
-        Value::Array(items) => items.iter().map(text_len).sum(),
-        Value::Object(map) => map.values().map(text_len).sum(),
-        _ => 0,
+        Value::Array(items) => items.iter().map(json_size).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + json_size(v)).sum(),
+        _ => 8,
     }
 }
 
@@ -336,7 +337,7 @@ impl AnthropicAnswer {
                 let Some(Value::Object(block)) = event.get("content_block") else {
                     return Err("content_block_start without a block".into());
                 };
-                let added = text_len(&Value::Object(block.clone()));
+                let added = json_size(&Value::Object(block.clone()));
                 let block = AnthropicBlock {
                     block: block.clone(),
                     json: String::new(),
@@ -394,7 +395,7 @@ impl AnthropicAnswer {
 }
 
 impl AnthropicBlock {
-    /// Applies one `content_block_delta`; returns the bytes of text added.
+    /// Applies one `content_block_delta`; returns roughly the bytes added.
     fn delta(&mut self, delta: &Map<String, Value>) -> usize {
         let text = |key: &str| delta.get(key).and_then(Value::as_str).unwrap_or_default();
         let append = |block: &mut Map<String, Value>, key: &str, more: &str| {
@@ -423,7 +424,7 @@ impl AnthropicBlock {
                 let Some(citation) = delta.get("citation") else {
                     return 0;
                 };
-                let added = text_len(citation);
+                let added = json_size(citation);
                 match self.block.get_mut("citations") {
                     Some(Value::Array(list)) => list.push(citation.clone()),
                     _ => {

@@ -354,7 +354,7 @@ fn a_stream_with_no_answer_in_it_assembles_nothing() {
 }
 
 #[test]
-fn the_size_counts_the_text_gathered() {
+fn the_size_counts_what_the_answer_gathers_numbers_included() {
     let mut assembler = Assembler::new(ClientApi::OpenAI);
     let text = "x".repeat(1000);
     let chunk = json!({"id": "c", "choices": [{"index": 0, "delta": {"content": text}}]});
@@ -368,6 +368,18 @@ fn the_size_counts_the_text_gathered() {
         "{}",
         assembler.size()
     );
+
+    // Logprobs are mostly numbers: 1,000 entries of a 1-byte token count far more than 1 byte each.
+    let mut assembler = Assembler::new(ClientApi::OpenAI);
+    let entries: Vec<_> = (0..1000)
+        .map(|_| json!({"token": "x", "logprob": -0.5, "bytes": [120], "top_logprobs": []}))
+        .collect();
+    let chunk = json!({"id": "c", "choices": [{"index": 0, "delta": {},
+        "logprobs": {"content": entries}}]});
+    assembler
+        .push(format!("data: {chunk}\n\n").as_bytes())
+        .unwrap();
+    assert!(assembler.size() >= 1000 * 16, "{}", assembler.size());
 }
 
 /// Not a benchmark: a rough unit-level comparison of the step that assembling adds, run by hand
