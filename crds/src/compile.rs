@@ -1,4 +1,4 @@
-//! The pure compiler: ProviderPools, ModelRoutes and Secrets in, one [`RouteTable`] per
+//! The pure compiler: ProviderPools, ModelRoutes, Budgets and Secrets in, one [`RouteTable`] per
 //! [`Audience`] and a verdict per object out.
 //!
 //! `compile` is synchronous, deterministic and does no I/O, so the operator, the standalone
@@ -15,11 +15,13 @@ use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 
 use crate::table::{self, Pricing, RouteTable, Upstream};
-use crate::v1alpha1::{ModelRoute, ProviderPool};
+use crate::v1alpha1::{Budget, ModelRoute, ProviderPool};
 
+mod budget;
 mod pool;
 mod route;
 
+use self::budget::{compile_budget, selects_pods};
 use self::pool::compile_pool;
 use self::route::compile_route;
 
@@ -157,6 +159,9 @@ pub struct Audience {
 pub struct Inputs<'a> {
     pub pools: &'a [ProviderPool],
     pub routes: &'a [ModelRoute],
+    /// Budgets to compile into the tables of the pods they select. The operator passes none
+    /// until it hands out leases: without a lease, every sidecar would enforce the whole limit.
+    pub budgets: &'a [Budget],
     pub secrets: &'a [Secret],
     pub audiences: &'a [Audience],
     /// In a cluster, Secrets must carry [`SECRET_OPT_IN_LABEL`]; standalone files need not.
@@ -187,12 +192,22 @@ pub struct RouteOutcome {
     pub generation: Option<i64>,
 }
 
+/// The verdict on one budget.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BudgetOutcome {
+    /// Spec problems, and selector entries that name nothing: the budget is left out.
+    pub accepted: Vec<Problem>,
+    /// The budget's `metadata.generation`, for `observedGeneration`.
+    pub generation: Option<i64>,
+}
+
 /// What `compile` produces.
 #[derive(Clone, Debug, Default)]
 pub struct Compiled {
     pub tables: BTreeMap<Audience, RouteTable>,
     pub pools: BTreeMap<ObjectKey, PoolOutcome>,
     pub routes: BTreeMap<ObjectKey, RouteOutcome>,
+    pub budgets: BTreeMap<ObjectKey, BudgetOutcome>,
 }
 
 impl Compiled {
@@ -206,7 +221,8 @@ impl Compiled {
             .routes
             .values()
             .flat_map(|o| o.accepted.iter().chain(&o.resolved_refs));
-        pools.chain(routes)
+        let budgets = self.budgets.values().flat_map(|o| &o.accepted);
+        pools.chain(routes).chain(budgets)
     }
 }
 
@@ -249,6 +265,16 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         out.routes.insert(key, outcome);
     }
 
+    let mut compiled_budgets = Vec::new();
+    for budget in inputs.budgets {
+        let key = ObjectKey::of(Kind::Budget, budget);
+        let (outcome, compiled) = compile_budget(budget, &key, inputs.routes, &providers);
+        if let Some(compiled) = compiled {
+            compiled_budgets.push((budget, compiled));
+        }
+        out.budgets.insert(key, outcome);
+    }
+
     let mut won_somewhere = BTreeSet::new();
     let mut lost_to = BTreeMap::new();
     for audience in inputs.audiences {
@@ -258,10 +284,15 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
                 .values()
                 .map(|(route, _)| ObjectKey::of(Kind::ModelRoute, *route)),
         );
-        out.tables.insert(
-            audience.clone(),
-            table_of(winners, &providers, inputs.generated_by),
-        );
+        let budgets = compiled_budgets
+            .iter()
+            .filter(|(budget, compiled)| {
+                compiled.namespace == audience.namespace && selects_pods(budget, &audience.labels)
+            })
+            .map(|(_, compiled)| (compiled.id(), compiled.clone()))
+            .collect();
+        let table = table_of(winners, &providers, inputs.generated_by).with_budgets(budgets);
+        out.tables.insert(audience.clone(), table);
     }
     report_conflicts(&mut out.routes, lost_to, &won_somewhere);
     out

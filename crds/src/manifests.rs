@@ -24,7 +24,7 @@ use crate::{Error, Result};
 pub struct Manifests {
     pub pools: Vec<ProviderPool>,
     pub routes: Vec<ModelRoute>,
-    /// Loaded and validated; not enforced yet (docs/reference/crds.md, Budget).
+    /// Compiled into the table; the standalone sidecar is the whole fleet and enforces them.
     pub budgets: Vec<Budget>,
     pub secrets: Vec<Secret>,
     /// The file each object was read from, for error messages.
@@ -243,6 +243,7 @@ impl Manifests {
         let compiled = compile::compile(&Inputs {
             pools: &self.pools,
             routes: &self.routes,
+            budgets: &self.budgets,
             secrets: &self.secrets,
             audiences: &audiences,
             require_secret_opt_in: false,

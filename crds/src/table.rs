@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::secret::SecretString;
-use crate::v1alpha1::{Api, FailureClass, Strategy};
+use crate::v1alpha1::{Api, BudgetMode, FailureClass, Strategy, WhenUnreachable};
 
 /// Bumped only on an incompatible change of this format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -30,6 +30,10 @@ pub struct RouteTable {
     pub routes: BTreeMap<String, Route>,
     /// Upstreams by `pool/provider`.
     pub upstreams: BTreeMap<String, Upstream>,
+    /// Budgets that count this table's requests, by `namespace/name`. Absent when there are
+    /// none, so tables without budgets keep the versions they had before budgets existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub budgets: BTreeMap<String, Budget>,
 }
 
 /// A compiled `ModelRoute`.
@@ -216,6 +220,60 @@ impl Default for Breaker {
     }
 }
 
+/// A compiled `Budget`: which of the table's requests it counts, and its caps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    /// The budget's namespace.
+    pub namespace: String,
+    /// The budget's `metadata.name`.
+    pub name: String,
+    /// Route names (`metadata.name`) whose requests count; empty: every route of the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+    /// Upstreams (`pool/provider`) whose answers count; empty: every upstream. When set, an
+    /// exhausted budget makes these targets ineligible instead of refusing the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
+    /// The caps, in the order of `spec.limits`; never empty.
+    pub limits: Vec<BudgetLimit>,
+    /// Refuse, or only count.
+    pub mode: BudgetMode,
+    /// What a sidecar does when its lease expires unrenewed (pod mode).
+    pub when_unreachable: WhenUnreachable,
+}
+
+impl Budget {
+    /// `namespace/name`, as used in metric labels, messages and [`RouteTable::budgets`].
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether the budget counts requests of route `route` (a `metadata.name` in the budget's
+    /// namespace) at all, whatever serves them.
+    pub fn selects_route(&self, namespace: &str, route: &str) -> bool {
+        self.namespace == namespace
+            && (self.routes.is_empty() || self.routes.iter().any(|r| r == route))
+    }
+}
+
+/// One cap over one window, amounts as exact integers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetLimit {
+    /// The period as written (`Month`, `1m`); parsed by `window::Period::parse`.
+    pub period: String,
+    /// Most millionths of a US dollar per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_micros: Option<u64>,
+    /// Most requests per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    /// Most tokens (prompt plus completion) per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+}
+
 /// Response cache settings.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -241,10 +299,18 @@ impl RouteTable {
             generated_by: String::new(),
             routes,
             upstreams,
+            budgets: BTreeMap::new(),
         };
         table.version = table.content_hash();
         table.generated_by = generated_by.into();
         table
+    }
+
+    /// The table with `budgets` added, its version stamped anew.
+    pub fn with_budgets(mut self, budgets: BTreeMap<String, Budget>) -> Self {
+        self.budgets = budgets;
+        self.version = self.content_hash();
+        self
     }
 
     /// The hash of everything but `version` and `generatedBy`, so that every replica (and the

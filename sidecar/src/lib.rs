@@ -10,6 +10,7 @@
 //! - [`convert`] and [`providers`]: client and provider wire formats, and the translation
 //!   between them;
 //! - [`upstream`]: per-provider clients and limits, per-target health (the circuit breaker);
+//! - [`budget`]: the budgets this sidecar enforces, counted without locks;
 //! - [`failure`]: what a failed attempt was, and whether it fails over or counts for the breaker;
 //! - [`table`]: the route table being served, swapped whole; standalone mode's files;
 //! - [`pod`]: pod mode's subscription to the operator, reports back, and the table kept on disk;
@@ -17,6 +18,7 @@
 //! - `demo` (cargo feature `demo`): the sidecar against simulated providers.
 
 pub mod app;
+pub mod budget;
 pub mod convert;
 #[cfg(feature = "demo")]
 pub mod demo;

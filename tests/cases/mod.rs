@@ -5,6 +5,7 @@
 mod standalone_anthropic_clients;
 mod standalone_bad_input;
 mod standalone_breaker;
+mod standalone_budgets;
 mod standalone_cache;
 mod standalone_config;
 mod standalone_failover;

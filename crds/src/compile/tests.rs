@@ -72,6 +72,7 @@ fn run(
     compile(&Inputs {
         pools,
         routes,
+        budgets: &[],
         secrets,
         audiences,
         require_secret_opt_in: true,
@@ -446,4 +447,97 @@ fn a_fleet_scope_compiles_to_the_same_table_until_fleet_leases_exist() {
     let fleet = with_limits(serde_json::json!({"scope": "Fleet", "requestsPerMinute": 60}));
     assert_eq!(fleet.upstreams["p/a"].limits.requests_per_minute, Some(60));
     assert_eq!(fleet.version, sidecar.version);
+}
+
+fn budget(name: &str, selector: serde_json::Value) -> Budget {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": API_VERSION, "kind": "Budget",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"selector": selector, "limits": [{"period": "Month", "usd": "12.50"}, {"period": "1m", "requests": 60}]},
+    }))
+    .unwrap()
+}
+
+fn run_with_budgets(budgets: &[Budget], audiences: &[Audience]) -> Compiled {
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example/v1", true)]),
+    )];
+    let routes = [route("r", "chat", &[("p", "a")])];
+    compile(&Inputs {
+        pools: &pools,
+        routes: &routes,
+        budgets,
+        secrets: &[secret(true)],
+        audiences,
+        require_secret_opt_in: true,
+        generated_by: "test",
+    })
+}
+
+#[test]
+fn budgets_compile_into_the_tables_of_the_pods_they_select() {
+    let budgets = [
+        budget("all", serde_json::json!({})),
+        budget(
+            "bots",
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "bot"}}, "routes": ["r"], "providers": [{"pool": "p", "provider": "a"}]}),
+        ),
+    ];
+    let (plain, bot) = (audience(&[]), audience(&[("app", "bot")]));
+    let out = run_with_budgets(&budgets, &[plain.clone(), bot.clone()]);
+    assert_eq!(out.problems().count(), 0);
+    assert_eq!(
+        out.tables[&plain].budgets.keys().collect::<Vec<_>>(),
+        ["ns/all"]
+    );
+    let compiled = &out.tables[&bot].budgets["ns/bots"];
+    assert_eq!(compiled.routes, ["r"]);
+    assert_eq!(
+        compiled.providers,
+        ["p/a"],
+        "upstream ids, as targets name them"
+    );
+    assert_eq!(compiled.limits[0].usd_micros, Some(12_500_000), "exact");
+    assert_eq!(compiled.limits[1].requests, Some(60));
+    assert_ne!(
+        out.tables[&plain].version, out.tables[&bot].version,
+        "budgets are part of the content version"
+    );
+}
+
+#[test]
+fn a_table_without_budgets_keeps_its_version() {
+    let with_none = run_with_budgets(&[], &[audience(&[])]);
+    let pools = [pool(
+        "p",
+        serde_json::json!([provider("a", "https://a.example/v1", true)]),
+    )];
+    let routes = [route("r", "chat", &[("p", "a")])];
+    let before_budgets = run(&pools, &routes, &[secret(true)], &[audience(&[])]);
+    assert_eq!(
+        with_none.tables[&audience(&[])].version,
+        before_budgets.tables[&audience(&[])].version
+    );
+    let json = serde_json::to_string(&with_none.tables[&audience(&[])]).unwrap();
+    assert!(!json.contains("budgets"), "absent, not empty: {json}");
+}
+
+#[test]
+fn budget_selectors_naming_nothing_are_problems_and_leave_the_budget_out() {
+    let budgets = [budget(
+        "typos",
+        serde_json::json!({"routes": ["rr"], "providers": [{"pool": "p", "provider": "zz"}]}),
+    )];
+    let out = run_with_budgets(&budgets, &[audience(&[])]);
+    let fields: Vec<_> = out.problems().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["spec.selector.routes[0]", "spec.selector.providers[0]"]
+    );
+    assert!(
+        out.problems()
+            .all(|p| p.reason == reasons::BACKEND_NOT_FOUND)
+    );
+    assert!(out.tables[&audience(&[])].budgets.is_empty());
 }

@@ -97,6 +97,8 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
     let compiled = compile::compile(&Inputs {
         pools: &world.pools,
         routes: &world.routes,
+        // Not until leases divide them among the sidecars (docs/reference/crds.md#budget).
+        budgets: &[],
         secrets: &world.secrets,
         audiences: &pods.audiences,
         require_secret_opt_in: true,

@@ -52,6 +52,7 @@ pub async fn admin(runtime: Arc<Runtime>, request: Request<Incoming>) -> Respons
             }
         }
         "/metrics" => {
+            runtime.refresh_budget_gauges();
             let mut response = text(StatusCode::OK, runtime.metrics.render());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -6,8 +6,9 @@
 //! those blocked by their health follow as last resorts, soonest to recover first (a circuit may
 //! still be open for a provider that has recovered while the others broke). Local limits are
 //! never overdrawn for that; only when no target may be tried at all is the one whose block ends
-//! first sent anyway. `ContextLengthExceeded` fails over only to targets with a larger
-//! context window.
+//! first sent anyway. A target whose budget is exhausted is never tried, and when that leaves
+//! nothing to try the request is refused with the budget named. `ContextLengthExceeded` fails
+//! over only to targets with a larger context window.
 
 use std::time::Duration;
 
@@ -16,11 +17,13 @@ use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
 use switchyard_crds::table::Route;
 use switchyard_crds::v1alpha1::FailureClass;
+use switchyard_crds::window::Timestamp;
 use tokio::time::{Instant, timeout_at};
 
 use super::ctx::{RequestCtx, Spend};
 use super::route::ParsedRequest;
 use super::stream;
+use crate::budget::{self, Exhausted};
 use crate::failure::AttemptError;
 use crate::providers::{self, Call};
 use crate::proxy::body::ResponseBody;
@@ -46,6 +49,8 @@ pub enum Attempts {
     Answered(TargetRt, Box<Answer>),
     /// No target answered: each attempt's failure, in order (none when no target could be tried).
     Failed(Vec<(TargetRt, AttemptError)>),
+    /// Nothing was tried: every target that was not blocked otherwise is out of budget.
+    OverBudget(Exhausted),
 }
 
 /// Tries `ordered` for the request until one target answers or the failover policy says stop.
@@ -59,7 +64,13 @@ pub async fn run(
     let metrics = ctx.runtime.metrics.clone();
     let mut failures: Vec<(TargetRt, AttemptError)> = Vec::new();
     let mut context_floor: Option<u32> = None;
-    for (target, forced) in candidates(ordered, Instant::now()) {
+    let (candidates, over_budget) = candidates(ordered, Instant::now());
+    if candidates.is_empty()
+        && let Some(exhausted) = over_budget
+    {
+        return Attempts::OverBudget(exhausted);
+    }
+    for (target, forced) in candidates {
         if ctx.attempts >= route.max_attempts {
             break;
         }
@@ -103,12 +114,19 @@ pub async fn run(
 /// Targets to try: the eligible ones in order, then those blocked by their health (an open
 /// circuit, a `Retry-After`, silence), soonest to recover first. A target over a local limit is
 /// never a last resort: the limits are the operator's to keep. Only when nothing else may be
-/// tried is the one whose block ends first sent anyway. Blocked targets are flagged.
-fn candidates(ordered: Vec<TargetRt>, now: Instant) -> Vec<(TargetRt, bool)> {
+/// tried is the one whose block ends first sent anyway. Blocked targets are flagged. A target
+/// whose budget is exhausted is left out altogether; the first such budget is returned.
+fn candidates(ordered: Vec<TargetRt>, now: Instant) -> (Vec<(TargetRt, bool)>, Option<Exhausted>) {
     let mut go = Vec::with_capacity(ordered.len());
     let mut unhealthy: Vec<(Instant, TargetRt)> = Vec::new();
     let mut limited: Vec<(Instant, TargetRt)> = Vec::new();
+    let mut over_budget = None;
+    let wall_clock = Timestamp::now();
     for target in ordered {
+        if let Err(exhausted) = budget::check(&target.budgets, wall_clock) {
+            over_budget.get_or_insert(exhausted);
+            continue;
+        }
         let health = match target.health.peek(now) {
             Admission::Go { .. } => None,
             Admission::Blocked { until } => Some(until),
@@ -127,7 +145,7 @@ fn candidates(ordered: Vec<TargetRt>, now: Instant) -> Vec<(TargetRt, bool)> {
         unhealthy.extend(limited.into_iter().min_by_key(|(until, _)| *until));
     }
     go.extend(unhealthy.into_iter().map(|(_, target)| (target, true)));
-    go
+    (go, over_budget)
 }
 
 /// Claims the target's probe slot (if half-open) and a limit permit.

@@ -16,7 +16,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use switchyard_crds::window::Timestamp;
+
 use super::respond::{ClientApi, Served};
+use crate::budget::BudgetRt;
 use crate::convert::Usage;
 use crate::table::Runtime;
 use crate::table::cache::{self, ResponseCache};
@@ -44,6 +47,8 @@ pub struct RequestCtx {
     pub cache_slot: Option<(Arc<ResponseCache>, cache::Key)>,
     /// The target of the attempt in flight: a cancellation is charged to it.
     pub in_flight: Option<TargetRt>,
+    /// The route's budgets that admitted the request; charged with what it used.
+    pub budgets: Arc<[Arc<BudgetRt>]>,
     /// How the request ended, once a path said so.
     ending: Option<Ending>,
     /// False once the duty to record has moved to another guard.
@@ -123,6 +128,7 @@ impl RequestCtx {
             attempts: 0,
             cache_slot: None,
             in_flight: None,
+            budgets: Arc::new([]),
             ending: None,
             armed: true,
         }
@@ -144,6 +150,7 @@ impl RequestCtx {
             attempts: self.attempts,
             cache_slot: self.cache_slot.take(),
             in_flight: self.in_flight.take(),
+            budgets: self.budgets.clone(),
             ending: self.ending.take(),
             armed: true,
         }
@@ -159,14 +166,22 @@ impl RequestCtx {
         }
     }
 
-    /// Charges an answered attempt's usage: to the target's token limit and to the token and
-    /// cost metrics. Returns what it cost, for the log line.
+    /// Charges an answered attempt's usage: to the target's token limit, to the budgets that
+    /// count it and to the token and cost metrics. Returns what it cost, for the log line.
     pub fn charge(&self, target: &TargetRt, usage: Option<Usage>) -> Spend {
         let spend = usage.map(|u| Spend::price(u, target)).unwrap_or_default();
-        target
-            .upstream
-            .limits
-            .charge_tokens(spend.usage.input + spend.usage.output, Instant::now());
+        let tokens = spend.usage.input + spend.usage.output;
+        target.upstream.limits.charge_tokens(tokens, Instant::now());
+        let now = Timestamp::now();
+        for budget in self.budgets.iter() {
+            budget.charge(tokens, spend.cost_usd, now);
+        }
+        // The route's budgets counted the request when they admitted it; a target's budgets
+        // count what the target served.
+        for budget in target.budgets.iter() {
+            budget.count_request(now);
+            budget.charge(tokens, spend.cost_usd, now);
+        }
         self.record_spend(target, &spend);
         spend
     }

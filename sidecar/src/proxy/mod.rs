@@ -19,11 +19,13 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
+use switchyard_crds::window::Timestamp;
 use tokio::time::Instant;
 
 use self::attempt::{Answer, Attempts};
 use self::ctx::{Outcome, RequestCtx, Spend};
 use self::respond::{ClientApi, ClientError};
+use crate::budget;
 use crate::proxy::body::ResponseBody;
 use crate::table::Runtime;
 use crate::table::cache::ResponseCache;
@@ -142,6 +144,10 @@ impl Proxy {
             }
             ctx.cache_slot = Some((cache.clone(), key));
         }
+        // After the cache: a cached answer costs nothing and counts against no budget.
+        budget::admit(&route.budgets, Timestamp::now())
+            .map_err(|exhausted| ClientError::budget_exhausted(&exhausted))?;
+        ctx.budgets = route.budgets.clone();
         let ordered = strategy::order(
             route.route.strategy,
             targets,
@@ -271,6 +277,20 @@ impl Proxy {
 fn answer(ctx: &mut RequestCtx, attempts: Attempts) -> Response<ResponseBody> {
     let (target, answer) = match attempts {
         Attempts::Answered(target, answer) => (target, *answer),
+        Attempts::OverBudget(exhausted) => {
+            let error = ClientError::budget_exhausted(&exhausted);
+            let mut response = respond::error_response(ctx.client_api, &error);
+            respond::add_served_headers(&mut response, &ctx.served(None));
+            let status = error.status.as_u16();
+            ctx.finish(
+                Outcome::Rejected,
+                status,
+                None,
+                Spend::default(),
+                Some(&error.message),
+            );
+            return response;
+        }
         Attempts::Failed(failures) => {
             let (mut response, detail) = respond::all_failed(ctx.client_api, &failures);
             let last = failures.last();

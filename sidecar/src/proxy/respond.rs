@@ -38,6 +38,18 @@ impl ClientError {
             retry_after: None,
         }
     }
+
+    /// 429 `switchyard_budget_exhausted`, naming the budget, with `Retry-After` until its
+    /// window has room again.
+    pub fn budget_exhausted(exhausted: &crate::budget::Exhausted) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "switchyard_budget_exhausted",
+            exhausted.message(),
+        );
+        error.retry_after = Some(exhausted.retry_after());
+        error
+    }
 }
 
 /// OpenAI's `error.type` for a status, as its API and SDKs use them.

@@ -13,6 +13,7 @@ use arc_swap::ArcSwapOption;
 use switchyard_crds::table::{Route, RouteTable, Rule, Target};
 
 use super::cache::ResponseCache;
+use crate::budget::BudgetRt;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::health::TargetHealth;
 use crate::upstream::{TargetRt, UpstreamRt};
@@ -36,6 +37,8 @@ pub struct Runtime {
 pub struct Snapshot {
     pub table: RouteTable,
     pub routes: HashMap<String, Arc<RouteRt>>,
+    /// Budgets by `namespace/name`, their counters kept across swaps.
+    pub budgets: HashMap<String, Arc<BudgetRt>>,
 }
 
 /// A route with its targets resolved to live upstreams and health.
@@ -45,6 +48,8 @@ pub struct RouteRt {
     pub cache: Option<Arc<ResponseCache>>,
     pub targets: Vec<TargetRt>,
     pub rules: Vec<(Rule, Vec<TargetRt>)>,
+    /// Budgets without `providers` that count this route's requests: checked on admission.
+    pub budgets: Arc<[Arc<BudgetRt>]>,
 }
 
 impl Runtime {
@@ -106,10 +111,12 @@ impl Runtime {
     pub fn swap(&self, table: RouteTable) {
         let previous = self.snapshot();
         let previous = previous.as_deref();
+        let budgets = budgets(previous, &table, &self.metrics);
         let mut resolver = Resolver {
             upstreams: upstreams(previous, &table),
             health: self.health.lock().unwrap_or_else(|p| p.into_inner()),
             used: HashSet::new(),
+            budgets: &budgets,
             metrics: &self.metrics,
         };
         let routes = table
@@ -123,11 +130,23 @@ impl Runtime {
         resolver.forget_unused();
         warm_tokenizer_if_needed(&table);
         self.metrics.set_config_version(&table.version);
-        self.snapshot
-            .store(Some(Arc::new(Snapshot { table, routes })));
+        self.snapshot.store(Some(Arc::new(Snapshot {
+            table,
+            routes,
+            budgets,
+        })));
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ready.store(true, Ordering::Release);
         self.swapped.notify_one();
+    }
+
+    /// Brings `switchyard_budget_remaining` up to date: a window that ended since the last
+    /// request shows its fresh limit, not the old window's leftovers.
+    pub fn refresh_budget_gauges(&self) {
+        let now = switchyard_crds::window::Timestamp::now();
+        for budget in self.snapshot().iter().flat_map(|s| s.budgets.values()) {
+            budget.refresh_remaining(now);
+        }
     }
 
     /// Completes after the next [`Runtime::swap`] (at once if one happened since the last wait).
@@ -166,23 +185,54 @@ fn upstreams<'t>(
     upstreams
 }
 
+/// Each budget of `table`: the previous table's one when unchanged (its counters and metric
+/// series carry on), else a new one that keeps the windows of its unchanged limits. The series
+/// of budgets that changed or left are removed first, so none lingers with a stale value.
+fn budgets(
+    previous: Option<&Snapshot>,
+    table: &RouteTable,
+    metrics: &Metrics,
+) -> HashMap<String, Arc<BudgetRt>> {
+    let old = previous.map(|s| &s.budgets);
+    for (id, budget) in old.into_iter().flatten() {
+        match table.budgets.get(id) {
+            Some(def) if *def == budget.def => {}
+            kept => budget.forget_metrics(metrics, kept.is_some()),
+        }
+    }
+    table
+        .budgets
+        .iter()
+        .map(|(id, def)| {
+            let previous = old.and_then(|b| b.get(id));
+            let budget = match previous {
+                Some(p) if p.def == *def => p.clone(),
+                _ => Arc::new(BudgetRt::new(def.clone(), previous.map(|p| &**p), metrics)),
+            };
+            (id.clone(), budget)
+        })
+        .collect()
+}
+
 /// Resolves one table's targets to live upstreams and health, noting which health it used.
 struct Resolver<'a> {
     upstreams: HashMap<&'a str, Arc<UpstreamRt>>,
     health: MutexGuard<'a, HashMap<(String, String), Arc<TargetHealth>>>,
     used: HashSet<(String, String)>,
+    budgets: &'a HashMap<String, Arc<BudgetRt>>,
     metrics: &'a Metrics,
 }
 
 impl Resolver<'_> {
     /// `route` resolved; its cache is kept from `previous` when the route did not change.
     fn route(&mut self, route: &Route, previous: Option<&Arc<RouteRt>>) -> RouteRt {
-        let targets = self.targets(&route.targets);
+        let targets = self.targets(route, &route.targets);
         let rules = route
             .rules
             .iter()
-            .map(|r| (r.clone(), self.targets(&r.targets)))
+            .map(|r| (r.clone(), self.targets(route, &r.targets)))
             .collect();
+        let budgets = self.budgets_of(route, None);
         let kept = previous
             .filter(|r| r.route == *route)
             .and_then(|r| r.cache.clone());
@@ -197,10 +247,29 @@ impl Resolver<'_> {
             cache,
             targets,
             rules,
+            budgets,
         }
     }
 
-    fn targets(&mut self, targets: &[Target]) -> Vec<TargetRt> {
+    /// The budgets that count `route`'s requests: with `upstream`, those whose `providers` name
+    /// it; without, those that name no providers.
+    fn budgets_of(&self, route: &Route, upstream: Option<&str>) -> Arc<[Arc<BudgetRt>]> {
+        let mut selected: Vec<_> = self
+            .budgets
+            .values()
+            .filter(|b| b.def.selects_route(&route.namespace, &route.name))
+            .filter(|b| match upstream {
+                None => b.def.providers.is_empty(),
+                Some(id) => b.def.providers.iter().any(|p| p == id),
+            })
+            .cloned()
+            .collect();
+        // A stable order: the refusal a client reads does not depend on hashing.
+        selected.sort_by(|a, b| a.id.cmp(&b.id));
+        selected.into()
+    }
+
+    fn targets(&mut self, route: &Route, targets: &[Target]) -> Vec<TargetRt> {
         targets
             .iter()
             .filter_map(|t| {
@@ -222,6 +291,7 @@ impl Resolver<'_> {
                     target: t.clone(),
                     upstream,
                     health,
+                    budgets: self.budgets_of(route, Some(&t.upstream)),
                 })
             })
             .collect()

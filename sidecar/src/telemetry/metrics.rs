@@ -6,8 +6,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric of the sidecar.
@@ -24,6 +24,8 @@ pub struct Metrics {
     pub config_version: IntGaugeVec,
     pub config_reload_failures: IntCounter,
     pub cache_hits: IntCounterVec,
+    pub budget_refusals: IntCounterVec,
+    pub budget_remaining: GaugeVec,
 }
 
 /// The labels that identify one target in metrics.
@@ -58,6 +60,16 @@ impl Metrics {
                     "Spend in USD from provider-reported usage and pool prices",
                 ),
                 &["route", "provider", "model"],
+            ),
+        );
+        let budget_remaining = register(
+            &registry,
+            GaugeVec::new(
+                Opts::new(
+                    "budget_remaining",
+                    "What the current window of a budget limit has left here (standalone: the whole limit)",
+                ),
+                &["budget", "period", "unit"],
             ),
         );
         let config_reload_failures = register(
@@ -113,6 +125,12 @@ impl Metrics {
                 "Answers served from the route's response cache",
                 &["route"],
             ),
+            budget_refusals: counter(
+                "budget_refusals_total",
+                "Requests refused, or targets passed over, for want of budget (Shadow: would-be refusals)",
+                &["budget"],
+            ),
+            budget_remaining,
             registry,
         }
     }

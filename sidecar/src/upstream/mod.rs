@@ -42,6 +42,9 @@ pub struct TargetRt {
     pub target: Target,
     pub upstream: Arc<UpstreamRt>,
     pub health: Arc<TargetHealth>,
+    /// Budgets whose `providers` name this target's upstream, for this route: an exhausted one
+    /// makes the target ineligible.
+    pub budgets: Arc<[Arc<crate::budget::BudgetRt>]>,
 }
 
 /// An upstream's definition, client and limits. Reused across swaps while its definition is

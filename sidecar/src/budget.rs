@@ -1,0 +1,393 @@
+//! Budgets this sidecar enforces: per limit, what the current window has used, counted in
+//! atomics so that the request path takes no lock and makes no network call
+//! (docs/reference/sidecar.md#budgets).
+//!
+//! A budget with no `providers` is checked when a request is admitted: an exhausted one refuses
+//! it (429 `switchyard_budget_exhausted`). A budget with `providers` is checked for each target:
+//! an exhausted one makes its targets ineligible, and the request fails over to the others.
+//! In `Shadow` mode nothing is refused; the would-be refusals are counted.
+//!
+//! What a request costs is known only at its end, so admission asks only whether a window still
+//! has room; the request is charged when it ends. Concurrent requests can therefore overshoot a
+//! dollar or token limit by what the requests in flight cost. A request limit is exact: a budget
+//! without `providers` takes its request slot when it admits, with a compare-and-swap.
+//!
+//! In standalone mode the sidecar is the whole fleet and holds each whole limit. In pod mode the
+//! operator will hand out shares as leases; until it does, it compiles no budgets into tables.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus::{Gauge, IntCounter};
+use switchyard_crds::table::{self, BudgetLimit};
+use switchyard_crds::v1alpha1::{BudgetMode, Usd};
+use switchyard_crds::window::{self, Period, Timestamp, Window};
+
+use crate::telemetry::metrics::Metrics;
+
+/// Nano-dollars in a micro-dollar. Costs are counted in nano-dollars: a cheap model's request
+/// costs a fraction of a micro-dollar, and rounding each to whole micro-dollars would lose it.
+const NANOS_PER_MICRO: u64 = 1_000;
+
+/// One budget's live counters.
+pub struct BudgetRt {
+    pub def: table::Budget,
+    /// `namespace/name`.
+    pub id: String,
+    limits: Box<[LimitRt]>,
+    refusals: IntCounter,
+}
+
+/// One limit: its caps and the window being counted.
+struct LimitRt {
+    def: BudgetLimit,
+    period: Period,
+    /// Swapped whole when a new window begins, so a late charge for the old one cannot land in
+    /// the new one.
+    window: ArcSwap<WindowCount>,
+    remaining: Remaining,
+}
+
+/// What one window has used.
+struct WindowCount {
+    window: Window,
+    usd_nanos: AtomicU64,
+    requests: AtomicU64,
+    tokens: AtomicU64,
+}
+
+/// `switchyard_budget_remaining` series of one limit, one per unit it caps.
+struct Remaining {
+    usd: Option<Gauge>,
+    requests: Option<Gauge>,
+    tokens: Option<Gauge>,
+}
+
+/// Why a request or target was refused: the first limit without room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exhausted {
+    /// `namespace/name` of the budget.
+    pub budget: String,
+    /// The limit's period as written.
+    pub period: String,
+    /// What was used of what, e.g. `3 of 3 requests`.
+    pub used: String,
+    /// Until the window ends and the limit has room again.
+    pub wait: Duration,
+}
+
+impl Exhausted {
+    /// The message a refused client reads.
+    pub fn message(&self) -> String {
+        format!(
+            "budget {} is exhausted: {} used in its {} window; it has room again in {} s",
+            self.budget,
+            self.used,
+            self.period,
+            self.retry_after()
+        )
+    }
+
+    /// `Retry-After` in whole seconds, rounded up.
+    pub fn retry_after(&self) -> u64 {
+        window::retry_after_seconds(self.wait)
+    }
+}
+
+impl BudgetRt {
+    /// Live counters for `def`. Windows of `previous` whose limit is unchanged carry over, so a
+    /// reload (or an edited amount) does not forget what was spent.
+    pub fn new(def: table::Budget, previous: Option<&BudgetRt>, metrics: &Metrics) -> Self {
+        let id = def.id();
+        let now = Timestamp::now();
+        let limits = def
+            .limits
+            .iter()
+            .filter_map(|limit| {
+                // The compiler passes only valid periods; a table from elsewhere that carries a
+                // bad one loses that limit rather than the whole table.
+                let period = Period::parse(&limit.period)?;
+                let kept = previous
+                    .and_then(|p| p.limits.iter().find(|l| l.def.period == limit.period))
+                    .map(|l| l.window.load_full());
+                let window = kept.unwrap_or_else(|| Arc::new(WindowCount::new(period, now)));
+                Some(LimitRt {
+                    remaining: Remaining::new(metrics, &id, limit),
+                    def: limit.clone(),
+                    period,
+                    window: ArcSwap::new(window),
+                })
+            })
+            .collect();
+        Self {
+            refusals: metrics.budget_refusals.with_label_values(&[&id]),
+            id,
+            def,
+            limits,
+        }
+    }
+
+    /// Whether every limit has room now. Counts a refusal when one has not (in `Shadow` mode a
+    /// would-be refusal, and the answer is then `Ok`).
+    pub fn check(&self, now: Timestamp) -> Result<(), Exhausted> {
+        match self.first_exhausted(now) {
+            None => Ok(()),
+            Some(exhausted) => self.refuse(exhausted),
+        }
+    }
+
+    /// Admits one request: checks every limit and takes a request slot in each window, exactly,
+    /// so that concurrent requests cannot pass a request limit. On refusal nothing is taken.
+    pub fn admit(&self, now: Timestamp) -> Result<(), Exhausted> {
+        if let Some(exhausted) = self.first_exhausted(now) {
+            // `Shadow` goes on: the request is served and counted like any other.
+            self.refuse(exhausted)?;
+            self.count_request(now);
+            return Ok(());
+        }
+        for (i, limit) in self.limits.iter().enumerate() {
+            let count = limit.current(now);
+            if !count.take_request(limit.def.requests) {
+                // Lost a race for the last slot: give back the slots taken so far.
+                for taken in &self.limits[..i] {
+                    taken.current(now).give_back_request();
+                }
+                self.refuse(limit.exhausted(&self.id, &count, now))?;
+                self.count_request(now);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one served request (for budgets that did not count it at admission).
+    pub fn count_request(&self, now: Timestamp) {
+        for limit in self.limits.iter() {
+            limit.current(now).requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Charges what a request used.
+    pub fn charge(&self, tokens: u64, cost_usd: f64, now: Timestamp) {
+        // `as` saturates: a negative or NaN cost (never produced by pricing) charges nothing.
+        let nanos = (cost_usd * 1e9).round() as u64;
+        for limit in self.limits.iter() {
+            let count = limit.current(now);
+            count.usd_nanos.fetch_add(nanos, Ordering::Relaxed);
+            count.tokens.fetch_add(tokens, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the `switchyard_budget_remaining` series to what each current window has left.
+    pub fn refresh_remaining(&self, now: Timestamp) {
+        for limit in self.limits.iter() {
+            let count = limit.current(now);
+            limit.remaining.set(&limit.def, &count);
+        }
+    }
+
+    fn first_exhausted(&self, now: Timestamp) -> Option<Exhausted> {
+        self.limits.iter().find_map(|limit| {
+            let count = limit.current(now);
+            (!count.has_room(&limit.def)).then(|| limit.exhausted(&self.id, &count, now))
+        })
+    }
+
+    fn refuse(&self, exhausted: Exhausted) -> Result<(), Exhausted> {
+        self.refusals.inc();
+        match self.def.mode {
+            BudgetMode::Enforce => Err(exhausted),
+            BudgetMode::Shadow => Ok(()),
+        }
+    }
+}
+
+impl LimitRt {
+    /// The window holding `now`, begun afresh when the last one has ended.
+    fn current(&self, now: Timestamp) -> Arc<WindowCount> {
+        let count = self.window.load();
+        if count.window.contains(now) {
+            return arc_swap::Guard::into_inner(count);
+        }
+        let fresh = Arc::new(WindowCount::new(self.period, now));
+        // Only one of the racing requests installs its fresh window; the others use the winner's.
+        let previous = self.window.compare_and_swap(&count, fresh.clone());
+        if Arc::ptr_eq(&previous, &count) {
+            self.remaining.set(&self.def, &fresh);
+            fresh
+        } else {
+            arc_swap::Guard::into_inner(previous)
+        }
+    }
+
+    fn exhausted(&self, budget: &str, count: &WindowCount, now: Timestamp) -> Exhausted {
+        let (used, limit, unit) = count.first_full(&self.def);
+        Exhausted {
+            budget: budget.to_string(),
+            period: self.def.period.clone(),
+            used: format!("{used} of {limit} {unit}"),
+            wait: count.window.until_end(now),
+        }
+    }
+}
+
+impl WindowCount {
+    fn new(period: Period, now: Timestamp) -> Self {
+        // A window past the year 9999 cannot be represented; such a clock counts forever in one.
+        let window = period.window(now).unwrap_or(Window {
+            start: now,
+            end: Timestamp::MAX,
+        });
+        Self {
+            window,
+            usd_nanos: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+        }
+    }
+
+    fn has_room(&self, def: &BudgetLimit) -> bool {
+        let below = |used: &AtomicU64, cap: Option<u64>| {
+            cap.is_none_or(|cap| used.load(Ordering::Relaxed) < cap)
+        };
+        below(&self.usd_nanos, usd_nanos(def))
+            && below(&self.requests, def.requests)
+            && below(&self.tokens, def.tokens)
+    }
+
+    /// Takes a request slot if the cap (if any) leaves one.
+    fn take_request(&self, cap: Option<u64>) -> bool {
+        match cap {
+            None => {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Some(cap) => self
+                .requests
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < cap).then_some(n + 1)
+                })
+                .is_ok(),
+        }
+    }
+
+    /// Undoes [`WindowCount::take_request`]. Saturating: the slot may have been taken in a
+    /// window that has since been replaced, whose count starts at zero.
+    fn give_back_request(&self) {
+        let _ = self
+            .requests
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Used, limit and unit of the first full cap, as text.
+    fn first_full(&self, def: &BudgetLimit) -> (String, String, &'static str) {
+        let used = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        if let Some(cap) = usd_nanos(def)
+            && used(&self.usd_nanos) >= cap
+        {
+            let micros = |nanos: u64| Usd::from_micros(nanos / NANOS_PER_MICRO).0;
+            return (micros(used(&self.usd_nanos)), micros(cap), "USD");
+        }
+        if let Some(cap) = def.tokens
+            && used(&self.tokens) >= cap
+        {
+            return (used(&self.tokens).to_string(), cap.to_string(), "tokens");
+        }
+        let cap = def.requests.unwrap_or_default();
+        (
+            used(&self.requests).to_string(),
+            cap.to_string(),
+            "requests",
+        )
+    }
+}
+
+impl Remaining {
+    fn new(metrics: &Metrics, budget: &str, def: &BudgetLimit) -> Self {
+        let gauge = |set: bool, unit: &str| {
+            set.then(|| {
+                metrics
+                    .budget_remaining
+                    .with_label_values(&[budget, &def.period, unit])
+            })
+        };
+        Self {
+            usd: gauge(def.usd_micros.is_some(), "usd"),
+            requests: gauge(def.requests.is_some(), "requests"),
+            tokens: gauge(def.tokens.is_some(), "tokens"),
+        }
+    }
+
+    fn set(&self, def: &BudgetLimit, count: &WindowCount) {
+        let left = |cap: Option<u64>, used: &AtomicU64| {
+            cap.unwrap_or_default()
+                .saturating_sub(used.load(Ordering::Relaxed)) as f64
+        };
+        if let Some(g) = &self.usd {
+            g.set(left(usd_nanos(def), &count.usd_nanos) / 1e9);
+        }
+        if let Some(g) = &self.requests {
+            g.set(left(def.requests, &count.requests));
+        }
+        if let Some(g) = &self.tokens {
+            g.set(left(def.tokens, &count.tokens));
+        }
+    }
+}
+
+fn usd_nanos(def: &BudgetLimit) -> Option<u64> {
+    def.usd_micros.map(|m| m.saturating_mul(NANOS_PER_MICRO))
+}
+
+/// Admits a request against every budget that counts it at admission; the first refusal wins
+/// and gives back the slots the others took.
+pub fn admit(budgets: &[Arc<BudgetRt>], now: Timestamp) -> Result<(), Exhausted> {
+    for (i, budget) in budgets.iter().enumerate() {
+        if let Err(exhausted) = budget.admit(now) {
+            for admitted in &budgets[..i] {
+                admitted.give_back_request(now);
+            }
+            return Err(exhausted);
+        }
+    }
+    Ok(())
+}
+
+/// The first budget among `budgets` without room now, if any (each refusal counted).
+pub fn check(budgets: &[Arc<BudgetRt>], now: Timestamp) -> Result<(), Exhausted> {
+    budgets.iter().try_for_each(|budget| budget.check(now))
+}
+
+impl BudgetRt {
+    /// Removes this budget's `switchyard_budget_remaining` series, and its refusal count unless
+    /// the budget stays (changed) in the table.
+    pub fn forget_metrics(&self, metrics: &Metrics, stays: bool) {
+        for limit in self.limits.iter() {
+            for (unit, set) in [
+                ("usd", limit.def.usd_micros.is_some()),
+                ("requests", limit.def.requests.is_some()),
+                ("tokens", limit.def.tokens.is_some()),
+            ] {
+                if set {
+                    let labels = [self.id.as_str(), limit.def.period.as_str(), unit];
+                    let _ = metrics.budget_remaining.remove_label_values(&labels);
+                }
+            }
+        }
+        if !stays {
+            let _ = metrics.budget_refusals.remove_label_values(&[&self.id]);
+        }
+    }
+
+    /// Undoes the request slot [`BudgetRt::admit`] took.
+    fn give_back_request(&self, now: Timestamp) {
+        for limit in self.limits.iter() {
+            limit.current(now).give_back_request();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_crds::table::{self, BudgetLimit};
+use switchyard_crds::v1alpha1::{BudgetMode, WhenUnreachable};
+use switchyard_crds::window::Timestamp;
+
+use super::*;
+use crate::telemetry::metrics::Metrics;
+
+fn limit(period: &str, usd_micros: Option<u64>, requests: Option<u64>) -> BudgetLimit {
+    BudgetLimit {
+        period: period.into(),
+        usd_micros,
+        requests,
+        tokens: None,
+    }
+}
+
+fn def(name: &str, mode: BudgetMode, limits: Vec<BudgetLimit>) -> table::Budget {
+    table::Budget {
+        namespace: "ns".into(),
+        name: name.into(),
+        routes: vec![],
+        providers: vec![],
+        limits,
+        mode,
+        when_unreachable: WhenUnreachable::LastShare,
+    }
+}
+
+fn budget(metrics: &Metrics, limits: Vec<BudgetLimit>) -> Arc<BudgetRt> {
+    Arc::new(BudgetRt::new(
+        def("b", BudgetMode::Enforce, limits),
+        None,
+        metrics,
+    ))
+}
+
+/// 2026-12-06T10:00:00Z, on a minute boundary.
+fn at(seconds_after: i64) -> Timestamp {
+    Timestamp::from_second(1_796_551_200 + seconds_after).unwrap()
+}
+
+#[test]
+fn a_request_limit_admits_exactly_its_count_and_names_the_budget() {
+    let metrics = Metrics::new();
+    let b = budget(&metrics, vec![limit("1m", None, Some(3))]);
+    for _ in 0..3 {
+        assert_eq!(b.admit(at(0)), Ok(()));
+    }
+    let refused = b.admit(at(20)).unwrap_err();
+    assert_eq!(refused.budget, "ns/b");
+    assert_eq!(refused.used, "3 of 3 requests");
+    assert_eq!(
+        refused.wait,
+        Duration::from_secs(40),
+        "until the minute ends"
+    );
+    assert_eq!(refused.retry_after(), 40);
+    assert!(refused.message().contains("budget ns/b is exhausted"));
+    assert_eq!(
+        metrics.budget_refusals.with_label_values(&["ns/b"]).get(),
+        1
+    );
+}
+
+#[test]
+fn concurrent_requests_cannot_pass_a_request_limit() {
+    let metrics = Metrics::new();
+    let b = budget(&metrics, vec![limit("1m", None, Some(100))]);
+    let now = at(1);
+    let admitted: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| (0..1000).filter(|_| b.admit(now).is_ok()).count()))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(admitted, 100);
+}
+
+#[test]
+fn a_new_window_starts_from_zero() {
+    let metrics = Metrics::new();
+    let b = budget(&metrics, vec![limit("1m", None, Some(1))]);
+    assert!(b.admit(at(59)).is_ok());
+    assert!(b.admit(at(59)).is_err());
+    assert!(b.admit(at(60)).is_ok(), "the next minute has room");
+    assert!(b.admit(at(61)).is_err());
+}
+
+#[test]
+fn dollars_are_charged_after_the_fact_and_stop_the_next_request() {
+    let metrics = Metrics::new();
+    // 50 micro-dollars a day.
+    let b = budget(&metrics, vec![limit("Day", Some(50), None)]);
+    assert!(b.admit(at(0)).is_ok());
+    b.charge(30, 0.000_030_4, at(1));
+    assert!(b.admit(at(2)).is_ok(), "30.4 of 50 µ$ used: room left");
+    // Admitted with room, charged in full: the budget may end above its limit.
+    b.charge(30, 0.000_030_4, at(3));
+    let refused = b.check(at(4)).unwrap_err();
+    assert_eq!(refused.used, "0.00006 of 0.00005 USD");
+    b.refresh_remaining(at(4));
+    let left = metrics
+        .budget_remaining
+        .with_label_values(&["ns/b", "Day", "usd"])
+        .get();
+    assert_eq!(left, 0.0, "never below zero");
+}
+
+#[test]
+fn costs_below_a_micro_dollar_add_up() {
+    let metrics = Metrics::new();
+    let b = budget(&metrics, vec![limit("Day", Some(1), None)]);
+    for _ in 0..9 {
+        b.charge(1, 0.000_000_1, at(0));
+    }
+    assert!(b.check(at(0)).is_ok(), "0.9 µ$ of 1");
+    b.charge(1, 0.000_000_1, at(0));
+    assert!(b.check(at(0)).is_err(), "ten tenths of a micro-dollar");
+}
+
+#[test]
+fn shadow_mode_counts_would_be_refusals_and_refuses_nothing() {
+    let metrics = Metrics::new();
+    let b = BudgetRt::new(
+        def("s", BudgetMode::Shadow, vec![limit("1h", None, Some(1))]),
+        None,
+        &metrics,
+    );
+    for _ in 0..4 {
+        assert_eq!(b.admit(at(0)), Ok(()));
+    }
+    assert_eq!(
+        metrics.budget_refusals.with_label_values(&["ns/s"]).get(),
+        3
+    );
+    b.refresh_remaining(at(0));
+    let left = metrics
+        .budget_remaining
+        .with_label_values(&["ns/s", "1h", "requests"])
+        .get();
+    assert_eq!(left, 0.0);
+}
+
+#[test]
+fn a_refusal_by_one_budget_gives_back_the_slots_of_the_others() {
+    let metrics = Metrics::new();
+    let roomy = budget(&metrics, vec![limit("1h", None, Some(10))]);
+    let tight = Arc::new(BudgetRt::new(
+        def(
+            "tight",
+            BudgetMode::Enforce,
+            vec![limit("1h", None, Some(1))],
+        ),
+        None,
+        &metrics,
+    ));
+    let both = [roomy.clone(), tight];
+    assert!(admit(&both, at(0)).is_ok());
+    assert_eq!(admit(&both, at(0)).unwrap_err().budget, "ns/tight");
+    roomy.refresh_remaining(at(0));
+    let left = metrics
+        .budget_remaining
+        .with_label_values(&["ns/b", "1h", "requests"])
+        .get();
+    assert_eq!(left, 9.0, "the refused request holds no slot of ns/b");
+}
+
+#[test]
+fn every_limit_must_have_room() {
+    let metrics = Metrics::new();
+    let b = budget(
+        &metrics,
+        vec![limit("Month", None, Some(100)), limit("1s", None, Some(1))],
+    );
+    assert!(b.admit(at(0)).is_ok());
+    let refused = b.admit(at(0)).unwrap_err();
+    assert_eq!(refused.period, "1s");
+    assert!(
+        b.admit(at(1)).is_ok(),
+        "a new second, and the month has room"
+    );
+}
+
+#[test]
+fn a_changed_budget_keeps_the_windows_of_its_unchanged_limits() {
+    let metrics = Metrics::new();
+    let old = budget(
+        &metrics,
+        vec![limit("Day", None, Some(2)), limit("1h", None, Some(5))],
+    );
+    let now = Timestamp::now();
+    assert!(old.admit(now).is_ok());
+    assert!(old.admit(now).is_ok());
+    // Raised from 2 to 3 a day; the hourly limit is gone.
+    let new = BudgetRt::new(
+        def("b", BudgetMode::Enforce, vec![limit("Day", None, Some(3))]),
+        Some(&old),
+        &metrics,
+    );
+    assert!(new.admit(now).is_ok(), "2 of 3 used");
+    assert!(new.admit(now).is_err(), "the day's count carried over");
+}
