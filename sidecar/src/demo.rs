@@ -24,7 +24,11 @@ use crate::table::standalone::Selection;
 use switchyard_sim::openai::{Behavior, Fault, MockProvider};
 
 /// The demo's manifests, built in so the demo runs from any directory.
-const BUILT_IN: [(&str, &str); 3] = [
+const BUILT_IN: [(&str, &str); 4] = [
+    (
+        "budget.yaml",
+        include_str!("../../examples/demo/budget.yaml"),
+    ),
     ("pool.yaml", include_str!("../../examples/demo/pool.yaml")),
     (
         "routes.yaml",
@@ -174,7 +178,7 @@ async fn breaker_story(
     Ok(())
 }
 
-/// Sections 5-8: rules, the latency- and cost-aware strategies, streaming.
+/// Sections 5-9: rules, the latency- and cost-aware strategies, streaming, a budget running out.
 async fn strategies_story(
     client: &DemoClient,
     base: &str,
@@ -205,6 +209,13 @@ async fn strategies_story(
         "8. Streaming: SSE through the sidecar, usage counted even though the client did not ask",
     );
     stream(client, base, n).await?;
+
+    section(
+        "9. Budgets: Budget `cheap-hourly` lets route `cheap` send 3 requests an hour (7 spent one)",
+    );
+    for _ in 0..3 {
+        send(client, base, n, "cheap", "One more summary, please.").await?;
+    }
     Ok(())
 }
 
@@ -294,6 +305,7 @@ async fn send(
         header("x-switchyard-attempts"),
         response.status().as_u16(),
     );
+    let retry_after = header("retry-after");
     let body: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())
         .unwrap_or(Value::Null);
     let ms = started.elapsed().as_millis();
@@ -310,9 +322,13 @@ async fn send(
     );
     if status != 200 {
         println!(
-            "       error: {}",
+            "       error {}: {}",
+            body["error"]["code"].as_str().unwrap_or("?"),
             body["error"]["message"].as_str().unwrap_or("?")
         );
+        if retry_after != "-" {
+            println!("       Retry-After: {retry_after} s");
+        }
     }
     Ok(())
 }
@@ -408,6 +424,8 @@ fn print_totals(metrics: &[u8]) {
             "switchyard_circuit_open",
             "switchyard_tokens_total",
             "switchyard_cost_usd_total",
+            "switchyard_budget_refusals_total",
+            "switchyard_budget_remaining",
         ];
         if !shown.iter().any(|m| line.starts_with(m)) {
             continue;

@@ -592,7 +592,8 @@ async fn the_process_reloads_edited_manifests() {
 }
 
 /// The README's first command: the demo runs the real sidecar against simulated providers and
-/// shows failover, the circuit opening and closing again, and streaming, then exits 0.
+/// shows failover, the circuit opening and closing again, streaming and a budget running out,
+/// then exits 0.
 #[cfg(feature = "demo")]
 #[test]
 fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
@@ -636,6 +637,14 @@ fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
         assert!(
             out.contains("switchyard_cost_usd_total"),
             "{dir}: the totals:\n{out}"
+        );
+        assert!(
+            out.contains("error switchyard_budget_exhausted: budget default/cheap-hourly"),
+            "{dir}: the budget runs out:\n{out}"
+        );
+        assert!(
+            out.contains("switchyard_budget_refusals_total{budget=\"default/cheap-hourly\"} 1"),
+            "{dir}: and counts its refusal:\n{out}"
         );
     }
 }
