@@ -18,7 +18,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use switchyard_crds::table::{Budget, BudgetLimit};
 use switchyard_crds::v1alpha1::{BudgetMode, WhenUnreachable};
