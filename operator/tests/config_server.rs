@@ -287,6 +287,7 @@ async fn reports_become_windowed_deltas_for_the_pods_own_targets() {
         instance: "uid-a/2026-01-01T00:00:00Z".into(),
         table_version: team_a_v1().version.clone(),
         targets,
+        budgets: vec![],
     };
     let first = post(report(vec![
         target("pool-a/openai", "gpt-4o", 10, 2, 100, false),

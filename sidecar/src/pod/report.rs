@@ -134,6 +134,7 @@ pub fn build(runtime: &Runtime, instance: &str) -> Option<Report> {
         instance: instance.to_string(),
         table_version: snapshot.table.version.clone(),
         targets: targets.into_values().collect(),
+        budgets: Vec::new(),
     })
 }
 

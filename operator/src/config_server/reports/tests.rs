@@ -25,6 +25,7 @@ fn report(instance: &str, targets: Vec<TargetReport>) -> Report {
         instance: instance.into(),
         table_version: "v1".into(),
         targets,
+        budgets: vec![],
     }
 }
 
