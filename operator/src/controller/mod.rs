@@ -1,5 +1,5 @@
-//! The controller: label-filtered reflectors over ModelRoutes, ProviderPools, opted-in Secrets and
-//! injected Pods; on any change (debounced) one [`step`] compiles every table, the result is
+//! The controller: label-filtered reflectors over ModelRoutes, ProviderPools, Budgets, opted-in
+//! Secrets and injected Pods; on any change (debounced) one [`step`] compiles every table, the result is
 //! published into [`Tables`], and statuses that changed are written by server-side apply.
 //!
 //! Every replica runs the reflectors and publishes tables (a standby is warm); only the leader
@@ -29,7 +29,7 @@ use switchyard_crds::compile::{
 };
 use switchyard_crds::table::RouteTable;
 use switchyard_crds::v1alpha1::{
-    ModelRoute, ModelRouteStatus, ProviderPool, ProviderPoolStatus, SidecarSummary,
+    Budget, ModelRoute, ModelRouteStatus, ProviderPool, ProviderPoolStatus, SidecarSummary,
 };
 use tokio::sync::{Notify, watch};
 
@@ -60,6 +60,9 @@ const RETRY: ExponentialBuilder = ExponentialBuilder::new()
 pub struct World {
     pub pools: Vec<ProviderPool>,
     pub routes: Vec<ModelRoute>,
+    /// Every Budget, all namespaces: compiled into the tables of the pods they select, whose
+    /// sidecars then share each limit through leases (docs/reference/operator.md#leases).
+    pub budgets: Vec<Budget>,
     pub secrets: Vec<Secret>,
     pub pods: Vec<Pod>,
     /// Namespaces labelled for injection.
@@ -97,13 +100,13 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
     let compiled = compile::compile(&Inputs {
         pools: &world.pools,
         routes: &world.routes,
-        // Not until leases divide them among the sidecars (docs/reference/crds.md#budget).
-        budgets: &[],
+        budgets: &world.budgets,
         secrets: &world.secrets,
         audiences: &pods.audiences,
         require_secret_opt_in: true,
         generated_by: GENERATED_BY,
     });
+    log_budget_problems(&compiled.budgets);
     let tables: BTreeMap<Audience, Arc<_>> = compiled
         .tables
         .into_iter()
@@ -126,6 +129,23 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         pods: pods.by_uid,
     };
     out
+}
+
+/// Budgets have no status yet, so their problems are only logged; a budget with problems is left
+/// out of every table (its pods' sidecars do not enforce it).
+/// TODO(operator): Budget status (conditions, per-limit usage) instead of logs.
+fn log_budget_problems(outcomes: &BTreeMap<ObjectKey, compile::BudgetOutcome>) {
+    for (key, outcome) in outcomes {
+        for problem in &outcome.accepted {
+            tracing::warn!(
+                budget = %key,
+                field = %problem.field,
+                reason = problem.reason,
+                message = %problem.message,
+                "budget not accepted: left out of every table"
+            );
+        }
+    }
 }
 
 /// The injected pods a step serves.
@@ -432,6 +452,7 @@ async fn reconcile(ctx: &mut Context, stores: &Stores, recorder: &Recorder) -> b
 struct Stores {
     routes: Store<ModelRoute>,
     pools: Store<ProviderPool>,
+    budgets: Store<Budget>,
     secrets: Store<Secret>,
     pods: Store<Pod>,
     namespaces: Store<Namespace>,
@@ -453,6 +474,13 @@ impl Stores {
                 Api::all(client.clone()),
                 watcher::Config::default(),
                 "providerpools",
+                changed,
+                errors,
+            ),
+            budgets: spawn_reflector(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                "budgets",
                 changed,
                 errors,
             ),
@@ -485,6 +513,7 @@ impl Stores {
         for (name, store) in [
             ("modelroutes", self.routes.wait_until_ready().await),
             ("providerpools", self.pools.wait_until_ready().await),
+            ("budgets", self.budgets.wait_until_ready().await),
             ("secrets", self.secrets.wait_until_ready().await),
             ("pods", self.pods.wait_until_ready().await),
             ("namespaces", self.namespaces.wait_until_ready().await),
@@ -501,6 +530,7 @@ impl Stores {
         World {
             pools: cloned(&self.pools),
             routes: cloned(&self.routes),
+            budgets: cloned(&self.budgets),
             secrets: cloned(&self.secrets),
             pods: cloned(&self.pods),
             namespaces: cloned(&self.namespaces),

@@ -56,6 +56,7 @@ fn world() -> World {
             route("old", "a", "2024-01-01T00:00:00Z"),
             route("new", "a", "2025-01-01T00:00:00Z"),
         ],
+        budgets: vec![],
         secrets: vec![secret()],
         pods: vec![
             pod("u1", "chat", "Running"),
@@ -342,4 +343,33 @@ fn a_referenced_secret_outside_the_labelled_watch_is_looked_up_and_reported_not_
         resolved.reason,
         switchyard_crds::compile::reasons::SECRET_NOT_OPTED_IN
     );
+}
+
+fn budget(name: &str, app: &str, requests: u64) -> Budget {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": API_VERSION, "kind": "Budget",
+        "metadata": {"name": name, "namespace": "ns", "generation": 1},
+        "spec": {
+            "selector": {"podSelector": {"matchLabels": {"app": app}}},
+            "limits": [{"period": "1m", "requests": requests}],
+        },
+    }))
+    .unwrap()
+}
+
+#[test]
+fn budgets_are_compiled_into_the_tables_of_the_pods_they_select() {
+    let mut world = world();
+    world.budgets = vec![budget("chat-cap", "chat", 600), budget("broken", "chat", 0)];
+    world.budgets[1].spec.limits.clear();
+    let out = step(&world, &Reports::default(), now());
+    let chat = out.snapshot.table_for(out.snapshot.pod("u1").unwrap());
+    assert_eq!(
+        chat.budgets.keys().collect::<Vec<_>>(),
+        vec!["ns/chat-cap"],
+        "the accepted budget only: one without limits is left out"
+    );
+    assert_eq!(chat.budgets["ns/chat-cap"].limits[0].requests, Some(600));
+    let web = out.snapshot.table_for(out.snapshot.pod("u3").unwrap());
+    assert!(web.budgets.is_empty(), "the selector names app=chat only");
 }
