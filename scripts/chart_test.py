@@ -169,7 +169,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
 # The operator's permissions, exactly (docs/reference/operator.md): (apiGroup, resource, verb,
 # resourceName or None). Anything more or less fails.
 CLUSTER_RULES = {
-    *{("switchyard.dev", r, v, None) for r in ("modelroutes", "providerpools") for v in ("get", "list", "watch")},
+    *{("switchyard.dev", r, v, None) for r in ("modelroutes", "providerpools", "budgets") for v in ("get", "list", "watch")},
     *{("switchyard.dev", r, "patch", None) for r in ("modelroutes/status", "providerpools/status")},
     *{("", r, v, None) for r in ("secrets", "pods", "namespaces") for v in ("list", "watch")},
     ("", "nodes", "list", None),
