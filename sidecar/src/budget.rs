@@ -12,30 +12,37 @@
 //! dollar or token limit by what the requests in flight cost. A request limit is exact: a budget
 //! without `providers` takes its request slot when it admits, with a compare-and-swap.
 //!
-//! In standalone mode the sidecar is the whole fleet and holds each whole limit. In pod mode the
-//! operator will hand out shares as leases; until it does, it compiles no budgets into tables.
+//! In standalone mode the sidecar is the whole fleet and holds each whole limit. In pod mode it
+//! holds the share the operator leased it ([`lease`]): it reports what it used and receives a
+//! new lease with each report.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use prometheus::{Gauge, IntCounter};
+use switchyard_crds::report::{self, BudgetUsage};
 use switchyard_crds::table::{self, BudgetLimit};
 use switchyard_crds::v1alpha1::{BudgetMode, Usd};
 use switchyard_crds::window::{self, Period, Timestamp, Window};
 
+use self::lease::{Caps, Held, NANOS_PER_MICRO};
 use crate::telemetry::metrics::Metrics;
 
-/// Nano-dollars in a micro-dollar. Costs are counted in nano-dollars: a cheap model's request
-/// costs a fraction of a micro-dollar, and rounding each to whole micro-dollars would lose it.
-const NANOS_PER_MICRO: u64 = 1_000;
+pub mod lease;
+
+/// How soon a leased sidecar may have room again although its window goes on: its next report
+/// brings a new lease, within the 5 s ± 20 % that sidecars with budgets report at.
+const LEASE_RENEWAL: Duration = Duration::from_secs(6);
 
 /// One budget's live counters.
 pub struct BudgetRt {
     pub def: table::Budget,
     /// `namespace/name`.
     pub id: String,
+    /// Pod mode: each limit holds the share the operator leased, not the whole limit.
+    leased: bool,
     limits: Box<[LimitRt]>,
     refusals: IntCounter,
 }
@@ -47,6 +54,8 @@ struct LimitRt {
     /// Swapped whole when a new window begins, so a late charge for the old one cannot land in
     /// the new one.
     window: ArcSwap<WindowCount>,
+    /// The operator's latest lease (pod mode).
+    held: ArcSwapOption<Held>,
     remaining: Remaining,
 }
 
@@ -97,9 +106,15 @@ impl Exhausted {
 }
 
 impl BudgetRt {
-    /// Live counters for `def`. Windows of `previous` whose limit is unchanged carry over, so a
-    /// reload (or an edited amount) does not forget what was spent.
-    pub fn new(def: table::Budget, previous: Option<&BudgetRt>, metrics: &Metrics) -> Self {
+    /// Live counters for `def`, holding the whole limit or (`leased`) the operator's share.
+    /// Windows (and leases) of `previous` whose limit is unchanged carry over, so a reload (or an
+    /// edited amount) does not forget what was spent.
+    pub fn new(
+        def: table::Budget,
+        previous: Option<&BudgetRt>,
+        metrics: &Metrics,
+        leased: bool,
+    ) -> Self {
         let id = def.id();
         let now = Timestamp::now();
         let limits = def
@@ -109,15 +124,18 @@ impl BudgetRt {
                 // The compiler passes only valid periods; a table from elsewhere that carries a
                 // bad one loses that limit rather than the whole table.
                 let period = Period::parse(&limit.period)?;
-                let kept = previous
-                    .and_then(|p| p.limits.iter().find(|l| l.def.period == limit.period))
-                    .map(|l| l.window.load_full());
-                let window = kept.unwrap_or_else(|| Arc::new(WindowCount::new(period, now)));
+                let kept =
+                    previous.and_then(|p| p.limits.iter().find(|l| l.def.period == limit.period));
+                let window = kept.map_or_else(
+                    || Arc::new(WindowCount::new(period, now)),
+                    |l| l.window.load_full(),
+                );
                 Some(LimitRt {
                     remaining: Remaining::new(metrics, &id, limit),
                     def: limit.clone(),
                     period,
                     window: ArcSwap::new(window),
+                    held: ArcSwapOption::new(kept.and_then(|l| l.held.load_full())),
                 })
             })
             .collect();
@@ -125,6 +143,7 @@ impl BudgetRt {
             refusals: metrics.budget_refusals.with_label_values(&[&id]),
             id,
             def,
+            leased,
             limits,
         }
     }
@@ -149,12 +168,13 @@ impl BudgetRt {
         }
         for (i, limit) in self.limits.iter().enumerate() {
             let count = limit.current(now);
-            if !count.take_request(limit.def.requests) {
+            let caps = self.caps(limit, &count, now);
+            if !count.take_request(caps.requests) {
                 // Lost a race for the last slot: give back the slots taken so far.
                 for taken in &self.limits[..i] {
                     taken.current(now).give_back_request();
                 }
-                self.refuse(limit.exhausted(&self.id, &count, now))?;
+                self.refuse(self.exhausted(limit, &count, &caps, now))?;
                 self.count_request(now);
                 return Ok(());
             }
@@ -184,15 +204,91 @@ impl BudgetRt {
     pub fn refresh_remaining(&self, now: Timestamp) {
         for limit in self.limits.iter() {
             let count = limit.current(now);
-            limit.remaining.set(&limit.def, &count);
+            limit.remaining.set(&self.caps(limit, &count, now), &count);
         }
+    }
+
+    /// What this instance used of each limit in its current window, for a report.
+    pub fn usage(&self, now: Timestamp) -> Vec<BudgetUsage> {
+        self.limits
+            .iter()
+            .enumerate()
+            .map(|(i, limit)| {
+                let count = limit.current(now);
+                let held = limit.held.load();
+                let window_start = count.window.start.as_second();
+                BudgetUsage {
+                    budget: self.id.clone(),
+                    limit: u32::try_from(i).unwrap_or(u32::MAX),
+                    period: limit.def.period.clone(),
+                    window_start,
+                    used: count.used().to_amounts(),
+                    holds: held
+                        .as_ref()
+                        .filter(|h| h.window_start == window_start)
+                        .map(|h| h.allowance.to_amounts()),
+                }
+            })
+            .collect()
+    }
+
+    /// Takes a lease from the operator. One for another limit (the table changed since the
+    /// report) is ignored.
+    pub fn apply(&self, lease: &report::Lease, now: Timestamp) {
+        let Some(limit) = usize::try_from(lease.limit)
+            .ok()
+            .and_then(|i| self.limits.get(i))
+            .filter(|l| l.def.period == lease.period)
+        else {
+            return;
+        };
+        let used = limit.current(now).used();
+        limit.held.store(Some(Arc::new(Held::new(lease, used))));
     }
 
     fn first_exhausted(&self, now: Timestamp) -> Option<Exhausted> {
         self.limits.iter().find_map(|limit| {
             let count = limit.current(now);
-            (!count.has_room(&limit.def)).then(|| limit.exhausted(&self.id, &count, now))
+            let caps = self.caps(limit, &count, now);
+            (!count.has_room(&caps)).then(|| self.exhausted(limit, &count, &caps, now))
         })
+    }
+
+    /// What `limit` lets this sidecar count in `count`'s window now.
+    fn caps(&self, limit: &LimitRt, count: &WindowCount, now: Timestamp) -> Caps {
+        if !self.leased {
+            return Caps::whole(&limit.def);
+        }
+        lease::caps(
+            &limit.def,
+            limit.held.load().as_deref(),
+            self.def.when_unreachable,
+            count.window.start.as_second(),
+            now,
+        )
+    }
+
+    fn exhausted(
+        &self,
+        limit: &LimitRt,
+        count: &WindowCount,
+        caps: &Caps,
+        now: Timestamp,
+    ) -> Exhausted {
+        let (used, cap, unit) = count.first_full(caps);
+        let mut wait = count.window.until_end(now);
+        let mut used = format!("{used} of {cap} {unit}");
+        if self.leased {
+            // The fleet may still have room: the next lease can bring this sidecar more.
+            wait = wait.min(LEASE_RENEWAL);
+            used.push_str(" (this sidecar's share)");
+        }
+        Exhausted {
+            budget: self.id.clone(),
+            period: limit.def.period.clone(),
+            used,
+            wait,
+        }
     }
 
     fn refuse(&self, exhausted: Exhausted) -> Result<(), Exhausted> {
@@ -213,22 +309,12 @@ impl LimitRt {
         }
         let fresh = Arc::new(WindowCount::new(self.period, now));
         // Only one of the racing requests installs its fresh window; the others use the winner's.
+        // (The `remaining` gauge catches up at the next scrape, which refreshes every limit.)
         let previous = self.window.compare_and_swap(&count, fresh.clone());
         if Arc::ptr_eq(&previous, &count) {
-            self.remaining.set(&self.def, &fresh);
             fresh
         } else {
             arc_swap::Guard::into_inner(previous)
-        }
-    }
-
-    fn exhausted(&self, budget: &str, count: &WindowCount, now: Timestamp) -> Exhausted {
-        let (used, limit, unit) = count.first_full(&self.def);
-        Exhausted {
-            budget: budget.to_string(),
-            period: self.def.period.clone(),
-            used: format!("{used} of {limit} {unit}"),
-            wait: count.window.until_end(now),
         }
     }
 }
@@ -248,13 +334,23 @@ impl WindowCount {
         }
     }
 
-    fn has_room(&self, def: &BudgetLimit) -> bool {
+    fn has_room(&self, caps: &Caps) -> bool {
         let below = |used: &AtomicU64, cap: Option<u64>| {
             cap.is_none_or(|cap| used.load(Ordering::Relaxed) < cap)
         };
-        below(&self.usd_nanos, usd_nanos(def))
-            && below(&self.requests, def.requests)
-            && below(&self.tokens, def.tokens)
+        below(&self.usd_nanos, caps.usd_nanos)
+            && below(&self.requests, caps.requests)
+            && below(&self.tokens, caps.tokens)
+    }
+
+    /// What the window has counted, every unit.
+    fn used(&self) -> Caps {
+        let used = |n: &AtomicU64| Some(n.load(Ordering::Relaxed));
+        Caps {
+            usd_nanos: used(&self.usd_nanos),
+            requests: used(&self.requests),
+            tokens: used(&self.tokens),
+        }
     }
 
     /// Takes a request slot if the cap (if any) leaves one.
@@ -282,20 +378,20 @@ impl WindowCount {
     }
 
     /// Used, limit and unit of the first full cap, as text.
-    fn first_full(&self, def: &BudgetLimit) -> (String, String, &'static str) {
+    fn first_full(&self, caps: &Caps) -> (String, String, &'static str) {
         let used = |n: &AtomicU64| n.load(Ordering::Relaxed);
-        if let Some(cap) = usd_nanos(def)
+        if let Some(cap) = caps.usd_nanos
             && used(&self.usd_nanos) >= cap
         {
             let micros = |nanos: u64| Usd::from_micros(nanos / NANOS_PER_MICRO).0;
             return (micros(used(&self.usd_nanos)), micros(cap), "USD");
         }
-        if let Some(cap) = def.tokens
+        if let Some(cap) = caps.tokens
             && used(&self.tokens) >= cap
         {
             return (used(&self.tokens).to_string(), cap.to_string(), "tokens");
         }
-        let cap = def.requests.unwrap_or_default();
+        let cap = caps.requests.unwrap_or_default();
         (
             used(&self.requests).to_string(),
             cap.to_string(),
@@ -320,25 +416,24 @@ impl Remaining {
         }
     }
 
-    fn set(&self, def: &BudgetLimit, count: &WindowCount) {
+    /// What is left of `caps`; an uncapped unit (pod mode before its first lease, or
+    /// `FailOpen` after one lapsed) shows as infinite.
+    fn set(&self, caps: &Caps, count: &WindowCount) {
         let left = |cap: Option<u64>, used: &AtomicU64| {
-            cap.unwrap_or_default()
-                .saturating_sub(used.load(Ordering::Relaxed)) as f64
+            cap.map_or(f64::INFINITY, |cap| {
+                cap.saturating_sub(used.load(Ordering::Relaxed)) as f64
+            })
         };
         if let Some(g) = &self.usd {
-            g.set(left(usd_nanos(def), &count.usd_nanos) / 1e9);
+            g.set(left(caps.usd_nanos, &count.usd_nanos) / 1e9);
         }
         if let Some(g) = &self.requests {
-            g.set(left(def.requests, &count.requests));
+            g.set(left(caps.requests, &count.requests));
         }
         if let Some(g) = &self.tokens {
-            g.set(left(def.tokens, &count.tokens));
+            g.set(left(caps.tokens, &count.tokens));
         }
     }
-}
-
-fn usd_nanos(def: &BudgetLimit) -> Option<u64> {
-    def.usd_micros.map(|m| m.saturating_mul(NANOS_PER_MICRO))
 }
 
 /// Admits a request against every budget that counts it at admission; the first refusal wins

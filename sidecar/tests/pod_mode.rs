@@ -332,3 +332,83 @@ async fn a_new_table_is_reported_without_waiting_for_the_interval() {
     sidecar.shutdown().await;
     operator.stop();
 }
+
+/// Pod mode holds budgets to the share the operator leases: the sidecar reports what it used of
+/// each limit, takes the leases of the answer, and refuses past its allowance although the
+/// budget's own limit is far larger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_is_held_to_the_leased_share() {
+    use switchyard_crds::report::{Amounts, Lease, ReportAnswer};
+    use switchyard_crds::window::{Period, Timestamp};
+
+    let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
+    let budget = "---
+apiVersion: switchyard.dev/v1alpha1
+kind: Budget
+metadata: {name: team}
+spec:
+  limits: [{period: Day, requests: 1000}]
+";
+    let first = table_with(&provider, "chat", budget);
+    assert!(first.budgets.contains_key("default/team"));
+    let operator = FakeOperator::start(&pki, "token", Answer::table(&first)).await;
+    let files = PodFiles::new(&pki.ca_pem, "token");
+    let sidecar = start_sidecar(&operator.url(), &files).await;
+    assert!(eventually(SOON, || version(&sidecar) == Some(first.version.clone())).await);
+
+    let usage = |r: &Report| {
+        r.budgets
+            .iter()
+            .find(|u| u.budget == "default/team")
+            .cloned()
+    };
+    assert!(
+        eventually(SOON, || operator
+            .reports()
+            .iter()
+            .any(|r| usage(r).is_some()))
+        .await,
+        "reports carry the budget's usage"
+    );
+    let window = Period::Day.window(Timestamp::now()).expect("a window");
+    *operator.shared.leases.lock().unwrap() = Some(ReportAnswer {
+        leases: vec![Lease {
+            budget: "default/team".into(),
+            limit: 0,
+            period: "Day".into(),
+            window_start: window.start.as_second(),
+            window_end: window.end.as_second(),
+            allowance: Amounts {
+                usd_micros: None,
+                requests: Some(2),
+                tokens: None,
+            },
+            expires_at_ms: Timestamp::now().as_millisecond() + 60_000,
+        }],
+    });
+    let holds = |r: &Report| usage(r).and_then(|u| u.holds).and_then(|h| h.requests);
+    assert!(
+        eventually(SOON, || operator
+            .reports()
+            .iter()
+            .any(|r| holds(r) == Some(2)))
+        .await,
+        "the next report says the lease is held"
+    );
+
+    for _ in 0..2 {
+        assert_eq!(chat(&sidecar, "chat").await.0, 200);
+    }
+    let (status, body) = chat(&sidecar, "chat").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "switchyard_budget_exhausted");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("this sidecar's share"), "{message}");
+
+    let used = |r: &Report| usage(r).and_then(|u| u.used.requests);
+    assert!(
+        eventually(SOON, || operator.reports().last().and_then(used) == Some(2)).await,
+        "the refused request is not counted"
+    );
+    operator.stop();
+}

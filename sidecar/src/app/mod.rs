@@ -97,6 +97,9 @@ impl Sidecar {
     /// `switchyard_no_config` until a table arrives, from the state dir or the operator.
     pub async fn start(config: Config) -> crate::Result<Self> {
         let runtime = Runtime::new(Metrics::new());
+        if matches!(config.source, Source::ConfigServer(_)) {
+            runtime.lease_budgets();
+        }
         if let Source::Manifests { paths, selection } = &config.source {
             let loaded = standalone::load(paths, selection)?;
             for warning in &loaded.warnings {

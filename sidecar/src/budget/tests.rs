@@ -34,6 +34,7 @@ fn budget(metrics: &Metrics, limits: Vec<BudgetLimit>) -> Arc<BudgetRt> {
         def("b", BudgetMode::Enforce, limits),
         None,
         metrics,
+        false,
     ))
 }
 
@@ -128,6 +129,7 @@ fn shadow_mode_counts_would_be_refusals_and_refuses_nothing() {
         def("s", BudgetMode::Shadow, vec![limit("1h", None, Some(1))]),
         None,
         &metrics,
+        false,
     );
     for _ in 0..4 {
         assert_eq!(b.admit(at(0)), Ok(()));
@@ -156,6 +158,7 @@ fn a_refusal_by_one_budget_gives_back_the_slots_of_the_others() {
         ),
         None,
         &metrics,
+        false,
     ));
     let both = [roomy.clone(), tight];
     assert!(admit(&both, at(0)).is_ok());
@@ -199,7 +202,88 @@ fn a_changed_budget_keeps_the_windows_of_its_unchanged_limits() {
         def("b", BudgetMode::Enforce, vec![limit("Day", None, Some(3))]),
         Some(&old),
         &metrics,
+        false,
     );
     assert!(new.admit(now).is_ok(), "2 of 3 used");
     assert!(new.admit(now).is_err(), "the day's count carried over");
+}
+
+fn leased(metrics: &Metrics, mode: WhenUnreachable) -> BudgetRt {
+    let mut def = def(
+        "fleet",
+        BudgetMode::Enforce,
+        vec![limit("1m", None, Some(100))],
+    );
+    def.when_unreachable = mode;
+    BudgetRt::new(def, None, metrics, true)
+}
+
+/// A lease on limit 0 of `ns/fleet` for the minute of [`at`]`(0)`, lapsing at `at(expires)`.
+fn lease(requests: u64, expires: i64) -> switchyard_crds::report::Lease {
+    switchyard_crds::report::Lease {
+        budget: "ns/fleet".into(),
+        limit: 0,
+        period: "1m".into(),
+        window_start: at(0).as_second(),
+        window_end: at(60).as_second(),
+        allowance: switchyard_crds::report::Amounts {
+            usd_micros: None,
+            requests: Some(requests),
+            tokens: None,
+        },
+        expires_at_ms: at(expires).as_millisecond(),
+    }
+}
+
+#[test]
+fn a_leased_budget_admits_up_to_its_allowance_not_the_whole_limit() {
+    let metrics = Metrics::new();
+    let b = leased(&metrics, WhenUnreachable::LastShare);
+    for _ in 0..3 {
+        assert!(b.admit(at(1)).is_ok(), "no lease yet: nothing capped");
+    }
+    b.apply(&lease(5, 15), at(1));
+    assert!(b.admit(at(2)).is_ok());
+    assert!(b.admit(at(2)).is_ok());
+    let refused = b.admit(at(3)).unwrap_err();
+    assert_eq!(refused.used, "5 of 5 requests (this sidecar's share)");
+    assert_eq!(
+        refused.wait,
+        Duration::from_secs(6),
+        "the next lease may bring room before the window ends"
+    );
+    let usage = b.usage(at(3));
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].window_start, at(0).as_second());
+    assert_eq!(usage[0].used.requests, Some(5));
+    assert_eq!(usage[0].holds.and_then(|h| h.requests), Some(5));
+}
+
+#[test]
+fn a_lapsed_lease_follows_when_unreachable() {
+    let metrics = Metrics::new();
+    for (mode, admitted) in [
+        (WhenUnreachable::LastShare, 2),
+        (WhenUnreachable::FailOpen, 10),
+        (WhenUnreachable::FailClosed, 0),
+    ] {
+        let b = leased(&metrics, mode);
+        b.apply(&lease(2, 15), at(1));
+        let n = (0..10).filter(|_| b.admit(at(20)).is_ok()).count();
+        assert_eq!(n, admitted, "{mode:?}");
+    }
+}
+
+#[test]
+fn a_lease_for_a_limit_the_table_no_longer_has_is_ignored() {
+    let metrics = Metrics::new();
+    let b = leased(&metrics, WhenUnreachable::LastShare);
+    let mut other = lease(0, 15);
+    other.period = "1h".into();
+    b.apply(&other, at(1));
+    assert!(b.admit(at(2)).is_ok(), "not capped at 0 by a stale lease");
+    other.period = "1m".into();
+    other.limit = 3;
+    b.apply(&other, at(1));
+    assert!(b.admit(at(2)).is_ok());
 }

@@ -6,6 +6,10 @@
 //! read from the Prometheus metrics (summed over routes) and each target's health, so that a lost
 //! report loses nothing: the operator derives deltas. A failed report is logged and the next one
 //! carries the same counts; reporting never touches serving.
+//!
+//! A table with budgets adds what this sidecar used of each budget limit in its window, and the
+//! operator answers with leases ([`crate::budget::lease`]); such a sidecar reports every
+//! [`BUDGET_INTERVAL`] at most, so that its leases are renewed well before they lapse.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +20,9 @@ use http::Method;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use rand::Rng;
-use switchyard_crds::report::{LATENCY_BUCKETS_MS, Report, TargetReport};
+use switchyard_crds::report::{
+    BudgetUsage, LATENCY_BUCKETS_MS, Report, ReportAnswer, TargetReport,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -29,6 +35,9 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The longest wait before reporting a new table; uniform, so that a fleet woken by the same
 /// change does not report at the same instant.
 const AFTER_SWAP: Duration = Duration::from_secs(2);
+/// The longest mean time between reports while the table holds budgets (DESIGN §6: every 5 s
+/// ± 20 %; a lease lasts three of them).
+pub const BUDGET_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Reports until `shutdown`.
 pub fn spawn(
@@ -40,9 +49,13 @@ pub fn spawn(
         let client = ConfigClient::new(&pod);
         loop {
             // ±20% so that a fleet started together does not report in lockstep.
-            let delay = pod
-                .report_interval
-                .mul_f64(rand::rng().random_range(0.8..=1.2));
+            let has_budgets = runtime.snapshot().is_some_and(|s| !s.budgets.is_empty());
+            let interval = if has_budgets {
+                pod.report_interval.min(BUDGET_INTERVAL)
+            } else {
+                pod.report_interval
+            };
+            let delay = interval.mul_f64(rand::rng().random_range(0.8..=1.2));
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 () = runtime.swapped() => {
@@ -63,6 +76,7 @@ pub fn spawn(
             match sent {
                 Ok(answer) if answer.status.is_success() => {
                     tracing::debug!(targets = report.targets.len(), "reported to the operator");
+                    take_leases(&runtime, answer.status, &answer.body);
                 }
                 Ok(answer) => tracing::warn!(
                     status = answer.status.as_u16(),
@@ -76,6 +90,23 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// Takes the leases of a report's answer: `200` carries them, `204` (a table without
+/// budgets, or an operator that does not lease) none.
+fn take_leases(runtime: &Runtime, status: http::StatusCode, body: &[u8]) {
+    if status != http::StatusCode::OK || body.is_empty() {
+        return;
+    }
+    match serde_json::from_slice::<ReportAnswer>(body) {
+        Ok(answer) => {
+            runtime.apply_leases(&answer.leases);
+            tracing::debug!(leases = answer.leases.len(), "leases renewed");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the operator's leases could not be read; the current ones stay")
+        }
+    }
 }
 
 /// The report for now, or `None` before the first table.
@@ -134,8 +165,20 @@ pub fn build(runtime: &Runtime, instance: &str) -> Option<Report> {
         instance: instance.to_string(),
         table_version: snapshot.table.version.clone(),
         targets: targets.into_values().collect(),
-        budgets: Vec::new(),
+        budgets: budget_usage(&snapshot.budgets),
     })
+}
+
+/// What this sidecar used of every budget limit in its table, in a stable order.
+fn budget_usage(
+    budgets: &std::collections::HashMap<String, Arc<crate::budget::BudgetRt>>,
+) -> Vec<BudgetUsage> {
+    let now = switchyard_crds::window::Timestamp::now();
+    let mut ids: Vec<&String> = budgets.keys().collect();
+    ids.sort();
+    ids.into_iter()
+        .flat_map(|id| budgets[id].usage(now))
+        .collect()
 }
 
 /// The report of (`provider`, `model`), created empty on first use.

@@ -30,6 +30,8 @@ pub struct Runtime {
     swapped: tokio::sync::Notify,
     /// Turns true when shutdown's drain time is up: streams still open end with an error event.
     cut: tokio::sync::watch::Sender<bool>,
+    /// Pod mode: budgets hold the operator's leased share, not the whole limit.
+    leased_budgets: AtomicBool,
     pub metrics: Metrics,
 }
 
@@ -62,8 +64,33 @@ impl Runtime {
             last_error: Mutex::new(None),
             swapped: tokio::sync::Notify::new(),
             cut: tokio::sync::watch::Sender::new(false),
+            leased_budgets: AtomicBool::new(false),
             metrics,
         })
+    }
+
+    /// Pod mode: from the next table on, each budget holds the share the operator leases this
+    /// sidecar (docs/reference/sidecar.md#budgets). Call before the first swap.
+    pub fn lease_budgets(&self) {
+        self.leased_budgets.store(true, Ordering::Release);
+    }
+
+    /// Whether budgets hold leased shares (pod mode).
+    pub fn budgets_are_leased(&self) -> bool {
+        self.leased_budgets.load(Ordering::Acquire)
+    }
+
+    /// Takes the leases of a report's answer; leases for budgets not in the table are ignored.
+    pub fn apply_leases(&self, leases: &[switchyard_crds::report::Lease]) {
+        let Some(snapshot) = self.snapshot() else {
+            return;
+        };
+        let now = switchyard_crds::window::Timestamp::now();
+        for lease in leases {
+            if let Some(budget) = snapshot.budgets.get(&lease.budget) {
+                budget.apply(lease, now);
+            }
+        }
     }
 
     /// Tells streams still open to end now, with an error event: the drain time is up.
@@ -111,7 +138,7 @@ impl Runtime {
     pub fn swap(&self, table: RouteTable) {
         let previous = self.snapshot();
         let previous = previous.as_deref();
-        let budgets = budgets(previous, &table, &self.metrics);
+        let budgets = budgets(previous, &table, &self.metrics, self.budgets_are_leased());
         let mut resolver = Resolver {
             upstreams: upstreams(previous, &table),
             health: self.health.lock().unwrap_or_else(|p| p.into_inner()),
@@ -192,6 +219,7 @@ fn budgets(
     previous: Option<&Snapshot>,
     table: &RouteTable,
     metrics: &Metrics,
+    leased: bool,
 ) -> HashMap<String, Arc<BudgetRt>> {
     let old = previous.map(|s| &s.budgets);
     for (id, budget) in old.into_iter().flatten() {
@@ -207,7 +235,12 @@ fn budgets(
             let previous = old.and_then(|b| b.get(id));
             let budget = match previous {
                 Some(p) if p.def == *def => p.clone(),
-                _ => Arc::new(BudgetRt::new(def.clone(), previous.map(|p| &**p), metrics)),
+                _ => Arc::new(BudgetRt::new(
+                    def.clone(),
+                    previous.map(|p| &**p),
+                    metrics,
+                    leased,
+                )),
             };
             (id.clone(), budget)
         })

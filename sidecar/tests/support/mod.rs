@@ -130,6 +130,8 @@ pub struct Shared {
     pub hold: Mutex<Option<Duration>>,
     /// `GET /v1/config` requests seen.
     pub polls: std::sync::atomic::AtomicUsize,
+    /// When set, `POST /v1/report` answers `200` with these leases instead of `204`.
+    pub leases: Mutex<Option<switchyard_crds::report::ReportAnswer>>,
 }
 
 /// An operator config server: long-polls on `GET /v1/config`, records `POST /v1/report`.
@@ -168,6 +170,7 @@ impl FakeOperator {
             handshakes: Default::default(),
             hold: Mutex::new(None),
             polls: Default::default(),
+            leases: Mutex::new(None),
         });
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (s, t) = (shared.clone(), tasks.clone());
@@ -333,7 +336,14 @@ pub async fn handle(
                 .to_bytes();
             let report: Report = serde_json::from_slice(&body).expect("a report");
             shared.seen.lock().unwrap().reports.push(report);
-            Ok(reply(204, None, ""))
+            match &*shared.leases.lock().unwrap() {
+                Some(answer) => Ok(reply(
+                    200,
+                    None,
+                    serde_json::to_vec(answer).expect("leases serialize"),
+                )),
+                None => Ok(reply(204, None, "")),
+            }
         }
         ("GET", "/v1/config") => {
             shared
@@ -373,6 +383,11 @@ pub async fn handle(
 
 /// A table whose route `model` sends to `provider` (a mock) as `gpt-4o-mini`.
 pub fn table(provider: &MockProvider, model: &str) -> RouteTable {
+    table_with(provider, model, "")
+}
+
+/// [`table`], plus the objects of `extra` (YAML documents, each starting with `---`).
+pub fn table_with(provider: &MockProvider, model: &str, extra: &str) -> RouteTable {
     let dir = temp_dir("manifests");
     let yaml = format!(
         "apiVersion: switchyard.dev/v1alpha1
@@ -402,7 +417,7 @@ spec:
 ",
         provider.base_url()
     );
-    std::fs::write(dir.join("m.yaml"), yaml).expect("write manifests");
+    std::fs::write(dir.join("m.yaml"), yaml + extra).expect("write manifests");
     let loaded =
         standalone::load(std::slice::from_ref(&dir), &Selection::default()).expect("compiles");
     let _ = std::fs::remove_dir_all(&dir);
