@@ -17,6 +17,7 @@
 //! Every error is JSON: `{"error": "<message>"}`.
 
 pub mod auth;
+pub mod leases;
 pub mod reports;
 pub mod tables;
 

@@ -1,0 +1,345 @@
+//! The lease book: how the leader divides each budget limit among the sidecars that share it
+//! (docs/reference/operator.md#leases).
+//!
+//! Every sidecar whose table holds a budget reports, every few seconds, what it used of each
+//! limit in the current window; the answer is its lease, an allowance for the window ("you may
+//! have used this much") that lapses unless renewed. For each (budget, limit) the book keeps the
+//! operator's current window and, per holder (pod UID, instance), its use, its allowance, its
+//! demand and when it was last heard from. A holder's new allowance is its own use plus a grant
+//! that never takes what others were granted and have not used yet, so the allowances of all
+//! holders never add up to more than the limit while every sidecar keeps within its own.
+//!
+//! Windows are the operator's: a sidecar whose clock puts its counts in another window counts as
+//! having used nothing of this one. The book is pure, with an explicit wall-clock `now`, so tests
+//! need no clock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use switchyard_crds::report::{Amounts, BudgetUsage, Lease};
+use switchyard_crds::table;
+use switchyard_crds::window::{Period, Timestamp, Window};
+
+/// How long a lease holds unrenewed: three report intervals (5 s), so that one or two lost
+/// reports do not make a sidecar fall back to `whenUnreachable`.
+pub const LEASE_TTL: Duration = Duration::from_secs(15);
+/// A holder not heard from for this long is forgotten: its use stays counted (spent is spent)
+/// but its reservation is released to the others.
+pub const FORGET_AFTER: Duration = Duration::from_secs(2 * LEASE_TTL.as_secs());
+/// The share of a limit divided equally among holders whatever their demand, so that an idle
+/// sidecar can still admit its first requests.
+pub const FLOOR: f64 = 0.1;
+/// Weight of the newest rate in a holder's demand (exponentially weighted moving average per
+/// report): about the last four reports matter, so demand follows load within seconds without
+/// jumping at one burst.
+const DEMAND_WEIGHT: f64 = 0.3;
+/// The units a limit may cap, in the order of [`Units`]: micro-dollars, requests, tokens.
+const UNITS: usize = 3;
+
+/// One number per unit: micro-dollars, requests, tokens.
+type Units<T> = [T; UNITS];
+
+/// Who holds a lease: the authenticated pod UID and the sidecar's instance id, so that no pod
+/// can report for another and a restarted sidecar is a new holder.
+pub type HolderKey = (String, String);
+
+/// Every lease this leader has handed out.
+#[derive(Debug)]
+pub struct LeaseBook {
+    /// Until then the book only learns: it echoes what holders say they hold and hands new ones
+    /// the floor, so that a new leader does not hand out capacity the old one already granted.
+    learning_until: Timestamp,
+    /// By (budget `namespace/name`, limit index).
+    limits: HashMap<(String, u32), LimitBook>,
+}
+
+/// One limit of one budget in the operator's current window.
+#[derive(Debug)]
+struct LimitBook {
+    window: Window,
+    /// What forgotten holders had used in this window.
+    departed: Units<u64>,
+    holders: HashMap<HolderKey, Holder>,
+}
+
+#[derive(Debug, Default)]
+struct Holder {
+    /// Reported use in the book's window.
+    used: Units<u64>,
+    /// The allowance last granted in the book's window; `None` before the first.
+    allowance: Option<Units<u64>>,
+    /// Usage per second, smoothed; kept across windows.
+    demand: Units<f64>,
+    /// The last use reported in the book's window and when, to measure the rate.
+    sample: Option<(Units<u64>, Timestamp)>,
+    last_seen: Option<Timestamp>,
+}
+
+/// What the holder reported of one limit, once checked against the table.
+struct Reported {
+    /// `None` when the report says nothing usable of the limit: what the holder was known to
+    /// have used stays.
+    used: Option<Units<u64>>,
+    holds: Option<Units<Option<u64>>>,
+    /// Whether the counts belong to the operator's window.
+    in_window: bool,
+}
+
+// === impl LeaseBook ===
+
+impl LeaseBook {
+    /// An empty book that learns for [`LEASE_TTL`] from `now`: create one whenever this replica
+    /// becomes the leader.
+    pub fn new(now: Timestamp) -> Self {
+        Self {
+            learning_until: now + LEASE_TTL,
+            limits: HashMap::new(),
+        }
+    }
+
+    /// Whether the book still only learns at `now`.
+    pub fn learning(&self, now: Timestamp) -> bool {
+        now < self.learning_until
+    }
+
+    /// Takes one report of `holder`, whose table holds `budgets`, and returns its leases: one
+    /// per (budget, limit) of the table, in the table's order. Usage of budgets not in the table,
+    /// of limit indexes it lacks, or with another `period` than the table's, is ignored.
+    pub fn report(
+        &mut self,
+        holder: &HolderKey,
+        budgets: &BTreeMap<String, table::Budget>,
+        usage: &[BudgetUsage],
+        now: Timestamp,
+    ) -> Vec<Lease> {
+        self.forget(now);
+        let learning = self.learning(now);
+        let expires_at_ms = (now + LEASE_TTL).as_millisecond();
+        let mut leases = Vec::new();
+        for (id, budget) in budgets {
+            for (index, limit) in budget.limits.iter().enumerate() {
+                let Ok(index) = u32::try_from(index) else {
+                    continue;
+                };
+                // `validate` refused periods that do not parse; a window past year 9999 has no
+                // lease either.
+                let Some(window) = Period::parse(&limit.period).and_then(|p| p.window(now)) else {
+                    continue;
+                };
+                let report = usage
+                    .iter()
+                    .find(|u| u.budget == *id && u.limit == index && u.period == limit.period);
+                let book = self
+                    .limits
+                    .entry((id.clone(), index))
+                    .or_insert_with(|| LimitBook::new(window));
+                book.roll_to(window);
+                let reported = Reported::of(report, window);
+                let allowance = book.grant(holder, &reported, caps(limit), learning, now);
+                leases.push(Lease {
+                    budget: id.clone(),
+                    limit: index,
+                    period: limit.period.clone(),
+                    window_start: window.start.as_second(),
+                    window_end: window.end.as_second(),
+                    allowance,
+                    expires_at_ms,
+                });
+            }
+        }
+        leases
+    }
+
+    /// Forgets holders not heard from for [`FORGET_AFTER`], and limits nobody holds any more
+    /// whose window is over (nothing of them is needed in the next).
+    fn forget(&mut self, now: Timestamp) {
+        for book in self.limits.values_mut() {
+            book.forget(now);
+        }
+        self.limits
+            .retain(|_, book| !book.holders.is_empty() || book.window.contains(now));
+    }
+}
+
+// === impl LimitBook ===
+
+impl LimitBook {
+    fn new(window: Window) -> Self {
+        Self {
+            window,
+            departed: [0; UNITS],
+            holders: HashMap::new(),
+        }
+    }
+
+    /// A new window by the operator's clock: everything counts from zero again, but demand is
+    /// kept, so shares follow load from the first report on.
+    fn roll_to(&mut self, window: Window) {
+        if self.window == window {
+            return;
+        }
+        self.window = window;
+        self.departed = [0; UNITS];
+        for holder in self.holders.values_mut() {
+            holder.used = [0; UNITS];
+            holder.allowance = None;
+            holder.sample = None;
+        }
+    }
+
+    fn forget(&mut self, now: Timestamp) {
+        let departed = &mut self.departed;
+        self.holders.retain(|_, holder| {
+            let keep = holder
+                .last_seen
+                .is_some_and(|seen| now.duration_since(seen).unsigned_abs() < FORGET_AFTER);
+            if !keep {
+                for (total, used) in departed.iter_mut().zip(holder.used) {
+                    *total = total.saturating_add(used);
+                }
+            }
+            keep
+        });
+    }
+
+    /// Records `reported` for `key` and decides its allowance for the units in `caps`.
+    fn grant(
+        &mut self,
+        key: &HolderKey,
+        reported: &Reported,
+        caps: Units<Option<u64>>,
+        learning: bool,
+        now: Timestamp,
+    ) -> Amounts {
+        let holder = self.holders.entry(key.clone()).or_default();
+        holder.observe(reported, now);
+        let n = self.holders.len() as f64;
+        let mut granted = [0; UNITS];
+        let mut out: Units<Option<u64>> = [None; UNITS];
+        for unit in 0..UNITS {
+            let Some(limit) = caps[unit] else { continue };
+            let holder = &self.holders[key];
+            let used_i = holder.used[unit];
+            let spent = self.holders.values().fold(self.departed[unit], |sum, h| {
+                sum.saturating_add(h.used[unit])
+            });
+            let reserved: u64 = self
+                .holders
+                .iter()
+                .filter(|(k, _)| *k != key)
+                .filter_map(|(_, h)| Some(h.allowance?[unit].saturating_sub(h.used[unit])))
+                .fold(0, u64::saturating_add);
+            let left = limit.saturating_sub(spent);
+            let available = left.saturating_sub(reserved);
+            let echoed = reported.holds.and_then(|h| h[unit]);
+            let allowance = match (learning, echoed) {
+                // What the previous leader granted, as the sidecar says: it enforces that anyway.
+                (true, Some(holds)) => holds,
+                (true, None) => used_i + down(left as f64 * FLOOR / n).min(available),
+                (false, _) => {
+                    let weight = weight(&self.holders, key, unit);
+                    used_i + down(left as f64 * weight).min(available)
+                }
+            };
+            granted[unit] = allowance;
+            out[unit] = Some(allowance);
+        }
+        if let Some(holder) = self.holders.get_mut(key) {
+            holder.allowance = Some(granted);
+        }
+        let [usd_micros, requests, tokens] = out;
+        Amounts {
+            usd_micros,
+            requests,
+            tokens,
+        }
+    }
+}
+
+// === impl Holder ===
+
+impl Holder {
+    /// Takes a report: its use in the book's window, and the rate since the previous one into
+    /// the demand.
+    fn observe(&mut self, reported: &Reported, now: Timestamp) {
+        self.last_seen = Some(now);
+        if !reported.in_window {
+            // Counted in another window by the sidecar's clock: nothing of this one, and no
+            // rate to learn from.
+            self.used = [0; UNITS];
+            self.sample = None;
+            return;
+        }
+        let Some(used) = reported.used else {
+            return;
+        };
+        if let Some((before, at)) = self.sample {
+            let seconds = now.duration_since(at).as_secs_f64().max(1e-3);
+            for unit in 0..UNITS {
+                // A count that went down is a restarted count: all of it is new.
+                let grown = used[unit].checked_sub(before[unit]).unwrap_or(used[unit]);
+                let rate = grown as f64 / seconds;
+                self.demand[unit] =
+                    DEMAND_WEIGHT * rate + (1.0 - DEMAND_WEIGHT) * self.demand[unit];
+            }
+        }
+        self.used = used;
+        self.sample = Some((used, now));
+    }
+}
+
+// === impl Reported ===
+
+impl Reported {
+    fn of(usage: Option<&BudgetUsage>, window: Window) -> Self {
+        let Some(usage) = usage else {
+            return Self {
+                used: None,
+                holds: None,
+                in_window: true,
+            };
+        };
+        if usage.window_start != window.start.as_second() {
+            return Self {
+                used: None,
+                holds: None,
+                in_window: false,
+            };
+        }
+        let amounts = |a: &Amounts| [a.usd_micros, a.requests, a.tokens];
+        Self {
+            used: Some(amounts(&usage.used).map(|v| v.unwrap_or(0))),
+            holds: usage.holds.as_ref().map(amounts),
+            in_window: true,
+        }
+    }
+}
+
+/// The units `limit` caps, with their caps.
+fn caps(limit: &table::BudgetLimit) -> Units<Option<u64>> {
+    [limit.usd_micros, limit.requests, limit.tokens]
+}
+
+/// The share of what is left that `key` may claim for `unit`: the floor divided equally, the
+/// rest by demand (equally when nobody has any).
+fn weight(holders: &HashMap<HolderKey, Holder>, key: &HolderKey, unit: usize) -> f64 {
+    let n = holders.len() as f64;
+    let total: f64 = holders.values().map(|h| h.demand[unit]).sum();
+    if total <= 0.0 || !total.is_finite() {
+        return 1.0 / n;
+    }
+    FLOOR / n + (1.0 - FLOOR) * holders[key].demand[unit] / total
+}
+
+/// Rounds a share down to a whole amount (never up: the sum must stay within the limit).
+fn down(share: f64) -> u64 {
+    if share.is_finite() && share > 0.0 {
+        // NB: `as` saturates, and the share is never above the limit, a u64.
+        share.floor() as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests;

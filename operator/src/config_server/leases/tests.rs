@@ -1,0 +1,364 @@
+use switchyard_crds::v1alpha1::{BudgetMode, WhenUnreachable};
+
+use super::*;
+
+/// A whole hour (window start of the `1h` limit), long after the book stopped learning.
+const T0: i64 = 3_600 * 500_000;
+const LIMIT: u64 = 1_000;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(T0 + seconds).unwrap()
+}
+
+/// A book created long ago: past learning.
+fn book() -> LeaseBook {
+    LeaseBook::new(at(-3_000))
+}
+
+fn limit(period: &str, requests: Option<u64>, tokens: Option<u64>) -> table::BudgetLimit {
+    table::BudgetLimit {
+        period: period.into(),
+        usd_micros: None,
+        requests,
+        tokens,
+    }
+}
+
+fn budget(name: &str, limits: Vec<table::BudgetLimit>) -> table::Budget {
+    table::Budget {
+        namespace: "ns".into(),
+        name: name.into(),
+        routes: vec![],
+        providers: vec![],
+        limits,
+        mode: BudgetMode::Enforce,
+        when_unreachable: WhenUnreachable::LastShare,
+    }
+}
+
+/// The table's budgets: `ns/cap`, one `1h` limit of [`LIMIT`] requests.
+fn budgets() -> BTreeMap<String, table::Budget> {
+    let b = budget("cap", vec![limit("1h", Some(LIMIT), None)]);
+    BTreeMap::from([(b.id(), b)])
+}
+
+fn holder(name: &str) -> HolderKey {
+    (format!("uid-{name}"), format!("{name}/start"))
+}
+
+fn used(requests: u64) -> Amounts {
+    Amounts {
+        usd_micros: Some(0),
+        requests: Some(requests),
+        tokens: Some(0),
+    }
+}
+
+/// `ns/cap` limit 0 with `requests` used in the `1h` window starting at `window_start`.
+fn usage(requests: u64, window_start: i64) -> BudgetUsage {
+    BudgetUsage {
+        budget: "ns/cap".into(),
+        limit: 0,
+        period: "1h".into(),
+        window_start,
+        used: used(requests),
+        holds: None,
+    }
+}
+
+/// Reports `requests` used in the current window and returns the request allowance.
+fn report(book: &mut LeaseBook, who: &str, requests: u64, now: Timestamp) -> u64 {
+    let leases = book.report(&holder(who), &budgets(), &[usage(requests, T0)], now);
+    assert_eq!(leases.len(), 1);
+    leases[0].allowance.requests.unwrap()
+}
+
+#[test]
+fn a_lone_holder_may_use_the_whole_limit() {
+    let mut book = book();
+    let leases = book.report(&holder("a"), &budgets(), &[usage(0, T0)], at(10));
+    assert_eq!(
+        leases,
+        vec![Lease {
+            budget: "ns/cap".into(),
+            limit: 0,
+            period: "1h".into(),
+            window_start: T0,
+            window_end: T0 + 3_600,
+            allowance: Amounts {
+                requests: Some(LIMIT),
+                ..Amounts::default()
+            },
+            expires_at_ms: (T0 + 10) * 1_000 + 15_000,
+        }],
+        "only the capped unit, the operator's window, an expiry three report intervals ahead"
+    );
+    assert_eq!(
+        report(&mut book, "a", 400, at(15)),
+        LIMIT,
+        "its own use included"
+    );
+}
+
+#[test]
+fn what_another_holder_was_granted_and_has_not_used_is_not_granted_again() {
+    let mut book = book();
+    assert_eq!(report(&mut book, "a", 0, at(10)), LIMIT);
+    // b is new: a holds everything it was granted, so nothing is available.
+    assert_eq!(report(&mut book, "b", 0, at(11)), 0);
+    // a, renewing, gets half of what is left (equal demand): b can then claim the rest.
+    assert_eq!(report(&mut book, "a", 0, at(15)), 500);
+    assert_eq!(report(&mut book, "b", 0, at(16)), 500);
+}
+
+/// A small deterministic generator, so that the order is varied but the test reproducible.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+#[test]
+fn allowances_never_add_up_past_the_limit_whatever_the_order() {
+    for seed in 1..=20 {
+        let mut rng = Lcg(seed);
+        let mut book = book();
+        let holders = 2 + rng.below(30) as usize;
+        let mut allowance = vec![0u64; holders];
+        let mut spent = vec![0u64; holders];
+        let mut now = at(0);
+        for _ in 0..600 {
+            let i = rng.below(holders as u64) as usize;
+            // A sidecar stays within what it holds (it admits only below its allowance).
+            spent[i] += rng.below(allowance[i] - spent[i] + 1);
+            now += Duration::from_millis(rng.below(400));
+            allowance[i] = report(&mut book, &i.to_string(), spent[i], now);
+            assert!(allowance[i] >= spent[i], "seed {seed}: own use is included");
+            let total: u64 = allowance.iter().sum();
+            assert!(total <= LIMIT, "seed {seed}: {total} granted of {LIMIT}");
+        }
+        let total: u64 = allowance.iter().sum();
+        assert!(
+            total > LIMIT * 9 / 10,
+            "seed {seed}: the limit is handed out, not hoarded ({total})"
+        );
+    }
+}
+
+#[test]
+fn more_demand_gets_more() {
+    let mut book = book();
+    let (mut a, mut b) = (0, 0);
+    for step in 0..6 {
+        let now = at(step * 5);
+        let grant_a = report(&mut book, "a", a, now) - a;
+        let grant_b = report(&mut book, "b", b, now + Duration::from_secs(1)) - b;
+        if step >= 3 {
+            assert!(
+                grant_a > 2 * grant_b,
+                "step {step}: a uses ten times b, a gets {grant_a}, b {grant_b}"
+            );
+            // Even an almost idle holder keeps its floor.
+            let floor = down((LIMIT - a - b) as f64 * FLOOR / 2.0);
+            assert!(grant_b + 1 >= floor.min(LIMIT - a - b), "b: {grant_b}");
+        }
+        a = (a + 50).min(a + grant_a);
+        b = (b + 5).min(b + grant_b);
+    }
+}
+
+#[test]
+fn an_idle_holder_keeps_a_floor() {
+    let mut book = book();
+    // a is busy; b has never used anything.
+    report(&mut book, "a", 0, at(0));
+    report(&mut book, "b", 0, at(0));
+    report(&mut book, "a", 100, at(5));
+    report(&mut book, "b", 0, at(5));
+    report(&mut book, "a", 100, at(10));
+    let b = report(&mut book, "b", 0, at(10));
+    // (L − U)·FLOOR/n with U = 100, n = 2.
+    assert_eq!(b, 45);
+}
+
+#[test]
+fn use_beyond_the_allowance_is_debt() {
+    let mut book = book();
+    assert_eq!(report(&mut book, "a", 0, at(0)), LIMIT);
+    assert_eq!(report(&mut book, "b", 0, at(0)), 0);
+    // b overspent what it held (nothing) by 300: nothing is available, it gets no more...
+    assert_eq!(report(&mut book, "b", 300, at(1)), 300);
+    // ...and what is left to share shrinks by as much: a (idle) gets its floor of 700.
+    assert_eq!(report(&mut book, "a", 0, at(2)), 35, "(1000 − 300)·FLOOR/2");
+    assert_eq!(report(&mut book, "b", 300, at(3)), 965, "300 + 700 − 35");
+}
+
+#[test]
+fn counts_from_another_window_are_nothing_of_this_one() {
+    let mut book = book();
+    let late = book.report(&holder("a"), &budgets(), &[usage(900, T0 - 3_600)], at(1));
+    assert_eq!(late[0].window_start, T0, "the operator's window");
+    assert_eq!(late[0].allowance.requests, Some(LIMIT));
+    assert_eq!(
+        report(&mut book, "a", 900, at(2)),
+        LIMIT,
+        "the same counts in this window"
+    );
+    assert_eq!(report(&mut book, "b", 0, at(3)), 0, "a's 900 were counted");
+}
+
+#[test]
+fn usage_for_another_period_is_ignored() {
+    let mut book = book();
+    let moved = BudgetUsage {
+        period: "1m".into(),
+        ..usage(900, T0)
+    };
+    let leases = book.report(&holder("a"), &budgets(), &[moved], at(1));
+    assert_eq!(leases[0].allowance.requests, Some(LIMIT));
+    assert_eq!(
+        report(&mut book, "b", 0, at(2)),
+        0,
+        "a holds it all, having used nothing"
+    );
+    // The same usage with the table's period counts.
+    let mut book = self::book();
+    assert_eq!(report(&mut book, "a", 900, at(1)), LIMIT);
+    assert_eq!(report(&mut book, "b", 0, at(2)), 0);
+    assert_eq!(report(&mut book, "a", 900, at(3)), 950);
+}
+
+#[test]
+fn budgets_and_limits_outside_the_table_are_ignored() {
+    let mut book = book();
+    let elsewhere = BudgetUsage {
+        budget: "ns/other".into(),
+        ..usage(900, T0)
+    };
+    let no_such_limit = BudgetUsage {
+        limit: 3,
+        ..usage(900, T0)
+    };
+    let leases = book.report(&holder("a"), &budgets(), &[elsewhere, no_such_limit], at(1));
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].budget, "ns/cap");
+    assert_eq!(leases[0].allowance.requests, Some(LIMIT), "nothing counted");
+    assert!(
+        book.report(&holder("a"), &BTreeMap::new(), &[usage(1, T0)], at(2))
+            .is_empty(),
+        "no budgets in the table, no leases"
+    );
+}
+
+#[test]
+fn leases_follow_the_tables_order_and_caps() {
+    let mut book = book();
+    let a = budget(
+        "a",
+        vec![
+            limit("Day", None, Some(5_000)),
+            limit("1m", Some(10), Some(70)),
+        ],
+    );
+    let b = budget("b", vec![limit("1h", Some(LIMIT), None)]);
+    let budgets = BTreeMap::from([(b.id(), b), (a.id(), a)]);
+    let leases = book.report(&holder("x"), &budgets, &[], at(30));
+    let shape: Vec<_> = leases
+        .iter()
+        .map(|l| (l.budget.as_str(), l.limit, l.period.as_str(), l.allowance))
+        .collect();
+    let amounts = |requests, tokens| Amounts {
+        usd_micros: None,
+        requests,
+        tokens,
+    };
+    assert_eq!(
+        shape,
+        vec![
+            ("ns/a", 0, "Day", amounts(None, Some(5_000))),
+            ("ns/a", 1, "1m", amounts(Some(10), Some(70))),
+            ("ns/b", 0, "1h", amounts(Some(LIMIT), None)),
+        ]
+    );
+    let day = Period::Day.window(at(30)).unwrap();
+    assert_eq!(
+        (leases[0].window_start, leases[0].window_end),
+        (day.start.as_second(), day.end.as_second())
+    );
+}
+
+#[test]
+fn a_new_window_starts_from_zero_but_remembers_demand() {
+    let mut book = book();
+    let (mut a, mut b) = (0, 0);
+    for step in 0..5 {
+        a = report(&mut book, "a", a, at(3_570 + step * 5)).min(a + 100);
+        b = report(&mut book, "b", b, at(3_571 + step * 5)).min(b + 10);
+    }
+    // The next hour, by the operator's clock: both report their new window's first counts.
+    let next = |requests| BudgetUsage {
+        window_start: T0 + 3_600,
+        ..usage(requests, T0 + 3_600)
+    };
+    let a_new = book.report(&holder("a"), &budgets(), &[next(0)], at(3_600));
+    assert_eq!(a_new[0].window_start, T0 + 3_600);
+    let b_new = book.report(&holder("b"), &budgets(), &[next(0)], at(3_601));
+    let (a_new, b_new) = (
+        a_new[0].allowance.requests.unwrap(),
+        b_new[0].allowance.requests.unwrap(),
+    );
+    assert!(
+        a_new > 500,
+        "the whole limit again, shared by demand: {a_new}"
+    );
+    assert!(b_new <= LIMIT - a_new && b_new > 0, "b: {b_new}");
+    assert!(a_new > 3 * b_new, "a was the busier: {a_new} vs {b_new}");
+}
+
+#[test]
+fn a_silent_holder_is_forgotten_but_its_use_stays_counted() {
+    let mut book = book();
+    assert_eq!(report(&mut book, "a", 0, at(0)), LIMIT);
+    assert_eq!(report(&mut book, "b", 0, at(1)), 0);
+    // a has all the demand: 200 + (1000 − 200)·(FLOOR/2 + 1 − FLOOR).
+    assert_eq!(report(&mut book, "a", 200, at(5)), 960);
+    // b renews while a is within its lease; then a goes silent.
+    report(&mut book, "b", 0, at(6));
+    // Within 2 × LEASE_TTL a still holds its reservation...
+    assert_eq!(report(&mut book, "b", 0, at(30)), 40);
+    // ...after it, a is forgotten: its 200 stay spent, its reservation is released.
+    assert_eq!(report(&mut book, "b", 0, at(36)), 800);
+}
+
+#[test]
+fn a_new_book_learns_before_it_grants() {
+    let start = at(100);
+    let mut book = LeaseBook::new(start);
+    assert!(book.learning(start));
+    let held = |requests| BudgetUsage {
+        holds: Some(Amounts {
+            requests: Some(requests),
+            ..Amounts::default()
+        }),
+        ..usage(100, T0)
+    };
+    // a held 700 from the previous leader: it gets exactly that back, even with room to spare.
+    let a = book.report(&holder("a"), &budgets(), &[held(700)], at(101));
+    assert_eq!(a[0].allowance.requests, Some(700));
+    // b says nothing of a lease: the floor only, (L − U)·FLOOR/n with U = 100, n = 2.
+    assert_eq!(report(&mut book, "b", 0, at(102)), 45);
+    // A holder echoing more than is left still gets its echo: the sidecar enforces it anyway.
+    let c = book.report(&holder("c"), &budgets(), &[held(900)], at(103));
+    assert_eq!(c[0].allowance.requests, Some(900));
+    // Once learnt, the book divides again: c already holds more than a fair share.
+    let after = start + LEASE_TTL;
+    assert!(!book.learning(after));
+    let b = report(&mut book, "b", 0, after);
+    assert_eq!(b, 0, "a and c hold more than is left");
+}
