@@ -67,6 +67,22 @@ impl Leadership {
         }
     }
 
+    /// Whether leadership changed since this handle last looked, marking the change seen. A
+    /// handle kept for this alone tells each new term from the last (the lease book starts
+    /// learning again); one that always leads never changes.
+    pub fn take_change(&mut self) -> bool {
+        match self {
+            Self::Always => false,
+            Self::Elected(rx) => {
+                let changed = rx.has_changed().unwrap_or(false);
+                if changed {
+                    rx.borrow_and_update();
+                }
+                changed
+            }
+        }
+    }
+
     /// Waits until leadership changes and returns the new value; never returns for a
     /// leadership that cannot change.
     pub async fn changed(&mut self) -> bool {

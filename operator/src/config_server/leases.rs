@@ -97,6 +97,11 @@ impl LeaseBook {
         }
     }
 
+    /// Stops learning now: for a leader that knows no other one granted anything still live.
+    pub fn end_learning(&mut self) {
+        self.learning_until = Timestamp::MIN;
+    }
+
     /// Whether the book still only learns at `now`.
     pub fn learning(&self, now: Timestamp) -> bool {
         now < self.learning_until

@@ -4,7 +4,9 @@
 //!   "<version>"`, or `?version=`) it long-polls up to `?wait=` (Gateway API duration, default
 //!   30s, capped at 60s, plus up to 10% jitter) and answers 304 if nothing changed, or 200 the
 //!   moment the pod's table differs. Without a version it answers 200 at once.
-//! - `POST /v1/report`: cumulative counters, aggregated by [`reports::ReportAggregator`].
+//! - `POST /v1/report`: cumulative counters, aggregated by [`reports::ReportAggregator`]. When
+//!   the pod's table holds budgets, the answer is 200 with the sidecar's leases
+//!   ([`leases::LeaseBook`], docs/reference/operator.md#leases); otherwise 204.
 //!
 //! Decisions the design leaves open:
 //! - A pod no route selects gets 200 with an empty table, so its sidecar becomes ready.
@@ -12,7 +14,7 @@
 //! - A `wait` above 60s is capped, not refused; an unparsable one is 400.
 //! - A failed TokenReview (apiserver unreachable) is 503, so sidecars back off and retry.
 //! - A replica that loses leadership answers its waiting long-polls 503 at once.
-//! - Reports answer 204; bodies over 1 MiB are 413.
+//! - Reports answer 204 (200 with leases for a table with budgets); bodies over 1 MiB are 413.
 //!
 //! Every error is JSON: `{"error": "<message>"}`.
 
@@ -29,13 +31,15 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use switchyard_crds::report::Report;
+use switchyard_crds::report::{Report, ReportAnswer};
 use switchyard_crds::table::{RouteTable, SCHEMA_VERSION};
+use switchyard_crds::window::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::auth::{Authenticator, Rejection};
+use self::leases::LeaseBook;
 use self::reports::{ReportAggregator, WindowKey, WindowStats};
 use self::tables::Tables;
 use crate::leader::Leadership;
@@ -66,6 +70,7 @@ pub struct ConfigServer {
     tables: Tables,
     auth: Authenticator,
     reports: Mutex<ReportAggregator>,
+    leases: Mutex<Leases>,
     metrics: ConfigMetrics,
     /// Serialized tables by (version, generatedBy), so that a publish waking a thousand pods of
     /// one audience encodes their table once.
@@ -79,6 +84,14 @@ pub struct ConfigServer {
     /// Signalled when a report carries a new table version, so the controller recounts
     /// `sidecars.inSync` at once instead of at its next resync.
     versions_reported: Arc<Notify>,
+}
+
+/// The lease book of the current term.
+struct Leases {
+    book: LeaseBook,
+    /// A handle of its own on leadership, to notice a new term: a replica that leads again
+    /// cannot know what another leader granted meanwhile, so its book starts afresh (learning).
+    leadership: Leadership,
 }
 
 /// What `GET /v1/config` was asked, parsed from headers and query.
@@ -112,6 +125,10 @@ impl ConfigServer {
             tables,
             auth: Authenticator::new(client, metrics.clone()),
             reports: Mutex::new(ReportAggregator::new(Instant::now())),
+            leases: Mutex::new(Leases {
+                book: LeaseBook::new(Timestamp::now()),
+                leadership: leadership.clone(),
+            }),
             metrics,
             encoded: Mutex::new(HashMap::new()),
             leadership,
@@ -129,6 +146,12 @@ impl ConfigServer {
     /// The 5-minute report windows as of now; pool status will show them.
     pub fn report_windows(&self) -> std::collections::BTreeMap<WindowKey, WindowStats> {
         self.lock_reports().summary(Instant::now())
+    }
+
+    /// Ends the lease book's learning now, for whoever knows that no lease of another leader can
+    /// still be live (tests; a leader whose sidecars all restarted).
+    pub fn end_lease_learning(&self) {
+        self.lock_leases().book.end_learning();
     }
 
     /// Notified whenever a sidecar reports a table version it had not reported before.
@@ -265,10 +288,32 @@ impl ConfigServer {
             tracing::debug!(pod = %pod.name, namespace = %pod.namespace, dropped = outcome.dropped, "report targets outside the pod's table dropped");
         }
         count("accepted");
-        Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .body(Body::default())
-            .expect("a valid response")
+        let table = snapshot.table_for(&pod);
+        if table.budgets.is_empty() {
+            return Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Body::default())
+                .expect("a valid response");
+        }
+        let holder = (bound.uid.clone(), report.instance.clone());
+        let leases = self.lock_leases().book.report(
+            &holder,
+            &table.budgets,
+            &report.budgets,
+            Timestamp::now(),
+        );
+        match serde_json::to_vec(&ReportAnswer { leases }) {
+            Ok(body) => Response::builder()
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "application/json")
+                .header(CACHE_CONTROL, "no-store")
+                .body(Body::from(body))
+                .expect("a valid response"),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot encode leases: {e}"),
+            ),
+        }
     }
 
     fn table_response(&self, table: &RouteTable) -> Response<Body> {
@@ -291,6 +336,16 @@ impl ConfigServer {
         }
         encoded.insert(key, body.clone());
         table_response(table, body)
+    }
+
+    /// The lease book, started afresh first if leadership changed since it was last used.
+    fn lock_leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        // NB: like the aggregator, the book is consistent between calls whatever panicked.
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if leases.leadership.take_change() {
+            leases.book = LeaseBook::new(Timestamp::now());
+        }
+        leases
     }
 
     fn lock_reports(&self) -> std::sync::MutexGuard<'_, ReportAggregator> {

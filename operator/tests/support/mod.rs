@@ -278,6 +278,15 @@ pub async fn start() -> Harness {
 }
 
 pub async fn start_with(leadership: Leadership) -> Harness {
+    start_from(leadership, scripted_reviews(), snapshot(team_a_v1())).await
+}
+
+/// A harness whose apiserver answers `script` and whose tables start as `initial`.
+pub async fn start_from(
+    leadership: Leadership,
+    script: HashMap<String, Value>,
+    initial: Snapshot,
+) -> Harness {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "switchyard-config-server-{}-{}",
@@ -289,17 +298,12 @@ pub async fn start_with(leadership: Leadership) -> Harness {
 
     let reviews = Arc::new(AtomicUsize::new(0));
     let apiserver_switch = ApiserverSwitch::default();
-    let apiserver = fake_apiserver(
-        scripted_reviews(),
-        reviews.clone(),
-        apiserver_switch.clone(),
-    )
-    .await;
+    let apiserver = fake_apiserver(script, reviews.clone(), apiserver_switch.clone()).await;
     let kube_config = kube::Config::new(format!("http://{apiserver}").parse().unwrap());
     let client = kube::Client::try_from(kube_config).unwrap();
 
     let metrics = Metrics::new().unwrap();
-    let tables = Tables::new(snapshot(team_a_v1()));
+    let tables = Tables::new(initial);
     let server = ConfigServer::with_leadership(
         tables.clone(),
         Some(client),
