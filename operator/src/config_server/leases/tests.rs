@@ -202,36 +202,37 @@ fn use_beyond_the_allowance_is_debt() {
 #[test]
 fn counts_from_another_window_are_nothing_of_this_one() {
     let mut book = book();
-    let late = book.report(&holder("a"), &budgets(), &[usage(900, T0 - 3_600)], at(1));
+    assert_eq!(report(&mut book, "a", 0, at(1)), LIMIT);
+    assert_eq!(report(&mut book, "b", 0, at(2)), 0);
+    // a's clock is an hour behind: its 900 belong to the previous window.
+    let late = book.report(&holder("a"), &budgets(), &[usage(900, T0 - 3_600)], at(3));
     assert_eq!(late[0].window_start, T0, "the operator's window");
-    assert_eq!(late[0].allowance.requests, Some(LIMIT));
     assert_eq!(
-        report(&mut book, "a", 900, at(2)),
-        LIMIT,
-        "the same counts in this window"
+        late[0].allowance.requests,
+        Some(500),
+        "nothing used: half of the limit (900 counted would give 950)"
     );
-    assert_eq!(report(&mut book, "b", 0, at(3)), 0, "a's 900 were counted");
+    assert_eq!(report(&mut book, "b", 0, at(4)), 500);
 }
 
 #[test]
 fn usage_for_another_period_is_ignored() {
     let mut book = book();
+    assert_eq!(report(&mut book, "a", 0, at(1)), LIMIT);
+    assert_eq!(report(&mut book, "b", 0, at(2)), 0);
     let moved = BudgetUsage {
         period: "1m".into(),
         ..usage(900, T0)
     };
-    let leases = book.report(&holder("a"), &budgets(), &[moved], at(1));
-    assert_eq!(leases[0].allowance.requests, Some(LIMIT));
+    let leases = book.report(&holder("a"), &budgets(), &[moved], at(3));
     assert_eq!(
-        report(&mut book, "b", 0, at(2)),
-        0,
-        "a holds it all, having used nothing"
+        leases[0].allowance.requests,
+        Some(500),
+        "a's 900 of another limit are not this one's (counted, they would give 950)"
     );
-    // The same usage with the table's period counts.
-    let mut book = self::book();
-    assert_eq!(report(&mut book, "a", 900, at(1)), LIMIT);
-    assert_eq!(report(&mut book, "b", 0, at(2)), 0);
-    assert_eq!(report(&mut book, "a", 900, at(3)), 950);
+    // The same usage with the table's period counts: 900 + ⌊100·(0.05 + 0.9)⌋, a having all the
+    // demand now.
+    assert_eq!(report(&mut book, "a", 900, at(4)), 995);
 }
 
 #[test]
@@ -319,6 +320,20 @@ fn a_new_window_starts_from_zero_but_remembers_demand() {
     );
     assert!(b_new <= LIMIT - a_new && b_new > 0, "b: {b_new}");
     assert!(a_new > 3 * b_new, "a was the busier: {a_new} vs {b_new}");
+    assert!(
+        a_new + b_new >= LIMIT - 1,
+        "nothing of the last window is counted or reserved: {a_new} + {b_new}"
+    );
+}
+
+#[test]
+fn last_windows_grants_are_not_reserved_in_the_next() {
+    let mut book = book();
+    assert_eq!(report(&mut book, "a", 0, at(3_590)), LIMIT);
+    assert_eq!(report(&mut book, "b", 0, at(3_591)), 0, "a holds it all");
+    // The next hour: b renews first, a's grant was for the last window.
+    let b = book.report(&holder("b"), &budgets(), &[usage(0, T0 + 3_600)], at(3_600));
+    assert_eq!(b[0].allowance.requests, Some(LIMIT / 2));
 }
 
 #[test]
