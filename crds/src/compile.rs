@@ -159,8 +159,8 @@ pub struct Audience {
 pub struct Inputs<'a> {
     pub pools: &'a [ProviderPool],
     pub routes: &'a [ModelRoute],
-    /// Budgets to compile into the tables of the pods they select. The operator passes none
-    /// until it hands out leases: without a lease, every sidecar would enforce the whole limit.
+    /// Budgets to compile into the tables of the pods they select. In a cluster each sidecar
+    /// then holds the share the operator leases it; standalone, the one sidecar holds it all.
     pub budgets: &'a [Budget],
     pub secrets: &'a [Secret],
     pub audiences: &'a [Audience],
