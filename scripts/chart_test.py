@@ -170,7 +170,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
 # resourceName or None). Anything more or less fails.
 CLUSTER_RULES = {
     *{("switchyard.dev", r, v, None) for r in ("modelroutes", "providerpools", "budgets") for v in ("get", "list", "watch")},
-    *{("switchyard.dev", r, "patch", None) for r in ("modelroutes/status", "providerpools/status")},
+    *{("switchyard.dev", r, "patch", None) for r in ("modelroutes/status", "providerpools/status", "budgets/status")},
     *{("", r, v, None) for r in ("secrets", "pods", "namespaces") for v in ("list", "watch")},
     ("", "nodes", "list", None),
     ("authentication.k8s.io", "tokenreviews", "create", None),

@@ -305,6 +305,7 @@ fn spawn_controller(
         reports: Box::new(move || controller::Reports {
             windows: reports.report_windows(),
             versions: reports.report_versions(),
+            budgets: reports.budget_totals(),
         }),
         metrics: metrics.controller.clone(),
         leadership: leadership.clone(),

@@ -12,8 +12,14 @@
 //! Windows are the operator's: a sidecar whose clock puts its counts in another window counts as
 //! having used nothing of this one. The book is pure, with an explicit wall-clock `now`, so tests
 //! need no clock.
+//!
+//! Totals are durable across leader changes through Budget status (docs/reference/operator.md,
+//! "Durable spend"): the controller hands the book what status last said each limit's window had
+//! used ([`Durable`]), and the book counts the fleet's use in a window as at least that, so a new
+//! leader resumes from it instead of from zero. [`LeaseBook::totals`] is what status is built from.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_crds::report::{Amounts, BudgetUsage, Lease};
@@ -43,6 +49,35 @@ type Units<T> = [T; UNITS];
 /// can report for another and a restarted sidecar is a new holder.
 pub type HolderKey = (String, String);
 
+/// What Budget status last said one limit's window had used: a floor for the fleet's use in
+/// that window (docs/reference/operator.md, "Durable spend").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Durable {
+    /// The limit's period as written when the status was written.
+    pub period: String,
+    /// The start of the window the status counted.
+    pub window_start: Timestamp,
+    /// Micro-dollars, requests, tokens (0 for the units the limit does not set).
+    pub used: [u64; UNITS],
+}
+
+/// [`Durable`] totals by (budget `namespace/name`, limit index).
+pub type DurableTotals = HashMap<(String, u32), Durable>;
+
+/// What the book knows of one limit's current window, for Budget status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitTotals {
+    /// The book's window for the limit (the operator's clock at the last report).
+    pub window: Window,
+    /// The fleet's use in it: every holder's use plus what forgotten holders had used, and never
+    /// less than the [`Durable`] floor. Micro-dollars, requests, tokens.
+    pub used: [u64; UNITS],
+    /// Holders heard from within [`LEASE_TTL`].
+    pub reporting: u32,
+    /// Those of them holding a lease for this window that has not expired.
+    pub leased: u32,
+}
+
 /// Every lease this leader has handed out.
 #[derive(Debug)]
 pub struct LeaseBook {
@@ -51,6 +86,8 @@ pub struct LeaseBook {
     learning_until: Timestamp,
     /// By (budget `namespace/name`, limit index).
     limits: HashMap<(String, u32), LimitBook>,
+    /// What Budget status last said, as the controller last published it.
+    durable: Arc<DurableTotals>,
 }
 
 /// One limit of one budget in the operator's current window.
@@ -59,6 +96,9 @@ struct LimitBook {
     window: Window,
     /// What forgotten holders had used in this window.
     departed: Units<u64>,
+    /// The most any Budget status said was used in this window: the fleet's use is never counted
+    /// below it, so a new leader resumes from what the last one wrote.
+    floor: Units<u64>,
     holders: HashMap<HolderKey, Holder>,
 }
 
@@ -94,7 +134,26 @@ impl LeaseBook {
         Self {
             learning_until: now + LEASE_TTL,
             limits: HashMap::new(),
+            durable: Arc::default(),
         }
+    }
+
+    /// Takes what Budget status says each limit's window used, as the controller last saw it.
+    /// Each later report raises the floor of the limits it touches to the total given here for
+    /// their current window (same period as written, same start); a total for another window is
+    /// ignored. Cheap: the map is shared, not copied.
+    pub fn resume_from(&mut self, durable: Arc<DurableTotals>) {
+        self.durable = durable;
+    }
+
+    /// The fleet's use of every limit the book knows, by (budget `namespace/name`, limit index),
+    /// in the window the book last counted it (which may have ended at `now`: compare it with the
+    /// limit's window before use).
+    pub fn totals(&self, now: Timestamp) -> HashMap<(String, u32), LimitTotals> {
+        self.limits
+            .iter()
+            .map(|(key, book)| (key.clone(), book.totals(now)))
+            .collect()
     }
 
     /// Stops learning now: for a leader that knows no other one granted anything still live.
@@ -139,6 +198,9 @@ impl LeaseBook {
                     .entry((id.clone(), index))
                     .or_insert_with(|| LimitBook::new(window));
                 book.roll_to(window);
+                if let Some(durable) = self.durable.get(&(id.clone(), index)) {
+                    book.resume(durable, &limit.period);
+                }
                 let reported = Reported::of(report, window);
                 let allowance = book.grant(holder, &reported, caps(limit), learning, now);
                 leases.push(Lease {
@@ -173,7 +235,50 @@ impl LimitBook {
         Self {
             window,
             departed: [0; UNITS],
+            floor: [0; UNITS],
             holders: HashMap::new(),
+        }
+    }
+
+    /// Raises the floor to what status said of this window, if it speaks of this window.
+    fn resume(&mut self, durable: &Durable, period: &str) {
+        if durable.period != period || durable.window_start != self.window.start {
+            return;
+        }
+        for (floor, used) in self.floor.iter_mut().zip(durable.used) {
+            *floor = (*floor).max(used);
+        }
+    }
+
+    /// The fleet's use of `unit` in the window: every holder's, plus the departed's, and at
+    /// least the floor. Not the sum of floor and holders: the holders that were reporting when
+    /// the status was written are part of its total, and report their whole use again.
+    fn spent(&self, unit: usize) -> u64 {
+        let counted = self.holders.values().fold(self.departed[unit], |sum, h| {
+            sum.saturating_add(h.used[unit])
+        });
+        counted.max(self.floor[unit])
+    }
+
+    fn totals(&self, now: Timestamp) -> LimitTotals {
+        let live = |h: &&Holder| {
+            h.last_seen
+                .is_some_and(|seen| now.duration_since(seen).unsigned_abs() < LEASE_TTL)
+        };
+        let reporting = self.holders.values().filter(live).count();
+        // A lease is granted at every report and lasts LEASE_TTL: a live holder holds one unless
+        // the window turned since (its allowance is then forgotten until it reports again).
+        let leased = self
+            .holders
+            .values()
+            .filter(live)
+            .filter(|h| h.allowance.is_some())
+            .count();
+        LimitTotals {
+            window: self.window,
+            used: std::array::from_fn(|unit| self.spent(unit)),
+            reporting: u32::try_from(reporting).unwrap_or(u32::MAX),
+            leased: u32::try_from(leased).unwrap_or(u32::MAX),
         }
     }
 
@@ -185,6 +290,7 @@ impl LimitBook {
         }
         self.window = window;
         self.departed = [0; UNITS];
+        self.floor = [0; UNITS];
         for holder in self.holders.values_mut() {
             holder.used = [0; UNITS];
             holder.allowance = None;
@@ -225,9 +331,7 @@ impl LimitBook {
             let Some(limit) = caps[unit] else { continue };
             let holder = &self.holders[key];
             let used_i = holder.used[unit];
-            let spent = self.holders.values().fold(self.departed[unit], |sum, h| {
-                sum.saturating_add(h.used[unit])
-            });
+            let spent = self.spent(unit);
             let reserved: u64 = self
                 .holders
                 .iter()

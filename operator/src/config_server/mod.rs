@@ -39,7 +39,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::auth::{Authenticator, Rejection};
-use self::leases::LeaseBook;
+use self::leases::{LeaseBook, LimitTotals};
 use self::reports::{ReportAggregator, WindowKey, WindowStats};
 use self::tables::Tables;
 use crate::leader::Leadership;
@@ -146,6 +146,11 @@ impl ConfigServer {
     /// The 5-minute report windows as of now; pool status will show them.
     pub fn report_windows(&self) -> std::collections::BTreeMap<WindowKey, WindowStats> {
         self.lock_reports().summary(Instant::now())
+    }
+
+    /// The fleet's use of every budget limit the lease book knows, for Budget status.
+    pub fn budget_totals(&self) -> HashMap<(String, u32), LimitTotals> {
+        self.lock_leases().book.totals(Timestamp::now())
     }
 
     /// Ends the lease book's learning now, for whoever knows that no lease of another leader can
@@ -296,12 +301,14 @@ impl ConfigServer {
                 .expect("a valid response");
         }
         let holder = (bound.uid.clone(), report.instance.clone());
-        let leases = self.lock_leases().book.report(
-            &holder,
-            &table.budgets,
-            &report.budgets,
-            Timestamp::now(),
-        );
+        let leases = {
+            let mut leases = self.lock_leases();
+            // What status last said, so that a new term resumes counting from it.
+            leases.book.resume_from(snapshot.durable.clone());
+            leases
+                .book
+                .report(&holder, &table.budgets, &report.budgets, Timestamp::now())
+        };
         match serde_json::to_vec(&ReportAnswer { leases }) {
             Ok(body) => Response::builder()
                 .status(StatusCode::OK)

@@ -10,6 +10,7 @@ use switchyard_crds::compile::Audience;
 use switchyard_crds::table::RouteTable;
 use tokio::sync::watch;
 
+use super::leases::DurableTotals;
 use crate::names::GENERATED_BY;
 
 /// What the config server knows about one pod, from the controller's label-filtered Pod watch.
@@ -22,11 +23,14 @@ pub struct PodInfo {
     pub injected: bool,
 }
 
-/// One consistent view: tables by audience and pods by UID.
+/// One consistent view: tables by audience and pods by UID, and what Budget status says was
+/// used, from which the lease book resumes counting.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub tables: BTreeMap<Audience, Arc<RouteTable>>,
     pub pods: HashMap<String, PodInfo>,
+    /// The window totals of every Budget's status, by (budget `namespace/name`, limit index).
+    pub durable: Arc<DurableTotals>,
 }
 
 /// The publishing side and the shared reading side of the current [`Snapshot`].
@@ -128,6 +132,7 @@ mod tests {
         let snapshot = Snapshot {
             tables: BTreeMap::from([(chat.audience(), table.clone())]),
             pods: HashMap::from([("uid-1".to_string(), chat.clone())]),
+            durable: Default::default(),
         };
         assert!(
             Arc::ptr_eq(&snapshot.table_for(&chat), &table),

@@ -112,6 +112,7 @@ fn server_with_mock_apiserver(pod: tables::PodInfo) -> Arc<ConfigServer> {
     let tables = Tables::new(tables::Snapshot {
         tables: BTreeMap::new(),
         pods: HashMap::from([("uid-a".to_string(), pod)]),
+        durable: Default::default(),
     });
     let metrics = crate::metrics::Metrics::new().unwrap();
     ConfigServer::new(

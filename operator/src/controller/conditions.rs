@@ -4,14 +4,17 @@
 //! decides
 //! *whether* to write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use switchyard_crds::compile::{PoolOutcome, Problem, RouteOutcome, reasons};
+use switchyard_crds::compile::{BudgetOutcome, PoolOutcome, Problem, RouteOutcome, reasons};
 use switchyard_crds::v1alpha1::{
-    ModelRouteStatus, ProviderPoolStatus, ProviderStatus, SidecarSummary,
+    Budget, BudgetAmounts, BudgetSidecars, BudgetStatus, BudgetSummary, ModelRouteStatus,
+    ProviderPoolStatus, ProviderStatus, SidecarSummary, Usd, WindowStatus,
 };
+use switchyard_crds::window::Period;
 
+use crate::config_server::leases::{Durable, DurableTotals, LimitTotals};
 use crate::config_server::reports::WindowStats;
 
 /// The condition types.
@@ -36,6 +39,11 @@ pub mod reason {
     pub const READY: &str = "Ready";
     /// Some other condition is false.
     pub const NOT_READY: &str = "NotReady";
+    /// A budget whose spec has problems: no sidecar enforces it (`Ready=False`).
+    pub const NOT_ACCEPTED: &str = "NotAccepted";
+    /// A valid budget that no running injected pod's table holds: nothing counts against it
+    /// (`Ready=False`).
+    pub const NO_SIDECARS: &str = "NoSidecars";
 }
 
 /// Provider health states (docs/reference/crds.md).
@@ -268,6 +276,229 @@ fn build(
             }
         })
         .collect()
+}
+
+// === Budget ===
+
+/// The units of a limit, in the order the lease book counts them: micro-dollars, requests,
+/// tokens.
+type Units<T> = [T; 3];
+
+/// The status of a budget. `totals` is the lease book's (by budget `namespace/name` and limit
+/// index); `selected` counts the running injected pods whose table holds the budget.
+///
+/// Each window's `used` is the lease book's total for the limit's current window by `now`, but
+/// never less than what the previous status said of the same window (same period as written,
+/// same start): a new leader whose book has not heard from every sidecar yet must not write a
+/// smaller total over the durable one (docs/reference/operator.md, "Durable spend").
+pub fn budget_status(
+    budget: &Budget,
+    outcome: &BudgetOutcome,
+    totals: &HashMap<(String, u32), LimitTotals>,
+    selected: u32,
+    now: Time,
+) -> BudgetStatus {
+    let namespace = budget.metadata.namespace.as_deref().unwrap_or("default");
+    let name = budget.metadata.name.as_deref().unwrap_or_default();
+    let id = format!("{namespace}/{name}");
+    let previous = budget.status.as_ref();
+    let prev_conditions = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+
+    let mut windows = Vec::new();
+    let mut nearest: Option<(f64, BudgetSummary)> = None;
+    for (index, limit) in budget.spec.limits.iter().enumerate() {
+        // An unparsable period or amount is an `Accepted` problem; such a limit has no window.
+        let Some(window) = limit.period().and_then(|p| p.window(now.0)) else {
+            continue;
+        };
+        let caps: Units<Option<u64>> = [
+            limit.usd.as_ref().and_then(Usd::micros),
+            limit.requests,
+            limit.tokens,
+        ];
+        if limit.usd.is_some() && caps[0].is_none() {
+            continue;
+        }
+        let counted = u32::try_from(index)
+            .ok()
+            .and_then(|i| totals.get(&(id.clone(), i)))
+            .filter(|t| t.window == window)
+            .map_or([0; 3], |t| t.used);
+        let written = previous
+            .and_then(|p| p.windows.get(index))
+            .and_then(durable_of)
+            .filter(|d| d.period == limit.period && d.window_start == window.start)
+            .map_or([0; 3], |d| d.used);
+        let used: Units<u64> = std::array::from_fn(|u| counted[u].max(written[u]));
+        let remaining: Units<u64> =
+            std::array::from_fn(|u| caps[u].map_or(0, |cap| cap.saturating_sub(used[u])));
+        for unit in 0..3 {
+            let Some(cap) = caps[unit] else { continue };
+            let share = fraction(used[unit], cap);
+            if nearest.as_ref().is_none_or(|(best, _)| share > *best) {
+                nearest = Some((
+                    share,
+                    BudgetSummary {
+                        period: limit.period.clone(),
+                        used: with_unit(unit, used[unit]),
+                        limit: with_unit(unit, cap),
+                    },
+                ));
+            }
+        }
+        windows.push(WindowStatus {
+            period: limit.period.clone(),
+            start: Time(window.start),
+            end: Time(window.end),
+            used: amounts(&caps, &used),
+            limit: amounts(&caps, &caps.map(|c| c.unwrap_or(0))),
+            remaining: amounts(&caps, &remaining),
+        });
+    }
+
+    let (reporting, leased) = totals
+        .iter()
+        .filter(|((budget, _), _)| *budget == id)
+        .fold((0, 0), |(r, l), (_, t)| {
+            (t.reporting.max(r), t.leased.max(l))
+        });
+    let accepted = from_problems(reason::ACCEPTED, &outcome.accepted, "the budget is valid");
+    let ready = if !accepted.0 {
+        (
+            false,
+            reason::NOT_ACCEPTED,
+            "not enforced: Accepted is False".to_string(),
+        )
+    } else if selected == 0 {
+        (
+            false,
+            reason::NO_SIDECARS,
+            "no running injected pod's table holds this budget: nothing counts against it"
+                .to_string(),
+        )
+    } else {
+        (
+            true,
+            reason::READY,
+            "enforced by the sidecars of the pods it selects".to_string(),
+        )
+    };
+    let generation = outcome.generation;
+    BudgetStatus {
+        conditions: build(
+            &[types::ACCEPTED, types::READY],
+            vec![accepted, ready],
+            generation,
+            prev_conditions,
+            &now,
+        ),
+        observed_generation: generation,
+        summary: nearest.map(|(_, summary)| summary),
+        windows,
+        // Not reported by sidecars yet (docs/reference/crds.md, Budget).
+        top_workloads: Vec::new(),
+        sidecars: Some(BudgetSidecars { reporting, leased }),
+        refused_requests: None,
+    }
+}
+
+/// Whether two budget statuses differ at most in what spend moves (what was used and is left,
+/// the summary, the sidecar counts) and in transition times: such a change may wait a little, a
+/// change of conditions, generation or windows may not.
+pub fn same_but_spend(a: &BudgetStatus, b: &BudgetStatus) -> bool {
+    fn strip(status: &BudgetStatus) -> BudgetStatus {
+        let mut status = status.clone();
+        status.summary = None;
+        status.sidecars = None;
+        for window in &mut status.windows {
+            window.used = BudgetAmounts::default();
+            window.remaining = BudgetAmounts::default();
+        }
+        status
+    }
+    same_ignoring_time(&strip(a), &strip(b))
+}
+
+/// What the status of every budget says its windows used, for the lease book to resume from.
+pub fn durable_totals(budgets: &[Budget]) -> DurableTotals {
+    let mut out = DurableTotals::new();
+    for budget in budgets {
+        let Some(status) = &budget.status else {
+            continue;
+        };
+        let namespace = budget.metadata.namespace.as_deref().unwrap_or("default");
+        let name = budget.metadata.name.as_deref().unwrap_or_default();
+        for (index, window) in status.windows.iter().enumerate() {
+            let (Ok(index), Some(durable)) = (u32::try_from(index), durable_of(window)) else {
+                continue;
+            };
+            out.insert((format!("{namespace}/{name}"), index), durable);
+        }
+    }
+    out
+}
+
+/// The floor a status window sets; `None` when its dollars do not parse (not ours).
+fn durable_of(window: &WindowStatus) -> Option<Durable> {
+    let usd = match &window.used.usd {
+        Some(usd) => usd.micros()?,
+        None => 0,
+    };
+    // A period that no longer parses cannot match a limit's window anyway.
+    Period::parse(&window.period)?;
+    Some(Durable {
+        period: window.period.clone(),
+        window_start: window.start.0,
+        used: [
+            usd,
+            window.used.requests.unwrap_or(0),
+            window.used.tokens.unwrap_or(0),
+        ],
+    })
+}
+
+/// The share of `cap` that `used` is; a cap of zero ("no spend at all") is always full.
+pub fn fraction(used: u64, cap: u64) -> f64 {
+    if cap == 0 {
+        return 1.0_f64.max(used as f64);
+    }
+    used as f64 / cap as f64
+}
+
+/// The largest share of its limit any unit of `window` has used.
+pub fn window_fraction(window: &WindowStatus) -> f64 {
+    let pairs = [
+        (
+            window.used.usd.as_ref().and_then(Usd::micros),
+            window.limit.usd.as_ref().and_then(Usd::micros),
+        ),
+        (window.used.requests, window.limit.requests),
+        (window.used.tokens, window.limit.tokens),
+    ];
+    pairs
+        .into_iter()
+        .filter_map(|(used, cap)| Some(fraction(used.unwrap_or(0), cap?)))
+        .fold(0.0, f64::max)
+}
+
+/// `412.10 USD`, `512 requests`, `1200 tokens`: what `kubectl get budgets` shows.
+fn with_unit(unit: usize, amount: u64) -> String {
+    match unit {
+        0 => format!("{} USD", Usd::from_micros(amount).0),
+        1 => format!("{amount} requests"),
+        _ => format!("{amount} tokens"),
+    }
+}
+
+/// `values` in the units `caps` sets, dollars as decimal strings.
+fn amounts(caps: &Units<Option<u64>>, values: &Units<u64>) -> BudgetAmounts {
+    BudgetAmounts {
+        usd: caps[0].map(|_| Usd::from_micros(values[0])),
+        requests: caps[1].map(|_| values[1]),
+        tokens: caps[2].map(|_| values[2]),
+    }
 }
 
 #[cfg(test)]

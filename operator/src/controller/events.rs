@@ -4,8 +4,9 @@
 //! already written and sees no transition.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use switchyard_crds::v1alpha1::BudgetStatus;
 
-use super::conditions::types;
+use super::conditions::{types, window_fraction};
 
 /// One event to publish about an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +20,46 @@ pub struct Notice {
 
 /// The reason of the event published when an object becomes ready.
 pub const ACCEPTED: &str = "Accepted";
+
+/// The reason of the event published when a budget's window has used 80 % of a limit.
+pub const BUDGET_NEARLY_EXHAUSTED: &str = "BudgetNearlyExhausted";
+/// The reason of the warning published when a budget's window has used all of a limit.
+pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
+/// The share of a limit at which a budget is announced as nearly exhausted.
+pub const NEARLY: f64 = 0.8;
+
+/// The events a budget's spend deserves: for each window of `current` that crossed 80 % (a
+/// normal event) or 100 % (a warning) of its limit since `previous` said of the same window
+/// (same period, same start), one event for the highest threshold crossed. A window `previous`
+/// does not have counts from zero. Since the status that crossed is then written, each window
+/// and threshold is announced once, even across leader changes.
+pub fn budget_notices(previous: Option<&BudgetStatus>, current: &BudgetStatus) -> Vec<Notice> {
+    let mut out = Vec::new();
+    for (index, window) in current.windows.iter().enumerate() {
+        let before = previous
+            .and_then(|p| p.windows.get(index))
+            .filter(|b| b.period == window.period && b.start == window.start)
+            .map_or(0.0, window_fraction);
+        let now = window_fraction(window);
+        let crossed = |threshold: f64| before < threshold && now >= threshold;
+        let (warning, reason, what) = if crossed(1.0) {
+            (true, BUDGET_EXHAUSTED, "all")
+        } else if crossed(NEARLY) {
+            (false, BUDGET_NEARLY_EXHAUSTED, "80 %")
+        } else {
+            continue;
+        };
+        out.push(Notice {
+            warning,
+            reason: reason.to_string(),
+            note: format!(
+                "limits[{index}] ({}): {what} of the limit used in the window from {}",
+                window.period, window.start.0
+            ),
+        });
+    }
+    out
+}
 
 /// The events a change from `previous` to `current` conditions deserves: a warning when
 /// `Accepted` or `ResolvedRefs` becomes false or its complaint changes, and one normal event

@@ -29,11 +29,14 @@ use switchyard_crds::compile::{
 };
 use switchyard_crds::table::RouteTable;
 use switchyard_crds::v1alpha1::{
-    Budget, ModelRoute, ModelRouteStatus, ProviderPool, ProviderPoolStatus, SidecarSummary,
+    Budget, BudgetStatus, ModelRoute, ModelRouteStatus, ProviderPool, ProviderPoolStatus,
+    SidecarSummary,
 };
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use self::events::Notice;
+use crate::config_server::leases::LimitTotals;
 use crate::config_server::reports::{WindowKey, WindowStats};
 use crate::config_server::tables::{PodInfo, Snapshot, Tables};
 use crate::leader::Leadership;
@@ -43,8 +46,15 @@ use crate::{Error, Result};
 
 /// How long to wait after a change for more changes before compiling.
 const DEBOUNCE: Duration = Duration::from_millis(100);
-/// Report windows change without any object changing: recompute pool health this often.
+/// Report windows and budget spend change without any object changing: recompute pool health
+/// and budget windows this often.
 const RESYNC: Duration = Duration::from_secs(30);
+/// A budget status whose only change is spend (see [`conditions::same_but_spend`]) is written at
+/// most this often: every write is itself a watch event that triggers a step, and with many
+/// sidecars reporting, spend has changed by then, which would write again at once. Deferred
+/// writes are made when this has passed, so status still follows spend at least every
+/// [`RESYNC`].
+const SPEND_WRITE_EVERY: Duration = Duration::from_secs(10);
 /// The backoff after a failed status write: from 1 s, doubling, up to a minute (backon's jitter
 /// adds up to one more delay to each), so that a broken apiserver is not hammered and a
 /// recovered one is written to soon.
@@ -76,6 +86,21 @@ pub struct Reports {
     pub windows: BTreeMap<WindowKey, WindowStats>,
     /// The table version of each pod's latest report, by pod UID, for `inSync`.
     pub versions: HashMap<String, String>,
+    /// The lease book's totals by (budget `namespace/name`, limit index), for Budget status.
+    pub budgets: HashMap<(String, u32), LimitTotals>,
+}
+
+/// A budget status a step decided to write.
+#[derive(Debug)]
+pub struct BudgetWrite {
+    pub key: ObjectKey,
+    pub status: BudgetStatus,
+    /// Only spend changed ([`conditions::same_but_spend`]) and no event is due: the write may
+    /// wait for [`SPEND_WRITE_EVERY`].
+    pub spend_only: bool,
+    /// Events the change deserves, published after the write (dropped with a deferred write,
+    /// and decided again from the unchanged status at the next step).
+    pub events: Vec<(ObjectReference, Notice)>,
 }
 
 /// What one [`step`] decided: the snapshot to publish and the statuses to write.
@@ -86,6 +111,8 @@ pub struct Step {
     pub routes: Vec<(ObjectKey, ModelRouteStatus)>,
     /// Pools whose status changed, with the new status.
     pub pools: Vec<(ObjectKey, ProviderPoolStatus)>,
+    /// Budgets whose status changed.
+    pub budgets: Vec<BudgetWrite>,
     /// Events the status changes deserve, published after the writes.
     pub events: Vec<(ObjectReference, Notice)>,
     /// Namespaces that have or may get injected pods, which need the CA bundle ConfigMap: those
@@ -106,17 +133,18 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         require_secret_opt_in: true,
         generated_by: GENERATED_BY,
     });
-    log_budget_problems(&compiled.budgets);
     let tables: BTreeMap<Audience, Arc<_>> = compiled
         .tables
         .into_iter()
         .map(|(audience, table)| (audience, Arc::new(table)))
         .collect();
     let selected = sidecar_counts(&pods.running, &tables, reports);
+    let holding = budget_counts(&pods.running, &tables);
 
     let mut out = Step::default();
     route_statuses(world, &compiled.routes, &selected, &now, &mut out);
     pool_statuses(world, &compiled.pools, reports, &now, &mut out);
+    budget_statuses(world, &compiled.budgets, reports, &holding, &now, &mut out);
     out.trust_namespaces = world
         .namespaces
         .iter()
@@ -127,25 +155,93 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
     out.snapshot = Snapshot {
         tables,
         pods: pods.by_uid,
+        durable: Arc::new(conditions::durable_totals(&world.budgets)),
     };
     out
 }
 
-/// Budgets have no status yet, so their problems are only logged; a budget with problems is left
-/// out of every table (its pods' sidecars do not enforce it).
-/// TODO(operator): Budget status (conditions, per-limit usage) instead of logs.
-fn log_budget_problems(outcomes: &BTreeMap<ObjectKey, compile::BudgetOutcome>) {
-    for (key, outcome) in outcomes {
-        for problem in &outcome.accepted {
-            tracing::warn!(
-                budget = %key,
-                field = %problem.field,
-                reason = problem.reason,
-                message = %problem.message,
-                "budget not accepted: left out of every table"
-            );
+/// For each budget by `namespace/name`, the running pods whose table holds it.
+fn budget_counts(
+    running: &[(String, PodInfo)],
+    tables: &BTreeMap<Audience, Arc<RouteTable>>,
+) -> HashMap<String, u32> {
+    let mut holding: HashMap<String, u32> = HashMap::new();
+    for (_, pod) in running {
+        if let Some(table) = tables.get(&pod.audience()) {
+            for id in table.budgets.keys() {
+                *holding.entry(id.clone()).or_default() += 1;
+            }
         }
     }
+    holding
+}
+
+/// Adds to `out` the budget statuses that changed, and the events they deserve. A budget with
+/// problems is left out of every table (its pods' sidecars do not enforce it); its status says
+/// why.
+fn budget_statuses(
+    world: &World,
+    outcomes: &BTreeMap<ObjectKey, compile::BudgetOutcome>,
+    reports: &Reports,
+    holding: &HashMap<String, u32>,
+    now: &Time,
+    out: &mut Step,
+) {
+    for budget in &world.budgets {
+        let key = key_of(Kind::Budget, budget);
+        let Some(outcome) = outcomes.get(&key) else {
+            continue;
+        };
+        let id = format!("{}/{}", key.namespace, key.name);
+        let selected = holding.get(&id).copied().unwrap_or(0);
+        let previous = budget.status.as_ref();
+        let status =
+            conditions::budget_status(budget, outcome, &reports.budgets, selected, now.clone());
+        if previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
+            continue;
+        }
+        let object = budget.object_ref(&());
+        let before = previous.map(|p| p.conditions.as_slice());
+        let mut events = notices(object.clone(), before, &status.conditions);
+        events.extend(
+            events::budget_notices(previous, &status)
+                .into_iter()
+                .map(|notice| (object.clone(), notice)),
+        );
+        let spend_only =
+            events.is_empty() && previous.is_some_and(|p| conditions::same_but_spend(p, &status));
+        out.budgets.push(BudgetWrite {
+            key,
+            status,
+            spend_only,
+            events,
+        });
+    }
+}
+
+/// Which of `budgets` to write at `now`, given when each was last written; spend-only changes
+/// wait until [`SPEND_WRITE_EVERY`] has passed since the last write. Also how long until the
+/// first deferred one is due.
+fn due_budgets(
+    budgets: Vec<BudgetWrite>,
+    written: &HashMap<ObjectKey, Instant>,
+    now: Instant,
+) -> (Vec<BudgetWrite>, Option<Duration>) {
+    let mut due = Vec::new();
+    let mut next: Option<Duration> = None;
+    for write in budgets {
+        let since = written
+            .get(&write.key)
+            .map(|at| now.saturating_duration_since(*at));
+        match since {
+            Some(since) if write.spend_only && since < SPEND_WRITE_EVERY => {
+                let wait = SPEND_WRITE_EVERY - since;
+                next = Some(next.map_or(wait, |n| n.min(wait)));
+            }
+            _ => due.push(write),
+        }
+    }
+    (due, next)
 }
 
 /// The injected pods a step serves.
@@ -309,6 +405,15 @@ pub async fn apply_route_status(
     apply_status::<ModelRoute>(client, key, status).await
 }
 
+/// Writes a budget's status, like [`apply_route_status`].
+pub async fn apply_budget_status(
+    client: &Client,
+    key: &ObjectKey,
+    status: &BudgetStatus,
+) -> Result<()> {
+    apply_status::<Budget>(client, key, status).await
+}
+
 /// Writes a pool's status, like [`apply_route_status`].
 pub async fn apply_pool_status(
     client: &Client,
@@ -383,19 +488,23 @@ pub async fn run(mut ctx: Context) {
     let mut retries = RETRY.build();
     let mut wait = Duration::ZERO;
     let mut first = true;
+    // When each budget's status was last written by this replica, to space spend-only writes.
+    let mut budgets_written = HashMap::new();
     loop {
         if !first {
             next_trigger(&mut ctx, &changed, wait).await;
         }
         first = false;
-        let failed = reconcile(&mut ctx, &stores, &recorder).await;
+        let (failed, deferred) =
+            reconcile(&mut ctx, &stores, &recorder, &mut budgets_written).await;
         // A failed write is retried by the next step (the object still carries its old
         // status); back off so that a broken apiserver is not hammered.
         if failed {
             // Never exhausted: built without a maximum number of attempts.
             wait = retries.next().unwrap_or(RESYNC);
         } else {
-            wait = Duration::ZERO;
+            // A deferred budget write is made when it is due, not at the next resync.
+            wait = deferred.unwrap_or(Duration::ZERO);
             retries = RETRY.build();
         }
     }
@@ -414,9 +523,15 @@ async fn next_trigger(ctx: &mut Context, changed: &Notify, wait: Duration) {
 }
 
 /// One step over what the caches hold: publishes its tables and trust namespaces and, when
-/// leading, writes its statuses. True when a write failed. (`&mut`: the context is not `Sync`,
-/// and this future must be `Send`.)
-async fn reconcile(ctx: &mut Context, stores: &Stores, recorder: &Recorder) -> bool {
+/// leading, writes its statuses. True when a write failed; and how long until a budget write
+/// deferred by [`SPEND_WRITE_EVERY`] is due. (`&mut`: the context is not `Sync`, and this future
+/// must be `Send`.)
+async fn reconcile(
+    ctx: &mut Context,
+    stores: &Stores,
+    recorder: &Recorder,
+    budgets_written: &mut HashMap<ObjectKey, Instant>,
+) -> (bool, Option<Duration>) {
     let timer = ctx.metrics.reconcile_duration.start_timer();
     let mut world = stores.world();
     let unlabelled = unlabelled_secrets(&ctx.client, &world).await;
@@ -433,19 +548,38 @@ async fn reconcile(ctx: &mut Context, stores: &Stores, recorder: &Recorder) -> b
         *current = out.trust_namespaces;
         modified
     });
-    let failed = ctx.leadership.is_leader()
-        && !write_status(
-            &ctx.client,
-            recorder,
-            &out.routes,
-            &out.pools,
-            &out.events,
-            &ctx.metrics,
-        )
-        .await;
+    let mut deferred = None;
+    let mut failed = false;
+    if ctx.leadership.is_leader() {
+        let now = Instant::now();
+        let (budgets, next) = due_budgets(out.budgets, budgets_written, now);
+        deferred = next;
+        let mut events = out.events;
+        let mut statuses = Vec::with_capacity(budgets.len());
+        for write in budgets {
+            budgets_written.insert(write.key.clone(), now);
+            events.extend(write.events);
+            statuses.push((write.key, write.status));
+        }
+        let writes = Writes {
+            routes: &out.routes,
+            pools: &out.pools,
+            budgets: &statuses,
+            events: &events,
+        };
+        failed = !write_status(&ctx.client, recorder, &writes, &ctx.metrics).await;
+    }
     ctx.metrics.reconciles.inc();
     timer.observe_duration();
-    failed
+    (failed, deferred)
+}
+
+/// The statuses and events one step writes.
+struct Writes<'a> {
+    routes: &'a [(ObjectKey, ModelRouteStatus)],
+    pools: &'a [(ObjectKey, ProviderPoolStatus)],
+    budgets: &'a [(ObjectKey, BudgetStatus)],
+    events: &'a [(ObjectReference, Notice)],
 }
 
 /// The reflectors' caches, one per watched kind.
@@ -543,9 +677,7 @@ impl Stores {
 async fn write_status(
     client: &Client,
     recorder: &Recorder,
-    routes: &[(ObjectKey, ModelRouteStatus)],
-    pools: &[(ObjectKey, ProviderPoolStatus)],
-    events: &[(ObjectReference, Notice)],
+    writes: &Writes<'_>,
     metrics: &ControllerMetrics,
 ) -> bool {
     let mut ok = true;
@@ -560,17 +692,22 @@ async fn write_status(
         record(metrics, &error);
         ok = false;
     };
-    for (key, status) in routes {
+    for (key, status) in writes.routes {
         if let Err(error) = apply_route_status(client, key, status).await {
             failed(error);
         }
     }
-    for (key, status) in pools {
+    for (key, status) in writes.pools {
         if let Err(error) = apply_pool_status(client, key, status).await {
             failed(error);
         }
     }
-    for (reference, notice) in events {
+    for (key, status) in writes.budgets {
+        if let Err(error) = apply_budget_status(client, key, status).await {
+            failed(error);
+        }
+    }
+    for (reference, notice) in writes.events {
         let event = Event {
             type_: if notice.warning {
                 EventType::Warning

@@ -266,6 +266,7 @@ pub fn snapshot(team_a_table: Arc<RouteTable>) -> Snapshot {
             ("uid-b".to_string(), b),
             ("uid-plain".to_string(), pod("team-a", "plain-0", false)),
         ]),
+        durable: Default::default(),
     }
 }
 

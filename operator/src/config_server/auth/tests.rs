@@ -81,6 +81,7 @@ fn the_pod_must_be_indexed_with_the_same_identity_and_injected() {
     let mut snapshot = Snapshot {
         tables: BTreeMap::new(),
         pods: HashMap::from([("uid-1".to_string(), pod.clone())]),
+        durable: Default::default(),
     };
     let bound = verify_review(&status(&[TOKEN_AUDIENCE], &bound_claims())).unwrap();
     assert_eq!(check_pod(&bound, &snapshot), Ok(&pod));
