@@ -377,3 +377,111 @@ fn a_new_book_learns_before_it_grants() {
     let b = report(&mut book, "b", 0, after);
     assert_eq!(b, 0, "a and c hold more than is left");
 }
+
+/// What a status written by an earlier leader says of `ns/cap` limit 0: `requests` used in the
+/// `1h` window starting at `window_start`.
+fn durable(requests: u64, window_start: i64) -> Arc<DurableTotals> {
+    Arc::new(DurableTotals::from([(
+        ("ns/cap".to_string(), 0),
+        Durable {
+            period: "1h".into(),
+            window_start: Timestamp::from_second(window_start).unwrap(),
+            used: [0, requests, 0],
+        },
+    )]))
+}
+
+fn totals(book: &LeaseBook, now: Timestamp) -> LimitTotals {
+    book.totals(now)[&("ns/cap".to_string(), 0)].clone()
+}
+
+#[test]
+fn a_new_book_resumes_from_the_status_total() {
+    let mut book = book();
+    book.resume_from(durable(700, T0));
+    // A sidecar that started after the failover has used nothing, yet 700 were spent.
+    assert_eq!(
+        report(&mut book, "new", 0, at(10)),
+        LIMIT - 700,
+        "only what status says is left"
+    );
+    assert_eq!(totals(&book, at(10)).used, [0, 700, 0]);
+}
+
+#[test]
+fn holders_reporting_their_use_again_are_not_counted_twice() {
+    let mut book = book();
+    // The old leader wrote 700: a's 500 and b's 200.
+    book.resume_from(durable(700, T0));
+    report(&mut book, "a", 500, at(10));
+    report(&mut book, "b", 200, at(11));
+    assert_eq!(
+        totals(&book, at(11)).used[1],
+        700,
+        "the floor holds what they report, it is not added to it"
+    );
+    // Spend beyond what status said counts from there.
+    report(&mut book, "a", 550, at(15));
+    assert_eq!(totals(&book, at(15)).used[1], 750);
+    // A new status total below what the book counts changes nothing; a higher one raises it.
+    book.resume_from(durable(600, T0));
+    report(&mut book, "a", 550, at(20));
+    assert_eq!(totals(&book, at(20)).used[1], 750);
+    book.resume_from(durable(900, T0));
+    report(&mut book, "a", 550, at(25));
+    assert_eq!(totals(&book, at(25)).used[1], 900);
+}
+
+#[test]
+fn a_status_total_of_another_window_or_period_is_ignored() {
+    let mut book = book();
+    book.resume_from(durable(700, T0 - 3_600));
+    assert_eq!(
+        report(&mut book, "a", 0, at(10)),
+        LIMIT,
+        "last hour's total"
+    );
+    let mut other = durable(700, T0);
+    Arc::make_mut(&mut other)
+        .get_mut(&("ns/cap".to_string(), 0))
+        .unwrap()
+        .period = "60m".into();
+    book.resume_from(other);
+    assert_eq!(
+        report(&mut book, "a", 0, at(15)),
+        LIMIT,
+        "written for a limit of another period at that index"
+    );
+}
+
+#[test]
+fn the_floor_ends_with_its_window() {
+    let mut book = book();
+    book.resume_from(durable(700, T0));
+    report(&mut book, "a", 0, at(10));
+    // The next hour: the status still speaks of the last one.
+    let next = Timestamp::from_second(T0 + 3_600 + 5).unwrap();
+    let leases = book.report(&holder("a"), &budgets(), &[usage(0, T0 + 3_600)], next);
+    assert_eq!(leases[0].allowance.requests, Some(LIMIT));
+    assert_eq!(totals(&book, next).used, [0, 0, 0]);
+}
+
+#[test]
+fn totals_count_holders_heard_from_within_the_lease_ttl() {
+    let mut book = book();
+    report(&mut book, "a", 100, at(0));
+    report(&mut book, "b", 50, at(10));
+    let now = totals(&book, at(12));
+    assert_eq!((now.reporting, now.leased), (2, 2));
+    assert_eq!(now.used, [0, 150, 0]);
+    assert_eq!(now.window.start, at(0));
+    // a's lease (granted at 0) has expired at 15: a no longer counts, its use does.
+    let later = totals(&book, at(16));
+    assert_eq!((later.reporting, later.leased), (1, 1));
+    assert_eq!(later.used, [0, 150, 0]);
+    // A new window by the operator's clock: b reported in it, a did not.
+    let next = Timestamp::from_second(T0 + 3_600 + 1).unwrap();
+    book.report(&holder("b"), &budgets(), &[usage(0, T0 + 3_600)], next);
+    let rolled = totals(&book, next);
+    assert_eq!((rolled.reporting, rolled.leased), (1, 1));
+}

@@ -207,3 +207,242 @@ fn provider_windows_of_several_models_add_up() {
     assert_eq!(status.circuit_open_sidecars.as_deref(), Some("1/6"));
     assert_eq!(status.tokens.as_deref(), Some("2.5k"));
 }
+
+// === Budget ===
+
+/// `ns/cap`: limit 0 `Month` of 500 USD, limit 1 `1m` of 600 requests and 2000 tokens.
+fn budget(status: Option<serde_json::Value>) -> Budget {
+    let mut budget = serde_json::json!({
+        "apiVersion": switchyard_crds::v1alpha1::API_VERSION, "kind": "Budget",
+        "metadata": {"name": "cap", "namespace": "ns", "generation": 4},
+        "spec": {"limits": [
+            {"period": "Month", "usd": "500.00"},
+            {"period": "1m", "requests": 600, "tokens": 2000},
+        ]},
+    });
+    if let Some(status) = status {
+        budget["status"] = status;
+    }
+    serde_json::from_value(budget).unwrap()
+}
+
+/// 2026-12-06T23:30:10Z: in the December window of `Month` and the 23:30 window of `1m`.
+fn december() -> Time {
+    Time("2026-12-06T23:30:10Z".parse().unwrap())
+}
+
+fn book_totals(
+    entries: &[(u32, [u64; 3], u32, u32)],
+    now: &Time,
+) -> HashMap<(String, u32), LimitTotals> {
+    let budget = budget(None);
+    entries
+        .iter()
+        .map(|(index, used, reporting, leased)| {
+            let period = budget.spec.limits[*index as usize].period().unwrap();
+            (
+                ("ns/cap".to_string(), *index),
+                LimitTotals {
+                    window: period.window(now.0).unwrap(),
+                    used: *used,
+                    reporting: *reporting,
+                    leased: *leased,
+                },
+            )
+        })
+        .collect()
+}
+
+fn accepted() -> BudgetOutcome {
+    BudgetOutcome {
+        accepted: vec![],
+        generation: Some(4),
+    }
+}
+
+#[test]
+fn budget_windows_follow_the_limits_in_their_units() {
+    let now = december();
+    let totals = book_totals(
+        &[(0, [412_100_000, 9, 99], 3, 2), (1, [5, 120, 2_500], 3, 3)],
+        &now,
+    );
+    let status = budget_status(&budget(None), &accepted(), &totals, 3, now);
+    let json = serde_json::to_value(&status.windows).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {"period": "Month", "start": "2026-12-01T00:00:00Z", "end": "2027-01-01T00:00:00Z",
+             "used": {"usd": "412.10"}, "limit": {"usd": "500.00"}, "remaining": {"usd": "87.90"}},
+            {"period": "1m", "start": "2026-12-06T23:30:00Z", "end": "2026-12-06T23:31:00Z",
+             "used": {"requests": 120, "tokens": 2500}, "limit": {"requests": 600, "tokens": 2000},
+             "remaining": {"requests": 480, "tokens": 0}},
+        ]),
+        "only the units each limit sets; remaining never below zero"
+    );
+    assert_eq!(
+        status.summary,
+        Some(BudgetSummary {
+            period: "1m".into(),
+            used: "2500 tokens".into(),
+            limit: "2000 tokens".into(),
+        }),
+        "the unit nearest to running out: tokens at 125 %"
+    );
+    assert_eq!(
+        status.sidecars,
+        Some(BudgetSidecars {
+            reporting: 3,
+            leased: 3
+        })
+    );
+    assert_eq!(status.observed_generation, Some(4));
+    assert!(status.top_workloads.is_empty() && status.refused_requests.is_none());
+}
+
+#[test]
+fn budget_summary_shows_dollars_and_requests_with_their_units() {
+    let now = december();
+    let totals = book_totals(
+        &[(0, [412_100_000, 0, 0], 1, 1), (1, [0, 30, 10], 1, 1)],
+        &now,
+    );
+    let status = budget_status(&budget(None), &accepted(), &totals, 1, now.clone());
+    let summary = status.summary.unwrap();
+    assert_eq!(
+        (
+            summary.period.as_str(),
+            summary.used.as_str(),
+            summary.limit.as_str()
+        ),
+        ("Month", "412.10 USD", "500.00 USD")
+    );
+    let totals = book_totals(&[(0, [0, 0, 0], 1, 1), (1, [0, 512, 10], 1, 1)], &now);
+    let summary = budget_status(&budget(None), &accepted(), &totals, 1, now)
+        .summary
+        .unwrap();
+    assert_eq!(summary.used, "512 requests");
+    assert_eq!(summary.limit, "600 requests");
+}
+
+#[test]
+fn a_budget_window_never_goes_below_what_status_said_of_it() {
+    let now = december();
+    let previous = budget_status(
+        &budget(None),
+        &accepted(),
+        &book_totals(&[(0, [300_000_000, 0, 0], 2, 2)], &now),
+        2,
+        now.clone(),
+    );
+    let with_status = budget(Some(serde_json::to_value(&previous).unwrap()));
+    // A new leader whose book has heard from one sidecar only so far.
+    let fresh = book_totals(&[(0, [100_000_000, 0, 0], 1, 1)], &now);
+    let status = budget_status(&with_status, &accepted(), &fresh, 2, now.clone());
+    assert_eq!(status.windows[0].used.usd, Some("300.00".into()));
+    // A book that counts more wins.
+    let more = book_totals(&[(0, [350_000_000, 0, 0], 2, 2)], &now);
+    let status = budget_status(&with_status, &accepted(), &more, 2, now);
+    assert_eq!(status.windows[0].used.usd, Some("350.00".into()));
+    // Next month the old total is not carried.
+    let january = Time("2027-01-01T00:00:05Z".parse().unwrap());
+    let status = budget_status(&with_status, &accepted(), &fresh, 2, january);
+    assert_eq!(status.windows[0].used.usd, Some("0.00".into()));
+    assert_eq!(status.windows[0].remaining.usd, Some("500.00".into()));
+}
+
+#[test]
+fn a_book_window_other_than_the_limits_current_one_counts_nothing() {
+    let now = december();
+    let mut totals = book_totals(&[(1, [0, 500, 0], 1, 1)], &now);
+    // The book last counted the previous minute (nobody reported since it ended).
+    let stale = totals.get_mut(&("ns/cap".to_string(), 1)).unwrap();
+    stale.window = Period::Fixed(std::time::Duration::from_secs(60))
+        .window(Time("2026-12-06T23:29:30Z".parse().unwrap()).0)
+        .unwrap();
+    let status = budget_status(&budget(None), &accepted(), &totals, 1, now);
+    assert_eq!(status.windows[1].used.requests, Some(0));
+}
+
+#[test]
+fn an_invalid_budget_is_not_accepted_naming_the_field_nor_ready() {
+    let outcome = BudgetOutcome {
+        accepted: vec![problem(
+            reasons::INVALID,
+            "spec.limits[1].period",
+            "\"Fortnight\" is not Day, Week, Month or a duration of at least 1s such as 1m or 7h",
+        )],
+        generation: Some(4),
+    };
+    let status = budget_status(&budget(None), &outcome, &HashMap::new(), 0, december());
+    let accepted = condition(&status.conditions, types::ACCEPTED);
+    assert_eq!(accepted.status, "False");
+    assert_eq!(accepted.reason, reasons::INVALID);
+    assert!(
+        accepted.message.starts_with("spec.limits[1].period: "),
+        "{}",
+        accepted.message
+    );
+    let ready = condition(&status.conditions, types::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reason::NOT_ACCEPTED)
+    );
+}
+
+#[test]
+fn a_budget_is_ready_only_when_some_sidecar_holds_it() {
+    let none = budget_status(&budget(None), &accepted(), &HashMap::new(), 0, december());
+    assert_eq!(condition(&none.conditions, types::ACCEPTED).status, "True");
+    let ready = condition(&none.conditions, types::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reason::NO_SIDECARS)
+    );
+    assert_eq!(none.sidecars, Some(BudgetSidecars::default()));
+    let held = budget_status(&budget(None), &accepted(), &HashMap::new(), 2, december());
+    assert_eq!(condition(&held.conditions, types::READY).status, "True");
+}
+
+#[test]
+fn spend_alone_is_told_from_other_budget_changes() {
+    let now = december();
+    let at = |requests| {
+        budget_status(
+            &budget(None),
+            &accepted(),
+            &book_totals(&[(1, [0, requests, 0], 1, 1)], &now),
+            1,
+            now.clone(),
+        )
+    };
+    assert!(same_but_spend(&at(10), &at(20)));
+    assert!(!same_ignoring_time(&at(10), &at(20)));
+    let not_ready = budget_status(&budget(None), &accepted(), &HashMap::new(), 0, now.clone());
+    assert!(!same_but_spend(&at(10), &not_ready), "Ready changed");
+    let later = Time("2026-12-06T23:31:10Z".parse().unwrap());
+    let next_minute = budget_status(&budget(None), &accepted(), &HashMap::new(), 1, later);
+    assert!(!same_but_spend(&at(10), &next_minute), "a new window");
+}
+
+#[test]
+fn durable_totals_are_read_back_from_status_windows() {
+    let now = december();
+    let status = budget_status(
+        &budget(None),
+        &accepted(),
+        &book_totals(
+            &[(0, [412_100_000, 0, 0], 1, 1), (1, [0, 7, 70], 1, 1)],
+            &now,
+        ),
+        1,
+        now,
+    );
+    let durable = durable_totals(&[budget(Some(serde_json::to_value(&status).unwrap()))]);
+    let month = &durable[&("ns/cap".to_string(), 0)];
+    assert_eq!(month.period, "Month");
+    assert_eq!(month.window_start, "2026-12-01T00:00:00Z".parse().unwrap());
+    assert_eq!(month.used, [412_100_000, 0, 0]);
+    assert_eq!(durable[&("ns/cap".to_string(), 1)].used, [0, 7, 70]);
+    assert!(durable_totals(&[budget(None)]).is_empty());
+}
