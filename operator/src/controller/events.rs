@@ -161,6 +161,53 @@ mod tests {
         assert_eq!(other.len(), 1, "a different complaint is news");
     }
 
+    /// A `1m` budget window of 600 requests, `used` of them used, starting at `start` seconds.
+    fn spent(used: u64, start: i64) -> BudgetStatus {
+        serde_json::from_value(serde_json::json!({"windows": [{
+            "period": "1m",
+            "start": Time(k8s_openapi::jiff::Timestamp::from_second(start).unwrap()),
+            "end": Time(k8s_openapi::jiff::Timestamp::from_second(start + 60).unwrap()),
+            "used": {"requests": used}, "limit": {"requests": 600},
+            "remaining": {"requests": 600u64.saturating_sub(used)},
+        }]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_budget_is_announced_at_80_and_100_percent_once_per_window() {
+        let reasons = |before: Option<&BudgetStatus>, after: &BudgetStatus| {
+            budget_notices(before, after)
+                .into_iter()
+                .map(|n| (n.warning, n.reason))
+                .collect::<Vec<_>>()
+        };
+        let near = vec![(false, BUDGET_NEARLY_EXHAUSTED.to_string())];
+        let out = vec![(true, BUDGET_EXHAUSTED.to_string())];
+        assert!(reasons(None, &spent(479, 0)).is_empty(), "below 80 %");
+        assert_eq!(reasons(Some(&spent(100, 0)), &spent(480, 0)), near);
+        assert!(
+            reasons(Some(&spent(480, 0)), &spent(500, 0)).is_empty(),
+            "already announced: the status that crossed was written"
+        );
+        assert_eq!(reasons(Some(&spent(500, 0)), &spent(600, 0)), out);
+        assert!(reasons(Some(&spent(600, 0)), &spent(650, 0)).is_empty());
+        assert_eq!(
+            reasons(Some(&spent(100, 0)), &spent(700, 0)),
+            out,
+            "the highest threshold crossed only"
+        );
+        assert_eq!(
+            reasons(Some(&spent(600, 0)), &spent(500, 60)),
+            near,
+            "a new window counts from zero"
+        );
+        let note = &budget_notices(None, &spent(600, 0))[0].note;
+        assert!(
+            note.starts_with("limits[0] (1m): all of the limit"),
+            "{note}"
+        );
+    }
+
     #[test]
     fn repairing_a_reference_is_announced() {
         let events = notices(&broken("pool \"gpt\" not found"), &ready());

@@ -373,3 +373,164 @@ fn budgets_are_compiled_into_the_tables_of_the_pods_they_select() {
     let web = out.snapshot.table_for(out.snapshot.pod("u3").unwrap());
     assert!(web.budgets.is_empty(), "the selector names app=chat only");
 }
+
+/// Reports in which the lease book counted `requests` of `ns/chat-cap`'s `1m` limit at [`now`].
+fn chat_cap_spent(requests: u64) -> Reports {
+    let window = switchyard_crds::window::Period::parse("1m")
+        .unwrap()
+        .window(now().0)
+        .unwrap();
+    Reports {
+        budgets: HashMap::from([(
+            ("ns/chat-cap".to_string(), 0),
+            LimitTotals {
+                window,
+                used: [0, requests, 0],
+                reporting: 2,
+                leased: 2,
+            },
+        )]),
+        ..Reports::default()
+    }
+}
+
+#[test]
+fn budget_status_is_written_from_the_lease_book_and_read_back_as_durable_totals() {
+    let mut world = world();
+    world.budgets = vec![budget("chat-cap", "chat", 600)];
+    let out = step(&world, &chat_cap_spent(500), now());
+    assert_eq!(out.budgets.len(), 1);
+    let write = &out.budgets[0];
+    assert_eq!(write.key.name, "chat-cap");
+    assert!(!write.spend_only, "a first status is never deferred");
+    let window = &write.status.windows[0];
+    assert_eq!(
+        (window.used.requests, window.remaining.requests),
+        (Some(500), Some(100))
+    );
+    let ready = write
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::types::READY)
+        .unwrap();
+    assert_eq!(ready.status, "True", "u1 and u2 run with it in their table");
+    let reasons: Vec<&str> = write
+        .events
+        .iter()
+        .map(|(_, n)| n.reason.as_str())
+        .collect();
+    assert_eq!(reasons, [events::ACCEPTED, events::BUDGET_NEARLY_EXHAUSTED]);
+    assert!(
+        out.snapshot.durable.is_empty(),
+        "no status written yet, nothing to resume from"
+    );
+
+    // Once written, the next step resumes from it and only spend moves.
+    world.budgets[0].status = Some(write.status.clone());
+    let out = step(&world, &chat_cap_spent(510), now());
+    assert_eq!(
+        out.snapshot.durable[&("ns/chat-cap".to_string(), 0)].used,
+        [0, 500, 0]
+    );
+    assert_eq!(out.budgets.len(), 1);
+    assert!(out.budgets[0].spend_only);
+    assert!(out.budgets[0].events.is_empty());
+    let out = step(&world, &chat_cap_spent(500), now());
+    assert!(out.budgets.is_empty(), "unchanged: nothing to write");
+    // A new leader whose book knows nothing yet keeps what status says.
+    let out = step(&world, &Reports::default(), now());
+    assert!(
+        out.budgets
+            .iter()
+            .all(|w| w.status.windows[0].used.requests == Some(500)),
+        "never written below the durable total"
+    );
+}
+
+#[test]
+fn spend_only_budget_writes_wait_their_turn_others_do_not() {
+    let key = |name: &str| ObjectKey {
+        kind: Kind::Budget,
+        namespace: "ns".into(),
+        name: name.into(),
+    };
+    let write = |name: &str, spend_only| BudgetWrite {
+        key: key(name),
+        status: BudgetStatus::default(),
+        spend_only,
+        events: vec![],
+    };
+    let now = Instant::now();
+    let written = HashMap::from([
+        (key("recent"), now - Duration::from_secs(4)),
+        (key("old"), now - SPEND_WRITE_EVERY),
+    ]);
+    let (due, next) = due_budgets(
+        vec![
+            write("recent", true),
+            write("recent-changed", false),
+            write("old", true),
+            write("never", true),
+        ],
+        &written,
+        now,
+    );
+    let names: Vec<&str> = due.iter().map(|w| w.key.name.as_str()).collect();
+    assert_eq!(names, ["recent-changed", "old", "never"]);
+    assert_eq!(next, Some(SPEND_WRITE_EVERY - Duration::from_secs(4)));
+    let mut written = written;
+    written.insert(key("recent-changed"), now);
+    let (due, _) = due_budgets(vec![write("recent-changed", false)], &written, now);
+    assert_eq!(due.len(), 1, "a change other than spend is written at once");
+}
+
+#[tokio::test]
+async fn budget_status_is_applied_to_its_status_subresource() {
+    let (service, mut handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    let client = Client::new(service, "default");
+    let server = tokio::spawn(async move {
+        let (request, send) = handle.next_request().await.expect("one request");
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let mut object = serde_json::to_value(budget("chat-cap", "chat", 600)).unwrap();
+        object["status"] = body["status"].clone();
+        send.send_response(
+            http::Response::builder()
+                .status(200)
+                .body(kube::client::Body::from(
+                    serde_json::to_vec(&object).unwrap(),
+                ))
+                .unwrap(),
+        );
+        (parts, body)
+    });
+    let mut world = world();
+    world.budgets = vec![budget("chat-cap", "chat", 600)];
+    let write = step(&world, &chat_cap_spent(7), now()).budgets.remove(0);
+    apply_budget_status(&client, &write.key, &write.status)
+        .await
+        .unwrap();
+
+    let (parts, body) = server.await.unwrap();
+    assert_eq!(parts.method, http::Method::PATCH);
+    assert_eq!(
+        parts.uri.path(),
+        "/apis/switchyard.dev/v1alpha1/namespaces/ns/budgets/chat-cap/status"
+    );
+    assert!(
+        parts
+            .uri
+            .query()
+            .unwrap()
+            .contains("fieldManager=switchyard-operator")
+    );
+    assert_eq!(body["kind"], "Budget");
+    assert_eq!(body["status"]["windows"][0]["used"]["requests"], 7);
+    assert_eq!(body["status"]["summary"]["used"], "7 requests");
+    assert!(body.get("spec").is_none());
+}
