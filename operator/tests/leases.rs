@@ -12,7 +12,7 @@ use switchyard_crds::report::{Amounts, BudgetUsage, Report, ReportAnswer};
 use switchyard_crds::table::{self, RouteTable};
 use switchyard_crds::v1alpha1::{BudgetMode, WhenUnreachable};
 use switchyard_crds::window::{Period, Timestamp};
-use switchyard_operator::config_server::leases::LEASE_TTL;
+use switchyard_operator::config_server::leases::{Durable, DurableTotals, LEASE_TTL};
 use switchyard_operator::leader::Leadership;
 use tokio::sync::watch;
 
@@ -205,4 +205,36 @@ async fn a_new_term_learns_what_sidecars_hold_before_dividing() {
     tx.send_replace(false);
     tx.send_replace(true);
     assert_eq!(lease(&h, "tok-a0", 100, Some(250)).await, 250);
+}
+
+#[tokio::test]
+async fn a_new_leader_resumes_counting_from_budget_status() {
+    let (tx, rx) = watch::channel(true);
+    let h = start_budgeted(Leadership::from_receiver(rx)).await;
+    assert_eq!(
+        lease(&h, "tok-a0", 100, None).await,
+        100 + 90,
+        "learning: the floor"
+    );
+    // Another replica led meanwhile, and its status says the fleet used 900 this month; then
+    // this one leads again.
+    tx.send_replace(false);
+    let mut snap = (*h.tables.current()).clone();
+    snap.durable = Arc::new(DurableTotals::from([(
+        (BUDGET.to_string(), 0),
+        Durable {
+            period: PERIOD.into(),
+            window_start: Timestamp::from_second(window_start()).unwrap(),
+            used: [0, 900, 0],
+        },
+    )]));
+    h.tables.publish(snap);
+    tx.send_replace(true);
+    h.server.end_lease_learning();
+    // a0 reports the 100 it used (part of the 900): only 100 are left, not 800.
+    assert_eq!(lease(&h, "tok-a0", 100, None).await, 100 + 100);
+    let totals = h.server.budget_totals();
+    let limit = &totals[&(BUDGET.to_string(), 0)];
+    assert_eq!(limit.used, [0, 900, 0], "the status total, not 900 + 100");
+    assert_eq!((limit.reporting, limit.leased), (1, 1));
 }
