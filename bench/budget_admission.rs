@@ -47,7 +47,7 @@ fn budget(metrics: &Metrics, name: &str, providers: Vec<String>) -> Arc<BudgetRt
         mode: BudgetMode::Enforce,
         when_unreachable: WhenUnreachable::LastShare,
     };
-    Arc::new(BudgetRt::new(def, None, metrics, false))
+    Arc::new(BudgetRt::new(def, None, metrics, false, Timestamp::now()))
 }
 
 /// ns per call of `op`, the median of [`BATCHES`] batches of `iters`.

@@ -43,6 +43,9 @@ pub struct BudgetRt {
     pub id: String,
     /// Pod mode: each limit holds the share the operator leased, not the whole limit.
     leased: bool,
+    /// When this budget started counting here: a leased budget that has had no lease for
+    /// [`lease::FIRST_LEASE_GRACE`] since then is treated as one whose lease lapsed.
+    since: Timestamp,
     limits: Box<[LimitRt]>,
     refusals: IntCounter,
 }
@@ -51,8 +54,8 @@ pub struct BudgetRt {
 struct LimitRt {
     def: BudgetLimit,
     period: Period,
-    /// Swapped whole when a new window begins, so a late charge for the old one cannot land in
-    /// the new one.
+    /// Swapped whole when a new window begins. A request is charged in the window current when
+    /// it ends: a long one admitted just before a boundary counts in the next window.
     window: ArcSwap<WindowCount>,
     /// The operator's latest lease (pod mode).
     held: ArcSwapOption<Held>,
@@ -106,7 +109,8 @@ impl Exhausted {
 }
 
 impl BudgetRt {
-    /// Live counters for `def`, holding the whole limit or (`leased`) the operator's share.
+    /// Live counters for `def` as of `now`, holding the whole limit or (`leased`) the operator's
+    /// share.
     /// Windows (and leases) of `previous` whose limit is unchanged carry over, so a reload (or an
     /// edited amount) does not forget what was spent.
     pub fn new(
@@ -114,18 +118,22 @@ impl BudgetRt {
         previous: Option<&BudgetRt>,
         metrics: &Metrics,
         leased: bool,
+        now: Timestamp,
     ) -> Self {
         let id = def.id();
-        let now = Timestamp::now();
         let limits = def
             .limits
             .iter()
-            .filter_map(|limit| {
+            .enumerate()
+            .filter_map(|(i, limit)| {
                 // The compiler passes only valid periods; a table from elsewhere that carries a
                 // bad one loses that limit rather than the whole table.
                 let period = Period::parse(&limit.period)?;
-                let kept =
-                    previous.and_then(|p| p.limits.iter().find(|l| l.def.period == limit.period));
+                // The same place and period: two limits may share a period, and each keeps its
+                // own count.
+                let kept = previous
+                    .and_then(|p| p.limits.get(i))
+                    .filter(|l| l.def.period == limit.period);
                 let window = kept.map_or_else(
                     || Arc::new(WindowCount::new(period, now)),
                     |l| l.window.load_full(),
@@ -144,6 +152,7 @@ impl BudgetRt {
             id,
             def,
             leased,
+            since: previous.map_or(now, |p| p.since),
             limits,
         }
     }
@@ -264,6 +273,7 @@ impl BudgetRt {
             limit.held.load().as_deref(),
             self.def.when_unreachable,
             count.window.start.as_second(),
+            self.since,
             now,
         )
     }
@@ -301,10 +311,13 @@ impl BudgetRt {
 }
 
 impl LimitRt {
-    /// The window holding `now`, begun afresh when the last one has ended.
+    /// The window holding `now`, begun afresh when the last one has ended. A `now` from before
+    /// the current window (read by a thread that was then preempted while another began the
+    /// window, or a clock that stepped back) counts in the current window: windows only move
+    /// forward, so none is ever begun again and its counts lost.
     fn current(&self, now: Timestamp) -> Arc<WindowCount> {
         let count = self.window.load();
-        if count.window.contains(now) {
+        if now < count.window.end {
             return arc_swap::Guard::into_inner(count);
         }
         let fresh = Arc::new(WindowCount::new(self.period, now));
@@ -476,8 +489,8 @@ impl BudgetRt {
         }
     }
 
-    /// Undoes the request slot [`BudgetRt::admit`] took.
-    fn give_back_request(&self, now: Timestamp) {
+    /// Undoes the request slot [`BudgetRt::admit`] took: for a request no target served.
+    pub fn give_back_request(&self, now: Timestamp) {
         for limit in self.limits.iter() {
             limit.current(now).give_back_request();
         }

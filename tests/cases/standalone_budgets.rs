@@ -137,6 +137,10 @@ async fn a_spent_provider_budget_fails_over_to_the_routes_other_targets() {
         + &budget(
             "a-quota",
             "selector: {providers: [{pool: pool, provider: a}]}\nlimits: [{period: 1h, requests: 1}]",
+        )
+        + &budget(
+            "only-a-cap",
+            "selector: {routes: [only-a]}\nlimits: [{period: 1h, requests: 5}]",
         );
     let h = Harness::start(&yaml).await;
 
@@ -165,6 +169,26 @@ async fn a_spent_provider_budget_fails_over_to_the_routes_other_targets() {
             .await,
         0.0,
         "a budget is not a provider failure"
+    );
+    let route_cap_left = h
+        .metric(
+            "switchyard_budget_remaining",
+            &[("budget", "default/only-a-cap"), ("unit", "requests")],
+        )
+        .await;
+    assert_eq!(
+        route_cap_left,
+        Some(5.0),
+        "the refused request gave back the route budget's slot"
+    );
+    assert_eq!(
+        h.count(
+            "switchyard_budget_refusals_total",
+            &[("budget", "default/a-quota")]
+        )
+        .await,
+        2.0,
+        "once per request that reached a: the second, and the refused one"
     );
     h.stop().await;
 }

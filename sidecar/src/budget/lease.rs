@@ -3,13 +3,22 @@
 //!
 //! A lease is an allowance for one window: admit while this sidecar's count is below it. It
 //! lapses at an absolute time unless a report renews it; then the budget's `whenUnreachable`
-//! decides. Before the first lease arrives (at most a couple of seconds after the first table:
+//! decides. Before the first lease arrives (normally a couple of seconds after the first table:
 //! the sidecar reports at once) nothing is capped: the sidecar has not been told anything yet.
+//! A sidecar that gets no lease for [`FIRST_LEASE_GRACE`] (the operator is away, and the table
+//! came from the state dir) counts as lapsed with nothing held: `FailOpen` admits, `LastShare`
+//! and `FailClosed` refuse, since there is no share to keep enforcing.
+
+use std::time::Duration;
 
 use switchyard_crds::report;
 use switchyard_crds::table::BudgetLimit;
 use switchyard_crds::v1alpha1::WhenUnreachable;
 use switchyard_crds::window::Timestamp;
+
+/// How long a leased budget may go without any lease before `whenUnreachable` applies: a lease's
+/// own length (three report intervals).
+pub const FIRST_LEASE_GRACE: Duration = Duration::from_secs(15);
 
 /// Nano-dollars in a micro-dollar.
 pub const NANOS_PER_MICRO: u64 = 1_000;
@@ -102,10 +111,17 @@ pub fn caps(
     held: Option<&Held>,
     when_unreachable: WhenUnreachable,
     window_start: i64,
+    since: Timestamp,
     now: Timestamp,
 ) -> Caps {
     let Some(held) = held else {
-        return Caps::default();
+        let waited = now.duration_since(since);
+        let lapsed = waited.is_positive() && waited.unsigned_abs() >= FIRST_LEASE_GRACE;
+        return match when_unreachable {
+            _ if !lapsed => Caps::default(),
+            WhenUnreachable::FailOpen => Caps::default(),
+            WhenUnreachable::LastShare | WhenUnreachable::FailClosed => Caps::nothing(def),
+        };
     };
     let in_force = now < held.expires_at;
     if !in_force {
@@ -161,6 +177,7 @@ mod tests {
             held,
             mode,
             window,
+            Timestamp::from_second(50).unwrap(),
             Timestamp::from_second(now).unwrap(),
         )
         .requests
@@ -205,11 +222,22 @@ mod tests {
     }
 
     #[test]
-    fn before_the_first_lease_nothing_is_capped() {
+    fn before_the_first_lease_nothing_is_capped_for_a_while() {
         assert_eq!(
-            requests_cap(None, WhenUnreachable::FailClosed, 60, 70),
+            requests_cap(None, WhenUnreachable::FailClosed, 60, 60),
             None
         );
+        assert_eq!(requests_cap(None, WhenUnreachable::LastShare, 60, 64), None);
+        // 15 s after the budget arrived (at 50) with no lease: nothing held to keep enforcing.
+        assert_eq!(
+            requests_cap(None, WhenUnreachable::LastShare, 60, 65),
+            Some(0)
+        );
+        assert_eq!(
+            requests_cap(None, WhenUnreachable::FailClosed, 60, 65),
+            Some(0)
+        );
+        assert_eq!(requests_cap(None, WhenUnreachable::FailOpen, 60, 65), None);
     }
 
     #[test]

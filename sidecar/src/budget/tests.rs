@@ -35,6 +35,7 @@ fn budget(metrics: &Metrics, limits: Vec<BudgetLimit>) -> Arc<BudgetRt> {
         None,
         metrics,
         false,
+        at(0),
     ))
 }
 
@@ -130,6 +131,7 @@ fn shadow_mode_counts_would_be_refusals_and_refuses_nothing() {
         None,
         &metrics,
         false,
+        at(0),
     );
     for _ in 0..4 {
         assert_eq!(b.admit(at(0)), Ok(()));
@@ -159,6 +161,7 @@ fn a_refusal_by_one_budget_gives_back_the_slots_of_the_others() {
         None,
         &metrics,
         false,
+        at(0),
     ));
     let both = [roomy.clone(), tight];
     assert!(admit(&both, at(0)).is_ok());
@@ -194,7 +197,7 @@ fn a_changed_budget_keeps_the_windows_of_its_unchanged_limits() {
         &metrics,
         vec![limit("Day", None, Some(2)), limit("1h", None, Some(5))],
     );
-    let now = Timestamp::now();
+    let now = at(0);
     assert!(old.admit(now).is_ok());
     assert!(old.admit(now).is_ok());
     // Raised from 2 to 3 a day; the hourly limit is gone.
@@ -203,6 +206,7 @@ fn a_changed_budget_keeps_the_windows_of_its_unchanged_limits() {
         Some(&old),
         &metrics,
         false,
+        at(0),
     );
     assert!(new.admit(now).is_ok(), "2 of 3 used");
     assert!(new.admit(now).is_err(), "the day's count carried over");
@@ -215,7 +219,7 @@ fn leased(metrics: &Metrics, mode: WhenUnreachable) -> BudgetRt {
         vec![limit("1m", None, Some(100))],
     );
     def.when_unreachable = mode;
-    BudgetRt::new(def, None, metrics, true)
+    BudgetRt::new(def, None, metrics, true, at(0))
 }
 
 /// A lease on limit 0 of `ns/fleet` for the minute of [`at`]`(0)`, lapsing at `at(expires)`.
@@ -286,4 +290,47 @@ fn a_lease_for_a_limit_the_table_no_longer_has_is_ignored() {
     other.limit = 3;
     b.apply(&other, at(1));
     assert!(b.admit(at(2)).is_ok());
+}
+
+#[test]
+fn a_late_clock_reading_counts_in_the_current_window_and_never_reopens_the_last() {
+    let metrics = Metrics::new();
+    let b = budget(&metrics, vec![limit("1m", None, Some(1))]);
+    assert!(b.admit(at(60)).is_ok(), "the second minute begins");
+    // A reading from the first minute, taken before that (a preempted thread).
+    assert!(
+        b.admit(at(59)).is_err(),
+        "counted in the second minute, which is full, not in a fresh first minute"
+    );
+    assert!(b.admit(at(61)).is_err(), "the second minute kept its count");
+}
+
+#[test]
+fn limits_sharing_a_period_keep_their_own_counts_across_a_reload() {
+    let metrics = Metrics::new();
+    let tokens = |n| BudgetLimit {
+        tokens: Some(n),
+        ..limit("1m", None, None)
+    };
+    let old = budget(&metrics, vec![limit("1m", None, Some(10)), tokens(1000)]);
+    let now = at(0);
+    assert!(old.admit(now).is_ok());
+    old.charge(400, 0.0, now);
+    let new = BudgetRt::new(
+        def(
+            "b",
+            BudgetMode::Enforce,
+            vec![limit("1m", None, Some(10)), tokens(500)],
+        ),
+        Some(&old),
+        &metrics,
+        false,
+        at(0),
+    );
+    let usage = new.usage(now);
+    assert_eq!(usage[0].used.requests, Some(1), "one request, not two");
+    assert_eq!(usage[1].used.tokens, Some(400), "the token count kept");
+    new.charge(100, 0.0, now);
+    assert_eq!(new.usage(now)[1].used.tokens, Some(500));
+    assert!(new.check(now).is_err(), "500 of 500 tokens");
 }

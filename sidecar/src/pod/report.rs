@@ -69,8 +69,14 @@ pub fn spawn(
                 continue;
             };
             let body = Bytes::from(serde_json::to_vec(&report).expect("reports serialize"));
+            // With budgets, a slow report must not hold up the next: leases last three intervals.
+            let timeout = if has_budgets {
+                REPORT_TIMEOUT.min(interval)
+            } else {
+                REPORT_TIMEOUT
+            };
             let sent = tokio::select! {
-                sent = client.send(Method::POST, "/v1/report", &[], body, REPORT_TIMEOUT) => sent,
+                sent = client.send(Method::POST, "/v1/report", &[], body, timeout) => sent,
                 _ = shutdown.changed() => break,
             };
             match sent {

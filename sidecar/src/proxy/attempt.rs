@@ -49,7 +49,7 @@ pub enum Attempts {
     Answered(TargetRt, Box<Answer>),
     /// No target answered: each attempt's failure, in order (none when no target could be tried).
     Failed(Vec<(TargetRt, AttemptError)>),
-    /// Nothing was tried: every target that was not blocked otherwise is out of budget.
+    /// Nothing was tried, and a target was passed over for its exhausted budget.
     OverBudget(Exhausted),
 }
 
@@ -64,15 +64,17 @@ pub async fn run(
     let metrics = ctx.runtime.metrics.clone();
     let mut failures: Vec<(TargetRt, AttemptError)> = Vec::new();
     let mut context_floor: Option<u32> = None;
-    let (candidates, over_budget) = candidates(ordered, Instant::now());
-    if candidates.is_empty()
-        && let Some(exhausted) = over_budget
-    {
-        return Attempts::OverBudget(exhausted);
-    }
-    for (target, forced) in candidates {
+    let mut over_budget = None;
+    let wall_clock = Timestamp::now();
+    for (target, forced) in candidates(ordered, Instant::now()) {
         if ctx.attempts >= route.max_attempts {
             break;
+        }
+        // Checked when the target's turn comes, so that a target never reached is not counted
+        // as refused.
+        if let Err(exhausted) = budget::check(&target.budgets, wall_clock) {
+            over_budget.get_or_insert(exhausted);
+            continue;
         }
         if let Some(floor) = context_floor
             && target.target.context_window.is_none_or(|w| w <= floor)
@@ -108,25 +110,21 @@ pub async fn run(
             }
         }
     }
-    Attempts::Failed(failures)
+    match over_budget {
+        Some(exhausted) if failures.is_empty() => Attempts::OverBudget(exhausted),
+        _ => Attempts::Failed(failures),
+    }
 }
 
 /// Targets to try: the eligible ones in order, then those blocked by their health (an open
 /// circuit, a `Retry-After`, silence), soonest to recover first. A target over a local limit is
 /// never a last resort: the limits are the operator's to keep. Only when nothing else may be
-/// tried is the one whose block ends first sent anyway. Blocked targets are flagged. A target
-/// whose budget is exhausted is left out altogether; the first such budget is returned.
-fn candidates(ordered: Vec<TargetRt>, now: Instant) -> (Vec<(TargetRt, bool)>, Option<Exhausted>) {
+/// tried is the one whose block ends first sent anyway. Blocked targets are flagged.
+fn candidates(ordered: Vec<TargetRt>, now: Instant) -> Vec<(TargetRt, bool)> {
     let mut go = Vec::with_capacity(ordered.len());
     let mut unhealthy: Vec<(Instant, TargetRt)> = Vec::new();
     let mut limited: Vec<(Instant, TargetRt)> = Vec::new();
-    let mut over_budget = None;
-    let wall_clock = Timestamp::now();
     for target in ordered {
-        if let Err(exhausted) = budget::check(&target.budgets, wall_clock) {
-            over_budget.get_or_insert(exhausted);
-            continue;
-        }
         let health = match target.health.peek(now) {
             Admission::Go { .. } => None,
             Admission::Blocked { until } => Some(until),
@@ -145,7 +143,7 @@ fn candidates(ordered: Vec<TargetRt>, now: Instant) -> (Vec<(TargetRt, bool)>, O
         unhealthy.extend(limited.into_iter().min_by_key(|(until, _)| *until));
     }
     go.extend(unhealthy.into_iter().map(|(_, target)| (target, true)));
-    (go, over_budget)
+    go
 }
 
 /// Claims the target's probe slot (if half-open) and a limit permit.

@@ -275,6 +275,13 @@ impl Proxy {
 /// The client's response for how the attempts went; a whole answer is also cached if the route
 /// caches. (A stream records itself; everything else is recorded here.)
 fn answer(ctx: &mut RequestCtx, attempts: Attempts) -> Response<ResponseBody> {
+    if !matches!(attempts, Attempts::Answered(..)) {
+        // No target served it: the route's budgets give back the request they counted.
+        let now = Timestamp::now();
+        for budget in ctx.budgets.iter() {
+            budget.give_back_request(now);
+        }
+    }
     let (target, answer) = match attempts {
         Attempts::Answered(target, answer) => (target, *answer),
         Attempts::OverBudget(exhausted) => {

@@ -240,6 +240,7 @@ fn budgets(
                     previous.map(|p| &**p),
                     metrics,
                     leased,
+                    switchyard_crds::window::Timestamp::now(),
                 )),
             };
             (id.clone(), budget)
