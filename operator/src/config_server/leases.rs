@@ -15,8 +15,10 @@
 //!
 //! Totals are durable across leader changes through Budget status (docs/reference/operator.md,
 //! "Durable spend"): the controller hands the book what status last said each limit's window had
-//! used ([`Durable`]), and the book counts the fleet's use in a window as at least that, so a new
-//! leader resumes from it instead of from zero. [`LeaseBook::totals`] is what status is built from.
+//! used ([`Durable`]); the book counts the fleet's use in a window as at least that, and once
+//! every live holder has reported, what that total holds beyond their reports (the use of
+//! sidecars that stopped unheard) on top of them, so a new leader resumes from it instead of from
+//! zero. [`LeaseBook::totals`] is what status is built from.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -69,8 +71,9 @@ pub type DurableTotals = HashMap<(String, u32), Durable>;
 pub struct LimitTotals {
     /// The book's window for the limit (the operator's clock at the last report).
     pub window: Window,
-    /// The fleet's use in it: every holder's use plus what forgotten holders had used, and never
-    /// less than the [`Durable`] floor. Micro-dollars, requests, tokens.
+    /// The fleet's use in it: every holder's use plus what forgotten holders had used (plus the
+    /// use of sidecars gone unheard, once known), and never less than the [`Durable`] floor.
+    /// Micro-dollars, requests, tokens.
     pub used: [u64; UNITS],
     /// Holders heard from within [`LEASE_TTL`].
     pub reporting: u32,
@@ -99,6 +102,13 @@ struct LimitBook {
     /// The most any Budget status said was used in this window: the fleet's use is never counted
     /// below it, so a new leader resumes from what the last one wrote.
     floor: Units<u64>,
+    /// What the floor holds beyond what the holders heard from in the book's first
+    /// [`LEASE_TTL`] reported: the use of sidecars that stopped before this book heard from
+    /// them. `None` until then (the fleet's use is the floor or more); fixed after, and added to
+    /// what holders report.
+    baseline: Option<Units<u64>>,
+    /// When the book was created: every live holder has reported by `since + LEASE_TTL`.
+    since: Timestamp,
     holders: HashMap<HolderKey, Holder>,
 }
 
@@ -196,11 +206,12 @@ impl LeaseBook {
                 let book = self
                     .limits
                     .entry((id.clone(), index))
-                    .or_insert_with(|| LimitBook::new(window));
+                    .or_insert_with(|| LimitBook::new(window, now));
                 book.roll_to(window);
                 if let Some(durable) = self.durable.get(&(id.clone(), index)) {
                     book.resume(durable, &limit.period);
                 }
+                book.settle(now);
                 let reported = Reported::of(report, window);
                 let allowance = book.grant(holder, &reported, caps(limit), learning, now);
                 leases.push(Lease {
@@ -231,13 +242,39 @@ impl LeaseBook {
 // === impl LimitBook ===
 
 impl LimitBook {
-    fn new(window: Window) -> Self {
+    fn new(window: Window, now: Timestamp) -> Self {
         Self {
             window,
             departed: [0; UNITS],
             floor: [0; UNITS],
+            baseline: None,
+            since: now,
             holders: HashMap::new(),
         }
+    }
+
+    /// Fixes the baseline once every live holder has had time to report (one [`LEASE_TTL`]
+    /// after the book began): what the floor holds beyond what they reported is the use of
+    /// sidecars that stopped before this book heard from them, and is counted on top of the
+    /// holders' from now on. A holder first heard from later is counted in full, even if the
+    /// floor included its earlier use: more than it spent, never less.
+    fn settle(&mut self, now: Timestamp) {
+        if self.baseline.is_some() || now < self.since + LEASE_TTL {
+            return;
+        }
+        let counted = self.counted();
+        self.baseline = Some(std::array::from_fn(|unit| {
+            self.floor[unit].saturating_sub(counted[unit])
+        }));
+    }
+
+    /// Every holder's use plus the departed's.
+    fn counted(&self) -> Units<u64> {
+        std::array::from_fn(|unit| {
+            self.holders.values().fold(self.departed[unit], |sum, h| {
+                sum.saturating_add(h.used[unit])
+            })
+        })
     }
 
     /// Raises the floor to what status said of this window, if it speaks of this window.
@@ -250,14 +287,16 @@ impl LimitBook {
         }
     }
 
-    /// The fleet's use of `unit` in the window: every holder's, plus the departed's, and at
-    /// least the floor. Not the sum of floor and holders: the holders that were reporting when
-    /// the status was written are part of its total, and report their whole use again.
+    /// The fleet's use of `unit` in the window: every holder's, plus the departed's, plus the
+    /// baseline once fixed, and at least the floor. Not the sum of floor and holders: the
+    /// holders that were reporting when the status was written are part of its total, and
+    /// report their whole use again.
     fn spent(&self, unit: usize) -> u64 {
         let counted = self.holders.values().fold(self.departed[unit], |sum, h| {
             sum.saturating_add(h.used[unit])
         });
-        counted.max(self.floor[unit])
+        let baseline = self.baseline.map_or(0, |b| b[unit]);
+        counted.saturating_add(baseline).max(self.floor[unit])
     }
 
     fn totals(&self, now: Timestamp) -> LimitTotals {
@@ -291,6 +330,8 @@ impl LimitBook {
         self.window = window;
         self.departed = [0; UNITS];
         self.floor = [0; UNITS];
+        // The book saw this window begin: nobody used any of it unheard.
+        self.baseline = Some([0; UNITS]);
         for holder in self.holders.values_mut() {
             holder.used = [0; UNITS];
             holder.allowance = None;

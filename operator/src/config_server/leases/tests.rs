@@ -485,3 +485,23 @@ fn totals_count_holders_heard_from_within_the_lease_ttl() {
     let rolled = totals(&book, next);
     assert_eq!((rolled.reporting, rolled.leased), (1, 1));
 }
+
+#[test]
+fn use_of_sidecars_gone_before_the_failover_stays_counted_on_top() {
+    let mut book = book();
+    // Status says 900: a's 100 and 800 of sidecars that stopped before this leader took over.
+    book.resume_from(durable(900, T0));
+    report(&mut book, "a", 100, at(10));
+    assert_eq!(totals(&book, at(10)).used[1], 900);
+    // Every live holder has reported by LEASE_TTL after the book began: the 800 is fixed.
+    report(&mut book, "a", 150, at(25));
+    assert_eq!(
+        totals(&book, at(25)).used[1],
+        950,
+        "the 800 nobody reports any more, plus a's 150"
+    );
+    assert_eq!(report(&mut book, "a", 190, at(30)), 190 + 10);
+    // A holder first heard from afterwards counts in full: more than was spent, never less.
+    report(&mut book, "late", 5, at(31));
+    assert_eq!(totals(&book, at(31)).used[1], 995);
+}
