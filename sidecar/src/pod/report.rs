@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::PodConfig;
-use super::subscribe::{ConfigClient, status_message};
+use super::subscribe::{Answer, ConfigClient, status_message};
 use crate::table::Runtime;
 
 /// How long one report may take.
@@ -82,7 +82,7 @@ pub fn spawn(
             match sent {
                 Ok(answer) if answer.status.is_success() => {
                     tracing::debug!(targets = report.targets.len(), "reported to the operator");
-                    take_leases(&runtime, answer.status, &answer.body);
+                    take_leases(&runtime, &answer);
                 }
                 Ok(answer) => tracing::warn!(
                     status = answer.status.as_u16(),
@@ -100,20 +100,50 @@ pub fn spawn(
 
 /// Takes the leases of a report's answer: `200` carries them, `204` (a table without
 /// budgets, or an operator that does not lease) none.
-fn take_leases(runtime: &Runtime, status: http::StatusCode, body: &[u8]) {
-    if status != http::StatusCode::OK || body.is_empty() {
+fn take_leases(runtime: &Runtime, answer: &Answer) {
+    if answer.status != http::StatusCode::OK || answer.body.is_empty() {
         return;
     }
-    match serde_json::from_slice::<ReportAnswer>(body) {
-        Ok(answer) => {
-            runtime.apply_leases(&answer.leases);
-            tracing::debug!(leases = answer.leases.len(), "leases renewed");
+    match serde_json::from_slice::<ReportAnswer>(&answer.body) {
+        Ok(mut leases) => {
+            let offset = clock_offset_ms(answer.date, std::time::SystemTime::now());
+            for lease in &mut leases.leases {
+                lease.expires_at_ms = lease.expires_at_ms.saturating_add(offset);
+            }
+            runtime.apply_leases(&leases.leases);
+            tracing::debug!(
+                leases = leases.leases.len(),
+                offset_ms = offset,
+                "leases renewed"
+            );
         }
         Err(e) => {
             tracing::warn!(error = %e, "the operator's leases could not be read; the current ones stay")
         }
     }
 }
+
+/// How far this sidecar's clock is ahead of the operator's (`date`, its `Date` header), in ms:
+/// a lease's expiry is an instant on the operator's clock, and a node whose clock is off would
+/// otherwise take every lease as lapsed (or as good for too long). `Date` has whole seconds, so
+/// offsets within [`CLOCK_SLACK_MS`] are taken as none.
+fn clock_offset_ms(date: Option<std::time::SystemTime>, now: std::time::SystemTime) -> i64 {
+    let Some(date) = date else {
+        return 0;
+    };
+    let offset = match now.duration_since(date) {
+        Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+        Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+    };
+    if offset.abs() <= CLOCK_SLACK_MS {
+        0
+    } else {
+        offset
+    }
+}
+
+/// Clock offsets this small are the `Date` header's rounding, not skew.
+const CLOCK_SLACK_MS: i64 = 2_000;
 
 /// The report for now, or `None` before the first table.
 pub fn build(runtime: &Runtime, instance: &str) -> Option<Report> {
@@ -217,4 +247,31 @@ fn samples(families: &[MetricFamily]) -> Vec<(BTreeMap<String, String>, f64)> {
             (labels, m.get_counter().get_value())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::clock_offset_ms;
+
+    #[test]
+    fn lease_expiry_moves_to_this_sidecars_clock_when_the_clocks_disagree() {
+        let operator = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ahead = operator + Duration::from_secs(20);
+        assert_eq!(clock_offset_ms(Some(operator), ahead), 20_000);
+        let behind = operator - Duration::from_secs(7);
+        assert_eq!(clock_offset_ms(Some(operator), behind), -7_000);
+        let rounding = operator + Duration::from_millis(900);
+        assert_eq!(
+            clock_offset_ms(Some(operator), rounding),
+            0,
+            "Date's whole seconds"
+        );
+        assert_eq!(
+            clock_offset_ms(None, ahead),
+            0,
+            "no Date: trust the lease as sent"
+        );
+    }
 }

@@ -67,6 +67,8 @@ type TrustedClient = (Vec<u8>, HttpsClient);
 pub struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
+    /// The operator's clock, from its `Date` header (whole seconds), when it sent one.
+    pub date: Option<std::time::SystemTime>,
 }
 
 // === impl ConfigClient ===
@@ -143,12 +145,16 @@ impl ConfigClient {
                 .await
                 .map_err(|e| Error::ConfigServerUnreachable(Box::new(e)))?;
             let status = response.status();
+            let date = response
+                .headers()
+                .get(http::header::DATE)
+                .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
             let body = Limited::new(response.into_body(), MAX_BODY)
                 .collect()
                 .await
                 .map_err(Error::ConfigServerUnreachable)?
                 .to_bytes();
-            Ok(Answer { status, body })
+            Ok(Answer { status, body, date })
         };
         tokio::time::timeout(timeout, exchange)
             .await
