@@ -1,8 +1,7 @@
-//! Pure status builders: compile verdicts, sidecar counts and report windows in, the
-//! `ModelRoute`/`ProviderPool` status out. No I/O and no clock (the caller passes `now`), so that
-//! every rule of docs/reference/crds.md "Status" is unit-tested here and the controller only
-//! decides
-//! *whether* to write.
+//! Pure status builders: compile verdicts, sidecar counts, report windows and the lease book's
+//! totals in, the `ModelRoute`/`ProviderPool`/`Budget` status out. No I/O and no clock (the
+//! caller passes `now`), so that every rule of docs/reference/crds.md "Status" is unit-tested here
+//! and the controller only decides *whether* to write.
 
 use std::collections::{BTreeMap, HashMap};
 
