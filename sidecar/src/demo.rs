@@ -211,7 +211,7 @@ async fn strategies_story(
     stream(client, base, n).await?;
 
     section(
-        "9. Budgets: Budget `cheap-hourly` lets route `cheap` send 3 requests an hour (7 spent one)",
+        "9. Budgets: Budget `cheap-daily` lets route `cheap` send 3 requests a day (7 spent one)",
     );
     for _ in 0..3 {
         send(client, base, n, "cheap", "One more summary, please.").await?;

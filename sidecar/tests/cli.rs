@@ -639,11 +639,11 @@ fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
             "{dir}: the totals:\n{out}"
         );
         assert!(
-            out.contains("error switchyard_budget_exhausted: budget default/cheap-hourly"),
+            out.contains("error switchyard_budget_exhausted: budget default/cheap-daily"),
             "{dir}: the budget runs out:\n{out}"
         );
         assert!(
-            out.contains("switchyard_budget_refusals_total{budget=\"default/cheap-hourly\"} 1"),
+            out.contains("switchyard_budget_refusals_total{budget=\"default/cheap-daily\"} 1"),
             "{dir}: and counts its refusal:\n{out}"
         );
     }
