@@ -43,17 +43,14 @@ fn assert_refused(reply: &Reply, budget: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_request_budget_refuses_in_each_client_format_with_retry_after() {
-    let (h, a, _) = one_provider(&budget(
-        "two-an-hour",
-        "limits: [{period: 1h, requests: 2}]",
-    ))
-    .await;
+    let (h, a, _) =
+        one_provider(&budget("two-a-day", "limits: [{period: Day, requests: 2}]")).await;
     for _ in 0..2 {
         assert_eq!(h.chat("chat", "hi").await.status, 200);
     }
 
     let openai = h.chat("chat", "hi").await;
-    let message = assert_refused(&openai, "default/two-an-hour");
+    let message = assert_refused(&openai, "default/two-a-day");
     assert!(message.contains("2 of 2 requests"), "{message}");
     assert_eq!(
         openai.json()["error"]["code"],
@@ -61,7 +58,7 @@ async fn a_spent_request_budget_refuses_in_each_client_format_with_retry_after()
     );
     assert_eq!(openai.json()["error"]["type"], "rate_limit_error");
     let wait: u64 = openai.header("retry-after").parse().expect("Retry-After");
-    assert!((1..=3600).contains(&wait), "until the hour ends: {wait}");
+    assert!((1..=86_400).contains(&wait), "until the day ends: {wait}");
     assert_eq!(openai.header("x-switchyard-route"), "r");
 
     let anthropic = h
@@ -71,7 +68,7 @@ async fn a_spent_request_budget_refuses_in_each_client_format_with_retry_after()
             &[("anthropic-version", "2023-06-01")],
         )
         .await;
-    assert_refused(&anthropic, "default/two-an-hour");
+    assert_refused(&anthropic, "default/two-a-day");
     assert_eq!(anthropic.json()["type"], "error");
     assert_eq!(anthropic.json()["error"]["type"], "rate_limit_error");
     assert!(!anthropic.header("retry-after").is_empty());
@@ -84,7 +81,7 @@ async fn a_spent_request_budget_refuses_in_each_client_format_with_retry_after()
     let refusals = h
         .count(
             "switchyard_budget_refusals_total",
-            &[("budget", "default/two-an-hour")],
+            &[("budget", "default/two-a-day")],
         )
         .await;
     assert_eq!(refusals, 2.0);
@@ -92,8 +89,8 @@ async fn a_spent_request_budget_refuses_in_each_client_format_with_retry_after()
         .metric(
             "switchyard_budget_remaining",
             &[
-                ("budget", "default/two-an-hour"),
-                ("period", "1h"),
+                ("budget", "default/two-a-day"),
+                ("period", "Day"),
                 ("unit", "requests"),
             ],
         )
@@ -136,11 +133,11 @@ async fn a_spent_provider_budget_fails_over_to_the_routes_other_targets() {
         + &route("only-a", "chat-a", &[("a", "m")], "")
         + &budget(
             "a-quota",
-            "selector: {providers: [{pool: pool, provider: a}]}\nlimits: [{period: 1h, requests: 1}]",
+            "selector: {providers: [{pool: pool, provider: a}]}\nlimits: [{period: Day, requests: 1}]",
         )
         + &budget(
             "only-a-cap",
-            "selector: {routes: [only-a]}\nlimits: [{period: 1h, requests: 5}]",
+            "selector: {routes: [only-a]}\nlimits: [{period: Day, requests: 5}]",
         );
     let h = Harness::start(&yaml).await;
 
@@ -197,7 +194,7 @@ async fn a_spent_provider_budget_fails_over_to_the_routes_other_targets() {
 async fn shadow_mode_serves_everything_and_counts_would_be_refusals() {
     let (h, a, _) = one_provider(&budget(
         "watch",
-        "mode: Shadow\nlimits: [{period: 1h, requests: 1}]",
+        "mode: Shadow\nlimits: [{period: Day, requests: 1}]",
     ))
     .await;
     for _ in 0..3 {
@@ -222,7 +219,7 @@ async fn a_budget_selects_only_the_routes_it_names() {
         + &route("free", "other", &[("a", "m")], "")
         + &budget(
             "capped-only",
-            "selector: {routes: [capped]}\nlimits: [{period: 1h, requests: 1}]",
+            "selector: {routes: [capped]}\nlimits: [{period: Day, requests: 1}]",
         );
     let h = Harness::start(&yaml).await;
     assert_eq!(h.chat("chat", "hi").await.status, 200);
