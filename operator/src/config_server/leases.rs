@@ -26,13 +26,17 @@ use std::time::Duration;
 
 use switchyard_crds::report::{Amounts, BudgetUsage, Lease};
 use switchyard_crds::table;
+use switchyard_crds::v1alpha1::WhenUnreachable;
 use switchyard_crds::window::{Period, Timestamp, Window};
 
 /// How long a lease holds unrenewed: three report intervals (5 s), so that one or two lost
 /// reports do not make a sidecar fall back to `whenUnreachable`.
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
 /// A holder not heard from for this long is forgotten: its use stays counted (spent is spent)
-/// but its reservation is released to the others.
+/// and its demand no longer weighs; its reservation is released to the others unless the
+/// budget's `whenUnreachable` is `LastShare` (a cut-off sidecar keeps enforcing its last lease),
+/// in which case it is kept until the window ends. If it reports again in the window it is the
+/// same holder again, its use not counted twice.
 pub const FORGET_AFTER: Duration = Duration::from_secs(2 * LEASE_TTL.as_secs());
 /// The share of a limit divided equally among holders whatever their demand, so that an idle
 /// sidecar can still admit its first requests.
@@ -97,8 +101,9 @@ pub struct LeaseBook {
 #[derive(Debug)]
 struct LimitBook {
     window: Window,
-    /// What forgotten holders had used in this window.
-    departed: Units<u64>,
+    /// The budget's `whenUnreachable`, as of the last report: whether a forgotten holder's
+    /// reservation is kept.
+    when_unreachable: WhenUnreachable,
     /// The most any Budget status said was used in this window: the fleet's use is never counted
     /// below it, so a new leader resumes from what the last one wrote.
     floor: Units<u64>,
@@ -109,6 +114,8 @@ struct LimitBook {
     baseline: Option<Units<u64>>,
     /// When the book was created: every live holder has reported by `since + LEASE_TTL`.
     since: Timestamp,
+    /// Every holder heard from in the window, forgotten ones included (their use stays counted,
+    /// and one that reports again is not counted twice).
     holders: HashMap<HolderKey, Holder>,
 }
 
@@ -123,6 +130,9 @@ struct Holder {
     /// The last use reported in the book's window and when, to measure the rate.
     sample: Option<(Units<u64>, Timestamp)>,
     last_seen: Option<Timestamp>,
+    /// Not heard from for [`FORGET_AFTER`]: its demand does not weigh, and its reservation is
+    /// kept only for `LastShare` budgets.
+    forgotten: bool,
 }
 
 /// What the holder reported of one limit, once checked against the table.
@@ -208,6 +218,7 @@ impl LeaseBook {
                     .entry((id.clone(), index))
                     .or_insert_with(|| LimitBook::new(window, now));
                 book.roll_to(window);
+                book.when_unreachable = budget.when_unreachable;
                 if let Some(durable) = self.durable.get(&(id.clone(), index)) {
                     book.resume(durable, &limit.period);
                 }
@@ -234,8 +245,9 @@ impl LeaseBook {
         for book in self.limits.values_mut() {
             book.forget(now);
         }
-        self.limits
-            .retain(|_, book| !book.holders.is_empty() || book.window.contains(now));
+        self.limits.retain(|_, book| {
+            book.holders.values().any(|h| !h.forgotten) || book.window.contains(now)
+        });
     }
 }
 
@@ -245,7 +257,7 @@ impl LimitBook {
     fn new(window: Window, now: Timestamp) -> Self {
         Self {
             window,
-            departed: [0; UNITS],
+            when_unreachable: WhenUnreachable::default(),
             floor: [0; UNITS],
             baseline: None,
             since: now,
@@ -268,12 +280,12 @@ impl LimitBook {
         }));
     }
 
-    /// Every holder's use plus the departed's.
+    /// Every holder's use, forgotten ones' included.
     fn counted(&self) -> Units<u64> {
         std::array::from_fn(|unit| {
-            self.holders.values().fold(self.departed[unit], |sum, h| {
-                sum.saturating_add(h.used[unit])
-            })
+            self.holders
+                .values()
+                .fold(0, |sum: u64, h| sum.saturating_add(h.used[unit]))
         })
     }
 
@@ -287,14 +299,12 @@ impl LimitBook {
         }
     }
 
-    /// The fleet's use of `unit` in the window: every holder's, plus the departed's, plus the
-    /// baseline once fixed, and at least the floor. Not the sum of floor and holders: the
+    /// The fleet's use of `unit` in the window: every holder's (forgotten ones' included), plus
+    /// the baseline once fixed, and at least the floor. Not the sum of floor and holders: the
     /// holders that were reporting when the status was written are part of its total, and
     /// report their whole use again.
     fn spent(&self, unit: usize) -> u64 {
-        let counted = self.holders.values().fold(self.departed[unit], |sum, h| {
-            sum.saturating_add(h.used[unit])
-        });
+        let counted = self.counted()[unit];
         let baseline = self.baseline.map_or(0, |b| b[unit]);
         counted.saturating_add(baseline).max(self.floor[unit])
     }
@@ -327,8 +337,15 @@ impl LimitBook {
         if self.window == window {
             return;
         }
+        // Holders forgotten in the window that ended hold nothing any more (their reservation
+        // was kept only until it ended); one forgotten since is still in the book.
+        let ended = self.window.end;
+        self.holders.retain(|_, holder| {
+            holder
+                .last_seen
+                .is_some_and(|seen| seen + FORGET_AFTER > ended)
+        });
         self.window = window;
-        self.departed = [0; UNITS];
         self.floor = [0; UNITS];
         // The book saw this window begin: nobody used any of it unheard.
         self.baseline = Some([0; UNITS]);
@@ -339,19 +356,26 @@ impl LimitBook {
         }
     }
 
+    /// Marks holders not heard from for [`FORGET_AFTER`] forgotten. They stay in the book until
+    /// the window ends: their use is spent, and one that reports again is the same holder.
     fn forget(&mut self, now: Timestamp) {
-        let departed = &mut self.departed;
-        self.holders.retain(|_, holder| {
-            let keep = holder
+        for holder in self.holders.values_mut() {
+            holder.forgotten |= holder
                 .last_seen
-                .is_some_and(|seen| now.duration_since(seen).unsigned_abs() < FORGET_AFTER);
-            if !keep {
-                for (total, used) in departed.iter_mut().zip(holder.used) {
-                    *total = total.saturating_add(used);
-                }
-            }
-            keep
-        });
+                .is_none_or(|seen| now.duration_since(seen).unsigned_abs() >= FORGET_AFTER);
+        }
+    }
+
+    /// What `holder` may still use of `unit` beyond what it reported: its allowance less its
+    /// use; nothing for a forgotten holder unless the budget is `LastShare`, whose cut-off
+    /// sidecars keep enforcing their last lease.
+    fn reservation(&self, holder: &Holder, unit: usize) -> u64 {
+        if holder.forgotten && self.when_unreachable != WhenUnreachable::LastShare {
+            return 0;
+        }
+        holder
+            .allowance
+            .map_or(0, |a| a[unit].saturating_sub(holder.used[unit]))
     }
 
     /// Records `reported` for `key` and decides its allowance for the units in `caps`.
@@ -365,7 +389,7 @@ impl LimitBook {
     ) -> Amounts {
         let holder = self.holders.entry(key.clone()).or_default();
         holder.observe(reported, now);
-        let n = self.holders.len() as f64;
+        let n = self.holders.values().filter(|h| !h.forgotten).count() as f64;
         let mut granted = [0; UNITS];
         let mut out: Units<Option<u64>> = [None; UNITS];
         for unit in 0..UNITS {
@@ -377,7 +401,7 @@ impl LimitBook {
                 .holders
                 .iter()
                 .filter(|(k, _)| *k != key)
-                .filter_map(|(_, h)| Some(h.allowance?[unit].saturating_sub(h.used[unit])))
+                .map(|(_, h)| self.reservation(h, unit))
                 .fold(0, u64::saturating_add);
             let left = limit.saturating_sub(spent);
             let available = left.saturating_sub(reserved);
@@ -413,6 +437,7 @@ impl Holder {
     /// the demand.
     fn observe(&mut self, reported: &Reported, now: Timestamp) {
         self.last_seen = Some(now);
+        self.forgotten = false;
         if !reported.in_window {
             // Counted in another window by the sidecar's clock: nothing of this one, and no
             // rate to learn from.
@@ -473,8 +498,9 @@ fn caps(limit: &table::BudgetLimit) -> Units<Option<u64>> {
 /// The share of what is left that `key` may claim for `unit`: the floor divided equally, the
 /// rest by demand (equally when nobody has any).
 fn weight(holders: &HashMap<HolderKey, Holder>, key: &HolderKey, unit: usize) -> f64 {
-    let n = holders.len() as f64;
-    let total: f64 = holders.values().map(|h| h.demand[unit]).sum();
+    let active = || holders.values().filter(|h| !h.forgotten);
+    let n = active().count() as f64;
+    let total: f64 = active().map(|h| h.demand[unit]).sum();
     if total <= 0.0 || !total.is_finite() {
         return 1.0 / n;
     }

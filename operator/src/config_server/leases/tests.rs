@@ -36,9 +36,17 @@ fn budget(name: &str, limits: Vec<table::BudgetLimit>) -> table::Budget {
     }
 }
 
-/// The table's budgets: `ns/cap`, one `1h` limit of [`LIMIT`] requests.
+/// The table's budgets: `ns/cap`, one `1h` limit of [`LIMIT`] requests, `LastShare`.
 fn budgets() -> BTreeMap<String, table::Budget> {
-    let b = budget("cap", vec![limit("1h", Some(LIMIT), None)]);
+    budgets_when(WhenUnreachable::LastShare)
+}
+
+/// [`budgets`] with another `whenUnreachable`.
+fn budgets_when(when_unreachable: WhenUnreachable) -> BTreeMap<String, table::Budget> {
+    let b = table::Budget {
+        when_unreachable,
+        ..budget("cap", vec![limit("1h", Some(LIMIT), None)])
+    };
     BTreeMap::from([(b.id(), b)])
 }
 
@@ -68,7 +76,23 @@ fn usage(requests: u64, window_start: i64) -> BudgetUsage {
 
 /// Reports `requests` used in the current window and returns the request allowance.
 fn report(book: &mut LeaseBook, who: &str, requests: u64, now: Timestamp) -> u64 {
-    let leases = book.report(&holder(who), &budgets(), &[usage(requests, T0)], now);
+    report_when(book, WhenUnreachable::LastShare, who, requests, now)
+}
+
+/// [`report`] for a budget with another `whenUnreachable`.
+fn report_when(
+    book: &mut LeaseBook,
+    when: WhenUnreachable,
+    who: &str,
+    requests: u64,
+    now: Timestamp,
+) -> u64 {
+    let leases = book.report(
+        &holder(who),
+        &budgets_when(when),
+        &[usage(requests, T0)],
+        now,
+    );
     assert_eq!(leases.len(), 1);
     leases[0].allowance.requests.unwrap()
 }
@@ -338,17 +362,56 @@ fn last_windows_grants_are_not_reserved_in_the_next() {
 
 #[test]
 fn a_silent_holder_is_forgotten_but_its_use_stays_counted() {
+    for when in [WhenUnreachable::FailClosed, WhenUnreachable::FailOpen] {
+        let mut book = book();
+        let mut report = |who, requests, now| report_when(&mut book, when, who, requests, now);
+        assert_eq!(report("a", 0, at(0)), LIMIT);
+        assert_eq!(report("b", 0, at(1)), 0);
+        // a has all the demand: 200 + (1000 − 200)·(FLOOR/2 + 1 − FLOOR).
+        assert_eq!(report("a", 200, at(5)), 960);
+        // b renews while a is within its lease; then a goes silent.
+        report("b", 0, at(6));
+        // Within 2 × LEASE_TTL a still holds its reservation...
+        assert_eq!(report("b", 0, at(30)), 40, "{when:?}");
+        // ...after it, a is forgotten: its 200 stay spent, its reservation is released (a
+        // FailClosed sidecar refuses, a FailOpen one no longer enforces anything).
+        assert_eq!(report("b", 0, at(36)), 800, "{when:?}");
+    }
+}
+
+#[test]
+fn a_forgotten_last_share_holder_keeps_its_reservation_until_the_window_ends() {
     let mut book = book();
     assert_eq!(report(&mut book, "a", 0, at(0)), LIMIT);
     assert_eq!(report(&mut book, "b", 0, at(1)), 0);
-    // a has all the demand: 200 + (1000 − 200)·(FLOOR/2 + 1 − FLOOR).
     assert_eq!(report(&mut book, "a", 200, at(5)), 960);
-    // b renews while a is within its lease; then a goes silent.
     report(&mut book, "b", 0, at(6));
-    // Within 2 × LEASE_TTL a still holds its reservation...
-    assert_eq!(report(&mut book, "b", 0, at(30)), 40);
-    // ...after it, a is forgotten: its 200 stay spent, its reservation is released.
-    assert_eq!(report(&mut book, "b", 0, at(36)), 800);
+    // a is cut off: its sidecar keeps enforcing 960, so its 760 unused stay reserved after
+    // FORGET_AFTER; its use stays counted, and its demand no longer weighs (b alone: all of
+    // what is left, within what is available).
+    assert_eq!(report(&mut book, "b", 0, at(36)), 40);
+    assert_eq!(report(&mut book, "b", 0, at(1_000)), 40);
+    assert_eq!(totals(&book, at(1_000)).used[1], 200);
+    // The next window: a's lease was for the last one and it was forgotten in it.
+    let next = Timestamp::from_second(T0 + 3_600 + 5).unwrap();
+    let b = book.report(&holder("b"), &budgets(), &[usage(0, T0 + 3_600)], next);
+    assert_eq!(b[0].allowance.requests, Some(LIMIT));
+}
+
+#[test]
+fn a_forgotten_holder_that_reports_again_is_not_counted_twice() {
+    let mut book = book();
+    assert_eq!(report(&mut book, "a", 0, at(0)), LIMIT);
+    assert_eq!(report(&mut book, "b", 0, at(1)), 0);
+    assert_eq!(report(&mut book, "a", 200, at(5)), 960);
+    // a is forgotten (b renews past FORGET_AFTER), then reports its cumulative 300.
+    report(&mut book, "b", 0, at(40));
+    report(&mut book, "a", 300, at(41));
+    assert_eq!(
+        totals(&book, at(41)).used[1],
+        300,
+        "its 300, not its 200 as forgotten plus its 300"
+    );
 }
 
 #[test]
