@@ -125,6 +125,10 @@ struct Holder {
     used: Units<u64>,
     /// The allowance last granted in the book's window; `None` before the first.
     allowance: Option<Units<u64>>,
+    /// Until it is granted in the book's window: the grant of its last lease, for an earlier
+    /// window (what that allowance added to its use then), which its sidecar keeps enforcing in
+    /// this one (docs/reference/operator.md#leases).
+    carried: Option<Units<u64>>,
     /// Usage per second, smoothed; kept across windows.
     demand: Units<f64>,
     /// The last use reported in the book's window and when, to measure the rate.
@@ -332,7 +336,8 @@ impl LimitBook {
     }
 
     /// A new window by the operator's clock: everything counts from zero again, but demand is
-    /// kept, so shares follow load from the first report on.
+    /// kept, so shares follow load from the first report on, and each holder's last grant stays
+    /// reserved until it is renewed (its sidecar enforces it in the new window meanwhile).
     fn roll_to(&mut self, window: Window) {
         if self.window == window {
             return;
@@ -350,6 +355,14 @@ impl LimitBook {
         // The book saw this window begin: nobody used any of it unheard.
         self.baseline = Some([0; UNITS]);
         for holder in self.holders.values_mut() {
+            // The sidecar keeps enforcing its last lease with its grant, from 0 used in the new
+            // window, until it is renewed: reserve as much. A holder not granted anything in the
+            // window that ended still carries the grant it carried into it.
+            if let Some(allowance) = holder.allowance {
+                holder.carried = Some(std::array::from_fn(|unit| {
+                    allowance[unit].saturating_sub(holder.used[unit])
+                }));
+            }
             holder.used = [0; UNITS];
             holder.allowance = None;
             holder.sample = None;
@@ -367,14 +380,16 @@ impl LimitBook {
     }
 
     /// What `holder` may still use of `unit` beyond what it reported: its allowance less its
-    /// use; nothing for a forgotten holder unless the budget is `LastShare`, whose cut-off
-    /// sidecars keep enforcing their last lease.
+    /// use (before it is granted in this window, the grant it carries from an earlier one);
+    /// nothing for a forgotten holder unless the budget is `LastShare`, whose cut-off sidecars
+    /// keep enforcing their last lease.
     fn reservation(&self, holder: &Holder, unit: usize) -> u64 {
         if holder.forgotten && self.when_unreachable != WhenUnreachable::LastShare {
             return 0;
         }
         holder
             .allowance
+            .or(holder.carried)
             .map_or(0, |a| a[unit].saturating_sub(holder.used[unit]))
     }
 
@@ -420,6 +435,7 @@ impl LimitBook {
         }
         if let Some(holder) = self.holders.get_mut(key) {
             holder.allowance = Some(granted);
+            holder.carried = None;
         }
         let [usd_micros, requests, tokens] = out;
         Amounts {
