@@ -9,8 +9,9 @@
 //! that never takes what others were granted and have not used yet, so the allowances of all
 //! holders never add up to more than the limit while every sidecar keeps within its own.
 //!
-//! Windows are the operator's: a sidecar whose clock puts its counts in another window counts as
-//! having used nothing of this one. The book is pure, with an explicit wall-clock `now`, so tests
+//! Windows are the operator's: a sidecar whose clock puts its counts in an earlier window counts
+//! as having used nothing of this one yet; one whose clock puts them in a later window keeps the
+//! use it last reported of this one. The book is pure, with an explicit wall-clock `now`, so tests
 //! need no clock.
 //!
 //! Totals are durable across leader changes through Budget status (docs/reference/operator.md,
@@ -141,12 +142,14 @@ struct Holder {
 
 /// What the holder reported of one limit, once checked against the table.
 struct Reported {
-    /// `None` when the report says nothing usable of the limit: what the holder was known to
-    /// have used stays.
+    /// `None` when the report says nothing usable of the limit (nothing of it, or counts of a
+    /// later window by the sidecar's clock): what the holder was known to have used of the
+    /// operator's window stays.
     used: Option<Units<u64>>,
     holds: Option<Units<Option<u64>>>,
-    /// Whether the counts belong to the operator's window.
-    in_window: bool,
+    /// Whether the counts belong to an earlier window than the operator's (the sidecar's clock
+    /// is behind near a boundary): it has used nothing of the operator's window yet.
+    earlier: bool,
 }
 
 // === impl LeaseBook ===
@@ -454,9 +457,9 @@ impl Holder {
     fn observe(&mut self, reported: &Reported, now: Timestamp) {
         self.last_seen = Some(now);
         self.forgotten = false;
-        if !reported.in_window {
-            // Counted in another window by the sidecar's clock: nothing of this one, and no
-            // rate to learn from.
+        if reported.earlier {
+            // Counted in an earlier window by the sidecar's clock: nothing of this one yet, and
+            // no rate to learn from.
             self.used = [0; UNITS];
             self.sample = None;
             return;
@@ -487,21 +490,23 @@ impl Reported {
             return Self {
                 used: None,
                 holds: None,
-                in_window: true,
+                earlier: false,
             };
         };
         if usage.window_start != window.start.as_second() {
+            // A later window (the sidecar's clock is ahead) says nothing of the operator's: the
+            // holder's use of it is what it last reported, not nothing.
             return Self {
                 used: None,
                 holds: None,
-                in_window: false,
+                earlier: usage.window_start < window.start.as_second(),
             };
         }
         let amounts = |a: &Amounts| [a.usd_micros, a.requests, a.tokens];
         Self {
             used: Some(amounts(&usage.used).map(|v| v.unwrap_or(0))),
             holds: usage.holds.as_ref().map(amounts),
-            in_window: true,
+            earlier: false,
         }
     }
 }

@@ -358,6 +358,26 @@ fn counts_from_another_window_are_nothing_of_this_one() {
 }
 
 #[test]
+fn counts_from_a_later_window_keep_what_was_used_of_this_one() {
+    let mut book = book();
+    assert_eq!(report(&mut book, "a", 400, at(3_590)), LIMIT);
+    assert_eq!(report(&mut book, "b", 0, at(3_591)), 0, "a holds it all");
+    // a's clock is ahead: by it the next hour began, and it counts 5 in it.
+    let early = book.report(&holder("a"), &budgets(), &[usage(5, T0 + 3_600)], at(3_595));
+    assert_eq!(early[0].window_start, T0, "the operator's window");
+    assert_eq!(
+        totals(&book, at(3_595)).used[1],
+        400,
+        "a's 400 of the operator's window stay spent"
+    );
+    assert_eq!(
+        early[0].allowance.requests,
+        Some(400 + 300),
+        "its 400 plus half of the 600 left (wiped, it would get 500)"
+    );
+}
+
+#[test]
 fn usage_for_another_period_is_ignored() {
     let mut book = book();
     assert_eq!(report(&mut book, "a", 0, at(1)), LIMIT);
