@@ -89,8 +89,9 @@ pub struct LimitTotals {
 /// Every lease this leader has handed out.
 #[derive(Debug)]
 pub struct LeaseBook {
-    /// Until then the book only learns: it echoes what holders say they hold and hands new ones
-    /// the floor, so that a new leader does not hand out capacity the old one already granted.
+    /// Until then the book only learns: it echoes what holders say they hold (at most their use
+    /// plus what is available) and hands new ones the floor, so that a new leader does not hand
+    /// out capacity the old one already granted.
     learning_until: Timestamp,
     /// By (budget `namespace/name`, limit index).
     limits: HashMap<(String, u32), LimitBook>,
@@ -425,8 +426,11 @@ impl LimitBook {
             let available = left.saturating_sub(reserved);
             let echoed = reported.holds.and_then(|h| h[unit]);
             let allowance = match (learning, echoed) {
-                // What the previous leader granted, as the sidecar says: it enforces that anyway.
-                (true, Some(holds)) => holds,
+                // What the previous leader granted, as the sidecar says (it enforces that until
+                // told otherwise), but never more than is available: a lowered limit, a status
+                // total the old leader did not know or a bogus report cannot push the total
+                // past the limit.
+                (true, Some(holds)) => holds.min(used_i.saturating_add(available)),
                 (true, None) => used_i + down(left as f64 * FLOOR / n).min(available),
                 (false, _) => {
                     let weight = weight(&self.holders, key, unit);

@@ -585,14 +585,37 @@ fn a_new_book_learns_before_it_grants() {
     assert_eq!(a[0].allowance.requests, Some(700));
     // b says nothing of a lease: the floor only, (L − U)·FLOOR/n with U = 100, n = 2.
     assert_eq!(report(&mut book, "b", 0, at(102)), 45);
-    // A holder echoing more than is left still gets its echo: the sidecar enforces it anyway.
+    // A holder echoing more than is left gets no more than its use plus what is available:
+    // 100 + (1000 − 200 − 600 − 45).
     let c = book.report(&holder("c"), &budgets(), &[held(900)], at(103));
-    assert_eq!(c[0].allowance.requests, Some(900));
-    // Once learnt, the book divides again: c already holds more than a fair share.
+    assert_eq!(c[0].allowance.requests, Some(255));
+    // Once learnt, the book divides again: a and c hold all but b's 45 of what is left.
     let after = start + LEASE_TTL;
     assert!(!book.learning(after));
     let b = report(&mut book, "b", 0, after);
-    assert_eq!(b, 0, "a and c hold more than is left");
+    assert_eq!(b, 45, "1000 − 200 − 600 − 155");
+}
+
+#[test]
+fn echoes_never_push_the_total_past_the_limit() {
+    let start = at(100);
+    let mut book = LeaseBook::new(start);
+    // Status says 900 were used this hour: whatever a says it holds, only 100 are left.
+    book.resume_from(durable(900, T0));
+    let held = BudgetUsage {
+        holds: Some(Amounts {
+            requests: Some(700),
+            ..Amounts::default()
+        }),
+        ..usage(100, T0)
+    };
+    let a = book.report(&holder("a"), &budgets(), &[held], at(101));
+    assert!(book.learning(at(101)));
+    assert_eq!(
+        a[0].allowance.requests,
+        Some(100 + 100),
+        "its 100 used plus the 100 left, not its echo of 700"
+    );
 }
 
 /// What a status written by an earlier leader says of `ns/cap` limit 0: `requests` used in the
