@@ -30,8 +30,12 @@ use switchyard_crds::table;
 use switchyard_crds::v1alpha1::WhenUnreachable;
 use switchyard_crds::window::{Period, Timestamp, Window};
 
-/// How long a lease holds unrenewed: three report intervals (5 s), so that one or two lost
-/// reports do not make a sidecar fall back to `whenUnreachable`.
+/// How long a lease holds unrenewed: DESIGN's "at most three report intervals" (5 s, ±20 %).
+/// It rides out one lost report, not two: a sidecar abandons a report after one interval, so
+/// the renewal after a lost one comes two jittered intervals (8–12 s) plus however long the lost
+/// one took (up to 5 s) after the last lease; within 15 s unless the lost report hung until it
+/// was abandoned and the intervals ran long (up to about 17 s, and the lease lapses for a
+/// moment).
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
 /// A holder not heard from for this long is forgotten: its use stays counted (spent is spent)
 /// and its demand no longer weighs; its reservation is released to the others unless the
