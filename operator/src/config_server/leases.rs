@@ -251,14 +251,14 @@ impl LeaseBook {
         leases
     }
 
-    /// Forgets holders not heard from for [`FORGET_AFTER`], and limits nobody holds any more
-    /// whose window is over (nothing of them is needed in the next).
+    /// Forgets holders not heard from for [`FORGET_AFTER`], and limits whose window is over and
+    /// that no holder outlives (nothing of them is needed in the next).
     fn forget(&mut self, now: Timestamp) {
         for book in self.limits.values_mut() {
             book.forget(now);
         }
         self.limits.retain(|_, book| {
-            book.holders.values().any(|h| !h.forgotten) || book.window.contains(now)
+            book.window.contains(now) || book.holders.values().any(|h| h.outlives(book.window))
         });
     }
 }
@@ -352,13 +352,8 @@ impl LimitBook {
         }
         // Holders forgotten in the window that ended hold nothing any more (their reservation
         // was kept only until it ended); one forgotten since is still in the book.
-        let ended = self.window.end;
-        self.holders.retain(|_, holder| {
-            holder
-                .last_seen
-                .is_some_and(|seen| seen + FORGET_AFTER > ended)
-        });
-        self.window = window;
+        let ended = std::mem::replace(&mut self.window, window);
+        self.holders.retain(|_, holder| holder.outlives(ended));
         self.floor = [0; UNITS];
         // The book saw this window begin: nobody used any of it unheard.
         self.baseline = Some([0; UNITS]);
@@ -460,6 +455,13 @@ impl LimitBook {
 // === impl Holder ===
 
 impl Holder {
+    /// Whether the holder stays in the book when `window` ends: it was not forgotten in it (a
+    /// `LastShare` reservation is kept until the window in which the holder was forgotten ends).
+    fn outlives(&self, window: Window) -> bool {
+        self.last_seen
+            .is_some_and(|seen| seen + FORGET_AFTER > window.end)
+    }
+
     /// Takes a report: its use in the book's window, and the rate since the previous one into
     /// the demand.
     fn observe(&mut self, reported: &Reported, now: Timestamp) {

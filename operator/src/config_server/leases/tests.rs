@@ -553,6 +553,16 @@ fn a_forgotten_last_share_holder_keeps_its_reservation_until_the_window_ends() {
 }
 
 #[test]
+fn a_holder_forgotten_after_the_window_turned_keeps_its_grant_reserved_in_the_next() {
+    let mut book = book();
+    assert_eq!(report(&mut book, "a", 400, at(3_590)), LIMIT);
+    // a goes silent 10 s before the hour: it is forgotten in the next one, where its sidecar
+    // keeps enforcing its grant of 600. The next report on the limit comes 40 s into it.
+    let b = book.report(&holder("b"), &budgets(), &[usage(0, T0 + 3_600)], at(3_640));
+    assert_eq!(b[0].allowance.requests, Some(LIMIT - 600));
+}
+
+#[test]
 fn a_forgotten_holder_that_reports_again_is_not_counted_twice() {
     let mut book = book();
     assert_eq!(report(&mut book, "a", 0, at(0)), LIMIT);
