@@ -80,7 +80,7 @@ pub type DurableTotals = HashMap<(String, u32), Durable>;
 pub struct LimitTotals {
     /// The book's window for the limit (the operator's clock at the last report).
     pub window: Window,
-    /// The fleet's use in it: every holder's use plus what forgotten holders had used (plus the
+    /// The fleet's use in it: every holder's use, forgotten holders' included (plus the
     /// use of sidecars gone unheard, once known), and never less than the [`Durable`] floor.
     /// Micro-dollars, requests, tokens.
     pub used: [u64; UNITS],
