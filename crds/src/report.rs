@@ -66,6 +66,14 @@ pub struct BudgetUsage {
     /// operator leader echoes it back while it learns (docs/reference/operator.md#leases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holds: Option<Amounts>,
+    /// Requests this instance refused (in `Shadow` mode: would have refused) for this budget in
+    /// that window. Every refusal counts in the window of each of the budget's limits.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The operator's answer to a report: `200` with this body when the pod's table holds budgets,

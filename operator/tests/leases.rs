@@ -85,6 +85,7 @@ fn usage(requests: u64, holds: Option<u64>) -> BudgetUsage {
             requests: Some(requests),
             ..Amounts::default()
         }),
+        refused: 0,
     }
 }
 

@@ -68,6 +68,8 @@ struct WindowCount {
     usd_nanos: AtomicU64,
     requests: AtomicU64,
     tokens: AtomicU64,
+    /// Requests the budget refused (would have, in `Shadow`) in the window, for reports.
+    refused: AtomicU64,
 }
 
 /// `switchyard_budget_remaining` series of one limit, one per unit it caps.
@@ -162,7 +164,7 @@ impl BudgetRt {
     pub fn check(&self, now: Timestamp) -> Result<(), Exhausted> {
         match self.first_exhausted(now) {
             None => Ok(()),
-            Some(exhausted) => self.refuse(exhausted),
+            Some(exhausted) => self.refuse(exhausted, now),
         }
     }
 
@@ -171,7 +173,7 @@ impl BudgetRt {
     pub fn admit(&self, now: Timestamp) -> Result<(), Exhausted> {
         if let Some(exhausted) = self.first_exhausted(now) {
             // `Shadow` goes on: the request is served and counted like any other.
-            self.refuse(exhausted)?;
+            self.refuse(exhausted, now)?;
             self.count_request(now);
             return Ok(());
         }
@@ -183,7 +185,7 @@ impl BudgetRt {
                 for taken in &self.limits[..i] {
                     taken.current(now).give_back_request();
                 }
-                self.refuse(self.exhausted(limit, &count, &caps, now))?;
+                self.refuse(self.exhausted(limit, &count, &caps, now), now)?;
                 self.count_request(now);
                 return Ok(());
             }
@@ -236,6 +238,7 @@ impl BudgetRt {
                         .as_ref()
                         .filter(|h| h.window_start == window_start)
                         .map(|h| h.allowance.to_amounts()),
+                    refused: count.refused.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -301,8 +304,11 @@ impl BudgetRt {
         }
     }
 
-    fn refuse(&self, exhausted: Exhausted) -> Result<(), Exhausted> {
+    fn refuse(&self, exhausted: Exhausted, now: Timestamp) -> Result<(), Exhausted> {
         self.refusals.inc();
+        for limit in self.limits.iter() {
+            limit.current(now).refused.fetch_add(1, Ordering::Relaxed);
+        }
         match self.def.mode {
             BudgetMode::Enforce => Err(exhausted),
             BudgetMode::Shadow => Ok(()),
@@ -344,6 +350,7 @@ impl WindowCount {
             usd_nanos: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 

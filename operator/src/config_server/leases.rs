@@ -84,6 +84,8 @@ pub struct LimitTotals {
     /// use of sidecars gone unheard, once known), and never less than the [`Durable`] floor.
     /// Micro-dollars, requests, tokens.
     pub used: [u64; UNITS],
+    /// Requests the holders refused for the budget in this window (would-be, in `Shadow`).
+    pub refused: u64,
     /// Holders heard from within [`LEASE_TTL`].
     pub reporting: u32,
     /// Those of them holding a lease for this window that has not expired.
@@ -129,6 +131,8 @@ struct LimitBook {
 struct Holder {
     /// Reported use in the book's window.
     used: Units<u64>,
+    /// Reported refusals in the book's window.
+    refused: u64,
     /// The allowance last granted in the book's window; `None` before the first.
     allowance: Option<Units<u64>>,
     /// Until it is granted in the book's window: the grant of its last lease, for an earlier
@@ -152,6 +156,7 @@ struct Reported {
     /// operator's window stays.
     used: Option<Units<u64>>,
     holds: Option<Units<Option<u64>>>,
+    refused: u64,
     /// Whether the counts belong to an earlier window than the operator's (the sidecar's clock
     /// is behind near a boundary): it has used nothing of the operator's window yet.
     earlier: bool,
@@ -338,6 +343,10 @@ impl LimitBook {
         LimitTotals {
             window: self.window,
             used: std::array::from_fn(|unit| self.spent(unit)),
+            refused: self
+                .holders
+                .values()
+                .fold(0, |sum: u64, h| sum.saturating_add(h.refused)),
             reporting: u32::try_from(reporting).unwrap_or(u32::MAX),
             leased: u32::try_from(leased).unwrap_or(u32::MAX),
         }
@@ -367,6 +376,7 @@ impl LimitBook {
                 }));
             }
             holder.used = [0; UNITS];
+            holder.refused = 0;
             holder.allowance = None;
             holder.sample = None;
         }
@@ -471,12 +481,14 @@ impl Holder {
             // Counted in an earlier window by the sidecar's clock: nothing of this one yet, and
             // no rate to learn from.
             self.used = [0; UNITS];
+            self.refused = 0;
             self.sample = None;
             return;
         }
         let Some(used) = reported.used else {
             return;
         };
+        self.refused = reported.refused;
         if let Some((before, at)) = self.sample {
             let seconds = now.duration_since(at).as_secs_f64().max(1e-3);
             for unit in 0..UNITS {
@@ -500,6 +512,7 @@ impl Reported {
             return Self {
                 used: None,
                 holds: None,
+                refused: 0,
                 earlier: false,
             };
         };
@@ -509,6 +522,7 @@ impl Reported {
             return Self {
                 used: None,
                 holds: None,
+                refused: 0,
                 earlier: usage.window_start < window.start.as_second(),
             };
         }
@@ -516,6 +530,7 @@ impl Reported {
         Self {
             used: Some(amounts(&usage.used).map(|v| v.unwrap_or(0))),
             holds: usage.holds.as_ref().map(amounts),
+            refused: usage.refused,
             earlier: false,
         }
     }

@@ -11,7 +11,7 @@ use switchyard_crds::v1alpha1::{
     Budget, BudgetAmounts, BudgetSidecars, BudgetStatus, BudgetSummary, ModelRouteStatus,
     ProviderPoolStatus, ProviderStatus, SidecarSummary, Usd, WindowStatus,
 };
-use switchyard_crds::window::Period;
+use switchyard_crds::window::{Period, Timestamp};
 
 use crate::config_server::leases::{Durable, DurableTotals, LimitTotals};
 use crate::config_server::reports::WindowStats;
@@ -307,6 +307,8 @@ pub fn budget_status(
 
     let mut windows = Vec::new();
     let mut nearest: Option<(f64, BudgetSummary)> = None;
+    // Refusals since the earliest window start: those counted in the longest-running window.
+    let mut refused: Option<(Timestamp, u64)> = None;
     for (index, limit) in budget.spec.limits.iter().enumerate() {
         // An unparsable period or amount is an `Accepted` problem; such a limit has no window.
         let Some(window) = limit.period().and_then(|p| p.window(now.0)) else {
@@ -320,11 +322,16 @@ pub fn budget_status(
         if limit.usd.is_some() && caps[0].is_none() {
             continue;
         }
-        let counted = u32::try_from(index)
+        let book = u32::try_from(index)
             .ok()
             .and_then(|i| totals.get(&(id.clone(), i)))
-            .filter(|t| t.window == window)
-            .map_or([0; 3], |t| t.used);
+            .filter(|t| t.window == window);
+        let counted = book.map_or([0; 3], |t| t.used);
+        if let Some(t) = book
+            && refused.is_none_or(|(start, _)| window.start < start)
+        {
+            refused = Some((window.start, t.refused));
+        }
         let written = previous
             .and_then(|p| p.windows.get(index))
             .and_then(durable_of)
@@ -396,10 +403,10 @@ pub fn budget_status(
         observed_generation: generation,
         summary: nearest.map(|(_, summary)| summary),
         windows,
-        // Not reported by sidecars yet (docs/reference/crds.md, Budget).
+        // Spend per workload is not built yet (docs/reference/crds.md, Budget).
         top_workloads: Vec::new(),
         sidecars: Some(BudgetSidecars { reporting, leased }),
-        refused_requests: None,
+        refused_requests: refused.map(|(_, n)| n),
     }
 }
 
@@ -411,6 +418,7 @@ pub fn same_but_spend(a: &BudgetStatus, b: &BudgetStatus) -> bool {
         let mut status = status.clone();
         status.summary = None;
         status.sidecars = None;
+        status.refused_requests = None;
         for window in &mut status.windows {
             window.used = BudgetAmounts::default();
             window.remaining = BudgetAmounts::default();

@@ -386,6 +386,7 @@ fn chat_cap_spent(requests: u64) -> Reports {
             LimitTotals {
                 window,
                 used: [0, requests, 0],
+                refused: 0,
                 reporting: 2,
                 leased: 2,
             },

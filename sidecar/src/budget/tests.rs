@@ -334,3 +334,23 @@ fn limits_sharing_a_period_keep_their_own_counts_across_a_reload() {
     assert_eq!(new.usage(now)[1].used.tokens, Some(500));
     assert!(new.check(now).is_err(), "500 of 500 tokens");
 }
+
+#[test]
+fn refusals_are_reported_in_every_limits_window() {
+    let metrics = Metrics::new();
+    let b = budget(
+        &metrics,
+        vec![limit("Day", None, Some(1)), limit("1m", None, Some(100))],
+    );
+    assert!(b.admit(at(0)).is_ok());
+    assert!(b.admit(at(1)).is_err());
+    assert!(b.admit(at(2)).is_err());
+    let usage = b.usage(at(3));
+    assert_eq!(
+        usage.iter().map(|u| u.refused).collect::<Vec<_>>(),
+        [2, 2],
+        "each refusal counts in the day's and the minute's window"
+    );
+    assert_eq!(b.usage(at(61))[1].refused, 0, "a new minute");
+    assert_eq!(b.usage(at(61))[0].refused, 2, "the same day");
+}

@@ -71,6 +71,7 @@ fn usage(requests: u64, window_start: i64) -> BudgetUsage {
         window_start,
         used: used(requests),
         holds: None,
+        refused: 0,
     }
 }
 
@@ -754,4 +755,23 @@ fn use_of_sidecars_gone_before_the_failover_stays_counted_on_top() {
     // A holder first heard from afterwards counts in full: more than was spent, never less.
     report(&mut book, "late", 5, at(31));
     assert_eq!(totals(&book, at(31)).used[1], 995);
+}
+
+#[test]
+fn refusals_add_up_over_holders_and_start_again_with_the_window() {
+    let mut book = book();
+    let refused = |n| BudgetUsage {
+        refused: n,
+        ..usage(10, T0)
+    };
+    book.report(&holder("a"), &budgets(), &[refused(2)], at(1));
+    book.report(&holder("b"), &budgets(), &[refused(3)], at(2));
+    // Cumulative in the window: a's second report replaces its first.
+    book.report(&holder("a"), &budgets(), &[refused(4)], at(3));
+    assert_eq!(totals(&book, at(3)).refused, 7);
+    // The next hour: nobody has refused anything in it yet.
+    let next = T0 + 3_600;
+    let later = Timestamp::from_second(next + 1).unwrap();
+    book.report(&holder("a"), &budgets(), &[usage(0, next)], later);
+    assert_eq!(totals(&book, later).refused, 0);
 }

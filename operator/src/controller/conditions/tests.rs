@@ -245,6 +245,7 @@ fn book_totals(
                 LimitTotals {
                     window: period.window(now.0).unwrap(),
                     used: *used,
+                    refused: if *index == 0 { 7 } else { 3 },
                     reporting: *reporting,
                     leased: *leased,
                 },
@@ -297,7 +298,12 @@ fn budget_windows_follow_the_limits_in_their_units() {
         })
     );
     assert_eq!(status.observed_generation, Some(4));
-    assert!(status.top_workloads.is_empty() && status.refused_requests.is_none());
+    assert!(status.top_workloads.is_empty());
+    assert_eq!(
+        status.refused_requests,
+        Some(7),
+        "the Month window's refusals, not the minute's"
+    );
 }
 
 #[test]
