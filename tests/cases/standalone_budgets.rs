@@ -290,3 +290,27 @@ async fn a_budget_naming_a_missing_route_is_refused_on_load() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_breaks_before_its_usage_is_charged_an_estimate() {
+    let a = MockProvider::start("a").await.expect("mock a");
+    let yaml = pool(&[("a", &a.base_url(), "m")], "timeouts: {idle: 300ms}", "")
+        + &route("r", "chat", &[("a", "m")], "")
+        + &budget("tokens", "limits: [{period: Day, tokens: 10}]");
+    let h = Harness::start(&yaml).await;
+    // Two events, then silence: the stream ends at the idle timeout, without the usage event.
+    a.push_faults([switchyard_tests::Fault::StallMidStream { after_chunks: 2 }]);
+    let streamed = json!({"model": "chat", "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let broken = h.post("/v1/chat/completions", &streamed).await;
+    assert_eq!(broken.status, 200, "committed before it broke");
+
+    // Charged nothing, the budget would still have room; the estimate (the request's bytes / 4
+    // plus a token per event) has used it up.
+    let refused = h.chat("chat", "hi").await;
+    let message = assert_refused(&refused, "default/tokens");
+    assert!(message.contains("tokens"), "{message}");
+    let tokens = h.count("switchyard_tokens_total", &[("route", "r")]).await;
+    assert!(tokens >= 10.0, "the estimate is counted: {tokens}");
+    h.stop().await;
+}

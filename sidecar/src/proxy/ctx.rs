@@ -49,6 +49,8 @@ pub struct RequestCtx {
     pub in_flight: Option<TargetRt>,
     /// The route's budgets that admitted the request; charged with what it used.
     pub budgets: Arc<[Arc<BudgetRt>]>,
+    /// The request body's size, for a usage estimate when a provider reports none.
+    pub request_bytes: usize,
     /// How the request ended, once a path said so.
     ending: Option<Ending>,
     /// False once the duty to record has moved to another guard.
@@ -95,6 +97,8 @@ impl Outcome {
 pub struct Spend {
     pub usage: Usage,
     pub cost_usd: f64,
+    /// The provider reported no usage; `usage` is the sidecar's estimate.
+    pub estimated: bool,
 }
 
 impl Spend {
@@ -110,6 +114,7 @@ impl Spend {
         Self {
             usage,
             cost_usd: cost,
+            estimated: false,
         }
     }
 }
@@ -129,6 +134,7 @@ impl RequestCtx {
             cache_slot: None,
             in_flight: None,
             budgets: Arc::new([]),
+            request_bytes: 0,
             ending: None,
             armed: true,
         }
@@ -151,6 +157,7 @@ impl RequestCtx {
             cache_slot: self.cache_slot.take(),
             in_flight: self.in_flight.take(),
             budgets: self.budgets.clone(),
+            request_bytes: self.request_bytes,
             ending: self.ending.take(),
             armed: true,
         }
@@ -296,6 +303,7 @@ impl RequestCtx {
             cached_input_tokens = spend.usage.cached_input,
             output_tokens = spend.usage.output,
             cost_usd = spend.cost_usd,
+            usage_estimated = spend.estimated.then_some(true),
             latency_ms = round_to_tenth(elapsed.as_secs_f64() * 1000.0),
             detail = ending.detail.as_deref(),
             "request"

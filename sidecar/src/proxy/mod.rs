@@ -118,6 +118,7 @@ impl Proxy {
         };
         let (parts, body) = request.into_parts();
         let bytes = self.read_body(&parts.headers, body).await?;
+        ctx.request_bytes = bytes.len();
 
         let parsed = route::to_hub(ctx.client_api, route::check(ctx.client_api, &bytes)?)?;
         ctx.client_model = route::shown_model(&parsed.model);

@@ -188,6 +188,17 @@ fn step(
     }
 }
 
+/// Usage for a stream whose provider reported none: the request body at four bytes a token
+/// (JSON included, so rather more than the prompt) and one token per content frame forwarded
+/// (streams carry about one token per event). Logged as estimated.
+fn estimate(ctx: &RequestCtx, forwarded: u64) -> Usage {
+    Usage {
+        input: u64::try_from(ctx.request_bytes / 4).unwrap_or(u64::MAX),
+        cached_input: 0,
+        output: forwarded,
+    }
+}
+
 /// A stream read to its clean end and assembled into one whole answer.
 pub struct Assembled {
     /// The answer in the client's format.
@@ -315,6 +326,7 @@ pub async fn start(
         tx,
         usage,
         done,
+        forwarded: u64::from(!held.is_empty()),
         _permit: permit,
         _probe: probe,
     };
@@ -331,6 +343,8 @@ struct Forward {
     tx: mpsc::Sender<Bytes>,
     usage: Option<Usage>,
     done: bool,
+    /// Content frames sent to the client: the output estimate when the provider never said.
+    forwarded: u64,
     /// Holds the concurrency slot until the stream ends.
     _permit: LimitPermit,
     /// Holds a half-open circuit's probe slot until the stream's end decides it.
@@ -351,7 +365,12 @@ impl Forward {
         let end = self.pump(held).await;
         let api = self.ctx.client_api;
         let target = &self.target;
-        let spend = self.ctx.charge(target, self.usage);
+        // A stream that ends (or is cut, or left by its client) before the provider reported
+        // usage was still generated and billed: charge an estimate rather than nothing, or a
+        // client could dodge its budget by closing streams early.
+        let usage = self.usage.or_else(|| Some(estimate(&self.ctx, self.forwarded)));
+        let mut spend = self.ctx.charge(target, usage);
+        spend.estimated = self.usage.is_none();
         match end {
             End::Complete => {
                 let last = self.encoder.done();
@@ -432,6 +451,7 @@ impl Forward {
                 Ok(Step::Done) => self.done = true,
                 Ok(Step::Frame(frame, _)) if frame.is_empty() => {}
                 Ok(Step::Frame(frame, _)) => {
+                    self.forwarded += 1;
                     if self.tx.send(Bytes::from(frame)).await.is_err() {
                         return End::ClientGone;
                     }
