@@ -368,7 +368,9 @@ impl Forward {
         // A stream that ends (or is cut, or left by its client) before the provider reported
         // usage was still generated and billed: charge an estimate rather than nothing, or a
         // client could dodge its budget by closing streams early.
-        let usage = self.usage.or_else(|| Some(estimate(&self.ctx, self.forwarded)));
+        let usage = self
+            .usage
+            .or_else(|| Some(estimate(&self.ctx, self.forwarded)));
         let mut spend = self.ctx.charge(target, usage);
         spend.estimated = self.usage.is_none();
         match end {
