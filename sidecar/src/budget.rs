@@ -314,6 +314,33 @@ impl BudgetRt {
             BudgetMode::Shadow => Ok(()),
         }
     }
+
+    /// Removes this budget's `switchyard_budget_remaining` series, and its refusal count unless
+    /// the budget stays (changed) in the table.
+    pub fn forget_metrics(&self, metrics: &Metrics, stays: bool) {
+        for limit in self.limits.iter() {
+            for (unit, set) in [
+                ("usd", limit.def.usd_micros.is_some()),
+                ("requests", limit.def.requests.is_some()),
+                ("tokens", limit.def.tokens.is_some()),
+            ] {
+                if set {
+                    let labels = [self.id.as_str(), limit.def.period.as_str(), unit];
+                    let _ = metrics.budget_remaining.remove_label_values(&labels);
+                }
+            }
+        }
+        if !stays {
+            let _ = metrics.budget_refusals.remove_label_values(&[&self.id]);
+        }
+    }
+
+    /// Undoes the request slot [`BudgetRt::admit`] took: for a request no target served.
+    pub fn give_back_request(&self, now: Timestamp) {
+        for limit in self.limits.iter() {
+            limit.current(now).give_back_request();
+        }
+    }
 }
 
 impl LimitRt {
@@ -473,35 +500,6 @@ pub fn admit(budgets: &[Arc<BudgetRt>], now: Timestamp) -> Result<(), Exhausted>
 /// The first budget among `budgets` without room now, if any (each refusal counted).
 pub fn check(budgets: &[Arc<BudgetRt>], now: Timestamp) -> Result<(), Exhausted> {
     budgets.iter().try_for_each(|budget| budget.check(now))
-}
-
-impl BudgetRt {
-    /// Removes this budget's `switchyard_budget_remaining` series, and its refusal count unless
-    /// the budget stays (changed) in the table.
-    pub fn forget_metrics(&self, metrics: &Metrics, stays: bool) {
-        for limit in self.limits.iter() {
-            for (unit, set) in [
-                ("usd", limit.def.usd_micros.is_some()),
-                ("requests", limit.def.requests.is_some()),
-                ("tokens", limit.def.tokens.is_some()),
-            ] {
-                if set {
-                    let labels = [self.id.as_str(), limit.def.period.as_str(), unit];
-                    let _ = metrics.budget_remaining.remove_label_values(&labels);
-                }
-            }
-        }
-        if !stays {
-            let _ = metrics.budget_refusals.remove_label_values(&[&self.id]);
-        }
-    }
-
-    /// Undoes the request slot [`BudgetRt::admit`] took: for a request no target served.
-    pub fn give_back_request(&self, now: Timestamp) {
-        for limit in self.limits.iter() {
-            limit.current(now).give_back_request();
-        }
-    }
 }
 
 #[cfg(test)]

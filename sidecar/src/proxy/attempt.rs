@@ -65,14 +65,15 @@ pub async fn run(
     let mut failures: Vec<(TargetRt, AttemptError)> = Vec::new();
     let mut context_floor: Option<u32> = None;
     let mut over_budget = None;
-    let wall_clock = Timestamp::now();
     for (target, forced) in candidates(ordered, Instant::now()) {
         if ctx.attempts >= route.max_attempts {
             break;
         }
         // Checked when the target's turn comes, so that a target never reached is not counted
-        // as refused.
-        if let Err(exhausted) = budget::check(&target.budgets, wall_clock) {
+        // as refused; a target without budgets does not read the clock.
+        if !target.budgets.is_empty()
+            && let Err(exhausted) = budget::check(&target.budgets, Timestamp::now())
+        {
             over_budget.get_or_insert(exhausted);
             continue;
         }

@@ -179,15 +179,17 @@ impl RequestCtx {
         let spend = usage.map(|u| Spend::price(u, target)).unwrap_or_default();
         let tokens = spend.usage.input + spend.usage.output;
         target.upstream.limits.charge_tokens(tokens, Instant::now());
-        let now = Timestamp::now();
-        for budget in self.budgets.iter() {
-            budget.charge(tokens, spend.cost_usd, now);
-        }
-        // The route's budgets counted the request when they admitted it; a target's budgets
-        // count what the target served.
-        for budget in target.budgets.iter() {
-            budget.count_request(now);
-            budget.charge(tokens, spend.cost_usd, now);
+        if !self.budgets.is_empty() || !target.budgets.is_empty() {
+            let now = Timestamp::now();
+            for budget in self.budgets.iter() {
+                budget.charge(tokens, spend.cost_usd, now);
+            }
+            // The route's budgets counted the request when they admitted it; a target's budgets
+            // count what the target served.
+            for budget in target.budgets.iter() {
+                budget.count_request(now);
+                budget.charge(tokens, spend.cost_usd, now);
+            }
         }
         self.record_spend(target, &spend);
         spend

@@ -145,10 +145,13 @@ impl Proxy {
             }
             ctx.cache_slot = Some((cache.clone(), key));
         }
-        // After the cache: a cached answer costs nothing and counts against no budget.
-        budget::admit(&route.budgets, Timestamp::now())
-            .map_err(|exhausted| ClientError::budget_exhausted(&exhausted))?;
-        ctx.budgets = route.budgets.clone();
+        // After the cache: a cached answer costs nothing and counts against no budget. A route
+        // without budgets does not even read the clock.
+        if !route.budgets.is_empty() {
+            budget::admit(&route.budgets, Timestamp::now())
+                .map_err(|exhausted| ClientError::budget_exhausted(&exhausted))?;
+            ctx.budgets = route.budgets.clone();
+        }
         let ordered = strategy::order(
             route.route.strategy,
             targets,
@@ -276,7 +279,7 @@ impl Proxy {
 /// The client's response for how the attempts went; a whole answer is also cached if the route
 /// caches. (A stream records itself; everything else is recorded here.)
 fn answer(ctx: &mut RequestCtx, attempts: Attempts) -> Response<ResponseBody> {
-    if !matches!(attempts, Attempts::Answered(..)) {
+    if !ctx.budgets.is_empty() && !matches!(attempts, Attempts::Answered(..)) {
         // No target served it: the route's budgets give back the request they counted.
         let now = Timestamp::now();
         for budget in ctx.budgets.iter() {
