@@ -148,11 +148,13 @@ impl<'k> Findings<'k> {
     }
 }
 
-/// The pods a table is compiled for: a namespace and a set of pod labels.
+/// The pods a table is compiled for: a namespace and a set of pod labels, and the workload
+/// those pods belong to (carried into the table as is; routes and budgets select by labels).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Audience {
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    pub workload: Option<table::Workload>,
 }
 
 /// Everything `compile` reads.
@@ -291,7 +293,9 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             })
             .map(|(_, compiled)| (compiled.id(), compiled.clone()))
             .collect();
-        let table = table_of(winners, &providers, inputs.generated_by).with_budgets(budgets);
+        let table = table_of(winners, &providers, inputs.generated_by)
+            .with_budgets(budgets)
+            .with_workload(audience.workload.clone());
         out.tables.insert(audience.clone(), table);
     }
     report_conflicts(&mut out.routes, lost_to, &won_somewhere);

@@ -33,6 +33,25 @@ pub struct Report {
     /// window. Absent when the table has no budgets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<BudgetUsage>,
+    /// Counters per route since the sidecar started: what the operator attributes to the pod's
+    /// workload (docs/reference/operator.md#spend-per-workload). Absent from reports of sidecars
+    /// that predate it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteReport>,
+}
+
+/// Cumulative counters for one route: the client requests it answered, whatever their outcome,
+/// and their tokens and cost summed over every attempt (as the request log line gives them).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteReport {
+    /// The route's `metadata.name` (its namespace is the pod's).
+    pub route: String,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
 }
 
 /// Dollars (in millionths), requests and tokens. In a lease, only the units the limit caps are

@@ -34,6 +34,35 @@ pub struct RouteTable {
     /// none, so tables without budgets keep the versions they had before budgets existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub budgets: BTreeMap<String, Budget>,
+    /// The workload the pods of this table belong to, which their requests are attributed to
+    /// (request log, reports). Absent in standalone mode and for tables compiled for no pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+}
+
+/// Who a pod's requests are attributed to: its namespace, its top controlling owner and its
+/// ServiceAccount (docs/reference/operator.md#spend-per-workload).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    pub namespace: String,
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`, `Pod` for a pod no controller
+    /// owns, or the kind of another controller (an operator's custom resource).
+    pub kind: String,
+    pub name: String,
+    pub service_account: String,
+}
+
+impl Workload {
+    /// `<namespace>/<kind>/<name>`, as Budget status `topWorkloads` names it.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.kind, self.name)
+    }
+
+    /// `<kind>/<name>`, the `workload` label of the operator's metrics (beside `namespace`).
+    pub fn kind_name(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
 }
 
 /// A compiled `ModelRoute`.
@@ -300,6 +329,7 @@ impl RouteTable {
             routes,
             upstreams,
             budgets: BTreeMap::new(),
+            workload: None,
         };
         table.version = table.content_hash();
         table.generated_by = generated_by.into();
@@ -309,6 +339,13 @@ impl RouteTable {
     /// The table with `budgets` added, its version stamped anew.
     pub fn with_budgets(mut self, budgets: BTreeMap<String, Budget>) -> Self {
         self.budgets = budgets;
+        self.version = self.content_hash();
+        self
+    }
+
+    /// The table attributed to `workload`, its version stamped anew.
+    pub fn with_workload(mut self, workload: Option<Workload>) -> Self {
+        self.workload = workload;
         self.version = self.content_hash();
         self
     }

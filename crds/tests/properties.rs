@@ -158,6 +158,7 @@ fn load_and_compile(text: &str) -> Result<Option<RouteTable>, TestCaseError> {
     let audience = Audience {
         namespace: manifests.default_namespace(),
         labels: Default::default(),
+        workload: None,
     };
     Ok(manifests
         .compile(&audience, "properties")

@@ -64,6 +64,7 @@ async fn a_pod_without_routes_gets_an_empty_table() {
     snap.tables.remove(&Audience {
         namespace: "team-a".into(),
         labels: BTreeMap::from([("app".to_string(), "chat".to_string())]),
+        workload: None,
     });
     h.tables.publish(snap);
     let answer = h
@@ -288,6 +289,7 @@ async fn reports_become_windowed_deltas_for_the_pods_own_targets() {
         table_version: team_a_v1().version.clone(),
         targets,
         budgets: vec![],
+        routes: vec![],
     };
     let first = post(report(vec![
         target("pool-a/openai", "gpt-4o", 10, 2, 100, false),

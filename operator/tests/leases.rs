@@ -96,6 +96,7 @@ async fn post(h: &Harness, token: &str, budgets: Vec<BudgetUsage>) -> (StatusCod
         table_version: "v".into(),
         targets: vec![],
         budgets,
+        routes: vec![],
     };
     let auth = format!("Bearer {token}");
     let answer = h

@@ -60,6 +60,7 @@ fn audience(labels: &[(&str, &str)]) -> Audience {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        workload: None,
     }
 }
 

@@ -60,6 +60,7 @@ impl PodInfo {
         Audience {
             namespace: self.namespace.clone(),
             labels: self.labels.clone(),
+            workload: None,
         }
     }
 }

@@ -21,7 +21,7 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use rand::Rng;
 use switchyard_crds::report::{
-    BudgetUsage, LATENCY_BUCKETS_MS, Report, ReportAnswer, TargetReport,
+    BudgetUsage, LATENCY_BUCKETS_MS, Report, ReportAnswer, RouteReport, TargetReport,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -202,6 +202,48 @@ pub fn build(runtime: &Runtime, instance: &str) -> Option<Report> {
         table_version: snapshot.table.version.clone(),
         targets: targets.into_values().collect(),
         budgets: budget_usage(&snapshot.budgets),
+        routes: route_counters(metrics),
+    })
+}
+
+/// Counters per route, for spend per workload: requests answered through a provider (one
+/// duration sample each) or from the route's cache, and the tokens and cost of every attempt.
+fn route_counters(metrics: &crate::telemetry::metrics::Metrics) -> Vec<RouteReport> {
+    let mut routes: BTreeMap<String, RouteReport> = BTreeMap::new();
+    for family in metrics.request_duration.collect() {
+        for m in family.get_metric() {
+            route_entry(&mut routes, &labels_of(m)).requests +=
+                m.get_histogram().get_sample_count();
+        }
+    }
+    for (labels, value) in samples(&metrics.cache_hits.collect()) {
+        route_entry(&mut routes, &labels).requests += value as u64;
+    }
+    for (labels, value) in samples(&metrics.tokens.collect()) {
+        let report = route_entry(&mut routes, &labels);
+        match labels.get("direction").map(String::as_str) {
+            Some("input") => report.input_tokens += value as u64,
+            Some("cached_input") => report.cached_input_tokens += value as u64,
+            Some("output") => report.output_tokens += value as u64,
+            _ => {}
+        }
+    }
+    for (labels, value) in samples(&metrics.cost_usd.collect()) {
+        route_entry(&mut routes, &labels).cost_usd += value;
+    }
+    routes.remove("");
+    routes.into_values().collect()
+}
+
+/// The counters of the route `labels` name, created empty on first use.
+fn route_entry<'a>(
+    routes: &'a mut BTreeMap<String, RouteReport>,
+    labels: &BTreeMap<String, String>,
+) -> &'a mut RouteReport {
+    let route = labels.get("route").cloned().unwrap_or_default();
+    routes.entry(route.clone()).or_insert_with(|| RouteReport {
+        route,
+        ..RouteReport::default()
     })
 }
 
@@ -238,14 +280,15 @@ fn samples(families: &[MetricFamily]) -> Vec<(BTreeMap<String, String>, f64)> {
     families
         .iter()
         .flat_map(|f| f.get_metric())
-        .map(|m| {
-            let labels = m
-                .get_label()
-                .iter()
-                .map(|l| (l.name().to_string(), l.value().to_string()))
-                .collect();
-            (labels, m.get_counter().get_value())
-        })
+        .map(|m| (labels_of(m), m.get_counter().get_value()))
+        .collect()
+}
+
+fn labels_of(metric: &prometheus::proto::Metric) -> BTreeMap<String, String> {
+    metric
+        .get_label()
+        .iter()
+        .map(|l| (l.name().to_string(), l.value().to_string()))
         .collect()
 }
 

@@ -23,6 +23,7 @@ use crate::budget::BudgetRt;
 use crate::convert::Usage;
 use crate::table::Runtime;
 use crate::table::cache::{self, ResponseCache};
+use crate::table::runtime::WorkloadLog;
 use crate::upstream::TargetRt;
 
 /// Status logged for a cancelled request: nginx's 499, "client closed request".
@@ -39,6 +40,8 @@ pub struct RequestCtx {
     pub route: Option<String>,
     /// The rule that chose the targets, if any.
     pub rule: Option<String>,
+    /// The pod's workload, from the table that routed the request.
+    pub workload: Option<Arc<WorkloadLog>>,
     pub stream: bool,
     /// The client asked for `stream_options.include_usage`.
     pub wants_usage: bool,
@@ -128,6 +131,7 @@ impl RequestCtx {
             client_model: String::new(),
             route: None,
             rule: None,
+            workload: None,
             stream: false,
             wants_usage: false,
             attempts: 0,
@@ -151,6 +155,7 @@ impl RequestCtx {
             client_model: self.client_model.clone(),
             route: self.route.clone(),
             rule: self.rule.clone(),
+            workload: self.workload.clone(),
             stream: self.stream,
             wants_usage: self.wants_usage,
             attempts: self.attempts,
@@ -294,6 +299,8 @@ impl RequestCtx {
             target: "switchyard::request",
             route,
             rule = self.rule.as_deref(),
+            workload = self.workload.as_deref().map(|w| w.workload.as_str()),
+            service_account = self.workload.as_deref().map(|w| w.service_account.as_str()),
             model = %self.client_model,
             provider,
             upstream_model = target.map(|t| t.target.model.as_str()),

@@ -126,6 +126,7 @@ impl Proxy {
         ctx.wants_usage = parsed.wants_usage;
         let route = route::find(&snapshot, &parsed.model)?;
         ctx.route = Some(route.route.name.clone());
+        ctx.workload = snapshot.workload.clone();
         let mut facts = rules::RequestFacts::new(&parsed.hub, &parts.headers);
         let (targets, rule) = rules::select(&route, &mut facts);
         ctx.rule = rule.map(str::to_string);

@@ -41,6 +41,16 @@ pub struct Snapshot {
     pub routes: HashMap<String, Arc<RouteRt>>,
     /// Budgets by `namespace/name`, their counters kept across swaps.
     pub budgets: HashMap<String, Arc<BudgetRt>>,
+    /// The pod's workload as the request log shows it, when the table names one (pod mode).
+    pub workload: Option<Arc<WorkloadLog>>,
+}
+
+/// The table's workload, formatted once per table rather than once per request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WorkloadLog {
+    /// `<kind>/<name>`; the namespace is the route's.
+    pub workload: String,
+    pub service_account: String,
 }
 
 /// A route with its targets resolved to live upstreams and health.
@@ -157,10 +167,17 @@ impl Runtime {
         resolver.forget_unused();
         warm_tokenizer_if_needed(&table);
         self.metrics.set_config_version(&table.version);
+        let workload = table.workload.as_ref().map(|w| {
+            Arc::new(WorkloadLog {
+                workload: w.kind_name(),
+                service_account: w.service_account.clone(),
+            })
+        });
         self.snapshot.store(Some(Arc::new(Snapshot {
             table,
             routes,
             budgets,
+            workload,
         })));
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ready.store(true, Ordering::Release);

@@ -60,6 +60,7 @@ pub fn compile(manifests: &Manifests, selection: &Selection) -> crate::Result<Lo
             .clone()
             .unwrap_or_else(|| manifests.default_namespace()),
         labels: selection.labels.clone(),
+        workload: None,
     };
     let (table, warnings) = manifests.compile(&audience, "switchyard-sidecar --manifests")?;
     Ok(Loaded {

@@ -26,6 +26,7 @@ fn report(instance: &str, targets: Vec<TargetReport>) -> Report {
         table_version: "v1".into(),
         targets,
         budgets: vec![],
+        routes: vec![],
     }
 }
 
