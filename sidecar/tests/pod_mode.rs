@@ -1,15 +1,18 @@
 //! Pod mode against a fake operator config server (HTTPS with a CA generated here): the sidecar
 //! gets a table and serves through it, follows changes, re-reads a rotated token, keeps serving
 //! when the operator goes away and after a restart from its state dir, refuses 409s and bad
-//! tables while keeping the old one, reports cumulative counters, and trusts only its CA (read
-//! again for every connection).
+//! tables while keeping the old one, reports cumulative counters (per target and per route), logs
+//! the workload the table names, and trusts only its CA (read again for every connection).
 
 mod support;
 
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::header;
 use switchyard_crds::report::Report;
+use switchyard_crds::table::Workload;
 use switchyard_sim::openai::MockProvider;
 
 use support::*;
@@ -266,6 +269,98 @@ async fn reports_carry_cumulative_counters() {
 
     sidecar.shutdown().await;
     operator.stop();
+}
+
+/// Spend per workload, the sidecar's part: its reports count each route's requests, tokens and
+/// cost, and its request log names the workload and ServiceAccount of the table it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_count_per_route_and_the_log_names_the_workload() {
+    let log = captured_log();
+    let (provider, pki) = (MockProvider::start("sim").await.expect("mock"), pki());
+    let first = table(&provider, "chat").with_workload(Some(Workload {
+        namespace: "default".into(),
+        kind: "Deployment".into(),
+        name: "chat-app-for-workload-test".into(),
+        service_account: "chat-sa".into(),
+    }));
+    let operator = FakeOperator::start(&pki, "token", Answer::table(&first)).await;
+    let files = PodFiles::new(&pki.ca_pem, "token");
+    let sidecar = start_sidecar(&operator.url(), &files).await;
+    assert!(eventually(SOON, || version(&sidecar) == Some(first.version.clone())).await);
+
+    for _ in 0..3 {
+        assert_eq!(chat(&sidecar, "chat").await.0, 200);
+    }
+    let route_requests = |r: &Report| r.routes.iter().find(|c| c.route == "r").map(|c| c.requests);
+    assert!(
+        eventually(SOON, || operator
+            .reports()
+            .iter()
+            .any(|r| route_requests(r) == Some(3)))
+        .await,
+        "{:?}",
+        operator.reports()
+    );
+    let reports = operator.reports();
+    let report = reports
+        .iter()
+        .rev()
+        .find(|r| route_requests(r) == Some(3))
+        .expect("a report");
+    assert_eq!(
+        report.routes.len(),
+        1,
+        "only routes with traffic: {report:?}"
+    );
+    // One target served the route, so the route's sums are that target's.
+    let (route, target) = (&report.routes[0], &report.targets[0]);
+    assert_eq!(route.input_tokens, target.input_tokens);
+    assert_eq!(route.output_tokens, target.output_tokens);
+    assert!(route.output_tokens > 0 && route.cost_usd > 0.0, "{route:?}");
+    assert!((route.cost_usd - target.cost_usd).abs() < 1e-12);
+
+    let lines = log.lock().unwrap().clone();
+    let logged = String::from_utf8_lossy(&lines)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["workload"] == "Deployment/chat-app-for-workload-test")
+        .count();
+    assert_eq!(logged, 3, "one request line per request names the workload");
+    let line = String::from_utf8_lossy(&lines).into_owned();
+    assert!(line.contains(r#""service_account":"chat-sa""#), "{line}");
+
+    sidecar.shutdown().await;
+    operator.stop();
+}
+
+/// Every log line of this test binary, as JSON: the sidecars run in-process, so their request
+/// lines go to the global subscriber, installed once.
+fn captured_log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("switchyard::request=info")
+            .with_writer(move || Sink(sink.clone()))
+            .init();
+        buffer
+    })
+    .clone()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
