@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use switchyard_crds::table::{Budget, BudgetLimit};
+use switchyard_crds::table::{Budget, BudgetKind, BudgetLimit};
 use switchyard_crds::v1alpha1::{BudgetMode, WhenUnreachable};
 use switchyard_crds::window::{Period, Timestamp};
 use switchyard_operator::config_server::leases::{Durable, DurableTotals, HolderKey, LeaseBook};
@@ -76,6 +76,7 @@ fn main() {
         ],
         mode: BudgetMode::Enforce,
         when_unreachable: WhenUnreachable::LastShare,
+        kind: BudgetKind::Budget,
     };
     let table = BTreeMap::from([(def.id(), def.clone())]);
     let metrics = Metrics::new();

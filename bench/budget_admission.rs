@@ -2,7 +2,7 @@
 //!
 //! A request on a route with budgets pays, in order: the admission check of the route's budgets
 //! (`budget::admit`: every limit's window, a compare-and-swap per request limit), the check of each
-//! target's provider budgets (`budget::check`), and at its end the charge of its tokens and cost
+//! target's provider budgets (`budget::claim_target`), and at its end the charge of its tokens and cost
 //! (`BudgetRt::charge`, per budget). This bench times that whole sequence for a route with one
 //! budget of two limits and a target with one provider budget, in one thread and in two threads
 //! hitting the same counters (the machine has 2 cores; contention on the atomics is the worst
@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use switchyard_crds::table::{Budget, BudgetLimit};
+use switchyard_crds::table::{Budget, BudgetKind, BudgetLimit};
 use switchyard_crds::v1alpha1::{BudgetMode, WhenUnreachable};
 use switchyard_crds::window::Timestamp;
 use switchyard_sidecar::budget::{self, BudgetRt};
@@ -46,6 +46,7 @@ fn budget(metrics: &Metrics, name: &str, providers: Vec<String>) -> Arc<BudgetRt
         ],
         mode: BudgetMode::Enforce,
         when_unreachable: WhenUnreachable::LastShare,
+        kind: BudgetKind::Budget,
     };
     Arc::new(BudgetRt::new(def, None, metrics, false, Timestamp::now()))
 }
@@ -79,7 +80,7 @@ fn main() {
     let request = || {
         let now = Timestamp::now();
         black_box(budget::admit(&route_budgets, now)).expect("room");
-        black_box(budget::check(&target_budgets, Timestamp::now())).expect("room");
+        black_box(budget::claim_target(&target_budgets, Timestamp::now())).expect("room");
         let now = Timestamp::now();
         for b in route_budgets.iter() {
             b.charge(black_box(1_200), black_box(0.000_42), now);
@@ -105,7 +106,7 @@ fn main() {
     });
     println!("{:<52} {admit:>10.1}", "admit: 1 route budget, 2 limits");
     let check = time(iters, || {
-        black_box(budget::check(&target_budgets, now)).expect("room");
+        black_box(budget::claim_target(&target_budgets, now)).expect("room");
     });
     println!("{:<52} {check:>10.1}", "check: 1 provider budget, 2 limits");
     let charge = time(iters, || route_budgets[0].charge(1_200, 0.000_42, now));

@@ -18,6 +18,7 @@ use crate::table::{self, Pricing, RouteTable, Upstream};
 use crate::v1alpha1::{Budget, ModelRoute, ProviderPool};
 
 mod budget;
+mod fleet;
 mod pool;
 mod route;
 
@@ -286,14 +287,18 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
                 .values()
                 .map(|(route, _)| ObjectKey::of(Kind::ModelRoute, *route)),
         );
+        let mut table = table_of(winners, &providers, inputs.generated_by);
+        let fleet = fleet::fleet_limits(&mut table, &audience.namespace, inputs.pools);
         let budgets = compiled_budgets
             .iter()
             .filter(|(budget, compiled)| {
                 compiled.namespace == audience.namespace && selects_pods(budget, &audience.labels)
             })
-            .map(|(_, compiled)| (compiled.id(), compiled.clone()))
+            .map(|(_, compiled)| compiled.clone())
+            .chain(fleet)
+            .map(|compiled| (compiled.id(), compiled))
             .collect();
-        let table = table_of(winners, &providers, inputs.generated_by)
+        let table = table
             .with_budgets(budgets)
             .with_workload(audience.workload.clone());
         out.tables.insert(audience.clone(), table);

@@ -270,6 +270,29 @@ pub struct Budget {
     pub mode: BudgetMode,
     /// What a sidecar does when its lease expires unrenewed (pod mode).
     pub when_unreachable: WhenUnreachable,
+    /// A `Budget` object, or a provider's fleet-wide rate limit (`limits.scope: Fleet`).
+    /// Written only for a fleet limit, so tables with budgets keep their versions.
+    #[serde(default, skip_serializing_if = "BudgetKind::is_budget")]
+    pub kind: BudgetKind,
+}
+
+/// What a [`Budget`] entry of a table stands for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BudgetKind {
+    /// A `Budget` object, named `namespace/name`.
+    #[default]
+    Budget,
+    /// The `requestsPerMinute`/`tokensPerMinute` of a provider with `limits.scope: Fleet`, named
+    /// `namespace/pool/provider` (a Budget's name has no '/', so the two never collide). It has
+    /// no Budget object: no status, no Events, no `switchyard_budget_*` series.
+    FleetLimit,
+}
+
+impl BudgetKind {
+    /// Whether this is the default kind, a `Budget` object.
+    pub fn is_budget(&self) -> bool {
+        *self == Self::Budget
+    }
 }
 
 impl Budget {
@@ -283,6 +306,11 @@ impl Budget {
     pub fn selects_route(&self, namespace: &str, route: &str) -> bool {
         self.namespace == namespace
             && (self.routes.is_empty() || self.routes.iter().any(|r| r == route))
+    }
+
+    /// Whether this entry is a provider's fleet-wide rate limit rather than a `Budget`.
+    pub fn is_fleet_limit(&self) -> bool {
+        self.kind == BudgetKind::FleetLimit
     }
 }
 

@@ -38,6 +38,7 @@ fn team_a_with_budget() -> Arc<RouteTable> {
         }],
         mode: BudgetMode::Enforce,
         when_unreachable: WhenUnreachable::LastShare,
+        kind: table::BudgetKind::Budget,
     };
     let table = (*team_a_v1())
         .clone()

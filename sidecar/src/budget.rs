@@ -15,6 +15,13 @@
 //! In standalone mode the sidecar is the whole fleet and holds each whole limit. In pod mode it
 //! holds the share the operator leased it ([`lease`]): it reports what it used and receives a
 //! new lease with each report.
+//!
+//! A provider's fleet-wide rate limit (`limits.scope: Fleet`) is compiled into the same kind of
+//! entry ([`table::BudgetKind::FleetLimit`]) and enforced here too, with three differences: it
+//! takes its request slot when its target's turn comes ([`claim_target`]), since the provider
+//! counts every request it receives, answered or not; its refusal reads like a provider's rate
+//! limit, not like a budget ([`Exhausted::code`]); and its series are
+//! `switchyard_fleet_limit_*`, not `switchyard_budget_*`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +89,7 @@ struct Remaining {
 /// Why a request or target was refused: the first limit without room.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exhausted {
-    /// `namespace/name` of the budget.
+    /// `namespace/name` of the budget (`namespace/pool/provider` for a fleet limit).
     pub budget: String,
     /// The limit's period as written.
     pub period: String,
@@ -90,18 +97,51 @@ pub struct Exhausted {
     pub used: String,
     /// Until the window ends and the limit has room again.
     pub wait: Duration,
+    /// Set when the limit is a provider's fleet-wide rate limit rather than a Budget (boxed:
+    /// refusals are rare, and the `Result`s that carry them stay small).
+    pub fleet: Option<Box<FleetRefusal>>,
+}
+
+/// The provider whose fleet-wide rate limit refused, and that limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetRefusal {
+    /// `pool/provider`.
+    pub provider: String,
+    /// The whole fleet's limit of the unit that ran out, e.g. `60 requests per minute`.
+    pub limit: String,
 }
 
 impl Exhausted {
     /// The message a refused client reads.
     pub fn message(&self) -> String {
-        format!(
-            "budget {} is exhausted: {} used in its {} window; it has room again in {} s",
-            self.budget,
-            self.used,
-            self.period,
-            self.retry_after()
-        )
+        match &self.fleet {
+            Some(fleet) => format!(
+                "provider {} is at its fleet-wide rate limit of {}: {} used in the current \
+                 minute; it has room again in {} s",
+                fleet.provider,
+                fleet.limit,
+                self.used,
+                self.retry_after()
+            ),
+            None => format!(
+                "budget {} is exhausted: {} used in its {} window; it has room again in {} s",
+                self.budget,
+                self.used,
+                self.period,
+                self.retry_after()
+            ),
+        }
+    }
+
+    /// The error code a refused client reads: a fleet limit is the provider's rate limit kept
+    /// by the fleet, so it answers as a provider at its rate limit does (`rate_limit_exceeded`,
+    /// docs/reference/api.md#errors); a budget is `switchyard_budget_exhausted`.
+    pub fn code(&self) -> &'static str {
+        if self.fleet.is_some() {
+            "rate_limit_exceeded"
+        } else {
+            "switchyard_budget_exhausted"
+        }
     }
 
     /// `Retry-After` in whole seconds, rounded up.
@@ -141,7 +181,7 @@ impl BudgetRt {
                     |l| l.window.load_full(),
                 );
                 Some(LimitRt {
-                    remaining: Remaining::new(metrics, &id, limit),
+                    remaining: Remaining::new(metrics, &def, limit),
                     def: limit.clone(),
                     period,
                     window: ArcSwap::new(window),
@@ -149,8 +189,12 @@ impl BudgetRt {
                 })
             })
             .collect();
+        let refusals = match fleet_provider(&def) {
+            Some(provider) => metrics.fleet_limit_refusals.with_label_values(&[provider]),
+            None => metrics.budget_refusals.with_label_values(&[&id]),
+        };
         Self {
-            refusals: metrics.budget_refusals.with_label_values(&[&id]),
+            refusals,
             id,
             def,
             leased,
@@ -296,11 +340,22 @@ impl BudgetRt {
             wait = wait.min(LEASE_RENEWAL);
             used.push_str(" (this sidecar's share)");
         }
+        let fleet = fleet_provider(&self.def).map(|provider| {
+            let whole = match unit {
+                "tokens" => limit.def.tokens,
+                _ => limit.def.requests,
+            };
+            Box::new(FleetRefusal {
+                provider: provider.to_string(),
+                limit: format!("{} {unit} per minute", whole.unwrap_or_default()),
+            })
+        });
         Exhausted {
             budget: self.id.clone(),
             period: limit.def.period.clone(),
             used,
             wait,
+            fleet,
         }
     }
 
@@ -318,20 +373,34 @@ impl BudgetRt {
     /// Removes this budget's `switchyard_budget_remaining` series, and its refusal count unless
     /// the budget stays (changed) in the table.
     pub fn forget_metrics(&self, metrics: &Metrics, stays: bool) {
+        let fleet = fleet_provider(&self.def);
         for limit in self.limits.iter() {
             for (unit, set) in [
                 ("usd", limit.def.usd_micros.is_some()),
                 ("requests", limit.def.requests.is_some()),
                 ("tokens", limit.def.tokens.is_some()),
             ] {
-                if set {
-                    let labels = [self.id.as_str(), limit.def.period.as_str(), unit];
-                    let _ = metrics.budget_remaining.remove_label_values(&labels);
+                if !set {
+                    continue;
                 }
+                let _ = match fleet {
+                    Some(provider) => metrics
+                        .fleet_limit_remaining
+                        .remove_label_values(&[provider, unit]),
+                    None => {
+                        let labels = [self.id.as_str(), limit.def.period.as_str(), unit];
+                        metrics.budget_remaining.remove_label_values(&labels)
+                    }
+                };
             }
         }
         if !stays {
-            let _ = metrics.budget_refusals.remove_label_values(&[&self.id]);
+            let _ = match fleet {
+                Some(provider) => metrics
+                    .fleet_limit_refusals
+                    .remove_label_values(&[provider]),
+                None => metrics.budget_refusals.remove_label_values(&[&self.id]),
+            };
         }
     }
 
@@ -448,12 +517,18 @@ impl WindowCount {
 }
 
 impl Remaining {
-    fn new(metrics: &Metrics, budget: &str, def: &BudgetLimit) -> Self {
+    fn new(metrics: &Metrics, budget: &table::Budget, def: &BudgetLimit) -> Self {
+        let id = budget.id();
+        let fleet = fleet_provider(budget);
         let gauge = |set: bool, unit: &str| {
-            set.then(|| {
-                metrics
+            set.then(|| match fleet {
+                // A fleet limit has one limit, per minute: the period says nothing more.
+                Some(provider) => metrics
+                    .fleet_limit_remaining
+                    .with_label_values(&[provider, unit]),
+                None => metrics
                     .budget_remaining
-                    .with_label_values(&[budget, &def.period, unit])
+                    .with_label_values(&[&id, &def.period, unit]),
             })
         };
         Self {
@@ -497,9 +572,36 @@ pub fn admit(budgets: &[Arc<BudgetRt>], now: Timestamp) -> Result<(), Exhausted>
     Ok(())
 }
 
-/// The first budget among `budgets` without room now, if any (each refusal counted).
-pub fn check(budgets: &[Arc<BudgetRt>], now: Timestamp) -> Result<(), Exhausted> {
-    budgets.iter().try_for_each(|budget| budget.check(now))
+/// Claims a target's turn against its budgets when the turn comes: a provider budget only needs
+/// room (it counts what the target served, when the request ends); a fleet limit takes its
+/// request slot now, exactly, since the provider counts every request it receives, answered or
+/// not. The first refusal wins (counted) and gives back the slots taken so far.
+pub fn claim_target(budgets: &[Arc<BudgetRt>], now: Timestamp) -> Result<(), Exhausted> {
+    for (i, budget) in budgets.iter().enumerate() {
+        let claimed = if budget.def.is_fleet_limit() {
+            budget.admit(now)
+        } else {
+            budget.check(now)
+        };
+        if let Err(exhausted) = claimed {
+            release_target(&budgets[..i], now);
+            return Err(exhausted);
+        }
+    }
+    Ok(())
+}
+
+/// Gives back the fleet-limit slots [`claim_target`] took, for a target that was then not sent
+/// the request after all (its circuit or a local limit held it back).
+pub fn release_target(budgets: &[Arc<BudgetRt>], now: Timestamp) {
+    for budget in budgets.iter().filter(|b| b.def.is_fleet_limit()) {
+        budget.give_back_request(now);
+    }
+}
+
+/// The `pool/provider` a fleet limit holds for (its name); `None` for a Budget.
+fn fleet_provider(def: &table::Budget) -> Option<&str> {
+    def.is_fleet_limit().then_some(def.name.as_str())
 }
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ pub(super) fn compile_budget(
         limits,
         mode: spec.mode,
         when_unreachable: spec.when_unreachable,
+        kind: table::BudgetKind::Budget,
     };
     (outcome, Some(compiled))
 }

@@ -430,24 +430,113 @@ fn a_target_listed_twice_is_refused() {
     assert!(problems[0].message.contains("listed twice"));
 }
 
+/// The table for one provider `a` (in pool `p`, behind route `r`) with `limits`.
+fn table_with_limits(limits: serde_json::Value) -> RouteTable {
+    let mut a = provider("a", "http://127.0.0.1:1", false);
+    a["limits"] = limits;
+    let out = run(
+        &[pool("p", serde_json::json!([a]))],
+        &[route("r", "chat", &[("p", "a")])],
+        &[],
+        &[audience(&[])],
+    );
+    assert_eq!(out.problems().count(), 0);
+    out.tables.into_values().next().unwrap()
+}
+
 #[test]
-fn a_fleet_scope_compiles_to_the_same_table_until_fleet_leases_exist() {
-    let with_limits = |limits: serde_json::Value| {
-        let mut a = provider("a", "http://127.0.0.1:1", false);
-        a["limits"] = limits;
-        let out = run(
-            &[pool("p", serde_json::json!([a]))],
-            &[route("r", "chat", &[("p", "a")])],
-            &[],
-            &[audience(&[])],
-        );
-        assert_eq!(out.problems().count(), 0);
-        out.tables.into_values().next().unwrap()
+fn a_fleet_scope_becomes_a_fleet_limit_that_replaces_the_sidecar_rates() {
+    let table = table_with_limits(serde_json::json!(
+        {"scope": "Fleet", "requestsPerMinute": 60, "tokensPerMinute": 9000, "maxConcurrent": 4}
+    ));
+    let limits = table.upstreams["p/a"].limits;
+    assert_eq!(
+        (limits.requests_per_minute, limits.tokens_per_minute),
+        (None, None),
+        "the fleet share replaces the per-sidecar rates"
+    );
+    assert_eq!(limits.max_concurrent, Some(4), "always per sidecar");
+    let fleet = &table.budgets["ns/p/a"];
+    let expected = table::Budget {
+        namespace: "ns".into(),
+        name: "p/a".into(),
+        routes: vec![],
+        providers: vec!["p/a".into()],
+        limits: vec![table::BudgetLimit {
+            period: "1m".into(),
+            usd_micros: None,
+            requests: Some(60),
+            tokens: Some(9000),
+        }],
+        mode: BudgetMode::Enforce,
+        when_unreachable: WhenUnreachable::LastShare,
+        kind: table::BudgetKind::FleetLimit,
     };
-    let sidecar = with_limits(serde_json::json!({"requestsPerMinute": 60}));
-    let fleet = with_limits(serde_json::json!({"scope": "Fleet", "requestsPerMinute": 60}));
-    assert_eq!(fleet.upstreams["p/a"].limits.requests_per_minute, Some(60));
-    assert_eq!(fleet.version, sidecar.version);
+    assert_eq!(*fleet, expected);
+    assert_eq!(fleet.id(), "ns/p/a", "the key it is filed under");
+    let json = serde_json::to_value(fleet).unwrap();
+    assert_eq!(json["kind"], "FleetLimit");
+}
+
+#[test]
+fn a_fleet_limit_counts_for_every_route_that_uses_the_provider_and_no_other() {
+    let mut a = provider("a", "http://127.0.0.1:1", false);
+    a["limits"] = serde_json::json!({"scope": "Fleet", "requestsPerMinute": 60});
+    let b = provider("b", "http://127.0.0.1:2", false);
+    let out = run(
+        &[pool("p", serde_json::json!([a, b]))],
+        &[
+            route("r", "chat", &[("p", "a"), ("p", "b")]),
+            route("s", "other", &[("p", "a")]),
+            route("t", "b-only", &[("p", "b")]),
+        ],
+        &[],
+        &[audience(&[])],
+    );
+    let table = &out.tables[&audience(&[])];
+    assert_eq!(table.budgets.keys().collect::<Vec<_>>(), ["ns/p/a"]);
+    let fleet = &table.budgets["ns/p/a"];
+    assert!(fleet.selects_route("ns", "r") && fleet.selects_route("ns", "s"));
+    assert!(fleet.selects_route("ns", "t"), "harmless: t never uses p/a");
+    assert_eq!(fleet.providers, ["p/a"]);
+}
+
+#[test]
+fn a_fleet_scope_without_rates_or_an_unused_provider_adds_nothing() {
+    let concurrent_only =
+        table_with_limits(serde_json::json!({"scope": "Fleet", "maxConcurrent": 2}));
+    assert!(concurrent_only.budgets.is_empty());
+    assert_eq!(
+        concurrent_only.version,
+        table_with_limits(serde_json::json!({"maxConcurrent": 2})).version
+    );
+
+    let mut unused = provider("z", "http://127.0.0.1:3", false);
+    unused["limits"] = serde_json::json!({"scope": "Fleet", "requestsPerMinute": 5});
+    let a = provider("a", "http://127.0.0.1:1", false);
+    let out = run(
+        &[pool("p", serde_json::json!([a, unused]))],
+        &[route("r", "chat", &[("p", "a")])],
+        &[],
+        &[audience(&[])],
+    );
+    assert!(out.tables[&audience(&[])].budgets.is_empty());
+}
+
+#[test]
+fn sidecar_scoped_limits_keep_their_table_and_its_version() {
+    let unset = table_with_limits(serde_json::json!({"requestsPerMinute": 60}));
+    let sidecar =
+        table_with_limits(serde_json::json!({"scope": "Sidecar", "requestsPerMinute": 60}));
+    assert_eq!(
+        sidecar.upstreams["p/a"].limits.requests_per_minute,
+        Some(60)
+    );
+    assert!(sidecar.budgets.is_empty());
+    assert_eq!(sidecar.version, unset.version);
+    assert_eq!(sidecar, unset);
+    let fleet = table_with_limits(serde_json::json!({"scope": "Fleet", "requestsPerMinute": 60}));
+    assert_ne!(fleet.version, sidecar.version);
 }
 
 fn budget(name: &str, selector: serde_json::Value) -> Budget {
@@ -504,6 +593,11 @@ fn budgets_compile_into_the_tables_of_the_pods_they_select() {
     assert_ne!(
         out.tables[&plain].version, out.tables[&bot].version,
         "budgets are part of the content version"
+    );
+    let json = serde_json::to_value(compiled).unwrap();
+    assert!(
+        json.get("kind").is_none(),
+        "written only for fleet limits, so budgeted tables keep their versions: {json}"
     );
 }
 

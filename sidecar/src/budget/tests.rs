@@ -26,6 +26,7 @@ fn def(name: &str, mode: BudgetMode, limits: Vec<BudgetLimit>) -> table::Budget 
         limits,
         mode,
         when_unreachable: WhenUnreachable::LastShare,
+        kind: table::BudgetKind::Budget,
     }
 }
 
@@ -353,4 +354,113 @@ fn refusals_are_reported_in_every_limits_window() {
     );
     assert_eq!(b.usage(at(61))[1].refused, 0, "a new minute");
     assert_eq!(b.usage(at(61))[0].refused, 2, "the same day");
+}
+
+/// A fleet limit entry for provider `p/a`, as the compiler writes it.
+fn fleet(metrics: &Metrics, requests: Option<u64>, tokens: Option<u64>) -> Arc<BudgetRt> {
+    let def = table::Budget {
+        name: "p/a".into(),
+        providers: vec!["p/a".into()],
+        limits: vec![BudgetLimit {
+            period: "1m".into(),
+            usd_micros: None,
+            requests,
+            tokens,
+        }],
+        kind: table::BudgetKind::FleetLimit,
+        ..def("unused", BudgetMode::Enforce, vec![])
+    };
+    Arc::new(BudgetRt::new(def, None, metrics, false, at(0)))
+}
+
+#[test]
+fn a_fleet_limit_takes_its_slot_when_the_targets_turn_comes() {
+    let metrics = Metrics::new();
+    let limit = fleet(&metrics, Some(2), None);
+    let provider_budget = Arc::new(BudgetRt::new(
+        table::Budget {
+            providers: vec!["p/a".into()],
+            ..def("quota", BudgetMode::Enforce, vec![limit_of(Some(5))])
+        },
+        None,
+        &metrics,
+        false,
+        at(0),
+    ));
+    let budgets = [provider_budget.clone(), limit.clone()];
+    assert_eq!(claim_target(&budgets, at(1)), Ok(()));
+    // Not sent after all (its circuit held it back): the slot goes back.
+    release_target(&budgets, at(1));
+    assert_eq!(claim_target(&budgets, at(2)), Ok(()));
+    assert_eq!(claim_target(&budgets, at(3)), Ok(()));
+    let refused = claim_target(&budgets, at(20)).unwrap_err();
+    assert_eq!(refused.used, "2 of 2 requests", "two sent, one given back");
+    assert_eq!(
+        refused.wait,
+        Duration::from_secs(40),
+        "until the minute ends"
+    );
+    assert_eq!(refused.code(), "rate_limit_exceeded");
+    assert_eq!(
+        refused.message(),
+        "provider p/a is at its fleet-wide rate limit of 2 requests per minute: 2 of 2 \
+         requests used in the current minute; it has room again in 40 s"
+    );
+    // The provider budget only needs room: it counts what the target served, at the end.
+    provider_budget.refresh_remaining(at(20));
+    let quota_left = metrics
+        .budget_remaining
+        .with_label_values(&["ns/quota", "1m", "requests"])
+        .get();
+    assert_eq!(quota_left, 5.0);
+}
+
+#[test]
+fn a_fleet_limit_shows_in_its_own_series_not_as_a_budget() {
+    let metrics = Metrics::new();
+    let limit = fleet(&metrics, Some(1), Some(100));
+    assert!(limit.admit(at(0)).is_ok());
+    limit.charge(40, 0.0, at(0));
+    assert!(claim_target(std::slice::from_ref(&limit), at(1)).is_err());
+    limit.refresh_remaining(at(1));
+    let remaining = |unit| {
+        metrics
+            .fleet_limit_remaining
+            .with_label_values(&["p/a", unit])
+            .get()
+    };
+    assert_eq!((remaining("requests"), remaining("tokens")), (0.0, 60.0));
+    assert_eq!(
+        metrics
+            .fleet_limit_refusals
+            .with_label_values(&["p/a"])
+            .get(),
+        1
+    );
+    let shown = String::from_utf8(metrics.render()).unwrap();
+    assert!(!shown.contains("switchyard_budget_"), "{shown}");
+
+    limit.forget_metrics(&metrics, false);
+    let shown = String::from_utf8(metrics.render()).unwrap();
+    assert!(!shown.contains("switchyard_fleet_limit_"), "{shown}");
+}
+
+#[test]
+fn a_fleet_limit_names_the_unit_that_ran_out() {
+    let metrics = Metrics::new();
+    let limit = fleet(&metrics, Some(10), Some(100));
+    assert!(limit.admit(at(0)).is_ok());
+    limit.charge(150, 0.0, at(0));
+    let refused = limit.check(at(1)).unwrap_err();
+    assert!(
+        refused
+            .message()
+            .contains("fleet-wide rate limit of 100 tokens per minute: 150 of 100 tokens"),
+        "{}",
+        refused.message()
+    );
+}
+
+fn limit_of(requests: Option<u64>) -> BudgetLimit {
+    limit("1m", None, requests)
 }

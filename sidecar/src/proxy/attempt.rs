@@ -6,9 +6,10 @@
 //! those blocked by their health follow as last resorts, soonest to recover first (a circuit may
 //! still be open for a provider that has recovered while the others broke). Local limits are
 //! never overdrawn for that; only when no target may be tried at all is the one whose block ends
-//! first sent anyway. A target whose budget is exhausted is never tried, and when that leaves
-//! nothing to try the request is refused with the budget named. `ContextLengthExceeded` fails
-//! over only to targets with a larger context window.
+//! first sent anyway. A target whose budget or provider fleet limit is exhausted is never tried,
+//! and when that leaves nothing to try the request is refused with the budget (or the provider
+//! and its fleet limit) named. `ContextLengthExceeded` fails over only to targets with a larger
+//! context window.
 
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ pub enum Attempts {
     Answered(TargetRt, Box<Answer>),
     /// No target answered: each attempt's failure, in order (none when no target could be tried).
     Failed(Vec<(TargetRt, AttemptError)>),
-    /// Nothing was tried, and a target was passed over for its exhausted budget.
+    /// Nothing was tried, and a target was passed over for its exhausted budget or fleet limit.
     OverBudget(Exhausted),
 }
 
@@ -69,20 +70,24 @@ pub async fn run(
         if ctx.attempts >= route.max_attempts {
             break;
         }
-        // Checked when the target's turn comes, so that a target never reached is not counted
-        // as refused; a target without budgets does not read the clock.
-        if !target.budgets.is_empty()
-            && let Err(exhausted) = budget::check(&target.budgets, Timestamp::now())
-        {
-            over_budget.get_or_insert(exhausted);
-            continue;
-        }
         if let Some(floor) = context_floor
             && target.target.context_window.is_none_or(|w| w <= floor)
         {
             continue;
         }
+        // Claimed when the target's turn comes, so that a target never reached is not counted
+        // as refused; a target without budgets does not read the clock.
+        if !target.budgets.is_empty()
+            && let Err(exhausted) = budget::claim_target(&target.budgets, Timestamp::now())
+        {
+            over_budget.get_or_insert(exhausted);
+            continue;
+        }
         let Some((permit, probe)) = admit(&target, forced).await else {
+            // Not sent after all: its fleet limits' slots go back.
+            if !target.budgets.is_empty() {
+                budget::release_target(&target.budgets, Timestamp::now());
+            }
             continue;
         };
         if let Some((previous, error)) = failures.last() {

@@ -189,10 +189,12 @@ impl RequestCtx {
             for budget in self.budgets.iter() {
                 budget.charge(tokens, spend.cost_usd, now);
             }
-            // The route's budgets counted the request when they admitted it; a target's budgets
-            // count what the target served.
+            // The route's budgets counted the request when they admitted it, and a provider's
+            // fleet limits when the target's turn came; a target's budgets count what it served.
             for budget in target.budgets.iter() {
-                budget.count_request(now);
+                if !budget.def.is_fleet_limit() {
+                    budget.count_request(now);
+                }
                 budget.charge(tokens, spend.cost_usd, now);
             }
         }

@@ -39,12 +39,13 @@ impl ClientError {
         }
     }
 
-    /// 429 `switchyard_budget_exhausted`, naming the budget, with `Retry-After` until its
-    /// window has room again.
+    /// 429 `switchyard_budget_exhausted` naming the budget, or for a provider's fleet-wide rate
+    /// limit `rate_limit_exceeded` naming the provider and its limit, with `Retry-After` until
+    /// the window has room again.
     pub fn budget_exhausted(exhausted: &crate::budget::Exhausted) -> Self {
         let mut error = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "switchyard_budget_exhausted",
+            exhausted.code(),
             exhausted.message(),
         );
         error.retry_after = Some(exhausted.retry_after());

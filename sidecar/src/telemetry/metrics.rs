@@ -26,6 +26,10 @@ pub struct Metrics {
     pub cache_hits: IntCounterVec,
     pub budget_refusals: IntCounterVec,
     pub budget_remaining: GaugeVec,
+    /// A provider's fleet-wide rate limit (`limits.scope: Fleet`) is not a Budget: its refusals
+    /// and this sidecar's remaining share have series of their own, by `pool/provider`.
+    pub fleet_limit_refusals: IntCounterVec,
+    pub fleet_limit_remaining: GaugeVec,
 }
 
 /// The labels that identify one target in metrics.
@@ -70,6 +74,16 @@ impl Metrics {
                     "What the current window of a budget limit has left here (standalone: the whole limit)",
                 ),
                 &["budget", "period", "unit"],
+            ),
+        );
+        let fleet_limit_remaining = register(
+            &registry,
+            GaugeVec::new(
+                Opts::new(
+                    "fleet_limit_remaining",
+                    "What this sidecar's share of a provider's fleet-wide rate limit has left in the current minute (standalone: the whole limit)",
+                ),
+                &["provider", "unit"],
             ),
         );
         let config_reload_failures = register(
@@ -131,6 +145,12 @@ impl Metrics {
                 &["budget"],
             ),
             budget_remaining,
+            fleet_limit_refusals: counter(
+                "fleet_limit_refusals_total",
+                "Targets passed over because their provider's fleet-wide rate limit had no room here",
+                &["provider"],
+            ),
+            fleet_limit_remaining,
             registry,
         }
     }

@@ -33,6 +33,7 @@ fn budget(name: &str, limits: Vec<table::BudgetLimit>) -> table::Budget {
         limits,
         mode: BudgetMode::Enforce,
         when_unreachable: WhenUnreachable::LastShare,
+        kind: table::BudgetKind::Budget,
     }
 }
 
