@@ -9,6 +9,7 @@ mod standalone_budgets;
 mod standalone_cache;
 mod standalone_config;
 mod standalone_failover;
+mod standalone_fleet_limits;
 mod standalone_listeners;
 mod standalone_recording;
 mod standalone_routing;
