@@ -46,10 +46,39 @@ fn team_a_with_budget() -> Arc<RouteTable> {
     Arc::new(table)
 }
 
+/// team-a's table with provider `pool/a`'s fleet-wide limit of [`LIMIT`] requests a minute
+/// (as the compiler writes it for `limits.scope: Fleet`) and no Budget.
+fn team_a_with_fleet_limit() -> Arc<RouteTable> {
+    let fleet = table::Budget {
+        namespace: "team-a".into(),
+        name: "pool/a".into(),
+        routes: vec![],
+        providers: vec!["pool/a".into()],
+        limits: vec![table::BudgetLimit {
+            period: "1m".into(),
+            usd_micros: None,
+            requests: Some(LIMIT),
+            tokens: None,
+        }],
+        mode: BudgetMode::Enforce,
+        when_unreachable: WhenUnreachable::LastShare,
+        kind: table::BudgetKind::FleetLimit,
+    };
+    let table = (*team_a_v1())
+        .clone()
+        .with_budgets(BTreeMap::from([(fleet.id(), fleet)]));
+    Arc::new(table)
+}
+
 /// Three team-a pods (`a0`, `a1`, `a2`) sharing the budget's table; team-b's has none.
 async fn start_budgeted(leadership: Leadership) -> Harness {
+    start_sharing(leadership, team_a_with_budget()).await
+}
+
+/// Three team-a pods (`a0`, `a1`, `a2`) sharing `table`.
+async fn start_sharing(leadership: Leadership, table: Arc<RouteTable>) -> Harness {
     let mut script = scripted_reviews();
-    let mut snap = snapshot(team_a_with_budget());
+    let mut snap = snapshot(table);
     for i in 0..3 {
         script.insert(
             format!("tok-a{i}"),
@@ -240,4 +269,54 @@ async fn a_new_leader_resumes_counting_from_budget_status() {
     let limit = &totals[&(BUDGET.to_string(), 0)];
     assert_eq!(limit.used, [0, 900, 0], "the status total, not 900 + 100");
     assert_eq!((limit.reporting, limit.leased), (1, 1));
+}
+
+#[tokio::test]
+async fn pods_sharing_a_fleet_limit_get_leases_that_fit_it_and_follow_demand() {
+    let h = start_sharing(Leadership::always(), team_a_with_fleet_limit()).await;
+    h.server.end_lease_learning();
+    let minute = Period::parse("1m").unwrap();
+    let tokens = ["tok-a0", "tok-a1", "tok-a2"];
+    let wants = [100, 3, 3];
+    let mut used = [0u64; 3];
+    let mut allowance = [0u64; 3];
+    for round in 0..6 {
+        for i in 0..3 {
+            // The operator decides the window by its own clock; the report names the same
+            // minute unless one turned in between, which the lease then says.
+            let window_start = minute.window(Timestamp::now()).unwrap().start.as_second();
+            let report = BudgetUsage {
+                budget: "team-a/pool/a".into(),
+                period: "1m".into(),
+                window_start,
+                ..usage(used[i], None)
+            };
+            let (status, body) = post(&h, tokens[i], vec![report]).await;
+            assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+            let answer: ReportAnswer = serde_json::from_slice(&body).unwrap();
+            assert_eq!(answer.leases.len(), 1);
+            let lease = &answer.leases[0];
+            assert_eq!(
+                (lease.budget.as_str(), lease.period.as_str()),
+                ("team-a/pool/a", "1m")
+            );
+            if lease.window_start != window_start {
+                // A minute turned between the two clock readings: every count starts again.
+                return;
+            }
+            allowance[i] = lease.allowance.requests.unwrap();
+            let total: u64 = allowance.iter().sum();
+            assert!(total <= LIMIT, "round {round}: {allowance:?}");
+            used[i] += wants[i].min(allowance[i] - used[i]);
+        }
+    }
+    let grants: Vec<u64> = (0..3).map(|i| allowance[i] - used[i]).collect();
+    assert!(
+        grants[0] > 2 * grants[1] && grants[0] > 2 * grants[2],
+        "the busy pod gets more: {grants:?}"
+    );
+    assert!(
+        grants[1] > 0 && grants[2] > 0,
+        "the others keep a floor: {grants:?}"
+    );
 }

@@ -776,3 +776,91 @@ fn refusals_add_up_over_holders_and_start_again_with_the_window() {
     book.report(&holder("a"), &budgets(), &[usage(0, next)], later);
     assert_eq!(totals(&book, later).refused, 0);
 }
+
+/// A provider's fleet-wide rate limit, as the compiler writes it: `ns/p/a`, 600 requests and
+/// 6000 tokens per `1m` window.
+fn fleet_limit() -> table::Budget {
+    table::Budget {
+        name: "p/a".into(),
+        providers: vec!["p/a".into()],
+        kind: table::BudgetKind::FleetLimit,
+        ..budget("unused", vec![limit("1m", Some(600), Some(6_000))])
+    }
+}
+
+#[test]
+fn a_fleet_limit_is_divided_by_demand_like_a_budget_and_beside_it() {
+    let fleet = fleet_limit();
+    let mut table = budgets();
+    table.insert(fleet.id(), fleet);
+    let mut book = book();
+    // a is busy, b and c barely: each uses what it would, within what it holds.
+    let wants: [(u64, u64); 3] = [(20, 200), (1, 10), (1, 10)];
+    let mut used = [(0u64, 0u64); 3];
+    let mut allowance = [(0u64, 0u64); 3];
+    let mut reported = [0u64; 3];
+    // Eleven rounds 5 s apart: all within the minute at T0 (an hour boundary).
+    for round in 0..11 {
+        for (i, who) in ["a", "b", "c"].into_iter().enumerate() {
+            let now = at(round * 5 + i as i64);
+            let fleet_usage = BudgetUsage {
+                budget: "ns/p/a".into(),
+                limit: 0,
+                period: "1m".into(),
+                window_start: T0,
+                used: Amounts {
+                    usd_micros: Some(0),
+                    requests: Some(used[i].0),
+                    tokens: Some(used[i].1),
+                },
+                holds: None,
+                refused: 0,
+            };
+            reported[i] = used[i].0;
+            let leases = book.report(&holder(who), &table, &[usage(0, T0), fleet_usage], now);
+            let ids: Vec<_> = leases.iter().map(|l| l.budget.as_str()).collect();
+            assert_eq!(
+                ids,
+                ["ns/cap", "ns/p/a"],
+                "one lease each, the budget's apart"
+            );
+            let lease = &leases[1];
+            assert_eq!((lease.period.as_str(), lease.window_start), ("1m", T0));
+            assert_eq!(lease.allowance.usd_micros, None, "only the units it caps");
+            allowance[i] = (
+                lease.allowance.requests.unwrap(),
+                lease.allowance.tokens.unwrap(),
+            );
+            let requests: u64 = allowance.iter().map(|a| a.0).sum();
+            let tokens: u64 = allowance.iter().map(|a| a.1).sum();
+            assert!(
+                requests <= 600 && tokens <= 6_000,
+                "round {round}: {allowance:?}"
+            );
+            used[i].0 += wants[i].0.min(allowance[i].0 - used[i].0);
+            used[i].1 += wants[i].1.min(allowance[i].1 - used[i].1);
+        }
+    }
+    let grants: Vec<u64> = (0..3).map(|i| allowance[i].0 - used[i].0).collect();
+    assert!(
+        grants[0] > 2 * grants[1] && grants[0] > 2 * grants[2],
+        "the busy sidecar gets more: {grants:?}"
+    );
+    assert!(
+        grants[1] > 0 && grants[2] > 0,
+        "the others keep a floor: {grants:?}"
+    );
+    let totals = book.totals(at(55));
+    let fleet = &totals[&("ns/p/a".to_string(), 0)];
+    assert_eq!(
+        fleet.used[1],
+        reported.iter().sum::<u64>(),
+        "the fleet's use as reported, summed"
+    );
+    assert_eq!(fleet.reporting, 3);
+    assert_eq!(
+        totals[&("ns/cap".to_string(), 0)].used[1],
+        0,
+        "counted apart"
+    );
+}

@@ -452,3 +452,24 @@ fn durable_totals_are_read_back_from_status_windows() {
     assert_eq!(durable[&("ns/cap".to_string(), 1)].used, [0, 7, 70]);
     assert!(durable_totals(&[budget(None)]).is_empty());
 }
+
+#[test]
+fn a_fleet_limit_of_a_pool_named_like_the_budget_is_not_in_its_status() {
+    // `ns/cap/a` is provider `a` of pool `cap`'s fleet limit: it has no Budget object, and
+    // Budget `ns/cap` must not count its use or its sidecars.
+    let now = december();
+    let window = Period::parse("1m").unwrap().window(now.0).unwrap();
+    let fleet = HashMap::from([(
+        ("ns/cap/a".to_string(), 0),
+        LimitTotals {
+            window,
+            used: [0, 599, 1_999],
+            refused: 9,
+            reporting: 4,
+            leased: 4,
+        },
+    )]);
+    let with_fleet = budget_status(&budget(None), &accepted(), &fleet, 1, now.clone());
+    let without = budget_status(&budget(None), &accepted(), &HashMap::new(), 1, now);
+    assert_eq!(with_fleet, without);
+}
