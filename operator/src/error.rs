@@ -46,6 +46,13 @@ pub enum Error {
         source: kube::Error,
     },
 
+    #[error("cannot look up {owner}, a pod's controller: {source}")]
+    OwnerLookup {
+        owner: String,
+        #[source]
+        source: kube::Error,
+    },
+
     #[error("watch of {resource} failed: {source}")]
     Watch {
         resource: &'static str,
@@ -68,6 +75,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::StatusWrite { .. } => "status_write",
             Error::Watch { .. } => "watch",
+            Error::OwnerLookup { .. } => "owner_lookup",
         }
     }
 }

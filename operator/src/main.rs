@@ -306,6 +306,8 @@ fn spawn_controller(
             windows: reports.report_windows(),
             versions: reports.report_versions(),
             budgets: reports.budget_totals(),
+            routes: reports.route_windows(),
+            top_workloads: reports.top_workloads(),
         }),
         metrics: metrics.controller.clone(),
         leadership: leadership.clone(),

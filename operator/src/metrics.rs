@@ -1,7 +1,9 @@
 //! The operator's metrics: one [`Metrics`] registered once under the `switchyard_`
 //! prefix, with a struct per subsystem, passed to whoever records. Never a global.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    CounterVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 use crate::Result;
 
@@ -43,6 +45,23 @@ pub struct ConfigMetrics {
     /// `switchyard_config_token_reviews_total{result}`: TokenReviews sent to the apiserver
     /// (`authenticated`, `rejected`, `error`); cache hits are not counted.
     pub token_reviews: IntCounterVec,
+    /// Spend per workload, from the reports.
+    pub workload: WorkloadMetrics,
+}
+
+/// Spend per workload (docs/reference/operator.md#spend-per-workload), from sidecar reports,
+/// attributed to the workload the operator resolved for the reporting pod. Labels `namespace`,
+/// `workload` (`<kind>/<name>`) and `route` (the ModelRoute's name).
+#[derive(Clone)]
+pub struct WorkloadMetrics {
+    /// `switchyard_workload_cost_usd_total{namespace,workload,route}`: US dollars.
+    pub cost_usd: CounterVec,
+    /// `switchyard_workload_tokens_total{namespace,workload,route,direction}`: tokens, by
+    /// `input` (uncached), `cached_input`, `output`.
+    pub tokens: IntCounterVec,
+    /// `switchyard_workload_requests_total{namespace,workload,route}`: client requests answered,
+    /// whatever their outcome.
+    pub requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -66,8 +85,34 @@ impl Metrics {
                 Opts::new("config_token_reviews_total", "TokenReviews sent, by result"),
                 &["result"],
             )?,
+            workload: WorkloadMetrics {
+                cost_usd: CounterVec::new(
+                    Opts::new(
+                        "workload_cost_usd_total",
+                        "US dollars spent per workload and route, from sidecar reports",
+                    ),
+                    &["namespace", "workload", "route"],
+                )?,
+                tokens: IntCounterVec::new(
+                    Opts::new(
+                        "workload_tokens_total",
+                        "Tokens per workload and route by direction: input (uncached), cached_input, output",
+                    ),
+                    &["namespace", "workload", "route", "direction"],
+                )?,
+                requests: IntCounterVec::new(
+                    Opts::new(
+                        "workload_requests_total",
+                        "Client requests per workload and route, from sidecar reports",
+                    ),
+                    &["namespace", "workload", "route"],
+                )?,
+            },
         };
         registry.register(Box::new(config.long_polls.clone()))?;
+        registry.register(Box::new(config.workload.cost_usd.clone()))?;
+        registry.register(Box::new(config.workload.tokens.clone()))?;
+        registry.register(Box::new(config.workload.requests.clone()))?;
         registry.register(Box::new(config.responses.clone()))?;
         registry.register(Box::new(config.reports.clone()))?;
         registry.register(Box::new(config.token_reviews.clone()))?;

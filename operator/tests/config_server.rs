@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::json;
-use switchyard_crds::compile::Audience;
 use switchyard_crds::report::{LATENCY_BUCKETS_MS, Report, TargetReport};
 use switchyard_crds::table::RouteTable;
 use switchyard_operator::leader::Leadership;
@@ -61,11 +60,8 @@ async fn each_namespace_sees_only_its_own_table() {
 async fn a_pod_without_routes_gets_an_empty_table() {
     let h = start().await;
     let mut snap = snapshot(team_a_v1());
-    snap.tables.remove(&Audience {
-        namespace: "team-a".into(),
-        labels: BTreeMap::from([("app".to_string(), "chat".to_string())]),
-        workload: None,
-    });
+    snap.tables
+        .remove(&pod("team-a", "chat-0", true).audience());
     h.tables.publish(snap);
     let answer = h
         .get("/v1/config", &[("authorization", "Bearer tok-a")])
@@ -411,4 +407,135 @@ async fn only_the_leader_serves() {
         .get("/v1/config", &[("authorization", "Bearer tok-a")])
         .await;
     assert_eq!(leader.status, StatusCode::OK);
+}
+
+/// A snapshot whose two pods belong to named workloads: team-a's `chat-0` to Deployment `chat`
+/// (route `gpt`), team-b's to StatefulSet `batch` (route `claude`).
+fn workload_snapshot() -> switchyard_operator::config_server::tables::Snapshot {
+    let mut snap = snapshot(team_a_v1());
+    let team_b = snap
+        .tables
+        .values()
+        .find(|t| t.routes.contains_key("claude"))
+        .unwrap()
+        .clone();
+    let mut a = snap.pods["uid-a"].clone();
+    a.workload.kind = "Deployment".into();
+    a.workload.name = "chat".into();
+    let mut b = snap.pods["uid-b"].clone();
+    b.workload.kind = "StatefulSet".into();
+    b.workload.name = "batch".into();
+    snap.tables = [(a.audience(), team_a_v1()), (b.audience(), team_b)].into();
+    snap.pods.insert("uid-a".into(), a);
+    snap.pods.insert("uid-b".into(), b);
+    snap
+}
+
+/// The operator's `/metrics`, over real HTTP from its admin server on loopback.
+async fn scrape(metrics: &switchyard_operator::metrics::Metrics) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = switchyard_operator::admin::AdminState {
+        metrics: metrics.clone(),
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    };
+    tokio::spawn(switchyard_operator::admin::serve(listener, state));
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
+#[tokio::test]
+async fn route_spend_is_exported_per_workload_and_a_pod_cannot_spend_for_another() {
+    let h = start_from(
+        Leadership::always(),
+        scripted_reviews(),
+        workload_snapshot(),
+    )
+    .await;
+    let post = |token: &'static str, body: serde_json::Value| {
+        let h = &h;
+        async move {
+            let auth = format!("Bearer {token}");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            h.call(Method::POST, "/v1/report", &headers, &body.to_string())
+                .await
+        }
+    };
+    let route = |name: &str, requests: u64, cost: f64| {
+        json!({"route": name, "requests": requests, "inputTokens": requests * 100,
+               "cachedInputTokens": 0, "outputTokens": requests * 10, "costUsd": cost})
+    };
+    let report = |instance: &str, routes: Vec<serde_json::Value>| {
+        // `workload` is not part of the protocol: whatever a report says, the operator
+        // attributes by the pod it authenticated.
+        json!({"instance": instance, "tableVersion": "v", "targets": [], "routes": routes,
+               "workload": {"namespace": "team-b", "kind": "StatefulSet", "name": "batch",
+                            "serviceAccount": "default"}})
+    };
+    // team-a's pod also claims team-b's route: not in its table, dropped.
+    let first = post(
+        "tok-a",
+        report(
+            "a-1",
+            vec![route("gpt", 3, 0.25), route("claude", 100, 50.0)],
+        ),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT);
+    // Cumulative: 2 more requests, 0.25 more dollars.
+    post("tok-a", report("a-1", vec![route("gpt", 5, 0.5)])).await;
+    // A restarted sidecar (new instance) counts from zero again.
+    post("tok-a", report("a-2", vec![route("gpt", 1, 0.125)])).await;
+    post("tok-b", report("b-1", vec![route("claude", 2, 0.75)])).await;
+
+    let text = scrape(&h.metrics).await;
+    for line in [
+        r#"switchyard_workload_cost_usd_total{namespace="team-a",route="gpt",workload="Deployment/chat"} 0.625"#,
+        r#"switchyard_workload_requests_total{namespace="team-a",route="gpt",workload="Deployment/chat"} 6"#,
+        r#"switchyard_workload_tokens_total{direction="input",namespace="team-a",route="gpt",workload="Deployment/chat"} 600"#,
+        r#"switchyard_workload_tokens_total{direction="output",namespace="team-a",route="gpt",workload="Deployment/chat"} 60"#,
+        r#"switchyard_workload_cost_usd_total{namespace="team-b",route="claude",workload="StatefulSet/batch"} 0.75"#,
+        r#"switchyard_workload_requests_total{namespace="team-b",route="claude",workload="StatefulSet/batch"} 2"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    let workload_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("switchyard_workload_"))
+        .collect();
+    assert_eq!(
+        workload_lines.len(),
+        2 * 5,
+        "two series sets only: {workload_lines:#?}"
+    );
+    assert!(
+        !workload_lines
+            .iter()
+            .any(|l| l.contains("chat-0") || l.contains("uid-")),
+        "no pod in any label"
+    );
+
+    // The route window for ModelRoute status.
+    let windows = h.server.route_windows();
+    let gpt = windows
+        .iter()
+        .find(|(k, _)| k.namespace == "team-a" && k.route == "gpt")
+        .map(|(_, s)| s.clone())
+        .unwrap();
+    assert_eq!(gpt.requests, 6);
+    assert!(
+        !windows
+            .keys()
+            .any(|k| k.namespace == "team-a" && k.route == "claude")
+    );
 }

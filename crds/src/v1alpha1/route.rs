@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Duration, FailureClass, conditions_schema};
+use super::common::{Duration, FailureClass, Usd, conditions_schema};
 
 /// Maps the `model` name clients send to an ordered set of provider targets.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -200,6 +200,15 @@ pub struct ModelRouteStatus {
     /// Sidecars serving this route and how many run the current table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecars: Option<SidecarSummary>,
+    /// US dollars spent on the requests this route answered over the last 5 minutes, as its
+    /// sidecars reported them (every attempt's tokens at the target's prices), as a decimal
+    /// string. Absent while no sidecar has reported the route in that window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<Usd>,
+    /// Client requests this route answered over the last 5 minutes, whatever their outcome.
+    /// Absent while no sidecar has reported the route in that window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
 }
 
 /// Sidecar sync state of a route.

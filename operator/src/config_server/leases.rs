@@ -75,6 +75,10 @@ pub struct Durable {
 /// [`Durable`] totals by (budget `namespace/name`, limit index).
 pub type DurableTotals = HashMap<(String, u32), Durable>;
 
+/// By (budget `namespace/name`, limit index): the book's window and each holder's use in it
+/// ([`LeaseBook::holder_use`]).
+pub type HolderUse = HashMap<(String, u32), (Window, Vec<(HolderKey, [u64; UNITS])>)>;
+
 /// What the book knows of one limit's current window, for Budget status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimitTotals {
@@ -190,6 +194,24 @@ impl LeaseBook {
         self.limits
             .iter()
             .map(|(key, book)| (key.clone(), book.totals(now)))
+            .collect()
+    }
+
+    /// Each holder's use of every limit the book knows, by (budget `namespace/name`, limit
+    /// index), in the window the book last counted it: what Budget status `topWorkloads` is
+    /// built from (docs/reference/operator.md#spend-per-workload). Forgotten holders are
+    /// included (spent is spent). Micro-dollars, requests, tokens.
+    pub fn holder_use(&self) -> HolderUse {
+        self.limits
+            .iter()
+            .map(|(key, book)| {
+                let holders = book
+                    .holders
+                    .iter()
+                    .map(|(holder, h)| (holder.clone(), h.used))
+                    .collect();
+                (key.clone(), (book.window, holders))
+            })
             .collect()
     }
 

@@ -4,7 +4,8 @@
 //!   "<version>"`, or `?version=`) it long-polls up to `?wait=` (Gateway API duration, default
 //!   30s, capped at 60s, plus up to 10% jitter) and answers 304 if nothing changed, or 200 the
 //!   moment the pod's table differs. Without a version it answers 200 at once.
-//! - `POST /v1/report`: cumulative counters, aggregated by [`reports::ReportAggregator`]. When
+//! - `POST /v1/report`: cumulative counters, aggregated by [`reports::ReportAggregator`], and
+//!   route counters attributed to the pod's workload ([`spend`]). When
 //!   the pod's table holds budgets, the answer is 200 with the sidecar's leases
 //!   ([`leases::LeaseBook`], docs/reference/operator.md#leases); otherwise 204.
 //!
@@ -21,6 +22,7 @@
 pub mod auth;
 pub mod leases;
 pub mod reports;
+pub mod spend;
 pub mod tables;
 
 use std::collections::{BTreeSet, HashMap};
@@ -32,15 +34,17 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use switchyard_crds::report::{Report, ReportAnswer};
-use switchyard_crds::table::{RouteTable, SCHEMA_VERSION};
-use switchyard_crds::window::Timestamp;
+use switchyard_crds::table::{RouteTable, SCHEMA_VERSION, Workload};
+use switchyard_crds::v1alpha1::WorkloadSpend;
+use switchyard_crds::window::{Timestamp, Window};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::auth::{Authenticator, Rejection};
-use self::leases::{LeaseBook, LimitTotals};
-use self::reports::{ReportAggregator, WindowKey, WindowStats};
+use self::leases::{HolderKey, LeaseBook, LimitTotals};
+use self::reports::{ReportAggregator, RouteKey, RouteStats, WindowKey, WindowStats};
+use self::spend::WorkloadSeries;
 use self::tables::Tables;
 use crate::leader::Leadership;
 use crate::listener::{self, Limits};
@@ -71,6 +75,8 @@ pub struct ConfigServer {
     auth: Authenticator,
     reports: Mutex<ReportAggregator>,
     leases: Mutex<Leases>,
+    /// The `switchyard_workload_*` counters.
+    spend: Mutex<WorkloadSeries>,
     metrics: ConfigMetrics,
     /// Serialized tables by (version, generatedBy), so that a publish waking a thousand pods of
     /// one audience encodes their table once.
@@ -92,7 +98,13 @@ struct Leases {
     /// A handle of its own on leadership, to notice a new term: a replica that leads again
     /// cannot know what another leader granted meanwhile, so its book starts afresh (learning).
     leadership: Leadership,
+    /// The workload of each holder as of its latest report: kept here, not looked up in the
+    /// snapshot, because a holder's use stays in its window after its pod is gone.
+    workloads: HashMap<HolderKey, Workload>,
 }
+
+/// The biggest spenders of one budget limit's window, by (budget `namespace/name`, limit index).
+pub type TopWorkloads = HashMap<(String, u32), (Window, Vec<WorkloadSpend>)>;
 
 /// What `GET /v1/config` was asked, parsed from headers and query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,7 +140,12 @@ impl ConfigServer {
             leases: Mutex::new(Leases {
                 book: LeaseBook::new(Timestamp::now()),
                 leadership: leadership.clone(),
+                workloads: HashMap::new(),
             }),
+            spend: Mutex::new(WorkloadSeries::new(
+                metrics.workload.clone(),
+                Instant::now(),
+            )),
             metrics,
             encoded: Mutex::new(HashMap::new()),
             leadership,
@@ -146,6 +163,30 @@ impl ConfigServer {
     /// The 5-minute report windows as of now; pool status will show them.
     pub fn report_windows(&self) -> std::collections::BTreeMap<WindowKey, WindowStats> {
         self.lock_reports().summary(Instant::now())
+    }
+
+    /// The 5-minute route windows as of now, for ModelRoute status.
+    pub fn route_windows(&self) -> std::collections::BTreeMap<RouteKey, RouteStats> {
+        self.lock_reports().route_summary(Instant::now())
+    }
+
+    /// The biggest spenders of every budget limit the lease book knows, for Budget status
+    /// `topWorkloads`. Forgets the workloads of holders the book no longer has.
+    pub fn top_workloads(&self) -> TopWorkloads {
+        let mut leases = self.lock_leases();
+        let holders = leases.book.holder_use();
+        let live: std::collections::HashSet<&HolderKey> = holders
+            .values()
+            .flat_map(|(_, h)| h.iter().map(|(key, _)| key))
+            .collect();
+        leases.workloads.retain(|key, _| live.contains(key));
+        holders
+            .iter()
+            .map(|(limit, (window, used))| {
+                let top = spend::top_workloads(used, &leases.workloads);
+                (limit.clone(), (*window, top))
+            })
+            .collect()
     }
 
     /// The fleet's use of every budget limit the lease book knows, for Budget status.
@@ -278,22 +319,30 @@ impl ConfigServer {
                 return error(StatusCode::BAD_REQUEST, &format!("invalid report: {e}"));
             }
         };
-        let allowed = table_targets(&snapshot.table_for(&pod));
-        let outcome = self.lock_reports().ingest(
-            &bound.uid,
-            &pod.namespace,
-            &allowed,
-            &report,
-            Instant::now(),
+        let table = snapshot.table_for(&pod);
+        let allowed = table_targets(&table);
+        let routes: BTreeSet<String> = table.routes.values().map(|r| r.name.clone()).collect();
+        let now = Instant::now();
+        let (outcome, spent) = {
+            let mut reports = self.lock_reports();
+            let outcome = reports.ingest(&bound.uid, &pod.namespace, &allowed, &report, now);
+            let spent = reports.ingest_routes(&bound.uid, &pod.namespace, &routes, &report, now);
+            (outcome, spent)
+        };
+        // Attributed to the workload the operator resolved for the authenticated pod; nothing
+        // in the report names one.
+        self.spend.lock().unwrap_or_else(|e| e.into_inner()).record(
+            &pod.workload,
+            &spent.deltas,
+            now,
         );
         if outcome.version_changed {
             self.versions_reported.notify_one();
         }
-        if outcome.dropped > 0 {
-            tracing::debug!(pod = %pod.name, namespace = %pod.namespace, dropped = outcome.dropped, "report targets outside the pod's table dropped");
+        if outcome.dropped + spent.dropped > 0 {
+            tracing::debug!(pod = %pod.name, namespace = %pod.namespace, targets = outcome.dropped, routes = spent.dropped, "report targets or routes outside the pod's table dropped");
         }
         count("accepted");
-        let table = snapshot.table_for(&pod);
         if table.budgets.is_empty() {
             return Response::builder()
                 .status(StatusCode::NO_CONTENT)
@@ -305,6 +354,9 @@ impl ConfigServer {
             let mut leases = self.lock_leases();
             // What status last said, so that a new term resumes counting from it.
             leases.book.resume_from(snapshot.durable.clone());
+            leases
+                .workloads
+                .insert(holder.clone(), pod.workload.clone());
             leases
                 .book
                 .report(&holder, &table.budgets, &report.budgets, Timestamp::now())
@@ -351,6 +403,7 @@ impl ConfigServer {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         if leases.leadership.take_change() {
             leases.book = LeaseBook::new(Timestamp::now());
+            leases.workloads.clear();
         }
         leases
     }

@@ -6,12 +6,15 @@
 //! current 30-second bucket of each (namespace, `pool/provider`, model). A target whose counters
 //! went down restarted: its new values are the delta. Ten buckets make the window; circuit state
 //! is a level, so each instance's latest value counts for as long as it reported in the window.
-//! Pure state with an explicit `now`, so tests need no clock.
+//! Route counters (`Report.routes`) are kept the same way, per (namespace, route), for ModelRoute
+//! status, and their deltas handed back for the per-workload metrics
+//! (docs/reference/operator.md#spend-per-workload). Pure state with an explicit `now`, so tests
+//! need no clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use switchyard_crds::report::{LATENCY_BUCKETS_MS, Report, TargetReport};
+use switchyard_crds::report::{LATENCY_BUCKETS_MS, Report, RouteReport, TargetReport};
 use tokio::time::Instant;
 
 /// The width of one bucket.
@@ -53,6 +56,31 @@ pub struct WindowStats {
     pub circuit_open_sidecars: u32,
 }
 
+/// What route status is aggregated by: the route's namespace (the reporting pod's) and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey {
+    pub namespace: String,
+    pub route: String,
+}
+
+/// Totals over the window for one route.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteStats {
+    /// Client requests, by every outcome.
+    pub requests: u64,
+    pub cost_usd: f64,
+}
+
+/// What [`ReportAggregator::ingest_routes`] did with a report's routes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoutesOutcome {
+    /// What each route of the pod's table did since the instance's previous report (the whole
+    /// counters after a restart), for routes with anything new.
+    pub deltas: Vec<RouteReport>,
+    /// Routes not in the pod's own table: dropped, so no report can invent label values.
+    pub dropped: usize,
+}
+
 /// What [`ReportAggregator::ingest`] did with a report's targets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IngestOutcome {
@@ -70,6 +98,8 @@ pub struct ReportAggregator {
     origin: Instant,
     instances: HashMap<InstanceKey, InstanceState>,
     buckets: VecDeque<(u64, HashMap<WindowKey, WindowStats>)>,
+    /// The same buckets for routes.
+    route_buckets: VecDeque<(u64, HashMap<RouteKey, RouteStats>)>,
 }
 
 /// (pod UID, instance): keyed by the authenticated UID too, so that no pod can overwrite another
@@ -83,6 +113,8 @@ struct InstanceState {
     /// The table version the instance's latest report said it applied.
     table_version: String,
     targets: HashMap<(String, String), TargetReport>,
+    /// The last route counters, by route name.
+    routes: HashMap<String, RouteReport>,
 }
 
 // === impl WindowStats ===
@@ -143,6 +175,7 @@ impl ReportAggregator {
             origin: now,
             instances: HashMap::new(),
             buckets: VecDeque::new(),
+            route_buckets: VecDeque::new(),
         }
     }
 
@@ -170,6 +203,7 @@ impl ReportAggregator {
                 last_seen: now,
                 table_version: String::new(),
                 targets: HashMap::new(),
+                routes: HashMap::new(),
             });
         state.last_seen = now;
         let mut outcome = IngestOutcome {
@@ -194,6 +228,71 @@ impl ReportAggregator {
             state.targets.insert(id, target.clone());
         }
         outcome
+    }
+
+    /// Adds the route counters of one report from the pod `pod_uid` in `namespace` (call it after
+    /// [`Self::ingest`], which expires old state). Only routes named in `allowed` (the route
+    /// names of the pod's own table) count.
+    pub fn ingest_routes(
+        &mut self,
+        pod_uid: &str,
+        namespace: &str,
+        allowed: &BTreeSet<String>,
+        report: &Report,
+        now: Instant,
+    ) -> RoutesOutcome {
+        let index = self.bucket_index(now);
+        if self.route_buckets.back().is_none_or(|(i, _)| *i != index) {
+            self.route_buckets.push_back((index, HashMap::new()));
+        }
+        let bucket = &mut self.route_buckets.back_mut().expect("pushed above").1;
+        let state = self
+            .instances
+            .entry((pod_uid.to_string(), report.instance.clone()))
+            .or_insert_with(|| InstanceState {
+                namespace: namespace.to_string(),
+                last_seen: now,
+                table_version: String::new(),
+                targets: HashMap::new(),
+                routes: HashMap::new(),
+            });
+        let mut outcome = RoutesOutcome::default();
+        for route in &report.routes {
+            if !allowed.contains(&route.route) {
+                outcome.dropped += 1;
+                continue;
+            }
+            let delta = route_delta(state.routes.get(&route.route), route);
+            state.routes.insert(route.route.clone(), route.clone());
+            if nothing_new(&delta) {
+                continue;
+            }
+            let key = RouteKey {
+                namespace: namespace.to_string(),
+                route: route.route.clone(),
+            };
+            let stats = bucket.entry(key).or_default();
+            stats.requests += delta.requests;
+            stats.cost_usd += delta.cost_usd;
+            outcome.deltas.push(delta);
+        }
+        outcome
+    }
+
+    /// The route window ending at `now`, per route.
+    pub fn route_summary(&self, now: Instant) -> BTreeMap<RouteKey, RouteStats> {
+        let current = self.bucket_index(now);
+        let mut out: BTreeMap<RouteKey, RouteStats> = BTreeMap::new();
+        for (index, bucket) in &self.route_buckets {
+            if index + BUCKETS > current {
+                for (key, stats) in bucket {
+                    let total = out.entry(key.clone()).or_default();
+                    total.requests += stats.requests;
+                    total.cost_usd += stats.cost_usd;
+                }
+            }
+        }
+        out
     }
 
     /// The table version of each pod's latest report, by pod UID; route status counts the pods
@@ -257,6 +356,13 @@ impl ReportAggregator {
         {
             self.buckets.pop_front();
         }
+        while self
+            .route_buckets
+            .front()
+            .is_some_and(|(index, _)| index + BUCKETS <= current)
+        {
+            self.route_buckets.pop_front();
+        }
         self.instances
             .retain(|_, state| now.saturating_duration_since(state.last_seen) < INSTANCE_RETENTION);
     }
@@ -289,6 +395,38 @@ pub fn delta(prev: Option<&TargetReport>, cur: &TargetReport) -> TargetReport {
             .map(|i| at(&cur.latency_buckets, i) - at(&prev.latency_buckets, i))
             .collect(),
     }
+}
+
+/// What a route did since `prev`; like [`delta`], a counter that went down means a restart and
+/// the current counters are the delta.
+pub fn route_delta(prev: Option<&RouteReport>, cur: &RouteReport) -> RouteReport {
+    let restarted = |prev: &&RouteReport| {
+        cur.requests < prev.requests
+            || cur.input_tokens < prev.input_tokens
+            || cur.cached_input_tokens < prev.cached_input_tokens
+            || cur.output_tokens < prev.output_tokens
+            || cur.cost_usd + 1e-9 < prev.cost_usd
+    };
+    let Some(prev) = prev.filter(|p| !restarted(p)) else {
+        return cur.clone();
+    };
+    RouteReport {
+        route: cur.route.clone(),
+        requests: cur.requests - prev.requests,
+        input_tokens: cur.input_tokens - prev.input_tokens,
+        cached_input_tokens: cur.cached_input_tokens - prev.cached_input_tokens,
+        output_tokens: cur.output_tokens - prev.output_tokens,
+        cost_usd: (cur.cost_usd - prev.cost_usd).max(0.0),
+    }
+}
+
+/// A delta of zero: no request, no token, no cost (an idle route is not news).
+fn nothing_new(delta: &RouteReport) -> bool {
+    delta.requests == 0
+        && delta.input_tokens == 0
+        && delta.cached_input_tokens == 0
+        && delta.output_tokens == 0
+        && delta.cost_usd <= 0.0
 }
 
 fn went_down(prev: &TargetReport, cur: &TargetReport) -> bool {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use switchyard_crds::compile::Audience;
-use switchyard_crds::table::RouteTable;
+use switchyard_crds::table::{RouteTable, Workload};
 use tokio::sync::watch;
 
 use super::leases::DurableTotals;
@@ -21,6 +21,9 @@ pub struct PodInfo {
     pub labels: BTreeMap<String, String>,
     /// Whether the pod carries `switchyard.dev/injected=true`; only such pods are served.
     pub injected: bool,
+    /// Who the pod's requests are attributed to ([`crate::workload::resolve`]). Reports are
+    /// attributed by this, never by anything a report claims.
+    pub workload: Workload,
 }
 
 /// One consistent view: tables by audience and pods by UID, and what Budget status says was
@@ -55,12 +58,30 @@ pub fn empty_table() -> Arc<RouteTable> {
 // === impl PodInfo ===
 
 impl PodInfo {
-    /// The audience this pod's table was compiled for: its namespace and labels.
+    /// The audience this pod's table was compiled for: its namespace, labels and workload.
+    /// Pods of one workload share labels, so there is still about one table per workload.
     pub fn audience(&self) -> Audience {
         Audience {
             namespace: self.namespace.clone(),
             labels: self.labels.clone(),
-            workload: None,
+            workload: Some(self.workload.clone()),
+        }
+    }
+
+    /// A pod's index entry with the workload a pod has before anything is known of its owners:
+    /// itself (`Pod/<name>`, ServiceAccount `default`). For tests and benchmarks.
+    pub fn bare(namespace: &str, name: &str, labels: BTreeMap<String, String>) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            labels,
+            injected: true,
+            workload: Workload {
+                namespace: namespace.to_string(),
+                kind: "Pod".to_string(),
+                name: name.to_string(),
+                service_account: crate::workload::DEFAULT_SERVICE_ACCOUNT.to_string(),
+            },
         }
     }
 }
@@ -118,12 +139,11 @@ mod tests {
     use super::*;
 
     fn pod(ns: &str, app: &str) -> PodInfo {
-        PodInfo {
-            namespace: ns.into(),
-            name: format!("{app}-0"),
-            labels: BTreeMap::from([("app".to_string(), app.to_string())]),
-            injected: true,
-        }
+        PodInfo::bare(
+            ns,
+            &format!("{app}-0"),
+            BTreeMap::from([("app".to_string(), app.to_string())]),
+        )
     }
 
     #[test]

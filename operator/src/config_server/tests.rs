@@ -124,12 +124,7 @@ fn server_with_mock_apiserver(pod: tables::PodInfo) -> Arc<ConfigServer> {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_default_long_poll_lasts_thirty_seconds_plus_jitter() {
-    let pod = tables::PodInfo {
-        namespace: "team-a".into(),
-        name: "chat-0".into(),
-        labels: Default::default(),
-        injected: true,
-    };
+    let pod = tables::PodInfo::bare("team-a", "chat-0", Default::default());
     let server = server_with_mock_apiserver(pod);
     let current = format!("\"{}\"", tables::empty_table().version);
     let request = |etag: &str| {

@@ -100,6 +100,9 @@ pub fn route_status(
         target_count: Some(outcome.target_count),
         excluded_providers: outcome.excluded_providers.clone(),
         sidecars: Some(sidecars),
+        // Set by the step from the report window (`spend::set_route_window`).
+        cost_usd: None,
+        requests: None,
     }
 }
 
@@ -403,7 +406,7 @@ pub fn budget_status(
         observed_generation: generation,
         summary: nearest.map(|(_, summary)| summary),
         windows,
-        // Spend per workload is not built yet (docs/reference/crds.md, Budget).
+        // Filled by the step from the lease book's holders (`spend::budget_top_workloads`).
         top_workloads: Vec::new(),
         sidecars: Some(BudgetSidecars { reporting, leased }),
         refused_requests: refused.map(|(_, n)| n),
@@ -419,6 +422,7 @@ pub fn same_but_spend(a: &BudgetStatus, b: &BudgetStatus) -> bool {
         status.summary = None;
         status.sidecars = None;
         status.refused_requests = None;
+        status.top_workloads = Vec::new();
         for window in &mut status.windows {
             window.used = BudgetAmounts::default();
             window.remaining = BudgetAmounts::default();

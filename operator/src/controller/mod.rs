@@ -9,6 +9,8 @@
 
 pub mod conditions;
 pub mod events;
+pub mod owners;
+pub mod spend;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -36,13 +38,16 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::events::Notice;
+use crate::config_server::TopWorkloads;
 use crate::config_server::leases::LimitTotals;
-use crate::config_server::reports::{WindowKey, WindowStats};
+use crate::config_server::reports::{RouteKey, RouteStats, WindowKey, WindowStats};
 use crate::config_server::tables::{PodInfo, Snapshot, Tables};
 use crate::leader::Leadership;
 use crate::metrics::ControllerMetrics;
 use crate::names::{FIELD_MANAGER, GENERATED_BY, INJECT_LABEL, INJECTED_LABEL};
+use crate::workload::{self, Owners};
 use crate::{Error, Result};
+use owners::OwnerCache;
 
 /// How long to wait after a change for more changes before compiling.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -77,6 +82,9 @@ pub struct World {
     pub pods: Vec<Pod>,
     /// Namespaces labelled for injection.
     pub namespaces: Vec<Namespace>,
+    /// The controllers of the ReplicaSets and Jobs that control pods, as far as looked up
+    /// ([`owners`]), to resolve each pod's workload.
+    pub owners: Owners,
 }
 
 /// What the config server learnt from sidecar reports.
@@ -88,6 +96,10 @@ pub struct Reports {
     pub versions: HashMap<String, String>,
     /// The lease book's totals by (budget `namespace/name`, limit index), for Budget status.
     pub budgets: HashMap<(String, u32), LimitTotals>,
+    /// The 5-minute route windows, for ModelRoute `costUsd` and `requests`.
+    pub routes: BTreeMap<RouteKey, RouteStats>,
+    /// The biggest spenders of each budget limit's window, for Budget `topWorkloads`.
+    pub top_workloads: TopWorkloads,
 }
 
 /// A budget status a step decided to write.
@@ -123,7 +135,7 @@ pub struct Step {
 /// Compiles `world`, builds the snapshot and every status, and keeps only the statuses that
 /// differ (ignoring transition times) from what the objects carry.
 pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
-    let pods = PodIndex::of(&world.pods);
+    let pods = PodIndex::of(&world.pods, &world.owners);
     let compiled = compile::compile(&Inputs {
         pools: &world.pools,
         routes: &world.routes,
@@ -142,7 +154,7 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
     let holding = budget_counts(&pods.running, &tables);
 
     let mut out = Step::default();
-    route_statuses(world, &compiled.routes, &selected, &now, &mut out);
+    route_statuses(world, &compiled.routes, &selected, reports, &now, &mut out);
     pool_statuses(world, &compiled.pools, reports, &now, &mut out);
     budget_statuses(world, &compiled.budgets, reports, &holding, &now, &mut out);
     out.trust_namespaces = world
@@ -195,8 +207,9 @@ fn budget_statuses(
         let id = format!("{}/{}", key.namespace, key.name);
         let selected = holding.get(&id).copied().unwrap_or(0);
         let previous = budget.status.as_ref();
-        let status =
+        let mut status =
             conditions::budget_status(budget, outcome, &reports.budgets, selected, now.clone());
+        status.top_workloads = spend::budget_top_workloads(budget, &reports.top_workloads, now);
         if previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
             continue;
         }
@@ -255,12 +268,14 @@ struct PodIndex {
 }
 
 impl PodIndex {
-    fn of(pods: &[Pod]) -> Self {
+    fn of(pods: &[Pod], owners: &Owners) -> Self {
         let mut by_uid = HashMap::new();
         let mut audiences = BTreeSet::new();
         let mut running = Vec::new();
         for pod in pods {
-            let Some(info) = pod_info(pod) else { continue };
+            let Some(info) = pod_info(pod, owners) else {
+                continue;
+            };
             // NB: Pending pods get an audience too: a native sidecar starts (and asks for its
             // table) while its pod is still Pending, and should not be served the empty table
             // then.
@@ -307,6 +322,7 @@ fn route_statuses(
     world: &World,
     outcomes: &BTreeMap<ObjectKey, RouteOutcome>,
     selected: &BTreeMap<(String, String), (u32, u32)>,
+    reports: &Reports,
     now: &Time,
     out: &mut Step,
 ) {
@@ -328,7 +344,13 @@ fn route_statuses(
         // route without problems is in the served tables.
         let programmed = outcome.accepted.is_empty() && outcome.resolved_refs.is_empty();
         let previous = route.status.as_ref();
-        let status = conditions::route_status(outcome, sidecars, programmed, previous, now.clone());
+        let mut status =
+            conditions::route_status(outcome, sidecars, programmed, previous, now.clone());
+        let window = RouteKey {
+            namespace: key.namespace.clone(),
+            route: key.name.clone(),
+        };
+        spend::set_route_window(&mut status, reports.routes.get(&window));
         if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
             let before = previous.map(|p| p.conditions.as_slice());
             out.events
@@ -534,6 +556,10 @@ async fn reconcile(
 ) -> (bool, Option<Duration>) {
     let timer = ctx.metrics.reconcile_duration.start_timer();
     let mut world = stores.world();
+    // Lookups run beside the step; the pods they resolve move to their workload at a later one.
+    stores
+        .owners
+        .refresh(&ctx.client, &world.pods, &stores.changed, &ctx.metrics);
     let unlabelled = unlabelled_secrets(&ctx.client, &world).await;
     world.secrets.extend(unlabelled);
     let out = step(
@@ -590,6 +616,9 @@ struct Stores {
     secrets: Store<Secret>,
     pods: Store<Pod>,
     namespaces: Store<Namespace>,
+    owners: Arc<OwnerCache>,
+    /// Notified by every reflector and by owner lookups that found something.
+    changed: Arc<Notify>,
 }
 
 impl Stores {
@@ -639,6 +668,8 @@ impl Stores {
                 changed,
                 errors,
             ),
+            owners: Arc::default(),
+            changed: changed.clone(),
         }
     }
 
@@ -668,6 +699,7 @@ impl Stores {
             secrets: cloned(&self.secrets),
             pods: cloned(&self.pods),
             namespaces: cloned(&self.namespaces),
+            owners: self.owners.known(),
         }
     }
 }
@@ -834,7 +866,7 @@ fn key_of(kind: Kind, obj: &impl ResourceExt) -> ObjectKey {
 }
 
 /// The index entry of an injected, non-terminating pod.
-fn pod_info(pod: &Pod) -> Option<PodInfo> {
+fn pod_info(pod: &Pod, owners: &Owners) -> Option<PodInfo> {
     let injected = pod
         .labels()
         .get(INJECTED_LABEL)
@@ -847,6 +879,7 @@ fn pod_info(pod: &Pod) -> Option<PodInfo> {
         name: pod.name_any(),
         labels: pod.labels().clone(),
         injected,
+        workload: workload::resolve(pod, owners),
     })
 }
 

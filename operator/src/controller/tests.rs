@@ -39,11 +39,16 @@ fn secret() -> Secret {
     .unwrap()
 }
 
+/// A pod of the ReplicaSet `<app>-7d4f` (UID `rs-<app>`), as a Deployment's pods are.
 fn pod(uid: &str, app: &str, phase: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("{app}-{uid}"), "namespace": "ns", "uid": uid,
-                     "labels": {"app": app, INJECTED_LABEL: "true"}},
+                     "labels": {"app": app, INJECTED_LABEL: "true"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                          "name": format!("{app}-7d4f"), "uid": format!("rs-{app}"),
+                                          "controller": true}]},
+        "spec": {"containers": [], "serviceAccountName": format!("{app}-sa")},
         "status": {"phase": phase},
     }))
     .unwrap()
@@ -64,7 +69,32 @@ fn world() -> World {
             pod("u3", "web", "Pending"),
         ],
         namespaces: vec![],
+        // The chat ReplicaSet was looked up; the web one not yet.
+        owners: Owners::from([(
+            "rs-chat".to_string(),
+            Some(workload::Owner {
+                kind: "Deployment".into(),
+                name: "chat".into(),
+            }),
+        )]),
     }
+}
+
+#[test]
+fn pods_carry_their_workload_into_their_audience_and_table() {
+    let out = step(&world(), &Reports::default(), now());
+    let u1 = out.snapshot.pod("u1").unwrap();
+    assert_eq!(u1.workload.id(), "ns/Deployment/chat");
+    assert_eq!(u1.workload.service_account, "chat-sa");
+    let table = out.snapshot.table_for(u1);
+    assert_eq!(table.workload.as_ref(), Some(&u1.workload));
+    // Not looked up yet: the pod's own controller stands in.
+    let u3 = out.snapshot.pod("u3").unwrap();
+    assert_eq!(u3.workload.kind_name(), "ReplicaSet/web-7d4f");
+    assert_eq!(
+        out.snapshot.table_for(u3).workload.as_ref(),
+        Some(&u3.workload)
+    );
 }
 
 #[test]

@@ -244,10 +244,12 @@ pub fn table(
 
 pub fn pod(namespace: &str, name: &str, injected: bool) -> PodInfo {
     PodInfo {
-        namespace: namespace.into(),
-        name: name.into(),
-        labels: BTreeMap::from([("app".to_string(), "chat".to_string())]),
         injected,
+        ..PodInfo::bare(
+            namespace,
+            name,
+            BTreeMap::from([("app".to_string(), "chat".to_string())]),
+        )
     }
 }
 

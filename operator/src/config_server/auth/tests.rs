@@ -72,12 +72,7 @@ fn reviews_must_be_authenticated_for_our_audience_and_bound() {
 
 #[test]
 fn the_pod_must_be_indexed_with_the_same_identity_and_injected() {
-    let pod = PodInfo {
-        namespace: "team-a".into(),
-        name: "chat-0".into(),
-        labels: BTreeMap::new(),
-        injected: true,
-    };
+    let pod = PodInfo::bare("team-a", "chat-0", BTreeMap::new());
     let mut snapshot = Snapshot {
         tables: BTreeMap::new(),
         pods: HashMap::from([("uid-1".to_string(), pod.clone())]),

@@ -237,3 +237,106 @@ fn report_versions_are_each_pods_latest() {
     assert_eq!(versions["uid-a"], "v2", "the newer instance's report wins");
     assert_eq!(versions["uid-b"], "v1");
 }
+
+fn route(name: &str, requests: u64, cost_usd: f64) -> RouteReport {
+    RouteReport {
+        route: name.into(),
+        requests,
+        input_tokens: requests * 100,
+        cached_input_tokens: requests * 10,
+        output_tokens: requests * 50,
+        cost_usd,
+    }
+}
+
+fn routes_report(instance: &str, routes: Vec<RouteReport>) -> Report {
+    Report {
+        routes,
+        ..report(instance, vec![])
+    }
+}
+
+fn chat_only() -> BTreeSet<String> {
+    BTreeSet::from(["chat".to_string()])
+}
+
+fn chat_key() -> RouteKey {
+    RouteKey {
+        namespace: "team-a".into(),
+        route: "chat".into(),
+    }
+}
+
+#[test]
+fn route_counters_become_deltas_and_a_restart_counts_from_zero() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    let mut send = |instance: &str, requests: u64, cost: f64| {
+        agg.ingest_routes(
+            "uid",
+            "team-a",
+            &chat_only(),
+            &routes_report(instance, vec![route("chat", requests, cost)]),
+            t0,
+        )
+    };
+    assert_eq!(send("i1", 4, 0.5).deltas, vec![route("chat", 4, 0.5)]);
+    assert_eq!(send("i1", 10, 1.25).deltas, vec![route("chat", 6, 0.75)]);
+    assert_eq!(send("i1", 10, 1.25).deltas, vec![], "nothing new: no delta");
+    // The same instance id whose counters went down restarted: its counters are the delta.
+    assert_eq!(send("i1", 3, 0.25).deltas, vec![route("chat", 3, 0.25)]);
+    // A new instance (a restarted sidecar's new id) starts from zero too.
+    assert_eq!(send("i2", 2, 0.5).deltas, vec![route("chat", 2, 0.5)]);
+    let summary = agg.route_summary(t0);
+    assert_eq!(summary[&chat_key()].requests, 4 + 6 + 3 + 2);
+    assert!((summary[&chat_key()].cost_usd - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn routes_outside_the_pods_table_are_dropped() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    let outcome = agg.ingest_routes(
+        "uid",
+        "team-a",
+        &chat_only(),
+        &routes_report(
+            "i1",
+            vec![
+                route("chat", 1, 0.1),
+                route("someone-elses-route", 99, 99.0),
+            ],
+        ),
+        t0,
+    );
+    assert_eq!(outcome.dropped, 1);
+    assert_eq!(outcome.deltas, vec![route("chat", 1, 0.1)]);
+    assert_eq!(
+        agg.route_summary(t0).keys().cloned().collect::<Vec<_>>(),
+        vec![chat_key()]
+    );
+}
+
+#[test]
+fn the_route_window_forgets_what_is_older_than_five_minutes() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    let r = |requests| routes_report("i1", vec![route("chat", requests, 0.0)]);
+    agg.ingest("uid", "team-a", &allowed(), &r(5), t0);
+    agg.ingest_routes("uid", "team-a", &chat_only(), &r(5), t0);
+    let later = t0 + BUCKET * 6;
+    agg.ingest("uid", "team-a", &allowed(), &r(7), later);
+    agg.ingest_routes("uid", "team-a", &chat_only(), &r(7), later);
+    assert_eq!(agg.route_summary(later)[&chat_key()].requests, 7);
+    let past = t0 + BUCKET * 11;
+    assert_eq!(
+        agg.route_summary(past)[&chat_key()].requests,
+        2,
+        "the first bucket left the window"
+    );
+    agg.ingest("uid", "team-a", &allowed(), &r(7), t0 + BUCKET * 17);
+    assert!(
+        agg.route_summary(t0 + BUCKET * 17).is_empty(),
+        "expired buckets are dropped"
+    );
+}
