@@ -173,6 +173,9 @@ CLUSTER_RULES = {
     *{("switchyard.dev", r, "patch", None) for r in ("modelroutes/status", "providerpools/status", "budgets/status")},
     *{("", r, v, None) for r in ("secrets", "pods", "namespaces") for v in ("list", "watch")},
     ("", "nodes", "list", None),
+    # Spend per workload: a pod's ReplicaSet or Job, read by name (metadata only) for its owner.
+    ("apps", "replicasets", "get", None),
+    ("batch", "jobs", "get", None),
     ("authentication.k8s.io", "tokenreviews", "create", None),
     ("", "configmaps", "create", None),
     ("", "configmaps", "patch", None),
