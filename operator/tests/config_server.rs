@@ -539,3 +539,112 @@ async fn route_spend_is_exported_per_workload_and_a_pod_cannot_spend_for_another
             .any(|k| k.namespace == "team-a" && k.route == "claude")
     );
 }
+
+/// A period whose windows are about 45 years long (the longest duration the format allows): no
+/// window boundary falls inside a test run, whatever the wall clock says.
+const LONG_PERIOD: &str = "99999h99999h99999h99999h";
+
+#[tokio::test]
+async fn budget_spend_is_ranked_by_the_workload_of_each_reporting_pod() {
+    use switchyard_crds::report::{Amounts, BudgetUsage};
+    use switchyard_crds::table;
+    use switchyard_crds::v1alpha1::{BudgetMode, WhenUnreachable};
+    use switchyard_crds::window::{Period, Timestamp};
+
+    let budget = table::Budget {
+        namespace: "team-a".into(),
+        name: "cap".into(),
+        routes: vec![],
+        providers: vec![],
+        limits: vec![table::BudgetLimit {
+            period: LONG_PERIOD.into(),
+            usd_micros: Some(100_000_000),
+            requests: None,
+            tokens: None,
+        }],
+        mode: BudgetMode::Enforce,
+        when_unreachable: WhenUnreachable::LastShare,
+        kind: table::BudgetKind::Budget,
+    };
+    let budgeted = Arc::new(
+        (*team_a_v1())
+            .clone()
+            .with_budgets(BTreeMap::from([(budget.id(), budget)])),
+    );
+    // team-a's chat-0 (Deployment chat) and nightly-0 (CronJob nightly) share the budget.
+    let mut snap = workload_snapshot();
+    let chat = snap.pods["uid-a"].clone();
+    let mut nightly = chat.clone();
+    nightly.name = "nightly-0".into();
+    nightly.workload.kind = "CronJob".into();
+    nightly.workload.name = "nightly".into();
+    snap.tables.insert(chat.audience(), budgeted.clone());
+    snap.tables.insert(nightly.audience(), budgeted);
+    snap.pods.insert("uid-n".into(), nightly);
+    let mut script = scripted_reviews();
+    script.insert("tok-n".into(), bound_status("team-a", "nightly-0", "uid-n"));
+    let h = start_from(Leadership::always(), script, snap).await;
+
+    let window = Period::parse(LONG_PERIOD)
+        .unwrap()
+        .window(Timestamp::now())
+        .unwrap();
+    let post = |token: &'static str, instance: &'static str, usd_micros: u64, requests: u64| {
+        let h = &h;
+        let report = Report {
+            instance: instance.into(),
+            table_version: "v".into(),
+            budgets: vec![BudgetUsage {
+                budget: "team-a/cap".into(),
+                limit: 0,
+                period: LONG_PERIOD.into(),
+                window_start: window.start.as_second(),
+                used: Amounts {
+                    usd_micros: Some(usd_micros),
+                    requests: Some(requests),
+                    tokens: Some(0),
+                },
+                holds: None,
+                refused: 0,
+            }],
+            ..Report::default()
+        };
+        async move {
+            let auth = format!("Bearer {token}");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let body = serde_json::to_string(&report).unwrap();
+            h.call(Method::POST, "/v1/report", &headers, &body).await
+        }
+    };
+    assert_eq!(
+        post("tok-a", "a-1", 1_500_000, 30).await.status,
+        StatusCode::OK
+    );
+    // A restarted chat sidecar is another holder of the same workload: their use adds up.
+    assert_eq!(
+        post("tok-a", "a-2", 1_000_000, 10).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post("tok-n", "n-1", 2_000_000, 5).await.status,
+        StatusCode::OK
+    );
+
+    let top = h.server.top_workloads();
+    let (counted, spenders) = &top[&("team-a/cap".to_string(), 0)];
+    assert_eq!(*counted, window);
+    let ranked: Vec<(&str, &str, u64)> = spenders
+        .iter()
+        .map(|s| (s.workload.as_str(), s.usd.0.as_str(), s.requests))
+        .collect();
+    assert_eq!(
+        ranked,
+        [
+            ("team-a/Deployment/chat", "2.50", 40),
+            ("team-a/CronJob/nightly", "2.00", 5),
+        ]
+    );
+}
