@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 
-use crate::table::{self, Pricing, RouteTable, Upstream};
+use crate::table::{self, RouteTable, Upstream};
 use crate::v1alpha1::{Budget, ModelRoute, ProviderPool};
 
 mod budget;
@@ -232,7 +232,7 @@ impl Compiled {
 /// A usable provider of a pool, with its models.
 struct CompiledProvider {
     upstream: Upstream,
-    models: BTreeMap<String, (Pricing, Option<u32>)>,
+    models: pool::Models,
 }
 
 /// Usable providers by (namespace, pool, provider); `Err` holds why a provider is unusable.
@@ -417,5 +417,7 @@ fn beats(challenger: &ModelRoute, current: &ModelRoute) -> bool {
     rank(challenger) < rank(current)
 }
 
+#[cfg(test)]
+mod kind_tests;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::secret::SecretString;
-use crate::v1alpha1::{Api, BudgetMode, FailureClass, Strategy, WhenUnreachable};
+use crate::v1alpha1::{Api, BudgetMode, FailureClass, ModelType, Strategy, WhenUnreachable};
 
 /// Bumped only on an incompatible change of this format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -128,6 +128,10 @@ pub struct Target {
     /// Context window in tokens, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u32>,
+    /// What the model does: `Chat` (left out, so tables without embeddings keep their versions)
+    /// or `Embedding`. Every target of a route has the same type.
+    #[serde(rename = "type", default, skip_serializing_if = "ModelType::is_chat")]
+    pub kind: ModelType,
 }
 
 /// USD per million tokens.

@@ -12,10 +12,18 @@ use super::{
 };
 use crate::secret::SecretString;
 use crate::table::{self, Pricing, TimeoutsMs, Upstream};
-use crate::v1alpha1::{self, CircuitBreaker, Provider, ProviderPool};
+use crate::v1alpha1::{self, Api, CircuitBreaker, ModelType, Provider, ProviderPool};
 
-/// The models of a provider with their prices and context windows.
-type Models = BTreeMap<String, (Pricing, Option<u32>)>;
+/// The models of a provider by name.
+pub(super) type Models = BTreeMap<String, CompiledModel>;
+
+/// What a target needs to know about a model of its provider.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CompiledModel {
+    pub pricing: Pricing,
+    pub context_window: Option<u32>,
+    pub kind: ModelType,
+}
 
 pub(super) fn compile_pool(
     pool: &ProviderPool,
@@ -213,11 +221,23 @@ fn models(provider: &Provider, at: &str, findings: &mut Findings<'_>) -> Models 
             cached_input_per_million: cached,
             output_per_million: output,
         };
-        if model.name.is_empty()
-            || models
-                .insert(model.name.clone(), (pricing, model.context_window))
-                .is_some()
-        {
+        let kind = model.kind.unwrap_or_default();
+        // Anthropic has no embeddings API: such a model could never be served.
+        if kind == ModelType::Embedding && provider.api == Api::Anthropic {
+            findings.invalid(
+                format!("{at}.type"),
+                format!(
+                    "model {:?}: api Anthropic has no embeddings API, so type Embedding cannot be served",
+                    model.name
+                ),
+            );
+        }
+        let compiled = CompiledModel {
+            pricing,
+            context_window: model.context_window,
+            kind,
+        };
+        if model.name.is_empty() || models.insert(model.name.clone(), compiled).is_some() {
             findings.invalid(
                 format!("{at}.name"),
                 format!("duplicate or empty model name {:?}", model.name),

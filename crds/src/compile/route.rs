@@ -8,7 +8,7 @@ use kube::core::Selector;
 use super::{CompiledProvider, Findings, ObjectKey, ProviderIndex, RouteOutcome, reasons};
 use crate::complexity::MAX_SCORE;
 use crate::table::{self, CachePolicy};
-use crate::v1alpha1::{self, FailureClass, ModelRoute, ModelRouteSpec, Strategy};
+use crate::v1alpha1::{self, FailureClass, ModelRoute, ModelRouteSpec, ModelType, Strategy};
 
 /// Targets tried for one request unless `failover.maxAttempts` says otherwise: the first and two
 /// failovers ride out one provider's outage without a client waiting through a long list.
@@ -36,6 +36,7 @@ pub(super) fn compile_route(
             .as_ref()
             .map(|r| r.allowed_regions.iter().map(String::as_str).collect()),
         excluded: BTreeSet::new(),
+        kind: None,
         findings: Findings::new(key),
     };
     compiler.check_model();
@@ -70,6 +71,8 @@ struct RouteCompiler<'a> {
     allowed: Option<BTreeSet<&'a str>>,
     /// `pool/provider`s dropped by residency.
     excluded: BTreeSet<String>,
+    /// The model type of the first target resolved and where it is: every other must match.
+    kind: Option<(ModelType, String)>,
     findings: Findings<'a>,
 }
 
@@ -211,7 +214,7 @@ impl<'a> RouteCompiler<'a> {
             return None;
         }
         let provider = self.provider(t, at)?;
-        let Some((pricing, context_window)) = provider.models.get(&t.model) else {
+        let Some(model) = provider.models.get(&t.model) else {
             self.findings.unresolved(
                 format!("{at}.model"),
                 reasons::BACKEND_NOT_FOUND,
@@ -222,6 +225,10 @@ impl<'a> RouteCompiler<'a> {
             );
             return None;
         };
+        // Before residency: whether a route mixes types does not depend on where it may run.
+        if !self.same_kind(model.kind, at) {
+            return None;
+        }
         let upstream = provider.upstream.id();
         if !self.resident(provider) {
             self.excluded.insert(upstream);
@@ -231,9 +238,32 @@ impl<'a> RouteCompiler<'a> {
             upstream,
             model: t.model.clone(),
             weight: weight.max(1),
-            pricing: *pricing,
-            context_window: *context_window,
+            pricing: model.pricing,
+            context_window: model.context_window,
+            kind: model.kind,
         })
+    }
+
+    /// Whether a target of type `kind` at `at` matches the route's other targets (rules
+    /// included): a route serves chat or embeddings, never both, since a client calls one
+    /// endpoint and every target must be able to answer it.
+    fn same_kind(&mut self, kind: ModelType, at: &str) -> bool {
+        match &self.kind {
+            None => {
+                self.kind = Some((kind, at.to_string()));
+                true
+            }
+            Some((first, _)) if *first == kind => true,
+            Some((first, first_at)) => {
+                let message = format!(
+                    "a route cannot mix Chat and Embedding models: this target's model is {} but {first_at}'s is {}",
+                    kind.as_str(),
+                    first.as_str()
+                );
+                self.findings.invalid(format!("{at}.model"), message);
+                false
+            }
+        }
     }
 
     /// The usable provider a target names, in the route's namespace.

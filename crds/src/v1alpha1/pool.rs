@@ -179,6 +179,50 @@ pub struct Model {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub context_window: Option<u32>,
+    /// What the model does: `Chat` (chat completions, `/v1/chat/completions` and
+    /// `/v1/messages`) or `Embedding` (`/v1/embeddings`). A route serves one kind only. Providers
+    /// with `api: Anthropic` have no embeddings API and cannot declare `Embedding`. Default
+    /// `Chat`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ModelType>,
+}
+
+/// What a model does, and so which endpoint reaches it.
+#[derive(
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+)]
+pub enum ModelType {
+    /// Chat completions: `POST /v1/chat/completions` and `POST /v1/messages`.
+    #[default]
+    Chat,
+    /// Embeddings: `POST /v1/embeddings`. Priced at `inputPerMillion`; there is no output.
+    Embedding,
+}
+
+impl ModelType {
+    /// `Chat` or `Embedding`, as manifests and messages spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelType::Chat => "Chat",
+            ModelType::Embedding => "Embedding",
+        }
+    }
+
+    /// Whether this is the default, which tables leave out so that their versions do not change.
+    pub fn is_chat(&self) -> bool {
+        *self == ModelType::Chat
+    }
 }
 
 /// When a sidecar stops sending to a failing (provider, model) and for how long.
@@ -278,6 +322,30 @@ mod tests {
                 .as_array()
                 .is_some_and(|r| r.contains(&json!("scope"))),
             "optional, so older manifests stay valid"
+        );
+    }
+
+    #[test]
+    fn a_model_is_chat_unless_it_says_embedding_and_chat_is_not_written_back() {
+        let old = json!({"name": "m", "inputPerMillion": "1", "outputPerMillion": "2"});
+        let model: Model = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(model.kind, None, "unset means Chat");
+        assert_eq!(serde_json::to_value(&model).unwrap(), old);
+        let mut embedding = old.clone();
+        embedding["type"] = json!("Embedding");
+        let model: Model = serde_json::from_value(embedding.clone()).unwrap();
+        assert_eq!(model.kind, Some(ModelType::Embedding));
+        assert_eq!(serde_json::to_value(&model).unwrap(), embedding);
+        let mut wrong = old;
+        wrong["type"] = json!("embedding");
+        assert!(serde_json::from_value::<Model>(wrong).is_err());
+
+        let crd = serde_json::to_value(ProviderPool::crd()).unwrap();
+        let model = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["providers"]["items"]["properties"]["models"]["items"];
+        assert_eq!(
+            model["properties"]["type"]["enum"],
+            json!(["Chat", "Embedding"])
         );
     }
 }

@@ -221,6 +221,7 @@ pub fn route(namespace: &str, model: &str, upstream: &str, upstream_model: &str)
             weight: 1,
             pricing: Pricing::default(),
             context_window: None,
+            kind: Default::default(),
         }],
         rules: vec![],
         failover_on: vec![],

@@ -11,6 +11,7 @@
 
 pub mod anthropic_openai;
 pub mod assemble;
+pub mod embeddings;
 pub mod openai_anthropic;
 pub mod openai_gemini;
 pub mod sse;

@@ -7,6 +7,7 @@
 //! their own.
 
 pub mod anthropic;
+pub mod embeddings;
 pub mod gemini;
 pub mod openai;
 

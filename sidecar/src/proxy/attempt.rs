@@ -25,6 +25,7 @@ use super::ctx::{RequestCtx, Spend};
 use super::route::ParsedRequest;
 use super::stream;
 use crate::budget::{self, Exhausted};
+use crate::convert::embeddings::EmbeddingRequest;
 use crate::failure::AttemptError;
 use crate::providers::{self, Call};
 use crate::proxy::body::ResponseBody;
@@ -33,9 +34,9 @@ use crate::upstream::health::{Admission, ProbeGuard};
 use crate::upstream::limits::LimitPermit;
 
 /// Largest whole answer assembled for a client that asked for no stream.
-const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+pub(super) const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// Largest error body read from a provider; the rest is not needed to classify it.
-const MAX_ERROR_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_ERROR_BYTES: usize = 1024 * 1024;
 
 /// What a successful attempt produced.
 pub enum Answer {
@@ -43,6 +44,15 @@ pub enum Answer {
     Whole { body: Bytes, spend: Spend },
     /// A committed stream, which records the request itself when it ends.
     Stream(Response<ResponseBody>),
+}
+
+/// What the attempts send: a chat request, or an embeddings request
+/// ([`super::embeddings`]). Both take the same path through targets, breakers, limits and
+/// budgets; only the exchange with one target differs.
+#[derive(Clone, Copy)]
+pub enum Work<'a> {
+    Chat(&'a ParsedRequest),
+    Embeddings(&'a EmbeddingRequest),
 }
 
 /// How the attempts went.
@@ -59,7 +69,7 @@ pub async fn run(
     ctx: &mut RequestCtx,
     route: &Route,
     ordered: Vec<TargetRt>,
-    request: &ParsedRequest,
+    work: Work<'_>,
     headers: &HeaderMap,
 ) -> Attempts {
     let metrics = ctx.runtime.metrics.clone();
@@ -98,7 +108,13 @@ pub async fn run(
         }
         ctx.attempts += 1;
         ctx.in_flight = Some(target.clone());
-        match attempt(ctx, &target, request, headers, permit, probe).await {
+        let answer = match work {
+            Work::Chat(request) => attempt(ctx, &target, request, headers, permit, probe).await,
+            Work::Embeddings(request) => {
+                super::embeddings::attempt(ctx, &target, request, headers, permit, probe).await
+            }
+        };
+        match answer {
             Ok(answer) => return Attempts::Answered(target, Box::new(answer)),
             Err(error) => {
                 ctx.in_flight = None;
@@ -289,7 +305,7 @@ fn streams_upstream(request: &ParsedRequest) -> bool {
 
 /// A failed exchange with no HTTP answer: a connect timeout is a `Timeout`, the rest (refused,
 /// reset, DNS, TLS, a connection closed before the answer) a `ConnectError`.
-fn connect_error(error: &hyper_util::client::legacy::Error) -> AttemptError {
+pub(super) fn connect_error(error: &hyper_util::client::legacy::Error) -> AttemptError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     let mut detail = error.to_string();
     while let Some(e) = source {
@@ -305,7 +321,7 @@ fn connect_error(error: &hyper_util::client::legacy::Error) -> AttemptError {
 }
 
 /// Reads a whole body, bounded in size and time.
-async fn read_limited(
+pub(super) async fn read_limited(
     mut body: hyper::body::Incoming,
     limit: usize,
     deadline: Instant,

@@ -6,6 +6,7 @@
 pub mod attempt;
 pub mod body;
 pub mod ctx;
+pub mod embeddings;
 pub mod respond;
 pub mod route;
 pub mod rules;
@@ -19,6 +20,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
+use switchyard_crds::v1alpha1::ModelType;
 use switchyard_crds::window::Timestamp;
 use tokio::time::Instant;
 
@@ -70,14 +72,17 @@ impl Proxy {
             (&Method::POST, "/v1/chat/completions") => self.chat(ClientApi::OpenAI, request).await,
             (&Method::GET, "/v1/models") => self.models(&request),
             (&Method::POST, "/v1/messages") => self.chat(ClientApi::Anthropic, request).await,
-            (_, "/v1/chat/completions" | "/v1/models" | "/v1/messages") => respond::error_response(
-                ClientApi::OpenAI,
-                &ClientError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{} is not allowed on {path}", request.method()),
-                ),
-            ),
+            (&Method::POST, "/v1/embeddings") => self.embeddings(request).await,
+            (_, "/v1/chat/completions" | "/v1/models" | "/v1/messages" | "/v1/embeddings") => {
+                respond::error_response(
+                    ClientApi::OpenAI,
+                    &ClientError::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method_not_allowed",
+                        format!("{} is not allowed on {path}", request.method()),
+                    ),
+                )
+            }
             _ => respond::error_response(
                 ClientApi::OpenAI,
                 &ClientError::new(
@@ -125,6 +130,7 @@ impl Proxy {
         ctx.stream = parsed.stream;
         ctx.wants_usage = parsed.wants_usage;
         let route = route::find(&snapshot, &parsed.model)?;
+        route::check_kind(&route, ModelType::Chat)?;
         ctx.route = Some(route.route.name.clone());
         ctx.workload = snapshot.workload.clone();
         let mut facts = rules::RequestFacts::new(&parsed.hub, &parts.headers);
@@ -160,7 +166,8 @@ impl Proxy {
             &mut rand::rng(),
             Instant::now(),
         );
-        let attempts = attempt::run(ctx, &route.route, ordered, &parsed, &parts.headers).await;
+        let work = attempt::Work::Chat(&parsed);
+        let attempts = attempt::run(ctx, &route.route, ordered, work, &parts.headers).await;
         Ok(answer(ctx, attempts))
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use serde_json::{Map, Value};
+use switchyard_crds::v1alpha1::ModelType;
 
 use super::respond::{ClientApi, ClientError};
 use crate::convert::anthropic_openai;
@@ -168,6 +169,34 @@ pub fn find(snapshot: &Snapshot, model: &str) -> Result<Arc<RouteRt>, ClientErro
             ),
         )
     })
+}
+
+/// A route's model type: its targets' (compile keeps them all alike, rules included).
+pub fn kind_of(route: &RouteRt) -> ModelType {
+    route
+        .route
+        .targets
+        .first()
+        .map_or(ModelType::Chat, |t| t.kind)
+}
+
+/// A 400 naming the route when it serves the other kind of model than the endpoint called:
+/// a chat route cannot embed, nor an embedding route chat.
+pub fn check_kind(route: &RouteRt, wanted: ModelType) -> Result<(), ClientError> {
+    let kind = kind_of(route);
+    if kind == wanted {
+        return Ok(());
+    }
+    let (serves, endpoint) = match kind {
+        ModelType::Chat => ("chat", "POST /v1/chat/completions or /v1/messages"),
+        ModelType::Embedding => ("embeddings", "POST /v1/embeddings"),
+    };
+    Err(bad(format!(
+        "model {:?} is route {} which serves {serves} ({} models); call {endpoint}",
+        shown_model(&route.route.model),
+        route.route.name,
+        kind.as_str()
+    )))
 }
 
 #[cfg(test)]

@@ -117,6 +117,7 @@ mod tests {
                     output_per_million: output,
                 },
                 context_window: None,
+                kind: Default::default(),
             },
             upstream: Arc::new(UpstreamRt::new(def)),
             health: TargetHealth::new(IntGauge::new("g", "g").unwrap()),

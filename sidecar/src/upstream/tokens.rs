@@ -38,6 +38,12 @@ pub fn estimate_prompt_tokens(request: &serde_json::Map<String, Value>) -> u32 {
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
+/// Tokens of one text, without any message overhead: the usage of embeddings whose provider
+/// reports none.
+pub fn count_text(text: &str) -> u64 {
+    bpe().encode_ordinary(text).len() as u64
+}
+
 /// Appends the text of every message (string content and text parts) to `out`.
 pub fn prompt_text(request: &serde_json::Map<String, Value>, out: &mut String) {
     let Some(messages) = request.get("messages").and_then(Value::as_array) else {
