@@ -9,7 +9,9 @@
 //! (required `contents`, valid roles, non-empty parts, no unknown fields), so tests can prove a
 //! translated request valid, and answered as the current [`Behavior`] says: text, or a
 //! `functionCall` of the first function declaration when the last content is a user turn
-//! without a `functionResponse`.
+//! without a `functionResponse`. `POST /v1beta/models/{model}:batchEmbedContents` is checked as
+//! Google checks a `BatchEmbedContentsRequest` and answered with deterministic vectors
+//! ([`super::embeddings`]).
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::content::{self, Tokens, ToolCall, random_alphanumeric, word_pieces};
+use super::embeddings;
 use super::server::{self, Api, EVENT_STREAM, Ending, Mock, Plan, SimBody};
 pub use super::server::{Behavior, Recorded};
 
@@ -138,7 +141,10 @@ impl Api for Gemini {
         else {
             return false;
         };
-        let generates = matches!(method_name, "generateContent" | "streamGenerateContent");
+        let generates = matches!(
+            method_name,
+            "generateContent" | "streamGenerateContent" | "batchEmbedContents"
+        );
         method == Method::POST && generates && !model.is_empty() && !model.contains('/')
     }
 
@@ -161,11 +167,19 @@ impl Api for Gemini {
     }
 
     fn reject(request: &Recorded) -> Option<Response<SimBody>> {
-        let why = validate::check(&request.body).err()?;
+        let why = match embedding_model(request) {
+            Some(model) => validate::check_batch(&request.body, model).err()?,
+            None => validate::check(&request.body).err()?,
+        };
         Some(error_response(400, INVALID, &why, None))
     }
 
     fn answer(request: &Recorded, behavior: &Behavior, ending: Ending) -> Response<SimBody> {
+        if embedding_model(request).is_some() {
+            let document = embeddings::gemini_answer(&request.body).to_string();
+            let error = || fault_response(Fault::ServerError);
+            return server::document(JSON, Bytes::from(document), ending, error);
+        }
         let generation = Generation::new(request, behavior);
         if request.is_stream() {
             stream_answer(&generation, request, behavior, ending)
@@ -310,6 +324,12 @@ impl<'a> Generation<'a> {
 }
 
 // === helpers ===
+
+/// The model of a `:batchEmbedContents` request, `None` for a generation.
+fn embedding_model(request: &Recorded) -> Option<&str> {
+    let rest = request.path.strip_prefix(MODELS)?;
+    rest.strip_suffix(":batchEmbedContents")
+}
 
 /// Whether a stream request asked for SSE rather than a JSON array.
 fn alt_sse(request: &Recorded) -> bool {

@@ -7,6 +7,7 @@
 //! (`generateContent`). They share one server, fault queue and recorder, in [`server`].
 
 pub mod anthropic;
+pub mod embeddings;
 pub mod gemini;
 pub mod openai;
 pub mod server;

@@ -1,6 +1,7 @@
 //! A simulated OpenAI Chat Completions provider on 127.0.0.1 with scripted fault injection.
 //!
-//! [`MockProvider`] serves `POST /v1/chat/completions` (JSON and SSE) and `GET /v1/models` in
+//! [`MockProvider`] serves `POST /v1/chat/completions` (JSON and SSE), `POST /v1/embeddings`
+//! (checked strictly, deterministic vectors: [`super::embeddings`]) and `GET /v1/models` in
 //! OpenAI's real wire format, error bodies included, and answers anything else with OpenAI's 404
 //! "Invalid URL" error. Every chat request is recorded, then consumes the next queued [`Fault`];
 //! without one it gets the default fault, if set, or else a normal answer shaped by the current
@@ -18,6 +19,7 @@ use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::content::{self, Tokens, ToolCall, random_alphanumeric, word_pieces};
+use super::embeddings;
 use super::server::{self, Api, EVENT_STREAM, Ending, JSON, Mock, Plan, SimBody, flag};
 pub use super::server::{Behavior, Recorded};
 
@@ -25,6 +27,7 @@ const DEFAULT_MODELS: [&str; 2] = ["gpt-4o", "gpt-4o-mini"];
 const FINGERPRINT: &str = "fp_sim";
 const INVALID: &str = "invalid_request_error";
 const CHAT: &str = "/v1/chat/completions";
+const EMBEDDINGS: &str = "/v1/embeddings";
 /// Valid-looking JSON cut short, as a misbehaving proxy in front of a provider might send it.
 const GARBAGE: &[u8] = br#"{"id":"chatcmpl-sim","object":"chat.completion","choices":[{"ind"#;
 // OpenAI's error messages, verbatim where the text is known.
@@ -165,7 +168,7 @@ impl Api for OpenAI {
     const REQUEST_ID: Option<&'static str> = Some("x-request-id");
 
     fn is_generation(method: &Method, path: &str) -> bool {
-        method == Method::POST && path == CHAT
+        method == Method::POST && (path == CHAT || path == EMBEDDINGS)
     }
 
     fn other(&self, method: &Method, path: &str) -> Response<SimBody> {
@@ -196,11 +199,20 @@ impl Api for OpenAI {
     }
 
     fn reject(request: &Recorded) -> Option<Response<SimBody>> {
+        if request.path == EMBEDDINGS {
+            let (message, param) = embeddings::check_openai(&request.body).err()?;
+            return Some(error_response(400, &message, INVALID, param, None));
+        }
         let invalid = !request.body.is_object();
         invalid.then(|| error_response(400, NOT_JSON, INVALID, None, None))
     }
 
     fn answer(request: &Recorded, behavior: &Behavior, ending: Ending) -> Response<SimBody> {
+        if request.path == EMBEDDINGS {
+            let document = embeddings::openai_answer(&request.body).to_string();
+            let error = || error_response(500, SERVER_ERROR, "server_error", None, None);
+            return server::document(JSON, Bytes::from(document), ending, error);
+        }
         let completion = Completion::new(request, behavior);
         if request.is_stream() {
             let include_usage = flag(&request.body, "/stream_options/include_usage");

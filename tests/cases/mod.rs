@@ -8,6 +8,7 @@ mod standalone_breaker;
 mod standalone_budgets;
 mod standalone_cache;
 mod standalone_config;
+mod standalone_embeddings;
 mod standalone_failover;
 mod standalone_fleet_limits;
 mod standalone_listeners;

@@ -67,6 +67,69 @@ const NOT_JSON: &str = "Invalid JSON payload received. Unexpected token.";
 const NO_CONTENTS: &str = "* GenerateContentRequest.contents: contents is not specified\n";
 const ROLE: &str = "Please use a valid role: user, model.";
 
+const EMBED_REQUEST: [&str; 5] = [
+    "model",
+    "content",
+    "taskType",
+    "title",
+    "outputDimensionality",
+];
+
+/// Why Google would reject a `BatchEmbedContentsRequest` to `models/{model}`, if it would: each
+/// request must name the URL's model, carry text parts, and use only known fields.
+pub(super) fn check_batch(body: &Value, model: &str) -> Result<(), String> {
+    let body = body.as_object().ok_or(NOT_JSON)?;
+    known_fields(body, &["requests"], None)?;
+    let requests = match lookup(body, "requests") {
+        Some(Value::Array(r)) if !r.is_empty() => r,
+        _ => {
+            return Err("* BatchEmbedContentsRequest.requests: requests is not specified\n".into());
+        }
+    };
+    for (i, request) in requests.iter().enumerate() {
+        let at = format!("requests[{i}]");
+        let request = object(request, &at, "EmbedContentRequest")?;
+        known_fields(request, &EMBED_REQUEST, Some(&at))?;
+        let named = lookup(request, "model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if named != format!("models/{model}") {
+            return Err(format!(
+                "* BatchEmbedContentsRequest.requests[{i}].model: the model of every request must be the batch's: models/{model}, not {named:?}\n"
+            ));
+        }
+        let content = lookup(request, "content").ok_or_else(|| {
+            format!("* BatchEmbedContentsRequest.requests[{i}].content: content is not specified\n")
+        })?;
+        let content = object(content, &format!("{at}.content"), "Content")?;
+        known_fields(content, &CONTENT, Some(&format!("{at}.content")))?;
+        let parts = match lookup(content, "parts") {
+            Some(Value::Array(p)) if !p.is_empty() => p,
+            _ => {
+                return Err(format!(
+                    "* BatchEmbedContentsRequest.requests[{i}].content.parts: contents.parts must not be empty.\n"
+                ));
+            }
+        };
+        if !parts.iter().all(|p| {
+            p.as_object()
+                .is_some_and(|p| p.len() == 1 && p.get("text").is_some_and(Value::is_string))
+        }) {
+            return Err(format!(
+                "* BatchEmbedContentsRequest.requests[{i}].content.parts: only text parts can be embedded\n"
+            ));
+        }
+        if lookup(request, "outputDimensionality")
+            .is_some_and(|d| d.as_u64().is_none_or(|d| d == 0))
+        {
+            return Err(format!(
+                "* BatchEmbedContentsRequest.requests[{i}].output_dimensionality: must be positive\n"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Why Google would reject the request, if it would.
 pub(super) fn check(body: &Value) -> Result<(), String> {
     let body = body.as_object().ok_or(NOT_JSON)?;
