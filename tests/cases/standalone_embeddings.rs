@@ -318,3 +318,87 @@ async fn token_arrays_skip_gemini_targets_and_models_lists_embedding_routes() {
     assert_eq!(ids, ["chat", "embed", "gembed"]);
     h.stop().await;
 }
+
+// === upstream requests against the official schemas (tests/specs) ===
+
+fn openai_schema() -> jsonschema::Validator {
+    super::translation_schema::validator(
+        "openai-embeddings.schemas.json",
+        "CreateEmbeddingRequest",
+        false,
+    )
+}
+
+fn gemini_schema() -> jsonschema::Validator {
+    // Gemini's converted schemas never close their objects: closed here, so that a stray
+    // OpenAI field would be an error.
+    super::translation_schema::validator(
+        "gemini-embeddings.schemas.json",
+        "BatchEmbedContentsRequest",
+        true,
+    )
+}
+
+#[test]
+fn the_embedding_schemas_reject_bad_requests() {
+    use super::translation_schema::errors;
+    let openai = openai_schema();
+    assert!(errors(&openai, &json!({"model": "m", "input": "x"})).is_empty());
+    assert!(
+        !errors(
+            &openai,
+            &json!({"model": "m", "input": "x", "stream": true})
+        )
+        .is_empty()
+    );
+    assert!(!errors(&openai, &json!({"model": "m", "input": []})).is_empty());
+    assert!(!errors(&openai, &json!({"input": "x"})).is_empty());
+    let gemini = gemini_schema();
+    let good = json!({"requests": [{"model": "models/m", "content": {"parts": [{"text": "x"}]}}]});
+    assert!(
+        errors(&gemini, &good).is_empty(),
+        "{:?}",
+        errors(&gemini, &good)
+    );
+    let stray = json!({"requests": [{"model": "models/m", "input": "x"}]});
+    assert!(!errors(&gemini, &stray).is_empty());
+    let bad_part =
+        json!({"requests": [{"model": "models/m", "content": {"parts": [{"txt": "x"}]}}]});
+    assert!(!errors(&gemini, &bad_part).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_embedding_requests_are_valid_by_the_official_schemas() {
+    use super::translation_schema::errors;
+    let (h, o, g) = setup().await;
+    let bodies = [
+        json!({"model": "embed", "input": "one"}),
+        json!({"model": "embed", "input": ["a", "b"], "dimensions": 3, "encoding_format": "base64", "user": "u"}),
+        json!({"model": "embed", "input": [[1, 2], [3]]}),
+        json!({"model": "gembed", "input": ["a", "b"], "dimensions": 3, "encoding_format": "float"}),
+    ];
+    for body in &bodies {
+        let reply = h.post("/v1/embeddings", body).await;
+        assert_eq!(reply.status, 200, "{body}: {:?}", reply.body);
+    }
+    let (openai, gemini) = (openai_schema(), gemini_schema());
+    assert_eq!(o.request_count(), 3);
+    for sent in o.requests() {
+        assert_eq!(
+            errors(&openai, &sent.body),
+            Vec::<String>::new(),
+            "{}",
+            sent.body
+        );
+    }
+    assert_eq!(g.request_count(), 1);
+    for sent in g.requests() {
+        assert_eq!(
+            errors(&gemini, &sent.body),
+            Vec::<String>::new(),
+            "{}",
+            sent.body
+        );
+    }
+    h.stop().await;
+}

@@ -51,7 +51,7 @@ fn to_json_schema(value: &mut Value, close_objects: bool) {
     }
 }
 
-fn validator(file: &str, schema: &str, close_objects: bool) -> Validator {
+pub(super) fn validator(file: &str, schema: &str, close_objects: bool) -> Validator {
     let path = specs_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
@@ -90,7 +90,7 @@ fn gemini_validator() -> &'static Validator {
     V.get_or_init(|| validator("gemini.schemas.json", "GenerateContentRequest", true))
 }
 
-fn errors(validator: &Validator, body: &Value) -> Vec<String> {
+pub(super) fn errors(validator: &Validator, body: &Value) -> Vec<String> {
     validator
         .iter_errors(body)
         .map(|e| format!("{} at {}", e, e.instance_path()))

@@ -67,9 +67,10 @@ const NOT_JSON: &str = "Invalid JSON payload received. Unexpected token.";
 const NO_CONTENTS: &str = "* GenerateContentRequest.contents: contents is not specified\n";
 const ROLE: &str = "Please use a valid role: user, model.";
 
-const EMBED_REQUEST: [&str; 5] = [
+const EMBED_REQUEST: [&str; 6] = [
     "model",
     "content",
+    "embedContentConfig",
     "taskType",
     "title",
     "outputDimensionality",
