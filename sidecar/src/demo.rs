@@ -216,6 +216,10 @@ async fn strategies_story(
     for _ in 0..3 {
         send(client, base, n, "cheap", "One more summary, please.").await?;
     }
+
+    section("10. Embeddings: POST /v1/embeddings to route `embed` (two inputs, input tokens only)");
+    let body = json!({"model": "embed", "input": ["the cat sat", "on the mat"]});
+    post(client, base, n, "/v1/embeddings", "embed", body).await?;
     Ok(())
 }
 
@@ -280,9 +284,21 @@ async fn send(
     model: &str,
     prompt: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    *n += 1;
     let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 64});
-    let request = http::Request::post(format!("{base}/v1/chat/completions"))
+    post(client, base, n, "/v1/chat/completions", model, body).await
+}
+
+/// Sends `body` to `path` and prints one row of the demo's table.
+async fn post(
+    client: &DemoClient,
+    base: &str,
+    n: &mut u32,
+    path: &str,
+    model: &str,
+    body: Value,
+) -> Result<(), Box<dyn std::error::Error>> {
+    *n += 1;
+    let request = http::Request::post(format!("{base}{path}"))
         .header("content-type", "application/json")
         .header("authorization", "Bearer app-placeholder-key")
         .body(Full::new(Bytes::from(body.to_string())))?;
@@ -341,6 +357,7 @@ fn estimate_cost(served: &str, usage: &Value) -> f64 {
         Some("gpt-4o") => (2.50, 1.25, 10.00),
         Some("deepseek-chat") => (0.27, 0.07, 1.10),
         Some("qwen-plus") => (0.40, 0.40, 1.20),
+        Some("text-embedding-3-small") => (0.02, 0.02, 0.0),
         _ => return 0.0,
     };
     let prompt = usage["prompt_tokens"].as_f64().unwrap_or(0.0);
