@@ -19,6 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
 ROUTES = ["via-openai", "via-anthropic", "via-gemini"]
+# Embedding routes: Anthropic has no embeddings API.
+EMBED_ROUTES = ["embed-via-openai", "embed-via-gemini"]
+EMBED_MODELS = {"openai": "text-embedding-3-small", "gemini": "text-embedding-004"}
 
 
 def free_port() -> int:
@@ -41,9 +44,16 @@ def manifests(urls: dict) -> str:
              {"name": name, "api": api, "baseUrl": url,
               "apiKey": {"secretKeyRef": {"name": "keys", "key": name}},
               "timeouts": {"total": "10s", "firstToken": "5s", "idle": "5s"},
-              "models": [{"name": model, "inputPerMillion": "1.00", "outputPerMillion": "2.00"}]}
+              "models": [{"name": model, "inputPerMillion": "1.00", "outputPerMillion": "2.00"}]
+              + ([{"name": EMBED_MODELS[name], "type": "Embedding", "inputPerMillion": "0.02", "outputPerMillion": "0"}]
+                 if name in EMBED_MODELS else [])}
              for name, (api, url, model) in providers.items()]}},
     ]
+    for name, model in EMBED_MODELS.items():
+        docs.append({"apiVersion": "switchyard.dev/v1alpha1", "kind": "ModelRoute",
+                     "metadata": {"name": f"embed-via-{name}"},
+                     "spec": {"model": f"embed-via-{name}",
+                              "targets": [{"pool": "sdk", "provider": name, "model": model}]}})
     for name, (_, _, model) in providers.items():
         docs.append({"apiVersion": "switchyard.dev/v1alpha1", "kind": "ModelRoute",
                      "metadata": {"name": f"via-{name}"},

@@ -7,7 +7,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import ROUTES
+from conftest import EMBED_ROUTES, ROUTES
 
 WEATHER_OPENAI = {
     "type": "function",
@@ -97,6 +97,29 @@ def test_openai_bad_request(oai):
         oai.chat.completions.create(model="via-openai", messages=[])
     with pytest.raises(openai.NotFoundError):
         oai.chat.completions.create(model="no-such-route", messages=[{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("route", EMBED_ROUTES)
+def test_openai_embeddings(oai, route):
+    # The SDK asks for base64 by default and decodes it itself: the vectors must survive that.
+    texts = ["first text", "second text", "third"]
+    answer = oai.embeddings.create(model=route, input=texts, dimensions=4)
+    assert [d.index for d in answer.data] == [0, 1, 2]
+    assert all(len(d.embedding) == 4 for d in answer.data)
+    assert answer.data[0].embedding != answer.data[1].embedding
+    floats = oai.embeddings.create(model=route, input=texts, dimensions=4, encoding_format="float")
+    for b64, f in zip(answer.data, floats.data):
+        assert b64.embedding == pytest.approx(f.embedding, rel=1e-6)
+    assert answer.usage.prompt_tokens > 0
+
+
+def test_openai_embeddings_bad_request(oai):
+    with pytest.raises(openai.BadRequestError):
+        oai.embeddings.create(model="embed-via-openai", input=[])
+    with pytest.raises(openai.BadRequestError, match="serves chat"):
+        oai.embeddings.create(model="via-openai", input="x")
+    with pytest.raises(openai.BadRequestError, match="text only"):
+        oai.embeddings.create(model="embed-via-gemini", input=[[1, 2, 3]])
 
 
 # === Anthropic SDK ===
