@@ -45,6 +45,12 @@
 //! sidecar keeps serving its last good table while reconnecting). One more route change after
 //! the storm checks that every client is really subscribed again.
 //!
+//! `CONFIG_BENCH_REPORTS=1` replaces the rounds and the storm by the reporting mode of
+//! bench/config_reports.rs: every namespace gets two Budgets, and each simulated sidecar also
+//! reports (`POST /v1/report`) every 5 s ± 20 % and takes the leases of the answer, as a sidecar
+//! with budgets does; measured are the operator's CPU and RSS and the reports as the clients saw
+//! them.
+//!
 //! Times cross the process boundary as `SystemTime` nanoseconds: all processes read the same
 //! CLOCK_REALTIME on this machine, so only a clock step during a round could distort a figure.
 //! Propagation = client receive time − the moment before the route change was compiled, so it
@@ -54,6 +60,8 @@
 
 #[path = "procfs.rs"]
 mod procfs;
+#[path = "config_reports.rs"]
+mod report_load;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -87,7 +95,7 @@ use switchyard_operator::metrics::Metrics;
 use switchyard_operator::names::INJECTED_LABEL;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Runtime;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep, timeout};
 
 /// The environment variable that picks this process's role.
@@ -183,6 +191,9 @@ struct Settings {
     client_procs: usize,
     /// `None`: no storm.
     storm_gap: Option<Duration>,
+    /// `Some`: the reporting mode (`CONFIG_BENCH_REPORTS=1`, bench/config_reports.rs) instead
+    /// of the rounds and the storm.
+    reports: Option<report_load::ReportSettings>,
 }
 
 impl Settings {
@@ -201,6 +212,7 @@ impl Settings {
                     .unwrap_or(3000);
                 Duration::from_millis(ms)
             }),
+            reports: report_load::ReportSettings::from_env(),
         }
     }
 }
@@ -242,6 +254,7 @@ struct Outcome {
     cpu_rounds_operator_ms: f64,
     open_files_limit: u64,
     storm: Option<StormOutcome>,
+    reports: Option<report_load::ReportsOutcome>,
 }
 
 /// What the reconnect storm measured.
@@ -326,6 +339,8 @@ enum Event {
         /// The version the client held (serves) at the error, `none` before its first.
         held: String,
     },
+    /// One report's outcome (reporting mode).
+    Report(report_load::ReportEvent),
 }
 
 /// An operator's config server on a runtime of its own: stopping it drops every connection at
@@ -467,6 +482,8 @@ struct Fleet {
     errors: BTreeMap<String, usize>,
     /// Errors of a client that held anything but `expected`.
     lost: usize,
+    /// Reports the clients made, as they saw them (reporting mode).
+    reports: Vec<report_load::ReportEvent>,
     _children: Vec<ChildGuard>,
 }
 
@@ -489,6 +506,10 @@ impl Fleet {
                     .env(
                         "CONFIG_BENCH_KEEPALIVE",
                         if settings.keepalive { "1" } else { "0" },
+                    )
+                    .env(
+                        "CONFIG_BENCH_REPORTS",
+                        if settings.reports.is_some() { "1" } else { "0" },
                     )
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -517,6 +538,7 @@ impl Fleet {
             expected,
             errors: BTreeMap::new(),
             lost: 0,
+            reports: Vec::new(),
             _children: children,
         }
     }
@@ -541,6 +563,7 @@ impl Fleet {
                         self.lost += 1;
                     }
                 }
+                Event::Report(report) => self.reports.push(report),
             }
         }
     }
@@ -557,6 +580,7 @@ impl Fleet {
                         self.lost += 1;
                     }
                 }
+                Event::Report(report) => self.reports.push(report),
             }
         }
         tables
@@ -658,6 +682,11 @@ async fn server(settings: Settings) -> Outcome {
         routes: routes(0),
         secrets: (0..NAMESPACES).map(secret).collect(),
         pods: (0..n).map(pod).collect(),
+        budgets: if settings.reports.is_some() {
+            report_load::budgets()
+        } else {
+            Vec::new()
+        },
         ..World::default()
     };
     let first = step(
@@ -733,6 +762,19 @@ async fn server(settings: Settings) -> Outcome {
         open_files_limit: limit,
         ..Outcome::default()
     };
+    if let Some(reports) = &settings.reports {
+        let snapshot = tables.current();
+        let measured =
+            report_load::measure(&operator, &mut fleet, &dir, reports, &reviews, &snapshot).await;
+        outcome.reports = Some(measured);
+        outcome.client_errors = std::mem::take(&mut fleet.errors);
+        outcome.token_reviews = reviews.load(Ordering::SeqCst);
+        drop(fleet);
+        drop(operator);
+        apiserver_runtime.shutdown_background();
+        let _ = std::fs::remove_dir_all(&dir);
+        return outcome;
+    }
     let cpu_start = cpu_ms();
     for r in 1..=settings.rounds {
         let measured = round(&mut world, &tables, &mut fleet, r).await;
@@ -913,6 +955,13 @@ fn parse_event(line: &str) -> Event {
             kind: kind.to_string(),
             held: held.to_string(),
         },
+        (Some("report"), ..) => {
+            let fields: Vec<&str> = line.split(' ').skip(1).collect();
+            Event::Report(
+                report_load::parse_report(&fields)
+                    .unwrap_or_else(|| panic!("a clients process wrote {line:?}")),
+            )
+        }
         _ => panic!("a clients process wrote {line:?}"),
     }
 }
@@ -1159,6 +1208,7 @@ async fn clients() {
     let first = env_usize("CONFIG_BENCH_FIRST", 0);
     let count = env_usize("CONFIG_BENCH_COUNT", usize::MAX);
     let keepalive = env_flag("CONFIG_BENCH_KEEPALIVE", true);
+    let reports = env_flag("CONFIG_BENCH_REPORTS", false);
     let tokens: Vec<String> = std::fs::read_to_string(dir.join("tokens"))
         .expect("the token file")
         .lines()
@@ -1177,6 +1227,21 @@ async fn clients() {
     let start = Arc::new(Semaphore::new(START_CONCURRENCY));
     let shown = Arc::new(AtomicUsize::new(0));
     for (i, token) in tokens.into_iter().enumerate().skip(first).take(count) {
+        // In the reporting mode each sidecar also reports, from the table its poll accepted.
+        let held = reports.then(|| {
+            let (held, table) = watch::channel(None);
+            let reporter = report_load::Reporter {
+                i,
+                token: token.clone(),
+                tls: tls.clone(),
+                addr,
+                table,
+                out: tx.clone(),
+                dir: dir.clone(),
+            };
+            tokio::spawn(reporter.run());
+            held
+        });
         let sidecar = Sidecar {
             i,
             token,
@@ -1185,6 +1250,7 @@ async fn clients() {
             keepalive,
             out: tx.clone(),
             shown: shown.clone(),
+            held,
         };
         tokio::spawn(sidecar.run(start.clone()));
     }
@@ -1260,6 +1326,8 @@ struct Sidecar {
     out: mpsc::UnboundedSender<String>,
     /// Error messages written to stderr so far, by the whole process.
     shown: Arc<AtomicUsize>,
+    /// Where each accepted table goes for the report loop (reporting mode).
+    held: Option<watch::Sender<Option<Arc<RouteTable>>>>,
 }
 
 impl Sidecar {
@@ -1277,10 +1345,14 @@ impl Sidecar {
             .await
             .unwrap_or_else(|_| Err(Failure::new("timeout", "the request timed out")));
             match polled {
-                Ok(Some(version)) => {
+                Ok(Some(table)) => {
+                    let version = table.version.clone();
                     let _ = self
                         .out
                         .send(format!("got {} {version} {}", self.i, now_ns()));
+                    if let Some(held) = &self.held {
+                        held.send_replace(Some(Arc::new(table)));
+                    }
                     known = Some(version);
                     // The first table is in: let the next client start.
                     drop(permit.take());
@@ -1312,33 +1384,15 @@ impl Sidecar {
         {
             return Ok(sender);
         }
-        let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr)).await {
-            Err(_) => return Err(Failure::new("timeout", "connect timed out")),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(Failure::new("refused", e));
-            }
-            Ok(Err(e)) => return Err(Failure::new("connect", e)),
-            Ok(Ok(tcp)) => tcp,
-        };
-        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-        let name = ServerName::try_from("localhost").expect("a server name");
-        let stream = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| Failure::new("tls", e))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Failure::new("closed", e))?;
-        tokio::spawn(conn);
-        Ok(sender)
+        open_connection(self.addr, &self.tls).await
     }
 
-    /// One long-poll: the checked table's version on a `200`, `None` on a `304`.
+    /// One long-poll: the checked table on a `200`, `None` on a `304`.
     async fn poll(
         &self,
         connection: &mut Option<Sender>,
         known: Option<&str>,
-    ) -> Result<Option<String>, Failure> {
+    ) -> Result<Option<RouteTable>, Failure> {
         let mut sender = self.connection(connection.take()).await?;
         let mut request = Request::get(format!("/v1/config?wait={LONG_POLL_WAIT}"))
             .header(header::HOST, "localhost")
@@ -1385,8 +1439,34 @@ impl Sidecar {
     }
 }
 
-/// The sidecar's checks of a served table; its version.
-fn check(body: &[u8], etag: Option<&str>) -> Result<String, Failure> {
+/// A new TLS connection to the config server at `addr`, HTTP/1.1, trusting what `tls` trusts.
+async fn open_connection(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<Sender, Failure> {
+    let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Err(_) => return Err(Failure::new("timeout", "connect timed out")),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(Failure::new("refused", e));
+        }
+        Ok(Err(e)) => return Err(Failure::new("connect", e)),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Failure::new("tls", e))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Failure::new("closed", e))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// The sidecar's checks of a served table; the table.
+fn check(body: &[u8], etag: Option<&str>) -> Result<RouteTable, Failure> {
     let table: RouteTable =
         serde_json::from_slice(body).map_err(|e| Failure::new("refused-table", e))?;
     if table.schema_version != SCHEMA_VERSION {
@@ -1402,7 +1482,7 @@ fn check(body: &[u8], etag: Option<&str>) -> Result<String, Failure> {
     if etag != Some(table.version.as_str()) {
         return Err(Failure::new("refused-table", "ETag is not the version"));
     }
-    Ok(table.version)
+    Ok(table)
 }
 
 // === /proc ===
@@ -1583,6 +1663,24 @@ fn storm_cells(s: &StormOutcome) -> Vec<(&'static str, String)> {
 }
 
 fn render(outcomes: &[Outcome]) -> String {
+    let reporting: Vec<(usize, &report_load::ReportsOutcome)> = outcomes
+        .iter()
+        .filter_map(|o| Some((o.n, o.reports.as_ref()?)))
+        .collect();
+    if !reporting.is_empty() {
+        let mut out = report_load::render(&reporting);
+        for o in outcomes {
+            out.push_str(&format!(
+                "N = {}: start-up (all served and long-polling) {:.0} ms, {} TokenReviews, client errors {}, {} clients processes.\n",
+                o.n,
+                o.start_ms,
+                o.token_reviews,
+                kinds(&o.client_errors),
+                o.client_procs
+            ));
+        }
+        return out;
+    }
     let mut rows: Vec<(&'static str, Vec<String>)> = Vec::new();
     for (column, o) in outcomes.iter().enumerate() {
         for (name, cell) in cells(o) {

@@ -11,6 +11,11 @@
 #   CONFIG_BENCH_STORM=0       skip the reconnect storm after the rounds (default: on)
 #   CONFIG_BENCH_STORM_GAP_MS  time between the old config server gone and the new one listening
 #                              (default 3000)
+#   CONFIG_BENCH_REPORTS=1     the operator under reporting sidecars instead (bench/config_reports.rs):
+#                              every sidecar also POSTs /v1/report every 5 s ± 20 % against two
+#                              Budgets per namespace, and the table is CPU, RSS, report latency,
+#                              reports/s and leases (no rounds, no storm)
+#   CONFIG_BENCH_REPORT_SECONDS  the measured window of that mode (default 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +23,7 @@ cd "$(dirname "$0")/.."
 # operator's TokenReview connections: raise the soft open-file limit as far as allowed (every
 # process of the bench also raises its own to the hard limit).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 4096 2>/dev/null || true
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); ulimit -n $(ulimit -n) (hard $(ulimit -Hn)); CONFIG_BENCH_SIZES=${CONFIG_BENCH_SIZES:-10,100,1000} CONFIG_BENCH_ROUNDS=${CONFIG_BENCH_ROUNDS:-20} CONFIG_BENCH_KEEPALIVE=${CONFIG_BENCH_KEEPALIVE:-1} CONFIG_BENCH_CLIENT_PROCS=${CONFIG_BENCH_CLIENT_PROCS:-auto} CONFIG_BENCH_STORM=${CONFIG_BENCH_STORM:-1} CONFIG_BENCH_STORM_GAP_MS=${CONFIG_BENCH_STORM_GAP_MS:-3000}"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); ulimit -n $(ulimit -n) (hard $(ulimit -Hn)); CONFIG_BENCH_SIZES=${CONFIG_BENCH_SIZES:-10,100,1000} CONFIG_BENCH_ROUNDS=${CONFIG_BENCH_ROUNDS:-20} CONFIG_BENCH_KEEPALIVE=${CONFIG_BENCH_KEEPALIVE:-1} CONFIG_BENCH_CLIENT_PROCS=${CONFIG_BENCH_CLIENT_PROCS:-auto} CONFIG_BENCH_STORM=${CONFIG_BENCH_STORM:-1} CONFIG_BENCH_STORM_GAP_MS=${CONFIG_BENCH_STORM_GAP_MS:-3000} CONFIG_BENCH_REPORTS=${CONFIG_BENCH_REPORTS:-0} CONFIG_BENCH_REPORT_SECONDS=${CONFIG_BENCH_REPORT_SECONDS:-60}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # `cargo bench` builds with the bench profile (release settings) and runs the binary; its own
 # compile messages go to stderr.
 cargo bench -p switchyard-operator --bench config_propagation
