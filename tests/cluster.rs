@@ -824,6 +824,312 @@ async fn a_standby_operator_takes_over_when_the_leader_dies() {
     second.assert_alive_and_quiet();
 }
 
+// === Tests: Budgets ===
+
+/// `kubectl get budgets` columns, as `additionalPrinterColumns` names them.
+const BUDGET_COLUMNS: [&str; 6] = ["MODE", "PERIOD", "USED", "LIMIT", "READY", "AGE"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster: set KUBECONFIG and run with --ignored"]
+async fn budget_crd_is_established_and_cel_refuses_invalid_budgets() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    install_crds(&client).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crds
+        .get("budgets.switchyard.dev")
+        .await
+        .expect("the Budget CRD exists");
+    let stored = serde_json::to_value(&crd).unwrap();
+    for ty in ["NamesAccepted", "Established"] {
+        assert_eq!(
+            condition(&stored["status"], ty)["status"],
+            "True",
+            "{ty}: {stored:#}"
+        );
+    }
+    let flagged = condition(&stored["status"], "NonStructuralSchema");
+    assert!(flagged.is_null(), "{flagged}");
+    let version = &stored["spec"]["versions"][0];
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(columns, BUDGET_COLUMNS, "{version:#}");
+    // The limit rule survived the round trip: without it a unit-less limit would be stored.
+    let limit = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["limits"]
+        ["items"];
+    assert!(
+        limit["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("has(self.usd)")),
+        "{limit:#}"
+    );
+
+    let ns = TestNamespace::create(&client, "cel-budget").await;
+    let valid = json!({
+        "selector": {"routes": ["support-chat"]},
+        "limits": [{"period": "Month", "usd": "500.00"},
+                   {"period": "1m", "requests": 600, "tokens": 200000}],
+        "mode": "Shadow",
+        "whenUnreachable": "FailClosed",
+    });
+    let stored = ns
+        .apply(budget(&ns.name, "valid", valid.clone()))
+        .await
+        .expect("a valid budget");
+    assert_eq!(stored["spec"]["limits"][0]["usd"], "500.00", "{stored:#}");
+    // Defaults come from the schema, not from the operator.
+    let defaulted = ns
+        .apply(budget(
+            &ns.name,
+            "defaults",
+            json!({"limits": [{"period": "Day", "requests": 10}]}),
+        ))
+        .await
+        .expect("a minimal budget");
+    assert_eq!(defaulted["spec"]["mode"], "Enforce", "{defaulted:#}");
+    assert_eq!(defaulted["spec"]["whenUnreachable"], "LastShare");
+
+    let bad: [BudgetRefusal; 11] = [
+        (
+            "no-limits",
+            |s| s["limits"] = json!([]),
+            "spec.limits",
+            "should have at least 1 items",
+        ),
+        (
+            "limits-missing",
+            |s| {
+                s.as_object_mut().unwrap().remove("limits");
+            },
+            "spec.limits",
+            "Required value",
+        ),
+        (
+            "no-unit",
+            |s| s["limits"] = json!([{"period": "Day"}]),
+            "spec.limits[0]",
+            "a limit needs at least one of usd, requests or tokens",
+        ),
+        (
+            "negative-usd",
+            |s| s["limits"][0]["usd"] = json!("-5.00"),
+            "spec.limits[0].usd",
+            "should match",
+        ),
+        (
+            "exponent-usd",
+            |s| s["limits"][0]["usd"] = json!("5e2"),
+            "spec.limits[0].usd",
+            "should match",
+        ),
+        (
+            "seven-decimals",
+            |s| s["limits"][0]["usd"] = json!("0.0000001"),
+            "spec.limits[0].usd",
+            "should match",
+        ),
+        (
+            "number-usd",
+            |s| s["limits"][0]["usd"] = json!(500),
+            "spec.limits[0].usd",
+            "string",
+        ),
+        (
+            "unknown-period",
+            |s| s["limits"][0]["period"] = json!("Fortnight"),
+            "spec.limits[0].period",
+            "should match",
+        ),
+        (
+            "short-period",
+            |s| s["limits"][1]["period"] = json!("500ms"),
+            "spec.limits[1].period",
+            "a fixed period must be at least 1s",
+        ),
+        (
+            "zero-requests",
+            |s| s["limits"][1]["requests"] = json!(0),
+            "spec.limits[1].requests",
+            "greater than or equal to 1",
+        ),
+        (
+            "unknown-mode",
+            |s| s["mode"] = json!("Audit"),
+            "spec.mode",
+            "Unsupported value",
+        ),
+    ];
+    for (name, edit, field, message) in bad {
+        let mut spec = valid.clone();
+        edit(&mut spec);
+        assert_refused_naming(ns.post(budget(&ns.name, name, spec)).await, field, message);
+    }
+    // Updates are checked too: a stored budget cannot lose its limits.
+    let mut emptied = valid;
+    emptied["limits"] = json!([]);
+    assert_refused_naming(
+        ns.apply(budget(&ns.name, "valid", emptied)).await,
+        "spec.limits",
+        "should have at least 1 items",
+    );
+}
+
+/// An object name, an edit of a valid Budget spec that makes it invalid, the field the refusal
+/// must name and words of it.
+type BudgetRefusal = (&'static str, fn(&mut Value), &'static str, &'static str);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster: set KUBECONFIG and run with --ignored"]
+async fn operator_writes_budget_status_and_refuses_a_selector_naming_nothing() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let _one_operator = OPERATOR_LOCK.lock().await;
+    install_crds(&client).await;
+    let home = TestNamespace::create(&client, "operator-home").await;
+    let ns = TestNamespace::create(&client, "budget").await;
+    let operator = Operator::start(&home.name).await;
+
+    ns.apply(key_secret(&ns.name, "llm-keys", true))
+        .await
+        .expect("secret");
+    let frontier = pool(
+        &ns.name,
+        "frontier",
+        "http://127.0.0.1:1/v1",
+        Some("llm-keys"),
+    );
+    route_ready(&ns, &operator, frontier).await;
+    // A running injected pod whose table holds the budget: without one it is not Ready.
+    ns.apply(injected_pod(&ns.name, "app", "app"))
+        .await
+        .expect("pod");
+    ns.set_pod_phase("app", "Running").await;
+
+    ns.apply(budget(
+        &ns.name,
+        "support-daily",
+        json!({"selector": {"routes": ["support-chat"]},
+               "limits": [{"period": "Day", "usd": "50.00"},
+                          {"period": "1m", "requests": 600}]}),
+    ))
+    .await
+    .expect("budget");
+    let ready = operator
+        .wait_for(
+            &ns,
+            "Budget",
+            "support-daily",
+            "Accepted and Ready, with two windows",
+            |o| {
+                all_true(&["Accepted", "Ready"])(o)
+                    && o["status"]["windows"]
+                        .as_array()
+                        .is_some_and(|w| w.len() == 2)
+            },
+        )
+        .await;
+    let status = &ready["status"];
+    assert_eq!(status["observedGeneration"], 1, "{ready:#}");
+    let day = &status["windows"][0];
+    assert_eq!(day["period"], "Day", "{status:#}");
+    assert_eq!(day["limit"]["usd"], "50.00", "{status:#}");
+    assert!(
+        day["limit"]["requests"].is_null(),
+        "only the units the limit sets: {status:#}"
+    );
+    assert!(
+        day["start"].as_str() < day["end"].as_str(),
+        "a window ends after it starts: {day:#}"
+    );
+    // Nothing reported yet: nothing used, everything left.
+    assert_eq!(day["used"]["usd"], "0.00", "{status:#}");
+    assert_eq!(day["remaining"]["usd"], "50.00", "{status:#}");
+    let minute = &status["windows"][1];
+    assert_eq!(minute["period"], "1m", "{status:#}");
+    assert_eq!(minute["limit"]["requests"], 600, "{status:#}");
+    assert!(status["summary"]["period"].is_string(), "{status:#}");
+
+    // `kubectl get budgets`: the apiserver renders the printer columns from status.
+    let table = printed(&ns, "budgets").await;
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .expect("a Table")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names[0], "Name", "{table:#}");
+    assert_eq!(names[1..], BUDGET_COLUMNS, "{table:#}");
+    let row = table["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["cells"][0] == "support-daily"))
+        .unwrap_or_else(|| panic!("a row for support-daily: {table:#}"));
+    let cell = |column: &str| {
+        let at = names.iter().position(|n| *n == column).expect("a column");
+        row["cells"][at].clone()
+    };
+    assert_eq!(cell("MODE"), "Enforce", "{row:#}");
+    assert_eq!(cell("READY"), "True", "{row:#}");
+    for column in ["PERIOD", "USED", "LIMIT"] {
+        assert!(
+            cell(column).as_str().is_some_and(|c| !c.is_empty()),
+            "{column} is filled: {row:#}"
+        );
+    }
+
+    // A selector naming a route that does not exist: stored (CEL cannot know), not accepted.
+    ns.apply(budget(
+        &ns.name,
+        "ghost",
+        json!({"selector": {"routes": ["support-chat", "no-such-route"]},
+               "limits": [{"period": "Day", "requests": 100}]}),
+    ))
+    .await
+    .expect("stored: only the operator can tell");
+    let ghost = operator
+        .wait_for(&ns, "Budget", "ghost", "Accepted=False", |o| {
+            condition(&o["status"], "Accepted")["status"] == "False"
+        })
+        .await;
+    let accepted = condition(&ghost["status"], "Accepted");
+    assert!(
+        accepted["message"].as_str().is_some_and(|m| {
+            m.contains("spec.selector.routes[1]") && m.contains("no-such-route")
+        }),
+        "the message names the field and the route: {accepted}"
+    );
+    let not_ready = condition(&ghost["status"], "Ready");
+    assert_eq!(not_ready["status"], "False", "{ghost:#}");
+    assert_eq!(not_ready["reason"], "NotAccepted", "{ghost:#}");
+
+    // A valid budget that no running pod's table holds is accepted but not Ready.
+    ns.apply(budget(
+        &ns.name,
+        "nobody",
+        json!({"selector": {"podSelector": {"matchLabels": {"app": "absent"}}},
+               "limits": [{"period": "Week", "tokens": 1000000}]}),
+    ))
+    .await
+    .expect("budget");
+    let idle = operator
+        .wait_for(&ns, "Budget", "nobody", "Accepted, Ready=False", |o| {
+            condition(&o["status"], "Accepted")["status"] == "True"
+                && condition(&o["status"], "Ready")["status"] == "False"
+        })
+        .await;
+    assert_eq!(
+        condition(&idle["status"], "Ready")["reason"],
+        "NoSidecars",
+        "{idle:#}"
+    );
+    operator.assert_alive_and_quiet();
+}
+
 /// Applies `pool` and the route `support-chat` (model `chat`) to it, waits until the route is
 /// Ready, and creates the ServiceAccount `app` that the test pods and their tokens use.
 async fn route_ready(ns: &TestNamespace, operator: &Operator, pool: Value) {

@@ -256,7 +256,7 @@ impl Drop for TestNamespace {
                 .ok()?;
             runtime.block_on(async {
                 let client = Client::try_default().await.ok()?;
-                for kind in ["ModelRoute", "ProviderPool", "Pod"] {
+                for kind in ["Budget", "ModelRoute", "ProviderPool", "Pod"] {
                     let api: Api<DynamicObject> =
                         Api::namespaced_with(client.clone(), &ns, &resource(kind));
                     let _ = api
@@ -327,6 +327,7 @@ pub fn resource(kind: &str) -> ApiResource {
     let (group, version, plural) = match kind {
         "ModelRoute" => ("switchyard.dev", "v1alpha1", "modelroutes"),
         "ProviderPool" => ("switchyard.dev", "v1alpha1", "providerpools"),
+        "Budget" => ("switchyard.dev", "v1alpha1", "budgets"),
         "Secret" => ("", "v1", "secrets"),
         "ServiceAccount" => ("", "v1", "serviceaccounts"),
         "Pod" => ("", "v1", "pods"),
@@ -365,6 +366,23 @@ pub fn assert_refused(result: Result<Value, kube::Error>, message: &str) {
             );
         }
         Err(other) => panic!("expected a refusal with {message:?}, got {other}"),
+    }
+}
+
+/// Asserts the apiserver refused an object, and that its message names `field` (a JSON path
+/// such as `spec.limits[0].usd`) and says `message`.
+pub fn assert_refused_naming(result: Result<Value, kube::Error>, field: &str, message: &str) {
+    match result {
+        Ok(stored) => panic!("accepted, expected a refusal of {field}: {stored:#}"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status.message.contains(field) && status.message.contains(message),
+                "expected {field:?} and {message:?} in: {}",
+                status.message
+            );
+        }
+        Err(other) => panic!("expected a refusal of {field}, got {other}"),
     }
 }
 
@@ -418,6 +436,32 @@ pub fn route_with(ns: &str, name: &str, model: &str, edit: impl FnOnce(&mut Valu
     ]);
     edit(&mut manifest["spec"]);
     manifest
+}
+
+/// A Budget with `spec` as given.
+pub fn budget(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "switchyard.dev/v1alpha1", "kind": "Budget",
+           "metadata": {"name": name, "namespace": ns},
+           "spec": spec})
+}
+
+/// The Table (`kubectl get`'s view) of every `kind` in `ns`: the apiserver renders it from the
+/// CRD's `additionalPrinterColumns`, exactly as `kubectl get` shows it.
+pub async fn printed(ns: &TestNamespace, plural: &str) -> Value {
+    let request = Request::get(format!(
+        "/apis/switchyard.dev/v1alpha1/namespaces/{}/{plural}",
+        ns.name
+    ))
+    .header(
+        http::header::ACCEPT,
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+    )
+    .body(Vec::new())
+    .expect("a valid request");
+    ns.client
+        .request::<Value>(request)
+        .await
+        .unwrap_or_else(|e| panic!("get {plural} as a Table: {e}"))
 }
 
 pub fn injected_pod(ns: &str, name: &str, account: &str) -> Value {
