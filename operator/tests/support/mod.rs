@@ -243,15 +243,23 @@ pub fn table(
     Arc::new(RouteTable::new(routes, BTreeMap::new(), "test"))
 }
 
+/// An injected (or not) pod labelled `app=chat`. Pods named `<workload>-<n>` are replicas of the
+/// Deployment `<workload>`, so that pods of one name prefix share an audience and its table, as
+/// the replicas of a Deployment do.
 pub fn pod(namespace: &str, name: &str, injected: bool) -> PodInfo {
-    PodInfo {
+    let mut pod = PodInfo {
         injected,
         ..PodInfo::bare(
             namespace,
             name,
             BTreeMap::from([("app".to_string(), "chat".to_string())]),
         )
+    };
+    if let Some((deployment, _)) = name.rsplit_once('-') {
+        pod.workload.kind = "Deployment".into();
+        pod.workload.name = deployment.into();
     }
+    pod
 }
 
 pub fn snapshot(team_a_table: Arc<RouteTable>) -> Snapshot {
