@@ -47,16 +47,27 @@ fn main() -> ExitCode {
         };
     }
     let log_filter = std::env::var("RUST_LOG").ok();
+    #[cfg(feature = "demo")]
+    let demo = match &args.command {
+        Some(Command::Demo(demo_args)) => Some(demo_args.clone()),
+        _ => None,
+    };
+    #[cfg(not(feature = "demo"))]
+    let demo: Option<std::convert::Infallible> = None;
+    // Made before the runtime, so that it is dropped after it: requests that the runtime's
+    // shutdown drops still log their line, and dropping the guard writes every queued line.
+    let _log = match demo {
+        Some(_) => telemetry::init(log_filter.as_deref(), "warn", false),
+        None => telemetry::init(log_filter.as_deref(), "info", true),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
     #[cfg(feature = "demo")]
-    if let Some(Command::Demo(demo_args)) = &args.command {
-        telemetry::init(log_filter.as_deref(), "warn", false);
-        return runtime.block_on(demo::run(demo_args.clone()));
+    if let Some(demo_args) = demo {
+        return runtime.block_on(demo::run(demo_args));
     }
-    telemetry::init(log_filter.as_deref(), "info", true);
     // Each listener bounds its connections (server::Limits), but together with upstream
     // connections they can pass a 1024 soft limit: take what the hard limit allows.
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {

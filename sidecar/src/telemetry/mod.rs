@@ -3,17 +3,40 @@
 
 pub mod metrics;
 
+use std::io::{BufWriter, Stderr};
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+/// Log lines queued for the writer thread. When it is full, the thread that logs waits: no line
+/// is dropped (`lossy(false)`), so a stalled stderr slows requests down rather than losing their
+/// log lines. 4,096 lines (about 2 MiB at most) ride out a stall of a tenth of a second at 30k
+/// requests/s; the queue's slots are allocated up front, so a larger one costs idle memory.
+const LOG_QUEUE_LINES: usize = 4096;
+
+/// Bytes of log lines the writer thread gathers before a write: it writes when its queue is
+/// empty or this is full, so a busy sidecar pays one `write` for many lines.
+const LOG_WRITE_BUFFER: usize = 64 * 1024;
+
+/// Keeps the log writer thread running; dropping it writes every queued line and stops the
+/// thread. Hold it until the end of `main`.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] WorkerGuard); // held for its Drop
 
 /// Installs the global subscriber. `filter` is the `RUST_LOG` value, if set; `json` picks JSON
 /// lines (services) or compact text (the demo, a person at a terminal).
-pub fn init(filter: Option<&str>, default: &str, json: bool) {
+///
+/// Lines are formatted on the thread that logs and written to stderr by a writer thread, so a
+/// request never waits for a `write` system call (one per line cost about 20 µs per request
+/// before: bench/RESULTS.md, issue 15).
+pub fn init(filter: Option<&str>, default: &str, json: bool) -> LogGuard {
     let filter = filter
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    let (writer, guard) = non_blocking_stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     // Another subscriber (a test harness) may already be installed; keeping it is fine.
     let _ = if json {
         builder
@@ -24,4 +47,15 @@ pub fn init(filter: Option<&str>, default: &str, json: bool) {
     } else {
         builder.compact().try_init()
     };
+    LogGuard(guard)
+}
+
+/// A writer that queues whole lines for a thread writing them to stderr, buffered.
+fn non_blocking_stderr() -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
+    let stderr: BufWriter<Stderr> = BufWriter::with_capacity(LOG_WRITE_BUFFER, std::io::stderr());
+    NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("switchyard-log")
+        .finish(stderr)
 }

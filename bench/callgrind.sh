@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Where a request's CPU goes in the release sidecar: instruction counts per function from
+# valgrind's callgrind, for a fixed number of requests (issue 15).
+#
+# The setup is bench/external.sh's: a lean nginx provider that answers every chat request with one
+# fixed OpenAI stream, the release sidecar with its default JSON request log (to a file), and the
+# same non-streamed chat request. The sidecar runs under callgrind; after a warm-up, counters are
+# zeroed, CALLGRIND_REQUESTS requests are sent over one keep-alive connection (curl), and the
+# counters are dumped. Instruction counts do not depend on what else the machine runs, so two
+# builds compare exactly (wall-clock benches on this shared machine do not).
+#
+#   bench/callgrind.sh                        # 2,000 requests; prints Ir per request and the top functions
+#   CALLGRIND_REQUESTS=500 CALLGRIND_TOP=60 bench/callgrind.sh
+#   CALLGRIND_OUT=/tmp/cg.out bench/callgrind.sh   # keep the profile (callgrind_annotate it yourself)
+#
+# Needs nginx (Debian nginx-light) and valgrind. Listens on 127.0.0.1 only, stops everything on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUESTS=${CALLGRIND_REQUESTS:-2000}
+TOP=${CALLGRIND_TOP:-40}
+WARMUP=50
+
+command -v nginx >/dev/null || { echo "bench/callgrind.sh needs nginx (Debian: nginx-light)" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "bench/callgrind.sh needs valgrind" >&2; exit 2; }
+cargo build --release -p switchyard-sidecar >&2
+sidecar_bin=target/release/switchyard-sidecar
+
+work=$(mktemp -d)
+sidecar_pid=""
+cleanup() {
+  [ -n "$sidecar_pid" ] && kill "$sidecar_pid" 2>/dev/null || true
+  [ -f "$work/mock.pid" ] && kill "$(cat "$work/mock.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+mock_port=$(free_port); data_port=$(free_port); admin_port=$(free_port)
+
+chunk() {
+  printf 'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"m","choices":%s%s}' "$1" "$2"
+}
+nl=$'\n\n'
+stream="$(chunk '[{"index":0,"delta":{"role":"assistant","content":"Hello from the bench."},"finish_reason":null}]' '')$nl"
+stream+="$(chunk '[{"index":0,"delta":{},"finish_reason":"stop"}]' '')$nl"
+stream+="$(chunk '[]' ',"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}')$nl"
+stream+="data: [DONE]$nl"
+
+cat >"$work/mock.conf" <<EOF
+worker_processes 1;
+pid $work/mock.pid;
+error_log $work/mock.err warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/mock-body;
+  server {
+    listen 127.0.0.1:$mock_port;
+    keepalive_requests 1000000;
+    location /v1/chat/completions {
+      default_type text/event-stream;
+      return 200 '$stream';
+    }
+  }
+}
+EOF
+cat >"$work/routes.yaml" <<EOF
+apiVersion: switchyard.dev/v1alpha1
+kind: ProviderPool
+metadata: {name: bench}
+spec:
+  providers:
+    - name: lean
+      api: OpenAI
+      baseUrl: http://127.0.0.1:$mock_port/v1
+      apiKey: {secretKeyRef: {name: keys, key: lean}}
+      models:
+        - {name: m, inputPerMillion: "1.00", outputPerMillion: "2.00"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: keys}
+stringData: {lean: sk-bench}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelRoute
+metadata: {name: chat}
+spec:
+  model: chat
+  targets:
+    - {pool: bench, provider: lean, model: m}
+EOF
+body='{"model":"chat","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":16}'
+# One curl, one keep-alive connection, `n` requests: a config file with one `url` (and `output`:
+# curl's -o applies to one URL only) per request.
+send() {
+  local n=$1 i
+  for ((i = 0; i < n; i++)); do
+    printf 'url = "http://127.0.0.1:%s/v1/chat/completions"\noutput = "/dev/null"\n' "$data_port"
+  done >"$work/curl.conf"
+  curl -s -w '%{http_code}\n' -K "$work/curl.conf" -H 'content-type: application/json' -d "$body" \
+    | grep -vc '^200$' || true
+}
+
+nginx -p "$work" -c "$work/mock.conf"
+(cd "$work" && exec valgrind --tool=callgrind --log-file="$work/valgrind.log" --callgrind-out-file="$work/callgrind.out" \
+  "$OLDPWD/$sidecar_bin" --manifests "$work/routes.yaml" --listen "127.0.0.1:$data_port" \
+  --admin-listen "127.0.0.1:$admin_port" --debug-listen "" >"$work/sidecar.log" 2>&1) &
+sidecar_pid=$!
+for _ in $(seq 600); do
+  curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+failed=$(send "$WARMUP")
+[ "$failed" = 0 ] || { echo "bench: $failed warm-up requests failed; sidecar log:" >&2; tail -5 "$work/sidecar.log" >&2; exit 1; }
+callgrind_control --zero "$sidecar_pid" >/dev/null
+failed=$(send "$REQUESTS")
+[ "$failed" = 0 ] || { echo "bench: $failed of $REQUESTS requests failed" >&2; exit 1; }
+callgrind_control --dump=measured "$sidecar_pid" >/dev/null
+sleep 0.5
+profile=$(ls -t "$work"/callgrind.out* | head -n1)
+logged=$(grep -c '"message":"request"' "$work/sidecar.log" || true)
+total=$(callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(git rev-parse --short HEAD)$(git diff --quiet -- sidecar || echo '+changes'); CALLGRIND_REQUESTS=$REQUESTS"
+echo
+echo "Instructions per request (the sidecar's every thread): $(awk -v t="$total" -v n="$REQUESTS" 'BEGIN {printf "%.0f", t / n}')"
+echo "Request log lines: $logged (warm-up included: $((REQUESTS + WARMUP)) requests)"
+echo
+echo "Top $TOP functions, inclusive Ir per request:"
+callgrind_annotate --inclusive=yes "$profile" 2>/dev/null \
+  | awk -v n="$REQUESTS" -v top="$TOP" '
+      /^-+$/ {sep++; next}
+      sep >= 3 && NF >= 2 && $1 ~ /^[0-9,]+$/ && shown < top {
+        ir = $1; gsub(",", "", ir); $1 = ""; pct = $2; $2 = ""
+        printf "%10.0f  %s %s\n", ir / n, pct, substr($0, 3); shown++ }'
+[ -n "${CALLGRIND_OUT:-}" ] && cp "$profile" "$CALLGRIND_OUT"
+true
