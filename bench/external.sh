@@ -14,6 +14,11 @@
 #
 #   bench/external.sh                                   # 3 rounds of 5 s per phase
 #   EXTERNAL_SECONDS=10 EXTERNAL_ROUNDS=5 bench/external.sh
+#   EXTERNAL_BASELINE=/tmp/old-sidecar bench/external.sh   # also an older sidecar build, same rounds
+#
+# With EXTERNAL_BASELINE (a sidecar binary saved from an earlier commit), a fourth target,
+# `baseline`, runs that binary the same way in every round: a change is compared in one run,
+# not against a number from another day on this noisy machine.
 #
 # Needs nginx and wrk (Debian: nginx-light, wrk); installed with apt-get when missing and run as
 # root. Everything listens on 127.0.0.1 only, on free ports, and is stopped on exit.
@@ -136,6 +141,21 @@ EOF
 
 nginx -p "$work" -c "$work/mock.conf"
 nginx -p "$work" -c "$work/hop.conf"
+start_sidecar() { # binary, data port, admin port, log file
+  "$1" --manifests "$work/routes.yaml" --listen "127.0.0.1:$2" \
+    --admin-listen "127.0.0.1:$3" --debug-listen "" >"$4" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$3/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+}
+base_port=""
+if [ -n "${EXTERNAL_BASELINE:-}" ]; then
+  base_port=$(free_port)
+  start_sidecar "$EXTERNAL_BASELINE" "$base_port" "$(free_port)" "$work/baseline.log"
+  baseline_pid=${pids[-1]}
+fi
 "$sidecar_bin" --manifests "$work/routes.yaml" --listen "127.0.0.1:$data_port" \
   --admin-listen "127.0.0.1:$admin_port" --debug-listen "" >"$work/sidecar.log" 2>&1 &
 sidecar_pid=$!
@@ -148,7 +168,7 @@ sleep 0.3
 hop_pids() { pgrep -P "$(cat "$work/hop.pid")" | tr '\n' ' '; echo "$(cat "$work/hop.pid")"; }
 
 # Every target must give the same answer before anything is timed.
-for url in "http://127.0.0.1:$hop_port" "http://127.0.0.1:$data_port"; do
+for url in "http://127.0.0.1:$hop_port" "http://127.0.0.1:$data_port" ${base_port:+"http://127.0.0.1:$base_port"}; do
   curl -sf "$url/v1/chat/completions" -H 'content-type: application/json' \
     -d '{"model":"chat","messages":[{"role":"user","content":"hi"}]}' >"$work/check.out" || {
     echo "bench: $url did not answer; sidecar log:" >&2; tail -5 "$work/sidecar.log" >&2; exit 1; }
@@ -179,6 +199,7 @@ median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 
 declare -A url=([direct]="http://127.0.0.1:$mock_port" [nginx]="http://127.0.0.1:$hop_port" [sidecar]="http://127.0.0.1:$data_port")
 targets=(direct nginx sidecar)
+[ -n "$base_port" ] && targets+=(baseline) && url[baseline]="http://127.0.0.1:$base_port"
 idle_sidecar=$(rss_kib "$sidecar_pid")
 idle_nginx=$(rss_kib "$(hop_pids)")
 for round in $(seq "$ROUNDS"); do
@@ -186,6 +207,7 @@ for round in $(seq "$ROUNDS"); do
     case $t in
       nginx) watched=$(hop_pids) ;;
       sidecar) watched=$sidecar_pid ;;
+      baseline) watched=$baseline_pid ;;
       *) watched="" ;;
     esac
     before=$( [ -n "$watched" ] && cpu_ticks $watched || echo 0 )
@@ -231,3 +253,8 @@ echo "| p99 at 1 connection (ms) | $p99_direct | $p99_nginx | $p99_sidecar | |"
 echo "| RSS idle / peak (MiB) | | $(awk -v a="$idle_nginx" -v b="$peak_nginx" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}') | $(awk -v a="$idle_sidecar" -v b="$peak_sidecar" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}') | |"
 echo
 echo "Sidecar request log lines written: $logged (one per request; the log went to a file)."
+if [ -n "$base_port" ]; then
+  cpu_baseline=$(m baseline cpu)
+  echo
+  echo "Baseline \`$EXTERNAL_BASELINE\` in the same rounds: $rps_baseline req/s at 32 connections ($(ratio "$rps_baseline" "$rps_nginx") of nginx), CPU per request $cpu_baseline µs ($(ratio "$cpu_baseline" "$cpu_nginx") of nginx), added p50 $(added "$p50_baseline" "$p50_direct") ms; this build / baseline: req/s $(ratio "$rps_sidecar" "$rps_baseline"), CPU per request $(ratio "$cpu_sidecar" "$cpu_baseline")."
+fi

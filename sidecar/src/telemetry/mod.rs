@@ -1,6 +1,7 @@
 //! What the sidecar shows about itself: logging (JSON lines through `tracing`, filtered by
 //! `RUST_LOG`, default `info`) and the Prometheus [`metrics`] (docs/reference/metrics.md).
 
+pub mod json;
 pub mod metrics;
 
 use std::io::{BufWriter, Stderr};
@@ -43,6 +44,7 @@ pub fn init(filter: Option<&str>, default: &str, json: bool) -> LogGuard {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .event_format(json::JsonLines::new())
             .try_init()
     } else {
         builder.compact().try_init()
