@@ -402,3 +402,46 @@ async fn upstream_embedding_requests_are_valid_by_the_official_schemas() {
     }
     h.stop().await;
 }
+
+/// `LowestCost` ranks embedding targets by what the input costs on each: the cheaper model
+/// wins whichever order the route lists them in (there is no output to price).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowest_cost_ranks_embedding_targets_by_their_input_price() {
+    let dear = MockProvider::start("dear").await.expect("openai mock");
+    let cheap = MockProvider::start("cheap").await.expect("openai mock");
+    let model = |name: &str, price: &str| {
+        format!(
+            "      models:\n        - {{name: {name}, type: Embedding, inputPerMillion: \"{price}\", outputPerMillion: \"0\"}}\n"
+        )
+    };
+    let yaml = format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: ProviderPool\nmetadata: {{name: pool}}\nspec:\n  providers:\n    - name: dear\n      api: OpenAI\n      baseUrl: {}\n      apiKey: {{secretKeyRef: {{name: keys, key: dear}}}}\n{}    - name: cheap\n      api: OpenAI\n      baseUrl: {}\n      apiKey: {{secretKeyRef: {{name: keys, key: cheap}}}}\n{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{dear: sk-dear-secret, cheap: sk-cheap-secret}}\n",
+        dear.base_url(),
+        model("text-embedding-3-large", "0.13"),
+        cheap.base_url(),
+        model("text-embedding-3-small", "0.02"),
+    ) + &route(
+        "embed",
+        "embed",
+        &[
+            ("dear", "text-embedding-3-large"),
+            ("cheap", "text-embedding-3-small"),
+        ],
+        "strategy: LowestCost",
+    );
+    let h = Harness::start(&yaml).await;
+
+    for _ in 0..3 {
+        let reply = h
+            .post(
+                "/v1/embeddings",
+                &json!({"model": "embed", "input": "a few words to embed"}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.header("x-switchyard-provider"), "pool/cheap");
+    }
+    assert_eq!(dear.request_count(), 0, "the dearer model is never asked");
+    assert_eq!(cheap.request_count(), 3);
+    h.stop().await;
+}

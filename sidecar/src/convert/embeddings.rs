@@ -29,6 +29,16 @@ impl Input {
         }
     }
 
+    /// Input tokens, for routing: token arrays counted exactly, text at 4 bytes a token (the
+    /// tokenizer is not worth running to rank targets or match `minPromptTokens`).
+    pub fn estimated_tokens(&self) -> u32 {
+        let n = match self {
+            Input::Texts(t) => t.iter().map(|s| s.len().div_ceil(4)).sum::<usize>(),
+            Input::Tokens(t) => t.iter().map(Vec::len).sum::<usize>(),
+        };
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// Whether there is nothing to embed (never, once parsed).
     pub fn is_empty(&self) -> bool {
         self.len() == 0

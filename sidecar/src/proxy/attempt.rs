@@ -247,9 +247,14 @@ async fn attempt(
     waiting.answered(Instant::now());
     let (parts, body) = answer.into_parts();
     if !parts.status.is_success() {
-        let bytes = read_limited(body, MAX_ERROR_BYTES, total_deadline)
-            .await
-            .unwrap_or_default();
+        let bytes = read_limited(
+            body,
+            MAX_ERROR_BYTES,
+            total_deadline,
+            FailureClass::ServerError,
+        )
+        .await
+        .unwrap_or_default();
         return Err(provider.classify_error(parts.status, &parts.headers, &bytes));
     }
     let deadlines = stream::Deadlines {
@@ -267,7 +272,13 @@ async fn attempt(
     let whole = if call_streams {
         stream::assemble(ctx.client_api, decoder, body, deadlines, MAX_ANSWER_BYTES).await?
     } else {
-        let bytes = read_limited(body, MAX_ANSWER_BYTES, total_deadline).await?;
+        let bytes = read_limited(
+            body,
+            MAX_ANSWER_BYTES,
+            total_deadline,
+            FailureClass::ServerError,
+        )
+        .await?;
         let completion = provider.parse_response(bytes, ctx.client_api)?;
         stream::Assembled {
             body: completion.body,
@@ -320,11 +331,13 @@ pub(super) fn connect_error(error: &hyper_util::client::legacy::Error) -> Attemp
     AttemptError::new(FailureClass::ConnectError, detail)
 }
 
-/// Reads a whole body, bounded in size and time.
+/// Reads a whole body, bounded in size and time; a body over `limit` is a failure of class
+/// `too_large`.
 pub(super) async fn read_limited(
     mut body: hyper::body::Incoming,
     limit: usize,
     deadline: Instant,
+    too_large: FailureClass,
 ) -> Result<Bytes, AttemptError> {
     let mut out = Vec::new();
     loop {
@@ -346,7 +359,7 @@ pub(super) async fn read_limited(
                 if let Ok(data) = frame.into_data() {
                     if out.len() + data.len() > limit {
                         return Err(AttemptError::new(
-                            FailureClass::ServerError,
+                            too_large,
                             format!("answer larger than {limit} bytes"),
                         ));
                     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use switchyard_crds::v1alpha1::{Api, ModelType};
+use switchyard_crds::v1alpha1::{Api, FailureClass, ModelType};
 use switchyard_crds::window::Timestamp;
 use tokio::time::{Instant, timeout_at};
 
@@ -55,6 +55,7 @@ impl Proxy {
         let Some(snapshot) = self.runtime.snapshot() else {
             return Err(no_config());
         };
+        ctx.workload = snapshot.workload.clone();
         let (parts, body) = request.into_parts();
         let bytes = self.read_body(&parts.headers, body).await?;
         ctx.request_bytes = bytes.len();
@@ -63,10 +64,15 @@ impl Proxy {
         let route = route::find(&snapshot, &request.model)?;
         route::check_kind(&route, ModelType::Embedding)?;
         ctx.route = Some(route.route.name.clone());
-        ctx.workload = snapshot.workload.clone();
         // Rules see the embeddings body: header matches work as for chat; prompt-based matches
-        // (`minPromptTokens`, `hasTools`, `minComplexity`) find no `messages` in it.
-        let mut facts = rules::RequestFacts::new(&request.body, &parts.headers);
+        // (`hasTools`, `minComplexity`) find no `messages` in it. Prompt tokens are the input's,
+        // estimated at 4 bytes a token, and no output is expected, so `LowestCost` ranks by
+        // `inputPerMillion` and `minPromptTokens` sees the input's size.
+        let mut facts = rules::RequestFacts::embeddings(
+            &request.body,
+            &parts.headers,
+            request.input.estimated_tokens(),
+        );
         let (targets, rule) = rules::select(&route, &mut facts);
         ctx.rule = rule.map(str::to_string);
         let targets = able(&route, targets, &request.input)?;
@@ -155,12 +161,33 @@ pub(super) async fn attempt(
     waiting.answered(Instant::now());
     let (parts, body) = answer.into_parts();
     if !parts.status.is_success() {
-        let bytes = attempt::read_limited(body, MAX_ERROR_BYTES, total_deadline)
-            .await
-            .unwrap_or_default();
+        let bytes = attempt::read_limited(
+            body,
+            MAX_ERROR_BYTES,
+            total_deadline,
+            FailureClass::ServerError,
+        )
+        .await
+        .unwrap_or_default();
         return Err(provider.classify_error(parts.status, &parts.headers, &bytes));
     }
-    let bytes = attempt::read_limited(body, MAX_ANSWER_BYTES, total_deadline).await?;
+    // An answer over the bound is the request's doing (too many inputs, or dimensions, for
+    // one answer), not the provider's fault: the caller's error, neither failed over (the next
+    // target would answer as large, and be paid again) nor counted by the breaker.
+    let bytes = attempt::read_limited(
+        body,
+        MAX_ANSWER_BYTES,
+        total_deadline,
+        FailureClass::ClientError,
+    )
+    .await
+    .map_err(|mut e| {
+        if e.class == FailureClass::ClientError {
+            e.message
+                .push_str(": ask for fewer inputs, or fewer dimensions, per request");
+        }
+        e
+    })?;
     let embedded =
         providers::embeddings::parse_response(api, bytes, request, &target.target.model)?;
     target

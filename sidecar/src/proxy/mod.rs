@@ -121,6 +121,8 @@ impl Proxy {
         let Some(snapshot) = self.runtime.snapshot() else {
             return Err(no_config());
         };
+        // Every request line names the workload, refused ones included.
+        ctx.workload = snapshot.workload.clone();
         let (parts, body) = request.into_parts();
         let bytes = self.read_body(&parts.headers, body).await?;
         ctx.request_bytes = bytes.len();
@@ -132,7 +134,6 @@ impl Proxy {
         let route = route::find(&snapshot, &parsed.model)?;
         route::check_kind(&route, ModelType::Chat)?;
         ctx.route = Some(route.route.name.clone());
-        ctx.workload = snapshot.workload.clone();
         let mut facts = rules::RequestFacts::new(&parsed.hub, &parts.headers);
         let (targets, rule) = rules::select(&route, &mut facts);
         ctx.rule = rule.map(str::to_string);

@@ -18,6 +18,8 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     prompt_tokens: Option<u32>,
     complexity: Option<u8>,
+    /// Set for requests that say nothing of their output in the body (embeddings).
+    expected_output: Option<u32>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -27,6 +29,21 @@ impl<'a> RequestFacts<'a> {
             headers,
             prompt_tokens: None,
             complexity: None,
+            expected_output: None,
+        }
+    }
+
+    /// The facts of an embeddings request: `input_tokens` estimated by the caller, and no
+    /// output to expect.
+    pub fn embeddings(
+        body: &'a Map<String, Value>,
+        headers: &'a HeaderMap,
+        input_tokens: u32,
+    ) -> Self {
+        Self {
+            prompt_tokens: Some(input_tokens),
+            expected_output: Some(0),
+            ..Self::new(body, headers)
         }
     }
 
@@ -58,6 +75,9 @@ impl<'a> RequestFacts<'a> {
 
     /// The output tokens to expect: `max_completion_tokens`, `max_tokens`, or 256.
     pub fn expected_output_tokens(&self) -> u32 {
+        if let Some(n) = self.expected_output {
+            return n;
+        }
         ["max_completion_tokens", "max_tokens"]
             .iter()
             .find_map(|k| self.body.get(*k).and_then(Value::as_u64))
