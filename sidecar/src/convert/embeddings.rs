@@ -8,6 +8,7 @@
 //! `usage` is the sidecar's own count of the input text (the o200k tokenizer chat uses for
 //! estimates), which also prices the request.
 
+use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 /// What an embeddings request embeds.
@@ -204,30 +205,7 @@ pub fn base64_f32(values: &[Value]) -> String {
         let x = v.as_f64().unwrap_or(0.0) as f32;
         bytes.extend_from_slice(&x.to_le_bytes());
     }
-    base64(&bytes)
-}
-
-/// Standard base64 (RFC 4648, padded). Written out rather than a dependency: the sidecar needs
-/// only this one encoder.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
