@@ -48,18 +48,15 @@ use crate::names::{FIELD_MANAGER, GENERATED_BY, INJECT_LABEL, INJECTED_LABEL};
 use crate::workload::{self, Owners};
 use crate::{Error, Result};
 use owners::OwnerCache;
+#[cfg(test)]
+use spend::SPEND_WRITE_EVERY;
+use spend::SpendWrite;
 
 /// How long to wait after a change for more changes before compiling.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Report windows and budget spend change without any object changing: recompute pool health
 /// and budget windows this often.
 const RESYNC: Duration = Duration::from_secs(30);
-/// A budget status whose only change is spend (see [`conditions::same_but_spend`]) is written at
-/// most this often: every write is itself a watch event that triggers a step, and with many
-/// sidecars reporting, spend has changed by then, which would write again at once. Deferred
-/// writes are made when this has passed, so status still follows spend at least every
-/// [`RESYNC`].
-const SPEND_WRITE_EVERY: Duration = Duration::from_secs(10);
 /// The backoff after a failed status write: from 1 s, doubling, up to a minute (backon's jitter
 /// adds up to one more delay to each), so that a broken apiserver is not hammered and a
 /// recovered one is written to soon.
@@ -102,13 +99,23 @@ pub struct Reports {
     pub top_workloads: TopWorkloads,
 }
 
+/// A route status a step decided to write.
+#[derive(Debug)]
+pub struct RouteWrite {
+    pub key: ObjectKey,
+    pub status: ModelRouteStatus,
+    /// Only `costUsd`/`requests` changed ([`spend::same_route_but_spend`]) and no event is due:
+    /// the write may wait for [`spend::SPEND_WRITE_EVERY`].
+    pub spend_only: bool,
+}
+
 /// A budget status a step decided to write.
 #[derive(Debug)]
 pub struct BudgetWrite {
     pub key: ObjectKey,
     pub status: BudgetStatus,
     /// Only spend changed ([`conditions::same_but_spend`]) and no event is due: the write may
-    /// wait for [`SPEND_WRITE_EVERY`].
+    /// wait for [`spend::SPEND_WRITE_EVERY`].
     pub spend_only: bool,
     /// Events the change deserves, published after the write (dropped with a deferred write,
     /// and decided again from the unchanged status at the next step).
@@ -119,8 +126,8 @@ pub struct BudgetWrite {
 #[derive(Debug, Default)]
 pub struct Step {
     pub snapshot: Snapshot,
-    /// Routes whose status changed, with the new status.
-    pub routes: Vec<(ObjectKey, ModelRouteStatus)>,
+    /// Routes whose status changed.
+    pub routes: Vec<RouteWrite>,
     /// Pools whose status changed, with the new status.
     pub pools: Vec<(ObjectKey, ProviderPoolStatus)>,
     /// Budgets whose status changed.
@@ -232,29 +239,24 @@ fn budget_statuses(
     }
 }
 
-/// Which of `budgets` to write at `now`, given when each was last written; spend-only changes
-/// wait until [`SPEND_WRITE_EVERY`] has passed since the last write. Also how long until the
-/// first deferred one is due.
-fn due_budgets(
-    budgets: Vec<BudgetWrite>,
-    written: &HashMap<ObjectKey, Instant>,
-    now: Instant,
-) -> (Vec<BudgetWrite>, Option<Duration>) {
-    let mut due = Vec::new();
-    let mut next: Option<Duration> = None;
-    for write in budgets {
-        let since = written
-            .get(&write.key)
-            .map(|at| now.saturating_duration_since(*at));
-        match since {
-            Some(since) if write.spend_only && since < SPEND_WRITE_EVERY => {
-                let wait = SPEND_WRITE_EVERY - since;
-                next = Some(next.map_or(wait, |n| n.min(wait)));
-            }
-            _ => due.push(write),
-        }
+// === impl RouteWrite, BudgetWrite ===
+
+impl SpendWrite for RouteWrite {
+    fn key(&self) -> &ObjectKey {
+        &self.key
     }
-    (due, next)
+    fn spend_only(&self) -> bool {
+        self.spend_only
+    }
+}
+
+impl SpendWrite for BudgetWrite {
+    fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+    fn spend_only(&self) -> bool {
+        self.spend_only
+    }
 }
 
 /// The injected pods a step serves.
@@ -353,9 +355,15 @@ fn route_statuses(
         spend::set_route_window(&mut status, reports.routes.get(&window));
         if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
             let before = previous.map(|p| p.conditions.as_slice());
-            out.events
-                .extend(notices(route.object_ref(&()), before, &status.conditions));
-            out.routes.push((key, status));
+            let events = notices(route.object_ref(&()), before, &status.conditions);
+            let spend_only = events.is_empty()
+                && previous.is_some_and(|p| spend::same_route_but_spend(p, &status));
+            out.events.extend(events);
+            out.routes.push(RouteWrite {
+                key,
+                status,
+                spend_only,
+            });
         }
     }
 }
@@ -510,22 +518,22 @@ pub async fn run(mut ctx: Context) {
     let mut retries = RETRY.build();
     let mut wait = Duration::ZERO;
     let mut first = true;
-    // When each budget's status was last written by this replica, to space spend-only writes.
-    let mut budgets_written = HashMap::new();
+    // When each route's and budget's status was last written by this replica, to space
+    // spend-only writes.
+    let mut written = HashMap::new();
     loop {
         if !first {
             next_trigger(&mut ctx, &changed, wait).await;
         }
         first = false;
-        let (failed, deferred) =
-            reconcile(&mut ctx, &stores, &recorder, &mut budgets_written).await;
+        let (failed, deferred) = reconcile(&mut ctx, &stores, &recorder, &mut written).await;
         // A failed write is retried by the next step (the object still carries its old
         // status); back off so that a broken apiserver is not hammered.
         if failed {
             // Never exhausted: built without a maximum number of attempts.
             wait = retries.next().unwrap_or(RESYNC);
         } else {
-            // A deferred budget write is made when it is due, not at the next resync.
+            // A deferred spend write is made when it is due, not at the next resync.
             wait = deferred.unwrap_or(Duration::ZERO);
             retries = RETRY.build();
         }
@@ -545,14 +553,14 @@ async fn next_trigger(ctx: &mut Context, changed: &Notify, wait: Duration) {
 }
 
 /// One step over what the caches hold: publishes its tables and trust namespaces and, when
-/// leading, writes its statuses. True when a write failed; and how long until a budget write
-/// deferred by [`SPEND_WRITE_EVERY`] is due. (`&mut`: the context is not `Sync`, and this future
+/// leading, writes its statuses. True when a write failed; and how long until a route or budget
+/// write deferred by [`spend::SPEND_WRITE_EVERY`] is due. (`&mut`: the context is not `Sync`, and this future
 /// must be `Send`.)
 async fn reconcile(
     ctx: &mut Context,
     stores: &Stores,
     recorder: &Recorder,
-    budgets_written: &mut HashMap<ObjectKey, Instant>,
+    written: &mut HashMap<ObjectKey, Instant>,
 ) -> (bool, Option<Duration>) {
     let timer = ctx.metrics.reconcile_duration.start_timer();
     let mut world = stores.world();
@@ -578,17 +586,26 @@ async fn reconcile(
     let mut failed = false;
     if ctx.leadership.is_leader() {
         let now = Instant::now();
-        let (budgets, next) = due_budgets(out.budgets, budgets_written, now);
-        deferred = next;
+        // An entry older than SPEND_WRITE_EVERY defers nothing, as no entry does: forgetting
+        // it keeps the map to the objects written lately (deleted ones included).
+        written.retain(|_, at| now.saturating_duration_since(*at) < spend::SPEND_WRITE_EVERY);
+        let (route_writes, next_route) = spend::due(out.routes, written, now);
+        let (budgets, next_budget) = spend::due(out.budgets, written, now);
+        deferred = next_route.into_iter().chain(next_budget).min();
+        let mut routes = Vec::with_capacity(route_writes.len());
+        for write in route_writes {
+            written.insert(write.key.clone(), now);
+            routes.push((write.key, write.status));
+        }
         let mut events = out.events;
         let mut statuses = Vec::with_capacity(budgets.len());
         for write in budgets {
-            budgets_written.insert(write.key.clone(), now);
+            written.insert(write.key.clone(), now);
             events.extend(write.events);
             statuses.push((write.key, write.status));
         }
         let writes = Writes {
-            routes: &out.routes,
+            routes: &routes,
             pools: &out.pools,
             budgets: &statuses,
             events: &events,

@@ -117,7 +117,7 @@ fn step_publishes_one_shared_table_per_audience_and_every_status() {
     let statuses: BTreeMap<_, _> = out
         .routes
         .iter()
-        .map(|(k, s)| (k.name.as_str(), s))
+        .map(|w| (w.key.name.as_str(), &w.status))
         .collect();
     let old = statuses["old"];
     assert_eq!(old.observed_generation, Some(2));
@@ -154,8 +154,8 @@ fn unchanged_statuses_are_not_written_again() {
         route.status = first
             .routes
             .iter()
-            .find(|(k, _)| k.name == route.name_any())
-            .map(|(_, s)| s.clone());
+            .find(|w| w.key.name == route.name_any())
+            .map(|w| w.status.clone());
     }
     world.pools[0].status = Some(first.pools[0].1.clone());
     let later = Time(Timestamp::from_second(2_000).unwrap());
@@ -169,7 +169,7 @@ fn unchanged_statuses_are_not_written_again() {
 
     world.pods.push(pod("u4", "chat", "Running"));
     let third = step(&world, &Reports::default(), later);
-    let names: Vec<_> = third.routes.iter().map(|(k, _)| k.name.as_str()).collect();
+    let names: Vec<_> = third.routes.iter().map(|w| w.key.name.as_str()).collect();
     assert_eq!(names, ["old"], "one more sidecar selected");
 }
 
@@ -222,7 +222,7 @@ async fn status_is_written_by_forced_server_side_apply() {
         name: "name".into(),
     };
     let out = step(&world(), &Reports::default(), now());
-    let status = out.routes[0].1.clone();
+    let status = out.routes[0].status.clone();
     apply_route_status(&client, &key, &status).await.unwrap();
 
     let (parts, body) = server.await.unwrap();
@@ -269,8 +269,8 @@ fn in_sync_counts_pods_whose_report_carries_their_tables_version() {
         ..Reports::default()
     };
     let out = step(&world(), &reports, now());
-    let (_, old) = out.routes.iter().find(|(k, _)| k.name == "old").unwrap();
-    let sidecars = old.sidecars.as_ref().unwrap();
+    let old = out.routes.iter().find(|w| w.key.name == "old").unwrap();
+    let sidecars = old.status.sidecars.as_ref().unwrap();
     assert_eq!((sidecars.selected, sidecars.in_sync), (2, 1));
     assert_eq!(sidecars.summary, "1/2");
 }
@@ -323,8 +323,8 @@ fn a_step_announces_transitions_and_names_the_namespaces_needing_trust() {
         route.status = out
             .routes
             .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, s)| s.clone());
+            .find(|w| w.key == key)
+            .map(|w| w.status.clone());
     }
     for pool in &mut world.pools {
         let key = key_of(Kind::ProviderPool, pool);
@@ -497,7 +497,7 @@ fn spend_only_budget_writes_wait_their_turn_others_do_not() {
         (key("recent"), now - Duration::from_secs(4)),
         (key("old"), now - SPEND_WRITE_EVERY),
     ]);
-    let (due, next) = due_budgets(
+    let (due, next) = spend::due(
         vec![
             write("recent", true),
             write("recent-changed", false),
@@ -512,7 +512,7 @@ fn spend_only_budget_writes_wait_their_turn_others_do_not() {
     assert_eq!(next, Some(SPEND_WRITE_EVERY - Duration::from_secs(4)));
     let mut written = written;
     written.insert(key("recent-changed"), now);
-    let (due, _) = due_budgets(vec![write("recent-changed", false)], &written, now);
+    let (due, _) = spend::due(vec![write("recent-changed", false)], &written, now);
     assert_eq!(due.len(), 1, "a change other than spend is written at once");
 }
 
@@ -564,4 +564,91 @@ async fn budget_status_is_applied_to_its_status_subresource() {
     assert_eq!(body["status"]["windows"][0]["used"]["requests"], 7);
     assert_eq!(body["status"]["summary"]["used"], "7 requests");
     assert!(body.get("spec").is_none());
+}
+
+/// Reports in which the route `old` answered `requests` requests for `usd` in the window.
+fn old_route_spent(requests: u64, usd: f64) -> Reports {
+    Reports {
+        routes: BTreeMap::from([(
+            RouteKey {
+                namespace: "ns".into(),
+                route: "old".into(),
+            },
+            RouteStats {
+                requests,
+                cost_usd: usd,
+            },
+        )]),
+        ..Reports::default()
+    }
+}
+
+#[test]
+fn a_route_status_that_differs_only_in_spend_is_a_spend_only_write() {
+    let mut world = world();
+    let first = step(&world, &old_route_spent(3, 0.5), now());
+    for write in &first.routes {
+        assert!(!write.spend_only, "a first status is never deferred");
+        let route = world
+            .routes
+            .iter_mut()
+            .find(|r| r.name_any() == write.key.name)
+            .unwrap();
+        route.status = Some(write.status.clone());
+    }
+    let out = step(&world, &Reports::default(), now());
+    let old = out.routes.iter().find(|w| w.key.name == "old").unwrap();
+    assert_eq!(old.status.requests, None, "the window emptied");
+    assert!(old.spend_only);
+    let out = step(&world, &old_route_spent(4, 0.75), now());
+    assert_eq!(out.routes.len(), 1, "`new` is unchanged: {:?}", out.routes);
+    assert_eq!(out.routes[0].status.requests, Some(4));
+    assert!(out.routes[0].spend_only);
+
+    // Spend and sync state moved together: written at once.
+    let version = out
+        .snapshot
+        .table_for(out.snapshot.pod("u1").unwrap())
+        .version
+        .clone();
+    let mut reports = old_route_spent(5, 1.0);
+    reports.versions = HashMap::from([("u1".to_string(), version)]);
+    let out = step(&world, &reports, now());
+    let old = out.routes.iter().find(|w| w.key.name == "old").unwrap();
+    assert!(!old.spend_only, "inSync changed too");
+}
+
+#[test]
+fn spend_only_route_writes_wait_their_turn_and_share_the_clock_with_budgets() {
+    let mut world = world();
+    let first = step(&world, &Reports::default(), now());
+    let old = first.routes.iter().find(|w| w.key.name == "old").unwrap();
+    world.routes[0].status = Some(old.status.clone());
+    let now_ = Instant::now();
+    let written = HashMap::from([(old.key.clone(), now_ - Duration::from_secs(3))]);
+    let writes = step(&world, &old_route_spent(1, 0.1), now()).routes;
+    let (due, next) = spend::due(writes, &written, now_);
+    assert!(
+        due.iter().all(|w| w.key.name != "old"),
+        "written 3 s ago: deferred"
+    );
+    assert_eq!(next, Some(SPEND_WRITE_EVERY - Duration::from_secs(3)));
+    let writes = step(&world, &old_route_spent(2, 0.2), now()).routes;
+    let (due, next) = spend::due(writes, &written, now_ + Duration::from_secs(7));
+    assert!(due.iter().any(|w| w.key.name == "old"), "its 10 s are up");
+    assert_eq!(next, None);
+    let budget_written = HashMap::from([(
+        ObjectKey {
+            kind: Kind::Budget,
+            namespace: "ns".into(),
+            name: "old".into(),
+        },
+        now_,
+    )]);
+    let writes = step(&world, &old_route_spent(3, 0.3), now()).routes;
+    let (due, _) = spend::due(writes, &budget_written, now_);
+    assert!(
+        due.iter().any(|w| w.key.name == "old"),
+        "a Budget of the same name is another object"
+    );
 }
