@@ -85,21 +85,21 @@ pub async fn run(
         {
             continue;
         }
-        // Claimed when the target's turn comes, so that a target never reached is not counted
-        // as refused; a target without budgets does not read the clock.
+        let Some((permit, probe)) = admit(&target, forced).await else {
+            continue;
+        };
+        // Claimed when the target's turn comes and it may be sent, so that a target never
+        // reached is not counted as refused, and after `admit` (which may wait for a
+        // concurrency slot) so that a fleet limit's slot is taken in the minute the request
+        // goes, and never held by a request whose client left while waiting. Refused, the
+        // permit and the probe slot drop here. A target without budgets does not read the clock.
         if !target.budgets.is_empty()
             && let Err(exhausted) = budget::claim_target(&target.budgets, Timestamp::now())
         {
             over_budget.get_or_insert(exhausted);
+            drop((permit, probe));
             continue;
         }
-        let Some((permit, probe)) = admit(&target, forced).await else {
-            // Not sent after all: its fleet limits' slots go back.
-            if !target.budgets.is_empty() {
-                budget::release_target(&target.budgets, Timestamp::now());
-            }
-            continue;
-        };
         if let Some((previous, error)) = failures.last() {
             metrics
                 .failovers
