@@ -363,9 +363,23 @@ impl Resolver<'_> {
 
 /// Builds the tokenizer off the request path before the first request that needs it.
 fn warm_tokenizer_if_needed(table: &RouteTable) {
+    // Gemini reports no usage for embeddings: the sidecar counts their input itself.
+    let embeds_on_gemini = |r: &switchyard_crds::table::Route| {
+        r.targets
+            .iter()
+            .chain(r.rules.iter().flat_map(|rule| &rule.targets))
+            .any(|t| {
+                t.kind == switchyard_crds::v1alpha1::ModelType::Embedding
+                    && table
+                        .upstreams
+                        .get(&t.upstream)
+                        .is_some_and(|u| u.api == switchyard_crds::v1alpha1::Api::Gemini)
+            })
+    };
     let needs_tokens = table.routes.values().any(|r| {
         r.strategy == switchyard_crds::v1alpha1::Strategy::LowestCost
             || r.rules.iter().any(|rule| rule.min_prompt_tokens.is_some())
+            || embeds_on_gemini(r)
     });
     if needs_tokens && let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn_blocking(crate::upstream::tokens::warm);
