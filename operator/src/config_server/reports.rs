@@ -71,6 +71,20 @@ pub struct RouteStats {
     pub cost_usd: f64,
 }
 
+// === impl RouteStats ===
+
+impl RouteStats {
+    fn add(&mut self, delta: &RouteReport) {
+        self.requests = self.requests.saturating_add(delta.requests);
+        self.cost_usd += delta.cost_usd;
+    }
+
+    fn merge(&mut self, other: &RouteStats) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.cost_usd += other.cost_usd;
+    }
+}
+
 /// What [`ReportAggregator::ingest_routes`] did with a report's routes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RoutesOutcome {
@@ -128,14 +142,14 @@ impl WindowStats {
     /// The upper bound of the bucket holding the median attempt. For the overflow bucket, the
     /// largest bound (the median is at least that).
     pub fn p50_latency_ms(&self) -> Option<u64> {
-        let total: u64 = self.latency_buckets.iter().sum();
+        let total = saturating_sum(self.latency_buckets.iter().copied());
         if total == 0 {
             return None;
         }
-        let mut seen = 0;
+        let mut seen: u64 = 0;
         for (i, count) in self.latency_buckets.iter().enumerate() {
-            seen += count;
-            if seen * 2 >= total {
+            seen = seen.saturating_add(*count);
+            if seen >= total.div_ceil(2) {
                 let last = LATENCY_BUCKETS_MS.len() - 1;
                 return Some(LATENCY_BUCKETS_MS[i.min(last)]);
             }
@@ -143,24 +157,39 @@ impl WindowStats {
         None
     }
 
+    // NB: every count below comes from a sidecar's report, so it is added saturating: a report
+    // near u64::MAX must neither panic a debug build nor wrap a window to a small number.
     fn add(&mut self, delta: &TargetReport) {
-        let requests: u64 = delta.outcomes.values().sum();
+        let errors = saturating_sum(
+            delta
+                .outcomes
+                .iter()
+                .filter(|(outcome, _)| *outcome != SUCCESS)
+                .map(|(_, count)| *count),
+        );
         let successes = delta.outcomes.get(SUCCESS).copied().unwrap_or(0);
-        self.requests += requests;
-        self.errors += requests - successes;
-        self.input_tokens += delta.input_tokens;
-        self.cached_input_tokens += delta.cached_input_tokens;
-        self.output_tokens += delta.output_tokens;
+        self.requests = self
+            .requests
+            .saturating_add(successes)
+            .saturating_add(errors);
+        self.errors = self.errors.saturating_add(errors);
+        self.input_tokens = self.input_tokens.saturating_add(delta.input_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(delta.cached_input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(delta.output_tokens);
         self.cost_usd += delta.cost_usd;
         add_buckets(&mut self.latency_buckets, &delta.latency_buckets);
     }
 
     fn merge(&mut self, other: &WindowStats) {
-        self.requests += other.requests;
-        self.errors += other.errors;
-        self.input_tokens += other.input_tokens;
-        self.cached_input_tokens += other.cached_input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(other.cached_input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cost_usd += other.cost_usd;
         add_buckets(&mut self.latency_buckets, &other.latency_buckets);
     }
@@ -271,9 +300,7 @@ impl ReportAggregator {
                 namespace: namespace.to_string(),
                 route: route.route.clone(),
             };
-            let stats = bucket.entry(key).or_default();
-            stats.requests += delta.requests;
-            stats.cost_usd += delta.cost_usd;
+            bucket.entry(key).or_default().add(&delta);
             outcome.deltas.push(delta);
         }
         outcome
@@ -286,9 +313,7 @@ impl ReportAggregator {
         for (index, bucket) in &self.route_buckets {
             if index + BUCKETS > current {
                 for (key, stats) in bucket {
-                    let total = out.entry(key.clone()).or_default();
-                    total.requests += stats.requests;
-                    total.cost_usd += stats.cost_usd;
+                    out.entry(key.clone()).or_default().merge(stats);
                 }
             }
         }
@@ -451,8 +476,13 @@ fn add_buckets(into: &mut Vec<u64>, more: &[u64]) {
         into.resize(len, 0);
     }
     for (slot, value) in into.iter_mut().zip(more) {
-        *slot += value;
+        *slot = slot.saturating_add(*value);
     }
+}
+
+/// The sum of reported counts, stopping at `u64::MAX` instead of overflowing.
+fn saturating_sum(counts: impl IntoIterator<Item = u64>) -> u64 {
+    counts.into_iter().fold(0, u64::saturating_add)
 }
 
 #[cfg(test)]

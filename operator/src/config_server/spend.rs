@@ -62,10 +62,10 @@ impl WorkloadSeries {
                 .cost_usd
                 .with_label_values(&labels)
                 .inc_by(delta.cost_usd.max(0.0));
-            self.metrics
-                .requests
-                .with_label_values(&labels)
-                .inc_by(delta.requests);
+            saturating_inc(
+                &self.metrics.requests.with_label_values(&labels),
+                delta.requests,
+            );
             let tokens = [
                 delta.input_tokens,
                 delta.cached_input_tokens,
@@ -73,10 +73,11 @@ impl WorkloadSeries {
             ];
             for (direction, count) in DIRECTIONS.into_iter().zip(tokens) {
                 let [ns, wl, route] = labels;
-                self.metrics
+                let counter = self
+                    .metrics
                     .tokens
-                    .with_label_values(&[ns, wl, route, direction])
-                    .inc_by(count);
+                    .with_label_values(&[ns, wl, route, direction]);
+                saturating_inc(&counter, count);
             }
             self.touched.insert(labels.map(str::to_string), now);
         }
@@ -107,6 +108,13 @@ impl WorkloadSeries {
     }
 }
 
+/// Adds a reported count to `counter`, stopping at `u64::MAX`: the counter's own add wraps, and
+/// a counter that wraps looks like a reset to Prometheus. (Only [`WorkloadSeries`], under its
+/// lock, adds to these counters, so reading then adding does not race.)
+fn saturating_inc(counter: &prometheus::IntCounter, count: u64) {
+    counter.inc_by(count.min(u64::MAX - counter.get()));
+}
+
 /// The [`TOP_WORKLOADS`] biggest spenders among `holders` (each holder's use of one limit's
 /// window: micro-dollars, requests, tokens), by the workload each holder reported for: most
 /// dollars first, then most requests, then by name, so that the order is stable. Holders of no
@@ -120,9 +128,10 @@ pub fn top_workloads(
         let Some(workload) = workloads.get(holder) else {
             continue;
         };
+        // Reported by sidecars: saturating, so that no report can panic or wrap the sum.
         let total = by_workload.entry(workload.id()).or_default();
-        total.0 += used[0];
-        total.1 += used[1];
+        total.0 = total.0.saturating_add(used[0]);
+        total.1 = total.1.saturating_add(used[1]);
     }
     let mut top: Vec<(String, (u64, u64))> = by_workload
         .into_iter()

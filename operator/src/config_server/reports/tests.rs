@@ -340,3 +340,55 @@ fn the_route_window_forgets_what_is_older_than_five_minutes() {
         "expired buckets are dropped"
     );
 }
+
+#[test]
+fn counters_near_u64_max_saturate_instead_of_panicking_or_wrapping() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0);
+    let huge = u64::MAX - 1;
+    let mut big = target("pool/openai", huge, 0, huge);
+    big.outcomes.insert("ServerError".into(), huge);
+    big.cached_input_tokens = huge;
+    for instance in ["a", "b"] {
+        // A first report of zeros, then the huge one: its delta is huge whatever a first
+        // report counts.
+        let zero = target("pool/openai", 0, 0, 0);
+        agg.ingest(
+            "uid",
+            "team-a",
+            &allowed(),
+            &report(instance, vec![zero]),
+            t0,
+        );
+        agg.ingest(
+            "uid",
+            "team-a",
+            &allowed(),
+            &report(instance, vec![big.clone()]),
+            t0,
+        );
+        let routes = routes_report(instance, vec![route("chat", 0, 0.0)]);
+        agg.ingest_routes("uid", "team-a", &chat_only(), &routes, t0);
+        let routes = RouteReport {
+            requests: huge,
+            ..route("chat", 0, 1.0)
+        };
+        let routes = routes_report(instance, vec![routes]);
+        agg.ingest_routes("uid", "team-a", &chat_only(), &routes, t0);
+    }
+    // And once more in the next bucket, so that summing buckets saturates too.
+    agg.ingest(
+        "uid",
+        "team-a",
+        &allowed(),
+        &report("c", vec![]),
+        t0 + BUCKET,
+    );
+    let stats = &agg.summary(t0 + BUCKET)[&key()];
+    assert_eq!((stats.requests, stats.errors), (u64::MAX, u64::MAX));
+    assert_eq!(stats.input_tokens, u64::MAX);
+    assert_eq!(stats.cached_input_tokens, u64::MAX);
+    assert_eq!(stats.latency_buckets[2], u64::MAX);
+    assert_eq!(stats.p50_latency_ms(), Some(250));
+    assert_eq!(agg.route_summary(t0)[&chat_key()].requests, u64::MAX);
+}

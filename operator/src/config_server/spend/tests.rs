@@ -63,6 +63,20 @@ fn the_top_five_are_ordered_by_dollars_then_requests_then_name() {
 }
 
 #[test]
+fn spend_summed_over_holders_saturates_at_u64_max() {
+    let workloads: HashMap<HolderKey, Workload> = ["a", "b"]
+        .into_iter()
+        .map(|uid| (holder(uid), workload("Deployment", "web")))
+        .collect();
+    let huge = [u64::MAX - 1, u64::MAX - 1, 0];
+    let holders = vec![(holder("a"), huge), (holder("b"), huge)];
+    let top = top_workloads(&holders, &workloads);
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].requests, u64::MAX);
+    assert_eq!(top[0].usd, Usd::from_micros(u64::MAX));
+}
+
+#[test]
 fn deltas_are_counted_per_workload_and_route_and_stale_series_go() {
     let metrics = Metrics::new().unwrap();
     let t0 = Instant::now();
@@ -108,4 +122,30 @@ fn deltas_are_counted_per_workload_and_route_and_stale_series_go() {
         text.contains(r#"switchyard_workload_requests_total{namespace="team-a",route="chat",workload="Deployment/web"} 7"#),
         "{text}"
     );
+}
+
+#[test]
+fn workload_counters_saturate_at_u64_max() {
+    let metrics = Metrics::new().unwrap();
+    let t0 = Instant::now();
+    let mut series = WorkloadSeries::new(metrics.config.workload.clone(), t0);
+    let huge = RouteReport {
+        route: "chat".into(),
+        requests: u64::MAX - 1,
+        output_tokens: u64::MAX - 1,
+        ..RouteReport::default()
+    };
+    let web = workload("Deployment", "web");
+    series.record(&web, std::slice::from_ref(&huge), t0);
+    series.record(&web, std::slice::from_ref(&huge), t0);
+    let labels = ["team-a", "Deployment/web", "chat"];
+    let requests = metrics.config.workload.requests.with_label_values(&labels);
+    assert_eq!(requests.get(), u64::MAX);
+    let output = metrics.config.workload.tokens.with_label_values(&[
+        "team-a",
+        "Deployment/web",
+        "chat",
+        "output",
+    ]);
+    assert_eq!(output.get(), u64::MAX);
 }
