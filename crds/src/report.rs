@@ -40,8 +40,9 @@ pub struct Report {
     pub routes: Vec<RouteReport>,
 }
 
-/// Cumulative counters for one route: the client requests it answered, whatever their outcome,
-/// and their tokens and cost summed over every attempt (as the request log line gives them).
+/// Cumulative counters for one route: the client requests it sent to a provider or answered
+/// from its cache, whether they then succeeded or not (requests refused before any attempt cost
+/// nothing and are not counted), and their tokens and cost summed over every attempt.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteReport {

@@ -205,8 +205,10 @@ pub struct ModelRouteStatus {
     /// string. Absent while no sidecar has reported the route in that window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<Usd>,
-    /// Client requests this route answered over the last 5 minutes, whatever their outcome.
-    /// Absent while no sidecar has reported the route in that window.
+    /// Client requests this route sent to a provider, or answered from its cache, over the last
+    /// 5 minutes, whether they then succeeded or not (requests refused before any attempt, by
+    /// a budget or for bad input, cost nothing and are not counted). Absent while no sidecar
+    /// has reported the route in that window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<u64>,
 }
