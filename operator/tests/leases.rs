@@ -5,6 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -271,8 +272,21 @@ async fn a_new_leader_resumes_counting_from_budget_status() {
     assert_eq!((limit.reporting, limit.leased), (1, 1));
 }
 
+/// Waits until the current minute has at least 20 s left. A fleet limit counts per minute
+/// aligned to the epoch: a test that crossed a minute boundary would see every count start
+/// again. 20 s is far more than the test takes.
+async fn wait_for_room_in_the_minute() {
+    let left = Period::parse("1m")
+        .and_then(|p| p.until_next(Timestamp::now()))
+        .expect("a minute window");
+    if left < Duration::from_secs(20) {
+        tokio::time::sleep(left + Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn pods_sharing_a_fleet_limit_get_leases_that_fit_it_and_follow_demand() {
+    wait_for_room_in_the_minute().await;
     let h = start_sharing(Leadership::always(), team_a_with_fleet_limit()).await;
     h.server.end_lease_learning();
     let minute = Period::parse("1m").unwrap();
@@ -283,7 +297,7 @@ async fn pods_sharing_a_fleet_limit_get_leases_that_fit_it_and_follow_demand() {
     for round in 0..6 {
         for i in 0..3 {
             // The operator decides the window by its own clock; the report names the same
-            // minute unless one turned in between, which the lease then says.
+            // minute, since the test started with 20 s of it left.
             let window_start = minute.window(Timestamp::now()).unwrap().start.as_second();
             let report = BudgetUsage {
                 budget: "team-a/pool/a".into(),
@@ -300,10 +314,10 @@ async fn pods_sharing_a_fleet_limit_get_leases_that_fit_it_and_follow_demand() {
                 (lease.budget.as_str(), lease.period.as_str()),
                 ("team-a/pool/a", "1m")
             );
-            if lease.window_start != window_start {
-                // A minute turned between the two clock readings: every count starts again.
-                return;
-            }
+            assert_eq!(
+                lease.window_start, window_start,
+                "round {round}: the minute the report names"
+            );
             allowance[i] = lease.allowance.requests.unwrap();
             let total: u64 = allowance.iter().sum();
             assert!(total <= LIMIT, "round {round}: {allowance:?}");
