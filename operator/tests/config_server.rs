@@ -281,7 +281,7 @@ async fn reports_become_windowed_deltas_for_the_pods_own_targets() {
         }
     };
     let report = |targets| Report {
-        instance: "uid-a/2026-01-01T00:00:00Z".into(),
+        instance: started_now("uid-a"),
         table_version: team_a_v1().version.clone(),
         targets,
         budgets: vec![],
@@ -478,7 +478,7 @@ async fn route_spend_is_exported_per_workload_and_a_pod_cannot_spend_for_another
     let report = |instance: &str, routes: Vec<serde_json::Value>| {
         // `workload` is not part of the protocol: whatever a report says, the operator
         // attributes by the pod it authenticated.
-        json!({"instance": instance, "tableVersion": "v", "targets": [], "routes": routes,
+        json!({"instance": started_now(instance), "tableVersion": "v", "targets": [], "routes": routes,
                "workload": {"namespace": "team-b", "kind": "StatefulSet", "name": "batch",
                             "serviceAccount": "default"}})
     };
@@ -538,6 +538,78 @@ async fn route_spend_is_exported_per_workload_and_a_pod_cannot_spend_for_another
             .keys()
             .any(|k| k.namespace == "team-a" && k.route == "claude")
     );
+}
+
+/// `requests_total` of team-a's `gpt` route for `Deployment/chat`, if the series exists.
+async fn chat_gpt_requests(h: &Harness) -> Option<String> {
+    let text = scrape(&h.metrics).await;
+    let series = r#"switchyard_workload_requests_total{namespace="team-a",route="gpt",workload="Deployment/chat"} "#;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn lifetime_totals_are_a_baseline_after_a_restart_or_a_new_term() {
+    let (tx, rx) = tokio::sync::watch::channel(true);
+    let h = start_from(
+        Leadership::from_receiver(rx),
+        scripted_reviews(),
+        workload_snapshot(),
+    )
+    .await;
+    let post = |instance: String, requests: u64| {
+        let h = &h;
+        let body = json!({"instance": instance, "tableVersion": "v", "targets": [],
+            "routes": [{"route": "gpt", "requests": requests, "inputTokens": 0,
+                        "cachedInputTokens": 0, "outputTokens": 0, "costUsd": 0.0}]});
+        async move {
+            let headers = [
+                ("authorization", "Bearer tok-a"),
+                ("content-type", "application/json"),
+            ];
+            let answer = h
+                .call(Method::POST, "/v1/report", &headers, &body.to_string())
+                .await;
+            assert_eq!(answer.status, StatusCode::NO_CONTENT);
+        }
+    };
+    let gpt_window = || {
+        h.server
+            .route_windows()
+            .into_iter()
+            .find(|(k, _)| k.namespace == "team-a" && k.route == "gpt")
+            .map(|(_, s)| s.requests)
+    };
+    // A sidecar that has run for an hour when this operator starts: what it did before is not
+    // "the last 5 minutes".
+    let now = switchyard_crds::window::Timestamp::now().as_second();
+    let old = format!("uid-a-{}", now - 3600);
+    post(old.clone(), 50).await;
+    assert_eq!(gpt_window(), None);
+    assert_eq!(chat_gpt_requests(&h).await, None);
+    post(old.clone(), 53).await;
+    assert_eq!(gpt_window(), Some(3));
+    assert_eq!(chat_gpt_requests(&h).await.as_deref(), Some("3"));
+
+    // Another replica leads for a while and counts what the sidecar does meanwhile; then this
+    // one leads again and must not count it a second time.
+    tx.send_replace(false);
+    tx.send_replace(true);
+    post(old.clone(), 60).await;
+    assert_eq!(
+        gpt_window(),
+        None,
+        "a new term's first report is a baseline"
+    );
+    assert_eq!(
+        chat_gpt_requests(&h).await,
+        None,
+        "the last term's series are gone"
+    );
+    post(old, 62).await;
+    assert_eq!(gpt_window(), Some(2));
+    assert_eq!(chat_gpt_requests(&h).await.as_deref(), Some("2"));
 }
 
 /// A period whose windows are about 45 years long (the longest duration the format allows): no

@@ -73,10 +73,8 @@ pub type Body = Full<Bytes>;
 pub struct ConfigServer {
     tables: Tables,
     auth: Authenticator,
-    reports: Mutex<ReportAggregator>,
+    reports: Mutex<Reports>,
     leases: Mutex<Leases>,
-    /// The `switchyard_workload_*` counters.
-    spend: Mutex<WorkloadSeries>,
     metrics: ConfigMetrics,
     /// Serialized tables by (version, generatedBy), so that a publish waking a thousand pods of
     /// one audience encodes their table once.
@@ -90,6 +88,18 @@ pub struct ConfigServer {
     /// Signalled when a report carries a new table version, so the controller recounts
     /// `sidecars.inSync` at once instead of at its next resync.
     versions_reported: Arc<Notify>,
+}
+
+/// What reports taught this replica in the current term.
+struct Reports {
+    aggregator: ReportAggregator,
+    /// The `switchyard_workload_*` counters.
+    spend: WorkloadSeries,
+    /// A handle of its own on leadership, to notice a new term: a replica that leads again
+    /// would otherwise take a sidecar's first report of the term as a delta from its report of
+    /// the last term, counting again what it reported to another leader meanwhile; so both
+    /// start afresh, and every instance's first report is a baseline.
+    leadership: Leadership,
 }
 
 /// The lease book of the current term.
@@ -136,16 +146,16 @@ impl ConfigServer {
         Arc::new(Self {
             tables,
             auth: Authenticator::new(client, metrics.clone()),
-            reports: Mutex::new(ReportAggregator::new(Instant::now())),
+            reports: Mutex::new(Reports {
+                aggregator: ReportAggregator::new(Instant::now(), Timestamp::now()),
+                spend: WorkloadSeries::new(metrics.workload.clone(), Instant::now()),
+                leadership: leadership.clone(),
+            }),
             leases: Mutex::new(Leases {
                 book: LeaseBook::new(Timestamp::now()),
                 leadership: leadership.clone(),
                 workloads: HashMap::new(),
             }),
-            spend: Mutex::new(WorkloadSeries::new(
-                metrics.workload.clone(),
-                Instant::now(),
-            )),
             metrics,
             encoded: Mutex::new(HashMap::new()),
             leadership,
@@ -162,12 +172,12 @@ impl ConfigServer {
 
     /// The 5-minute report windows as of now; pool status will show them.
     pub fn report_windows(&self) -> std::collections::BTreeMap<WindowKey, WindowStats> {
-        self.lock_reports().summary(Instant::now())
+        self.lock_reports().aggregator.summary(Instant::now())
     }
 
     /// The 5-minute route windows as of now, for ModelRoute status.
     pub fn route_windows(&self) -> std::collections::BTreeMap<RouteKey, RouteStats> {
-        self.lock_reports().route_summary(Instant::now())
+        self.lock_reports().aggregator.route_summary(Instant::now())
     }
 
     /// The biggest spenders of every budget limit the lease book knows, for Budget status
@@ -207,7 +217,7 @@ impl ConfigServer {
 
     /// The table version of each pod's latest report, by pod UID.
     pub fn report_versions(&self) -> HashMap<String, String> {
-        self.lock_reports().report_versions()
+        self.lock_reports().aggregator.report_versions()
     }
 
     /// Routes one request.
@@ -325,17 +335,14 @@ impl ConfigServer {
         let now = Instant::now();
         let (outcome, spent) = {
             let mut reports = self.lock_reports();
-            let outcome = reports.ingest(&bound.uid, &pod.namespace, &allowed, &report, now);
-            let spent = reports.ingest_routes(&bound.uid, &pod.namespace, &routes, &report, now);
+            let aggregator = &mut reports.aggregator;
+            let outcome = aggregator.ingest(&bound.uid, &pod.namespace, &allowed, &report, now);
+            let spent = aggregator.ingest_routes(&bound.uid, &pod.namespace, &routes, &report, now);
+            // Attributed to the workload the operator resolved for the authenticated pod;
+            // nothing in the report names one.
+            reports.spend.record(&pod.workload, &spent.deltas, now);
             (outcome, spent)
         };
-        // Attributed to the workload the operator resolved for the authenticated pod; nothing
-        // in the report names one.
-        self.spend.lock().unwrap_or_else(|e| e.into_inner()).record(
-            &pod.workload,
-            &spent.deltas,
-            now,
-        );
         if outcome.version_changed {
             self.versions_reported.notify_one();
         }
@@ -408,10 +415,17 @@ impl ConfigServer {
         leases
     }
 
-    fn lock_reports(&self) -> std::sync::MutexGuard<'_, ReportAggregator> {
+    /// The report state, started afresh first if leadership changed since it was last used.
+    fn lock_reports(&self) -> std::sync::MutexGuard<'_, Reports> {
         // NB: the aggregator holds no invariant a panic could break halfway, so a poisoned lock
         // is still usable.
-        self.reports.lock().unwrap_or_else(|e| e.into_inner())
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        if reports.leadership.take_change() {
+            let now = Instant::now();
+            reports.aggregator = ReportAggregator::new(now, Timestamp::now());
+            reports.spend.reset(now);
+        }
+        reports
     }
 }
 

@@ -4,7 +4,10 @@
 //! Sidecars send cumulative counters per target, so a lost report loses nothing. For each
 //! (pod UID, instance) the aggregator keeps the last counters and adds the difference to the
 //! current 30-second bucket of each (namespace, `pool/provider`, model). A target whose counters
-//! went down restarted: its new values are the delta. Ten buckets make the window; circuit state
+//! went down restarted: its new values are the delta. The first report of an instance is a
+//! baseline (counts nothing) unless its sidecar started after the aggregator began: an older
+//! sidecar's counters hold what it did before, which is not "the last 5 minutes" (and may have
+//! been counted by another leader). Ten buckets make the window; circuit state
 //! is a level, so each instance's latest value counts for as long as it reported in the window.
 //! Route counters (`Report.routes`) are kept the same way, per (namespace, route), for ModelRoute
 //! status, and their deltas handed back for the per-workload metrics
@@ -15,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use switchyard_crds::report::{LATENCY_BUCKETS_MS, Report, RouteReport, TargetReport};
+use switchyard_crds::window::Timestamp;
 use tokio::time::Instant;
 
 /// The width of one bucket.
@@ -24,9 +28,12 @@ pub const BUCKETS: u64 = 10;
 /// The outcome that is not an error.
 pub const SUCCESS: &str = "Success";
 /// How long the last counters of a silent instance are kept. Longer than the window, so that a
-/// sidecar reporting rarely is not counted twice; an instance forgotten and heard again counts
-/// from zero.
+/// sidecar reporting rarely is not counted twice; an instance forgotten and heard again is new
+/// again (a baseline, or counted from zero if it started after the aggregator began).
 const INSTANCE_RETENTION: Duration = Duration::from_secs(900);
+/// A start time further than this past the aggregator's clock is not a start time: the id is
+/// not `<identity>-<start unix seconds>`, and the instance's first report is a baseline.
+const START_SLACK_SECS: i64 = 300;
 
 /// What a window is aggregated by.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,6 +117,9 @@ pub struct IngestOutcome {
 #[derive(Debug)]
 pub struct ReportAggregator {
     origin: Instant,
+    /// Wall-clock time at `origin`: instances whose sidecar started before it hold counters of
+    /// before, so their first report is a baseline.
+    began: Timestamp,
     instances: HashMap<InstanceKey, InstanceState>,
     buckets: VecDeque<(u64, HashMap<WindowKey, WindowStats>)>,
     /// The same buckets for routes.
@@ -129,6 +139,10 @@ struct InstanceState {
     targets: HashMap<(String, String), TargetReport>,
     /// The last route counters, by route name.
     routes: HashMap<String, RouteReport>,
+    /// The instance's first targets, and its first routes, are a baseline: its sidecar started
+    /// before the aggregator began. Each is cleared once that part of a report was taken.
+    targets_baseline: bool,
+    routes_baseline: bool,
 }
 
 // === impl WindowStats ===
@@ -198,10 +212,12 @@ impl WindowStats {
 // === impl ReportAggregator ===
 
 impl ReportAggregator {
-    /// An empty aggregator whose buckets are aligned to `now`.
-    pub fn new(now: Instant) -> Self {
+    /// An empty aggregator whose buckets are aligned to `now`, which is `began` by the wall
+    /// clock.
+    pub fn new(now: Instant, began: Timestamp) -> Self {
         Self {
             origin: now,
+            began,
             instances: HashMap::new(),
             buckets: VecDeque::new(),
             route_buckets: VecDeque::new(),
@@ -219,6 +235,7 @@ impl ReportAggregator {
         now: Instant,
     ) -> IngestOutcome {
         self.expire(now);
+        let baseline = !self.started_since_began(&report.instance, now);
         let index = self.bucket_index(now);
         if self.buckets.back().is_none_or(|(i, _)| *i != index) {
             self.buckets.push_back((index, HashMap::new()));
@@ -227,13 +244,7 @@ impl ReportAggregator {
         let state = self
             .instances
             .entry((pod_uid.to_string(), report.instance.clone()))
-            .or_insert_with(|| InstanceState {
-                namespace: namespace.to_string(),
-                last_seen: now,
-                table_version: String::new(),
-                targets: HashMap::new(),
-                routes: HashMap::new(),
-            });
+            .or_insert_with(|| InstanceState::new(namespace, now, baseline));
         state.last_seen = now;
         let mut outcome = IngestOutcome {
             version_changed: state.table_version != report.table_version,
@@ -247,7 +258,12 @@ impl ReportAggregator {
                 continue;
             }
             outcome.accepted += 1;
-            let delta = delta(state.targets.get(&id), target);
+            let prev = state.targets.get(&id);
+            if prev.is_none() && state.targets_baseline {
+                state.targets.insert(id, target.clone());
+                continue;
+            }
+            let delta = delta(prev, target);
             let key = WindowKey {
                 namespace: namespace.to_string(),
                 provider: target.provider.clone(),
@@ -256,6 +272,7 @@ impl ReportAggregator {
             bucket.entry(key).or_default().add(&delta);
             state.targets.insert(id, target.clone());
         }
+        state.targets_baseline = false;
         outcome
     }
 
@@ -270,6 +287,7 @@ impl ReportAggregator {
         report: &Report,
         now: Instant,
     ) -> RoutesOutcome {
+        let baseline = !self.started_since_began(&report.instance, now);
         let index = self.bucket_index(now);
         if self.route_buckets.back().is_none_or(|(i, _)| *i != index) {
             self.route_buckets.push_back((index, HashMap::new()));
@@ -278,21 +296,20 @@ impl ReportAggregator {
         let state = self
             .instances
             .entry((pod_uid.to_string(), report.instance.clone()))
-            .or_insert_with(|| InstanceState {
-                namespace: namespace.to_string(),
-                last_seen: now,
-                table_version: String::new(),
-                targets: HashMap::new(),
-                routes: HashMap::new(),
-            });
+            .or_insert_with(|| InstanceState::new(namespace, now, baseline));
         let mut outcome = RoutesOutcome::default();
         for route in &report.routes {
             if !allowed.contains(&route.route) {
                 outcome.dropped += 1;
                 continue;
             }
-            let delta = route_delta(state.routes.get(&route.route), route);
+            let prev = state.routes.get(&route.route);
+            let first_of_old_instance = prev.is_none() && state.routes_baseline;
+            let delta = route_delta(prev, route);
             state.routes.insert(route.route.clone(), route.clone());
+            if first_of_old_instance {
+                continue;
+            }
             if nothing_new(&delta) {
                 continue;
             }
@@ -303,6 +320,7 @@ impl ReportAggregator {
             bucket.entry(key).or_default().add(&delta);
             outcome.deltas.push(delta);
         }
+        state.routes_baseline = false;
         outcome
     }
 
@@ -368,6 +386,24 @@ impl ReportAggregator {
         out
     }
 
+    /// Whether the sidecar of `instance` started since this aggregator began, so that its
+    /// counters hold nothing from before: by the start time at the end of its id
+    /// (`<pod UID or hostname>-<start unix seconds>`, as the sidecar builds it). An id without
+    /// one, or with one later than the aggregator's clock allows, is taken as older. Clocks of
+    /// other nodes may be off by a few seconds: a sidecar started within that of the operator
+    /// may be counted from zero or taken as a baseline, which moves a few seconds of requests.
+    fn started_since_began(&self, instance: &str, now: Instant) -> bool {
+        let Some(started) = start_of(instance) else {
+            return false;
+        };
+        let elapsed = now.saturating_duration_since(self.origin).as_secs();
+        let clock = self
+            .began
+            .as_second()
+            .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX));
+        started >= self.began.as_second() && started <= clock.saturating_add(START_SLACK_SECS)
+    }
+
     fn bucket_index(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.origin).as_secs() / BUCKET.as_secs()
     }
@@ -391,6 +427,31 @@ impl ReportAggregator {
         self.instances
             .retain(|_, state| now.saturating_duration_since(state.last_seen) < INSTANCE_RETENTION);
     }
+}
+
+// === impl InstanceState ===
+
+impl InstanceState {
+    fn new(namespace: &str, now: Instant, baseline: bool) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            last_seen: now,
+            table_version: String::new(),
+            targets: HashMap::new(),
+            routes: HashMap::new(),
+            targets_baseline: baseline,
+            routes_baseline: baseline,
+        }
+    }
+}
+
+/// The start time (unix seconds) at the end of an instance id, `<identity>-<digits>`.
+pub fn start_of(instance: &str) -> Option<i64> {
+    let (identity, secs) = instance.rsplit_once('-')?;
+    if identity.is_empty() || secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    secs.parse().ok()
 }
 
 /// What happened since `prev`. A counter that went down means the sidecar restarted (or the

@@ -86,6 +86,17 @@ impl WorkloadSeries {
         }
     }
 
+    /// Forgets every series, for a replica that starts leading again: what it counted in its
+    /// last term is not continued (its report aggregator starts afresh too), so its counters
+    /// start from zero, which Prometheus's `rate`/`increase` read as a reset.
+    pub fn reset(&mut self, now: Instant) {
+        self.metrics.cost_usd.reset();
+        self.metrics.requests.reset();
+        self.metrics.tokens.reset();
+        self.touched.clear();
+        self.pruned_at = now;
+    }
+
     /// Removes the series untouched for [`SERIES_TTL`].
     fn prune(&mut self, now: Instant) {
         self.pruned_at = now;

@@ -24,6 +24,14 @@ use switchyard_operator::leader::Leadership;
 use switchyard_operator::metrics::Metrics;
 use tokio::net::TcpListener;
 
+/// The id of a sidecar instance of `identity` started now, after the server under test (as
+/// the sidecar builds it: `<pod UID>-<start unix seconds>`): its first report counts from zero,
+/// where an older instance's would be a baseline.
+pub fn started_now(identity: &str) -> String {
+    let started = switchyard_crds::window::Timestamp::now().as_second();
+    format!("{identity}-{started}")
+}
+
 /// One running config server with its fake apiserver.
 pub struct Harness {
     pub addr: SocketAddr,

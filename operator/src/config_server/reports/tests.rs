@@ -20,9 +20,18 @@ fn target(provider: &str, success: u64, errors: u64, tokens: u64) -> TargetRepor
     }
 }
 
+/// When the aggregators of these tests began, by the wall clock.
+const BEGAN: i64 = 1_800_000_000;
+
+fn began() -> Timestamp {
+    Timestamp::from_second(BEGAN).unwrap()
+}
+
+/// A report of the instance `<instance>-<BEGAN + 1>`: a sidecar started after the aggregator
+/// began, whose first report counts.
 fn report(instance: &str, targets: Vec<TargetReport>) -> Report {
     Report {
-        instance: instance.into(),
+        instance: format!("{instance}-{}", BEGAN + 1),
         table_version: "v1".into(),
         targets,
         budgets: vec![],
@@ -45,7 +54,7 @@ fn key() -> WindowKey {
 #[test]
 fn cumulative_counters_become_deltas() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     agg.ingest(
         "uid",
         "team-a",
@@ -76,7 +85,7 @@ fn cumulative_counters_become_deltas() {
 #[test]
 fn a_new_table_version_is_news_once() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     let mut ingest = |version: &str| {
         let mut r = report("i1", vec![target("pool/openai", 1, 0, 10)]);
         r.table_version = version.into();
@@ -92,7 +101,7 @@ fn a_new_table_version_is_news_once() {
 #[test]
 fn a_counter_going_down_is_a_restart() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     agg.ingest(
         "uid",
         "team-a",
@@ -126,7 +135,7 @@ fn a_counter_going_down_is_a_restart() {
 #[test]
 fn targets_outside_the_pods_table_are_dropped() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     let foreign = target("other-pool/anthropic", 50, 0, 10);
     let outcome = agg.ingest(
         "uid",
@@ -150,7 +159,7 @@ fn targets_outside_the_pods_table_are_dropped() {
 #[test]
 fn the_window_forgets_after_five_minutes() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     agg.ingest(
         "uid",
         "team-a",
@@ -177,7 +186,7 @@ fn the_window_forgets_after_five_minutes() {
 #[test]
 fn open_circuits_are_counted_per_reporting_instance() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     let mut open = target("pool/openai", 1, 1, 0);
     open.circuit_open = true;
     agg.ingest("uid-1", "team-a", &allowed(), &report("a", vec![open]), t0);
@@ -220,7 +229,7 @@ fn median_latency_comes_from_the_buckets() {
 #[test]
 fn report_versions_are_each_pods_latest() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     agg.ingest("uid-a", "team-a", &allowed(), &report("i1", vec![]), t0);
     let mut restarted = report("i2", vec![]);
     restarted.table_version = "v2".into();
@@ -270,7 +279,7 @@ fn chat_key() -> RouteKey {
 #[test]
 fn route_counters_become_deltas_and_a_restart_counts_from_zero() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     let mut send = |instance: &str, requests: u64, cost: f64| {
         agg.ingest_routes(
             "uid",
@@ -295,7 +304,7 @@ fn route_counters_become_deltas_and_a_restart_counts_from_zero() {
 #[test]
 fn routes_outside_the_pods_table_are_dropped() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     let outcome = agg.ingest_routes(
         "uid",
         "team-a",
@@ -320,7 +329,7 @@ fn routes_outside_the_pods_table_are_dropped() {
 #[test]
 fn the_route_window_forgets_what_is_older_than_five_minutes() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     let r = |requests| routes_report("i1", vec![route("chat", requests, 0.0)]);
     agg.ingest("uid", "team-a", &allowed(), &r(5), t0);
     agg.ingest_routes("uid", "team-a", &chat_only(), &r(5), t0);
@@ -344,7 +353,7 @@ fn the_route_window_forgets_what_is_older_than_five_minutes() {
 #[test]
 fn counters_near_u64_max_saturate_instead_of_panicking_or_wrapping() {
     let t0 = Instant::now();
-    let mut agg = ReportAggregator::new(t0);
+    let mut agg = ReportAggregator::new(t0, began());
     let huge = u64::MAX - 1;
     let mut big = target("pool/openai", huge, 0, huge);
     big.outcomes.insert("ServerError".into(), huge);
@@ -391,4 +400,88 @@ fn counters_near_u64_max_saturate_instead_of_panicking_or_wrapping() {
     assert_eq!(stats.latency_buckets[2], u64::MAX);
     assert_eq!(stats.p50_latency_ms(), Some(250));
     assert_eq!(agg.route_summary(t0)[&chat_key()].requests, u64::MAX);
+}
+
+#[test]
+fn the_start_time_is_read_from_the_end_of_the_instance_id() {
+    let uid = "3f1c2a9e-5b7d-4c1e-9a0b-123456789012";
+    assert_eq!(start_of(&format!("{uid}-1800000001")), Some(1_800_000_001));
+    assert_eq!(start_of("web-0-1800000001"), Some(1_800_000_001));
+    for bad in [
+        "nodash",
+        "uid-",
+        "-1800000001",
+        "uid-18e8",
+        "uid-+1800000001",
+        "uid-1800000001 ",
+        "uid-99999999999999999999",
+        "",
+    ] {
+        assert_eq!(start_of(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn the_first_report_of_a_sidecar_older_than_the_aggregator_is_a_baseline() {
+    let t0 = Instant::now();
+    let mut agg = ReportAggregator::new(t0, began());
+    let old = |instance: &str, success: u64, routes: Vec<RouteReport>| Report {
+        instance: instance.into(),
+        routes,
+        ..report(
+            "unused",
+            vec![target("pool/openai", success, 0, success * 10)],
+        )
+    };
+    // Started before the aggregator began, with no start time, and with one in the future.
+    let instances = [
+        format!("uid-a-{}", BEGAN - 3600),
+        "uid-b".to_string(),
+        format!("uid-c-{}", BEGAN + 86_400),
+    ];
+    for instance in &instances {
+        agg.ingest("uid", "team-a", &allowed(), &old(instance, 100, vec![]), t0);
+        let first = old(instance, 100, vec![route("chat", 100, 9.0)]);
+        let spent = agg.ingest_routes("uid", "team-a", &chat_only(), &first, t0);
+        assert_eq!(
+            spent.deltas,
+            vec![],
+            "{instance}: lifetime totals are no delta"
+        );
+    }
+    let stats = &agg.summary(t0)[&key()];
+    assert_eq!((stats.requests, stats.sidecars), (0, 3));
+    assert!(!agg.route_summary(t0).contains_key(&chat_key()));
+
+    // What they do from then on counts, a route new to them included.
+    let next = old(
+        &instances[0],
+        105,
+        vec![route("chat", 104, 9.5), route("chat-2", 2, 0.5)],
+    );
+    agg.ingest("uid", "team-a", &allowed(), &next, t0 + BUCKET);
+    let both = BTreeSet::from(["chat".to_string(), "chat-2".to_string()]);
+    let spent = agg.ingest_routes("uid", "team-a", &both, &next, t0 + BUCKET);
+    assert_eq!(
+        spent.deltas,
+        vec![
+            RouteReport {
+                route: "chat".into(),
+                requests: 4,
+                input_tokens: 400,
+                cached_input_tokens: 40,
+                output_tokens: 200,
+                cost_usd: 0.5,
+            },
+            route("chat-2", 2, 0.5),
+        ]
+    );
+    assert_eq!(agg.summary(t0 + BUCKET)[&key()].requests, 5);
+
+    // A sidecar started since (a new pod, a restarted container) counts from zero.
+    let fresh = old(&format!("uid-d-{BEGAN}"), 7, vec![route("chat", 7, 0.25)]);
+    agg.ingest("uid", "team-a", &allowed(), &fresh, t0 + BUCKET);
+    let spent = agg.ingest_routes("uid", "team-a", &chat_only(), &fresh, t0 + BUCKET);
+    assert_eq!(spent.deltas, vec![route("chat", 7, 0.25)]);
+    assert_eq!(agg.summary(t0 + BUCKET)[&key()].requests, 5 + 7);
 }
