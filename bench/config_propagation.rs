@@ -997,11 +997,17 @@ fn pod_name(i: usize) -> String {
     format!("{}-{i}", app(i))
 }
 
+/// Pod `i`, a replica of the StatefulSet named after its app: the pods of one app share a
+/// workload, hence an audience and its table, as a real fleet's replicas do (a bare pod would be
+/// its own workload, with a table of its own).
 fn pod(i: usize) -> Pod {
+    let owner = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": app(i),
+                       "uid": format!("{}-{}", namespace(i), app(i)), "controller": true});
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod_name(i), "namespace": namespace(i), "uid": uid(i),
-                     "labels": {"app": app(i), INJECTED_LABEL: "true"}},
+                     "labels": {"app": app(i), INJECTED_LABEL: "true"},
+                     "ownerReferences": [owner]},
         "status": {"phase": "Running"},
     }))
     .expect("a valid Pod")
