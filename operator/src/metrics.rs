@@ -59,8 +59,8 @@ pub struct WorkloadMetrics {
     /// `switchyard_workload_tokens_total{namespace,workload,route,direction}`: tokens, by
     /// `input` (uncached), `cached_input`, `output`.
     pub tokens: IntCounterVec,
-    /// `switchyard_workload_requests_total{namespace,workload,route}`: client requests answered,
-    /// whatever their outcome.
+    /// `switchyard_workload_requests_total{namespace,workload,route}`: client requests sent to a
+    /// provider or answered from cache, whether they succeeded or not.
     pub requests: IntCounterVec,
 }
 
