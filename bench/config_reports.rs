@@ -249,7 +249,8 @@ struct Counters {
 impl Counters {
     fn new(i: usize) -> Self {
         Self {
-            instance: format!("{}/{}", uid(i), now_ns() / 1_000_000_000),
+            // As the sidecar names itself (sidecar/src/app/args.rs): `<pod UID>-<start Unix seconds>`.
+            instance: format!("{}-{}", uid(i), now_ns() / 1_000_000_000),
             weight: 1 + i % 4,
             turn: 0,
             targets: BTreeMap::new(),
