@@ -1168,3 +1168,127 @@ async fn assert_sidecar_ready(sidecar: &SidecarProcess, operator: &Operator) {
         operator.logs()
     );
 }
+
+/// Spend per workload and budget Events against a real apiserver: the operator resolves the
+/// pod's workload (a bare pod is its own) and ServiceAccount into the table it serves, the
+/// sidecar's reports fill the Budget's window and `topWorkloads`, and using the whole limit
+/// publishes the `BudgetExhausted` warning on the Budget. (Owner chains through ReplicaSets and
+/// Jobs need their controllers, which a bare test apiserver lacks: the operator's mock-apiserver
+/// tests cover those lookups, operator/src/controller/owners.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster: set KUBECONFIG and run with --ignored"]
+async fn a_sidecar_spends_a_budget_for_its_workload_and_the_budget_raises_events() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let _one_operator = OPERATOR_LOCK.lock().await;
+    install_crds(&client).await;
+    let home = TestNamespace::create(&client, "operator-home").await;
+    let ns = TestNamespace::create(&client, "spend").await;
+    let operator = Operator::start(&home.name).await;
+    let upstream = MockProvider::start("upstream")
+        .await
+        .expect("mock provider");
+    ns.apply(key_secret(&ns.name, "llm-keys", true))
+        .await
+        .expect("secret");
+    let frontier = pool(&ns.name, "frontier", &upstream.base_url(), Some("llm-keys"));
+    route_ready(&ns, &operator, frontier).await;
+    // Two requests a day: a test straddling midnight UTC would see a fresh window (rare; the
+    // assertions below would then fail loudly rather than pass wrongly).
+    ns.apply(budget(
+        &ns.name,
+        "tiny",
+        json!({"selector": {"routes": ["support-chat"]},
+               "limits": [{"period": "Day", "requests": 2}]}),
+    ))
+    .await
+    .expect("budget");
+
+    let pod = ns
+        .apply(injected_pod(&ns.name, "app", "app"))
+        .await
+        .expect("pod");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let token = ns.token("app", "switchyard", Some(("app", &uid))).await;
+    ns.set_pod_phase("app", "Running").await;
+
+    // The table names the workload: a bare pod is `Pod/<name>`, with its ServiceAccount.
+    let deadline = std::time::Instant::now() + STATUS_TIMEOUT;
+    let served = loop {
+        let reply = operator.config_get(Some(&token)).await;
+        let table = if reply.status == StatusCode::OK {
+            reply.json()
+        } else {
+            Value::Null
+        };
+        if table["budgets"].is_object() || std::time::Instant::now() >= deadline {
+            break table;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        served["budgets"].is_object(),
+        "no table with the budget: {served:#}"
+    );
+    assert_eq!(
+        served["workload"],
+        json!({"namespace": ns.name, "kind": "Pod", "name": "app", "serviceAccount": "app"}),
+        "{served:#}"
+    );
+
+    let sidecar = SidecarProcess::start(&operator, &uid, &token);
+    assert_sidecar_ready(&sidecar, &operator).await;
+    // The first lease comes with the first report; until then nothing is capped, so wait for
+    // the budget to count this sidecar before spending.
+    operator
+        .wait_for(&ns, "Budget", "tiny", "leased to the sidecar", |o| {
+            o["status"]["sidecars"]["leased"] == 1
+        })
+        .await;
+    for _ in 0..2 {
+        let reply = sidecar.chat("chat").await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    }
+    let refused = sidecar.chat("chat").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        refused.json()["error"]["code"],
+        "switchyard_budget_exhausted"
+    );
+
+    let spent = operator
+        .wait_for(
+            &ns,
+            "Budget",
+            "tiny",
+            "two requests used, by Pod/app",
+            |o| {
+                o["status"]["windows"][0]["used"]["requests"] == 2
+                    && o["status"]["topWorkloads"][0]["requests"] == 2
+            },
+        )
+        .await;
+    assert_eq!(
+        spent["status"]["topWorkloads"][0]["workload"],
+        format!("{}/Pod/app", ns.name),
+        "{spent:#}"
+    );
+    let exhausted = eventually(STATUS_TIMEOUT, || async {
+        ns.events().await.iter().any(|e| {
+            e["reason"] == "BudgetExhausted"
+                && e["regarding"]["kind"] == "Budget"
+                && e["regarding"]["name"] == "tiny"
+                && e["type"] == "Warning"
+        })
+    })
+    .await;
+    assert!(
+        exhausted,
+        "no BudgetExhausted warning: {:#?}",
+        ns.events().await
+    );
+
+    operator.assert_alive_and_quiet();
+    drop(sidecar);
+}
