@@ -1214,7 +1214,7 @@ async fn a_sidecar_spends_a_budget_for_its_workload_and_the_budget_raises_events
     ns.set_pod_phase("app", "Running").await;
 
     // The table names the workload: a bare pod is `Pod/<name>`, with its ServiceAccount.
-    let deadline = std::time::Instant::now() + STATUS_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + STATUS_TIMEOUT;
     let served = loop {
         let reply = operator.config_get(Some(&token)).await;
         let table = if reply.status == StatusCode::OK {
@@ -1222,7 +1222,7 @@ async fn a_sidecar_spends_a_budget_for_its_workload_and_the_budget_raises_events
         } else {
             Value::Null
         };
-        if table["budgets"].is_object() || std::time::Instant::now() >= deadline {
+        if table["budgets"].is_object() || tokio::time::Instant::now() >= deadline {
             break table;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
