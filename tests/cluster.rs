@@ -426,27 +426,15 @@ async fn sidecar_serves_the_table_the_operator_compiles() {
         return;
     };
     let _one_operator = OPERATOR_LOCK.lock().await;
-    install_crds(&client).await;
-    let home = TestNamespace::create(&client, "operator-home").await;
-    let ns = TestNamespace::create(&client, "sidecar").await;
-    let operator = Operator::start(&home.name).await;
-    let upstream = MockProvider::start("upstream")
-        .await
-        .expect("mock provider");
-
-    ns.apply(key_secret(&ns.name, "llm-keys", true))
-        .await
-        .expect("secret");
-    let frontier = pool(&ns.name, "frontier", &upstream.base_url(), Some("llm-keys"));
-    route_ready(&ns, &operator, frontier).await;
+    let Routed {
+        _home,
+        ns,
+        operator,
+        upstream,
+    } = routed(&client, "sidecar").await;
 
     // An injected pod (no scheduler: it stays Pending) and a token bound to it.
-    let pod = ns
-        .apply(injected_pod(&ns.name, "app", "app"))
-        .await
-        .expect("pod");
-    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
-    let token = ns.token("app", "switchyard", Some(("app", &uid))).await;
+    let (uid, token) = injected_pod_with_token(&ns).await;
     // The pod runs (set by hand: there is no kubelet) before its sidecar first reports, as with
     // a real kubelet: the route counts it at once, in sync only once a report says so.
     ns.set_pod_phase("app", "Running").await;
@@ -1132,6 +1120,48 @@ async fn operator_writes_budget_status_and_refuses_a_selector_naming_nothing() {
 
 /// Applies `pool` and the route `support-chat` (model `chat`) to it, waits until the route is
 /// Ready, and creates the ServiceAccount `app` that the test pods and their tokens use.
+/// An operator (its home namespace kept alive by `_home`) serving a namespace whose route
+/// `support-chat` (model `chat`) is Ready on pool `frontier`, backed by `upstream`.
+struct Routed {
+    _home: TestNamespace,
+    ns: TestNamespace,
+    operator: Operator,
+    upstream: MockProvider,
+}
+
+async fn routed(client: &kube::Client, what: &str) -> Routed {
+    install_crds(client).await;
+    let home = TestNamespace::create(client, "operator-home").await;
+    let ns = TestNamespace::create(client, what).await;
+    let operator = Operator::start(&home.name).await;
+    let upstream = MockProvider::start("upstream")
+        .await
+        .expect("mock provider");
+    ns.apply(key_secret(&ns.name, "llm-keys", true))
+        .await
+        .expect("secret");
+    let frontier = pool(&ns.name, "frontier", &upstream.base_url(), Some("llm-keys"));
+    route_ready(&ns, &operator, frontier).await;
+    Routed {
+        _home: home,
+        ns,
+        operator,
+        upstream,
+    }
+}
+
+/// The injected pod `app` (ServiceAccount `app`; no scheduler, so it stays Pending) and a
+/// token bound to it for the `switchyard` audience: its UID and the token.
+async fn injected_pod_with_token(ns: &TestNamespace) -> (String, String) {
+    let pod = ns
+        .apply(injected_pod(&ns.name, "app", "app"))
+        .await
+        .expect("pod");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let token = ns.token("app", "switchyard", Some(("app", &uid))).await;
+    (uid, token)
+}
+
 async fn route_ready(ns: &TestNamespace, operator: &Operator, pool: Value) {
     ns.apply(pool).await.expect("pool");
     ns.apply(route(&ns.name, "support-chat", "chat", "frontier"))
@@ -1182,18 +1212,12 @@ async fn a_sidecar_spends_a_budget_for_its_workload_and_the_budget_raises_events
         return;
     };
     let _one_operator = OPERATOR_LOCK.lock().await;
-    install_crds(&client).await;
-    let home = TestNamespace::create(&client, "operator-home").await;
-    let ns = TestNamespace::create(&client, "spend").await;
-    let operator = Operator::start(&home.name).await;
-    let upstream = MockProvider::start("upstream")
-        .await
-        .expect("mock provider");
-    ns.apply(key_secret(&ns.name, "llm-keys", true))
-        .await
-        .expect("secret");
-    let frontier = pool(&ns.name, "frontier", &upstream.base_url(), Some("llm-keys"));
-    route_ready(&ns, &operator, frontier).await;
+    let Routed {
+        _home,
+        ns,
+        operator,
+        upstream: _upstream,
+    } = routed(&client, "spend").await;
     // Two requests a day: a test straddling midnight UTC would see a fresh window (rare; the
     // assertions below would then fail loudly rather than pass wrongly).
     ns.apply(budget(
@@ -1205,12 +1229,7 @@ async fn a_sidecar_spends_a_budget_for_its_workload_and_the_budget_raises_events
     .await
     .expect("budget");
 
-    let pod = ns
-        .apply(injected_pod(&ns.name, "app", "app"))
-        .await
-        .expect("pod");
-    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
-    let token = ns.token("app", "switchyard", Some(("app", &uid))).await;
+    let (uid, token) = injected_pod_with_token(&ns).await;
     ns.set_pod_phase("app", "Running").await;
 
     // The table names the workload: a bare pod is `Pod/<name>`, with its ServiceAccount.
