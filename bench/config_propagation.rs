@@ -63,6 +63,12 @@ mod procfs;
 #[path = "config_reports.rs"]
 mod report_load;
 
+
+/// The allocator the operator binary uses (operator/src/main.rs), so that the server role's RSS
+/// is the operator's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io::{BufRead as _, BufReader, Write as _};
