@@ -63,7 +63,6 @@ mod procfs;
 #[path = "config_reports.rs"]
 mod report_load;
 
-
 /// The allocator the operator binary uses (operator/src/main.rs), so that the server role's RSS
 /// is the operator's.
 #[global_allocator]
