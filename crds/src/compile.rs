@@ -298,9 +298,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             .chain(fleet)
             .map(|compiled| (compiled.id(), compiled))
             .collect();
-        let table = table
-            .with_budgets(budgets)
-            .with_workload(audience.workload.clone());
+        table.budgets = budgets;
+        table.workload = audience.workload.clone();
+        // One hash for all of it: the fleet limits changed upstreams too.
+        table.version = table.content_hash();
         out.tables.insert(audience.clone(), table);
     }
     report_conflicts(&mut out.routes, lost_to, &won_somewhere);

@@ -21,7 +21,7 @@ pub const FLEET_PERIOD: &str = "1m";
 /// Takes the rates of every Fleet-scoped provider `table` uses out of its upstream's per-sidecar
 /// limits, and returns the fleet limit entries that replace them, for `table.budgets`. `namespace`
 /// is the table's (a route uses only its own namespace's pools). The caller stamps the version
-/// afresh ([`RouteTable::with_budgets`] does).
+/// afresh.
 pub(super) fn fleet_limits(
     table: &mut RouteTable,
     namespace: &str,

@@ -19,7 +19,7 @@ use tokio::time::{Instant, timeout_at};
 use super::attempt::{self, Answer, MAX_ANSWER_BYTES, MAX_ERROR_BYTES, Work};
 use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientApi, ClientError};
-use super::{Proxy, answer, no_config, route, rules, strategy};
+use super::{Proxy, answer, route, rules, strategy};
 use crate::budget;
 use crate::convert::embeddings::{self, EmbeddingRequest, Input};
 use crate::failure::AttemptError;
@@ -52,13 +52,7 @@ impl Proxy {
         ctx: &mut RequestCtx,
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, ClientError> {
-        let Some(snapshot) = self.runtime.snapshot() else {
-            return Err(no_config());
-        };
-        ctx.workload = snapshot.workload.clone();
-        let (parts, body) = request.into_parts();
-        let bytes = self.read_body(&parts.headers, body).await?;
-        ctx.request_bytes = bytes.len();
+        let (snapshot, parts, bytes) = self.receive(ctx, request).await?;
         let request = embeddings::parse(&bytes).map_err(bad)?;
         ctx.client_model = route::shown_model(&request.model);
         let route = route::find(&snapshot, &request.model)?;

@@ -29,8 +29,8 @@ use self::ctx::{Outcome, RequestCtx, Spend};
 use self::respond::{ClientApi, ClientError};
 use crate::budget;
 use crate::proxy::body::ResponseBody;
-use crate::table::Runtime;
 use crate::table::cache::ResponseCache;
+use crate::table::{Runtime, Snapshot};
 
 /// How long a client may take to send its request body once the headers are in. A body that
 /// never ends (chunked without the last chunk, or shorter than its `Content-Length`) would
@@ -118,15 +118,7 @@ impl Proxy {
         ctx: &mut RequestCtx,
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, ClientError> {
-        let Some(snapshot) = self.runtime.snapshot() else {
-            return Err(no_config());
-        };
-        // Every request line names the workload, refused ones included.
-        ctx.workload = snapshot.workload.clone();
-        let (parts, body) = request.into_parts();
-        let bytes = self.read_body(&parts.headers, body).await?;
-        ctx.request_bytes = bytes.len();
-
+        let (snapshot, parts, bytes) = self.receive(ctx, request).await?;
         let parsed = route::to_hub(ctx.client_api, route::check(ctx.client_api, &bytes)?)?;
         ctx.client_model = route::shown_model(&parsed.model);
         ctx.stream = parsed.stream;
@@ -170,6 +162,23 @@ impl Proxy {
         let work = attempt::Work::Chat(&parsed);
         let attempts = attempt::run(ctx, &route.route, ordered, work, &parts.headers).await;
         Ok(answer(ctx, attempts))
+    }
+
+    /// What every endpoint starts with: the table to serve from (its workload noted, so that
+    /// every request line names it, refused ones included), the request head and its body.
+    async fn receive(
+        &self,
+        ctx: &mut RequestCtx,
+        request: Request<Incoming>,
+    ) -> Result<(Arc<Snapshot>, http::request::Parts, bytes::Bytes), ClientError> {
+        let Some(snapshot) = self.runtime.snapshot() else {
+            return Err(no_config());
+        };
+        ctx.workload = snapshot.workload.clone();
+        let (parts, body) = request.into_parts();
+        let bytes = self.read_body(&parts.headers, body).await?;
+        ctx.request_bytes = bytes.len();
+        Ok((snapshot, parts, bytes))
     }
 
     /// Reads the request body, bounded in size and time.
