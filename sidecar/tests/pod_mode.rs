@@ -327,7 +327,7 @@ async fn reports_count_per_route_and_the_log_names_the_workload() {
         .count();
     assert_eq!(logged, 3, "one request line per request names the workload");
     let line = String::from_utf8_lossy(&lines).into_owned();
-    assert!(line.contains(r#""service_account":"chat-sa""#), "{line}");
+    assert!(line.contains(r#""serviceAccount":"chat-sa""#), "{line}");
 
     sidecar.shutdown().await;
     operator.stop();

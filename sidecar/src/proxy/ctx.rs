@@ -302,7 +302,7 @@ impl RequestCtx {
             route,
             rule = self.rule.as_deref(),
             workload = self.workload.as_deref().map(|w| w.workload.as_str()),
-            service_account = self.workload.as_deref().map(|w| w.service_account.as_str()),
+            serviceAccount = self.workload.as_deref().map(|w| w.service_account.as_str()),
             model = %self.client_model,
             provider,
             upstream_model = target.map(|t| t.target.model.as_str()),
