@@ -167,6 +167,10 @@ pub struct Upstream {
     /// Client headers passed upstream, lowercase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forward_headers: Vec<String>,
+    /// The provider serves OpenAI's Responses API too (`responsesApi`): a route whose targets all
+    /// do passes `POST /v1/responses` through.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub responses_api: bool,
     /// Time limits in milliseconds.
     pub timeouts: TimeoutsMs,
     /// Per-sidecar limits.
@@ -420,6 +424,7 @@ mod tests {
             region: None,
             api_key: Some(SecretString::new(key)),
             forward_headers: vec![],
+            responses_api: false,
             timeouts: TimeoutsMs::default(),
             limits: Limits::default(),
             breaker: Breaker::default(),

@@ -123,3 +123,32 @@ fn an_anthropic_provider_cannot_declare_an_embedding_model() {
     );
     assert!(problems[0].contains("no embeddings API"), "{problems:?}");
 }
+
+#[test]
+fn responses_api_is_compiled_for_openai_providers_and_refused_for_others() {
+    let mut openai = provider("o", "OpenAI");
+    openai["responsesApi"] = json!(true);
+    let mut gemini = provider("g", "Gemini");
+    gemini["responsesApi"] = json!(true);
+    let pools = [pool(json!([openai, provider("plain", "OpenAI"), gemini]))];
+    let compiled = run(&pools, &[]);
+    let problems = problems(&compiled);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("spec.providers[2].responsesApi")
+            && problems[0].contains("api OpenAI only"),
+        "{problems:?}"
+    );
+    let routes = [route(
+        json!({"model": "m", "targets": [target("o", "chat-m")]}),
+    )];
+    let compiled = run(&pools, &routes);
+    let table = compiled.tables.values().next().unwrap();
+    assert!(table.upstreams["p/o"].responses_api);
+    let plain = [route(
+        json!({"model": "m", "targets": [target("plain", "chat-m")]}),
+    )];
+    let compiled = run(&pools, &plain);
+    let table = compiled.tables.values().next().unwrap();
+    assert!(!table.upstreams["p/plain"].responses_api);
+}

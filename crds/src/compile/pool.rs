@@ -138,6 +138,16 @@ fn compile_provider(
             format!("provider {:?}: {why}", provider.name),
         );
     }
+    // Only OpenAI's own protocol has a Responses API to pass requests through to.
+    if provider.responses_api == Some(true) && provider.api != Api::OpenAI {
+        findings.invalid(
+            format!("{at}.responsesApi"),
+            format!(
+                "provider {:?}: responsesApi is for api OpenAI only, not {:?}",
+                provider.name, provider.api
+            ),
+        );
+    }
     let timeouts = timeouts(provider, at, findings);
     let models = models(provider, at, findings);
     let api_key = api_key(provider, at, inputs, findings);
@@ -155,6 +165,7 @@ fn compile_provider(
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            responses_api: provider.responses_api.unwrap_or(false),
             timeouts,
             limits: table::Limits {
                 requests_per_minute: limits.requests_per_minute,

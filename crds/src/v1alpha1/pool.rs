@@ -72,6 +72,15 @@ pub struct Provider {
     #[schemars(length(max = 32))]
     pub forward_headers: Vec<String>,
 
+    /// Whether this `api: OpenAI` provider also serves OpenAI's Responses API
+    /// (`POST {baseUrl}/responses`). When every target of a route declares it, the sidecar passes
+    /// `POST /v1/responses` requests through to it unchanged but for `model`, stateful features
+    /// (`previous_response_id`, `store: true`, `conversation`, `background`) and built-in tools
+    /// included; otherwise it translates them to Chat Completions and refuses the stateful
+    /// features. Allowed only with `api: OpenAI`. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses_api: Option<bool>,
+
     /// Time limits for requests to this provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,

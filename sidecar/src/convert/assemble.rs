@@ -38,7 +38,8 @@ enum Answer {
 impl Assembler {
     pub fn new(api: ClientApi) -> Self {
         let answer = match api {
-            ClientApi::OpenAI => Answer::OpenAI(OpenAiAnswer::default()),
+            // Responses answers are assembled in the hub format, then converted whole.
+            ClientApi::OpenAI | ClientApi::Responses => Answer::OpenAI(OpenAiAnswer::default()),
             ClientApi::Anthropic => Answer::Anthropic(AnthropicAnswer::default()),
         };
         Self {

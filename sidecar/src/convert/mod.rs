@@ -3,7 +3,8 @@
 //! The request path speaks OpenAI Chat Completions internally (the "hub" format): an
 //! Anthropic-format client's request is converted to it on the way in ([`anthropic_openai`]) and
 //! the answer back on the way out; each provider module converts the hub format to its own wire
-//! format and back ([`openai_anthropic`], [`openai_gemini`]). When client and provider speak the
+//! format and back ([`openai_anthropic`], [`openai_gemini`]). Responses API clients are a third
+//! client format ([`responses`], [`responses_stream`]). When client and provider speak the
 //! same protocol nothing is converted: the body passes through with only the model replaced.
 //! [`sse`] frames and parses server-sent events; [`wire`] holds the typed (and lenient) views
 //! of each format that the converters read; [`Usage`] is the token count every direction
@@ -14,6 +15,8 @@ pub mod assemble;
 pub mod embeddings;
 pub mod openai_anthropic;
 pub mod openai_gemini;
+pub mod responses;
+pub mod responses_stream;
 pub mod sse;
 pub mod to_client;
 pub mod wire;
@@ -42,6 +45,9 @@ pub enum ClientApi {
     OpenAI,
     /// `POST /v1/messages`.
     Anthropic,
+    /// `POST /v1/responses` (OpenAI's Responses API), translated through the hub
+    /// ([`responses`]) unless its route passes it through.
+    Responses,
 }
 
 /// Tool-call arguments (a JSON string in OpenAI's format) as a JSON object, which Anthropic and

@@ -4,13 +4,14 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{ClientApi, anthropic_openai};
+use super::{ClientApi, anthropic_openai, responses, responses_stream};
 
 /// A whole hub answer in the client's format.
 pub fn answer(client: ClientApi, hub: &Value) -> Bytes {
     let body = match client {
         ClientApi::OpenAI => hub.to_string(),
         ClientApi::Anthropic => anthropic_openai::response(hub).to_string(),
+        ClientApi::Responses => responses::response(hub).to_string(),
     };
     Bytes::from(body)
 }
@@ -21,6 +22,8 @@ pub enum ClientEncoder {
     OpenAI { wants_usage: bool },
     /// Hub chunks converted to Anthropic events.
     Anthropic(anthropic_openai::StreamEncoder),
+    /// Hub chunks converted to Responses API events.
+    Responses(responses_stream::StreamEncoder),
     /// Events already in the client's format; the provider's own end event closes the stream.
     Passthrough,
 }
@@ -33,6 +36,9 @@ impl ClientEncoder {
             ClientApi::OpenAI => ClientEncoder::OpenAI { wants_usage },
             ClientApi::Anthropic => {
                 ClientEncoder::Anthropic(anthropic_openai::StreamEncoder::default())
+            }
+            ClientApi::Responses => {
+                ClientEncoder::Responses(responses_stream::StreamEncoder::default())
             }
         }
     }
@@ -51,6 +57,13 @@ impl ClientEncoder {
                 frame
             }
             ClientEncoder::Anthropic(encoder) => {
+                let mut out = Vec::new();
+                if let Ok(chunk) = serde_json::from_slice::<Value>(json) {
+                    encoder.chunk(&chunk, &mut out);
+                }
+                out
+            }
+            ClientEncoder::Responses(encoder) => {
                 let mut out = Vec::new();
                 if let Ok(chunk) = serde_json::from_slice::<Value>(json) {
                     encoder.chunk(&chunk, &mut out);
@@ -76,7 +89,35 @@ impl ClientEncoder {
                 encoder.finish(&mut out);
                 out
             }
+            ClientEncoder::Responses(encoder) => {
+                let mut out = Vec::new();
+                encoder.finish(&mut out);
+                out
+            }
             ClientEncoder::Passthrough => Vec::new(),
         }
     }
+
+    /// The event that ends a committed stream after a failure, for a format whose error event
+    /// depends on what was sent before (the Responses API's `response.failed` carries the
+    /// response so far and continues the `sequence_number`s); `None` for the others, whose
+    /// error event stands alone.
+    pub fn failed(&mut self, code: &str, message: &str) -> Option<Vec<u8>> {
+        match self {
+            ClientEncoder::Responses(encoder) => {
+                let mut out = Vec::new();
+                encoder.failed(code, message, &mut out);
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A whole hub answer (`chat.completion` JSON) in the client's format; malformed JSON is an
+/// error.
+pub fn whole(client: ClientApi, hub: &[u8]) -> Result<Bytes, String> {
+    let hub: Value =
+        serde_json::from_slice(hub).map_err(|e| format!("assembled answer is not JSON: {e}"))?;
+    Ok(answer(client, &hub))
 }

@@ -76,7 +76,7 @@ impl Provider for Anthropic {
                 body,
                 usage: Some(usage),
             },
-            ClientApi::OpenAI => completion_for(client, &hub, Some(usage)),
+            ClientApi::OpenAI | ClientApi::Responses => completion_for(client, &hub, Some(usage)),
         })
     }
 

@@ -211,7 +211,11 @@ async fn attempt(
         client_headers: headers,
     };
     let call_streams = call.stream;
-    let upstream_request = provider.build_request(&call)?;
+    let upstream_request = if request.passthrough {
+        providers::responses::build_request(&call)?
+    } else {
+        provider.build_request(&call)?
+    };
 
     let timeouts = target.upstream.def.timeouts;
     let started = Instant::now();
@@ -263,7 +267,11 @@ async fn attempt(
         total: total_deadline,
         idle: Duration::from_millis(timeouts.idle),
     };
-    let decoder = provider.stream_decoder(ctx.client_api);
+    let decoder: Box<dyn providers::StreamDecoder> = if request.passthrough {
+        Box::new(providers::responses::Decoder)
+    } else {
+        provider.stream_decoder(ctx.client_api)
+    };
     if ctx.stream {
         let response = stream::start(ctx, target, decoder, body, deadlines, permit, probe).await?;
         return Ok(Answer::Stream(response));
@@ -279,7 +287,11 @@ async fn attempt(
             FailureClass::ServerError,
         )
         .await?;
-        let completion = provider.parse_response(bytes, ctx.client_api)?;
+        let completion = if request.passthrough {
+            providers::responses::parse_response(bytes)?
+        } else {
+            provider.parse_response(bytes, ctx.client_api)?
+        };
         stream::Assembled {
             body: completion.body,
             usage: completion.usage,
@@ -304,8 +316,12 @@ async fn attempt(
 /// Whether the provider is asked for a stream. Every chat request is (see [`attempt`]), except a
 /// non-streamed one asking for audio output: OpenAI streams audio only as pcm16, in base64 pieces
 /// that do not join into one valid base64 string, so that request keeps the provider's whole
-/// answer (bounded by `total` alone, as before).
+/// answer (bounded by `total` alone, as before). A non-streamed Responses API request passed
+/// through asks for the provider's whole Response too: no assembler reads Responses events.
 fn streams_upstream(request: &ParsedRequest) -> bool {
+    if request.passthrough {
+        return request.stream;
+    }
     let audio = request
         .hub
         .get("modalities")
@@ -386,6 +402,7 @@ mod tests {
             model: "m".into(),
             stream,
             wants_usage: false,
+            passthrough: false,
         }
     }
 

@@ -73,16 +73,22 @@ impl Proxy {
             (&Method::GET, "/v1/models") => self.models(&request),
             (&Method::POST, "/v1/messages") => self.chat(ClientApi::Anthropic, request).await,
             (&Method::POST, "/v1/embeddings") => self.embeddings(request).await,
-            (_, "/v1/chat/completions" | "/v1/models" | "/v1/messages" | "/v1/embeddings") => {
-                respond::error_response(
-                    ClientApi::OpenAI,
-                    &ClientError::new(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "method_not_allowed",
-                        format!("{} is not allowed on {path}", request.method()),
-                    ),
-                )
-            }
+            (&Method::POST, "/v1/responses") => self.chat(ClientApi::Responses, request).await,
+            (
+                _,
+                "/v1/chat/completions"
+                | "/v1/models"
+                | "/v1/messages"
+                | "/v1/embeddings"
+                | "/v1/responses",
+            ) => respond::error_response(
+                ClientApi::OpenAI,
+                &ClientError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{} is not allowed on {path}", request.method()),
+                ),
+            ),
             _ => respond::error_response(
                 ClientApi::OpenAI,
                 &ClientError::new(
@@ -119,7 +125,10 @@ impl Proxy {
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, ClientError> {
         let (snapshot, parts, bytes) = self.receive(ctx, request).await?;
-        let parsed = route::to_hub(ctx.client_api, route::check(ctx.client_api, &bytes)?)?;
+        let checked = route::check(ctx.client_api, &bytes)?;
+        let passthrough = ctx.client_api == ClientApi::Responses
+            && route::passes_responses_through(snapshot.routes.get(&checked.model));
+        let parsed = route::to_hub(ctx.client_api, checked, passthrough)?;
         ctx.client_model = route::shown_model(&parsed.model);
         ctx.stream = parsed.stream;
         ctx.wants_usage = parsed.wants_usage;

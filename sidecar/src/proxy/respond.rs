@@ -11,6 +11,7 @@ use switchyard_crds::v1alpha1::{Api, FailureClass};
 
 pub use crate::convert::ClientApi;
 
+use crate::convert::to_client::ClientEncoder;
 use crate::failure::AttemptError;
 use crate::proxy::body::{self, ResponseBody};
 use crate::upstream::TargetRt;
@@ -83,7 +84,7 @@ fn anthropic_type(status: StatusCode) -> &'static str {
 /// The error body in the client's format.
 pub fn error_body(api: ClientApi, error: &ClientError) -> Bytes {
     let value = match api {
-        ClientApi::OpenAI => json!({"error": {
+        ClientApi::OpenAI | ClientApi::Responses => json!({"error": {
             "message": error.message, "type": openai_type(error.status), "param": null, "code": error.code,
         }}),
         // Anthropic's errors have no `code`; ours carries one anyway (clients ignore unknown
@@ -95,8 +96,25 @@ pub fn error_body(api: ClientApi, error: &ClientError) -> Bytes {
     Bytes::from(value.to_string())
 }
 
+/// The one event that ends a committed stream after a failure, from the stream's encoder when
+/// the event depends on what was sent (the Responses API's `response.failed`), else
+/// [`stream_error_event`].
+pub fn stream_failure(encoder: &mut ClientEncoder, api: ClientApi, error: &ClientError) -> Bytes {
+    match encoder.failed(error.code, &error.message) {
+        Some(event) => Bytes::from(event),
+        None => stream_error_event(api, error),
+    }
+}
+
 /// The one event that ends a committed stream after a failure: never a hang, never a clean end.
+/// A Responses stream passed through gets the API's `error` event (its sequence numbers are the
+/// provider's, so this one carries 0).
 pub fn stream_error_event(api: ClientApi, error: &ClientError) -> Bytes {
+    if api == ClientApi::Responses {
+        let data = json!({"type": "error", "code": error.code, "message": error.message,
+            "param": null, "sequence_number": 0});
+        return Bytes::from(format!("event: error\ndata: {data}\n\n"));
+    }
     let body = error_body(api, error);
     let mut event = Vec::with_capacity(body.len() + 32);
     if api == ClientApi::Anthropic {
@@ -135,7 +153,7 @@ pub fn all_failed(
         return (error_response(api, &error), error.message);
     };
     if last.class == FailureClass::ClientError
-        && api == ClientApi::OpenAI
+        && matches!(api, ClientApi::OpenAI | ClientApi::Responses)
         && last_target.upstream.def.api == Api::OpenAI
         && let Some(body) = &last.upstream_body
         && serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("error").is_some())

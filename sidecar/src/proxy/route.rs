@@ -2,17 +2,17 @@
 //! find its route by `model` ([`find`]).
 //!
 //! The sidecar checks only what it needs to route (docs/reference/api.md): a JSON object with a
-//! `model` and a non-empty `messages` array of known roles. Everything else is the provider's to
-//! judge.
+//! `model` and a non-empty `messages` array of known roles (for the Responses API an `input`
+//! instead). Everything else is the provider's to judge.
 
 use std::sync::Arc;
 
 use http::StatusCode;
 use serde_json::{Map, Value};
-use switchyard_crds::v1alpha1::ModelType;
+use switchyard_crds::v1alpha1::{Api, ModelType};
 
 use super::respond::{ClientApi, ClientError};
-use crate::convert::anthropic_openai;
+use crate::convert::{anthropic_openai, responses};
 use crate::table::{RouteRt, Snapshot};
 
 /// Roles each client format may use.
@@ -27,6 +27,8 @@ fn known_roles(api: ClientApi) -> &'static [&'static str] {
             "function",
         ],
         ClientApi::Anthropic => &["user", "assistant"],
+        // Checked item by item when the request is converted.
+        ClientApi::Responses => &[],
     }
 }
 
@@ -39,6 +41,9 @@ pub struct ParsedRequest {
     pub model: String,
     pub stream: bool,
     pub wants_usage: bool,
+    /// A Responses API request that goes to the providers' own `/responses` unchanged but for
+    /// `model` ([`passes_responses_through`]).
+    pub passthrough: bool,
 }
 
 fn bad(message: impl Into<String>) -> ClientError {
@@ -65,6 +70,17 @@ pub fn check(api: ClientApi, bytes: &[u8]) -> Result<Checked, ClientError> {
         Some(_) => return Err(bad("`model` must be a non-empty string")),
         None => return Err(bad("`model` is required")),
     };
+    if api == ClientApi::Responses {
+        match body.get("input") {
+            Some(Value::String(_)) => {}
+            Some(Value::Array(items)) if !items.is_empty() => {}
+            Some(Value::Array(_)) => return Err(bad("`input` must not be empty")),
+            Some(_) => return Err(bad("`input` must be a string or an array of input items")),
+            // A stateful request may have none; translation refuses it if it has not.
+            None => {}
+        }
+        return checked(body, model);
+    }
     let messages = match body.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
         Some(Value::Array(_)) => return Err(bad("`messages` must not be empty")),
@@ -84,6 +100,11 @@ pub fn check(api: ClientApi, bytes: &[u8]) -> Result<Checked, ClientError> {
             _ => return Err(bad(format!("messages[{i}] needs a string `role`"))),
         }
     }
+    checked(body, model)
+}
+
+/// The checked request, once its `stream` is a boolean if given.
+fn checked(body: Map<String, Value>, model: String) -> Result<Checked, ClientError> {
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -96,9 +117,32 @@ pub fn check(api: ClientApi, bytes: &[u8]) -> Result<Checked, ClientError> {
     })
 }
 
+/// Whether a Responses API request to `route` passes through: when every target it may use (its
+/// rules' included) is an `api: OpenAI` provider that declares `responsesApi: true`, every
+/// Responses request to it goes to the providers' own `/responses`, so that stored state,
+/// built-in tools and the provider's own events all work, and nothing is translated. A route
+/// that mixes them translates every request, since a failover could not carry stored state
+/// from one target to the next.
+pub fn passes_responses_through(route: Option<&Arc<RouteRt>>) -> bool {
+    let Some(route) = route else {
+        return false;
+    };
+    let mut targets = route
+        .targets
+        .iter()
+        .chain(route.rules.iter().flat_map(|(_, targets)| targets))
+        .peekable();
+    targets.peek().is_some()
+        && targets.all(|t| t.upstream.def.api == Api::OpenAI && t.upstream.def.responses_api)
+}
+
 /// Brings a checked request into the hub (OpenAI) format: an Anthropic body is converted and
 /// kept as the original, for providers that speak Anthropic themselves.
-pub fn to_hub(api: ClientApi, checked: Checked) -> Result<ParsedRequest, ClientError> {
+pub fn to_hub(
+    api: ClientApi,
+    checked: Checked,
+    passthrough: bool,
+) -> Result<ParsedRequest, ClientError> {
     let Checked {
         body,
         model,
@@ -117,6 +161,7 @@ pub fn to_hub(api: ClientApi, checked: Checked) -> Result<ParsedRequest, ClientE
                 model,
                 stream,
                 wants_usage,
+                passthrough: false,
             })
         }
         ClientApi::Anthropic => {
@@ -128,6 +173,34 @@ pub fn to_hub(api: ClientApi, checked: Checked) -> Result<ParsedRequest, ClientE
                 model,
                 stream,
                 wants_usage: true,
+                passthrough: false,
+            })
+        }
+        ClientApi::Responses => {
+            if !passthrough && let Some(why) = responses::stateful(&body) {
+                return Err(bad(why));
+            }
+            let hub = match responses::request(&body) {
+                Ok(hub) => hub,
+                Err(why) if !passthrough => return Err(bad(why)),
+                // The provider judges what it is sent; the hub form only feeds rules, the
+                // strategy and the cache key, which then see the request as empty.
+                Err(_) => {
+                    let mut hub = Map::new();
+                    hub.insert("model".into(), Value::String(model.clone()));
+                    hub.insert("messages".into(), Value::Array(Vec::new()));
+                    hub.insert("stream".into(), Value::Bool(stream));
+                    hub
+                }
+            };
+            // The encoder needs every usage chunk for the final `usage`.
+            Ok(ParsedRequest {
+                hub,
+                original: Some(body),
+                model,
+                stream,
+                wants_usage: true,
+                passthrough,
             })
         }
     }
@@ -188,7 +261,10 @@ pub fn check_kind(route: &RouteRt, wanted: ModelType) -> Result<(), ClientError>
         return Ok(());
     }
     let (serves, endpoint) = match kind {
-        ModelType::Chat => ("chat", "POST /v1/chat/completions or /v1/messages"),
+        ModelType::Chat => (
+            "chat",
+            "POST /v1/chat/completions, /v1/messages or /v1/responses",
+        ),
         ModelType::Embedding => ("embeddings", "POST /v1/embeddings"),
     };
     Err(bad(format!(
@@ -214,7 +290,7 @@ mod tests {
 
     fn err(body: &str) -> String {
         check(ClientApi::OpenAI, body.as_bytes())
-            .and_then(|c| to_hub(ClientApi::OpenAI, c))
+            .and_then(|c| to_hub(ClientApi::OpenAI, c, false))
             .err()
             .unwrap()
             .message
@@ -243,7 +319,7 @@ mod tests {
         let body = r#"{"model":"chat","messages":[{"role":"developer","content":"x"},{"role":"user","content":"y"}],
             "stream":true,"stream_options":{"include_usage":true}}"#;
         let p = check(ClientApi::OpenAI, body.as_bytes())
-            .and_then(|c| to_hub(ClientApi::OpenAI, c))
+            .and_then(|c| to_hub(ClientApi::OpenAI, c, false))
             .unwrap();
         assert_eq!(p.model, "chat");
         assert!(p.stream && p.wants_usage);

@@ -102,6 +102,7 @@ mod tests {
             region: None,
             api_key: None,
             forward_headers: vec![],
+            responses_api: false,
             timeouts: TimeoutsMs::default(),
             limits: Limits::default(),
             breaker: Breaker::default(),

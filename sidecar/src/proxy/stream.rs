@@ -27,7 +27,7 @@ use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientError};
 use crate::convert::assemble::Assembler;
 use crate::convert::sse::{SseEvent, SseParser};
-use crate::convert::to_client::ClientEncoder;
+use crate::convert::to_client::{self, ClientEncoder};
 use crate::convert::{ClientApi, Usage};
 use crate::failure::AttemptError;
 use crate::providers::{Chunk, StreamDecoder};
@@ -220,8 +220,14 @@ pub async fn assemble(
     limit: usize,
 ) -> Result<Assembled, AttemptError> {
     let mut reader = EventReader::new(body, decoder, deadlines);
+    // A Responses client's answer is assembled in the hub format and converted whole at the end
+    // (its stream events would only be parsed back into the same Response).
+    let hub_api = match api {
+        ClientApi::Responses => ClientApi::OpenAI,
+        other => other,
+    };
     // A whole answer always carries its usage, whether or not the client asked for it.
-    let mut encoder = ClientEncoder::new(api, true);
+    let mut encoder = ClientEncoder::new(hub_api, true);
     let mut assembler = Assembler::new(api);
     let mut usage = None;
     let mut first_token = None;
@@ -248,7 +254,10 @@ pub async fn assemble(
             }
         }
     }
-    let body = assembler.finish().map_err(malformed)?;
+    let mut body = assembler.finish().map_err(malformed)?;
+    if api != hub_api {
+        body = to_client::whole(api, &body).map_err(malformed)?;
+    }
     if body.len() > limit {
         return Err(too_large(limit));
     }
@@ -394,7 +403,8 @@ impl Forward {
                         target.upstream.id, target.target.model, error.class, error.message
                     ),
                 );
-                let _ = self.tx.send(respond::stream_error_event(api, &shown)).await;
+                let event = respond::stream_failure(&mut self.encoder, api, &shown);
+                let _ = self.tx.send(event).await;
                 self.stream_error(spend, &error.message);
             }
             End::Cut => {
@@ -404,7 +414,8 @@ impl Forward {
                     "switchyard_shutdown",
                     "the sidecar is shutting down and its drain time ran out".to_string(),
                 );
-                let _ = self.tx.send(respond::stream_error_event(api, &shown)).await;
+                let event = respond::stream_failure(&mut self.encoder, api, &shown);
+                let _ = self.tx.send(event).await;
                 self.stream_error(spend, "cut at shutdown");
             }
             End::ClientGone => self.stream_error(spend, "client went away"),

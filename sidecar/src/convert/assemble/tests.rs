@@ -314,6 +314,7 @@ fn converted_streams_assemble_into_each_client_format() {
         let text = match client {
             ClientApi::OpenAI => &answer["choices"][0]["message"]["content"],
             ClientApi::Anthropic => &answer["content"][0]["text"],
+            ClientApi::Responses => unreachable!("not in this loop"),
         };
         assert_eq!(text, "The weather in Paris is clear.", "{client:?}");
     }

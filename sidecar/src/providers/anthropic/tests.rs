@@ -16,6 +16,7 @@ fn upstream() -> UpstreamRt {
         region: None,
         api_key: Some(SecretString::new("sk-ant-pool")),
         forward_headers: vec![],
+        responses_api: false,
         timeouts: TimeoutsMs::default(),
         limits: Limits::default(),
         breaker: Breaker::default(),

@@ -18,6 +18,7 @@ fn upstream() -> UpstreamRt {
         region: None,
         api_key: Some(SecretString::new("AIza-pool")),
         forward_headers: vec!["x-goog-api-key".into(), "x-tenant".into()],
+        responses_api: false,
         timeouts: TimeoutsMs::default(),
         limits: Limits::default(),
         breaker: Breaker::default(),

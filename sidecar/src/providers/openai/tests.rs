@@ -15,6 +15,7 @@ fn upstream(forward: &[&str]) -> UpstreamRt {
         region: None,
         api_key: Some(SecretString::new("sk-pool")),
         forward_headers: forward.iter().map(|s| s.to_string()).collect(),
+        responses_api: false,
         timeouts: TimeoutsMs::default(),
         limits: Limits::default(),
         breaker: Breaker::default(),
