@@ -1,7 +1,9 @@
 //! A simulated OpenAI Chat Completions provider on 127.0.0.1 with scripted fault injection.
 //!
 //! [`MockProvider`] serves `POST /v1/chat/completions` (JSON and SSE), `POST /v1/embeddings`
-//! (checked strictly, deterministic vectors: [`super::embeddings`]) and `GET /v1/models` in
+//! (checked strictly, deterministic vectors: [`super::embeddings`]), `POST /v1/responses` (the
+//! Responses API, checked strictly, JSON and typed events: [`super::responses`]) and
+//! `GET /v1/models` in
 //! OpenAI's real wire format, error bodies included, and answers anything else with OpenAI's 404
 //! "Invalid URL" error. Every chat request is recorded, then consumes the next queued [`Fault`];
 //! without one it gets the default fault, if set, or else a normal answer shaped by the current
@@ -19,15 +21,16 @@ use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::content::{self, Tokens, ToolCall, random_alphanumeric, word_pieces};
-use super::embeddings;
 use super::server::{self, Api, EVENT_STREAM, Ending, JSON, Mock, Plan, SimBody, flag};
 pub use super::server::{Behavior, Recorded};
+use super::{embeddings, responses};
 
 const DEFAULT_MODELS: [&str; 2] = ["gpt-4o", "gpt-4o-mini"];
 const FINGERPRINT: &str = "fp_sim";
 const INVALID: &str = "invalid_request_error";
 const CHAT: &str = "/v1/chat/completions";
 const EMBEDDINGS: &str = "/v1/embeddings";
+const RESPONSES: &str = "/v1/responses";
 /// Valid-looking JSON cut short, as a misbehaving proxy in front of a provider might send it.
 const GARBAGE: &[u8] = br#"{"id":"chatcmpl-sim","object":"chat.completion","choices":[{"ind"#;
 // OpenAI's error messages, verbatim where the text is known.
@@ -168,7 +171,7 @@ impl Api for OpenAI {
     const REQUEST_ID: Option<&'static str> = Some("x-request-id");
 
     fn is_generation(method: &Method, path: &str) -> bool {
-        method == Method::POST && (path == CHAT || path == EMBEDDINGS)
+        method == Method::POST && (path == CHAT || path == EMBEDDINGS || path == RESPONSES)
     }
 
     fn other(&self, method: &Method, path: &str) -> Response<SimBody> {
@@ -203,6 +206,10 @@ impl Api for OpenAI {
             let (message, param) = embeddings::check_openai(&request.body).err()?;
             return Some(error_response(400, &message, INVALID, param, None));
         }
+        if request.path == RESPONSES {
+            let (message, param) = responses::check(&request.body).err()?;
+            return Some(error_response(400, &message, INVALID, param, None));
+        }
         let invalid = !request.body.is_object();
         invalid.then(|| error_response(400, NOT_JSON, INVALID, None, None))
     }
@@ -212,6 +219,9 @@ impl Api for OpenAI {
             let document = embeddings::openai_answer(&request.body).to_string();
             let error = || error_response(500, SERVER_ERROR, "server_error", None, None);
             return server::document(JSON, Bytes::from(document), ending, error);
+        }
+        if request.path == RESPONSES {
+            return responses_answer(request, behavior, ending);
         }
         let completion = Completion::new(request, behavior);
         if request.is_stream() {
@@ -328,6 +338,21 @@ fn stream_answer(
     let error = || sse(&error_json(SERVER_ERROR, "server_error", None, None));
     let delay = behavior.chunk_delay;
     server::event_stream(EVENT_STREAM, events, content_chunks, ending, error, delay)
+}
+
+/// A Responses API answer: the whole Response, or its event stream.
+fn responses_answer(request: &Recorded, behavior: &Behavior, ending: Ending) -> Response<SimBody> {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH);
+    let answer = responses::Answer::new(request, behavior, since_epoch.map_or(0, |d| d.as_secs()));
+    if request.is_stream() {
+        let (events, counted) = answer.events();
+        let error = || responses::Answer::error_event(SERVER_ERROR);
+        let delay = behavior.chunk_delay;
+        return server::event_stream(EVENT_STREAM, events, counted, ending, error, delay);
+    }
+    let document = answer.response(true).to_string();
+    let error = || error_response(500, SERVER_ERROR, "server_error", None, None);
+    server::document(JSON, Bytes::from(document), ending, error)
 }
 
 // === impl Completion ===

@@ -14,6 +14,7 @@ mod standalone_fleet_limits;
 mod standalone_listeners;
 mod standalone_recording;
 mod standalone_routing;
+mod standalone_responses;
 mod standalone_shutdown;
 mod standalone_strategies;
 mod standalone_streaming;
