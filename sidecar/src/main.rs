@@ -10,6 +10,7 @@ use switchyard_sidecar::app::complexity;
 #[cfg(feature = "demo")]
 use switchyard_sidecar::demo;
 use switchyard_sidecar::telemetry;
+use switchyard_sidecar::telemetry::otel;
 
 /// jemalloc with background threads: it hands memory that a burst of streams freed back to the
 /// system within seconds (glibc's allocator kept all of it: bench/streams.rs), which matters for a
@@ -85,7 +86,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    // OpenTelemetry: the standard OTEL_* variables (docs/reference/observability.md).
+    let otel =
+        match otel::Settings::from_env(|k| std::env::var(k).ok(), args.otel_propagate_upstream) {
+            Ok(settings) => settings,
+            Err(message) => {
+                eprintln!("switchyard-sidecar: {message}");
+                return ExitCode::from(EX_USAGE);
+            }
+        };
     runtime.block_on(async {
+        if let Err(e) = otel::install(&otel) {
+            eprintln!("switchyard-sidecar: cannot set up OpenTelemetry export: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
         let sidecar = match Sidecar::start(config).await {
             Ok(sidecar) => sidecar,
             Err(e @ switchyard_sidecar::Error::Manifests(_)) => {
@@ -100,6 +114,8 @@ fn main() -> ExitCode {
         wait_for_signal().await;
         tracing::info!("shutting down");
         sidecar.shutdown().await;
+        // Spans and metrics still queued are sent while the runtime runs their I/O.
+        let _ = tokio::task::spawn_blocking(otel::shutdown).await;
         ExitCode::SUCCESS
     })
 }

@@ -89,6 +89,12 @@ pub struct Args {
     /// standalone mode.
     #[arg(long, env = "SWITCHYARD_POD_LABELS", value_delimiter = ',')]
     pub pod_labels: Vec<String>,
+
+    /// With OpenTelemetry tracing on (`OTEL_EXPORTER_OTLP_ENDPOINT`), send each provider a W3C
+    /// `traceparent` naming the attempt's span. Off by default: a provider learns nothing of the
+    /// caller's traces unless asked.
+    #[arg(long, env = "SWITCHYARD_OTEL_PROPAGATE_UPSTREAM")]
+    pub otel_propagate_upstream: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -107,7 +107,7 @@ pub async fn run(
                 .inc();
         }
         ctx.attempts += 1;
-        ctx.in_flight = Some(target.clone());
+        ctx.begin_attempt(&target);
         let answer = match work {
             Work::Chat(request) => attempt(ctx, &target, request, headers, permit, probe).await,
             Work::Embeddings(request) => {
@@ -211,11 +211,12 @@ async fn attempt(
         client_headers: headers,
     };
     let call_streams = call.stream;
-    let upstream_request = if request.passthrough {
+    let mut upstream_request = if request.passthrough {
         providers::responses::build_request(&call)?
     } else {
         provider.build_request(&call)?
     };
+    ctx.propagate(upstream_request.headers_mut());
 
     let timeouts = target.upstream.def.timeouts;
     let started = Instant::now();

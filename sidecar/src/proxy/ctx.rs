@@ -24,6 +24,7 @@ use crate::convert::Usage;
 use crate::table::Runtime;
 use crate::table::cache::{self, ResponseCache};
 use crate::table::runtime::WorkloadLog;
+use crate::telemetry::otel::{RequestEnd, RequestTrace};
 use crate::upstream::TargetRt;
 
 /// Status logged for a cancelled request: nginx's 499, "client closed request".
@@ -58,6 +59,8 @@ pub struct RequestCtx {
     ending: Option<Ending>,
     /// False once the duty to record has moved to another guard.
     armed: bool,
+    /// Spans and GenAI metrics, when OpenTelemetry export is on (`None`, one branch, when off).
+    trace: Option<Box<RequestTrace>>,
 }
 
 /// What [`RequestCtx::finish`] was told.
@@ -141,6 +144,29 @@ impl RequestCtx {
             request_bytes: 0,
             ending: None,
             armed: true,
+            trace: RequestTrace::start(),
+        }
+    }
+
+    /// The request head is in: continues the client's trace, if tracing is on.
+    pub fn received(&mut self, head: &http::request::Parts) {
+        if let Some(trace) = &mut self.trace {
+            trace.continue_from(&head.headers, head.uri.path());
+        }
+    }
+
+    /// An attempt at `target` starts now: a cancellation is charged to it.
+    pub fn begin_attempt(&mut self, target: &TargetRt) {
+        self.in_flight = Some(target.clone());
+        if let Some(trace) = &mut self.trace {
+            trace.begin_attempt(&self.client_model, target);
+        }
+    }
+
+    /// Adds a `traceparent` for the attempt to an upstream request, when configured to.
+    pub fn propagate(&self, headers: &mut http::HeaderMap) {
+        if let Some(trace) = &self.trace {
+            trace.propagate(headers);
         }
     }
 
@@ -165,6 +191,7 @@ impl RequestCtx {
             request_bytes: self.request_bytes,
             ending: self.ending.take(),
             armed: true,
+            trace: self.trace.take(),
         }
     }
 
@@ -180,7 +207,7 @@ impl RequestCtx {
 
     /// Charges an answered attempt's usage: to the target's token limit, to the budgets that
     /// count it and to the token and cost metrics. Returns what it cost, for the log line.
-    pub fn charge(&self, target: &TargetRt, usage: Option<Usage>) -> Spend {
+    pub fn charge(&mut self, target: &TargetRt, usage: Option<Usage>) -> Spend {
         let spend = usage.map(|u| Spend::price(u, target)).unwrap_or_default();
         let tokens = spend.usage.input + spend.usage.output;
         target.upstream.limits.charge_tokens(tokens, Instant::now());
@@ -199,6 +226,9 @@ impl RequestCtx {
             }
         }
         self.record_spend(target, &spend);
+        if let (Some(trace), Some(usage)) = (&mut self.trace, usage) {
+            trace.usage(usage);
+        }
         spend
     }
 
@@ -227,23 +257,30 @@ impl RequestCtx {
     }
 
     /// Counts one attempt at `target` with `outcome`.
-    pub fn record_attempt(&self, target: &TargetRt, outcome: &str) {
+    pub fn record_attempt(&mut self, target: &TargetRt, outcome: &str) {
         let route = self.route.as_deref().unwrap_or_default();
         self.runtime
             .metrics
             .requests
             .with_label_values(&[route, &target.upstream.id, &target.target.model, outcome])
             .inc();
+        if let Some(trace) = &mut self.trace {
+            trace.end_attempt(self.route.as_deref(), target, outcome);
+        }
     }
 
     /// Records the first streamed content of `target`.
     pub fn record_first_token(&self, target: &TargetRt) {
         let route = self.route.as_deref().unwrap_or_default();
+        let elapsed = self.started.elapsed();
         self.runtime
             .metrics
             .time_to_first_token
             .with_label_values(&[route, &target.upstream.id])
-            .observe(self.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        if let Some(trace) = &self.trace {
+            trace.first_token(self.route.as_deref(), target, elapsed);
+        }
     }
 
     /// Says how the request ended; it is recorded when the guard drops. The first call wins.
@@ -283,8 +320,8 @@ impl RequestCtx {
         }
     }
 
-    /// The request's duration metric and its one log line.
-    fn record(&self, ending: &Ending) {
+    /// The request's duration metric, its span and its one log line.
+    fn record(&mut self, ending: &Ending) {
         let elapsed = self.started.elapsed();
         let route = self.route.as_deref().unwrap_or_default();
         let target = ending.target.as_ref();
@@ -319,6 +356,19 @@ impl RequestCtx {
             detail = ending.detail.as_deref(),
             "request"
         );
+        if let Some(trace) = self.trace.take() {
+            trace.end_request(&RequestEnd {
+                client_model: &self.client_model,
+                route: self.route.as_deref(),
+                workload: self.workload.as_deref().map(|w| w.workload.as_str()),
+                target,
+                attempts: self.attempts,
+                status: ending.status,
+                error: (ending.outcome != Outcome::Success).then(|| ending.outcome.label()),
+                usage: spend.usage,
+                cost_usd: spend.cost_usd,
+            });
+        }
     }
 }
 

@@ -138,7 +138,8 @@ pub(super) async fn attempt(
         stream: false,
         client_headers: headers,
     };
-    let upstream_request = providers::embeddings::build_request(&call, request)?;
+    let mut upstream_request = providers::embeddings::build_request(&call, request)?;
+    ctx.propagate(upstream_request.headers_mut());
 
     let timeouts = target.upstream.def.timeouts;
     let started = Instant::now();

@@ -185,6 +185,7 @@ impl Proxy {
         };
         ctx.workload = snapshot.workload.clone();
         let (parts, body) = request.into_parts();
+        ctx.received(&parts);
         let bytes = self.read_body(&parts.headers, body).await?;
         ctx.request_bytes = bytes.len();
         Ok((snapshot, parts, bytes))

@@ -1,8 +1,10 @@
 //! What the sidecar shows about itself: logging (JSON lines through `tracing`, filtered by
-//! `RUST_LOG`, default `info`) and the Prometheus [`metrics`] (docs/reference/metrics.md).
+//! `RUST_LOG`, default `info`), the Prometheus [`metrics`] (docs/reference/metrics.md) and, when
+//! configured, OpenTelemetry export ([`otel`], docs/reference/observability.md).
 
 pub mod json;
 pub mod metrics;
+pub mod otel;
 
 use std::io::{BufWriter, Stderr};
 
