@@ -31,6 +31,8 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "switchyard"
+DASHBOARD = CHART / "dashboards" / "switchyard.json"
+METRICS_DOC = ROOT / "docs" / "reference" / "metrics.md"
 CRD_MANIFESTS = ROOT / "crds" / "manifests"
 QUICKSTART = ROOT / "examples" / "quickstart"
 DEMO_APP = ROOT / "examples" / "demo-app"
@@ -104,6 +106,24 @@ CASES: list[tuple[str, str, str, dict[str, Any]]] = [
     ),
     ("single-replica", "switchyard", "switchyard-system", {"operator": {"replicas": 1}}),
     (
+        "otel-and-dashboard",
+        "switchyard",
+        "switchyard-system",
+        {
+            "sidecar": {
+                "otel": {
+                    "endpoint": "http://otel-collector.observability:4317",
+                    "protocol": "grpc",
+                    "serviceName": "llm-sidecar",
+                    "resourceAttributes": {"deployment.environment": "prod", "team": "a"},
+                    "propagateUpstream": True,
+                },
+                "extraEnv": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+            },
+            "grafana": {"dashboard": {"enabled": True, "labels": {"team": "platform"}, "annotations": {"grafana_folder": "LLM"}}},
+        },
+    ),
+    (
         "customized",
         "sy",
         "llm-ops",
@@ -164,6 +184,10 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("pullPolicy typo", {"operator": {"image": {"pullPolicy": "IfNotThere"}}}),
     ("tolerations as an object", {"operator": {"tolerations": {"key": "x"}}}),
     ("serviceMonitor.enabled as a string", {"prometheus": {"serviceMonitor": {"enabled": "true"}}}),
+    ("otel protocol http/json (not built)", {"sidecar": {"otel": {"protocol": "http/json"}}}),
+    ("otel endpoint without a scheme", {"sidecar": {"otel": {"endpoint": "collector:4318"}}}),
+    ("extraEnv name with a space", {"sidecar": {"extraEnv": {"MY VAR": "x"}}}),
+    ("grafana.dashboard.enabled as a string", {"grafana": {"dashboard": {"enabled": "yes"}}}),
 ]
 
 # The operator's permissions, exactly (docs/reference/operator.md): (apiGroup, resource, verb,
@@ -246,6 +270,58 @@ SERVICE_MONITOR_SCHEMA = {
 
 
 # === helpers ===
+
+
+def sidecar_env(sidecar: dict[str, Any]) -> dict[str, str]:
+    """The environment the operator's --sidecar-env should carry for these sidecar values."""
+    env: dict[str, str] = {}
+    otel = sidecar.get("otel", {})
+    if otel.get("endpoint"):
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otel["endpoint"]
+        env["OTEL_EXPORTER_OTLP_PROTOCOL"] = otel["protocol"]
+        if otel.get("serviceName"):
+            env["OTEL_SERVICE_NAME"] = otel["serviceName"]
+        if otel.get("resourceAttributes"):
+            env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(f"{k}={v}" for k, v in sorted(otel["resourceAttributes"].items()))
+        if otel.get("propagateUpstream"):
+            env["SWITCHYARD_OTEL_PROPAGATE_UPSTREAM"] = "true"
+    env.update({k: str(v) for k, v in sidecar.get("extraEnv", {}).items()})
+    return env
+
+
+def check_dashboard() -> None:
+    """dashboards/switchyard.json parses as a Grafana dashboard, and every metric its PromQL names
+    is in docs/reference/metrics.md (whose sidecar names tests/cases/standalone_otel.rs checks
+    against a live scrape)."""
+    w = "dashboard"
+    try:
+        board = json.loads(DASHBOARD.read_text())
+    except json.JSONDecodeError as e:
+        fail(w, f"{DASHBOARD} is not JSON: {e}")
+        return
+    documented = set(re.findall(r"^\| `(switchyard_[a-z_]+)`", METRICS_DOC.read_text(), re.M))
+    check(len(documented) > 20, w, f"found only {len(documented)} metric names in {METRICS_DOC}")
+    check(board.get("uid") == "switchyard" and board.get("title"), w, "uid and title")
+    exprs = []
+    for panel in board.get("panels", []):
+        for target in panel.get("targets", []):
+            exprs.append(target["expr"])
+    for var in board.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            exprs.append(var["definition"])
+    check(len(exprs) > 20, w, f"only {len(exprs)} queries")
+    used = set()
+    for expr in exprs:
+        check(expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), w, f"unbalanced: {expr}")
+        for name in re.findall(r"\b(switchyard_[a-z_]+)", expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            used.add(base)
+            check(base in documented, w, f"{name} is not in {METRICS_DOC.name}")
+    for family in ("switchyard_requests_total", "switchyard_failovers_total", "switchyard_circuit_open",
+                   "switchyard_request_duration_seconds", "switchyard_time_to_first_token_seconds",
+                   "switchyard_tokens_total", "switchyard_cost_usd_total", "switchyard_workload_cost_usd_total",
+                   "switchyard_budget_remaining", "switchyard_controller_reconciles_total"):
+        check(family in used, w, f"no panel uses {family}")
 
 
 def load_docs(text: str) -> list[dict[str, Any]]:
@@ -486,6 +562,15 @@ def check_case(chart: helm.Chart, defaults: dict[str, Any], case: str, release: 
                   w, "--sidecar-resources is not sidecar.resources as JSON")
         except json.JSONDecodeError:
             fail(w, f"--sidecar-resources is not JSON: {flags.get('--sidecar-resources')!r}")
+        want_env = sidecar_env(values["sidecar"])
+        if want_env:
+            try:
+                got_env = json.loads(flags.get("--sidecar-env", ""))
+                check(got_env == want_env, w, f"--sidecar-env is {got_env}, want {want_env}")
+            except json.JSONDecodeError:
+                fail(w, f"--sidecar-env is not JSON: {flags.get('--sidecar-env')!r}")
+        else:
+            check("--sidecar-env" not in flags, w, "--sidecar-env passed with nothing to set")
         check("--cert-dir" not in flags, w, "in a cluster the operator keeps certificates in its Secret, not --cert-dir")
         env = {e["name"]: e for e in c.get("env", [])}
         for name, field in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
@@ -543,6 +628,22 @@ def check_case(chart: helm.Chart, defaults: dict[str, Any], case: str, release: 
                 check(sm["metadata"]["labels"].get(k) == v, w, f"ServiceMonitor label {k}")
     else:
         check(not monitors, w, "ServiceMonitor rendered while disabled")
+
+    # The Grafana dashboard ConfigMap.
+    boards = [d for d in by_kind.get("ConfigMap", []) if d["metadata"]["name"] == "switchyard-dashboard"]
+    board = values["grafana"]["dashboard"]
+    if board["enabled"]:
+        if check(len(boards) == 1, w, f"want one dashboard ConfigMap, found {len(boards)}"):
+            cm = boards[0]
+            check(cm["metadata"]["labels"].get("grafana_dashboard") == "1", w, "dashboard ConfigMap lacks grafana_dashboard: \"1\"")
+            for k, v in board.get("labels", {}).items():
+                check(cm["metadata"]["labels"].get(k) == v, w, f"dashboard label {k}")
+            for k, v in board.get("annotations", {}).items():
+                check(cm["metadata"].get("annotations", {}).get(k) == v, w, f"dashboard annotation {k}")
+            check(json.loads(cm["data"]["switchyard.json"]) == json.loads(DASHBOARD.read_text()), w,
+                  "the ConfigMap's dashboard is not dashboards/switchyard.json")
+    else:
+        check(not boards, w, "dashboard ConfigMap rendered while disabled")
 
     # The webhook configuration.
     hook = one("MutatingWebhookConfiguration", webhook_name)
@@ -830,6 +931,8 @@ def main() -> int:
         print(f"chart-test: values.schema.json: {len(BAD_VALUES)} bad value sets rejected")
     check_examples()
     print("chart-test: examples/quickstart and examples/demo-app checked")
+    check_dashboard()
+    print("chart-test: dashboards/switchyard.json parses and names documented metrics only")
 
     elapsed = time.monotonic() - start
     if failures:

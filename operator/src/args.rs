@@ -2,6 +2,7 @@
 //! their validation into a [`Config`]. Nothing below `main` reads the environment: `main` passes
 //! `POD_NAMESPACE` in explicitly so that validation stays a pure, testable function.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -84,6 +85,11 @@ pub struct Args {
     /// How the sidecar is injected.
     #[arg(long, env = "SWITCHYARD_SIDECAR_MODE", value_enum, default_value_t = SidecarMode::Auto)]
     pub sidecar_mode: SidecarMode,
+
+    /// Environment for every injected sidecar, as a JSON object of names to values: the chart
+    /// passes the OpenTelemetry settings (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...) this way.
+    #[arg(long, env = "SWITCHYARD_SIDECAR_ENV", default_value = "{}")]
+    pub sidecar_env: String,
 }
 
 /// Subcommands other than serving.
@@ -121,6 +127,8 @@ pub struct Config {
     pub sidecar_image: Option<String>,
     pub sidecar_mode: SidecarMode,
     pub sidecar_resources: ResourceRequirements,
+    /// Extra environment of injected sidecars (`--sidecar-env`).
+    pub sidecar_env: BTreeMap<String, String>,
 }
 
 /// Why flags were refused; `main` prints it on one line and exits 64.
@@ -134,6 +142,8 @@ pub enum ArgsError {
     EmptySidecarImage,
     #[error("--sidecar-resources is not a valid ResourceRequirements: {0}")]
     SidecarResources(String),
+    #[error("--sidecar-env is not a JSON object of names to strings: {0}")]
+    SidecarEnv(String),
     #[error("--{0} and --{1} must differ, both are {2}")]
     SameAddress(&'static str, &'static str, SocketAddr),
 }
@@ -175,6 +185,7 @@ impl Args {
         }
         let sidecar_resources =
             parse_resources(&self.sidecar_resources).map_err(ArgsError::SidecarResources)?;
+        let sidecar_env = parse_env(&self.sidecar_env).map_err(ArgsError::SidecarEnv)?;
         Ok(Config {
             namespace,
             config_listen: self.config_listen,
@@ -186,7 +197,20 @@ impl Args {
             sidecar_image: self.sidecar_image,
             sidecar_mode: self.sidecar_mode,
             sidecar_resources,
+            sidecar_env,
         })
+    }
+}
+
+/// Parses `--sidecar-env`: a JSON object of environment variable names to string values.
+fn parse_env(json: &str) -> Result<BTreeMap<String, String>, String> {
+    let env: BTreeMap<String, String> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    match env
+        .keys()
+        .find(|name| name.is_empty() || name.contains('=') || name.chars().any(char::is_whitespace))
+    {
+        Some(name) => Err(format!("{name:?} is not an environment variable name")),
+        None => Ok(env),
     }
 }
 
@@ -330,6 +354,24 @@ mod tests {
             let config = parse(&["--cert-dir", "d", "--sidecar-resources", bad]).into_config(None);
             assert!(
                 matches!(config, Err(ArgsError::SidecarResources(_))),
+                "{bad}: {config:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sidecar_env_is_a_json_object_of_strings() {
+        let config = parse(&["--cert-dir", "d"]).into_config(None).unwrap();
+        assert!(config.sidecar_env.is_empty());
+        let otel = r#"{"OTEL_EXPORTER_OTLP_ENDPOINT":"http://c:4318","OTEL_RESOURCE_ATTRIBUTES":"a=1,b=2"}"#;
+        let config = parse(&["--cert-dir", "d", "--sidecar-env", otel])
+            .into_config(None)
+            .unwrap();
+        assert_eq!(config.sidecar_env["OTEL_RESOURCE_ATTRIBUTES"], "a=1,b=2");
+        for bad in ["[]", r#"{"A": 1}"#, r#"{"A=B": "x"}"#, r#"{"": "x"}"#] {
+            let config = parse(&["--cert-dir", "d", "--sidecar-env", bad]).into_config(None);
+            assert!(
+                matches!(config, Err(ArgsError::SidecarEnv(_))),
                 "{bad}: {config:?}"
             );
         }

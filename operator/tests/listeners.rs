@@ -122,6 +122,7 @@ async fn webhook_server(server_tls: Arc<rustls::ServerConfig>) -> SocketAddr {
         resources: ResourceRequirements::default(),
         operator_namespace: "switchyard-system".into(),
         version: "0.0.0".into(),
+        env: Default::default(),
     };
     let (_, mode) = tokio::sync::watch::channel(Mode::Native);
     let hook = Webhook::new(defaults, mode, metrics.admissions.clone());

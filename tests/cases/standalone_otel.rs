@@ -439,3 +439,101 @@ async fn spans_and_genai_metrics_for_a_failover_and_a_stream() {
 
     sidecar.stop().await;
 }
+
+/// The Grafana dashboard's queries name metrics a running sidecar serves: after a failover, a
+/// cache hit, a budgeted request and a stream, every sidecar family the dashboard uses is in the
+/// sidecar's scrape, but for those that need a refusal or an open circuit to appear at all
+/// (their tests are standalone_budgets, standalone_fleet_limits and standalone_breaker). The
+/// operator's names are checked against docs/reference/metrics.md by scripts/chart_test.py.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_queries_name_metrics_the_sidecar_serves() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let board =
+        std::fs::read_to_string(workspace.join("charts/switchyard/dashboards/switchyard.json"))
+            .expect("the dashboard");
+    let board: serde_json::Value = serde_json::from_str(&board).expect("the dashboard is JSON");
+    let doc = std::fs::read_to_string(workspace.join("docs/reference/metrics.md")).expect("doc");
+    let sidecar_section = doc
+        .split("## Sidecar")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the doc's Sidecar section");
+    let sidecar_names: Vec<&str> = sidecar_section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .collect();
+    assert!(sidecar_names.len() > 10, "{sidecar_names:?}");
+
+    let mut used = std::collections::BTreeSet::new();
+    for panel in board["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(name) = word.strip_prefix("switchyard_") {
+                    let name = format!("switchyard_{name}");
+                    let base = ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .unwrap_or(&name)
+                        .to_string();
+                    used.insert(base);
+                }
+            }
+        }
+    }
+    let from_sidecar: Vec<&String> = used
+        .iter()
+        .filter(|n| sidecar_names.contains(&n.as_str()))
+        .collect();
+    assert!(from_sidecar.len() >= 8, "{from_sidecar:?}");
+
+    let a = MockProvider::start("a").await.expect("mock a");
+    let b = MockProvider::start("b").await.expect("mock b");
+    let yaml = pool(
+        &[("a", &a.base_url(), "m-a"), ("b", &b.base_url(), "m-b")],
+        "",
+        "",
+    ) + &route(
+        "r",
+        "chat",
+        &[("a", "m-a"), ("b", "m-b")],
+        "cache: {ttl: 10m}",
+    ) + "---\napiVersion: switchyard.dev/v1alpha1\nkind: Budget\nmetadata: {name: day}\nspec:\n  limits: [{period: Day, requests: 1000}]\n";
+    let h = switchyard_tests::Harness::start(&yaml).await;
+    a.push_faults([Fault::ServerError]);
+    let deterministic = json!({"model": "chat", "temperature": 0,
+        "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        h.post("/v1/chat/completions", &deterministic).await.status,
+        200
+    );
+    let again = h.post("/v1/chat/completions", &deterministic).await;
+    assert_eq!(again.header("x-switchyard-cache"), "hit");
+    let stream =
+        json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "s"}]});
+    assert_eq!(h.post("/v1/chat/completions", &stream).await.status, 200);
+
+    let scrape = h.metrics().await;
+    let served = |name: &str| {
+        scrape.lines().any(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ', '_']))
+        })
+    };
+    // Families that exist only once something was refused or a circuit opened.
+    let need_an_event = [
+        "switchyard_budget_refusals_total",
+        "switchyard_fleet_limit_refusals_total",
+        "switchyard_circuit_open",
+    ];
+    for name in from_sidecar {
+        if need_an_event.contains(&name.as_str()) {
+            continue;
+        }
+        assert!(
+            served(name),
+            "the dashboard uses {name}, not in the scrape:\n{scrape}"
+        );
+    }
+    h.stop().await;
+}

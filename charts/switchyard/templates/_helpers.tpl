@@ -86,3 +86,32 @@ service:
 {{- define "switchyard.webhookURL" -}}
 {{- printf "%s/inject" (.Values.webhook.url | trimSuffix "/" | trimSuffix "/inject") -}}
 {{- end -}}
+
+{{/* The injected sidecars' extra environment (`--sidecar-env`, a JSON object): the OpenTelemetry
+settings of sidecar.otel, then sidecar.extraEnv. Empty when neither sets anything. */}}
+{{- define "switchyard.sidecarEnv" -}}
+{{- $env := dict -}}
+{{- with .Values.sidecar.otel -}}
+{{- if .endpoint -}}
+{{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" .endpoint -}}
+{{- $_ := set $env "OTEL_EXPORTER_OTLP_PROTOCOL" .protocol -}}
+{{- if .serviceName -}}
+{{- $_ := set $env "OTEL_SERVICE_NAME" .serviceName -}}
+{{- end -}}
+{{- if .resourceAttributes -}}
+{{- $attrs := list -}}
+{{- range $k, $v := .resourceAttributes -}}
+{{- $attrs = append $attrs (printf "%s=%s" $k (toString $v)) -}}
+{{- end -}}
+{{- $_ := set $env "OTEL_RESOURCE_ATTRIBUTES" (join "," $attrs) -}}
+{{- end -}}
+{{- if .propagateUpstream -}}
+{{- $_ := set $env "SWITCHYARD_OTEL_PROPAGATE_UPSTREAM" "true" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $k, $v := .Values.sidecar.extraEnv -}}
+{{- $_ := set $env $k (toString $v) -}}
+{{- end -}}
+{{- if $env -}}{{ toJson $env }}{{- end -}}
+{{- end -}}

@@ -40,6 +40,8 @@ pub struct SidecarDefaults {
     pub operator_namespace: String,
     /// Written to `switchyard.dev/sidecar-version`.
     pub version: String,
+    /// Extra environment of the sidecar (`--sidecar-env`: OpenTelemetry settings).
+    pub env: BTreeMap<String, String>,
 }
 
 /// Why a pod was left exactly as it was.
@@ -276,6 +278,7 @@ fn injection_patch(pod: &Pod, spec: &PodSpec, mode: Mode, defaults: &SidecarDefa
         operator_namespace: &defaults.operator_namespace,
         mode,
         drain_seconds: drain_seconds(spec.termination_grace_period_seconds),
+        env: &defaults.env,
     });
     match mode {
         Mode::Native => ops.prepend(

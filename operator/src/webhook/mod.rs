@@ -90,6 +90,7 @@ impl SidecarDefaults {
             resources: config.sidecar_resources.clone(),
             operator_namespace: config.namespace.clone(),
             version: VERSION.into(),
+            env: config.sidecar_env.clone(),
         }
     }
 }

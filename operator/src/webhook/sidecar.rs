@@ -68,6 +68,8 @@ pub struct SidecarSpec<'a> {
     pub mode: Mode,
     /// How long the sidecar lets in-flight requests finish after SIGTERM, in seconds.
     pub drain_seconds: i64,
+    /// Extra environment, after the pod fields (`--sidecar-env`: OpenTelemetry settings).
+    pub env: &'a BTreeMap<String, String>,
 }
 
 /// The sidecar container. In native mode it is an init container with `restartPolicy: Always`;
@@ -99,11 +101,20 @@ pub fn container(spec: &SidecarSpec<'_>) -> Container {
         name: SIDECAR_NAME.into(),
         image: Some(spec.image.into()),
         args: Some(args),
-        env: Some(vec![
-            field_env("POD_UID", "metadata.uid"),
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-        ]),
+        env: Some(
+            [
+                field_env("POD_UID", "metadata.uid"),
+                field_env("POD_NAME", "metadata.name"),
+                field_env("POD_NAMESPACE", "metadata.namespace"),
+            ]
+            .into_iter()
+            .chain(spec.env.iter().map(|(name, value)| EnvVar {
+                name: name.clone(),
+                value: Some(value.clone()),
+                value_from: None,
+            }))
+            .collect(),
+        ),
         ports: Some(vec![
             port("switchyard-llm", LLM_PORT),
             port("switchyard-adm", ADMIN_PORT),

@@ -18,6 +18,7 @@ fn defaults() -> SidecarDefaults {
         resources: ResourceRequirements::default(),
         operator_namespace: "switchyard-system".into(),
         version: VERSION.into(),
+        env: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@ fn defaults(mode: Mode) -> SidecarDefaults {
         .unwrap(),
         operator_namespace: OPERATOR_NS.into(),
         version: "0.1.0".into(),
+        env: Default::default(),
     }
 }
 
@@ -335,6 +336,41 @@ fn the_sidecar_drains_within_the_pods_grace_period() {
     );
     assert_eq!(drain_of(Some(120)), "115s");
     assert_eq!(drain_of(Some(3)), "1s", "never below a second");
+}
+
+#[test]
+fn the_sidecar_gets_the_configured_env_after_the_pod_fields() {
+    let pod = fixture("deployment");
+    let mut defaults = defaults(Mode::Native);
+    defaults.env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod,team=a",
+        ),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
+    let Decision::Inject { patch, .. } = inject(&typed(&pod), "team-a", &defaults) else {
+        panic!("the pod is injected");
+    };
+    let patched = typed(&apply(&pod, &patch));
+    let sidecar = patched.spec.unwrap().init_containers.unwrap().remove(0);
+    let env: Vec<(String, Option<String>)> = sidecar
+        .env
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    assert_eq!(env[0].0, "POD_UID");
+    assert!(env.contains(&(
+        "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+        Some("http://otel-collector:4318".into())
+    )));
+    assert!(env.contains(&(
+        "OTEL_RESOURCE_ATTRIBUTES".into(),
+        Some("deployment.environment=prod,team=a".into())
+    )));
 }
 
 fn names(containers: &[Container]) -> Vec<&str> {
