@@ -133,6 +133,15 @@ fn check_items(items: &[Value]) -> Result<(), (String, Option<&'static str>)> {
                 Some("input"),
             ));
         }
+        let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
+        if kind == "message" && !["user", "assistant", "system", "developer"].contains(&role) {
+            return Err((
+                format!(
+                    "Invalid value: '{role}'. Supported values are: 'user', 'assistant', 'system', and 'developer'."
+                ),
+                Some("input"),
+            ));
+        }
         if kind == "message" && item.get("messages").is_some() {
             return Err((
                 format!("Unknown parameter: 'input[{i}].messages'."),
