@@ -59,6 +59,17 @@ def manifests(urls: dict) -> str:
                      "metadata": {"name": f"via-{name}"},
                      "spec": {"model": f"via-{name}",
                               "targets": [{"pool": "sdk", "provider": name, "model": model}]}})
+    # The OpenAI simulator also serves the Responses API: a provider that declares it gets
+    # `POST /v1/responses` passed through (route `via-responses-api`).
+    docs[1]["spec"]["providers"].append(
+        {"name": "openai-responses", "api": "OpenAI", "baseUrl": urls["openai"], "responsesApi": True,
+         "apiKey": {"secretKeyRef": {"name": "keys", "key": "openai"}},
+         "timeouts": {"total": "10s", "firstToken": "5s", "idle": "5s"},
+         "models": [{"name": "gpt-4.1", "inputPerMillion": "2.00", "outputPerMillion": "8.00"}]})
+    docs.append({"apiVersion": "switchyard.dev/v1alpha1", "kind": "ModelRoute",
+                 "metadata": {"name": "via-responses-api"},
+                 "spec": {"model": "via-responses-api",
+                          "targets": [{"pool": "sdk", "provider": "openai-responses", "model": "gpt-4.1"}]}})
     # JSON is YAML: no YAML library needed.
     return "\n---\n".join(json.dumps(d) for d in docs)
 

@@ -122,6 +122,99 @@ def test_openai_embeddings_bad_request(oai):
         oai.embeddings.create(model="embed-via-gemini", input=[[1, 2, 3]])
 
 
+# === OpenAI SDK: the Responses API ===
+
+WEATHER_RESPONSES = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+}
+PLAN_SCHEMA = {
+    "type": "object",
+    "properties": {"steps": {"type": "array", "items": {"type": "string"}}},
+    "required": ["steps"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_responses_create(oai, route):
+    response = oai.responses.create(model=route, instructions="Be brief.", input="Say hello", max_output_tokens=100)
+    assert response.object == "response" and response.status == "completed"
+    assert response.output_text
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_responses_stream(oai, route):
+    with oai.responses.stream(model=route, input=[{"role": "user", "content": "Say hello"}]) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert deltas and "".join(deltas) == final.output_text
+    assert final.status == "completed" and final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_responses_create_stream_events(oai, route):
+    events = list(oai.responses.create(model=route, input="Say hello", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_responses_tool_round_trip(oai, route):
+    conversation = [{"role": "user", "content": "Weather in Paris?"}]
+    first = oai.responses.create(model=route, input=conversation, tools=[WEATHER_RESPONSES])
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "get_weather"
+    assert json.loads(call.arguments) == {"location": "Paris"}
+    conversation += [call.model_dump(exclude_none=True),
+                     {"type": "function_call_output", "call_id": call.call_id, "output": "18C and sunny"}]
+    second = oai.responses.create(model=route, input=conversation, tools=[WEATHER_RESPONSES])
+    assert second.output_text and second.status == "completed"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_responses_streamed_tool_call(oai, route):
+    with oai.responses.stream(model=route, input="Weather in Paris?", tools=[WEATHER_RESPONSES]) as stream:
+        final = stream.get_final_response()
+    call = next(item for item in final.output if item.type == "function_call")
+    assert json.loads(call.arguments) == {"location": "Paris"}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_openai_responses_json_schema(oai, route):
+    response = oai.responses.create(
+        model=route, input="Plan my afternoon.",
+        text={"format": {"type": "json_schema", "name": "plan", "schema": PLAN_SCHEMA, "strict": True}})
+    assert response.status == "completed" and response.output_text
+
+
+def test_openai_responses_passthrough_keeps_state_fields(oai):
+    response = oai.responses.create(model="via-responses-api", input="Continue.",
+                                    previous_response_id="resp_earlier", store=True)
+    assert response.previous_response_id == "resp_earlier"
+    assert response.output_text
+    with oai.responses.stream(model="via-responses-api", input="Continue.") as stream:
+        final = stream.get_final_response()
+    assert final.output_text
+
+
+def test_openai_responses_bad_request(oai):
+    with pytest.raises(openai.BadRequestError, match="statelessly"):
+        oai.responses.create(model="via-openai", input="x", previous_response_id="resp_1")
+    with pytest.raises(openai.BadRequestError, match="web_search"):
+        oai.responses.create(model="via-gemini", input="x", tools=[{"type": "web_search"}])
+    with pytest.raises(openai.BadRequestError, match="serves embeddings"):
+        oai.responses.create(model="embed-via-openai", input="x")
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.create(model="no-such-route", input="x")
+
+
 # === Anthropic SDK ===
 
 @pytest.mark.parametrize("route", ROUTES)
