@@ -162,7 +162,7 @@ mod golden {
     }
 
     /// Events as (`event:` name, data) pairs; panics on anything but `event:` + `data:` frames.
-    pub(crate) fn events(bytes: &[u8]) -> Vec<(String, Value)> {
+    pub(super) fn events(bytes: &[u8]) -> Vec<(String, Value)> {
         String::from_utf8(bytes.to_vec())
             .unwrap()
             .split("\n\n")
@@ -233,5 +233,156 @@ mod golden {
             data["response"]["output"][0]["content"][0]["text"],
             "Let me check."
         );
+    }
+}
+
+// === Random splits (as `robustness_tests.rs` does for the other client formats) ===
+
+mod robustness {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use serde_json::Value;
+    use switchyard_crds::v1alpha1::Api;
+
+    use super::golden::events;
+    use crate::convert::ClientApi;
+    use crate::convert::assemble::Assembler;
+    use crate::convert::responses;
+    use crate::convert::sse::SseParser;
+    use crate::convert::to_client::ClientEncoder;
+    use crate::providers::{self, Chunk};
+
+    const ROUNDS: u64 = 200;
+
+    fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/src/convert/testdata/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+    }
+
+    /// A provider stream fed in random pieces (none when `rng` is `None`) through the parser,
+    /// the provider's decoder and the Responses encoder: the client's events, and the hub
+    /// chunks' answer assembled as a non-streaming client's would be.
+    fn run(api: Api, bytes: &[u8], rng: Option<&mut StdRng>) -> (Vec<u8>, Option<Value>) {
+        let mut parser = SseParser::new(64 * 1024);
+        let mut decoder = providers::for_api(api)
+            .expect("provider")
+            .stream_decoder(ClientApi::Responses);
+        let mut encoder = ClientEncoder::new(ClientApi::Responses, true);
+        let mut hub = ClientEncoder::new(ClientApi::OpenAI, true);
+        let mut assembler = Assembler::new(ClientApi::Responses);
+        let (mut parsed, mut chunks, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pieces = Vec::new();
+        match rng {
+            None => pieces.push(bytes),
+            Some(rng) => {
+                let mut at = 0;
+                while at < bytes.len() {
+                    let take = rng.random_range(1..=(bytes.len() - at).min(48));
+                    pieces.push(&bytes[at..at + take]);
+                    at += take;
+                }
+            }
+        }
+        for piece in pieces {
+            if parser.push(piece, &mut parsed).is_err() {
+                return (out, None);
+            }
+            for event in parsed.drain(..) {
+                decoder.decode(event, &mut chunks);
+            }
+        }
+        decoder.end(&mut chunks);
+        let mut clean = false;
+        for chunk in chunks {
+            match chunk {
+                Chunk::Data {
+                    json, usage_only, ..
+                } => {
+                    out.extend(encoder.chunk(&json, usage_only));
+                    let _ = assembler.push(&hub.chunk(&json, usage_only));
+                }
+                Chunk::Done => {
+                    out.extend(encoder.done());
+                    let _ = assembler.push(&hub.done());
+                    clean = true;
+                    break;
+                }
+                Chunk::Raw { .. } | Chunk::Error(_) => return (out, None),
+            }
+        }
+        let whole = clean
+            .then(|| assembler.finish().ok())
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|hub| responses::response(&hub));
+        (out, whole)
+    }
+
+    /// Events with the clock (which converters of other protocols read) taken out.
+    fn timeless(out: &[u8]) -> Vec<(String, Value)> {
+        let mut events = events(out);
+        for (_, data) in &mut events {
+            if let Some(response) = data.get_mut("response") {
+                response["created_at"] = Value::Null;
+            }
+        }
+        events
+    }
+
+    fn cases() -> Vec<(&'static str, Api)> {
+        vec![
+            ("streams/anthropic_tool_use.sse", Api::Anthropic),
+            ("streams/gemini_text.sse", Api::Gemini),
+            ("streams/openai_tool_calls.sse", Api::OpenAI),
+            ("responses_api/stream_text_then_tool.sse", Api::OpenAI),
+            ("responses_api/stream_text_length.sse", Api::OpenAI),
+        ]
+    }
+
+    #[test]
+    fn random_splits_never_change_the_responses_events() {
+        for (name, api) in cases() {
+            let bytes = fixture(name);
+            let (whole, answer) = run(api, &bytes, None);
+            let expected = timeless(&whole);
+            let (last, data) = expected.last().expect("events");
+            assert!(
+                last == "response.completed" || last == "response.incomplete",
+                "{name}: {last}"
+            );
+            // The streamed Response is the one a non-streaming client gets, id and all.
+            let mut answer = answer.expect("a clean end assembles");
+            answer["created_at"] = Value::Null;
+            assert_eq!(data["response"]["output"], answer["output"], "{name}");
+            assert_eq!(data["response"]["id"], answer["id"], "{name}");
+            assert_eq!(data["response"]["status"], answer["status"], "{name}");
+            for seed in 0..ROUNDS {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let (split, _) = run(api, &bytes, Some(&mut rng));
+                assert_eq!(timeless(&split), expected, "{name}, seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_streams_never_panic_the_responses_encoder() {
+        for (name, api) in cases() {
+            let bytes = fixture(name);
+            for seed in 0..ROUNDS {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let mut mutated = bytes.clone();
+                for _ in 0..rng.random_range(1..6) {
+                    let i = rng.random_range(0..mutated.len());
+                    mutated[i] = rng.random();
+                }
+                if rng.random_bool(0.3) {
+                    mutated.truncate(rng.random_range(0..mutated.len()));
+                }
+                let _ = run(api, &mutated, Some(&mut rng));
+            }
+        }
     }
 }
