@@ -13,6 +13,7 @@ pub mod leader;
 pub mod listener;
 pub mod metrics;
 pub mod names;
+pub mod telemetry;
 pub mod trust;
 pub mod webhook;
 pub mod workload;

@@ -20,7 +20,7 @@ use switchyard_operator::listener::Limits;
 use switchyard_operator::metrics::Metrics;
 use switchyard_operator::webhook::inject::SidecarDefaults;
 use switchyard_operator::webhook::{self, Webhook, mode};
-use switchyard_operator::{controller, trust};
+use switchyard_operator::{controller, telemetry, trust};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -58,16 +58,25 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return usage(&e.to_string()),
     };
+    // OpenTelemetry spans: the standard OTEL_* variables (docs/reference/observability.md).
+    let otel = match telemetry::Settings::from_env(|k| std::env::var(k).ok()) {
+        Ok(otel) => otel,
+        Err(e) => return usage(&e),
+    };
     init_tracing();
     raise_open_files_limit(config.config_max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
-    report(
-        runtime
-            .context("cannot start the runtime")
-            .and_then(|rt| rt.block_on(serve(config))),
-    )
+    report(runtime.context("cannot start the runtime").and_then(|rt| {
+        rt.block_on(async {
+            telemetry::install(&otel).context("cannot set up OpenTelemetry export")?;
+            let served = serve(config).await;
+            // Spans still queued are sent while the runtime runs their I/O.
+            let _ = tokio::task::spawn_blocking(telemetry::shutdown).await;
+            served
+        })
+    }))
 }
 
 /// Descriptors kept aside for everything but the config server's connections: the other

@@ -45,6 +45,7 @@ use crate::config_server::tables::{PodInfo, Snapshot, Tables};
 use crate::leader::Leadership;
 use crate::metrics::ControllerMetrics;
 use crate::names::{FIELD_MANAGER, GENERATED_BY, INJECT_LABEL, INJECTED_LABEL};
+use crate::telemetry;
 use crate::workload::{self, Owners};
 use crate::{Error, Result};
 use owners::OwnerCache;
@@ -563,6 +564,7 @@ async fn reconcile(
     written: &mut HashMap<ObjectKey, Instant>,
 ) -> (bool, Option<Duration>) {
     let timer = ctx.metrics.reconcile_duration.start_timer();
+    let span = telemetry::Step::start("reconcile");
     let mut world = stores.world();
     // Lookups run beside the step; the pods they resolve move to their workload at a later one.
     stores
@@ -570,12 +572,17 @@ async fn reconcile(
         .refresh(&ctx.client, &world.pods, &stores.changed, &ctx.metrics);
     let unlabelled = unlabelled_secrets(&ctx.client, &world).await;
     world.secrets.extend(unlabelled);
+    let compile = span.child("compile");
     let out = step(
         &world,
         &(ctx.reports)(),
         Time(k8s_openapi::jiff::Timestamp::now()),
     );
+    drop(compile);
+    // The push: long-polling sidecars whose table changed are answered from here.
+    let publish = span.child("publish tables");
     ctx.tables.publish(out.snapshot);
+    drop(publish);
     ctx.synced.store(true, Ordering::Release);
     ctx.trust_namespaces.send_if_modified(|current| {
         let modified = *current != out.trust_namespaces;
@@ -610,7 +617,14 @@ async fn reconcile(
             budgets: &statuses,
             events: &events,
         };
+        let write = span.child("write status");
+        write.set("switchyard.status_writes", || {
+            ((routes.len() + out.pools.len() + statuses.len()) as i64).into()
+        });
         failed = !write_status(&ctx.client, recorder, &writes, &ctx.metrics).await;
+        if failed {
+            write.fail("status_write");
+        }
     }
     ctx.metrics.reconciles.inc();
     timer.observe_duration();

@@ -1,0 +1,234 @@
+//! OpenTelemetry spans for the operator's reconcile steps and table pushes
+//! (docs/reference/observability.md): off unless `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, as in the sidecar; `OTEL_SERVICE_NAME` defaults
+//! to `switchyard-operator`. Off, [`Step::start`] is one load of a `OnceLock`.
+//!
+//! The exporter setup mirrors the sidecar's `telemetry::otel` (the two binaries share no crate
+//! but `switchyard-crds`, which links no client): HTTP export runs on the tokio runtime through
+//! hyper and rustls, gRPC through tonic.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hyper_util::client::legacy::connect::HttpConnector;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry_http::hyper::HyperClient;
+use opentelemetry_http::{Bytes, HttpClient, HttpError};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+/// The service name when `OTEL_SERVICE_NAME` is not set.
+pub const DEFAULT_SERVICE_NAME: &str = "switchyard-operator";
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the environment asks for; read once in `main`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    pub service_name: Option<String>,
+    /// Export spans, with this protocol.
+    pub traces: Option<Protocol>,
+}
+
+impl Settings {
+    /// Reads the standard variables through `var` (`std::env::var` in `main`).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+            || (!set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        {
+            return Ok(Self::default());
+        }
+        let named = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let protocol = match named.as_deref().map(str::trim) {
+            None | Some("") | Some("http/protobuf") => Protocol::HttpBinary,
+            Some("grpc") => Protocol::Grpc,
+            Some(other) => {
+                return Err(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not supported: use grpc or http/protobuf"
+                ));
+            }
+        };
+        Ok(Self {
+            service_name: var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()),
+            traces: Some(protocol),
+        })
+    }
+}
+
+struct Otel {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+}
+
+static OTEL: OnceLock<Otel> = OnceLock::new();
+
+/// Builds the span exporter and installs it. Call inside the tokio runtime.
+pub fn install(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildError> {
+    let Some(protocol) = settings.traces else {
+        return Ok(());
+    };
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = match protocol {
+        Protocol::Grpc => builder.with_tonic().build()?,
+        // http/protobuf: `from_env` yields no other.
+        _ => builder
+            .with_http()
+            .with_protocol(protocol)
+            .with_http_client(OnRuntime::new())
+            .build()?,
+    };
+    let service = settings
+        .service_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_string());
+    let provider = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service).build())
+        .with_batch_exporter(exporter)
+        .build();
+    let scope = InstrumentationScope::builder("switchyard-operator")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
+    let tracer = provider.tracer_with_scope(scope);
+    let _ = OTEL.set(Otel { provider, tracer });
+    Ok(())
+}
+
+/// Exports what is queued; call from a blocking thread while the runtime runs.
+pub fn shutdown() {
+    if let Some(otel) = OTEL.get()
+        && let Err(error) = otel.provider.shutdown()
+    {
+        tracing::warn!(%error, "OpenTelemetry traces: shutdown");
+    }
+}
+
+/// A span of the operator's work, ended when dropped; nothing when export is off.
+pub struct Step(Option<Context>);
+
+impl Step {
+    /// A root span (a reconcile step).
+    #[inline]
+    pub fn start(name: &'static str) -> Self {
+        Self(OTEL.get().map(|otel| {
+            let span = otel
+                .tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Internal)
+                .start(&otel.tracer);
+            Context::new().with_span(span)
+        }))
+    }
+
+    /// A span under this one.
+    pub fn child(&self, name: &'static str) -> Self {
+        Self(self.0.as_ref().zip(OTEL.get()).map(|(parent, otel)| {
+            let span = otel
+                .tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Internal)
+                .start_with_context(&otel.tracer, parent);
+            parent.with_span(span)
+        }))
+    }
+
+    /// Sets an attribute (computed only when export is on).
+    pub fn set(&self, key: &'static str, value: impl FnOnce() -> opentelemetry::Value) {
+        if let Some(cx) = &self.0 {
+            cx.span().set_attribute(KeyValue::new(key, value()));
+        }
+    }
+
+    /// Marks the span failed with `error_type`.
+    pub fn fail(&self, error_type: impl Into<Cow<'static, str>>) {
+        if let Some(cx) = &self.0 {
+            let error_type = error_type.into();
+            cx.span()
+                .set_attribute(KeyValue::new("error.type", error_type.to_string()));
+            cx.span()
+                .set_status(opentelemetry::trace::Status::error(error_type));
+        }
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if let Some(cx) = &self.0 {
+            cx.span().end();
+        }
+    }
+}
+
+/// The OTLP/HTTP client: hyper with rustls, run on the operator's runtime (the SDK exports from
+/// its own thread, outside any runtime).
+#[derive(Debug, Clone)]
+struct OnRuntime {
+    handle: tokio::runtime::Handle,
+    client: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>>,
+}
+
+impl OnRuntime {
+    fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Self {
+            handle: tokio::runtime::Handle::current(),
+            client: HyperClient::new(https, EXPORT_TIMEOUT, None),
+        }
+    }
+}
+
+#[async_trait]
+impl HttpClient for OnRuntime {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
+        let client = self.client.clone();
+        self.handle
+            .spawn(async move { client.send_bytes(request).await })
+            .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_without_an_endpoint_and_grpc_when_asked() {
+        let none = |_: &str| None;
+        assert_eq!(Settings::from_env(none).unwrap(), Settings::default());
+        let grpc = |k: &str| match k {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some("http://c:4317".to_string()),
+            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            Settings::from_env(grpc).unwrap().traces,
+            Some(Protocol::Grpc)
+        );
+        let json = |k: &str| match k {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://c:4318".to_string()),
+            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/json".to_string()),
+            _ => None,
+        };
+        assert!(Settings::from_env(json).is_err());
+    }
+
+    #[test]
+    fn steps_are_nothing_when_off() {
+        let step = Step::start("reconcile");
+        assert!(step.0.is_none());
+        assert!(step.child("compile").0.is_none());
+    }
+}
