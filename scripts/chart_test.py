@@ -121,6 +121,7 @@ CASES: list[tuple[str, str, str, dict[str, Any]]] = [
                 "extraEnv": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
             },
             "grafana": {"dashboard": {"enabled": True, "labels": {"team": "platform"}, "annotations": {"grafana_folder": "LLM"}}},
+            "operator": {"otel": {"endpoint": "http://otel-collector.observability:4318"}},
         },
     ),
     (
@@ -186,6 +187,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("serviceMonitor.enabled as a string", {"prometheus": {"serviceMonitor": {"enabled": "true"}}}),
     ("otel protocol http/json (not built)", {"sidecar": {"otel": {"protocol": "http/json"}}}),
     ("otel endpoint without a scheme", {"sidecar": {"otel": {"endpoint": "collector:4318"}}}),
+    ("operator otel protocol typo", {"operator": {"otel": {"protocol": "gRPC"}}}),
     ("extraEnv name with a space", {"sidecar": {"extraEnv": {"MY VAR": "x"}}}),
     ("grafana.dashboard.enabled as a string", {"grafana": {"dashboard": {"enabled": "yes"}}}),
 ]
@@ -577,6 +579,10 @@ def check_case(chart: helm.Chart, defaults: dict[str, Any], case: str, release: 
             got = env.get(name, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
             check(got == field, w, f"env {name} is not the downward API {field}")
         check(env.get("RUST_LOG", {}).get("value") == values["operator"]["logLevel"], w, "RUST_LOG is not operator.logLevel")
+        otel = values["operator"]["otel"]
+        want_otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": otel["endpoint"], "OTEL_EXPORTER_OTLP_PROTOCOL": otel["protocol"]} if otel["endpoint"] else {}
+        got_otel = {k: v.get("value") for k, v in env.items() if k.startswith("OTEL_")}
+        check(got_otel == want_otel, w, f"operator OTEL_* env is {got_otel}, want {want_otel}")
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
         check(ports == {"config": 9443, "webhook": 8443, "admin": 8080}, w, f"container ports {ports}")
         for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
