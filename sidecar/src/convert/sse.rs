@@ -62,7 +62,9 @@ impl SseParser {
     /// Adds a chunk and appends every event it completes to `out`.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
         self.buf.extend_from_slice(chunk);
-        while let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+        // memchr: a byte-at-a-time search was half of this parser's instructions (every event
+        // is scanned twice, once from the provider and once more when it is assembled).
+        while let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
             let line = self.buf.split_to(self.scanned + pos + 1);
             self.scanned = 0;
             let line = line.strip_suffix(b"\n").unwrap_or(&line);
@@ -93,7 +95,7 @@ impl SseParser {
             self.event = None;
             return Ok(());
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(0) => return Ok(()), // a comment, e.g. a keep-alive ": ping"
             Some(i) => (&line[..i], &line[i + 1..]),
             None => (line, &b""[..]),

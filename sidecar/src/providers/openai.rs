@@ -10,7 +10,7 @@ use http_body_util::Full;
 use serde::de::IgnoredAny;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
 use super::{
@@ -147,6 +147,55 @@ impl From<WireUsage> for Usage {
 
 struct Decoder;
 
+/// Whether a delta sets one of [`COMMITTING_DELTA_FIELDS`] to something other than null, read
+/// without building the delta: every event passes through here, and a `Map` of its fields cost
+/// more than the rest of the decoding.
+struct Committing(bool);
+
+impl<'de> Deserialize<'de> for Committing {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Committing;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a delta object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Committing, A::Error> {
+                let mut commits = false;
+                while let Some(IsCommitting(key)) = map.next_key()? {
+                    // `Option` reads a null as `None`.
+                    let value: Option<IgnoredAny> = map.next_value()?;
+                    commits |= key && value.is_some();
+                }
+                Ok(Committing(commits))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// A delta's key: whether it is one of [`COMMITTING_DELTA_FIELDS`] (compared, not copied).
+struct IsCommitting(bool);
+
+impl<'de> Deserialize<'de> for IsCommitting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = IsCommitting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<IsCommitting, E> {
+                Ok(IsCommitting(COMMITTING_DELTA_FIELDS.contains(&key)))
+            }
+        }
+        deserializer.deserialize_str(Key)
+    }
+}
+
 impl StreamDecoder for Decoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>) {
         if event.data.as_ref() == b"[DONE]" {
@@ -165,7 +214,7 @@ impl StreamDecoder for Decoder {
         #[derive(Deserialize)]
         struct ChoiceLite {
             #[serde(default)]
-            delta: Option<Map<String, Value>>,
+            delta: Option<Committing>,
             #[serde(default)]
             finish_reason: Option<IgnoredAny>,
         }
@@ -177,14 +226,9 @@ impl StreamDecoder for Decoder {
             return out.push(Chunk::Error(failure::classify_stream_error(&error)));
         }
         let choices = lite.choices.unwrap_or_default();
-        let commits = choices.iter().any(|c| {
-            c.finish_reason.is_some()
-                || c.delta.as_ref().is_some_and(|d| {
-                    COMMITTING_DELTA_FIELDS
-                        .iter()
-                        .any(|k| d.get(*k).is_some_and(|v| !v.is_null()))
-                })
-        });
+        let commits = choices
+            .iter()
+            .any(|c| c.finish_reason.is_some() || c.delta.as_ref().is_some_and(|d| d.0));
         let usage_only = choices.is_empty() && lite.usage.is_some();
         out.push(Chunk::Data {
             json: event.data,

@@ -1,4 +1,5 @@
 use http::HeaderMap;
+use serde_json::Map;
 use switchyard_crds::secret::SecretString;
 use switchyard_crds::table::{Breaker, Limits, TimeoutsMs, Upstream};
 
@@ -168,4 +169,36 @@ fn stream_events_decode() {
     assert!(matches!(&out[3], Chunk::Error(e) if e.class == FailureClass::RateLimited));
     assert!(matches!(&out[4], Chunk::Error(e) if e.class == FailureClass::ServerError));
     assert!(matches!(out[5], Chunk::Done));
+}
+
+/// The commit point reads the delta's fields without building it: a field set to null, or one
+/// that is not content, does not commit; any committing field set to something does, whatever
+/// its key's spelling in JSON.
+#[test]
+fn only_a_committing_field_with_a_value_commits() {
+    let commits = |data: &str| {
+        let mut out = Vec::new();
+        Decoder.decode(
+            SseEvent {
+                event: None,
+                data: Bytes::copy_from_slice(data.as_bytes()),
+            },
+            &mut out,
+        );
+        match out.as_slice() {
+            [Chunk::Data { commits, .. }] => *commits,
+            _ => panic!("one data chunk for {data}"),
+        }
+    };
+    let delta = |d: &str| format!(r#"{{"choices":[{{"index":0,"delta":{d}}}]}}"#);
+    assert!(!commits(&delta(
+        r#"{"content":null,"role":null,"tool_calls":null}"#
+    )));
+    assert!(!commits(&delta(
+        r#"{"obfuscation":"abc","extra":{"content":"x"}}"#
+    )));
+    assert!(commits(&delta(r#"{"tool_calls":[{"index":0,"id":"c"}]}"#)));
+    assert!(commits(&delta(r#"{"reasoning_content":""}"#)));
+    assert!(commits(&delta(r#"{"con\u0074ent":"hi"}"#)));
+    assert!(!commits(&delta("null")));
 }
