@@ -2,9 +2,9 @@
 # Where a request's CPU goes in the release sidecar: instruction counts per function from
 # valgrind's callgrind, for a fixed number of requests (issue 15).
 #
-# The setup is bench/external.sh's: a lean nginx provider that answers every chat request with one
-# fixed OpenAI stream, the release sidecar with its default JSON request log (to a file), and the
-# same non-streamed chat request. The sidecar runs under callgrind; after a warm-up, counters are
+# The setup is bench/external.sh's (bench/lean.sh): a lean nginx provider that answers every chat
+# request with one fixed OpenAI stream, the release sidecar with its default JSON request log (to
+# a file), and the same non-streamed chat request. The sidecar runs under callgrind; after a warm-up, counters are
 # zeroed, CALLGRIND_REQUESTS requests are sent over one keep-alive connection (curl), and the
 # counters are dumped. Instruction counts do not depend on what else the machine runs, so two
 # builds compare exactly (wall-clock benches on this shared machine do not).
@@ -12,6 +12,7 @@
 #   bench/callgrind.sh                        # 2,000 requests; prints Ir per request and the top functions
 #   CALLGRIND_REQUESTS=500 CALLGRIND_TOP=60 bench/callgrind.sh
 #   CALLGRIND_OUT=/tmp/cg.out bench/callgrind.sh   # keep the profile (callgrind_annotate it yourself)
+#   SIDECAR_BIN=/tmp/old-sidecar bench/callgrind.sh  # a saved binary instead of building this tree
 #
 # Needs nginx (Debian nginx-light) and valgrind. Listens on 127.0.0.1 only, stops everything on exit.
 set -euo pipefail
@@ -23,8 +24,9 @@ WARMUP=50
 
 command -v nginx >/dev/null || { echo "bench/callgrind.sh needs nginx (Debian: nginx-light)" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "bench/callgrind.sh needs valgrind" >&2; exit 2; }
-cargo build --release -p switchyard-sidecar >&2
-sidecar_bin=target/release/switchyard-sidecar
+# shellcheck source=bench/lean.sh
+. bench/lean.sh
+lean_sidecar_bin
 
 work=$(mktemp -d)
 sidecar_pid=""
@@ -36,65 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-mock_port=$(free_port); data_port=$(free_port); admin_port=$(free_port)
-
-chunk() {
-  printf 'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"m","choices":%s%s}' "$1" "$2"
-}
-nl=$'\n\n'
-stream="$(chunk '[{"index":0,"delta":{"role":"assistant","content":"Hello from the bench."},"finish_reason":null}]' '')$nl"
-stream+="$(chunk '[{"index":0,"delta":{},"finish_reason":"stop"}]' '')$nl"
-stream+="$(chunk '[]' ',"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}')$nl"
-stream+="data: [DONE]$nl"
-
-cat >"$work/mock.conf" <<EOF
-worker_processes 1;
-pid $work/mock.pid;
-error_log $work/mock.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/mock-body;
-  server {
-    listen 127.0.0.1:$mock_port;
-    keepalive_requests 1000000;
-    location /v1/chat/completions {
-      default_type text/event-stream;
-      return 200 '$stream';
-    }
-  }
-}
-EOF
-cat >"$work/routes.yaml" <<EOF
-apiVersion: switchyard.dev/v1alpha1
-kind: ProviderPool
-metadata: {name: bench}
-spec:
-  providers:
-    - name: lean
-      api: OpenAI
-      baseUrl: http://127.0.0.1:$mock_port/v1
-      apiKey: {secretKeyRef: {name: keys, key: lean}}
-      models:
-        - {name: m, inputPerMillion: "1.00", outputPerMillion: "2.00"}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keys}
-stringData: {lean: sk-bench}
----
-apiVersion: switchyard.dev/v1alpha1
-kind: ModelRoute
-metadata: {name: chat}
-spec:
-  model: chat
-  targets:
-    - {pool: bench, provider: lean, model: m}
-EOF
-body='{"model":"chat","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":16}'
+data_port=$(free_port); admin_port=$(free_port)
+body=$LEAN_CHAT_BODY
 # One curl, one keep-alive connection, `n` requests: a config file with one `url` (and `output`:
 # curl's -o applies to one URL only) per request.
 send() {
@@ -106,10 +51,11 @@ send() {
     | grep -vc '^200$' || true
 }
 
-nginx -p "$work" -c "$work/mock.conf"
+lean_provider_start
+lean_sidecar_args "$data_port" "$admin_port"
+case $sidecar_bin in /*) ;; *) sidecar_bin=$PWD/$sidecar_bin ;; esac
 (cd "$work" && exec valgrind --tool=callgrind --log-file="$work/valgrind.log" --callgrind-out-file="$work/callgrind.out" \
-  "$OLDPWD/$sidecar_bin" --manifests "$work/routes.yaml" --listen "127.0.0.1:$data_port" \
-  --admin-listen "127.0.0.1:$admin_port" --debug-listen "" >"$work/sidecar.log" 2>&1) &
+  "$sidecar_bin" "${sidecar_args[@]}" >"$work/sidecar.log" 2>&1) &
 sidecar_pid=$!
 for _ in $(seq 600); do
   curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
@@ -126,7 +72,7 @@ profile=$(ls -t "$work"/callgrind.out* | head -n1)
 logged=$(grep -c '"message":"request"' "$work/sidecar.log" || true)
 total=$(callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(git rev-parse --short HEAD)$(git diff --quiet -- sidecar || echo '+changes'); CALLGRIND_REQUESTS=$REQUESTS"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); ${SIDECAR_BIN:-$(git rev-parse --short HEAD)$(git diff --quiet -- sidecar || echo '+changes')}; CALLGRIND_REQUESTS=$REQUESTS"
 echo
 echo "Instructions per request (the sidecar's every thread): $(awk -v t="$total" -v n="$REQUESTS" 'BEGIN {printf "%.0f", t / n}')"
 echo "Request log lines: $logged (warm-up included: $((REQUESTS + WARMUP)) requests)"

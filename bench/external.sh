@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # The data plane against a plain nginx hop, driven from outside by wrk (issue 15).
 #
-# Three ways to reach the same lean provider (an nginx that answers every chat request with one
-# fixed OpenAI stream of three events and `[DONE]`, so the provider costs next to nothing):
+# Three ways to reach the same lean provider (bench/lean.sh: an nginx that answers every chat
+# request with one fixed OpenAI stream of three events and `[DONE]`, and every embeddings request
+# with one fixed vector, so the provider costs next to nothing):
 #   direct   wrk -> provider
 #   nginx    wrk -> nginx reverse proxy (2 workers, keep-alive upstream, access log on) -> provider
 #   sidecar  wrk -> release sidecar (default JSON request log on) -> provider
-# The request is a non-streamed OpenAI chat completion, so the sidecar does its whole job: parse,
-# route, ask the provider for a stream, assemble the answer, count tokens and cost, log a line.
-# Each round measures every target in turn (interleaved, so drift on this shared machine hits
-# all three alike): throughput at 32 connections, with the hop's CPU from /proc, then latency at
-# 1 connection. The table gives the median of the rounds.
+# The chat request is a non-streamed OpenAI chat completion, so the sidecar does its whole job:
+# parse, route, ask the provider for a stream, assemble the answer, count tokens and cost, log a
+# line. The embeddings request is one text, passed through to the OpenAI-format provider.
+# Each round measures every endpoint and target in turn (interleaved, so drift on this shared
+# machine hits all alike): throughput at 32 connections, with the hop's CPU from /proc, then
+# latency at 1 connection. Each endpoint's table gives the median of the rounds.
 #
-#   bench/external.sh                                   # 3 rounds of 5 s per phase
+#   bench/external.sh                                   # 3 rounds of 5 s per phase, chat and embeddings
 #   EXTERNAL_SECONDS=10 EXTERNAL_ROUNDS=5 bench/external.sh
+#   EXTERNAL_ENDPOINTS=chat bench/external.sh           # one endpoint only (chat, embeddings)
 #   EXTERNAL_BASELINE=/tmp/old-sidecar bench/external.sh   # also an older sidecar build, same rounds
+#   SIDECAR_BIN=/tmp/new-sidecar bench/external.sh      # a saved binary instead of building this tree
 #
 # With EXTERNAL_BASELINE (a sidecar binary saved from an earlier commit), a fourth target,
 # `baseline`, runs that binary the same way in every round: a change is compared in one run,
@@ -36,8 +40,10 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
     exit 2
   fi
 fi
-cargo build --release -p switchyard-sidecar >&2
-sidecar_bin=target/release/switchyard-sidecar
+# shellcheck source=bench/lean.sh
+. bench/lean.sh
+lean_sidecar_bin
+ENDPOINTS=${EXTERNAL_ENDPOINTS:-chat embeddings}
 
 work=$(mktemp -d)
 pids=()
@@ -50,39 +56,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-mock_port=$(free_port); hop_port=$(free_port); data_port=$(free_port); admin_port=$(free_port)
+lean_provider_start
+hop_port=$(free_port); data_port=$(free_port); admin_port=$(free_port)
 
-chunk() { # one OpenAI stream event with $1 as its choices and $2 as extra fields
-  printf 'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"m","choices":%s%s}' "$1" "$2"
-}
-# Events end with a blank line; `$(...)` drops trailing newlines, so they are added here.
-nl=$'\n\n'
-stream="$(chunk '[{"index":0,"delta":{"role":"assistant","content":"Hello from the bench."},"finish_reason":null}]' '')$nl"
-stream+="$(chunk '[{"index":0,"delta":{},"finish_reason":"stop"}]' '')$nl"
-stream+="$(chunk '[]' ',"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}')$nl"
-stream+="data: [DONE]$nl"
-
-cat >"$work/mock.conf" <<EOF
-worker_processes 1;
-pid $work/mock.pid;
-error_log $work/mock.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/mock-body;
-  server {
-    listen 127.0.0.1:$mock_port;
-    keepalive_requests 1000000;
-    location /v1/chat/completions {
-      default_type text/event-stream;
-      return 200 '$stream';
-    }
-  }
-}
-EOF
 cat >"$work/hop.conf" <<EOF
 worker_processes 2;
 pid $work/hop.pid;
@@ -107,43 +83,21 @@ http {
   }
 }
 EOF
-cat >"$work/routes.yaml" <<EOF
-apiVersion: switchyard.dev/v1alpha1
-kind: ProviderPool
-metadata: {name: bench}
-spec:
-  providers:
-    - name: lean
-      api: OpenAI
-      baseUrl: http://127.0.0.1:$mock_port/v1
-      apiKey: {secretKeyRef: {name: keys, key: lean}}
-      models:
-        - {name: m, inputPerMillion: "1.00", outputPerMillion: "2.00"}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keys}
-stringData: {lean: sk-bench}
----
-apiVersion: switchyard.dev/v1alpha1
-kind: ModelRoute
-metadata: {name: chat}
-spec:
-  model: chat
-  targets:
-    - {pool: bench, provider: lean, model: m}
-EOF
-cat >"$work/post.lua" <<'EOF'
+declare -A path=([chat]=/v1/chat/completions [embeddings]=/v1/embeddings)
+declare -A body=([chat]=$LEAN_CHAT_BODY [embeddings]=$LEAN_EMBEDDINGS_BODY)
+for ep in $ENDPOINTS; do
+  [ -n "${path[$ep]:-}" ] || { echo "bench: EXTERNAL_ENDPOINTS: unknown endpoint $ep (chat, embeddings)" >&2; exit 2; }
+  cat >"$work/$ep.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"model":"chat","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":16}'
+wrk.body = '${body[$ep]}'
 EOF
+done
 
-nginx -p "$work" -c "$work/mock.conf"
 nginx -p "$work" -c "$work/hop.conf"
 start_sidecar() { # binary, data port, admin port, log file
-  "$1" --manifests "$work/routes.yaml" --listen "127.0.0.1:$2" \
-    --admin-listen "127.0.0.1:$3" --debug-listen "" >"$4" 2>&1 &
+  lean_sidecar_args "$2" "$3"
+  "$1" "${sidecar_args[@]}" >"$4" 2>&1 &
   pids+=("$!")
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$3/readyz" >/dev/null 2>&1 && break
@@ -156,24 +110,20 @@ if [ -n "${EXTERNAL_BASELINE:-}" ]; then
   start_sidecar "$EXTERNAL_BASELINE" "$base_port" "$(free_port)" "$work/baseline.log"
   baseline_pid=${pids[-1]}
 fi
-"$sidecar_bin" --manifests "$work/routes.yaml" --listen "127.0.0.1:$data_port" \
-  --admin-listen "127.0.0.1:$admin_port" --debug-listen "" >"$work/sidecar.log" 2>&1 &
-sidecar_pid=$!
-pids+=("$sidecar_pid")
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_sidecar "$sidecar_bin" "$data_port" "$admin_port" "$work/sidecar.log"
+sidecar_pid=${pids[-1]}
 sleep 0.3
 hop_pids() { pgrep -P "$(cat "$work/hop.pid")" | tr '\n' ' '; echo "$(cat "$work/hop.pid")"; }
 
-# Every target must give the same answer before anything is timed.
-for url in "http://127.0.0.1:$hop_port" "http://127.0.0.1:$data_port" ${base_port:+"http://127.0.0.1:$base_port"}; do
-  curl -sf "$url/v1/chat/completions" -H 'content-type: application/json' \
-    -d '{"model":"chat","messages":[{"role":"user","content":"hi"}]}' >"$work/check.out" || {
-    echo "bench: $url did not answer; sidecar log:" >&2; tail -5 "$work/sidecar.log" >&2; exit 1; }
+# Every target must give the right answer before anything is timed.
+declare -A expect=([chat]='Hello from the bench.' [embeddings]='"embedding":[')
+for ep in $ENDPOINTS; do
+  for url in "http://127.0.0.1:$hop_port" "http://127.0.0.1:$data_port" ${base_port:+"http://127.0.0.1:$base_port"}; do
+    curl -sf "$url${path[$ep]}" -H 'content-type: application/json' -d "${body[$ep]}" >"$work/check.out" || {
+      echo "bench: $url${path[$ep]} did not answer; sidecar log:" >&2; tail -5 "$work/sidecar.log" >&2; exit 1; }
+    grep -qF "${expect[$ep]}" "$work/check.out" || { echo "bench: $url${path[$ep]} answered wrong: $(head -c 300 "$work/check.out")" >&2; exit 1; }
+  done
 done
-grep -q 'Hello from the bench.' "$work/check.out" || { echo "bench: the sidecar's answer is wrong: $(cat "$work/check.out")" >&2; exit 1; }
 
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { # user + system ticks of the given pids
@@ -203,6 +153,7 @@ targets=(direct nginx sidecar)
 idle_sidecar=$(rss_kib "$sidecar_pid")
 idle_nginx=$(rss_kib "$(hop_pids)")
 for round in $(seq "$ROUNDS"); do
+  for ep in $ENDPOINTS; do
   for t in "${targets[@]}"; do
     case $t in
       nginx) watched=$(hop_pids) ;;
@@ -211,50 +162,53 @@ for round in $(seq "$ROUNDS"); do
       *) watched="" ;;
     esac
     before=$( [ -n "$watched" ] && cpu_ticks $watched || echo 0 )
-    out=$(wrk -t2 -c32 -d"${SECS}s" -s "$work/post.lua" "${url[$t]}/v1/chat/completions")
+    out=$(wrk -t2 -c32 -d"${SECS}s" -s "$work/$ep.lua" "${url[$t]}${path[$ep]}")
     after=$( [ -n "$watched" ] && cpu_ticks $watched || echo 0 )
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
-    [ -n "$errors" ] && echo "round $round $t: $errors" >&2
-    echo "$rps" >>"$work/$t.rps"
+    [ -n "$errors" ] && echo "round $round $ep $t: $errors" >&2
+    echo "$rps" >>"$work/$ep.$t.rps"
     if [ -n "$watched" ]; then
-      awk -v d=$((after - before)) -v n="$n" -v hz="$ticks" 'BEGIN {printf "%.1f\n", d / hz * 1e6 / n}' >>"$work/$t.cpu"
+      awk -v d=$((after - before)) -v n="$n" -v hz="$ticks" 'BEGIN {printf "%.1f\n", d / hz * 1e6 / n}' >>"$work/$ep.$t.cpu"
     fi
-    out=$(wrk -t1 -c1 -d"${SECS}s" --latency -s "$work/post.lua" "${url[$t]}/v1/chat/completions")
-    to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")" >>"$work/$t.p50"
-    echo >>"$work/$t.p50"
-    to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")" >>"$work/$t.p99"
-    echo >>"$work/$t.p99"
-    echo "round $round $t: $rps req/s at c32, p50 $(tail -n1 "$work/$t.p50") ms at c1" >&2
+    out=$(wrk -t1 -c1 -d"${SECS}s" --latency -s "$work/$ep.lua" "${url[$t]}${path[$ep]}")
+    to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")" >>"$work/$ep.$t.p50"
+    echo >>"$work/$ep.$t.p50"
+    to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")" >>"$work/$ep.$t.p99"
+    echo >>"$work/$ep.$t.p99"
+    echo "round $round $ep $t: $rps req/s at c32, p50 $(tail -n1 "$work/$ep.$t.p50") ms at c1" >&2
+  done
   done
 done
 peak_sidecar=$(rss_kib "$sidecar_pid" VmHWM)
 peak_nginx=$(rss_kib "$(hop_pids)" VmHWM)
 logged=$(grep -c '"message":"request"' "$work/sidecar.log" || true)
 
-m() { median <"$work/$1.$2"; }
-for t in "${targets[@]}"; do
-  declare "rps_$t=$(m "$t" rps)" "p50_$t=$(m "$t" p50)" "p99_$t=$(m "$t" p99)"
-done
-cpu_nginx=$(m nginx cpu); cpu_sidecar=$(m sidecar cpu)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 added() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.3f", a - b}'; }
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); EXTERNAL_SECONDS=$SECS EXTERNAL_ROUNDS=$ROUNDS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo
-echo "| metric (median of $ROUNDS rounds) | direct | nginx hop | sidecar | sidecar / nginx |"
-echo "| --- | ---: | ---: | ---: | ---: |"
-echo "| req/s at 32 connections | $rps_direct | $rps_nginx | $rps_sidecar | $(ratio "$rps_sidecar" "$rps_nginx") |"
-echo "| CPU per request (µs, the hop's processes) | | $cpu_nginx | $cpu_sidecar | $(ratio "$cpu_sidecar" "$cpu_nginx") |"
-echo "| p50 at 1 connection (ms) | $p50_direct | $p50_nginx | $p50_sidecar | |"
-echo "| added p50 over direct (ms) | | $(added "$p50_nginx" "$p50_direct") | $(added "$p50_sidecar" "$p50_direct") | $(ratio "$(added "$p50_sidecar" "$p50_direct")" "$(added "$p50_nginx" "$p50_direct")") |"
-echo "| p99 at 1 connection (ms) | $p99_direct | $p99_nginx | $p99_sidecar | |"
-echo "| RSS idle / peak (MiB) | | $(awk -v a="$idle_nginx" -v b="$peak_nginx" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}') | $(awk -v a="$idle_sidecar" -v b="$peak_sidecar" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}') | |"
-echo
-echo "Sidecar request log lines written: $logged (one per request; the log went to a file)."
-if [ -n "$base_port" ]; then
-  cpu_baseline=$(m baseline cpu)
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); EXTERNAL_SECONDS=$SECS EXTERNAL_ROUNDS=$ROUNDS EXTERNAL_ENDPOINTS='$ENDPOINTS'; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for ep in $ENDPOINTS; do
+  m() { median <"$work/$ep.$1.$2"; }
+  for t in "${targets[@]}"; do
+    declare "rps_$t=$(m "$t" rps)" "p50_$t=$(m "$t" p50)" "p99_$t=$(m "$t" p99)"
+  done
+  cpu_nginx=$(m nginx cpu); cpu_sidecar=$(m sidecar cpu)
   echo
-  echo "Baseline \`$EXTERNAL_BASELINE\` in the same rounds: $rps_baseline req/s at 32 connections ($(ratio "$rps_baseline" "$rps_nginx") of nginx), CPU per request $cpu_baseline µs ($(ratio "$cpu_baseline" "$cpu_nginx") of nginx), added p50 $(added "$p50_baseline" "$p50_direct") ms; this build / baseline: req/s $(ratio "$rps_sidecar" "$rps_baseline"), CPU per request $(ratio "$cpu_sidecar" "$cpu_baseline")."
-fi
+  echo "| $ep: metric (median of $ROUNDS rounds) | direct | nginx hop | sidecar | sidecar / nginx |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  echo "| req/s at 32 connections | $rps_direct | $rps_nginx | $rps_sidecar | $(ratio "$rps_sidecar" "$rps_nginx") |"
+  echo "| CPU per request (µs, the hop's processes) | | $cpu_nginx | $cpu_sidecar | $(ratio "$cpu_sidecar" "$cpu_nginx") |"
+  echo "| p50 at 1 connection (ms) | $p50_direct | $p50_nginx | $p50_sidecar | |"
+  echo "| added p50 over direct (ms) | | $(added "$p50_nginx" "$p50_direct") | $(added "$p50_sidecar" "$p50_direct") | $(ratio "$(added "$p50_sidecar" "$p50_direct")" "$(added "$p50_nginx" "$p50_direct")") |"
+  echo "| p99 at 1 connection (ms) | $p99_direct | $p99_nginx | $p99_sidecar | |"
+  if [ -n "$base_port" ]; then
+    cpu_baseline=$(m baseline cpu)
+    echo
+    echo "$ep: baseline \`$EXTERNAL_BASELINE\` in the same rounds: $rps_baseline req/s at 32 connections ($(ratio "$rps_baseline" "$rps_nginx") of nginx), CPU per request $cpu_baseline µs ($(ratio "$cpu_baseline" "$cpu_nginx") of nginx), added p50 $(added "$p50_baseline" "$p50_direct") ms; this build / baseline: req/s $(ratio "$rps_sidecar" "$rps_baseline"), CPU per request $(ratio "$cpu_sidecar" "$cpu_baseline")."
+  fi
+done
+echo
+echo "RSS idle / peak (MiB, over all endpoints): nginx hop $(awk -v a="$idle_nginx" -v b="$peak_nginx" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}'), sidecar $(awk -v a="$idle_sidecar" -v b="$peak_sidecar" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}')."
+echo "Sidecar request log lines written: $logged (one per request; the log went to a file)."
