@@ -15,7 +15,10 @@
 //!   namespaces, and are published with [`Tables::publish`], as the controller does. It starts the
 //!   *clients* processes, waits until all N hold a long-poll, then runs `CONFIG_BENCH_ROUNDS`
 //!   (default 20) rounds: change one route's weights in every namespace, `step`, publish, and wait
-//!   until every client has reported the new version. Its own RSS and CPU are read from /proc.
+//!   until every client has reported the new version. Its own RSS and CPU are read from /proc,
+//!   and jemalloc's own figures (allocated, active, resident) with N connected and 12 s later,
+//!   which tell live memory from allocator retention; `CONFIG_BENCH_MALLOC_STATS=<dir>` also
+//!   writes jemalloc's statistics per size class at those moments.
 //!   The config server runs on a runtime of its own (threads `operator`), and the fake apiserver
 //!   on another (`fake-apiserver`), so that the apiserver's CPU can be taken out of the
 //!   operator's and the config server can be stopped as a whole.
@@ -142,6 +145,9 @@ const READER_THREADS: &str = "bench-reader";
 const SAMPLER_THREADS: &str = "bench-sampler";
 /// How often the storm samples the RSS.
 const STORM_SAMPLE: Duration = Duration::from_millis(20);
+/// How long the idle fleet is left before the settled reading: longer than jemalloc's default
+/// `dirty_decay_ms` (10 s), so that pages the handshakes dirtied and freed have been purged.
+const SETTLE: Duration = Duration::from_secs(12);
 
 fn main() {
     // Each sidecar is a socket in the server process and one in a clients process.
@@ -253,6 +259,14 @@ struct Outcome {
     anon_connected_kib: u64,
     rss_after_kib: u64,
     hwm_kib: u64,
+    /// jemalloc's own figures before the clients and with N connected (idle), read with the
+    /// RSS figures of the same moment.
+    heap_before: Heap,
+    heap_connected: Heap,
+    /// The same, [`SETTLE`] later: what is left once jemalloc has had time to purge the pages
+    /// that the handshakes dirtied.
+    rss_settled_kib: u64,
+    heap_settled: Heap,
     /// CPU (user + system) over all rounds, ms: the whole server process, and without the
     /// bench's own threads (fake apiserver, line readers).
     cpu_rounds_ms: f64,
@@ -723,6 +737,8 @@ async fn server(settings: Settings) -> Outcome {
     sleep(Duration::from_millis(300)).await;
     let rss_before_kib = procfs::status_kib("self", "VmRSS:");
     let anon_before_kib = procfs::status_kib("self", "RssAnon:");
+    let heap_before = Heap::read();
+    Heap::dump(n, "before");
 
     let started = Instant::now();
     let mut fleet = Fleet::start(&settings, addr, &dir, expected_first);
@@ -751,6 +767,21 @@ async fn server(settings: Settings) -> Outcome {
     sleep(Duration::from_secs(1)).await;
     let rss_connected_kib = procfs::status_kib("self", "VmRSS:");
     let anon_connected_kib = procfs::status_kib("self", "RssAnon:");
+    let heap_connected = Heap::read();
+    Heap::dump(n, "connected");
+    eprintln!(
+        "N = {n}: connected, idle: RSS {:.1} MiB, {heap_connected}",
+        mib(rss_connected_kib)
+    );
+    sleep(SETTLE).await;
+    let rss_settled_kib = procfs::status_kib("self", "VmRSS:");
+    let heap_settled = Heap::read();
+    Heap::dump(n, "settled");
+    eprintln!(
+        "N = {n}: {} s later: RSS {:.1} MiB, {heap_settled}",
+        SETTLE.as_secs(),
+        mib(rss_settled_kib)
+    );
 
     let mut outcome = Outcome {
         n,
@@ -764,6 +795,10 @@ async fn server(settings: Settings) -> Outcome {
         anon_before_kib,
         rss_connected_kib,
         anon_connected_kib,
+        heap_before,
+        heap_connected,
+        rss_settled_kib,
+        heap_settled,
         open_files_limit: limit,
         ..Outcome::default()
     };
@@ -1499,6 +1534,80 @@ fn check(body: &[u8], etag: Option<&str>) -> Result<RouteTable, Failure> {
     Ok(table)
 }
 
+// === jemalloc ===
+
+/// jemalloc's view of its heap, in bytes (`stats.*` of its `mallctl` interface): `allocated` is
+/// what the program holds; `active` the pages those allocations occupy (`allocated` plus the
+/// free slots of partly used pages); `resident` what jemalloc has in RAM, that is `active` plus
+/// freed pages not yet purged plus its own `metadata`; `retained` address space it keeps
+/// without memory behind it. `resident` well above `allocated` is allocator retention or
+/// fragmentation; RSS above `resident` is memory outside the heap (binary, stacks).
+#[derive(Serialize, Deserialize, Debug, Default, Clone, Copy)]
+struct Heap {
+    allocated: u64,
+    active: u64,
+    resident: u64,
+    metadata: u64,
+    retained: u64,
+    arenas: u32,
+}
+
+impl Heap {
+    fn read() -> Self {
+        use tikv_jemalloc_ctl::{arenas, epoch, stats};
+        // The statistics are a snapshot taken when the epoch advances.
+        let _ = epoch::advance();
+        let bytes = |read: tikv_jemalloc_ctl::Result<usize>| read.unwrap_or(0) as u64;
+        Self {
+            allocated: bytes(stats::allocated::read()),
+            active: bytes(stats::active::read()),
+            resident: bytes(stats::resident::read()),
+            metadata: bytes(stats::metadata::read()),
+            retained: bytes(stats::retained::read()),
+            arenas: arenas::narenas::read().unwrap_or(0),
+        }
+    }
+
+    fn mib(bytes: u64) -> f64 {
+        bytes as f64 / (1024.0 * 1024.0)
+    }
+
+    /// With `CONFIG_BENCH_MALLOC_STATS=<dir>`, jemalloc's full statistics (JSON, per size
+    /// class: live regions and bytes) as `<dir>/<n>-<moment>.json`, to see which sizes of
+    /// allocation a connection holds.
+    fn dump(n: usize, moment: &str) {
+        let Some(dir) = std::env::var_os("CONFIG_BENCH_MALLOC_STATS") else {
+            return;
+        };
+        let path = Path::new(&dir).join(format!("{n}-{moment}.json"));
+        let mut options = tikv_jemalloc_ctl::stats_print::Options::default();
+        options.json_format = true;
+        options.skip_per_arena = true;
+        options.skip_mutex_statistics = true;
+        let written = std::fs::File::create(&path)
+            .and_then(|file| tikv_jemalloc_ctl::stats_print::stats_print(file, options));
+        match written {
+            Ok(()) => eprintln!("N = {n}: jemalloc statistics in {}", path.display()),
+            Err(e) => eprintln!("N = {n}: cannot write {}: {e}", path.display()),
+        }
+    }
+}
+
+impl std::fmt::Display for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "jemalloc allocated {:.1} / active {:.1} / resident {:.1} / metadata {:.1} / retained {:.1} MiB ({} arenas)",
+            Self::mib(self.allocated),
+            Self::mib(self.active),
+            Self::mib(self.resident),
+            Self::mib(self.metadata),
+            Self::mib(self.retained),
+            self.arenas
+        )
+    }
+}
+
 // === /proc ===
 
 /// The soft open-file limit, from /proc/self/limits.
@@ -1601,6 +1710,35 @@ fn cells(o: &Outcome) -> Vec<(&'static str, String)> {
             format!(
                 "{:.0}",
                 o.rss_connected_kib.saturating_sub(o.rss_before_kib) as f64 / o.n as f64
+            ),
+        ),
+        (
+            "jemalloc with N connected, idle: allocated / active / resident (MiB)",
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                Heap::mib(o.heap_connected.allocated),
+                Heap::mib(o.heap_connected.active),
+                Heap::mib(o.heap_connected.resident)
+            ),
+        ),
+        (
+            "jemalloc allocated per connected sidecar (KiB)",
+            format!(
+                "{:.1}",
+                o.heap_connected
+                    .allocated
+                    .saturating_sub(o.heap_before.allocated) as f64
+                    / 1024.0
+                    / o.n as f64
+            ),
+        ),
+        (
+            "12 s later: RSS / jemalloc allocated / resident (MiB)",
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                mib(o.rss_settled_kib),
+                Heap::mib(o.heap_settled.allocated),
+                Heap::mib(o.heap_settled.resident)
             ),
         ),
         (

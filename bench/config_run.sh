@@ -16,6 +16,9 @@
 #                              Budgets per namespace, and the table is CPU, RSS, report latency,
 #                              reports/s and leases (no rounds, no storm)
 #   CONFIG_BENCH_REPORT_SECONDS  the measured window of that mode (default 60)
+#   CONFIG_BENCH_MALLOC_STATS=<dir>  jemalloc's full statistics (JSON: live regions per size
+#                              class) written there before the clients, with N connected and 12 s
+#                              later, to see what a connection holds (docs/development-notes.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -85,7 +85,7 @@ where
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let acceptor = tls.map(TlsAcceptor::from);
-    let builder = builder(limits);
+    let builders = Builders::new(limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = slots
@@ -102,7 +102,7 @@ where
             }
         };
         let acceptor = acceptor.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let handler = handler.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -110,9 +110,12 @@ where
                 async move { Ok::<_, Infallible>(response.await) }
             });
             let served = match acceptor {
-                None => serve_io(&builder, tcp, limits, service).await,
+                None => serve_io(&builders, tcp, limits, service, false).await,
                 Some(acceptor) => match handshake(&acceptor, tcp, limits).await {
-                    Ok(tls) => serve_io(&builder, tls, limits, service).await,
+                    Ok(tls) => {
+                        let http1 = tls.get_ref().1.alpn_protocol() == Some(b"http/1.1");
+                        serve_io(&builders, tls, limits, service, http1).await
+                    }
                     Err(error) => {
                         tracing::debug!(server = name, %peer, %error, "TLS handshake failed");
                         Ok(())
@@ -127,20 +130,32 @@ where
     }
 }
 
-/// HTTP/1.1 with the header-read bound, and HTTP/2 whose idle connections are pinged and
-/// closed when the peer does not answer.
-fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.header_read)
-        .keep_alive_timeout(limits.header_read);
-    builder
+/// How connections are served: HTTP/1.1 with the header-read bound, and HTTP/2 whose idle
+/// connections are pinged and closed when the peer does not answer.
+#[derive(Clone)]
+struct Builders {
+    /// For TLS connections whose client chose HTTP/1.1 by ALPN, as sidecars do.
+    http1: hyper::server::conn::http1::Builder,
+    /// For the others: the protocol is learnt from the client's first bytes.
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: Limits) -> Self {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.header_read)
+            .keep_alive_timeout(limits.header_read);
+        Self { http1, auto }
+    }
 }
 
 /// The TLS handshake, bounded so that a silent client cannot hold a connection slot.
@@ -154,11 +169,18 @@ async fn handshake(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
+/// Serves one connection. `http1` when TLS agreed on HTTP/1.1: then hyper's HTTP/1 connection
+/// alone serves it. Every sidecar keeps a connection to the config server, so this future is
+/// held ten thousand times: the protocol-detecting connection keeps room for an HTTP/2
+/// connection inline, which put each connection's task in a 16 KiB allocation where the HTTP/1
+/// one alone needs a few KiB (bench/RESULTS.md, "Operator memory at 10,000 sidecars"). The
+/// detecting one is boxed, so that it costs its size only to the connections that take it.
 async fn serve_io<I, S>(
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     io: I,
     limits: Limits,
     service: S,
+    http1: bool,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -169,7 +191,11 @@ where
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let io = TokioIo::new(FirstBytes::new(io, limits.header_read));
-    builder.serve_connection(io, service).await
+    if http1 {
+        Ok(builders.http1.serve_connection(io, service).await?)
+    } else {
+        Box::pin(builders.auto.serve_connection(io, service)).await
+    }
 }
 
 /// A stream whose reads fail when nothing at all arrives within a deadline. hyper's header-read

@@ -1,7 +1,8 @@
 //! The operator's listeners are bounded: a client that connects and then stalls, before or in the
 //! middle of its request headers, is closed once the header-read limit passes (shortened here),
-//! on the config server and the webhook (TLS) as on the admin server (plain HTTP); and a listener
-//! at its connection cap serves the next client only once another leaves.
+//! on the config server and the webhook (TLS, whichever protocol ALPN chose) as on the admin
+//! server (plain HTTP); and a listener at its connection cap serves the next client only once
+//! another leaves.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,17 +42,23 @@ fn limits() -> Limits {
 
 /// A server certificate for `localhost`, and a client configuration trusting its CA.
 fn tls() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+    tls_offering(&[])
+}
+
+/// [`tls`] with a client that offers `protocols` by ALPN.
+fn tls_offering(protocols: &[&[u8]]) -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
     let names = certs::serving_names("switchyard-system");
     let (material, _) = certs::plan(&Material::default(), &names, SystemTime::now()).unwrap();
     let bundle = material.bundle().unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(bundle.ca_ders());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    client.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     (bundle.server_config().unwrap(), connector)
 }
@@ -155,6 +162,64 @@ async fn the_config_server_closes_a_client_that_says_nothing_after_the_handshake
     let addr = config_server(server_tls).await;
     let stream = tls_connect(addr, &connector).await;
     assert_closed_by_the_limit(closed_after(stream, b"").await);
+}
+
+// Sidecars choose HTTP/1.1 by ALPN, and such connections are served by hyper's HTTP/1 connection
+// alone (its future is a fraction of the protocol-detecting one's, and one is kept per connected
+// sidecar): the same bounds hold on that path.
+
+#[tokio::test]
+async fn the_config_server_closes_an_http1_client_that_stalls_in_its_headers() {
+    let (server_tls, connector) = tls_offering(&[b"http/1.1"]);
+    let addr = config_server(server_tls).await;
+    let stream = tls_connect(addr, &connector).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_closed_by_the_limit(closed_after(stream, HALF_A_HEADER).await);
+}
+
+#[tokio::test]
+async fn the_config_server_closes_an_http1_client_that_says_nothing() {
+    let (server_tls, connector) = tls_offering(&[b"http/1.1"]);
+    let addr = config_server(server_tls).await;
+    let stream = tls_connect(addr, &connector).await;
+    assert_closed_by_the_limit(closed_after(stream, b"").await);
+}
+
+#[tokio::test]
+async fn the_config_server_speaks_the_protocol_alpn_chose() {
+    use http_body_util::Empty;
+    use hyper::{Request, StatusCode, Version};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let request = || {
+        Request::get("https://localhost/v1/config")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    // Unauthenticated, so 401 either way: what matters is that each protocol is spoken.
+    let (server_tls, http1) = tls_offering(&[b"http/1.1"]);
+    let addr = config_server(server_tls).await;
+    let stream = tls_connect(addr, &http1).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let response = sender.send_request(request()).await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_11);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let (server_tls, h2) = tls_offering(&[b"h2", b"http/1.1"]);
+    let addr = config_server(server_tls).await;
+    let stream = tls_connect(addr, &h2).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let response = sender.send_request(request()).await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

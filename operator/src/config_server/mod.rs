@@ -231,12 +231,14 @@ impl ConfigServer {
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/v1/config") => {
-                let response = self.get_config(&req).await;
+                let response = self.get_config(req).await;
                 let code = response.status().as_u16().to_string();
                 self.metrics.responses.with_label_values(&[&code]).inc();
                 response
             }
-            (&Method::POST, "/v1/report") => self.post_report(req).await,
+            // Boxed: the report's future is large (a TokenReview, the body) and short-lived,
+            // while this one's size is also that of every waiting long-poll.
+            (&Method::POST, "/v1/report") => Box::pin(self.post_report(req)).await,
             (_, "/v1/config" | "/v1/report") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
@@ -244,38 +246,52 @@ impl ConfigServer {
         }
     }
 
-    async fn get_config<B>(&self, req: &Request<B>) -> Response<Body> {
-        let snapshot = self.tables.current();
-        // Authenticate first, so that nothing (not even a 409) answers an unknown caller.
-        let authorization = req.headers().get(http::header::AUTHORIZATION);
-        let (bound, pod) = match self.auth.authenticate(authorization, &snapshot).await {
-            Ok(found) => found,
-            Err(rejection) => return reject(rejection),
+    /// `GET /v1/config`. A waiting long-poll is what every sidecar of the fleet holds on the
+    /// leader at all times, so what it keeps while it waits is kept ten thousand times: only
+    /// the version it knows, its deadline, the pod and the receivers. Nothing of the request is
+    /// needed past its parsing, and its headers are slices of the connection's read buffer, so
+    /// it is dropped before the wait; so is the snapshot it was authenticated against, which a
+    /// wait that outlives a publish would otherwise keep alive, every pod and table of it.
+    async fn get_config<B>(&self, req: Request<B>) -> Response<Body> {
+        let (uid, pod, known, wait) = {
+            let snapshot = self.tables.current();
+            // Authenticate first, so that nothing (not even a 409) answers an unknown caller.
+            // Boxed: the TokenReview's future is large and only lives until the review is
+            // back, while the long-poll's own future lives for the whole wait.
+            let authorization = req.headers().get(http::header::AUTHORIZATION);
+            let (bound, pod) =
+                match Box::pin(self.auth.authenticate(authorization, &snapshot)).await {
+                    Ok(found) => found,
+                    Err(rejection) => return reject(rejection),
+                };
+            let query = match parse_config_query(&req) {
+                Ok(query) => query,
+                Err(response) => return *response,
+            };
+            let Some(known) = query.known_version else {
+                return self.table_response(&snapshot.table_for(&pod));
+            };
+            (bound.uid, pod, known, query.wait)
         };
-        let query = match parse_config_query(req) {
-            Ok(query) => query,
-            Err(response) => return *response,
-        };
-        let Some(known) = query.known_version else {
-            return self.table_response(&snapshot.table_for(&pod));
-        };
+        drop(req);
         let _guard = LongPollGuard::new(&self.metrics.long_polls);
         // Subscribe before looking, so a publish between the look and the wait still wakes us.
         let mut rx = self.tables.subscribe();
         let mut draining = self.draining.subscribe();
         let mut leadership = self.leadership.clone();
-        let deadline = Instant::now() + with_jitter(query.wait, rand::random::<f64>());
+        let deadline = Instant::now() + with_jitter(wait, rand::random::<f64>());
         loop {
-            let snapshot = rx.borrow_and_update().clone();
-            // A pod that left the index mid-wait keeps the audience it was authenticated with.
-            let current = snapshot
-                .pod(&bound.uid)
-                .cloned()
-                .unwrap_or_else(|| pod.clone());
-            let table = snapshot.table_for(&current);
+            let table = {
+                let snapshot = rx.borrow_and_update();
+                // A pod that left the index mid-wait keeps the audience it was authenticated
+                // with.
+                let current = snapshot.pod(&uid).unwrap_or(&pod);
+                snapshot.table_for(current)
+            };
             if table.version != known {
                 return self.table_response(&table);
             }
+            drop(table);
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() {
                     return not_modified(&known);

@@ -167,3 +167,66 @@ async fn without_an_apiserver_requests_are_503_not_401() {
         .unwrap();
     assert_eq!(server.handle(unknown).await.status(), StatusCode::NOT_FOUND);
 }
+
+/// A request body that notes when it is dropped.
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl hyper::body::Body for DropFlag {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(None)
+    }
+}
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Every sidecar of the fleet holds a long-poll at all times, so what one keeps while it waits
+/// is kept ten thousand times: not the request (its headers are slices of the connection's read
+/// buffer), nor the snapshot it was authenticated against (after a publish that leaves its table
+/// as it was, that would keep an old snapshot's every pod and table alive).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_waiting_long_poll_keeps_neither_its_request_nor_an_old_snapshot() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let pod = tables::PodInfo::bare("team-a", "chat-0", Default::default());
+    let server = server_with_mock_apiserver(pod);
+    let first = Arc::downgrade(&server.tables.current());
+    let dropped = Arc::new(AtomicBool::new(false));
+    let request = Request::get("/v1/config")
+        .header("authorization", "Bearer t")
+        .header(
+            "if-none-match",
+            format!("\"{}\"", tables::empty_table().version),
+        )
+        .body(DropFlag(dropped.clone()))
+        .unwrap();
+    let poll = tokio::spawn(server.clone().handle(request));
+    while server.metrics.long_polls.get() < 1 {
+        tokio::task::yield_now().await;
+    }
+    assert!(dropped.load(Ordering::SeqCst), "the request is kept");
+
+    // A publish that leaves the pod's table as it was: the poll goes on waiting.
+    let same = (*server.tables.current()).clone();
+    server.tables.publish(same);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !poll.is_finished(),
+        "the poll ended on a publish that changed nothing"
+    );
+    assert!(first.upgrade().is_none(), "the old snapshot is kept alive");
+
+    let response = poll.await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+}
