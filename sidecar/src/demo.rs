@@ -220,6 +220,10 @@ async fn strategies_story(
     section("10. Embeddings: POST /v1/embeddings to route `embed` (two inputs, input tokens only)");
     let body = json!({"model": "embed", "input": ["the cat sat", "on the mat"]});
     post(client, base, n, "/v1/embeddings", "embed", body).await?;
+
+    section("11. The Responses API: POST /v1/responses to route `chat`, translated to chat");
+    let body = json!({"model": "chat", "instructions": "Be brief.", "input": "Say hello."});
+    post(client, base, n, "/v1/responses", "chat", body).await?;
     Ok(())
 }
 
@@ -325,7 +329,8 @@ async fn post(
     let body: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())
         .unwrap_or(Value::Null);
     let ms = started.elapsed().as_millis();
-    let usage = &body["usage"];
+    // A Responses API answer names its usage fields differently.
+    let usage = &responses_usage(&body["usage"]);
     let (input, output) = (
         usage["prompt_tokens"].as_u64().unwrap_or(0),
         usage["completion_tokens"].as_u64().unwrap_or(0),
@@ -347,6 +352,18 @@ async fn post(
         }
     }
     Ok(())
+}
+
+/// Usage in Chat Completions' names, whichever API answered.
+fn responses_usage(usage: &Value) -> Value {
+    if usage.get("input_tokens").is_none() {
+        return usage.clone();
+    }
+    json!({
+        "prompt_tokens": usage["input_tokens"],
+        "completion_tokens": usage["output_tokens"],
+        "prompt_tokens_details": {"cached_tokens": usage["input_tokens_details"]["cached_tokens"]},
+    })
 }
 
 /// The cost the sidecar accounted for this answer, recomputed from the demo's price list so the
