@@ -132,3 +132,91 @@ impl StreamDecoder for Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(lines: &[(&str, Value)]) -> Vec<Chunk> {
+        let mut decoder = Decoder;
+        let mut out = Vec::new();
+        for (name, data) in lines {
+            let event = SseEvent {
+                event: Some((*name).to_string()),
+                data: Bytes::from(data.to_string()),
+            };
+            decoder.decode(event, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn events_pass_as_they_are_committing_on_the_first_item_with_usage_at_the_end() {
+        let usage = serde_json::json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 3});
+        let chunks = decode(&[
+            (
+                "response.created",
+                serde_json::json!({"type": "response.created", "sequence_number": 0}),
+            ),
+            (
+                "response.output_item.added",
+                serde_json::json!({"type": "response.output_item.added", "sequence_number": 1}),
+            ),
+            (
+                "response.completed",
+                serde_json::json!({"type": "response.completed", "sequence_number": 2, "response": {"usage": usage}}),
+            ),
+        ]);
+        let commits: Vec<Option<bool>> = chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::Raw { commits, .. } => Some(*commits),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(commits, [Some(false), Some(true), Some(true), None]);
+        let Chunk::Raw { frame, usage, .. } = &chunks[2] else {
+            panic!("raw")
+        };
+        assert!(frame.starts_with(b"event: response.completed\ndata: {"));
+        assert_eq!(
+            *usage,
+            Some(Usage {
+                input: 10,
+                cached_input: 4,
+                output: 3
+            })
+        );
+        assert!(matches!(chunks[3], Chunk::Done));
+    }
+
+    #[test]
+    fn error_events_and_failed_responses_are_attempt_failures() {
+        let error = decode(&[(
+            "error",
+            serde_json::json!({"type": "error", "code": "rate_limit_exceeded", "message": "slow down"}),
+        )]);
+        assert!(
+            matches!(&error[..], [Chunk::Error(e)] if e.class == FailureClass::RateLimited),
+            "{error:?}"
+        );
+        let failed = decode(&[(
+            "response.failed",
+            serde_json::json!({"type": "response.failed", "response": {"error": {"code": "server_error", "message": "boom"}}}),
+        )]);
+        assert!(
+            matches!(&failed[..], [Chunk::Error(e)] if e.class == FailureClass::ServerError),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn a_whole_answer_must_be_a_response_object() {
+        let body = Bytes::from_static(
+            br#"{"object":"response","usage":{"input_tokens":2,"output_tokens":1}}"#,
+        );
+        let completion = parse_response(body).expect("a Response");
+        assert_eq!(completion.usage.map(|u| u.output), Some(1));
+        assert!(parse_response(Bytes::from_static(br#"{"object":"chat.completion"}"#)).is_err());
+    }
+}
