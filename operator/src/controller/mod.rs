@@ -663,6 +663,7 @@ impl Stores {
                 "modelroutes",
                 changed,
                 errors,
+                |_| {},
             ),
             pools: spawn_reflector(
                 Api::all(client.clone()),
@@ -670,6 +671,7 @@ impl Stores {
                 "providerpools",
                 changed,
                 errors,
+                |_| {},
             ),
             budgets: spawn_reflector(
                 Api::all(client.clone()),
@@ -677,6 +679,7 @@ impl Stores {
                 "budgets",
                 changed,
                 errors,
+                |_| {},
             ),
             secrets: spawn_reflector(
                 Api::all(client.clone()),
@@ -684,6 +687,7 @@ impl Stores {
                 "secrets",
                 changed,
                 errors,
+                |_| {},
             ),
             pods: spawn_reflector(
                 Api::all(client.clone()),
@@ -691,6 +695,7 @@ impl Stores {
                 "pods",
                 changed,
                 errors,
+                trim_pod,
             ),
             namespaces: spawn_reflector(
                 Api::all(client.clone()),
@@ -698,6 +703,7 @@ impl Stores {
                 "namespaces",
                 changed,
                 errors,
+                |_| {},
             ),
             owners: Arc::default(),
             changed: changed.clone(),
@@ -843,6 +849,7 @@ fn spawn_reflector<K>(
     name: &'static str,
     changed: &Arc<Notify>,
     metrics: &ControllerMetrics,
+    trim: fn(&mut K),
 ) -> Store<K>
 where
     K: Resource<DynamicType = ()>
@@ -856,7 +863,7 @@ where
     let (reader, writer) = reflector::store();
     let changed = changed.clone();
     let metrics = metrics.clone();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    let stream = reflector::reflector(writer, watcher(api, config).modify(trim)).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -894,6 +901,31 @@ fn key_of(kind: Kind, obj: &impl ResourceExt) -> ObjectKey {
         namespace: obj.namespace().unwrap_or_else(|| "default".to_string()),
         name: obj.name_any(),
     }
+}
+
+/// Keeps of a watched Pod only what the controller reads: name, namespace, UID, labels, owner
+/// references, deletion time, ServiceAccount and phase ([`pod_info`], [`workload::resolve`],
+/// the owner lookups). The pod cache holds every injected pod of the cluster and [`Stores::world`]
+/// copies it on every step, so the rest (managed fields, annotations, containers, volumes,
+/// conditions: several KiB a pod, tens of MiB at 10,000 pods) is dropped before it is stored.
+pub fn trim_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.finalizers = None;
+    let service_account = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.service_account_name.clone());
+    pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+        service_account_name: service_account,
+        ..Default::default()
+    });
+    let phase = pod.status.as_ref().and_then(|status| status.phase.clone());
+    pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        phase,
+        ..Default::default()
+    });
 }
 
 /// The index entry of an injected, non-terminating pod.

@@ -652,3 +652,50 @@ fn spend_only_route_writes_wait_their_turn_and_share_the_clock_with_budgets() {
         "a Budget of the same name is another object"
     );
 }
+
+/// The pod cache keeps only what the controller reads: a trimmed pod indexes and resolves
+/// exactly as the full one, and the bulk of a real pod is gone.
+#[test]
+fn trimmed_pods_index_as_full_ones() {
+    let full: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": "chat-7d9f-abcde", "namespace": "team-a", "uid": "uid-1",
+            "labels": {"app": "chat", "switchyard.dev/injected": "true"},
+            "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-12-07T00:00:00Z"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "chat-7d9f", "uid": "rs-1", "controller": true}],
+            "managedFields": [{"manager": "kubelet", "operation": "Update",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:phase": {}}}}],
+        },
+        "spec": {
+            "serviceAccountName": "chat-sa",
+            "containers": [{"name": "app", "image": "chat:1",
+                "env": [{"name": "OPENAI_BASE_URL", "value": "http://127.0.0.1:9400/v1"}]}],
+        },
+        "status": {"phase": "Running", "podIP": "10.0.0.7",
+            "conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+    .unwrap();
+    let mut trimmed = full.clone();
+    trim_pod(&mut trimmed);
+
+    let owners = crate::workload::Owners::new();
+    assert_eq!(pod_info(&trimmed, &owners), pod_info(&full, &owners));
+    assert!(pod_info(&trimmed, &owners).is_some());
+    assert_eq!(
+        crate::workload::lookup_for(&trimmed, &owners),
+        crate::workload::lookup_for(&full, &owners)
+    );
+    assert!(is_running(&trimmed));
+    assert_eq!(trimmed.uid(), full.uid());
+    let size = |pod: &Pod| serde_json::to_vec(pod).unwrap().len();
+    assert!(
+        size(&trimmed) * 2 < size(&full),
+        "{} of {} bytes kept",
+        size(&trimmed),
+        size(&full)
+    );
+    assert!(trimmed.metadata.managed_fields.is_none());
+    assert!(trimmed.spec.as_ref().unwrap().containers.is_empty());
+}
