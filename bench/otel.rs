@@ -151,8 +151,8 @@ async fn run(seconds: f64) -> String {
             one(&client, u, &whole).await;
         }
     }
-    let mut out = format!(
-        "| phase | off p50 ms | on p50 ms | off p99 ms | on p99 ms | off CPU ms / 10k | on CPU ms / 10k |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+    let mut out = String::from(
+        "| phase | off p50 ms | on p50 ms | off p99 ms | on p99 ms | off CPU ms / 10k | on CPU ms / 10k |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     let per_round = ((1000.0 * seconds) as usize / ROUNDS).max(10);
     for (name, body) in [("whole c1", &whole), ("stream c1", &stream)] {
