@@ -118,8 +118,13 @@ fn input_item(i: usize, item: &Value, messages: &mut Vec<Value>) -> Result<(), S
             let call_id = string(item, "call_id").ok_or(format!("input[{i}] needs `call_id`"))?;
             let name = string(item, "name").ok_or(format!("input[{i}] needs `name`"))?;
             let arguments = string(item, "arguments").unwrap_or("{}");
-            let call = json!({"id": call_id, "type": "function",
+            let mut call = json!({"id": call_id, "type": "function",
                 "function": {"name": name, "arguments": arguments}});
+            // Gemini's thought signature, which the answer's item carried (see
+            // [`function_call_item`]); Gemini refuses a call sent back without it.
+            if let Some(extra) = item.get("extra_content").filter(|e| e.is_object()) {
+                call["extra_content"] = extra.clone();
+            }
             match messages.last_mut() {
                 Some(last) if last["role"] == "assistant" && last.get("tool_calls").is_some() => {
                     if let Some(Value::Array(calls)) = last.get_mut("tool_calls") {
@@ -385,23 +390,32 @@ fn text_format(body: &Map<String, Value>, out: &mut Map<String, Value>) -> Resul
 }
 
 /// Ids of one answer: the response's and its items', derived from the hub answer's id so that
-/// a stream and its assembled answer agree.
+/// a stream and its assembled answer agree; random when the upstream gave none, so that no two
+/// answers share an id.
 #[derive(Clone, Debug)]
 pub struct Ids {
     suffix: String,
 }
 
+/// Hub ids a converter makes up when the provider's answer has none (a Gemini answer without
+/// `responseId`): not the answer's own, so not used.
+const PLACEHOLDER_IDS: &[&str] = &["chatcmpl-gemini"];
+
 impl Ids {
     /// Ids for the hub answer or chunk id `id` (`chatcmpl-…` and the like).
     pub fn new(id: Option<&str>) -> Self {
-        let id = id.unwrap_or("switchyard");
         let suffix = id
-            .strip_prefix("chatcmpl-")
-            .or_else(|| id.strip_prefix("resp_"))
-            .unwrap_or(id)
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-            .collect::<String>();
+            .filter(|id| !PLACEHOLDER_IDS.contains(id))
+            .map(|id| {
+                id.strip_prefix("chatcmpl-")
+                    .or_else(|| id.strip_prefix("resp_"))
+                    .unwrap_or(id)
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                    .collect::<String>()
+            })
+            .filter(|suffix| !suffix.is_empty())
+            .unwrap_or_else(|| format!("sy{:032x}", rand::random::<u128>()));
         Self { suffix }
     }
 
@@ -409,6 +423,7 @@ impl Ids {
         format!("resp_{}", self.suffix)
     }
 
+    /// The id of the answer's message item (one per answer: all its text and refusal).
     pub fn message(&self) -> String {
         format!("msg_{}", self.suffix)
     }
@@ -428,6 +443,15 @@ pub fn status(finish_reason: Option<&str>) -> (&'static str, Value) {
     }
 }
 
+/// The `status` of the output items of an answer that ended so: `incomplete` when the answer
+/// is (a call cut off by the token limit has unfinished arguments).
+pub fn item_status(finish_reason: Option<&str>) -> &'static str {
+    match status(finish_reason).0 {
+        "completed" => "completed",
+        _ => "incomplete",
+    }
+}
+
 /// Hub usage as a Response's `usage`.
 pub fn usage(usage: &CompletionUsage, raw: Option<&Value>) -> Value {
     let input = usage.prompt_tokens.unwrap_or(0);
@@ -441,20 +465,54 @@ pub fn usage(usage: &CompletionUsage, raw: Option<&Value>) -> Value {
         "input_tokens_details": {"cached_tokens": usage.prompt_tokens_details.cached_tokens.unwrap_or(0)},
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": input + output,
+        "total_tokens": input.saturating_add(output),
     })
 }
 
-/// A Response object around `output`: what the SDKs read, with the request-echo fields at their
-/// defaults (the answer is built without the request).
+/// The request fields a Response echoes (`instructions`, `tools`, `temperature`, ...), as the
+/// client sent them; the defaults OpenAI echoes for what it left out.
+#[derive(Clone, Debug, Default)]
+pub struct Echo {
+    fields: Map<String, Value>,
+}
+
+/// What a Response echoes of its request.
+const ECHOED: &[&str] = &[
+    "instructions",
+    "max_output_tokens",
+    "metadata",
+    "parallel_tool_calls",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_p",
+];
+
+impl Echo {
+    /// The echoed fields of a Responses request.
+    pub fn new(body: &Map<String, Value>) -> Self {
+        let fields = ECHOED
+            .iter()
+            .filter_map(|key| {
+                let value = body.get(*key).filter(|v| !v.is_null())?;
+                Some(((*key).to_string(), value.clone()))
+            })
+            .collect();
+        Self { fields }
+    }
+}
+
+/// A Response object around `output`: what the SDKs read, echoing the request's fields.
 pub fn envelope(
     ids: &Ids,
+    echo: &Echo,
     created_at: u64,
     model: &Value,
     status: &str,
     output: Vec<Value>,
 ) -> Value {
-    json!({
+    let mut response = json!({
         "id": ids.response(),
         "object": "response",
         "created_at": created_at,
@@ -478,49 +536,70 @@ pub fn envelope(
         "truncation": "disabled",
         "usage": null,
         "metadata": {},
-    })
+    });
+    for (key, value) in &echo.fields {
+        response[key.as_str()] = value.clone();
+    }
+    response
 }
 
-/// An assistant `message` output item holding `text`.
-pub fn message_item(id: &str, text: &str, status: &str) -> Value {
+/// An assistant `message` output item with content parts.
+pub fn message_content(id: &str, content: Vec<Value>, status: &str) -> Value {
     json!({"type": "message", "id": id, "status": status, "role": "assistant",
-        "content": [output_text(text)]})
+        "content": content})
 }
 
-/// An `output_text` content part.
-pub fn output_text(text: &str) -> Value {
-    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+/// An `output_text` content part, or a `refusal` one.
+pub fn content_part(refusal: bool, text: &str) -> Value {
+    if refusal {
+        json!({"type": "refusal", "refusal": text})
+    } else {
+        json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+    }
 }
 
-/// A `function_call` output item.
+/// A `function_call` output item. Gemini's thought signature rides along as the hub carries it
+/// (`extra_content.google.thought_signature`), for the client to send back with the call.
 pub fn function_call_item(
     id: &str,
     call_id: &Value,
     name: &Value,
     arguments: &str,
     status: &str,
+    signature: Option<&str>,
 ) -> Value {
-    json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
-        "arguments": arguments, "status": status})
+    let mut item = json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
+        "arguments": arguments, "status": status});
+    if let Some(signature) = signature {
+        item["extra_content"] = json!({"google": {"thought_signature": signature}});
+    }
+    item
 }
 
-/// A whole Chat Completions answer (`chat.completion`) as a Response object.
-pub fn response(completion: &Value) -> Value {
+/// A whole Chat Completions answer (`chat.completion`) as a Response object echoing `echo`.
+pub fn response(completion: &Value, echo: &Echo) -> Value {
     let parsed: Completion = read(completion);
     let ids = Ids::new(parsed.id.as_deref());
     let choice = parsed.choices.as_ref().and_then(|c| c.first());
     let finish = choice.and_then(|c| c.finish_reason.as_deref());
     let (status, incomplete) = status(finish);
-    let item_status = if status == "completed" {
-        "completed"
-    } else {
-        "incomplete"
-    };
+    let item_status = item_status(finish);
     let mut output = Vec::new();
     if let Some(choice) = choice {
         let message = &choice.message;
+        let mut content = Vec::new();
         if let Some(text) = message.content.as_str().filter(|t| !t.is_empty()) {
-            output.push(message_item(&ids.message(), text, item_status));
+            content.push(content_part(false, text));
+        }
+        if let Some(refusal) = completion
+            .pointer("/choices/0/message/refusal")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            content.push(content_part(true, refusal));
+        }
+        if !content.is_empty() {
+            output.push(message_content(&ids.message(), content, item_status));
         }
         for (n, call) in message.tool_calls.iter().flatten().enumerate() {
             let index = call.index.unwrap_or(n as u64);
@@ -529,7 +608,8 @@ pub fn response(completion: &Value) -> Value {
                 &call.id,
                 &call.function.name,
                 call.function.arguments.as_deref().unwrap_or("{}"),
-                "completed",
+                item_status,
+                call.extra_content.google.thought_signature.as_deref(),
             ));
         }
     }
@@ -537,7 +617,7 @@ pub fn response(completion: &Value) -> Value {
         .get("created")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    let mut out = envelope(&ids, created, &parsed.model, status, output);
+    let mut out = envelope(&ids, echo, created, &parsed.model, status, output);
     out["incomplete_details"] = incomplete;
     if let Some(u) = &parsed.usage {
         out["usage"] = usage(u, completion.get("usage"));

@@ -11,7 +11,7 @@ pub fn answer(client: ClientApi, hub: &Value) -> Bytes {
     let body = match client {
         ClientApi::OpenAI => hub.to_string(),
         ClientApi::Anthropic => anthropic_openai::response(hub).to_string(),
-        ClientApi::Responses => responses::response(hub).to_string(),
+        ClientApi::Responses => responses::response(hub, &responses::Echo::default()).to_string(),
     };
     Bytes::from(body)
 }

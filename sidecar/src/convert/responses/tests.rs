@@ -1,5 +1,5 @@
-//! Focused tests of the Responses request conversion: what is refused and why. The mappings
-//! themselves are golden snapshots (`golden_tests.rs`).
+//! Focused tests of the Responses conversions: what is refused and why, and the stream's item
+//! bookkeeping. The mappings themselves are golden snapshots (`mod golden` below).
 
 use serde_json::{Map, Value, json};
 
@@ -145,7 +145,7 @@ mod golden {
         for (case, path) in answers {
             insta::assert_json_snapshot!(
                 format!("{case}.response"),
-                responses::response(&json_file(&path))
+                responses::response(&json_file(&path), &responses::Echo::default())
             );
         }
     }
@@ -317,7 +317,7 @@ mod robustness {
             .then(|| assembler.finish().ok())
             .flatten()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map(|hub| responses::response(&hub));
+            .map(|hub| responses::response(&hub, &responses::Echo::default()));
         (out, whole)
     }
 
@@ -347,6 +347,7 @@ mod robustness {
         for (name, api) in cases() {
             let bytes = fixture(name);
             let (whole, answer) = run(api, &bytes, None);
+            super::stream_items::check_invariants(&events(&whole));
             let expected = timeless(&whole);
             let (last, data) = expected.last().expect("events");
             assert!(
@@ -384,5 +385,278 @@ mod robustness {
                 let _ = run(api, &mutated, Some(&mut rng));
             }
         }
+    }
+}
+
+// === Stream item bookkeeping: ids, indexes and the final Response ===
+
+mod stream_items {
+    use serde_json::{Value, json};
+
+    use super::golden::events;
+    use crate::convert::responses::{self, Echo};
+    use crate::convert::responses_stream::StreamEncoder;
+
+    fn chunk(delta: Value, finish: Option<&str>) -> Value {
+        json!({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    }
+
+    fn call(index: u64, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
+        let mut call = json!({"index": index, "function": {"arguments": arguments}});
+        if let Some(id) = id {
+            call["id"] = json!(id);
+            call["type"] = json!("function");
+        }
+        if let Some(name) = name {
+            call["function"]["name"] = json!(name);
+        }
+        json!({"tool_calls": [call]})
+    }
+
+    fn encode(chunks: &[Value]) -> Vec<(String, Value)> {
+        let mut encoder = StreamEncoder::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            encoder.chunk(c, &mut out);
+        }
+        encoder.finish(&mut out);
+        events(&out)
+    }
+
+    /// What an SDK's accumulator checks: each item added once at the next output index, every
+    /// delta and `done` naming an added item by its id and index, each item done once with the
+    /// id it was added with, and the final Response's output being the items as done.
+    pub(super) fn check_invariants(events: &[(String, Value)]) -> Value {
+        let mut added: Vec<Value> = Vec::new();
+        let mut done: Vec<Option<Value>> = Vec::new();
+        let mut last = Value::Null;
+        for (n, (name, data)) in events.iter().enumerate() {
+            assert_eq!(data["sequence_number"], n as u64, "{name}");
+            match name.as_str() {
+                "response.output_item.added" => {
+                    assert_eq!(data["output_index"], added.len() as u64, "{data}");
+                    let id = &data["item"]["id"];
+                    assert!(added.iter().all(|a| &a["id"] != id), "id {id} reused");
+                    added.push(data["item"].clone());
+                    done.push(None);
+                }
+                "response.output_item.done" => {
+                    let at = data["output_index"].as_u64().unwrap() as usize;
+                    assert_eq!(added[at]["id"], data["item"]["id"], "{data}");
+                    assert_eq!(added[at]["call_id"], data["item"]["call_id"], "{data}");
+                    assert!(done[at].is_none(), "item {at} done twice");
+                    done[at] = Some(data["item"].clone());
+                }
+                "response.completed" | "response.incomplete" | "response.failed" => {
+                    last = data["response"].clone();
+                }
+                kind if kind.ends_with(".delta") || kind.ends_with(".done") => {
+                    let at = data["output_index"].as_u64().unwrap() as usize;
+                    assert_eq!(added[at]["id"], data["item_id"], "{name}: {data}");
+                    assert!(done[at].is_none(), "{name} after the item's done");
+                }
+                _ => {}
+            }
+        }
+        let done: Vec<Value> = done
+            .into_iter()
+            .map(|d| d.expect("every item done"))
+            .collect();
+        assert_eq!(
+            last["output"],
+            Value::Array(done),
+            "final output = items done"
+        );
+        last
+    }
+
+    /// The non-streamed Response of the same answer, for comparison.
+    fn whole(message: Value, finish: &str) -> Value {
+        responses::response(
+            &json!({"id": "chatcmpl-s", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}]}),
+            &Echo::default(),
+        )
+    }
+
+    #[test]
+    fn text_after_a_tool_call_stays_in_the_one_message_item() {
+        let events = encode(&[
+            chunk(json!({"content": "Let me "}), None),
+            chunk(call(0, Some("call_a"), Some("f"), "{}"), None),
+            chunk(json!({"content": "check."}), None),
+            chunk(json!({}), Some("tool_calls")),
+        ]);
+        let response = check_invariants(&events);
+        let output = response["output"].as_array().unwrap();
+        assert_eq!(output.len(), 2, "{output:?}");
+        assert_eq!(output[0]["content"][0]["text"], "Let me check.");
+        let expected = whole(
+            json!({"role": "assistant", "content": "Let me check.", "tool_calls": [
+                {"index": 0, "id": "call_a", "type": "function",
+                 "function": {"name": "f", "arguments": "{}"}}]}),
+            "tool_calls",
+        );
+        assert_eq!(response["output"], expected["output"]);
+    }
+
+    #[test]
+    fn deltas_back_to_an_earlier_call_append_to_its_item() {
+        let events = encode(&[
+            chunk(call(0, Some("call_a"), Some("f"), "{\"a\":"), None),
+            chunk(call(1, Some("call_b"), Some("g"), "{\"b\":"), None),
+            chunk(call(0, None, None, "1}"), None),
+            chunk(call(1, None, None, "2}"), None),
+            chunk(json!({}), Some("tool_calls")),
+        ]);
+        let response = check_invariants(&events);
+        let added = events
+            .iter()
+            .filter(|(n, _)| n == "response.output_item.added")
+            .count();
+        assert_eq!(added, 2);
+        let output = response["output"].as_array().unwrap();
+        assert_eq!(output.len(), 2);
+        assert_eq!(output[0]["id"], "fc_s_0");
+        assert_eq!(output[0]["arguments"], "{\"a\":1}");
+        assert_eq!(output[1]["arguments"], "{\"b\":2}");
+        // The late delta of call 0 names call 0's item and index.
+        let late = events
+            .iter()
+            .filter(|(n, _)| n == "response.function_call_arguments.delta")
+            .nth(2)
+            .unwrap();
+        assert_eq!(late.1["item_id"], "fc_s_0");
+        assert_eq!(late.1["output_index"], 0);
+    }
+
+    #[test]
+    fn a_calls_id_and_name_may_come_in_a_later_delta() {
+        let events = encode(&[
+            chunk(call(0, None, None, "{\"q\":"), None),
+            chunk(call(0, Some("call_late"), None, ""), None),
+            chunk(call(0, None, Some("search"), "1}"), None),
+            chunk(json!({}), Some("tool_calls")),
+        ]);
+        let response = check_invariants(&events);
+        let (_, added) = events
+            .iter()
+            .find(|(n, _)| n == "response.output_item.added")
+            .unwrap();
+        assert_eq!(added["item"]["call_id"], "call_late");
+        assert_eq!(added["item"]["name"], "search");
+        assert_eq!(response["output"][0]["call_id"], "call_late");
+        assert_eq!(response["output"][0]["name"], "search");
+        assert_eq!(response["output"][0]["arguments"], "{\"q\":1}");
+    }
+
+    #[test]
+    fn a_call_cut_off_by_the_token_limit_is_incomplete() {
+        let events = encode(&[
+            chunk(call(0, Some("call_a"), Some("f"), "{\"a\":"), None),
+            chunk(json!({}), Some("length")),
+        ]);
+        let response = check_invariants(&events);
+        assert_eq!(events.last().unwrap().0, "response.incomplete");
+        assert_eq!(response["output"][0]["status"], "incomplete");
+        let expected = whole(
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"index": 0, "id": "call_a", "type": "function",
+                 "function": {"name": "f", "arguments": "{\"a\":"}}]}),
+            "length",
+        );
+        assert_eq!(expected["output"][0]["status"], "incomplete");
+        assert_eq!(response["output"], expected["output"]);
+    }
+
+    #[test]
+    fn a_refusal_is_a_refusal_part_streamed_or_not() {
+        let events = encode(&[
+            chunk(json!({"refusal": "I can't "}), None),
+            chunk(json!({"refusal": "help with that."}), None),
+            chunk(json!({}), Some("stop")),
+        ]);
+        let response = check_invariants(&events);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"response.refusal.delta"), "{names:?}");
+        assert!(names.contains(&"response.refusal.done"), "{names:?}");
+        let part = json!({"type": "refusal", "refusal": "I can't help with that."});
+        assert_eq!(response["output"][0]["content"], json!([part]));
+        let expected = whole(
+            json!({"role": "assistant", "content": null, "refusal": "I can't help with that."}),
+            "stop",
+        );
+        assert_eq!(expected["output"][0]["content"], json!([part]));
+        assert_eq!(response["output"], expected["output"]);
+    }
+
+    #[test]
+    fn answers_without_an_upstream_id_get_distinct_ids() {
+        let answer = |id: Option<&str>| {
+            let mut hub = json!({"object": "chat.completion", "model": "m", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]});
+            if let Some(id) = id {
+                hub["id"] = json!(id);
+            }
+            responses::response(&hub, &Echo::default())
+        };
+        for id in [None, Some("chatcmpl-gemini"), Some("")] {
+            let (a, b) = (answer(id), answer(id));
+            assert_ne!(a["id"], b["id"], "{id:?}");
+            assert_ne!(a["output"][0]["id"], b["output"][0]["id"], "{id:?}");
+            assert!(a["id"].as_str().unwrap().starts_with("resp_"));
+        }
+        assert_eq!(answer(Some("chatcmpl-x1"))["id"], "resp_x1");
+        let mut first = StreamEncoder::default();
+        let mut second = StreamEncoder::default();
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        first.finish(&mut one);
+        second.finish(&mut two);
+        assert_ne!(
+            events(&one)[0].1["response"]["id"],
+            events(&two)[0].1["response"]["id"]
+        );
+    }
+
+    #[test]
+    fn usage_totals_saturate() {
+        let hub = json!({"id": "chatcmpl-u", "model": "m", "choices": [],
+            "usage": {"prompt_tokens": u64::MAX, "completion_tokens": 5}});
+        let response = responses::response(&hub, &Echo::default());
+        assert_eq!(response["usage"]["total_tokens"], u64::MAX);
+    }
+
+    #[test]
+    fn a_gemini_thought_signature_rides_on_the_call_and_back() {
+        let events = encode(&[
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                    "function": {"name": "f", "arguments": "{}"},
+                    "extra_content": {"google": {"thought_signature": "sig=="}}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+        ]);
+        let response = check_invariants(&events);
+        let item = &response["output"][0];
+        assert_eq!(
+            item["extra_content"]["google"]["thought_signature"],
+            "sig=="
+        );
+        // The client sends the item back as input: the hub call carries the signature again.
+        let mut back = item.clone();
+        back.as_object_mut().unwrap().remove("status");
+        let hub = responses::request(
+            json!({"model": "m", "input": [{"role": "user", "content": "x"}, back,
+                {"type": "function_call_output", "call_id": "c", "output": "ok"}]})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            hub["messages"][1]["tool_calls"][0]["extra_content"]["google"]["thought_signature"],
+            "sig=="
+        );
     }
 }
