@@ -58,19 +58,25 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return usage(&e.to_string()),
     };
-    // OpenTelemetry spans: the standard OTEL_* variables (docs/reference/observability.md).
+    init_tracing();
+    // OpenTelemetry spans: the standard OTEL_* variables (docs/reference/observability.md). A
+    // mistake in them turns export off with a warning: it never stops the operator.
     let otel = match telemetry::Settings::from_env(|k| std::env::var(k).ok()) {
         Ok(otel) => otel,
-        Err(e) => return usage(&e),
+        Err(problem) => {
+            tracing::warn!(%problem, "OpenTelemetry export is off");
+            telemetry::Settings::default()
+        }
     };
-    init_tracing();
     raise_open_files_limit(config.config_max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
     report(runtime.context("cannot start the runtime").and_then(|rt| {
         rt.block_on(async {
-            telemetry::install(&otel).context("cannot set up OpenTelemetry export")?;
+            if let Err(problem) = telemetry::install(&otel) {
+                tracing::warn!(%problem, "OpenTelemetry export is off");
+            }
             let served = serve(config).await;
             // Spans still queued are sent while the runtime runs their I/O.
             let _ = tokio::task::spawn_blocking(telemetry::shutdown).await;

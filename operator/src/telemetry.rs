@@ -34,25 +34,47 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the standard variables through `var` (`std::env::var` in `main`).
+    /// Reads the standard variables through `var` (`std::env::var` in `main`). An unknown
+    /// protocol, or an `https://` endpoint for gRPC (built without TLS), is an error naming the
+    /// variable (never its value); `main` then runs with export off.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
-        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-            || (!set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-        {
+        let value = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return Ok(Self::default());
         }
-        let named = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let (endpoint_var, endpoint) = match value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            Some(endpoint) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint),
+            None => match value("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                Some(endpoint) => ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                None => return Ok(Self::default()),
+            },
+        };
+        let (protocol_var, named) = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+            Some(named) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(named)),
+            None => (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                var("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            ),
+        };
         let protocol = match named.as_deref().map(str::trim) {
             None | Some("") | Some("http/protobuf") => Protocol::HttpBinary,
             Some("grpc") => Protocol::Grpc,
             Some(other) => {
                 return Err(format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not supported: use grpc or http/protobuf"
+                    "{protocol_var} {other:?} is not supported: use grpc or http/protobuf"
                 ));
             }
         };
+        let https = endpoint
+            .trim()
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        if protocol == Protocol::Grpc && https {
+            return Err(format!(
+                "{endpoint_var} is an https:// endpoint, but gRPC export has no TLS: \
+                 use http/protobuf for an https:// collector, or a plain http:// gRPC endpoint"
+            ));
+        }
         Ok(Self {
             service_name: var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()),
             traces: Some(protocol),
@@ -67,8 +89,28 @@ struct Otel {
 
 static OTEL: OnceLock<Otel> = OnceLock::new();
 
-/// Builds the span exporter and installs it. Call inside the tokio runtime.
-pub fn install(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildError> {
+/// Builds the span exporter and installs it. Call inside the tokio runtime. On error nothing is
+/// installed and the message names the variables to look at, not their values.
+pub fn install(settings: &Settings) -> Result<(), String> {
+    build(settings).map_err(|error| redact_quoted(&error.to_string()))
+}
+
+/// `text` with every single-quoted part replaced by `'…'`: the SDK's errors quote the
+/// endpoint's value that way, and an endpoint may carry credentials in its user part.
+fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('\'');
+    out.push_str(parts.next().unwrap_or_default());
+    while parts.next().is_some() {
+        out.push_str("'…'");
+        if let Some(after) = parts.next() {
+            out.push_str(after);
+        }
+    }
+    out
+}
+
+fn build(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildError> {
     let Some(protocol) = settings.traces else {
         return Ok(());
     };
@@ -222,7 +264,20 @@ mod tests {
             "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/json".to_string()),
             _ => None,
         };
-        assert!(Settings::from_env(json).is_err());
+        let error = Settings::from_env(json).unwrap_err();
+        assert!(error.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{error}");
+        let tls = |k: &str| match k {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("https://user:secret@c:4317".to_string()),
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" => Some("grpc".to_string()),
+            _ => None,
+        };
+        let error = Settings::from_env(tls).unwrap_err();
+        assert!(error.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+        assert_eq!(
+            redact_quoted("X: invalid endpoint 'http://u:p@h': bad"),
+            "X: invalid endpoint '…': bad"
+        );
     }
 
     #[test]

@@ -86,19 +86,19 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    // OpenTelemetry: the standard OTEL_* variables (docs/reference/observability.md).
+    // OpenTelemetry: the standard OTEL_* variables (docs/reference/observability.md). A
+    // mistake in them turns export off with a warning: it never stops the data plane.
     let otel =
         match otel::Settings::from_env(|k| std::env::var(k).ok(), args.otel_propagate_upstream) {
             Ok(settings) => settings,
-            Err(message) => {
-                eprintln!("switchyard-sidecar: {message}");
-                return ExitCode::from(EX_USAGE);
+            Err(problem) => {
+                tracing::warn!(%problem, "OpenTelemetry export is off");
+                otel::Settings::default()
             }
         };
     runtime.block_on(async {
-        if let Err(e) = otel::install(&otel) {
-            eprintln!("switchyard-sidecar: cannot set up OpenTelemetry export: {e}");
-            return ExitCode::from(EX_USAGE);
+        if let Err(problem) = otel::install(&otel) {
+            tracing::warn!(%problem, "OpenTelemetry export is off");
         }
         let sidecar = match Sidecar::start(config).await {
             Ok(sidecar) => sidecar,

@@ -70,13 +70,14 @@ spec:
     )
 }
 
-/// A command with no inherited `RUST_LOG` or `SWITCHYARD_*` settings.
+/// A command with no inherited `RUST_LOG`, `SWITCHYARD_*` or `OTEL_*` settings.
 fn sidecar(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command.args(args);
     command.env_remove("RUST_LOG");
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SWITCHYARD_") {
+        let name_str = name.to_string_lossy();
+        if name_str.starts_with("SWITCHYARD_") || name_str.starts_with("OTEL_") {
             command.env_remove(name);
         }
     }
@@ -389,8 +390,13 @@ struct Running {
 
 impl Running {
     async fn start(dir: PathBuf) -> Self {
+        Self::start_with_env(dir, &[]).await
+    }
+
+    /// As [`Running::start`], with `env` set for the process.
+    async fn start_with_env(dir: PathBuf, env: &[(&str, &str)]) -> Self {
         let [data, admin, debug] = free_ports();
-        let mut child = sidecar(&[
+        let mut command = sidecar(&[
             "--manifests",
             dir.to_str().unwrap(),
             "--listen",
@@ -399,12 +405,14 @@ impl Running {
             &format!("127.0.0.1:{admin}"),
             "--debug-listen",
             &format!("127.0.0.1:{debug}"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
+        ]);
+        command.envs(env.iter().copied());
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
         let lines = capture(&mut child);
         let mut running = Self {
             child,
@@ -556,6 +564,69 @@ async fn ctrl_c_also_exits_0() {
 
     let exit = exit.unwrap_or_else(|| panic!("still running after SIGINT: {}", sidecar.stderr()));
     assert_eq!(exit.code(), Some(0), "{}", sidecar.stderr());
+}
+
+/// An OpenTelemetry setting the sidecar cannot use turns export off with one warning naming the
+/// variable (never a value): the data plane still serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_otel_setting_warns_and_the_data_plane_still_serves() {
+    let provider = MockProvider::start("sim").await.expect("mock");
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ],
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+        (
+            &[
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "https://otel-secret-user@c:4317",
+                ),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ),
+        (
+            &[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://otel-secret-user@bad host:4318",
+            )],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+    ];
+    for (env, variable) in cases {
+        let dir = manifests(
+            "m.yaml",
+            &(pool(&provider.base_url()) + &route("r", "sim", "gpt-4o-mini")),
+        );
+        let sidecar = Running::start_with_env(dir, env).await;
+        let chat = format!("http://127.0.0.1:{}/v1/chat/completions", sidecar.data);
+        let body = serde_json::json!({"model": "chat",
+            "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+        let (status, _, answer) = http("POST", &chat, &body).await.expect("answers");
+        assert_eq!(status, 200, "{env:?}: {answer:?}");
+        let warnings: Vec<String> = sidecar
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("OpenTelemetry export is off"))
+            .cloned()
+            .collect();
+        assert_eq!(warnings.len(), 1, "{env:?}: {}", sidecar.stderr());
+        let warning: Value = serde_json::from_str(&warnings[0]).expect("a JSON line");
+        assert_eq!(warning["level"], "WARN", "{warning}");
+        assert!(warnings[0].contains(variable), "{env:?}: {warning}");
+        assert!(
+            !sidecar.stderr().contains("otel-secret"),
+            "{}",
+            sidecar.stderr()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,25 +71,38 @@ pub struct Settings {
 impl Settings {
     /// Reads the standard variables through `var` (`std::env::var` in `main`): a signal is on
     /// when `OTEL_EXPORTER_OTLP_ENDPOINT` or its own `..._{TRACES,METRICS}_ENDPOINT` is set, and
-    /// `OTEL_SDK_DISABLED=true` turns everything off. An unknown protocol is an error.
+    /// `OTEL_SDK_DISABLED=true` turns everything off. An unknown protocol, or an `https://`
+    /// endpoint for gRPC (built without TLS), is an error naming the variable; `main` then runs
+    /// with export off rather than stopping the data plane.
     pub fn from_env(
         var: impl Fn(&str) -> Option<String>,
         propagate_upstream: bool,
     ) -> Result<Self, String> {
-        let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+        let value = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return Ok(Self::default());
         }
         let signal = |name: &str| -> Result<Option<Protocol>, String> {
             let upper = name.to_ascii_uppercase();
-            if !set("OTEL_EXPORTER_OTLP_ENDPOINT")
-                && !set(&format!("OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"))
-            {
-                return Ok(None);
-            }
-            let named = var(&format!("OTEL_EXPORTER_OTLP_{upper}_PROTOCOL"))
-                .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
-            parse_protocol(named.as_deref()).map(Some)
+            let own = format!("OTEL_EXPORTER_OTLP_{upper}_ENDPOINT");
+            let (endpoint_var, endpoint) = match value(&own) {
+                Some(endpoint) => (own, endpoint),
+                None => match value("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                    Some(endpoint) => ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), endpoint),
+                    None => return Ok(None),
+                },
+            };
+            let own = format!("OTEL_EXPORTER_OTLP_{upper}_PROTOCOL");
+            let (protocol_var, named) = match var(&own) {
+                Some(named) => (own, Some(named)),
+                None => (
+                    "OTEL_EXPORTER_OTLP_PROTOCOL".to_string(),
+                    var("OTEL_EXPORTER_OTLP_PROTOCOL"),
+                ),
+            };
+            let protocol = parse_protocol(&protocol_var, named.as_deref())?;
+            check_endpoint(&endpoint_var, &endpoint, protocol)?;
+            Ok(Some(protocol))
         };
         Ok(Self {
             service_name: var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()),
@@ -105,15 +118,32 @@ impl Settings {
     }
 }
 
-/// `grpc` or `http/protobuf` (the specification's default when unset).
-fn parse_protocol(value: Option<&str>) -> Result<Protocol, String> {
+/// `grpc` or `http/protobuf` (the specification's default when unset), read from `variable`.
+fn parse_protocol(variable: &str, value: Option<&str>) -> Result<Protocol, String> {
     match value.map(str::trim) {
         None | Some("") | Some("http/protobuf") => Ok(Protocol::HttpBinary),
         Some("grpc") => Ok(Protocol::Grpc),
         Some(other) => Err(format!(
-            "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not supported: use grpc or http/protobuf"
+            "{variable} {other:?} is not supported: use grpc or http/protobuf"
         )),
     }
+}
+
+/// The gRPC exporter is built without TLS (tonic's TLS would add a second TLS stack): an
+/// `https://` collector over gRPC would fail on every export, so it is refused up front. The
+/// endpoint's value is not quoted (it may carry credentials in its user part).
+fn check_endpoint(variable: &str, endpoint: &str, protocol: Protocol) -> Result<(), String> {
+    let https = endpoint
+        .trim()
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    if protocol == Protocol::Grpc && https {
+        return Err(format!(
+            "{variable} is an https:// endpoint, but gRPC export has no TLS: \
+             use http/protobuf for an https:// collector, or a plain http:// gRPC endpoint"
+        ));
+    }
+    Ok(())
 }
 
 /// The exporters, once installed.
@@ -135,8 +165,35 @@ fn active() -> Option<&'static Otel> {
 
 /// Builds the exporters `settings` asks for and installs them for the request path. Call
 /// inside the tokio runtime: the gRPC channel and the HTTP client run their I/O on it.
-/// Does nothing when `settings` is off; a second call keeps the first installation.
-pub fn install(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildError> {
+/// Does nothing when `settings` is off; a second call keeps the first installation. On error
+/// nothing is installed (export stays off) and the message names the variables to look at.
+pub fn install(settings: &Settings) -> Result<(), String> {
+    build(settings).map_err(|error| build_error(&error))
+}
+
+/// Why an exporter could not be built, without the endpoint's value: the SDK's message names
+/// the variable and quotes its value in single quotes, and an endpoint may carry credentials in
+/// its user part.
+fn build_error(error: &opentelemetry_otlp::ExporterBuildError) -> String {
+    redact_quoted(&error.to_string())
+}
+
+/// `text` with every single-quoted part replaced by `'…'`.
+fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('\'');
+    out.push_str(parts.next().unwrap_or_default());
+    // Odd parts were quoted; a trailing unmatched quote hides the rest too.
+    while parts.next().is_some() {
+        out.push_str("'…'");
+        if let Some(after) = parts.next() {
+            out.push_str(after);
+        }
+    }
+    out
+}
+
+fn build(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildError> {
     if settings.is_off() || OTEL.get().is_some() {
         return Ok(());
     }
@@ -623,6 +680,68 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("http/json"), "{error}");
+        assert!(error.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{error}");
+        let error = Settings::from_env(
+            env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json"),
+            ]),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn grpc_to_an_https_endpoint_is_refused_naming_the_variable_not_the_value() {
+        let error = Settings::from_env(
+            env(&[
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "HTTPS://user:secret@c:4317",
+                ),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ]),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            "{error}"
+        );
+        assert!(!error.contains("secret"), "{error}");
+        // https over HTTP/protobuf, and plain-http gRPC, are fine.
+        for (endpoint, protocol) in [
+            ("https://c:4318", "http/protobuf"),
+            ("http://c:4317", "grpc"),
+        ] {
+            let settings = Settings::from_env(
+                env(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ]),
+                false,
+            )
+            .unwrap();
+            assert!(settings.traces.is_some() && settings.metrics.is_some());
+        }
+    }
+
+    #[test]
+    fn an_invalid_endpoint_error_does_not_quote_the_endpoint() {
+        let error = opentelemetry_otlp::ExporterBuildError::InvalidConfiguration(
+            "OTEL_EXPORTER_OTLP_ENDPOINT: invalid endpoint 'http://u:secret@bad host': \
+             invalid uri character"
+                .into(),
+        );
+        let message = build_error(&error);
+        assert!(!message.contains("secret"), "{message}");
+        assert!(message.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{message}");
+        assert!(message.contains("invalid uri character"), "{message}");
+        assert_eq!(redact_quoted("a 'b' c 'd"), "a '…' c '…'");
     }
 
     #[test]
