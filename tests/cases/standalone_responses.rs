@@ -20,10 +20,13 @@ struct Setup {
     g: gemini::MockProvider,
     /// Declares `responsesApi: true`.
     p: MockProvider,
+    /// Declares `responsesApi: true` too (another account).
+    q: MockProvider,
 }
 
 /// A pool of one provider per API (and `p`, an OpenAI one serving the Responses API), one route
-/// per provider, `failover` (OpenAI, then Anthropic) and `pass` (only `p`).
+/// per provider, `failover` (OpenAI, then Anthropic), `pass` (only `p`) and `pass-both` (`p`
+/// and `q`, two Responses API accounts).
 async fn setup() -> Setup {
     let o = MockProvider::start("o").await.expect("openai mock");
     let a = anthropic::MockProvider::start("a")
@@ -31,6 +34,7 @@ async fn setup() -> Setup {
         .expect("anthropic mock");
     let g = gemini::MockProvider::start("g").await.expect("gemini mock");
     let p = MockProvider::start("p").await.expect("responses mock");
+    let q = MockProvider::start("q").await.expect("responses mock");
     let behavior = || Behavior {
         reply: REPLY.into(),
         ..Behavior::default()
@@ -39,6 +43,7 @@ async fn setup() -> Setup {
     a.set_behavior(behavior());
     g.set_behavior(behavior());
     p.set_behavior(behavior());
+    q.set_behavior(behavior());
     let mut yaml = String::from(
         "apiVersion: switchyard.dev/v1alpha1\nkind: ProviderPool\nmetadata: {name: pool}\nspec:\n  providers:\n",
     );
@@ -53,13 +58,20 @@ async fn setup() -> Setup {
             "gpt-4.1",
             "      responsesApi: true\n",
         ),
+        (
+            "q",
+            "OpenAI",
+            q.base_url(),
+            "gpt-4.1",
+            "      responsesApi: true\n",
+        ),
     ] {
         yaml.push_str(&format!(
             "    - name: {name}\n      api: {api}\n      baseUrl: {url}\n      apiKey: {{secretKeyRef: {{name: keys, key: {name}}}}}\n{extra}      models:\n        - {{name: {model}, inputPerMillion: \"1.00\", outputPerMillion: \"2.00\"}}\n"
         ));
     }
     yaml.push_str("---\napiVersion: v1\nkind: Secret\nmetadata: {name: keys}\nstringData:\n");
-    for name in ["o", "a", "g", "p"] {
+    for name in ["o", "a", "g", "p", "q"] {
         yaml.push_str(&format!("  {name}: sk-{name}-secret\n"));
     }
     yaml += &route("via-openai", "via-openai", &[("o", "gpt-4o-mini")], "");
@@ -77,8 +89,14 @@ async fn setup() -> Setup {
         "strategy: Failover",
     );
     yaml += &route("pass", "pass", &[("p", "gpt-4.1")], "");
+    yaml += &route(
+        "pass-both",
+        "pass-both",
+        &[("p", "gpt-4.1"), ("q", "gpt-4.1")],
+        "strategy: Failover",
+    );
     let h = Harness::start(&yaml).await;
-    Setup { h, o, a, g, p }
+    Setup { h, o, a, g, p, q }
 }
 
 /// The `output_text` of a Response.
@@ -357,7 +375,6 @@ async fn stateful_and_malformed_requests_are_refused_in_openai_format() {
         ("previous_response_id", json!("resp_123")),
         ("store", json!(true)),
         ("conversation", json!("conv_1")),
-        ("background", json!(true)),
     ] {
         let mut body = json!({"model": "via-openai", "input": "hi"});
         body[field] = value;
@@ -366,6 +383,15 @@ async fn stateful_and_malformed_requests_are_refused_in_openai_format() {
         assert_openai_error(&reply, 400, "statelessly");
         assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
     }
+    // A background response is read with GET /v1/responses/{id}, which the sidecar does not
+    // proxy: refused on every route, passed through or not.
+    for model in ["via-openai", "pass"] {
+        let body = json!({"model": model, "input": "hi", "background": true});
+        let reply = s.h.post(PATH, &body).await;
+        assert_openai_error(&reply, 400, "`background: true`");
+        assert_openai_error(&reply, 400, "does not proxy");
+    }
+    assert_eq!(s.p.request_count(), 0);
     let tool = json!({"model": "via-anthropic", "input": "hi", "tools": [{"type": "web_search"}]});
     assert_openai_error(&s.h.post(PATH, &tool).await, 400, "web_search");
     assert_openai_error(
@@ -427,5 +453,34 @@ async fn a_route_of_responses_api_providers_passes_requests_through() {
         "usage is read from the passed-through answers: {input}"
     );
     assert_eq!(s.o.request_count(), 0);
+    s.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_state_passes_through_only_to_a_route_of_one_upstream() {
+    let s = setup().await;
+    for (field, value) in [
+        ("previous_response_id", json!("resp_abc")),
+        ("store", json!(true)),
+        ("conversation", json!("conv_1")),
+    ] {
+        let mut body = json!({"model": "pass-both", "input": "Continue."});
+        body[field] = value;
+        let reply = s.h.post(PATH, &body).await;
+        assert_openai_error(&reply, 400, field);
+        assert_openai_error(&reply, 400, "several upstreams (pool/p, pool/q)");
+        assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    }
+    let referenced =
+        json!({"model": "pass-both", "input": [{"type": "item_reference", "id": "msg_1"}]});
+    assert_openai_error(&s.h.post(PATH, &referenced).await, 400, "item_reference");
+    assert_eq!(s.p.request_count() + s.q.request_count(), 0);
+    // Stateless requests still pass through, built-in tools and all.
+    let stateless = json!({"model": "pass-both", "input": "Hi.", "store": false,
+        "tools": [{"type": "web_search"}]});
+    let reply = s.h.post(PATH, &stateless).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(output_text(&reply.json()), REPLY);
+    assert_eq!(s.p.request_count() + s.q.request_count(), 1);
     s.h.stop().await;
 }

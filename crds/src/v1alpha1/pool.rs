@@ -74,10 +74,12 @@ pub struct Provider {
 
     /// Whether this `api: OpenAI` provider also serves OpenAI's Responses API
     /// (`POST {baseUrl}/responses`). When every target of a route declares it, the sidecar passes
-    /// `POST /v1/responses` requests through to it unchanged but for `model`, stateful features
-    /// (`previous_response_id`, `store: true`, `conversation`, `background`) and built-in tools
-    /// included; otherwise it translates them to Chat Completions and refuses the stateful
-    /// features. Allowed only with `api: OpenAI`. Default: false.
+    /// `POST /v1/responses` requests through to it unchanged but for `model`, built-in tools
+    /// included, and stored state (`previous_response_id`, `store: true`, `conversation`) when
+    /// the route's targets are this one provider; otherwise it translates them to Chat
+    /// Completions and refuses stored state. `background: true` is refused either way (the
+    /// sidecar does not proxy retrieving or cancelling a response). Allowed only with
+    /// `api: OpenAI`. Default: false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub responses_api: Option<bool>,
 

@@ -15,31 +15,51 @@ use serde_json::{Map, Value, json};
 use super::wire::openai::{Completion, CompletionUsage};
 use super::wire::read;
 
+/// Why `background: true` is refused even where requests pass through.
+pub const BACKGROUND: &str = "`background: true` is not supported: a background response is read and cancelled with GET /v1/responses/{id} and POST /v1/responses/{id}/cancel, which this sidecar does not proxy, so it could never be read; send the request without `background` (or with `stream: true`)";
+
+/// The first field of a request that names state stored in one provider account (a stored
+/// response, conversation, item or prompt, or `store: true`), as the error shows it.
+pub fn stored_state(body: &Map<String, Value>) -> Option<String> {
+    let set = |key: &str| body.get(key).is_some_and(|v| !v.is_null());
+    if set("previous_response_id") {
+        return Some("`previous_response_id`".into());
+    }
+    if set("conversation") {
+        return Some("`conversation`".into());
+    }
+    if body.get("store") == Some(&Value::Bool(true)) {
+        return Some("`store: true`".into());
+    }
+    if set("prompt") {
+        return Some("`prompt` (a stored prompt template)".into());
+    }
+    if let Some(Value::Array(items)) = body.get("input") {
+        for (i, item) in items.iter().enumerate() {
+            if item.get("type").and_then(Value::as_str) == Some("item_reference") {
+                return Some(format!(
+                    "input[{i}], an `item_reference` (which points at a stored item),"
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Why a request needs what only a stateful Responses API can give, as the message of the 400;
 /// `None` when it can be translated.
 pub fn stateful(body: &Map<String, Value>) -> Option<String> {
     const WHY: &str = "this sidecar serves the Responses API statelessly (as `store: false`): send the whole conversation as `input` items";
-    let set = |key: &str| body.get(key).is_some_and(|v| !v.is_null());
-    if set("previous_response_id") {
-        return Some(format!("`previous_response_id` is not supported: {WHY}"));
-    }
-    if set("conversation") {
-        return Some(format!("`conversation` is not supported: {WHY}"));
-    }
-    if body.get("store") == Some(&Value::Bool(true)) {
-        return Some(format!(
-            "`store: true` is not supported: {WHY}, and omit `store` or set it to false"
-        ));
-    }
     if body.get("background") == Some(&Value::Bool(true)) {
-        return Some(format!(
-            "`background: true` is not supported: a background response is stored and polled; {WHY}"
-        ));
+        return Some(BACKGROUND.into());
     }
-    if set("prompt") {
-        return Some(format!(
-            "`prompt` (a stored prompt template) is not supported: {WHY}, with `instructions`"
-        ));
+    if let Some(field) = stored_state(body) {
+        let and = if field == "`store: true`" {
+            ", and omit `store` or set it to false"
+        } else {
+            ""
+        };
+        return Some(format!("{field} is not supported: {WHY}{and}"));
     }
     if let Some(Value::Array(tools)) = body.get("tools") {
         for (i, tool) in tools.iter().enumerate() {
@@ -47,15 +67,6 @@ pub fn stateful(body: &Map<String, Value>) -> Option<String> {
             if kind != "function" {
                 return Some(format!(
                     "tools[{i}] has type {kind:?}: only `function` tools are supported, since the sidecar translates requests to providers that run no built-in tools"
-                ));
-            }
-        }
-    }
-    if let Some(Value::Array(items)) = body.get("input") {
-        for (i, item) in items.iter().enumerate() {
-            if item.get("type").and_then(Value::as_str) == Some("item_reference") {
-                return Some(format!(
-                    "input[{i}] is an `item_reference`, which points at a stored item: {WHY}"
                 ));
             }
         }

@@ -126,9 +126,8 @@ impl Proxy {
     ) -> Result<Response<ResponseBody>, ClientError> {
         let (snapshot, parts, bytes) = self.receive(ctx, request).await?;
         let checked = route::check(ctx.client_api, &bytes)?;
-        let passthrough = ctx.client_api == ClientApi::Responses
-            && route::passes_responses_through(snapshot.routes.get(&checked.model));
-        let parsed = route::to_hub(ctx.client_api, checked, passthrough)?;
+        let path = route::responses_path(ctx.client_api, snapshot.routes.get(&checked.model));
+        let parsed = route::to_hub(ctx.client_api, checked, path)?;
         ctx.client_model = route::shown_model(&parsed.model);
         ctx.stream = parsed.stream;
         ctx.wants_usage = parsed.wants_usage;

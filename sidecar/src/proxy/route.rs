@@ -42,7 +42,7 @@ pub struct ParsedRequest {
     pub stream: bool,
     pub wants_usage: bool,
     /// A Responses API request that goes to the providers' own `/responses` unchanged but for
-    /// `model` ([`passes_responses_through`]).
+    /// `model` ([`responses_path`]).
     pub passthrough: bool,
 }
 
@@ -117,23 +117,47 @@ fn checked(body: Map<String, Value>, model: String) -> Result<Checked, ClientErr
     })
 }
 
-/// Whether a Responses API request to `route` passes through: when every target it may use (its
-/// rules' included) is an `api: OpenAI` provider that declares `responsesApi: true`, every
-/// Responses request to it goes to the providers' own `/responses`, so that stored state,
-/// built-in tools and the provider's own events all work, and nothing is translated. A route
-/// that mixes them translates every request, since a failover could not carry stored state
-/// from one target to the next.
-pub fn passes_responses_through(route: Option<&Arc<RouteRt>>) -> bool {
-    let Some(route) = route else {
-        return false;
+/// How a Responses API request to a route is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponsesPath {
+    /// Translated into Chat Completions, statelessly (every other client format too).
+    Translate,
+    /// Passed through to the providers' own `/responses`.
+    PassThrough {
+        /// The upstreams (`pool/provider`) the route may use, when more than one: a request
+        /// naming stored state could land in an account that does not hold it.
+        several: Option<String>,
+    },
+}
+
+/// How a request of `api` to `route` is served. A Responses request passes through when every
+/// target the route may use (its rules' included) is an `api: OpenAI` provider that declares
+/// `responsesApi: true`, so that built-in tools and the provider's own events work and nothing
+/// is translated. A route that mixes them translates every request, since a failover could not
+/// carry a passed-through request to a provider that does not speak the API. Stored state
+/// (`previous_response_id`, `store: true`, ...) lives in one provider account, so it is passed
+/// through only when all those targets are one upstream ([`to_hub`] refuses it otherwise).
+pub fn responses_path(api: ClientApi, route: Option<&Arc<RouteRt>>) -> ResponsesPath {
+    let Some(route) = route.filter(|_| api == ClientApi::Responses) else {
+        return ResponsesPath::Translate;
     };
-    let mut targets = route
+    let targets: Vec<_> = route
         .targets
         .iter()
         .chain(route.rules.iter().flat_map(|(_, targets)| targets))
-        .peekable();
-    targets.peek().is_some()
-        && targets.all(|t| t.upstream.def.api == Api::OpenAI && t.upstream.def.responses_api)
+        .collect();
+    let through = !targets.is_empty()
+        && targets
+            .iter()
+            .all(|t| t.upstream.def.api == Api::OpenAI && t.upstream.def.responses_api);
+    if !through {
+        return ResponsesPath::Translate;
+    }
+    let mut upstreams: Vec<&str> = targets.iter().map(|t| t.upstream.id.as_str()).collect();
+    upstreams.sort_unstable();
+    upstreams.dedup();
+    let several = (upstreams.len() > 1).then(|| upstreams.join(", "));
+    ResponsesPath::PassThrough { several }
 }
 
 /// Brings a checked request into the hub (OpenAI) format: an Anthropic body is converted and
@@ -141,7 +165,7 @@ pub fn passes_responses_through(route: Option<&Arc<RouteRt>>) -> bool {
 pub fn to_hub(
     api: ClientApi,
     checked: Checked,
-    passthrough: bool,
+    path: ResponsesPath,
 ) -> Result<ParsedRequest, ClientError> {
     let Checked {
         body,
@@ -177,8 +201,22 @@ pub fn to_hub(
             })
         }
         ClientApi::Responses => {
+            let passthrough = matches!(path, ResponsesPath::PassThrough { .. });
+            if body.get("background") == Some(&Value::Bool(true)) {
+                return Err(bad(responses::BACKGROUND));
+            }
             if !passthrough && let Some(why) = responses::stateful(&body) {
                 return Err(bad(why));
+            }
+            if let ResponsesPath::PassThrough {
+                several: Some(upstreams),
+            } = &path
+                && let Some(field) = responses::stored_state(&body)
+            {
+                return Err(bad(format!(
+                    "{field} needs state stored in one provider account, and model {:?} is served by several upstreams ({upstreams}), where a failover or the load balancing would lose it: route stateful Responses requests to a model whose targets are one upstream provider, or send the whole conversation as `input` items with `store: false`",
+                    shown_model(&model)
+                )));
             }
             let hub = match responses::request(&body) {
                 Ok(hub) => hub,
@@ -290,7 +328,7 @@ mod tests {
 
     fn err(body: &str) -> String {
         check(ClientApi::OpenAI, body.as_bytes())
-            .and_then(|c| to_hub(ClientApi::OpenAI, c, false))
+            .and_then(|c| to_hub(ClientApi::OpenAI, c, ResponsesPath::Translate))
             .err()
             .unwrap()
             .message
@@ -319,9 +357,63 @@ mod tests {
         let body = r#"{"model":"chat","messages":[{"role":"developer","content":"x"},{"role":"user","content":"y"}],
             "stream":true,"stream_options":{"include_usage":true}}"#;
         let p = check(ClientApi::OpenAI, body.as_bytes())
-            .and_then(|c| to_hub(ClientApi::OpenAI, c, false))
+            .and_then(|c| to_hub(ClientApi::OpenAI, c, ResponsesPath::Translate))
             .unwrap();
         assert_eq!(p.model, "chat");
         assert!(p.stream && p.wants_usage);
+    }
+
+    fn responses(body: serde_json::Value, path: ResponsesPath) -> Result<ParsedRequest, String> {
+        check(ClientApi::Responses, body.to_string().as_bytes())
+            .and_then(|c| to_hub(ClientApi::Responses, c, path))
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn stored_state_passes_through_only_to_one_upstream() {
+        let one = || ResponsesPath::PassThrough { several: None };
+        let several = || ResponsesPath::PassThrough {
+            several: Some("p/a, p/b".into()),
+        };
+        let followup =
+            serde_json::json!({"model": "m", "input": "more", "previous_response_id": "resp_1"});
+        assert!(responses(followup.clone(), one()).unwrap().passthrough);
+        let why = responses(followup.clone(), several()).err().unwrap();
+        assert!(why.contains("`previous_response_id`"), "{why}");
+        assert!(why.contains("several upstreams (p/a, p/b)"), "{why}");
+        assert!(
+            responses(followup, ResponsesPath::Translate)
+                .err()
+                .unwrap()
+                .contains("statelessly")
+        );
+        for stateful in [
+            serde_json::json!({"model": "m", "input": "x", "store": true}),
+            serde_json::json!({"model": "m", "input": "x", "conversation": "conv_1"}),
+            serde_json::json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+        ] {
+            assert!(responses(stateful.clone(), one()).is_ok(), "{stateful}");
+            assert!(
+                responses(stateful.clone(), several()).is_err(),
+                "{stateful}"
+            );
+        }
+        // Stateless requests, built-in tools included, pass through to several upstreams.
+        let stateless = serde_json::json!({"model": "m", "input": "x", "store": false,
+            "tools": [{"type": "web_search"}]});
+        assert!(responses(stateless, several()).unwrap().passthrough);
+    }
+
+    #[test]
+    fn background_is_refused_even_when_passed_through() {
+        let body = serde_json::json!({"model": "m", "input": "x", "background": true});
+        for path in [
+            ResponsesPath::Translate,
+            ResponsesPath::PassThrough { several: None },
+        ] {
+            let why = responses(body.clone(), path).err().unwrap();
+            assert!(why.contains("`background: true`"), "{why}");
+            assert!(why.contains("does not proxy"), "{why}");
+        }
     }
 }
