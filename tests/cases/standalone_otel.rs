@@ -1,8 +1,9 @@
 //! OpenTelemetry export (docs/reference/observability.md): the real sidecar process, with
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at an OTLP/HTTP receiver in this test, sends a
 //! SERVER span per request that continues the client's `traceparent`, a CLIENT span per attempt
-//! with the GenAI attributes (the failed one with `error.type`), and the GenAI metrics; the
-//! prompt's text is in none of it. The sidecar's `switchyard_*` families are tested elsewhere.
+//! with the GenAI attributes (the failed one with `error.type`), and the GenAI metrics with
+//! their attributes, for chat and embeddings; a refused request is not an ERROR span and an
+//! estimated usage is flagged, not exported as the provider's; the prompt's text is in none of it. The sidecar's `switchyard_*` families are tested elsewhere.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -244,6 +245,37 @@ fn metric_names(received: &Received) -> Vec<String> {
         .collect()
 }
 
+/// The attributes of every exported data point of histogram `name`.
+fn metric_points(received: &Received, name: &str) -> Vec<HashMap<String, String>> {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let received = received.lock().unwrap();
+    received
+        .iter()
+        .filter(|(path, _)| path == "/v1/metrics")
+        .flat_map(|(_, body)| {
+            let request = ExportMetricsServiceRequest::decode(body.as_ref()).expect("OTLP metrics");
+            request
+                .resource_metrics
+                .into_iter()
+                .flat_map(|r| r.scope_metrics)
+                .flat_map(|s| s.metrics)
+                .filter(|m| m.name == name)
+                .flat_map(|m| match m.data {
+                    Some(Data::Histogram(h)) => h.data_points,
+                    other => panic!("{name} is not a histogram: {other:?}"),
+                })
+                .map(|point| {
+                    point
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.clone(), show(kv)))
+                        .collect()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn attributes(span: &Span) -> HashMap<String, String> {
     span.attributes
         .iter()
@@ -437,6 +469,151 @@ async fn spans_and_genai_metrics_for_a_failover_and_a_stream() {
     assert_eq!(resource["service.name"], "otel-test");
     assert_eq!(resource["k8s.namespace.name"], "testns");
 
+    sidecar.stop().await;
+}
+
+/// A refused request, a stream whose usage the sidecar had to estimate, an embeddings request,
+/// and the three GenAI metrics with their attributes (review findings 7, 15, 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_estimates_embeddings_and_the_genai_metric_attributes() {
+    let (otlp, received) = receiver().await;
+    let a = MockProvider::start("a").await.expect("mock a");
+    let embedding_model = "  - {name: text-embedding-3-small, type: Embedding, \
+        inputPerMillion: \"0.02\", outputPerMillion: \"0\"}";
+    let yaml = pool(&[("a", &a.base_url(), "m-a")], embedding_model, "")
+        + &route("r", "chat", &[("a", "m-a")], "failover: {maxAttempts: 1}")
+        + &route("e", "embed", &[("a", "text-embedding-3-small")], "");
+    let (sidecar, base) = start_sidecar(&yaml, otlp).await;
+    let chat = format!("{base}/v1/chat/completions");
+
+    // A refused request (no such model) in the client's trace.
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let unknown = json!({"model": "nope", "messages": [{"role": "user", "content": PROMPT}]});
+    let (status, _) = post(&chat, &unknown, &[("traceparent", &traceparent)]).await;
+    assert_eq!(status, 404);
+
+    // A stream that breaks after content, before the provider reported usage.
+    a.push_faults([Fault::ErrorMidStream { after_chunks: 2 }]);
+    let stream = json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": PROMPT}]});
+    let (status, _) = post(&chat, &stream, &[]).await;
+    assert_eq!(status, 200, "committed before the break");
+
+    // A whole stream (time to first token) and an embeddings request.
+    let (status, _) = post(&chat, &stream, &[]).await;
+    assert_eq!(status, 200);
+    let embed = json!({"model": "embed", "input": ["a", "b"]});
+    let (status, answer) = post(&format!("{base}/v1/embeddings"), &embed, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+
+    const METRICS: [&str; 3] = [
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.duration",
+        "gen_ai.server.time_to_first_token",
+    ];
+    let exported = eventually(Duration::from_secs(10), || {
+        let received = received.clone();
+        async move {
+            let servers = spans(&received)
+                .iter()
+                .filter(|s| s.kind == SpanKind::Server as i32)
+                .count();
+            servers >= 4
+                && METRICS
+                    .iter()
+                    .all(|name| metric_names(&received).iter().any(|m| m == name))
+                && metric_points(&received, METRICS[1])
+                    .iter()
+                    .any(|p| p["gen_ai.operation.name"] == "embeddings")
+        }
+    })
+    .await;
+    let all = spans(&received);
+    assert!(exported, "4 request spans and 3 metrics in 10 s: {all:#?}");
+    let server = |pred: &dyn Fn(&Span) -> bool| -> Vec<&Span> {
+        all.iter()
+            .filter(|s| s.kind == SpanKind::Server as i32 && pred(s))
+            .collect()
+    };
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+    let code = |span: &Span| span.status.as_ref().map_or(0, |s| s.code);
+
+    // The refusal joins the client's trace; a 4xx is the client's, not an ERROR span.
+    let refused = server(&|s| hex(&s.trace_id) == CLIENT_TRACE);
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    let attrs = attributes(refused[0]);
+    assert_eq!(attrs["http.response.status_code"], "404");
+    assert_eq!(attrs["error.type"], "Rejected");
+    assert_ne!(code(refused[0]), StatusCode::Error as i32, "{refused:#?}");
+
+    // The broken stream: an ERROR request span; its attempt flags the estimate and exports
+    // no gen_ai.usage.* (the provider never said).
+    let broken =
+        server(&|s| attributes(s).get("error.type").map(String::as_str) == Some("StreamError"));
+    assert_eq!(broken.len(), 1, "{all:#?}");
+    assert_eq!(code(broken[0]), StatusCode::Error as i32);
+    let attempt = all
+        .iter()
+        .find(|s| s.parent_span_id == broken[0].span_id)
+        .expect("the broken stream's attempt");
+    let attempt = attributes(attempt);
+    assert_eq!(
+        attempt["switchyard.usage_estimated"], "true",
+        "{attempt:#?}"
+    );
+    assert!(
+        !attempt.keys().any(|k| k.starts_with("gen_ai.usage")),
+        "{attempt:#?}"
+    );
+
+    // The embeddings request: operation embeddings, on both spans.
+    let embedded = server(&|s| attributes(s)["gen_ai.operation.name"] == "embeddings");
+    assert_eq!(embedded.len(), 1, "{all:#?}");
+    assert_eq!(embedded[0].name, "embeddings embed");
+    assert_eq!(attributes(embedded[0])["gen_ai.request.model"], "embed");
+    let child = all
+        .iter()
+        .find(|s| s.parent_span_id == embedded[0].span_id)
+        .expect("the embeddings attempt");
+    assert_eq!(child.name, "embeddings text-embedding-3-small");
+    assert_eq!(attributes(child)["gen_ai.operation.name"], "embeddings");
+
+    // The metrics, with their attributes.
+    let usage = metric_points(&received, METRICS[0]);
+    let types: std::collections::BTreeSet<&str> = usage
+        .iter()
+        .map(|p| p["gen_ai.token.type"].as_str())
+        .collect();
+    assert_eq!(types, ["input", "output"].into(), "{usage:#?}");
+    for point in &usage {
+        assert_eq!(point["gen_ai.provider.name"], "openai", "{point:#?}");
+        assert!(point.contains_key("switchyard.route"), "{point:#?}");
+        assert!(!point.contains_key("error.type"), "{point:#?}");
+    }
+    let durations = metric_points(&received, METRICS[1]);
+    assert!(
+        durations
+            .iter()
+            .any(|p| p.get("error.type").map(String::as_str) == Some("StreamError")),
+        "{durations:#?}"
+    );
+    assert!(
+        durations
+            .iter()
+            .any(|p| p["gen_ai.operation.name"] == "embeddings"
+                && p["gen_ai.request.model"] == "text-embedding-3-small"),
+        "{durations:#?}"
+    );
+    let ttft = metric_points(&received, METRICS[2]);
+    assert!(
+        ttft.iter().all(|p| p["gen_ai.operation.name"] == "chat"
+            && p["gen_ai.request.model"] == "m-a"
+            && p["switchyard.route"] == "r"),
+        "{ttft:#?}"
+    );
+    for (path, body) in received.lock().unwrap().iter() {
+        assert!(!String::from_utf8_lossy(body).contains(PROMPT), "{path}");
+    }
     sidecar.stop().await;
 }
 

@@ -208,7 +208,19 @@ impl RequestCtx {
     /// Charges an answered attempt's usage: to the target's token limit, to the budgets that
     /// count it and to the token and cost metrics. Returns what it cost, for the log line.
     pub fn charge(&mut self, target: &TargetRt, usage: Option<Usage>) -> Spend {
-        let spend = usage.map(|u| Spend::price(u, target)).unwrap_or_default();
+        self.charge_with(target, usage, false)
+    }
+
+    /// [`RequestCtx::charge`], `estimated` when the provider reported no usage and `usage` is
+    /// the sidecar's estimate (charged all the same; traced as an estimate).
+    pub fn charge_with(
+        &mut self,
+        target: &TargetRt,
+        usage: Option<Usage>,
+        estimated: bool,
+    ) -> Spend {
+        let mut spend = usage.map(|u| Spend::price(u, target)).unwrap_or_default();
+        spend.estimated = estimated;
         let tokens = spend.usage.input + spend.usage.output;
         target.upstream.limits.charge_tokens(tokens, Instant::now());
         if !self.budgets.is_empty() || !target.budgets.is_empty() {
@@ -227,7 +239,7 @@ impl RequestCtx {
         }
         self.record_spend(target, &spend);
         if let (Some(trace), Some(usage)) = (&mut self.trace, usage) {
-            trace.usage(usage);
+            trace.usage(usage, estimated);
         }
         spend
     }
@@ -366,6 +378,7 @@ impl RequestCtx {
                 status: ending.status,
                 error: (ending.outcome != Outcome::Success).then(|| ending.outcome.label()),
                 usage: spend.usage,
+                usage_estimated: spend.estimated,
                 cost_usd: spend.cost_usd,
             });
         }

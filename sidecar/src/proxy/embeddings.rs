@@ -189,8 +189,7 @@ pub(super) async fn attempt(
         .health
         .record_success(started.elapsed(), Instant::now());
     drop(probe);
-    let mut spend = ctx.charge(target, Some(embedded.usage));
-    spend.estimated = embedded.estimated;
+    let spend = ctx.charge_with(target, Some(embedded.usage), embedded.estimated);
     ctx.record_attempt(target, "Success");
     drop(permit);
     Ok(Answer::Whole {

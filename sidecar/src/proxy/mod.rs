@@ -179,12 +179,13 @@ impl Proxy {
         ctx: &mut RequestCtx,
         request: Request<Incoming>,
     ) -> Result<(Arc<Snapshot>, http::request::Parts, bytes::Bytes), ClientError> {
+        // The trace first: a request refused for want of a table still joins the client's.
+        let (parts, body) = request.into_parts();
+        ctx.received(&parts);
         let Some(snapshot) = self.runtime.snapshot() else {
             return Err(no_config());
         };
         ctx.workload = snapshot.workload.clone();
-        let (parts, body) = request.into_parts();
-        ctx.received(&parts);
         let bytes = self.read_body(&parts.headers, body).await?;
         ctx.request_bytes = bytes.len();
         Ok((snapshot, parts, bytes))

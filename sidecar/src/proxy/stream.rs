@@ -380,8 +380,7 @@ impl Forward {
         let usage = self
             .usage
             .or_else(|| Some(estimate(&self.ctx, self.forwarded)));
-        let mut spend = self.ctx.charge(target, usage);
-        spend.estimated = self.usage.is_none();
+        let spend = self.ctx.charge_with(target, usage, self.usage.is_none());
         match end {
             End::Complete => {
                 let last = self.encoder.done();

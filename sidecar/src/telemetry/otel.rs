@@ -383,6 +383,8 @@ struct AttemptTrace {
     span: Option<Span>,
     started: tokio::time::Instant,
     usage: Option<Usage>,
+    /// `usage` is the sidecar's estimate (the provider reported none).
+    estimated: bool,
 }
 
 /// How a request ended, as the request span shows it.
@@ -396,6 +398,8 @@ pub struct RequestEnd<'a> {
     /// `None` for a success; else the outcome label (`Failed` classes, `Rejected`, ...).
     pub error: Option<&'a str>,
     pub usage: Usage,
+    /// `usage` is the sidecar's estimate: not exported as `gen_ai.usage.*`.
+    pub usage_estimated: bool,
     pub cost_usd: f64,
 }
 
@@ -452,6 +456,7 @@ impl RequestTrace {
             span,
             started: tokio::time::Instant::now(),
             usage: None,
+            estimated: false,
         });
     }
 
@@ -466,10 +471,14 @@ impl RequestTrace {
         }
     }
 
-    /// The attempt in flight was answered with `usage`.
-    pub fn usage(&mut self, usage: Usage) {
+    /// The attempt in flight was answered with `usage`; `estimated` when the provider reported
+    /// none and the sidecar counted it (a cut stream): an estimate is not the provider's count,
+    /// so it goes into no `gen_ai.usage.*` attribute nor `gen_ai.client.token.usage`, and the
+    /// span says `switchyard.usage_estimated=true` instead.
+    pub fn usage(&mut self, usage: Usage, estimated: bool) {
         if let Some(attempt) = &mut self.attempt {
             attempt.usage = Some(usage);
+            attempt.estimated = estimated;
         }
     }
 
@@ -481,17 +490,21 @@ impl RequestTrace {
         };
         let error = (outcome != "Success").then_some(outcome);
         let mut attributes = target_attributes(self.operation, &target.target.model, target);
+        // A provider's count; an estimate is only flagged.
+        let reported = attempt.usage.filter(|_| !attempt.estimated);
         if let Some(span) = attempt.span {
             let mut span = span;
-            if let Some(usage) = attempt.usage {
+            if let Some(usage) = reported {
                 attributes.push(KeyValue::new(
                     "gen_ai.usage.input_tokens",
-                    usage.input as i64,
+                    saturating_i64(usage.input),
                 ));
                 attributes.push(KeyValue::new(
                     "gen_ai.usage.output_tokens",
-                    usage.output as i64,
+                    saturating_i64(usage.output),
                 ));
+            } else if attempt.usage.is_some() {
+                span.set_attribute(KeyValue::new("switchyard.usage_estimated", true));
             }
             if let Some(error) = error {
                 attributes.push(KeyValue::new("error.type", error.to_string()));
@@ -508,7 +521,7 @@ impl RequestTrace {
         if let Some(route) = route {
             attributes.push(KeyValue::new("switchyard.route", route.to_string()));
         }
-        if let Some(usage) = attempt.usage {
+        if let Some(usage) = reported {
             for (kind, n) in [("input", usage.input), ("output", usage.output)] {
                 let mut with_type = attributes.clone();
                 with_type.push(KeyValue::new("gen_ai.token.type", kind));
@@ -566,21 +579,38 @@ impl RequestTrace {
             ]);
         }
         if end.error.is_none() && end.target.is_some() {
-            attributes.extend([
-                KeyValue::new("gen_ai.usage.input_tokens", end.usage.input as i64),
-                KeyValue::new("gen_ai.usage.output_tokens", end.usage.output as i64),
-                KeyValue::new("switchyard.cost_usd", end.cost_usd),
-            ]);
+            if end.usage_estimated {
+                attributes.push(KeyValue::new("switchyard.usage_estimated", true));
+            } else {
+                attributes.extend([
+                    KeyValue::new("gen_ai.usage.input_tokens", saturating_i64(end.usage.input)),
+                    KeyValue::new(
+                        "gen_ai.usage.output_tokens",
+                        saturating_i64(end.usage.output),
+                    ),
+                ]);
+            }
+            attributes.push(KeyValue::new("switchyard.cost_usd", end.cost_usd));
         }
         if let Some(error) = end.error {
             attributes.push(KeyValue::new("error.type", error.to_string()));
-            span.set_status(Status::error(error.to_string()));
+            // A SERVER span is an error when the sidecar failed the request (HTTP semantic
+            // conventions: 5xx) or a committed stream broke; a refused request (4xx, a
+            // cancelled one's 499) is the client's, and keeps its outcome in error.type only.
+            if end.status >= 500 || error == "StreamError" {
+                span.set_status(Status::error(error.to_string()));
+            }
         }
         for attribute in attributes {
             span.set_attribute(attribute);
         }
         span.end_with_timestamp(SystemTime::now());
     }
+}
+
+/// A token count as an OTel integer (i64), saturating rather than wrapping.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// `{operation} {model}`, or the operation alone before a model is known.
