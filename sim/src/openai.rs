@@ -346,7 +346,11 @@ fn responses_answer(request: &Recorded, behavior: &Behavior, ending: Ending) -> 
     let answer = responses::Answer::new(request, behavior, since_epoch.map_or(0, |d| d.as_secs()));
     if request.is_stream() {
         let (events, counted) = answer.events();
-        let error = || responses::Answer::error_event(SERVER_ERROR);
+        let sent = match ending {
+            Ending::Error(n) => n.min(counted),
+            _ => 0,
+        };
+        let error = || answer.failed_event(sent, SERVER_ERROR);
         let delay = behavior.chunk_delay;
         return server::event_stream(EVENT_STREAM, events, counted, ending, error, delay);
     }

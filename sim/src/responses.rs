@@ -324,10 +324,15 @@ impl Answer {
         (events, counted)
     }
 
-    /// The `error` event a failing stream ends with.
-    pub(super) fn error_event(message: &str) -> Bytes {
-        let data = json!({"type": "error", "code": "server_error", "message": message, "param": null, "sequence_number": 0});
-        Bytes::from(format!("event: error\ndata: {data}\n\n"))
+    /// The event a stream failing after `sent` events ends with, as OpenAI ends one:
+    /// `response.failed`, its Response `failed` with `error`, numbered after the events sent.
+    pub(super) fn failed_event(&self, sent: usize, message: &str) -> Bytes {
+        let mut response = self.response(false);
+        response["status"] = json!("failed");
+        response["error"] = json!({"code": "server_error", "message": message});
+        let data =
+            json!({"type": "response.failed", "response": response, "sequence_number": sent});
+        Bytes::from(format!("event: response.failed\ndata: {data}\n\n"))
     }
 }
 

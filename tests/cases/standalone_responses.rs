@@ -133,6 +133,59 @@ fn typed_events(reply: &Reply) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// What the SDKs' stream accumulators rely on: `sequence_number`s from 0 without a gap, each item
+/// added once at the next `output_index` with an id of its own, every delta and `.done` naming an
+/// added, not yet done item by its `item_id` and `output_index`, each item done once with the id
+/// (and `call_id`) it was added with, and the final Response's `output` being the items as done.
+/// Returns the final Response.
+fn check_stream(events: &[(String, Value)]) -> Value {
+    let mut added: Vec<Value> = Vec::new();
+    let mut done: Vec<Option<Value>> = Vec::new();
+    let mut last = None;
+    for (n, (name, data)) in events.iter().enumerate() {
+        assert_eq!(data["sequence_number"], n as u64, "{name}");
+        assert!(last.is_none(), "{name} after the end");
+        match name.as_str() {
+            "response.output_item.added" => {
+                assert_eq!(data["output_index"], added.len() as u64, "{data}");
+                let id = &data["item"]["id"];
+                assert!(added.iter().all(|a| &a["id"] != id), "id {id} reused");
+                added.push(data["item"].clone());
+                done.push(None);
+            }
+            "response.output_item.done" => {
+                let at = data["output_index"].as_u64().expect("output_index") as usize;
+                assert_eq!(added[at]["id"], data["item"]["id"], "{data}");
+                assert_eq!(added[at]["call_id"], data["item"]["call_id"], "{data}");
+                assert!(done[at].is_none(), "item {at} done twice");
+                done[at] = Some(data["item"].clone());
+            }
+            "response.completed" | "response.incomplete" | "response.failed" => {
+                last = Some(data["response"].clone());
+            }
+            kind if kind.ends_with(".delta") || kind.ends_with(".done") => {
+                let at = data["output_index"].as_u64().expect("output_index") as usize;
+                assert_eq!(added[at]["id"], data["item_id"], "{name}: {data}");
+                assert!(done[at].is_none(), "{name} after its item's done");
+            }
+            _ => {}
+        }
+    }
+    let last = last.expect("an end event");
+    if last["status"] != "failed" {
+        let done: Vec<Value> = done
+            .into_iter()
+            .map(|d| d.expect("every item done"))
+            .collect();
+        assert_eq!(
+            last["output"],
+            Value::Array(done),
+            "final output = the items done"
+        );
+    }
+    last
+}
+
 fn assert_openai_error(reply: &Reply, status: u16, needle: &str) {
     assert_eq!(reply.status, status, "{:?}", reply.body);
     let error = &reply.json()["error"];
@@ -224,9 +277,7 @@ async fn streams_are_the_typed_events_in_order_through_every_upstream_api() {
             ],
             "{model}"
         );
-        for (n, (_, data)) in events.iter().enumerate() {
-            assert_eq!(data["sequence_number"], n as u64, "{model}");
-        }
+        check_stream(&events);
         let deltas: String = events
             .iter()
             .filter(|(n, _)| n == "response.output_text.delta")
@@ -298,6 +349,37 @@ async fn a_tool_round_trip_works_through_every_upstream_api() {
     let gemini = s.g.last_request().unwrap();
     let response = &gemini.body["contents"][2]["parts"][0]["functionResponse"];
     assert_eq!(response["name"], "get_weather");
+    for model in ROUTES {
+        let ask = json!({"role": "user", "content": "Weather in Paris?"});
+        // The same call streamed: one item, its arguments whole, the same as unstreamed.
+        let streamed =
+            s.h.post(
+                PATH,
+                &json!({"model": model, "input": [ask], "tools": tools, "stream": true}),
+            )
+            .await;
+        assert_eq!(streamed.status, 200, "{model}: {:?}", streamed.body);
+        let events = typed_events(&streamed);
+        let response = check_stream(&events);
+        let calls: Vec<&Value> = response["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["type"] == "function_call")
+            .collect();
+        assert_eq!(calls.len(), 1, "{model}: {response}");
+        assert_eq!(calls[0]["name"], "get_weather", "{model}");
+        assert_eq!(calls[0]["status"], "completed", "{model}");
+        let arguments: Value =
+            serde_json::from_str(calls[0]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(arguments, json!({"location": "Paris"}), "{model}");
+        let deltas: String = events
+            .iter()
+            .filter(|(n, _)| n == "response.function_call_arguments.delta")
+            .map(|(_, d)| d["delta"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(deltas, calls[0]["arguments"].as_str().unwrap(), "{model}");
+    }
     s.h.stop().await;
 }
 
@@ -365,6 +447,45 @@ async fn a_stream_broken_after_the_commit_ends_with_response_failed() {
     assert!(last["response"]["error"]["message"].is_string(), "{last}");
     assert_eq!(last["sequence_number"], events.len() as u64 - 1);
     assert!(!events.iter().any(|(n, _)| n == "response.completed"));
+    check_stream(&events);
+    s.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_through_stream_failing_after_the_commit_ends_as_the_provider_or_sidecar_says() {
+    let s = setup().await;
+    // The provider's own response.failed reaches the client as it sent it, and nothing after.
+    s.p.push_faults([Fault::ErrorMidStream { after_chunks: 4 }]);
+    let body = json!({"model": "pass", "input": "Say hi", "stream": true});
+    let reply = s.h.post(PATH, &body).await;
+    assert_eq!(reply.status, 200);
+    let events = typed_events(&reply);
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "response.failed", "{events:?}");
+    assert_eq!(last["response"]["error"]["code"], "server_error");
+    assert_eq!(last["response"]["id"], events[0].1["response"]["id"]);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(n, _)| n == "error" || n == "response.failed")
+            .count(),
+        1,
+        "{events:?}"
+    );
+    check_stream(&events);
+    // A stream the provider cuts short gets the sidecar's error event, numbered after its own.
+    s.p.push_faults([Fault::TruncateStream { after_chunks: 4 }]);
+    let reply = s.h.post(PATH, &body).await;
+    assert_eq!(reply.status, 200);
+    let events = typed_events(&reply);
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "error", "{events:?}");
+    assert_eq!(
+        last["sequence_number"],
+        events.len() as u64 - 1,
+        "{events:?}"
+    );
+    assert_eq!(events.len(), 5, "{events:?}");
     s.h.stop().await;
 }
 

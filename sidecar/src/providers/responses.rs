@@ -1,6 +1,6 @@
 //! OpenAI's Responses API upstream (`POST {baseUrl}/responses`), for routes whose targets all
 //! declare `responsesApi: true` (docs/reference/api.md#responses): the client's body goes as it
-//! is but for `model` (and `stream`, which every request sets, as for chat), and the provider's
+//! is but for `model` (and `stream`, set as the client asked), and the provider's answer or
 //! events come back as they are, read only for the commit point, usage and errors.
 
 use bytes::Bytes;
@@ -85,10 +85,15 @@ pub fn parse_response(body: Bytes) -> Result<Completion, AttemptError> {
 }
 
 /// Reads a Responses event stream for the commit point (the first output item), usage (on the
-/// final event) and errors (an `error` event, or `response.failed`, which fail over before the
-/// commit), forwarding every event as it came.
+/// final event) and errors (an `error` event, or `response.failed`), forwarding every event as it
+/// came. Before the commit an error fails over; after it the provider's own failure event goes
+/// to the client as it is (its Response holds the output so far, its `sequence_number` continues
+/// the stream's), then the attempt fails.
 #[derive(Default)]
-pub struct Decoder;
+pub struct Decoder {
+    /// A committing event was forwarded.
+    committed: bool,
+}
 
 impl StreamDecoder for Decoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>) {
@@ -97,15 +102,19 @@ impl StreamDecoder for Decoder {
             Err(e) => return out.push(Chunk::Error(malformed(&e))),
         };
         let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
-        match kind {
-            "error" => {
-                return out.push(Chunk::Error(failure::classify_stream_error(&data)));
-            }
-            "response.failed" => {
-                let error = data.pointer("/response/error").unwrap_or(&data);
-                return out.push(Chunk::Error(failure::classify_stream_error(error)));
-            }
-            _ => {}
+        let failed = match kind {
+            "error" => Some(failure::classify_stream_error(&data)),
+            // Only the error object is classified: the Response around it holds model output,
+            // whose words must not pick the failure class.
+            "response.failed" => Some(failure::classify_stream_error(
+                data.pointer("/response/error").unwrap_or(&Value::Null),
+            )),
+            _ => None,
+        };
+        if let Some(error) = &failed
+            && !self.committed
+        {
+            return out.push(Chunk::Error(error.clone()));
         }
         let ends = matches!(kind, "response.completed" | "response.incomplete");
         let usage = ends.then(|| data.get("response").and_then(usage)).flatten();
@@ -122,12 +131,15 @@ impl StreamDecoder for Decoder {
             kind,
             "response.created" | "response.in_progress" | "response.queued"
         );
+        self.committed |= commits;
         out.push(Chunk::Raw {
             frame: Bytes::from(frame),
             commits,
             usage,
         });
-        if ends {
+        if let Some(error) = failed {
+            out.push(Chunk::Error(error));
+        } else if ends {
             out.push(Chunk::Done);
         }
     }
@@ -138,7 +150,7 @@ mod tests {
     use super::*;
 
     fn decode(lines: &[(&str, Value)]) -> Vec<Chunk> {
-        let mut decoder = Decoder;
+        let mut decoder = Decoder::default();
         let mut out = Vec::new();
         for (name, data) in lines {
             let event = SseEvent {
@@ -218,5 +230,44 @@ mod tests {
         let completion = parse_response(body).expect("a Response");
         assert_eq!(completion.usage.map(|u| u.output), Some(1));
         assert!(parse_response(Bytes::from_static(br#"{"object":"chat.completion"}"#)).is_err());
+    }
+
+    #[test]
+    fn a_failure_after_the_commit_is_forwarded_as_the_provider_sent_it() {
+        let failed = serde_json::json!({"type": "response.failed", "sequence_number": 3,
+            "response": {"status": "failed", "output": [{"type": "message", "content": [
+                {"type": "output_text", "text": "rate limit exceeded, please retry"}]}],
+            "error": {"code": "server_error", "message": "boom"}}});
+        let chunks = decode(&[
+            (
+                "response.created",
+                serde_json::json!({"type": "response.created", "sequence_number": 0}),
+            ),
+            (
+                "response.output_item.added",
+                serde_json::json!({"type": "response.output_item.added", "sequence_number": 1}),
+            ),
+            ("response.failed", failed.clone()),
+        ]);
+        assert_eq!(chunks.len(), 4, "{chunks:?}");
+        let Chunk::Raw { frame, .. } = &chunks[2] else {
+            panic!("the provider's event, forwarded: {chunks:?}")
+        };
+        let expected = format!("event: response.failed\ndata: {failed}\n\n");
+        assert_eq!(frame.as_ref(), expected.as_bytes());
+        // Classified by the error object, not by the output's words ("rate limit").
+        assert!(
+            matches!(&chunks[3], Chunk::Error(e) if e.class == FailureClass::ServerError),
+            "{chunks:?}"
+        );
+        let unclassified = decode(&[(
+            "response.failed",
+            serde_json::json!({"type": "response.failed", "response": {"output": [
+                {"type": "message", "content": [{"type": "output_text", "text": "rate limit"}]}]}}),
+        )]);
+        assert!(
+            matches!(&unclassified[..], [Chunk::Error(e)] if e.class != FailureClass::RateLimited),
+            "{unclassified:?}"
+        );
     }
 }

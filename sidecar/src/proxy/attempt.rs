@@ -269,7 +269,7 @@ async fn attempt(
         idle: Duration::from_millis(timeouts.idle),
     };
     let decoder: Box<dyn providers::StreamDecoder> = if request.passthrough {
-        Box::new(providers::responses::Decoder)
+        Box::new(providers::responses::Decoder::default())
     } else {
         provider.stream_decoder(ctx.client_api)
     };

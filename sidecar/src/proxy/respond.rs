@@ -107,8 +107,8 @@ pub fn stream_failure(encoder: &mut ClientEncoder, api: ClientApi, error: &Clien
 }
 
 /// The one event that ends a committed stream after a failure: never a hang, never a clean end.
-/// A Responses stream passed through gets the API's `error` event (its sequence numbers are the
-/// provider's, so this one carries 0).
+/// A Responses stream gets the API's `error` event; this one carries `sequence_number` 0, for a
+/// stream that has shown none ([`ClientEncoder::failed`] continues a passed-through stream's).
 pub fn stream_error_event(api: ClientApi, error: &ClientError) -> Bytes {
     if api == ClientApi::Responses {
         let data = json!({"type": "error", "code": error.code, "message": error.message,
