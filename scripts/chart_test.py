@@ -21,6 +21,7 @@ import pathlib
 import re
 import sys
 import time
+import urllib.parse
 from typing import Any
 
 import helm_python as helm
@@ -115,7 +116,7 @@ CASES: list[tuple[str, str, str, dict[str, Any]]] = [
                     "endpoint": "http://otel-collector.observability:4317",
                     "protocol": "grpc",
                     "serviceName": "llm-sidecar",
-                    "resourceAttributes": {"deployment.environment": "prod", "team": "a"},
+                    "resourceAttributes": {"deployment.environment": "prod east", "team": "a,b=c+d%"},
                     "propagateUpstream": True,
                 },
                 "extraEnv": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
@@ -188,6 +189,9 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("otel protocol http/json (not built)", {"sidecar": {"otel": {"protocol": "http/json"}}}),
     ("otel endpoint without a scheme", {"sidecar": {"otel": {"endpoint": "collector:4318"}}}),
     ("operator otel protocol typo", {"operator": {"otel": {"protocol": "gRPC"}}}),
+    ("sidecar otel https over grpc (no TLS)", {"sidecar": {"otel": {"endpoint": "https://c:4317", "protocol": "grpc"}}}),
+    ("operator otel https over grpc (no TLS)", {"operator": {"otel": {"endpoint": "https://c:4317", "protocol": "grpc"}}}),
+    ("resourceAttributes key with a comma", {"sidecar": {"otel": {"resourceAttributes": {"a,b": "x"}}}}),
     ("extraEnv name with a space", {"sidecar": {"extraEnv": {"MY VAR": "x"}}}),
     ("grafana.dashboard.enabled as a string", {"grafana": {"dashboard": {"enabled": "yes"}}}),
 ]
@@ -284,7 +288,10 @@ def sidecar_env(sidecar: dict[str, Any]) -> dict[str, str]:
         if otel.get("serviceName"):
             env["OTEL_SERVICE_NAME"] = otel["serviceName"]
         if otel.get("resourceAttributes"):
-            env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(f"{k}={v}" for k, v in sorted(otel["resourceAttributes"].items()))
+            # Values percent-encoded as Go's url.QueryEscape does, with %20 for a space.
+            env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(
+                f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in sorted(otel["resourceAttributes"].items())
+            )
         if otel.get("propagateUpstream"):
             env["SWITCHYARD_OTEL_PROPAGATE_UPSTREAM"] = "true"
     env.update({k: str(v) for k, v in sidecar.get("extraEnv", {}).items()})

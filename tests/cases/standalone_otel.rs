@@ -160,7 +160,11 @@ async fn start_sidecar(yaml: &str, otlp: SocketAddr) -> (Process, String) {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         .env("OTEL_SERVICE_NAME", "otel-test")
-        .env("OTEL_RESOURCE_ATTRIBUTES", "k8s.namespace.name=testns")
+        // Percent-encoded values, as the chart writes them.
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "k8s.namespace.name=testns,team=a%2Cb%20c",
+        )
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
         .env("SWITCHYARD_OTEL_PROPAGATE_UPSTREAM", "true")
@@ -468,6 +472,7 @@ async fn spans_and_genai_metrics_for_a_failover_and_a_stream() {
         .collect();
     assert_eq!(resource["service.name"], "otel-test");
     assert_eq!(resource["k8s.namespace.name"], "testns");
+    assert_eq!(resource["team"], "a,b c", "values are percent-decoded");
 
     sidecar.stop().await;
 }

@@ -101,7 +101,9 @@ settings of sidecar.otel, then sidecar.extraEnv. Empty when neither sets anythin
 {{- if .resourceAttributes -}}
 {{- $attrs := list -}}
 {{- range $k, $v := .resourceAttributes -}}
-{{- $attrs = append $attrs (printf "%s=%s" $k (toString $v)) -}}
+{{- /* Values percent-encoded (W3C Baggage, as the OTel specification says): a comma or an
+equals sign in a value would otherwise split it. urlquery writes a space as "+", a "+" as %2B. */ -}}
+{{- $attrs = append $attrs (printf "%s=%s" $k (toString $v | urlquery | replace "+" "%20")) -}}
 {{- end -}}
 {{- $_ := set $env "OTEL_RESOURCE_ATTRIBUTES" (join "," $attrs) -}}
 {{- end -}}

@@ -58,8 +58,11 @@ const TTFT_BUCKETS: [f64; 16] = [
 /// What the environment asks for; read once in `main`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Settings {
-    /// `OTEL_SERVICE_NAME`, when set (the SDK adds `OTEL_RESOURCE_ATTRIBUTES` itself).
+    /// `OTEL_SERVICE_NAME`, when set.
     pub service_name: Option<String>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, values percent-decoded as the specification says (the SDK
+    /// reads the variable too, but keeps `%20` as it is; these override its values).
+    pub resource_attributes: Vec<(String, String)>,
     /// Export spans, with this protocol.
     pub traces: Option<Protocol>,
     /// Export the GenAI metrics, with this protocol.
@@ -106,6 +109,9 @@ impl Settings {
         };
         Ok(Self {
             service_name: var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()),
+            resource_attributes: var("OTEL_RESOURCE_ATTRIBUTES")
+                .map(|v| resource_attributes(&v))
+                .unwrap_or_default(),
             traces: signal("traces")?,
             metrics: signal("metrics")?,
             propagate_upstream,
@@ -116,6 +122,18 @@ impl Settings {
     pub fn is_off(&self) -> bool {
         self.traces.is_none() && self.metrics.is_none()
     }
+}
+
+/// `key=value,...` with percent-encoded values (the W3C Baggage format the specification uses).
+fn resource_attributes(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .filter_map(|entry| entry.split_once('='))
+        .map(|(key, value)| {
+            let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8_lossy();
+            (key.trim().to_string(), value.into_owned())
+        })
+        .filter(|(key, _)| !key.is_empty())
+        .collect()
 }
 
 /// `grpc` or `http/protobuf` (the specification's default when unset), read from `variable`.
@@ -201,7 +219,15 @@ fn build(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildErr
         .service_name
         .clone()
         .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_string());
-    let resource = Resource::builder().with_service_name(service).build();
+    let resource = Resource::builder()
+        .with_attributes(
+            settings
+                .resource_attributes
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .with_service_name(service)
+        .build();
     let scope = InstrumentationScope::builder("switchyard-sidecar")
         .with_version(env!("CARGO_PKG_VERSION"))
         .build();
@@ -772,6 +798,26 @@ mod tests {
         assert!(message.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{message}");
         assert!(message.contains("invalid uri character"), "{message}");
         assert_eq!(redact_quoted("a 'b' c 'd"), "a '…' c '…'");
+    }
+
+    #[test]
+    fn resource_attribute_values_are_percent_decoded() {
+        let settings = Settings::from_env(
+            env(&[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "team=a%2Cb, deployment.environment=prod%20east,k8s.x=a=b,broken",
+            )]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.resource_attributes,
+            [
+                ("team".to_string(), "a,b".to_string()),
+                ("deployment.environment".into(), "prod east".into()),
+                ("k8s.x".into(), "a=b".into()),
+            ]
+        );
     }
 
     #[test]
