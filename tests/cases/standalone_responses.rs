@@ -605,3 +605,31 @@ async fn stored_state_passes_through_only_to_a_route_of_one_upstream() {
     assert_eq!(s.p.request_count() + s.q.request_count(), 1);
     s.h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_echo_the_requests_fields() {
+    let s = setup().await;
+    let echoed = json!({"instructions": "Be brief.", "temperature": 0.5, "top_p": 0.8,
+        "max_output_tokens": 50, "parallel_tool_calls": false, "metadata": {"team": "search"},
+        "tool_choice": "none", "tools": [{"type": "function", "name": "get_weather",
+            "parameters": {"type": "object", "properties": {}}}]});
+    for model in ROUTES {
+        for stream in [false, true] {
+            let mut body = echoed.clone();
+            body["model"] = json!(model);
+            body["input"] = json!("Say hi");
+            body["stream"] = json!(stream);
+            let reply = s.h.post(PATH, &body).await;
+            assert_eq!(reply.status, 200, "{model}: {:?}", reply.body);
+            let response = if stream {
+                check_stream(&typed_events(&reply))
+            } else {
+                reply.json()
+            };
+            for (key, value) in echoed.as_object().unwrap() {
+                assert_eq!(&response[key], value, "{model}, stream {stream}: {key}");
+            }
+        }
+    }
+    s.h.stop().await;
+}

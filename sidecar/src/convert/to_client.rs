@@ -79,6 +79,17 @@ impl ClientEncoder {
         }
     }
 
+    /// The encoder with the request fields a Responses client's Response echoes (no change for
+    /// the other formats).
+    pub fn echoing(self, echo: &responses::Echo) -> Self {
+        match self {
+            ClientEncoder::Responses(_) => {
+                ClientEncoder::Responses(responses_stream::StreamEncoder::new(echo.clone()))
+            }
+            other => other,
+        }
+    }
+
     /// The client's bytes for one chunk (possibly none).
     pub fn chunk(&mut self, json: &[u8], usage_only: bool) -> Vec<u8> {
         match self {
@@ -166,12 +177,15 @@ impl ClientEncoder {
     }
 }
 
-/// A whole hub answer (`chat.completion` JSON) in the client's format; malformed JSON is an
-/// error.
-pub fn whole(client: ClientApi, hub: &[u8]) -> Result<Bytes, String> {
+/// A whole hub answer (`chat.completion` JSON) in the client's format, a Response echoing
+/// `echo`; malformed JSON is an error.
+pub fn whole(client: ClientApi, hub: &[u8], echo: &responses::Echo) -> Result<Bytes, String> {
     let hub: Value =
         serde_json::from_slice(hub).map_err(|e| format!("assembled answer is not JSON: {e}"))?;
-    Ok(answer(client, &hub))
+    Ok(match client {
+        ClientApi::Responses => Bytes::from(responses::response(&hub, echo).to_string()),
+        _ => answer(client, &hub),
+    })
 }
 
 #[cfg(test)]

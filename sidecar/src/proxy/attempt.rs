@@ -274,12 +274,14 @@ async fn attempt(
         provider.stream_decoder(ctx.client_api)
     };
     if ctx.stream {
-        let response = stream::start(ctx, target, decoder, body, deadlines, permit, probe).await?;
+        let codec = (decoder, &request.echo);
+        let response = stream::start(ctx, target, codec, body, deadlines, permit, probe).await?;
         return Ok(Answer::Stream(response));
     }
 
     let whole = if call_streams {
-        stream::assemble(ctx.client_api, decoder, body, deadlines, MAX_ANSWER_BYTES).await?
+        let (api, limit) = (ctx.client_api, MAX_ANSWER_BYTES);
+        stream::assemble(api, decoder, body, deadlines, limit, &request.echo).await?
     } else {
         let bytes = read_limited(
             body,
@@ -404,6 +406,7 @@ mod tests {
             stream,
             wants_usage: false,
             passthrough: false,
+            echo: Default::default(),
         }
     }
 

@@ -44,6 +44,8 @@ pub struct ParsedRequest {
     /// A Responses API request that goes to the providers' own `/responses` unchanged but for
     /// `model` ([`responses_path`]).
     pub passthrough: bool,
+    /// What a translated Responses answer echoes of the request (empty for other formats).
+    pub echo: responses::Echo,
 }
 
 fn bad(message: impl Into<String>) -> ClientError {
@@ -186,6 +188,7 @@ pub fn to_hub(
                 stream,
                 wants_usage,
                 passthrough: false,
+                echo: responses::Echo::default(),
             })
         }
         ClientApi::Anthropic => {
@@ -198,6 +201,7 @@ pub fn to_hub(
                 stream,
                 wants_usage: true,
                 passthrough: false,
+                echo: responses::Echo::default(),
             })
         }
         ClientApi::Responses => {
@@ -231,6 +235,12 @@ pub fn to_hub(
                     hub
                 }
             };
+            // A passed-through answer is the provider's own, echo and all.
+            let echo = if passthrough {
+                responses::Echo::default()
+            } else {
+                responses::Echo::new(&body)
+            };
             // The encoder needs every usage chunk for the final `usage`.
             Ok(ParsedRequest {
                 hub,
@@ -239,6 +249,7 @@ pub fn to_hub(
                 stream,
                 wants_usage: true,
                 passthrough,
+                echo,
             })
         }
     }

@@ -26,6 +26,7 @@ use tokio::time::{Instant, timeout_at};
 use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientError};
 use crate::convert::assemble::Assembler;
+use crate::convert::responses::Echo;
 use crate::convert::sse::{SseEvent, SseParser};
 use crate::convert::to_client::{self, ClientEncoder};
 use crate::convert::{ClientApi, Usage};
@@ -218,6 +219,7 @@ pub async fn assemble(
     body: Incoming,
     deadlines: Deadlines,
     limit: usize,
+    echo: &Echo,
 ) -> Result<Assembled, AttemptError> {
     let mut reader = EventReader::new(body, decoder, deadlines);
     // A Responses client's answer is assembled in the hub format and converted whole at the end
@@ -256,7 +258,7 @@ pub async fn assemble(
     }
     let mut body = assembler.finish().map_err(malformed)?;
     if api != hub_api {
-        body = to_client::whole(api, &body).map_err(malformed)?;
+        body = to_client::whole(api, &body, echo).map_err(malformed)?;
     }
     if body.len() > limit {
         return Err(too_large(limit));
@@ -283,18 +285,19 @@ fn too_large(limit: usize) -> AttemptError {
 }
 
 /// Reads up to the commit point, then hands the rest to a forwarding task. An error before the
-/// commit is returned so that the request can fail over.
+/// commit is returned so that the request can fail over. The codec is the provider's decoder and
+/// what a Responses client's Response echoes of its request.
 pub async fn start(
     ctx: &mut RequestCtx,
     target: &TargetRt,
-    decoder: Box<dyn StreamDecoder>,
+    (decoder, echo): (Box<dyn StreamDecoder>, &Echo),
     body: Incoming,
     deadlines: Deadlines,
     permit: LimitPermit,
     probe: ProbeGuard,
 ) -> Result<Response<ResponseBody>, AttemptError> {
     let mut reader = EventReader::new(body, decoder, deadlines);
-    let mut encoder = ClientEncoder::new(ctx.client_api, ctx.wants_usage);
+    let mut encoder = ClientEncoder::new(ctx.client_api, ctx.wants_usage).echoing(echo);
     let mut held: Vec<u8> = Vec::new();
     let mut usage = None;
     let mut done = false;

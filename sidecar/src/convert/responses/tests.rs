@@ -659,4 +659,47 @@ mod stream_items {
             "sig=="
         );
     }
+
+    #[test]
+    fn responses_echo_the_requests_fields_streamed_or_not() {
+        let request = json!({"model": "m", "input": "x", "instructions": "Be brief.",
+            "tools": [{"type": "function", "name": "f"}], "tool_choice": "required",
+            "temperature": 0.2, "top_p": 0.9, "max_output_tokens": 64,
+            "parallel_tool_calls": false, "metadata": {"k": "v"},
+            "text": {"format": {"type": "json_object"}}, "store": false});
+        let echo = Echo::new(request.as_object().unwrap());
+        let check = |response: &Value| {
+            for key in [
+                "instructions",
+                "tools",
+                "tool_choice",
+                "temperature",
+                "top_p",
+                "max_output_tokens",
+                "parallel_tool_calls",
+                "metadata",
+                "text",
+            ] {
+                assert_eq!(response[key], request[key], "{key}");
+            }
+            assert_eq!(response["store"], false);
+        };
+        let mut encoder = StreamEncoder::new(echo.clone());
+        let mut out = Vec::new();
+        encoder.chunk(&chunk(json!({"content": "{}"}), Some("stop")), &mut out);
+        encoder.finish(&mut out);
+        let events = events(&out);
+        check(&events[0].1["response"]);
+        check(&check_invariants(&events));
+        let whole = responses::response(
+            &json!({"id": "chatcmpl-s", "model": "m", "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": "{}"}, "finish_reason": "stop"}]}),
+            &echo,
+        );
+        check(&whole);
+        // Without a request the defaults OpenAI echoes for fields left out.
+        let bare = responses::response(&json!({"choices": []}), &Echo::default());
+        assert_eq!(bare["tools"], json!([]));
+        assert_eq!(bare["tool_choice"], "auto");
+    }
 }
