@@ -69,6 +69,91 @@ async fn receiver() -> (SocketAddr, Received) {
     (addr, received)
 }
 
+/// An OTLP/gRPC receiver on 127.0.0.1 (h2c, as the sidecar's plain-text gRPC export speaks):
+/// each `Export` call's message is kept under the HTTP path of its signal (`/v1/traces`,
+/// `/v1/metrics`), so the readers above serve both receivers, and answered with an empty
+/// message and `grpc-status: 0`.
+async fn grpc_receiver() -> (SocketAddr, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("addr");
+    let received: Received = Arc::default();
+    let store = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let store = store.clone();
+                    async move {
+                        let path = match request.uri().path() {
+                            "/opentelemetry.proto.collector.trace.v1.TraceService/Export" => {
+                                "/v1/traces"
+                            }
+                            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export" => {
+                                "/v1/metrics"
+                            }
+                            other => panic!("not an OTLP gRPC method: {other}"),
+                        };
+                        let grpc = request.headers()["content-type"].to_str().unwrap_or("");
+                        assert!(grpc.starts_with("application/grpc"), "{grpc}");
+                        let body = request.into_body().collect().await?.to_bytes();
+                        // One length-prefixed message: no compression flag, 4-byte length.
+                        assert_eq!(body[0], 0, "uncompressed");
+                        let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+                        assert_eq!(body.len(), 5 + length);
+                        store
+                            .lock()
+                            .unwrap()
+                            .push((path.to_string(), body.slice(5..)));
+                        let mut response = Response::new(GrpcOk(0));
+                        response.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("application/grpc"),
+                        );
+                        Ok::<_, hyper::Error>(response)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .http2_only()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// A successful unary gRPC answer: an empty message, then the `grpc-status: 0` trailer.
+struct GrpcOk(u8);
+
+impl hyper::body::Body for GrpcOk {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0 += 1;
+        std::task::Poll::Ready(match self.0 {
+            1 => Some(Ok(hyper::body::Frame::data(Bytes::from_static(&[
+                0, 0, 0, 0, 0,
+            ])))),
+            2 => {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                Some(Ok(hyper::body::Frame::trailers(trailers)))
+            }
+            _ => None,
+        })
+    }
+}
+
 /// The sidecar binary, built next to this test (as the cluster tests do).
 fn sidecar_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -147,8 +232,14 @@ impl Process {
     }
 }
 
-/// Starts the sidecar on `yaml` exporting to `otlp`; returns it and its data-plane base URL.
+/// Starts the sidecar on `yaml` exporting to `otlp` over OTLP/HTTP; returns it and its
+/// data-plane base URL.
 async fn start_sidecar(yaml: &str, otlp: SocketAddr) -> (Process, String) {
+    start_sidecar_with(yaml, otlp, "http/protobuf").await
+}
+
+/// [`start_sidecar`] with the OTLP `protocol`.
+async fn start_sidecar_with(yaml: &str, otlp: SocketAddr, protocol: &str) -> (Process, String) {
     let dir = write_manifests(yaml);
     let (data, admin) = (free_port(), free_port());
     let child = Command::new(sidecar_binary())
@@ -158,7 +249,7 @@ async fn start_sidecar(yaml: &str, otlp: SocketAddr) -> (Process, String) {
         .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
         .args(["--debug-listen", ""])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
         .env("OTEL_SERVICE_NAME", "otel-test")
         // Percent-encoded values, as the chart writes them.
         .env(
@@ -619,6 +710,42 @@ async fn refusals_estimates_embeddings_and_the_genai_metric_attributes() {
     for (path, body) in received.lock().unwrap().iter() {
         assert!(!String::from_utf8_lossy(body).contains(PROMPT), "{path}");
     }
+    sidecar.stop().await;
+}
+
+/// gRPC export (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, plain-text h2c) reaches a gRPC receiver:
+/// the request's spans and the GenAI metrics arrive as OTLP `Export` calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_reaches_a_grpc_receiver() {
+    let (otlp, received) = grpc_receiver().await;
+    let a = MockProvider::start("a").await.expect("mock a");
+    let yaml =
+        pool(&[("a", &a.base_url(), "m-a")], "", "") + &route("r", "chat", &[("a", "m-a")], "");
+    let (sidecar, base) = start_sidecar_with(&yaml, otlp, "grpc").await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": PROMPT}]});
+    let (status, _) = post(&format!("{base}/v1/chat/completions"), &body, &[]).await;
+    assert_eq!(status, 200);
+    let exported = eventually(Duration::from_secs(10), || {
+        let received = received.clone();
+        async move {
+            spans(&received).len() >= 2
+                && metric_names(&received)
+                    .iter()
+                    .any(|m| m == "gen_ai.client.operation.duration")
+        }
+    })
+    .await;
+    let all = spans(&received);
+    assert!(
+        exported,
+        "spans and metrics over gRPC within 10 s: {all:#?}"
+    );
+    let server = all
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("the request span");
+    assert_eq!(server.name, "chat chat");
+    assert_eq!(attributes(server)["gen_ai.response.model"], "m-a");
     sidecar.stop().await;
 }
 
