@@ -339,6 +339,7 @@ mod robustness {
             ("streams/openai_tool_calls.sse", Api::OpenAI),
             ("responses_api/stream_text_then_tool.sse", Api::OpenAI),
             ("responses_api/stream_text_length.sse", Api::OpenAI),
+            ("responses_api/gemini_tool_call.sse", Api::Gemini),
         ]
     }
 
@@ -360,6 +361,15 @@ mod robustness {
             assert_eq!(data["response"]["output"], answer["output"], "{name}");
             assert_eq!(data["response"]["id"], answer["id"], "{name}");
             assert_eq!(data["response"]["status"], answer["status"], "{name}");
+            if name.contains("gemini_tool_call") {
+                // The thought signature rides on the call item, streamed or not.
+                let call = &data["response"]["output"][1];
+                assert_eq!(call["type"], "function_call", "{data}");
+                assert_eq!(
+                    call["extra_content"]["google"]["thought_signature"],
+                    "CiQBVKhc7wAbc123=="
+                );
+            }
             for seed in 0..ROUNDS {
                 let mut rng = StdRng::seed_from_u64(seed);
                 let (split, _) = run(api, &bytes, Some(&mut rng));
