@@ -629,6 +629,135 @@ async fn a_bad_otel_setting_warns_and_the_data_plane_still_serves() {
     }
 }
 
+/// A request refused before the sidecar has a table (pod mode, no operator yet: 503) still joins
+/// the client's trace: its span carries the client's trace id and parent span id (review
+/// finding 20). The OTLP/HTTP receiver here only looks for those bytes in what it gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_for_want_of_a_table_joins_the_clients_trace() {
+    use hyper::body::Incoming;
+    const TRACE: [u8; 16] = *b"\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36";
+    const PARENT: [u8; 8] = *b"\x00\xf0\x67\xaa\x0b\xa9\x02\xb7";
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = listener.local_addr().unwrap();
+    let traces: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let store = traces.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |r: http::Request<Incoming>| {
+                    let store = store.clone();
+                    async move {
+                        let path = r.uri().path().to_string();
+                        let body = r.into_body().collect().await?.to_bytes();
+                        if path == "/v1/traces" {
+                            store.lock().unwrap().push(body);
+                        }
+                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+
+    // Pod mode against a config server that is not there: the sidecar never gets a table.
+    let dir = manifests("token", "a-token");
+    let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+    let [data, admin, closed] = free_ports();
+    let mut child = sidecar(&[
+        "--config-server",
+        &format!("https://127.0.0.1:{closed}"),
+        "--token-file",
+        dir.join("token").to_str().unwrap(),
+        "--ca-file",
+        dir.join("ca.pem").to_str().unwrap(),
+        "--state-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{data}"),
+        "--admin-listen",
+        &format!("127.0.0.1:{admin}"),
+        "--debug-listen",
+        "",
+    ])
+    .env(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        format!("http://{otlp}/v1/traces"),
+    )
+    .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("the binary starts");
+    let lines = capture(&mut child);
+    let guard = scopeguard(child, dir);
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let request = http::Request::post(format!("http://127.0.0.1:{data}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .header("traceparent", traceparent)
+            .body(Full::new(Bytes::from_static(
+                br#"{"model":"chat","messages":[{"role":"user","content":"hi"}]}"#,
+            )))
+            .unwrap();
+        if let Ok(Ok(response)) =
+            tokio::time::timeout(Duration::from_secs(5), client.request(request)).await
+        {
+            break response.status().as_u16();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the data plane never answered: {}",
+            lines.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 503);
+
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let joined = traces
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|body| contains(body, &TRACE) && contains(body, &PARENT));
+        if joined {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span in the client's trace within 10 s ({} exports): {}",
+            traces.lock().unwrap().len(),
+            lines.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(guard);
+}
+
+/// Kills the child and removes the directory when dropped.
+fn scopeguard(child: Child, dir: PathBuf) -> impl Drop {
+    struct Guard(Child, PathBuf);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    Guard(child, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_reloads_edited_manifests() {
     let provider = MockProvider::start("sim").await.expect("mock");
