@@ -1,7 +1,8 @@
 //! The real `switchyard-sidecar` binary: invalid manifests and flags exit with code 64 (EX_USAGE)
 //! and one line on stderr that says what is wrong and where; a standalone run serves a chat
 //! request against a simulated provider, logs it as one JSON line without prompt text or keys,
-//! and exits 0 on SIGTERM.
+//! and exits 0 on SIGTERM. A bad OpenTelemetry setting only turns export off; a request refused
+//! before the first table still joins the client's trace.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
