@@ -1,9 +1,10 @@
 //! OpenTelemetry export (docs/reference/observability.md): the real sidecar process, with
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at an OTLP/HTTP (or OTLP/gRPC) receiver in this test, sends a
-//! SERVER span per request that continues the client's `traceparent`, a CLIENT span per attempt
-//! with the GenAI attributes (the failed one with `error.type`), and the GenAI metrics with
-//! their attributes, for chat and embeddings; a refused request is not an ERROR span and an
-//! estimated usage is flagged, not exported as the provider's; the prompt's text is in none of it. The sidecar's `switchyard_*` families are tested elsewhere.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at an OTLP/HTTP (or OTLP/gRPC) receiver in this test,
+//! sends a SERVER span per request that continues the client's `traceparent`, a CLIENT span per
+//! attempt with the GenAI attributes (the failed one with `error.type`), and the GenAI metrics
+//! with their attributes, for chat and embeddings; a refused request is not an ERROR span and an
+//! estimated usage is flagged, not exported as the provider's; the prompt's text is in none of
+//! it. The sidecar's `switchyard_*` families are tested elsewhere.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
