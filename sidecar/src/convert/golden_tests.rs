@@ -184,3 +184,35 @@ fn hub_streams_to_anthropic_events() {
         insta::assert_json_snapshot!(format!("stream.{case}.anthropic"), events);
     }
 }
+
+/// Embeddings both ways through Gemini (`api: OpenAI` targets get the client's body with only
+/// `model` replaced, so there is nothing to snapshot): each `request_*` fixture as the
+/// `batchEmbedContents` body it becomes, and its `gemini_*` answer as the OpenAI list the client
+/// gets. The prompt-token count is the proxy's (its tokenizer's), given here as a fixed number.
+#[test]
+fn embeddings_to_gemini_and_back() {
+    use super::embeddings::{self, Input};
+    for (case, path) in fixtures("embeddings", "request_") {
+        let bytes = std::fs::read(&path).expect("fixture");
+        let request = embeddings::parse(&bytes).expect("valid fixture");
+        let Input::Texts(texts) = &request.input else {
+            panic!("{case}: Gemini embeds text only")
+        };
+        insta::assert_json_snapshot!(
+            format!("embeddings.{case}.gemini"),
+            embeddings::gemini_request("text-embedding-004", texts, request.dimensions)
+        );
+        let answer_path =
+            path.with_file_name(format!("{}.json", case.replacen("request_", "gemini_", 1)));
+        let answer = read_json(&answer_path);
+        let openai = embeddings::gemini_response(
+            &answer,
+            texts.len(),
+            "text-embedding-004",
+            request.base64,
+            42,
+        )
+        .expect("an answer with one embedding per input");
+        insta::assert_json_snapshot!(format!("embeddings.{case}.openai"), openai);
+    }
+}
