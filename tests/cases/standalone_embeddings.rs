@@ -319,6 +319,49 @@ async fn token_arrays_skip_gemini_targets_and_models_lists_embedding_routes() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_over_geminis_limit_skip_gemini_targets() {
+    let (h, o, g) = setup().await;
+    let inputs: Vec<String> = (0..101).map(|i| format!("text {i}")).collect();
+
+    // Route `embed` tries OpenAI first; with it failing, Gemini would be next, but 101 inputs
+    // are more than Gemini takes in one request: the failure is the answer, Gemini is not paid
+    // a round trip for its 400.
+    o.push_faults([Fault::ServerError]);
+    let reply = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed", "input": inputs}),
+        )
+        .await;
+    assert_eq!(reply.status, 502, "{:?}", reply.body);
+    assert_eq!(g.request_count(), 0);
+
+    // A route of Gemini targets only refuses the batch, saying why and what to do.
+    let reply = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "gembed", "input": inputs}),
+        )
+        .await;
+    assert_openai_error(&reply, 400, "at most 100 inputs");
+    assert_eq!(g.request_count(), 0);
+
+    // 100 inputs are Gemini's to embed, in order.
+    let reply = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "gembed", "input": &inputs[..100]}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["data"].as_array().expect("a list").len(), 100);
+    assert_eq!(answer["data"][99]["index"], 99);
+    assert_eq!(g.request_count(), 1);
+    h.stop().await;
+}
+
 // === upstream requests against the official schemas (tests/specs) ===
 
 fn openai_schema() -> jsonschema::Validator {

@@ -92,16 +92,29 @@ fn bad(message: String) -> ClientError {
     ClientError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
 }
 
-/// The targets that can embed `input`: Gemini embeds text only, so token arrays go to the
-/// OpenAI-compatible targets, and a route with none is the caller's 400.
+/// Most inputs Gemini's `batchEmbedContents` takes in one request (Google's documented bound).
+const GEMINI_MAX_BATCH: usize = 100;
+
+/// The targets that can embed `input`: Gemini embeds text only, and at most
+/// [`GEMINI_MAX_BATCH`] inputs a request, so token arrays and larger batches go to the
+/// OpenAI-compatible targets (sending Gemini a batch it must refuse would only cost a round trip
+/// and end in its 400); a route with none left is the caller's 400 saying why.
 fn able(
     route: &RouteRt,
     targets: &[TargetRt],
     input: &Input,
 ) -> Result<Vec<TargetRt>, ClientError> {
-    if !matches!(input, Input::Tokens(_)) {
-        return Ok(targets.to_vec());
-    }
+    let (what, why) = match input {
+        Input::Tokens(_) => (
+            "token-array input".to_string(),
+            "which embed text only; send `input` as strings".to_string(),
+        ),
+        Input::Texts(texts) if texts.len() > GEMINI_MAX_BATCH => (
+            format!("{} inputs", texts.len()),
+            format!("which embed at most {GEMINI_MAX_BATCH} inputs a request; split the batch"),
+        ),
+        Input::Texts(_) => return Ok(targets.to_vec()),
+    };
     let able: Vec<TargetRt> = targets
         .iter()
         .filter(|t| t.upstream.def.api == Api::OpenAI)
@@ -109,7 +122,7 @@ fn able(
         .collect();
     if able.is_empty() {
         return Err(bad(format!(
-            "token-array input cannot be embedded by route {}: its targets are Gemini models, which embed text only; send `input` as strings",
+            "{what} cannot be embedded by route {}: its targets are Gemini models, {why}",
             route.route.name
         )));
     }

@@ -327,3 +327,14 @@ async fn broken_streams_end_as_scripted() {
     let body = post(&p, GENERATE, base()).await.into_body();
     assert!(body.collect().await.is_err(), "cut off mid-body");
 }
+
+#[test]
+fn a_batch_of_more_than_a_hundred_embeddings_is_refused() {
+    let request = |n: usize| {
+        let one = json!({"model": "models/e", "content": {"parts": [{"text": "t"}]}});
+        json!({"requests": vec![one; n]})
+    };
+    assert_eq!(validate::check_batch(&request(100), "e"), Ok(()));
+    let refused = validate::check_batch(&request(101), "e").expect_err("over the limit");
+    assert!(refused.contains("at most 100 requests"), "{refused}");
+}

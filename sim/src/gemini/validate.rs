@@ -76,8 +76,12 @@ const EMBED_REQUEST: [&str; 6] = [
     "outputDimensionality",
 ];
 
+/// Most requests Google takes in one `batchEmbedContents` call.
+const MAX_BATCH: usize = 100;
+
 /// Why Google would reject a `BatchEmbedContentsRequest` to `models/{model}`, if it would: each
-/// request must name the URL's model, carry text parts, and use only known fields.
+/// request must name the URL's model, carry text parts, and use only known fields; at most
+/// [`MAX_BATCH`] of them.
 pub(super) fn check_batch(body: &Value, model: &str) -> Result<(), String> {
     let body = body.as_object().ok_or(NOT_JSON)?;
     known_fields(body, &["requests"], None)?;
@@ -87,6 +91,11 @@ pub(super) fn check_batch(body: &Value, model: &str) -> Result<(), String> {
             return Err("* BatchEmbedContentsRequest.requests: requests is not specified\n".into());
         }
     };
+    if requests.len() > MAX_BATCH {
+        return Err(format!(
+            "* BatchEmbedContentsRequest.requests: at most {MAX_BATCH} requests can be in one batch\n"
+        ));
+    }
     for (i, request) in requests.iter().enumerate() {
         let at = format!("requests[{i}]");
         let request = object(request, &at, "EmbedContentRequest")?;
