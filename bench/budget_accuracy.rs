@@ -280,6 +280,8 @@ fn compiled_fleet_limit(rpm: u32) -> Budget {
         routes: &[route],
         budgets: &[],
         secrets: &[],
+        config_maps: &[],
+        model_files: None,
         audiences: std::slice::from_ref(&audience),
         require_secret_opt_in: false,
         generated_by: "bench",

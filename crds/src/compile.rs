@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 
@@ -18,13 +18,17 @@ use crate::table::{self, RouteTable, Upstream};
 use crate::v1alpha1::{Budget, ModelRoute, ProviderPool};
 
 mod budget;
+mod complexity;
 mod fleet;
 mod pool;
 mod route;
+mod template;
 
 use self::budget::{compile_budget, selects_pods};
+pub use self::complexity::ModelFiles;
 use self::pool::compile_pool;
 use self::route::compile_route;
+pub use self::template::{TemplateOutcome, apply as apply_templates};
 
 /// The label a Secret needs, in a cluster, before a pool may use it.
 pub const SECRET_OPT_IN_LABEL: &str = "switchyard.dev/provider-key";
@@ -49,6 +53,20 @@ pub mod reasons {
     pub const NO_ELIGIBLE_TARGETS: &str = "NoEligibleTargets";
     /// Another route wins this `model` for every pod.
     pub const CONFLICTED: &str = "Conflicted";
+    /// A PromptTemplate's text does not parse or uses a variable it does not declare.
+    pub const INVALID_TEMPLATE: &str = "InvalidTemplate";
+    /// A route names a PromptTemplate that does not exist.
+    pub const TEMPLATE_NOT_FOUND: &str = "TemplateNotFound";
+    /// A route names a PromptTemplate that exists but is not accepted.
+    pub const TEMPLATE_NOT_READY: &str = "TemplateNotReady";
+    /// The ConfigMap holding a complexity model does not exist.
+    pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
+    /// The ConfigMap exists but has no such key.
+    pub const CONFIG_MAP_KEY_NOT_FOUND: &str = "ConfigMapKeyNotFound";
+    /// A complexity model file is corrupt, of another version, too large or unreadable.
+    pub const INVALID_MODEL: &str = "InvalidModel";
+    /// No route of the namespace serves the classifier model a `Route` scorer names.
+    pub const CLASSIFIER_NOT_FOUND: &str = "ClassifierNotFound";
 }
 
 /// Which kind of object a problem is about.
@@ -58,6 +76,8 @@ pub enum Kind {
     ModelRoute,
     Secret,
     Budget,
+    PromptTemplate,
+    ConfigMap,
 }
 
 /// A namespaced object.
@@ -166,6 +186,11 @@ pub struct Inputs<'a> {
     /// then holds the share the operator leases it; standalone, the one sidecar holds it all.
     pub budgets: &'a [Budget],
     pub secrets: &'a [Secret],
+    /// ConfigMaps that routes' complexity models may name.
+    pub config_maps: &'a [ConfigMap],
+    /// Standalone: the model files routes name with `file:`, read by the loader. `None` in a
+    /// cluster, which refuses `file:`.
+    pub model_files: Option<&'a ModelFiles>,
     pub audiences: &'a [Audience],
     /// In a cluster, Secrets must carry [`SECRET_OPT_IN_LABEL`]; standalone files need not.
     pub require_secret_opt_in: bool,
@@ -211,6 +236,8 @@ pub struct Compiled {
     pub pools: BTreeMap<ObjectKey, PoolOutcome>,
     pub routes: BTreeMap<ObjectKey, RouteOutcome>,
     pub budgets: BTreeMap<ObjectKey, BudgetOutcome>,
+    /// Filled by [`apply_templates`].
+    pub templates: BTreeMap<ObjectKey, TemplateOutcome>,
 }
 
 impl Compiled {
@@ -225,7 +252,8 @@ impl Compiled {
             .values()
             .flat_map(|o| o.accepted.iter().chain(&o.resolved_refs));
         let budgets = self.budgets.values().flat_map(|o| &o.accepted);
-        pools.chain(routes).chain(budgets)
+        let templates = self.templates.values().flat_map(|o| &o.accepted);
+        pools.chain(routes).chain(budgets).chain(templates)
     }
 }
 
@@ -259,9 +287,12 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         .collect();
 
     let mut compiled_routes = Vec::new();
+    // Complexity model files by checksum; each table takes those its routes use.
+    let mut models = BTreeMap::new();
     for route in inputs.routes {
         let key = ObjectKey::of(Kind::ModelRoute, route);
-        let (outcome, compiled) = compile_route(route, &key, &providers, &pool_names);
+        let (mut outcome, mut compiled) = compile_route(route, &key, &providers, &pool_names);
+        complexity::apply(route, &key, inputs, &mut outcome, &mut compiled, &mut models);
         if let Some(compiled) = compiled {
             compiled_routes.push((route, compiled));
         }
@@ -300,6 +331,12 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             .collect();
         table.budgets = budgets;
         table.workload = audience.workload.clone();
+        table.complexity_models = table
+            .routes
+            .values()
+            .filter_map(|r| r.complexity.as_ref()?.model.as_ref())
+            .filter_map(|checksum| Some((checksum.clone(), models.get(checksum)?.clone())))
+            .collect();
         // One hash for all of it: the fleet limits changed upstreams too.
         table.version = table.content_hash();
         out.tables.insert(audience.clone(), table);

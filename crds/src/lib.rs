@@ -13,6 +13,7 @@ pub mod manifests;
 pub mod report;
 pub mod secret;
 pub mod table;
+pub mod template;
 pub mod v1alpha1;
 pub mod window;
 

@@ -10,13 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 
-use crate::compile::{self, Audience, Inputs, Kind, ObjectKey, reasons};
+use crate::compile::{self, Audience, Inputs, Kind, ModelFiles, ObjectKey, reasons};
 use crate::table::RouteTable;
-use crate::v1alpha1::{API_VERSION, Budget, ModelRoute, ProviderPool};
+use crate::v1alpha1::{API_VERSION, Budget, ModelRoute, PromptTemplate, ProviderPool};
 use crate::{Error, Result};
 
 /// The objects found in a set of files, and where each came from.
@@ -27,6 +27,13 @@ pub struct Manifests {
     /// Compiled into the table; the standalone sidecar is the whole fleet and enforces them.
     pub budgets: Vec<Budget>,
     pub secrets: Vec<Secret>,
+    /// Prompt templates, for the routes that name them.
+    pub templates: Vec<PromptTemplate>,
+    /// ConfigMaps, for routes' complexity models (`configMapRef`).
+    pub config_maps: Vec<ConfigMap>,
+    /// The model files routes name with `complexity.model.file`, read relative to the route's
+    /// manifest file when it was loaded (or why they could not be read).
+    pub model_files: ModelFiles,
     /// The file each object was read from, for error messages.
     pub origins: BTreeMap<ObjectKey, PathBuf>,
     /// `Kind name (file)` of every document skipped because it is not ours.
@@ -130,7 +137,11 @@ impl Manifests {
                 }
                 (API_VERSION, "ModelRoute") => {
                     let route: ModelRoute = typed(value).map_err(typed_error("ModelRoute"))?;
-                    self.insert(path, Kind::ModelRoute, route, |m| &mut m.routes)?;
+                    let file = model_file(&route, path);
+                    let key = self.insert(path, Kind::ModelRoute, route, |m| &mut m.routes)?;
+                    if let Some(read) = file {
+                        self.model_files.insert(key, read);
+                    }
                 }
                 (API_VERSION, "Budget") => {
                     let budget: Budget = typed(value).map_err(typed_error("Budget"))?;
@@ -145,9 +156,18 @@ impl Manifests {
                     }
                     self.insert(path, Kind::Budget, budget, |m| &mut m.budgets)?;
                 }
+                (API_VERSION, "PromptTemplate") => {
+                    let template: PromptTemplate =
+                        typed(value).map_err(typed_error("PromptTemplate"))?;
+                    self.insert(path, Kind::PromptTemplate, template, |m| &mut m.templates)?;
+                }
                 ("v1", "Secret") => {
                     let secret: Secret = typed(value).map_err(typed_error("Secret"))?;
                     self.insert(path, Kind::Secret, secret, |m| &mut m.secrets)?;
+                }
+                ("v1", "ConfigMap") => {
+                    let map: ConfigMap = typed(value).map_err(typed_error("ConfigMap"))?;
+                    self.insert(path, Kind::ConfigMap, map, |m| &mut m.config_maps)?;
                 }
                 ("", _) | (_, "") => {
                     return Err(parse_error(
@@ -156,7 +176,7 @@ impl Manifests {
                 }
                 (v, k) if v.starts_with("switchyard.dev/") => {
                     return Err(parse_error(format!(
-                        "unknown Switchyard kind {k} in {v}; this version knows {API_VERSION} ProviderPool, ModelRoute and Budget"
+                        "unknown Switchyard kind {k} in {v}; this version knows {API_VERSION} ProviderPool, ModelRoute, Budget and PromptTemplate"
                     )));
                 }
                 (_, k) => {
@@ -178,7 +198,7 @@ impl Manifests {
         kind: Kind,
         mut obj: T,
         list: impl Fn(&mut Self) -> &mut Vec<T>,
-    ) -> Result<()> {
+    ) -> Result<ObjectKey> {
         if obj.namespace().is_none() {
             obj.meta_mut().namespace = Some("default".into());
         }
@@ -201,9 +221,9 @@ impl Manifests {
                 object: key,
             });
         }
-        self.origins.insert(key, path.to_path_buf());
+        self.origins.insert(key.clone(), path.to_path_buf());
         list(self).push(obj);
-        Ok(())
+        Ok(key)
     }
 
     /// Every object as one multi-document YAML text, pools first, that loads back to the same set.
@@ -212,10 +232,14 @@ impl Manifests {
         let routes = self.routes.iter().map(serde_yaml::to_string);
         let budgets = self.budgets.iter().map(serde_yaml::to_string);
         let secrets = self.secrets.iter().map(serde_yaml::to_string);
+        let templates = self.templates.iter().map(serde_yaml::to_string);
+        let config_maps = self.config_maps.iter().map(serde_yaml::to_string);
         let docs: Vec<String> = pools
             .chain(routes)
             .chain(budgets)
             .chain(secrets)
+            .chain(templates)
+            .chain(config_maps)
             .map(|d| d.expect("API objects serialize"))
             .collect();
         docs.join("---\n")
@@ -232,26 +256,31 @@ impl Manifests {
     }
 
     /// Compiles the table a pod of `audience` would get. Any problem but a conflict between
-    /// routes fails the whole load, naming the file, object and field; conflicts resolve as in a
-    /// cluster and are returned as warnings.
+    /// routes or a missing prompt template fails the whole load, naming the file, object and
+    /// field; conflicts resolve as in a cluster, a route naming a missing template is served
+    /// without it (as in a cluster, where it is `ResolvedRefs=False`), and both are returned as
+    /// warnings.
     pub fn compile(
         &self,
         audience: &Audience,
         generated_by: &str,
     ) -> Result<(RouteTable, Vec<String>)> {
         let audiences = [audience.clone()];
-        let compiled = compile::compile(&Inputs {
+        let mut compiled = compile::compile(&Inputs {
             pools: &self.pools,
             routes: &self.routes,
             budgets: &self.budgets,
             secrets: &self.secrets,
+            config_maps: &self.config_maps,
+            model_files: Some(&self.model_files),
             audiences: &audiences,
             require_secret_opt_in: false,
             generated_by,
         });
+        compile::apply_templates(&mut compiled, &self.routes, &self.templates);
         let (conflicts, errors): (Vec<_>, Vec<_>) = compiled
             .problems()
-            .partition(|p| p.reason == reasons::CONFLICTED);
+            .partition(|p| matches!(p.reason, reasons::CONFLICTED | reasons::TEMPLATE_NOT_FOUND));
         let render = |p: &compile::Problem| match self.origins.get(&p.object) {
             Some(file) => format!("{}: {p}", file.display()),
             None => p.to_string(),
@@ -267,6 +296,25 @@ impl Manifests {
             .expect("one audience gives one table");
         Ok((table, warnings))
     }
+}
+
+/// The model file `route` names with `complexity.model.file`, read relative to `manifest` (the
+/// file the route is in), or why it cannot be; `None` when it names none.
+fn model_file(route: &ModelRoute, manifest: &Path) -> Option<std::result::Result<String, String>> {
+    let file = route.spec.complexity.as_ref()?.model.as_ref()?.file.as_ref()?;
+    let path = manifest.parent().unwrap_or(Path::new(".")).join(file);
+    let max = crate::complexity::MAX_MODEL_BYTES as u64;
+    let read = match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() > max => Err(format!(
+            "model file {} is {} bytes; the limit is {max}",
+            path.display(),
+            meta.len()
+        )),
+        Ok(_) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read model file {}: {e}", path.display())),
+        Err(e) => Err(format!("cannot read model file {}: {e}", path.display())),
+    };
+    Some(read)
 }
 
 /// Deserializes into `T`, naming the path of a wrongly typed or unknown field.

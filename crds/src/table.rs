@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::secret::SecretString;
-use crate::v1alpha1::{Api, BudgetMode, FailureClass, ModelType, Strategy, WhenUnreachable};
+use crate::v1alpha1::{
+    Api, BudgetMode, FailureClass, ModelType, OnError, Publisher, ScorerKind, Strategy,
+    WhenUnreachable,
+};
 
 /// Bumped only on an incompatible change of this format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -38,6 +41,15 @@ pub struct RouteTable {
     /// (request log, reports). Absent in standalone mode and for tables compiled for no pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// Complexity model files by their checksum (`sha256:<hex>`), as read from the ConfigMap or
+    /// file, for the routes with scorer `Model` ([`Complexity::model`]): each once, however many
+    /// routes use it. Absent when none, so tables without models keep their versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub complexity_models: BTreeMap<String, String>,
+    /// Prompt templates the routes' targets name, by name (the table's namespace). Absent when
+    /// there are none, so tables without templates keep their versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, crate::template::Template>,
 }
 
 /// Who a pod's requests are attributed to: its namespace, its top controlling owner and its
@@ -89,6 +101,39 @@ pub struct Route {
     /// Response cache, when enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CachePolicy>,
+    /// The complexity scorer, when the route sets `complexity` (absent: the heuristic, and
+    /// tables of routes without it keep their versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complexity: Option<Complexity>,
+}
+
+/// A route's compiled `complexity`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Complexity {
+    /// Which scorer scores the route's prompts.
+    pub scorer: ScorerKind,
+    /// Scorer `Model`: the checksum of its file, a key of [`RouteTable::complexity_models`].
+    /// Absent when the file did not resolve: then `on_error` scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Scorer `Route`: the classifier route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<ClassifierRoute>,
+    /// What scores when the scorer fails.
+    pub on_error: OnError,
+}
+
+/// The classifier route of scorer `Route`, durations in milliseconds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassifierRoute {
+    /// The classifier route's client-facing `model`, a key of [`RouteTable::routes`].
+    pub model: String,
+    /// The longest wait for its answer.
+    pub timeout_ms: u64,
+    /// How long a score is reused for the same prompt text; 0: not at all.
+    pub cache_ttl_ms: u64,
 }
 
 /// A compiled rule.
@@ -132,6 +177,13 @@ pub struct Target {
     /// or `Embedding`. Every target of a route has the same type.
     #[serde(rename = "type", default, skip_serializing_if = "ModelType::is_chat")]
     pub kind: ModelType,
+    /// The model's publisher on Vertex AI: `Google` (left out) or `Anthropic`.
+    #[serde(default, skip_serializing_if = "Publisher::is_google")]
+    pub publisher: Publisher,
+    /// The prompt template requests to this target get (a key of [`RouteTable::templates`]):
+    /// the target's own, else its rule's, else its route's. Absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<String>,
 }
 
 /// USD per million tokens.
@@ -171,6 +223,15 @@ pub struct Upstream {
     /// do passes `POST /v1/responses` through.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub responses_api: bool,
+    /// Azure classic deployment URLs' `api-version`; absent for the `/openai/v1` API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_api_version: Option<String>,
+    /// AWS credentials (`api: Bedrock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsAuth>,
+    /// Google Cloud project and service account (`api: VertexAI`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpAuth>,
     /// Time limits in milliseconds.
     pub timeouts: TimeoutsMs,
     /// Per-sidecar limits.
@@ -185,6 +246,78 @@ impl Upstream {
     pub fn id(&self) -> String {
         format!("{}/{}", self.pool, self.provider)
     }
+
+    /// Every secret this upstream holds, for scrubbing them from anything shown.
+    pub fn secrets(&self) -> impl Iterator<Item = &SecretString> {
+        let aws = self.aws.as_ref().and_then(|a| a.keys.as_ref());
+        self.api_key
+            .iter()
+            .chain(aws.map(|k| &k.secret_access_key))
+            .chain(aws.and_then(|k| k.session_token.as_ref()))
+            .chain(self.gcp.as_ref().map(|g| &g.service_account_key))
+    }
+
+    /// Every secret replaced by `***`.
+    fn redact(&mut self) {
+        if self.api_key.is_some() {
+            self.api_key = Some(SecretString::redacted());
+        }
+        if let Some(keys) = self.aws.as_mut().and_then(|a| a.keys.as_mut()) {
+            keys.access_key_id = SecretString::redacted();
+            keys.secret_access_key = SecretString::redacted();
+            if keys.session_token.is_some() {
+                keys.session_token = Some(SecretString::redacted());
+            }
+        }
+        if let Some(gcp) = self.gcp.as_mut() {
+            gcp.service_account_key = SecretString::redacted();
+        }
+    }
+}
+
+/// How a Bedrock upstream gets AWS credentials: static keys, or a web identity exchanged at STS.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsAuth {
+    /// Keys resolved from the provider's Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<AwsKeys>,
+    /// A role to assume with the pod's web identity token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_identity: Option<WebIdentity>,
+}
+
+/// Static AWS keys.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsKeys {
+    pub access_key_id: SecretString,
+    pub secret_access_key: SecretString,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<SecretString>,
+}
+
+/// `AssumeRoleWithWebIdentity` settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebIdentity {
+    pub role_arn: String,
+    /// Path of the token file in the sidecar's container.
+    pub token_file: String,
+    /// STS endpoint, without a trailing slash.
+    pub sts_url: String,
+}
+
+/// A Vertex AI upstream's project and service account.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpAuth {
+    pub project: String,
+    /// The service account's whole JSON key file.
+    pub service_account_key: SecretString,
+    /// The OAuth2 token endpoint, when the provider overrides the key file's `token_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
 }
 
 /// Time limits in milliseconds.
@@ -366,6 +499,8 @@ impl RouteTable {
             upstreams,
             budgets: BTreeMap::new(),
             workload: None,
+            complexity_models: BTreeMap::new(),
+            templates: BTreeMap::new(),
         };
         table.version = table.content_hash();
         table.generated_by = generated_by.into();
@@ -403,9 +538,7 @@ impl RouteTable {
     pub fn redacted(&self) -> Self {
         let mut table = self.clone();
         for upstream in table.upstreams.values_mut() {
-            if upstream.api_key.is_some() {
-                upstream.api_key = Some(SecretString::redacted());
-            }
+            upstream.redact();
         }
         table
     }
@@ -425,6 +558,9 @@ mod tests {
             api_key: Some(SecretString::new(key)),
             forward_headers: vec![],
             responses_api: false,
+            azure_api_version: None,
+            aws: None,
+            gcp: None,
             timeouts: TimeoutsMs::default(),
             limits: Limits::default(),
             breaker: Breaker::default(),

@@ -41,6 +41,8 @@ fn run(pools: &[ProviderPool], routes: &[ModelRoute]) -> Compiled {
         routes,
         budgets: &[],
         secrets: &[],
+        config_maps: &[],
+        model_files: None,
         audiences: &[Audience {
             namespace: "ns".into(),
             ..Audience::default()
@@ -121,7 +123,7 @@ fn an_anthropic_provider_cannot_declare_an_embedding_model() {
         problems[0].contains("spec.providers[0].models[1].type"),
         "{problems:?}"
     );
-    assert!(problems[0].contains("no embeddings API"), "{problems:?}");
+    assert!(problems[0].contains("embeddings for api OpenAI and Gemini only"), "{problems:?}");
 }
 
 #[test]

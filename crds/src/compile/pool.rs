@@ -11,8 +11,8 @@ use super::{
     SECRET_OPT_IN_LABEL, reasons,
 };
 use crate::secret::SecretString;
-use crate::table::{self, Pricing, TimeoutsMs, Upstream};
-use crate::v1alpha1::{self, Api, CircuitBreaker, ModelType, Provider, ProviderPool};
+use crate::table::{self, AwsAuth, AwsKeys, GcpAuth, Pricing, TimeoutsMs, Upstream, WebIdentity};
+use crate::v1alpha1::{self, Api, CircuitBreaker, ModelType, Provider, ProviderPool, Publisher};
 
 /// The models of a provider by name.
 pub(super) type Models = BTreeMap<String, CompiledModel>;
@@ -23,6 +23,7 @@ pub(super) struct CompiledModel {
     pub pricing: Pricing,
     pub context_window: Option<u32>,
     pub kind: ModelType,
+    pub publisher: Publisher,
 }
 
 pub(super) fn compile_pool(
@@ -128,16 +129,29 @@ fn compile_provider(
     let base_url = provider
         .base_url
         .clone()
-        .unwrap_or_else(|| provider.api.default_base_url().to_string())
+        .or_else(|| provider.api.default_base_url(provider.region.as_deref()))
+        .unwrap_or_default()
         .trim_end_matches('/')
         .to_string();
-    if let Err(why) = check_url(&base_url, provider.api_key.is_some()) {
+    let has_credentials =
+        provider.api_key.is_some() || provider.aws.is_some() || provider.gcp.is_some();
+    if base_url.is_empty() {
+        let why = match provider.api {
+            Api::AzureOpenAI => "api AzureOpenAI needs a baseUrl (the resource's endpoint)",
+            _ => "api Bedrock and VertexAI need a region (or a baseUrl)",
+        };
+        findings.invalid(
+            format!("{at}.baseUrl"),
+            format!("provider {:?}: {why}", provider.name),
+        );
+    } else if let Err(why) = check_url(&base_url, has_credentials) {
         findings.reject(
             format!("{at}.baseUrl"),
             reasons::INVALID_PROVIDER,
             format!("provider {:?}: {why}", provider.name),
         );
     }
+    cloud_settings_fit_api(provider, at, findings);
     // Only OpenAI's own protocol has a Responses API to pass requests through to.
     if provider.responses_api == Some(true) && provider.api != Api::OpenAI {
         findings.invalid(
@@ -151,6 +165,8 @@ fn compile_provider(
     let timeouts = timeouts(provider, at, findings);
     let models = models(provider, at, findings);
     let api_key = api_key(provider, at, inputs, findings);
+    let aws = aws(provider, at, inputs, findings);
+    let gcp = gcp(provider, at, inputs, findings);
     let limits = provider.limits.clone().unwrap_or_default();
     CompiledProvider {
         upstream: Upstream {
@@ -166,6 +182,9 @@ fn compile_provider(
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             responses_api: provider.responses_api.unwrap_or(false),
+            azure_api_version: provider.azure.as_ref().and_then(|a| a.api_version.clone()),
+            aws,
+            gcp,
             timeouts,
             limits: table::Limits {
                 requests_per_minute: limits.requests_per_minute,
@@ -233,13 +252,15 @@ fn models(provider: &Provider, at: &str, findings: &mut Findings<'_>) -> Models 
             output_per_million: output,
         };
         let kind = model.kind.unwrap_or_default();
-        // Anthropic has no embeddings API: such a model could never be served.
-        if kind == ModelType::Embedding && provider.api == Api::Anthropic {
+        // Embeddings are served from OpenAI's and Gemini's APIs only: another model of type
+        // Embedding could never be served.
+        if kind == ModelType::Embedding && !matches!(provider.api, Api::OpenAI | Api::Gemini) {
             findings.invalid(
                 format!("{at}.type"),
                 format!(
-                    "model {:?}: api Anthropic has no embeddings API, so type Embedding cannot be served",
-                    model.name
+                    "model {:?}: the sidecar serves embeddings for api OpenAI and Gemini only, so type Embedding cannot be served by api {}",
+                    model.name,
+                    provider.api.as_str()
                 ),
             );
         }
@@ -247,6 +268,7 @@ fn models(provider: &Provider, at: &str, findings: &mut Findings<'_>) -> Models 
             pricing,
             context_window: model.context_window,
             kind,
+            publisher: model.publisher.unwrap_or_default(),
         };
         if model.name.is_empty() || models.insert(model.name.clone(), compiled).is_some() {
             findings.invalid(
@@ -279,6 +301,158 @@ fn api_key(
             None
         }
     }
+}
+
+/// Each cloud's settings belong to its own API, and the clouds need theirs.
+fn cloud_settings_fit_api(provider: &Provider, at: &str, findings: &mut Findings<'_>) {
+    let name = &provider.name;
+    let stray = [
+        ("azure", provider.azure.is_some(), Api::AzureOpenAI),
+        ("aws", provider.aws.is_some(), Api::Bedrock),
+        ("gcp", provider.gcp.is_some(), Api::VertexAI),
+    ];
+    for (field, set, api) in stray {
+        if set && provider.api != api {
+            findings.invalid(
+                format!("{at}.{field}"),
+                format!(
+                    "provider {name:?}: {field} is for api {}, not {}",
+                    api.as_str(),
+                    provider.api.as_str()
+                ),
+            );
+        }
+    }
+    let missing = match provider.api {
+        Api::Bedrock if provider.aws.is_none() => {
+            Some(("aws", "api Bedrock needs aws credentials"))
+        }
+        Api::VertexAI if provider.gcp.is_none() => Some(("gcp", "api VertexAI needs gcp settings")),
+        Api::Bedrock | Api::VertexAI if provider.region.is_none() => Some((
+            "region",
+            "the cloud's region is part of its API (request signing, model paths)",
+        )),
+        Api::Bedrock | Api::VertexAI if provider.api_key.is_some() => Some((
+            "apiKey",
+            "this api authenticates with its own credentials (aws, gcp), not an apiKey",
+        )),
+        _ => None,
+    };
+    if let Some((field, why)) = missing {
+        findings.invalid(format!("{at}.{field}"), format!("provider {name:?}: {why}"));
+    }
+}
+
+/// The provider's AWS credentials: keys from its Secret, or a web identity.
+fn aws(
+    provider: &Provider,
+    at: &str,
+    inputs: &Inputs<'_>,
+    findings: &mut Findings<'_>,
+) -> Option<AwsAuth> {
+    let settings = provider.aws.as_ref()?;
+    let at = format!("{at}.aws");
+    let keys = settings.credentials_secret_ref.as_ref().and_then(|r| {
+        let namespace = findings.object.namespace.clone();
+        let key = |name: &str| resolve_secret(&namespace, &r.name, name, inputs);
+        let keys = (|| {
+            Ok(AwsKeys {
+                access_key_id: key("accessKeyId")?,
+                secret_access_key: key("secretAccessKey")?,
+                session_token: match key("sessionToken") {
+                    Ok(token) => Some(token),
+                    Err((reasons::SECRET_KEY_NOT_FOUND, _)) => None,
+                    Err(other) => return Err(other),
+                },
+            })
+        })();
+        keys.map_err(|(reason, message)| {
+            findings.unresolved(format!("{at}.credentialsSecretRef"), reason, message)
+        })
+        .ok()
+    });
+    let web_identity = match (&settings.role_arn, &settings.web_identity_token_file) {
+        (Some(role_arn), Some(token_file)) => {
+            let region = provider.region.as_deref().unwrap_or("us-east-1");
+            let sts_url = settings
+                .sts_url
+                .clone()
+                .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"))
+                .trim_end_matches('/')
+                .to_string();
+            if let Err(why) = check_url(&sts_url, true) {
+                findings.reject(
+                    format!("{at}.stsUrl"),
+                    reasons::INVALID_PROVIDER,
+                    format!("provider {:?}: stsUrl: {why}", provider.name),
+                );
+            }
+            Some(WebIdentity {
+                role_arn: role_arn.clone(),
+                token_file: token_file.clone(),
+                sts_url,
+            })
+        }
+        (None, None) => None,
+        _ => {
+            findings.invalid(
+                at.clone(),
+                format!(
+                    "provider {:?}: roleArn and webIdentityTokenFile go together",
+                    provider.name
+                ),
+            );
+            None
+        }
+    };
+    let either =
+        settings.credentials_secret_ref.is_some() as u8 + settings.role_arn.is_some() as u8;
+    if either != 1 {
+        findings.invalid(
+            at,
+            format!(
+                "provider {:?}: give exactly one of credentialsSecretRef and roleArn (with webIdentityTokenFile)",
+                provider.name
+            ),
+        );
+    }
+    Some(AwsAuth { keys, web_identity })
+}
+
+/// The provider's Google Cloud project and service account key.
+fn gcp(
+    provider: &Provider,
+    at: &str,
+    inputs: &Inputs<'_>,
+    findings: &mut Findings<'_>,
+) -> Option<GcpAuth> {
+    let settings = provider.gcp.as_ref()?;
+    let at = format!("{at}.gcp");
+    if let Some(url) = &settings.token_url
+        && let Err(why) = check_url(url, true)
+    {
+        findings.reject(
+            format!("{at}.tokenUrl"),
+            reasons::INVALID_PROVIDER,
+            format!("provider {:?}: tokenUrl: {why}", provider.name),
+        );
+    }
+    let r = &settings.service_account_key_secret_ref;
+    let key = match resolve_secret(&findings.object.namespace, &r.name, &r.key, inputs) {
+        Ok(key) => key,
+        Err((reason, message)) => {
+            findings.unresolved(format!("{at}.serviceAccountKeySecretRef"), reason, message);
+            return None;
+        }
+    };
+    Some(GcpAuth {
+        project: settings.project.clone(),
+        service_account_key: key,
+        token_url: settings
+            .token_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
+    })
 }
 
 /// The security rules for provider URLs (docs/reference/crds.md, "Security model").

@@ -57,6 +57,7 @@ pub(super) fn compile_route(
         failover_on,
         max_attempts: max_attempts.max(1),
         cache,
+        complexity: None,
     });
     (outcome, compiled)
 }
@@ -241,6 +242,9 @@ impl<'a> RouteCompiler<'a> {
             pricing: model.pricing,
             context_window: model.context_window,
             kind: model.kind,
+            publisher: model.publisher,
+            // Resolved after every route compiled (compile/template.rs).
+            prompt_template: None,
         })
     }
 

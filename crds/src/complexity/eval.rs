@@ -150,6 +150,7 @@ mod tests {
                 prompt: i.to_string(),
                 strong,
                 weak,
+                subject: None,
             })
             .collect()
     }

@@ -29,8 +29,8 @@ fn feed(state: u64, c: char) -> u64 {
     })
 }
 
-/// The numeric features, in the order a v1 model file lists them.
-pub const NUMERIC_FEATURES: [&str; 7] = [
+/// The numeric features one pass yields, in the order [`Counts::numeric`] holds them.
+pub const SCANNED_FEATURES: [&str; 10] = [
     "log_words",
     "digit_share",
     "symbol_share",
@@ -38,17 +38,66 @@ pub const NUMERIC_FEATURES: [&str; 7] = [
     "log_questions",
     "code_fence",
     "log_math_ops",
+    "log_numbers",
+    "log_sentences",
+    "choices",
 ];
 
 const MATH_OPS: [char; 11] = ['=', '^', '+', '*', '/', '<', '>', '∑', '∫', '√', '≤'];
+
+/// The numeric features a v2 model file lists, in order: the scanned ones, the Heuristic's score
+/// (÷ 100), then each of those but `choices` again under `:open`, zero on multiple-choice prompts.
+/// The `:open` copies give open questions (a GSM8K word problem) slopes of their own: what makes
+/// a multiple-choice question hard is not what makes a word problem hard.
+pub const NUMERIC_FEATURES: [&str; 21] = [
+    "log_words",
+    "digit_share",
+    "symbol_share",
+    "log_lines",
+    "log_questions",
+    "code_fence",
+    "log_math_ops",
+    "log_numbers",
+    "log_sentences",
+    "choices",
+    "heuristic",
+    "log_words:open",
+    "digit_share:open",
+    "symbol_share:open",
+    "log_lines:open",
+    "log_questions:open",
+    "code_fence:open",
+    "log_math_ops:open",
+    "log_numbers:open",
+    "log_sentences:open",
+    "heuristic:open",
+];
+
+/// Index of `choices` in both lists.
+pub(super) const CHOICES: usize = 9;
+
+/// The [`NUMERIC_FEATURES`] of a prompt, from its scan and its Heuristic score.
+pub fn numeric(counts: &Counts, heuristic: u8) -> [f64; NUMERIC_FEATURES.len()] {
+    let mut base = [0f64; SCANNED_FEATURES.len() + 1];
+    base[..SCANNED_FEATURES.len()].copy_from_slice(&counts.numeric);
+    base[SCANNED_FEATURES.len()] = f64::from(heuristic) / 100.0;
+    let open = 1.0 - counts.numeric[CHOICES];
+    let mut all = [0f64; NUMERIC_FEATURES.len()];
+    all[..base.len()].copy_from_slice(&base);
+    let rest = base.iter().enumerate().filter(|&(i, _)| i != CHOICES);
+    for (slot, (_, x)) in all[base.len()..].iter_mut().zip(rest) {
+        *slot = x * open;
+    }
+    all
+}
 
 /// What one pass over a prompt yields: the n-gram keys went to the visitor, these are the rest.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Counts {
     /// Unigrams plus bigrams visited.
     pub ngrams: u32,
-    /// Raw numeric features, in [`NUMERIC_FEATURES`] order.
-    pub numeric: [f64; NUMERIC_FEATURES.len()],
+    /// Raw numeric features, in [`SCANNED_FEATURES`] order.
+    pub numeric: [f64; SCANNED_FEATURES.len()],
 }
 
 /// Walks the prompt once, calling `visit` with the key of every unigram and (if `bigrams`) every
@@ -58,6 +107,10 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
     let (mut digits, mut symbols, mut visible) = (0u32, 0u32, 0u32);
     let (mut lines, mut questions, mut math) = (0u32, 0u32, 0u32);
     let (mut backticks, mut fence) = (0u32, false);
+    // Numbers: alphanumeric tokens that start with a digit. Sentences: `.`, `!` or `?` followed by
+    // whitespace or the end. Choice lines: a line that starts with `A.`…`D.` or `A)`…`D)`.
+    let (mut numbers, mut sentences, mut choice_lines) = (0u32, 0u32, 0u32);
+    let mut line_start = true;
     // The token being read: its key and the key of the bigram it ends, fed the same bytes (plain
     // locals rather than an Option: this loop is the scorer's whole cost).
     let (mut in_word, mut key, mut bigram) = (false, FNV_OFFSET, FNV_OFFSET);
@@ -80,7 +133,15 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
             // The common case, kept tight: a run of ASCII letters and digits.
             if !in_word {
                 (in_word, key, bigram) = (true, FNV_OFFSET, start(previous));
+                numbers += u32::from(b.is_ascii_digit());
+                if line_start
+                    && (b'A'..=b'D').contains(&b)
+                    && matches!(bytes.get(i + 1), Some(b'.' | b')'))
+                {
+                    choice_lines += 1;
+                }
             }
+            line_start = false;
             let lower = u64::from(b.to_ascii_lowercase());
             key = (key ^ lower).wrapping_mul(FNV_PRIME);
             bigram = (bigram ^ lower).wrapping_mul(FNV_PRIME);
@@ -99,6 +160,7 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
             c
         };
         backticks = if c == '`' { backticks + 1 } else { 0 };
+        line_start = c == '\n' || (line_start && c.is_whitespace());
         fence |= backticks >= 3;
         if !c.is_ascii() && c.is_alphanumeric() {
             visible += 1;
@@ -122,6 +184,9 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
         visible += 1;
         symbols += 1;
         questions += u32::from(c == '?');
+        if matches!(c, '.' | '!' | '?') && bytes.get(i).is_none_or(u8::is_ascii_whitespace) {
+            sentences += 1;
+        }
         math += u32::from(MATH_OPS.contains(&c));
         emit(feed(FNV_OFFSET, c), feed(start(previous), c), &mut previous);
     }
@@ -141,6 +206,9 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
             log(questions),
             if fence { 1.0 } else { 0.0 },
             log(math),
+            log(numbers),
+            log(sentences),
+            if choice_lines >= 2 { 1.0 } else { 0.0 },
         ],
     }
 }
@@ -184,7 +252,7 @@ mod tests {
     #[test]
     fn numeric_features_count_what_they_say() {
         let (_, c) = keys("x = 2^3?\n```\ncode\n```");
-        let [words, digits, symbols, lines, questions, fence, math] = c.numeric;
+        let [words, digits, symbols, lines, questions, fence, math, ..] = c.numeric;
         assert_eq!(words, 4f64.ln_1p());
         assert_eq!(digits, 2.0 / 16.0);
         assert_eq!(symbols, 9.0 / 16.0);

@@ -33,3 +33,8 @@ pub trait Scorer {
     /// The prompt's score, 0–100.
     fn score(&self, prompt: &str) -> u8;
 }
+
+#[doc(hidden)]
+pub fn numeric_of(prompt: &str) -> [f64; NUMERIC_FEATURES.len()] {
+    features::numeric(&features::scan(prompt, false, |_| {}), heuristic::score(prompt))
+}

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::features::{NUMERIC_FEATURES, scan};
+use super::features::{NUMERIC_FEATURES, numeric, scan};
 use super::{MAX_SCORE, Scorer};
 use crate::{Error, Result};
 
@@ -247,7 +247,7 @@ impl Model {
         let numeric: f64 = self
             .numeric
             .iter()
-            .zip(counts.numeric)
+            .zip(numeric(&counts, super::heuristic::score(prompt)))
             .map(|(f, x)| f.weight * (x - f.mean) / f.scale)
             .sum();
         self.bias + text + numeric

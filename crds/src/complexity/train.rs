@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::dataset::Row;
-use super::features::{NUMERIC_FEATURES, scan};
+use super::features::{CHOICES, NUMERIC_FEATURES, numeric, scan};
 use super::model::{CALIBRATION_KNOTS, FORMAT, FeatureSpec, ModelFile};
 
 /// Training knobs; [`Options::default`] made the shipped model.
@@ -28,6 +28,14 @@ pub struct Options {
     pub l2_numeric: f64,
     /// Whether bigrams are features too (unigrams always are).
     pub bigrams: bool,
+    /// Whether multiple-choice and open prompts weigh the same in total (each example's loss
+    /// scaled by `n / (2 · n_shape)`): without it the 16× more numerous MMLU questions decide
+    /// the shared weights.
+    pub balance: bool,
+    /// The numeric features the model may use (by name; the others keep weight 0): chosen by
+    /// cross-validation on the train split, since most features separate subjects rather than
+    /// hard from easy prompts within one and then do worse on subjects never seen.
+    pub numeric: Vec<String>,
     /// Seeds the shuffle.
     pub seed: u64,
 }
@@ -41,6 +49,8 @@ impl Default for Options {
             l2: 0.03,
             l2_numeric: 1e-4,
             bigrams: true,
+            balance: true,
+            numeric: NUMERIC_FEATURES.iter().map(|&f| f.into()).collect(),
             seed: 12,
         }
     }
@@ -63,7 +73,7 @@ fn example(row: &Row, buckets: u32, bigrams: bool) -> Example {
     let scale = 1.0 / f64::from(c.ngrams.max(1)).sqrt();
     Example {
         hashed: counts.into_iter().map(|(b, n)| (b, n * scale)).collect(),
-        numeric: c.numeric,
+        numeric: numeric(&c, super::heuristic::score(&row.prompt)),
         target: (1.0 + f64::from(u8::from(row.strong)) - f64::from(u8::from(row.weak))) / 2.0,
     }
 }
@@ -92,6 +102,85 @@ fn quantise(x: f64) -> f64 {
         .expect("a formatted float parses")
 }
 
+/// Logistic regression of `targets` on the standardised numeric features, weighted per example,
+/// with an L2 penalty `ridge` on the weights (not the intercept): Newton's method, which
+/// converges in a few steps on these few features and depends on no shuffle or learning rate.
+fn fit_numeric(
+    x: &[[f64; NUMERIC_FEATURES.len()]],
+    targets: &[f64],
+    sample: &[f64],
+    ridge: f64,
+) -> (f64, [f64; NUMERIC_FEATURES.len()]) {
+    const D: usize = NUMERIC_FEATURES.len() + 1;
+    let total: f64 = sample.iter().sum();
+    // Coefficient 0 is the intercept; feature j is coefficient j + 1.
+    let mut beta = [0f64; D];
+    let row = |x: &[f64; NUMERIC_FEATURES.len()]| -> [f64; D] {
+        std::array::from_fn(|j| if j == 0 { 1.0 } else { x[j - 1] })
+    };
+    for _ in 0..25 {
+        let mut gradient = [0f64; D];
+        let mut hessian = [[0f64; D]; D];
+        for ((x, &t), &s) in x.iter().zip(targets).zip(sample) {
+            let r = row(x);
+            let p = sigmoid(r.iter().zip(&beta).map(|(a, b)| a * b).sum());
+            let (g, h) = (s * (p - t) / total, s * p * (1.0 - p) / total);
+            for j in 0..D {
+                gradient[j] += g * r[j];
+                for k in 0..=j {
+                    hessian[j][k] += h * r[j] * r[k];
+                }
+            }
+        }
+        for j in 0..D {
+            for k in 0..j {
+                hessian[k][j] = hessian[j][k];
+            }
+            if j > 0 {
+                gradient[j] += ridge * beta[j];
+                hessian[j][j] += ridge;
+            }
+            // A feature constant in the sample (all zero) has an empty row: keep it solvable.
+            hessian[j][j] += 1e-9;
+        }
+        let step = solve(hessian, gradient);
+        let mut moved = 0f64;
+        for (b, d) in beta.iter_mut().zip(step) {
+            *b -= d;
+            moved = moved.max(d.abs());
+        }
+        if moved < 1e-9 {
+            break;
+        }
+    }
+    (beta[0], std::array::from_fn(|j| beta[j + 1]))
+}
+
+/// Solves `a · x = b` by Gaussian elimination with partial pivoting (`a` is small and positive
+/// definite here).
+fn solve<const D: usize>(mut a: [[f64; D]; D], mut b: [f64; D]) -> [f64; D] {
+    for c in 0..D {
+        let pivot = (c..D)
+            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+            .expect("c < D");
+        a.swap(c, pivot);
+        b.swap(c, pivot);
+        for r in c + 1..D {
+            let f = a[r][c] / a[c][c];
+            for k in c..D {
+                a[r][k] -= f * a[c][k];
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut x = [0f64; D];
+    for r in (0..D).rev() {
+        let tail: f64 = (r + 1..D).map(|k| a[r][k] * x[k]).sum();
+        x[r] = (b[r] - tail) / a[r][r];
+    }
+    x
+}
+
 /// Fits a model on `rows` (panics on an empty sample: the CLI refuses that first).
 pub fn train(rows: &[Row], options: &Options) -> ModelFile {
     assert!(!rows.is_empty(), "nothing to train on");
@@ -118,16 +207,35 @@ pub fn train(rows: &[Row], options: &Options) -> ModelFile {
         feature.mean = quantise(mean);
         feature.scale = quantise(if var > 1e-12 { var.sqrt() } else { 1.0 });
     }
+    let used: [bool; NUMERIC_FEATURES.len()] =
+        std::array::from_fn(|i| options.numeric.iter().any(|f| f == NUMERIC_FEATURES[i]));
     let standard: Vec<[f64; NUMERIC_FEATURES.len()]> = examples
         .iter()
         .map(|e| {
-            std::array::from_fn(|i| (e.numeric[i] - spec.numeric[i].mean) / spec.numeric[i].scale)
+            std::array::from_fn(|i| {
+                let f = &spec.numeric[i];
+                if used[i] { (e.numeric[i] - f.mean) / f.scale } else { 0.0 }
+            })
         })
         .collect();
 
+    let choices = examples.iter().filter(|e| e.numeric[CHOICES] > 0.5).count() as f64;
+    let shape_weight = |e: &Example| match (options.balance, e.numeric[CHOICES] > 0.5) {
+        (false, _) => 1.0,
+        (true, true) => n / (2.0 * choices.max(1.0)),
+        (true, false) => n / (2.0 * (n - choices).max(1.0)),
+    };
+    let sample: Vec<f64> = examples.iter().map(shape_weight).collect();
+    let targets: Vec<f64> = examples.iter().map(|e| e.target).collect();
+    let (bias, numeric) = fit_numeric(&standard, &targets, &sample, options.l2_numeric);
+
+    // The n-gram weights learn what the numeric features leave: SGD with the numeric part as a
+    // fixed offset, so a noisy n-gram step cannot drag the numeric weights around.
+    let offsets: Vec<f64> = standard
+        .iter()
+        .map(|x| bias + numeric.iter().zip(x).map(|(w, v)| w * v).sum::<f64>())
+        .collect();
     let mut weights = vec![0f64; options.buckets as usize];
-    let mut numeric = [0f64; NUMERIC_FEATURES.len()];
-    let mut bias = 0f64;
     let mut order: Vec<usize> = (0..examples.len()).collect();
     let mut rng = options.seed;
     for epoch in 0..options.epochs {
@@ -136,21 +244,16 @@ pub fn train(rows: &[Row], options: &Options) -> ModelFile {
         }
         let rate = options.rate / (1.0 + f64::from(epoch));
         for &i in &order {
-            let (e, x) = (&examples[i], &standard[i]);
-            let z = bias
+            let e = &examples[i];
+            let z = offsets[i]
                 + e.hashed
                     .iter()
                     .map(|&(b, v)| weights[b as usize] * v)
-                    .sum::<f64>()
-                + numeric.iter().zip(x).map(|(w, v)| w * v).sum::<f64>();
-            let gradient = sigmoid(z) - e.target;
-            bias -= rate * gradient;
+                    .sum::<f64>();
+            let gradient = (sigmoid(z) - e.target) * sample[i];
             for &(b, v) in &e.hashed {
                 let w = &mut weights[b as usize];
                 *w -= rate * (gradient * v + options.l2 * *w);
-            }
-            for (w, v) in numeric.iter_mut().zip(x) {
-                *w -= rate * (gradient * v + options.l2_numeric * *w);
             }
         }
     }

@@ -18,15 +18,42 @@ pub enum Api {
     /// Google Gemini `generateContent`.
     #[serde(rename = "Gemini", alias = "gemini")]
     Gemini,
+    /// Azure OpenAI: the `/openai/v1` API, or classic deployment URLs when `azure.apiVersion` is
+    /// set; authenticated with the `api-key` header.
+    #[serde(rename = "AzureOpenAI", alias = "azureopenai")]
+    AzureOpenAI,
+    /// Amazon Bedrock Converse / ConverseStream, signed with AWS Signature Version 4.
+    #[serde(rename = "Bedrock", alias = "bedrock")]
+    Bedrock,
+    /// Google Vertex AI: Gemini models (`generateContent`) and Anthropic models (`rawPredict`),
+    /// authenticated with OAuth2 access tokens from a service account.
+    #[serde(rename = "VertexAI", alias = "vertexai")]
+    VertexAI,
 }
 
 impl Api {
-    /// The provider's official base URL, used when `baseUrl` is omitted.
-    pub fn default_base_url(self) -> &'static str {
+    /// The provider's official base URL, used when `baseUrl` is omitted: `None` for Azure
+    /// (every resource has its own host) and for the regional clouds without a region.
+    pub fn default_base_url(self, region: Option<&str>) -> Option<String> {
         match self {
-            Api::OpenAI => "https://api.openai.com/v1",
-            Api::Anthropic => "https://api.anthropic.com",
-            Api::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            Api::OpenAI => Some("https://api.openai.com/v1".into()),
+            Api::Anthropic => Some("https://api.anthropic.com".into()),
+            Api::Gemini => Some("https://generativelanguage.googleapis.com/v1beta".into()),
+            Api::AzureOpenAI => None,
+            Api::Bedrock => region.map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com")),
+            Api::VertexAI => region.map(|r| format!("https://{r}-aiplatform.googleapis.com/v1")),
+        }
+    }
+
+    /// The name manifests and messages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::OpenAI => "OpenAI",
+            Api::Anthropic => "Anthropic",
+            Api::Gemini => "Gemini",
+            Api::AzureOpenAI => "AzureOpenAI",
+            Api::Bedrock => "Bedrock",
+            Api::VertexAI => "VertexAI",
         }
     }
 }

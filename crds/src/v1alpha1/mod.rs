@@ -7,11 +7,15 @@ mod budget;
 mod common;
 mod pool;
 mod route;
+mod scoring;
+mod template;
 
 pub use budget::*;
 pub use common::*;
 pub use pool::*;
 pub use route::*;
+pub use scoring::*;
+pub use template::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
@@ -43,6 +47,7 @@ pub fn crd_manifests() -> Vec<(&'static str, String)> {
         ("providerpools.yaml", yaml(ProviderPool::crd())),
         ("modelroutes.yaml", yaml(ModelRoute::crd())),
         ("budgets.yaml", yaml(Budget::crd())),
+        ("prompttemplates.yaml", yaml(PromptTemplate::crd())),
     ]
 }
 

@@ -42,13 +42,16 @@ pub struct Provider {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
 
-    /// Wire protocol: `OpenAI`, `Anthropic` or `Gemini`. DeepSeek, Qwen, Mistral, Groq, vLLM
-    /// and other OpenAI-compatible APIs use `OpenAI` with their own `baseUrl`.
+    /// Wire protocol: `OpenAI`, `Anthropic`, `Gemini`, `AzureOpenAI`, `Bedrock` or `VertexAI`.
+    /// DeepSeek, Qwen, Mistral, Groq, vLLM and other OpenAI-compatible APIs use `OpenAI` with
+    /// their own `baseUrl`.
     pub api: Api,
 
     /// Everything before the operation path, as the official SDKs take it, e.g.
     /// `https://api.openai.com/v1`, `https://api.anthropic.com`,
-    /// `https://generativelanguage.googleapis.com/v1beta`. Defaults to the official URL of `api`.
+    /// `https://generativelanguage.googleapis.com/v1beta`. Defaults to the official URL of `api`
+    /// (Bedrock `https://bedrock-runtime.{region}.amazonaws.com`, Vertex AI
+    /// `https://{region}-aiplatform.googleapis.com/v1`); required for `AzureOpenAI`.
     /// A provider with an `apiKey` must use `https://` unless its host is loopback or
     /// cluster-local (`*.svc`, `*.svc.cluster.local`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +86,19 @@ pub struct Provider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub responses_api: Option<bool>,
 
+    /// Azure OpenAI settings (`api: AzureOpenAI` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureSettings>,
+
+    /// AWS credentials for `api: Bedrock` (and only for it): keys from a Secret, or a web identity
+    /// (IRSA) exchanged for short-lived keys at STS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsSettings>,
+
+    /// Google Cloud project and service account for `api: VertexAI` (and only for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpSettings>,
+
     /// Time limits for requests to this provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,
@@ -105,6 +121,67 @@ pub struct Provider {
 pub struct ApiKeySource {
     /// The Secret and key holding the API key.
     pub secret_key_ref: SecretKeyRef,
+}
+
+/// Azure OpenAI settings.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureSettings {
+    /// The `api-version` of classic deployment URLs
+    /// (`{baseUrl}/openai/deployments/{model}/chat/completions?api-version=…`, `baseUrl` being the
+    /// resource's root). Unset: the `/openai/v1` API, `baseUrl` ending in `/openai/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub api_version: Option<String>,
+}
+
+/// Where a Bedrock provider's AWS credentials come from: `credentialsSecretRef`, or `roleArn`
+/// with `webIdentityTokenFile` (EKS IAM roles for service accounts).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsSettings {
+    /// A Secret in the pool's namespace with the keys `accessKeyId`, `secretAccessKey` and,
+    /// optionally, `sessionToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+    /// The IAM role to assume with the pod's web identity token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 20, max = 2048))]
+    pub role_arn: Option<String>,
+    /// The web identity token file in the sidecar's container, e.g.
+    /// `/var/run/secrets/eks.amazonaws.com/serviceaccount/token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub web_identity_token_file: Option<String>,
+    /// The STS endpoint for `AssumeRoleWithWebIdentity`. Default
+    /// `https://sts.{region}.amazonaws.com`. Same URL rules as `baseUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub sts_url: Option<String>,
+}
+
+/// A Google Cloud project and the service account a Vertex AI provider authenticates as.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpSettings {
+    /// The project id the models are served in.
+    #[schemars(length(min = 1, max = 63))]
+    pub project: String,
+    /// The Secret key holding the service account's JSON key file.
+    pub service_account_key_secret_ref: SecretKeyRef,
+    /// The OAuth2 token endpoint. Default: the key file's `token_uri`. Same URL rules as
+    /// `baseUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub token_url: Option<String>,
+}
+
+/// A Secret in the pool's namespace, by name.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// A key of a Secret in the pool's namespace.
@@ -192,10 +269,31 @@ pub struct Model {
     pub context_window: Option<u32>,
     /// What the model does: `Chat` (chat completions, `/v1/chat/completions` and
     /// `/v1/messages`) or `Embedding` (`/v1/embeddings`). A route serves one kind only. Providers
-    /// with `api: Anthropic` have no embeddings API and cannot declare `Embedding`. Default
+    /// with APIs other than `OpenAI` and `Gemini` cannot declare `Embedding`. Default
     /// `Chat`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ModelType>,
+    /// Who publishes the model, for `api: VertexAI`: `Google` (Gemini, `generateContent`) or
+    /// `Anthropic` (Claude, `rawPredict`). Default `Google`; other APIs ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<Publisher>,
+}
+
+/// The publisher of a Vertex AI model, which decides its API.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Publisher {
+    /// Gemini models: `publishers/google/models/{m}:generateContent`.
+    #[default]
+    Google,
+    /// Claude models: `publishers/anthropic/models/{m}:rawPredict`.
+    Anthropic,
+}
+
+impl Publisher {
+    /// Whether this is the default, which tables leave out so that their versions do not change.
+    pub fn is_google(&self) -> bool {
+        *self == Publisher::Google
+    }
 }
 
 /// What a model does, and so which endpoint reaches it.

@@ -6,6 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Duration, FailureClass, Usd, conditions_schema};
+use super::template::PromptTemplateRef;
+use super::scoring::ComplexitySpec;
 
 /// Maps the `model` name clients send to an ordered set of provider targets.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -64,6 +66,16 @@ pub struct ModelRouteSpec {
     /// Keep requests in these regions: providers elsewhere or without a region are excluded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residency: Option<Residency>,
+
+    /// A PromptTemplate in the route's namespace applied to every request of the route; a rule's
+    /// or a target's own `promptTemplate` takes precedence (target, then rule, then route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<PromptTemplateRef>,
+
+    /// Which scorer computes the complexity score that `minComplexity` rules compare against,
+    /// also shown in the `x-switchyard-complexity` header. Default: the `Heuristic` scorer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complexity: Option<ComplexitySpec>,
 }
 
 /// How targets are ordered for a request.
@@ -97,6 +109,9 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 1000000))]
     pub weight: Option<u32>,
+    /// A PromptTemplate for requests sent to this target, instead of the rule's or the route's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<PromptTemplateRef>,
 }
 
 /// A conditional set of targets.
@@ -112,6 +127,9 @@ pub struct RouteRule {
     /// Targets used when the rule matches.
     #[schemars(length(min = 1, max = 16))]
     pub targets: Vec<Target>,
+    /// A PromptTemplate for requests this rule routes, instead of the route's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<PromptTemplateRef>,
 }
 
 /// Conditions on a request. All given conditions must hold.
@@ -127,7 +145,8 @@ pub struct RuleMatch {
     /// A request header has exactly this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<HeaderMatch>,
-    /// The prompt's complexity score (0–100, see the documented heuristic) is at least this.
+    /// The prompt's complexity score (0–100, from the route's `complexity` scorer) is at least
+    /// this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub min_complexity: Option<u8>,

@@ -149,6 +149,9 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         routes: &world.routes,
         budgets: &world.budgets,
         secrets: &world.secrets,
+        // ConfigMaps are not watched yet: a route naming one reports it missing.
+        config_maps: &[],
+        model_files: None,
         audiences: &pods.audiences,
         require_secret_opt_in: true,
         generated_by: GENERATED_BY,
@@ -817,8 +820,14 @@ pub fn unseen_secret_refs(world: &World) -> BTreeSet<(String, String)> {
             pool.spec
                 .providers
                 .iter()
-                .filter_map(|p| p.api_key.as_ref())
-                .map(move |k| (namespace.clone(), k.secret_key_ref.name.clone()))
+                .flat_map(|p| {
+                    let aws = p.aws.as_ref().and_then(|a| a.credentials_secret_ref.as_ref());
+                    let gcp = p.gcp.as_ref().map(|g| &g.service_account_key_secret_ref.name);
+                    (p.api_key.as_ref().map(|k| &k.secret_key_ref.name).into_iter())
+                        .chain(aws.map(|r| &r.name))
+                        .chain(gcp)
+                })
+                .map(move |name| (namespace.clone(), name.clone()))
         })
         .filter(|key| !seen.contains(key))
         .collect()

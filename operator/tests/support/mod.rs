@@ -230,11 +230,14 @@ pub fn route(namespace: &str, model: &str, upstream: &str, upstream_model: &str)
             pricing: Pricing::default(),
             context_window: None,
             kind: Default::default(),
+            publisher: Default::default(),
+            prompt_template: None,
         }],
         rules: vec![],
         failover_on: vec![],
         max_attempts: 1,
         cache: None,
+        complexity: None,
     }
 }
 

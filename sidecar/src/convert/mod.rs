@@ -13,7 +13,9 @@
 pub mod anthropic_openai;
 pub mod assemble;
 pub mod embeddings;
+pub mod eventstream;
 pub mod openai_anthropic;
+pub mod openai_bedrock;
 pub mod openai_gemini;
 pub mod responses;
 pub mod responses_stream;

@@ -70,10 +70,12 @@ pub fn build_request(
             }
             Ok(upstream)
         }
-        Api::Anthropic => Err(AttemptError::new(
-            FailureClass::ClientError,
-            "api Anthropic has no embeddings API",
-        )),
+        api @ (Api::Anthropic | Api::AzureOpenAI | Api::Bedrock | Api::VertexAI) => {
+            Err(AttemptError::new(
+                FailureClass::ClientError,
+                format!("the sidecar serves no embeddings for api {}", api.as_str()),
+            ))
+        }
     }
 }
 
@@ -117,7 +119,7 @@ pub fn parse_response(
                 estimated: true,
             })
         }
-        Api::OpenAI | Api::Anthropic => {
+        _ => {
             #[derive(Deserialize)]
             struct Lite {
                 data: Vec<IgnoredAny>,

@@ -7,22 +7,26 @@
 //! their own.
 
 pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
 pub mod embeddings;
 pub mod gemini;
 pub mod openai;
 pub mod responses;
+pub mod vertex;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::Full;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
-use switchyard_crds::v1alpha1::{Api, FailureClass};
+use switchyard_crds::v1alpha1::{Api, FailureClass, Publisher};
 
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, Usage, to_client};
 use crate::failure::{self, AttemptError};
 use crate::upstream::UpstreamRt;
+use crate::upstream::credentials::Credential;
 
 /// Client headers that are never sent upstream, whatever `forwardHeaders` says: the sidecar
 /// authenticates with the pool's key, not the caller's.
@@ -57,6 +61,10 @@ pub struct Call<'a> {
     pub client: ClientApi,
     pub stream: bool,
     pub client_headers: &'a HeaderMap,
+    /// Signing keys or an access token from the upstream's credential source, if it has one.
+    pub credential: &'a Credential,
+    /// The target model's publisher (Vertex AI serves Google's and Anthropic's models).
+    pub publisher: Publisher,
 }
 
 /// A complete answer, in the client's format.
@@ -89,8 +97,21 @@ pub enum Chunk {
     Error(AttemptError),
 }
 
+/// How a provider's stream is framed on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events.
+    Sse,
+    /// AWS's binary `application/vnd.amazon.eventstream` (Bedrock), read as named events.
+    AwsEventStream,
+}
+
 /// Turns a provider's stream events into [`Chunk`]s; stateful for protocols that need it.
 pub trait StreamDecoder: Send {
+    /// The framing of the events this decoder reads.
+    fn framing(&self) -> Framing {
+        Framing::Sse
+    }
     fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>);
     /// The body ended without a transport error. Protocols that have no end-of-stream event
     /// (Gemini) emit [`Chunk::Done`] here when the answer was complete.
@@ -122,6 +143,9 @@ pub fn for_api(api: Api) -> Result<&'static dyn Provider, AttemptError> {
         Api::OpenAI => Ok(&openai::OpenAi),
         Api::Anthropic => Ok(&anthropic::Anthropic),
         Api::Gemini => Ok(&gemini::Gemini),
+        Api::AzureOpenAI => Ok(&azure::Azure),
+        Api::Bedrock => Ok(&bedrock::Bedrock),
+        Api::VertexAI => Ok(&vertex::Vertex),
     }
 }
 

@@ -30,6 +30,7 @@ use crate::failure::AttemptError;
 use crate::providers::{self, Call};
 use crate::proxy::body::ResponseBody;
 use crate::upstream::TargetRt;
+use crate::upstream::credentials::Credential;
 use crate::upstream::health::{Admission, ProbeGuard};
 use crate::upstream::limits::LimitPermit;
 
@@ -186,6 +187,22 @@ async fn admit(target: &TargetRt, forced: bool) -> Option<(LimitPermit, ProbeGua
     Some((permit, guard))
 }
 
+/// The upstream's current signing keys or access token, fetching them if need be: within the
+/// connect timeout, since reaching the provider is what they are for.
+async fn credential(target: &TargetRt) -> Result<Credential, AttemptError> {
+    let Some(source) = &target.upstream.credentials else {
+        return Ok(Credential::None);
+    };
+    let limit = Duration::from_millis(target.upstream.def.timeouts.connect);
+    match tokio::time::timeout(limit, source.credential(&target.upstream.client)).await {
+        Ok(credential) => credential,
+        Err(_) => Err(AttemptError::timeout(
+            "no credentials from the token endpoint",
+            limit,
+        )),
+    }
+}
+
 /// One attempt at one target.
 async fn attempt(
     ctx: &mut RequestCtx,
@@ -196,6 +213,7 @@ async fn attempt(
     probe: ProbeGuard,
 ) -> Result<Answer, AttemptError> {
     let provider = providers::for_api(target.upstream.def.api)?;
+    let credential = credential(target).await?;
     // Every request streams upstream (but see `streams_upstream`), whatever the client asked
     // for: the response head comes at once, so `firstToken` and `idle` bound every request (a provider that accepts and never
     // answers is left after `firstToken`, not `total`), silence is measured on heads that do not
@@ -209,6 +227,8 @@ async fn attempt(
         client: ctx.client_api,
         stream: streams_upstream(request),
         client_headers: headers,
+        credential: &credential,
+        publisher: target.target.publisher,
     };
     let call_streams = call.stream;
     let mut upstream_request = if request.passthrough {

@@ -55,6 +55,8 @@ pub struct RequestCtx {
     pub budgets: Arc<[Arc<BudgetRt>]>,
     /// The request body's size, for a usage estimate when a provider reports none.
     pub request_bytes: usize,
+    /// The prompt's complexity score, when the route scores (docs/reference/complexity.md).
+    pub complexity: Option<u8>,
     /// How the request ended, once a path said so.
     ending: Option<Ending>,
     /// False once the duty to record has moved to another guard.
@@ -142,6 +144,7 @@ impl RequestCtx {
             in_flight: None,
             budgets: Arc::new([]),
             request_bytes: 0,
+            complexity: None,
             ending: None,
             armed: true,
             trace: RequestTrace::start(),
@@ -189,6 +192,7 @@ impl RequestCtx {
             in_flight: self.in_flight.take(),
             budgets: self.budgets.clone(),
             request_bytes: self.request_bytes,
+            complexity: self.complexity,
             ending: self.ending.take(),
             armed: true,
             trace: self.trace.take(),
@@ -202,6 +206,7 @@ impl RequestCtx {
             provider: target.map(|t| t.upstream.id.as_str()),
             model: target.map(|t| t.target.model.as_str()),
             attempts: self.attempts,
+            complexity: self.complexity,
         }
     }
 
@@ -350,6 +355,7 @@ impl RequestCtx {
             target: "switchyard::request",
             route,
             rule = self.rule.as_deref(),
+            complexity = self.complexity,
             workload = self.workload.as_deref().map(|w| w.workload.as_str()),
             serviceAccount = self.workload.as_deref().map(|w| w.service_account.as_str()),
             model = %self.client_model,

@@ -27,6 +27,7 @@ use crate::providers::{self, Call};
 use crate::proxy::body::ResponseBody;
 use crate::table::RouteRt;
 use crate::upstream::TargetRt;
+use crate::upstream::credentials::Credential;
 use crate::upstream::health::ProbeGuard;
 use crate::upstream::limits::LimitPermit;
 
@@ -150,6 +151,8 @@ pub(super) async fn attempt(
         client: ClientApi::OpenAI,
         stream: false,
         client_headers: headers,
+        credential: &Credential::None,
+        publisher: target.target.publisher,
     };
     let mut upstream_request = providers::embeddings::build_request(&call, request)?;
     ctx.propagate(upstream_request.headers_mut());

@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod respond;
 pub mod route;
 pub mod rules;
+pub mod score;
 pub mod strategy;
 pub mod stream;
 
@@ -135,6 +136,10 @@ impl Proxy {
         route::check_kind(&route, ModelType::Chat)?;
         ctx.route = Some(route.route.name.clone());
         let mut facts = rules::RequestFacts::new(&parsed.hub, &parts.headers);
+        if let Some(score) = score::score(&self.runtime, &snapshot, &route, &parsed.hub).await {
+            facts.set_complexity(score);
+            ctx.complexity = Some(score);
+        }
         let (targets, rule) = rules::select(&route, &mut facts);
         ctx.rule = rule.map(str::to_string);
         // After the rules: a rule (a header, say) can send the same body to other targets, and a
@@ -250,6 +255,7 @@ impl Proxy {
             provider: Some(&hit.provider),
             model: Some(&hit.model),
             attempts: 0,
+            complexity: ctx.complexity,
         };
         respond::add_served_headers(&mut response, &served);
         response

@@ -222,6 +222,8 @@ pub struct Served<'a> {
     pub provider: Option<&'a str>,
     pub model: Option<&'a str>,
     pub attempts: u32,
+    /// The prompt's complexity score, when the route scores.
+    pub complexity: Option<u8>,
 }
 
 /// Adds the `x-switchyard-*` headers.
@@ -243,6 +245,9 @@ pub fn add_served_headers(response: &mut Response<ResponseBody>, served: &Served
     }
     if served.route.is_some() {
         set("x-switchyard-attempts", &served.attempts.to_string());
+    }
+    if let Some(score) = served.complexity {
+        set("x-switchyard-complexity", &score.to_string());
     }
 }
 

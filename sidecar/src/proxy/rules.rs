@@ -54,7 +54,12 @@ impl<'a> RequestFacts<'a> {
             .get_or_insert_with(|| tokens::estimate_prompt_tokens(self.body))
     }
 
-    /// The complexity score, 0–100.
+    /// Sets the complexity score, computed by the route's scorer before the rules run.
+    pub fn set_complexity(&mut self, score: u8) {
+        self.complexity = Some(score);
+    }
+
+    /// The complexity score, 0–100: the route's scorer's when set, else the heuristic's.
     pub fn complexity(&mut self) -> u8 {
         *self.complexity.get_or_insert_with(|| {
             let mut text = String::new();

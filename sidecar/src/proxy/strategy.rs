@@ -106,6 +106,9 @@ mod tests {
             timeouts: TimeoutsMs::default(),
             limits: Limits::default(),
             breaker: Breaker::default(),
+            azure_api_version: None,
+            aws: None,
+            gcp: None,
         };
         TargetRt {
             target: Target {
@@ -119,6 +122,8 @@ mod tests {
                 },
                 context_window: None,
                 kind: Default::default(),
+                publisher: Default::default(),
+                prompt_template: None,
             },
             upstream: Arc::new(UpstreamRt::new(def)),
             health: TargetHealth::new(IntGauge::new("g", "g").unwrap()),

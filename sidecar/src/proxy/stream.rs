@@ -27,11 +27,12 @@ use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientError};
 use crate::convert::assemble::Assembler;
 use crate::convert::responses::Echo;
+use crate::convert::eventstream::EventStreamParser;
 use crate::convert::sse::{SseEvent, SseParser};
 use crate::convert::to_client::{self, ClientEncoder};
 use crate::convert::{ClientApi, Usage};
 use crate::failure::AttemptError;
-use crate::providers::{Chunk, StreamDecoder};
+use crate::providers::{Chunk, Framing, StreamDecoder};
 use crate::proxy::body::{self, ResponseBody};
 use crate::upstream::TargetRt;
 use crate::upstream::health::ProbeGuard;
@@ -53,10 +54,42 @@ pub struct Deadlines {
     pub idle: Duration,
 }
 
+/// Cuts upstream bytes into events, by the provider's framing.
+enum Parser {
+    Sse(SseParser),
+    AwsEventStream(EventStreamParser),
+}
+
+impl Parser {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Sse => Self::Sse(SseParser::default()),
+            Framing::AwsEventStream => Self::AwsEventStream(EventStreamParser::default()),
+        }
+    }
+
+    fn push(&mut self, data: &[u8], out: &mut Vec<SseEvent>) -> Result<(), AttemptError> {
+        let error = |e: &dyn std::fmt::Display| {
+            AttemptError::new(FailureClass::ServerError, e.to_string())
+        };
+        match self {
+            Self::Sse(p) => p.push(data, out).map_err(|e| error(&e)),
+            Self::AwsEventStream(p) => p.push(data, out).map_err(|e| error(&e)),
+        }
+    }
+
+    fn has_partial(&self) -> bool {
+        match self {
+            Self::Sse(p) => p.has_partial(),
+            Self::AwsEventStream(p) => p.has_partial(),
+        }
+    }
+}
+
 /// Reads upstream frames into decoded chunks, enforcing the timeouts.
 struct EventReader {
     body: Incoming,
-    parser: SseParser,
+    parser: Parser,
     decoder: Box<dyn StreamDecoder>,
     events: Vec<SseEvent>,
     chunks: Vec<Chunk>,
@@ -70,7 +103,7 @@ impl EventReader {
     fn new(body: Incoming, decoder: Box<dyn StreamDecoder>, deadlines: Deadlines) -> Self {
         Self {
             body,
-            parser: SseParser::default(),
+            parser: Parser::new(decoder.framing()),
             decoder,
             events: Vec::new(),
             chunks: Vec::new(),
@@ -139,9 +172,7 @@ impl EventReader {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            self.parser
-                .push(&data, &mut self.events)
-                .map_err(|e| AttemptError::new(FailureClass::ServerError, e.to_string()))?;
+            self.parser.push(&data, &mut self.events)?;
             if !self.events.is_empty() {
                 self.last_event = Some(Instant::now());
             }

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod runtime;
+pub mod scorer;
 pub mod standalone;
 
 pub use runtime::{RouteRt, Runtime, Snapshot};

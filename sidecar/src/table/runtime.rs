@@ -13,6 +13,8 @@ use arc_swap::ArcSwapOption;
 use switchyard_crds::table::{Route, RouteTable, Rule, Target};
 
 use super::cache::ResponseCache;
+use super::scorer::{self, RouteScorer};
+use switchyard_crds::complexity::Model;
 use crate::budget::BudgetRt;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::health::TargetHealth;
@@ -43,6 +45,8 @@ pub struct Snapshot {
     pub budgets: HashMap<String, Arc<BudgetRt>>,
     /// The pod's workload as the request log shows it, when the table names one (pod mode).
     pub workload: Option<Arc<WorkloadLog>>,
+    /// The table's complexity models, parsed once, by checksum.
+    pub models: HashMap<String, Arc<Model>>,
 }
 
 /// The table's workload, formatted once per table rather than once per request.
@@ -62,6 +66,8 @@ pub struct RouteRt {
     pub rules: Vec<(Rule, Vec<TargetRt>)>,
     /// Budgets without `providers` that count this route's requests: checked on admission.
     pub budgets: Arc<[Arc<BudgetRt>]>,
+    /// How the route scores complexity; `None` when it needs no score.
+    pub scorer: Option<RouteScorer>,
 }
 
 impl Runtime {
@@ -149,7 +155,9 @@ impl Runtime {
         let previous = self.snapshot();
         let previous = previous.as_deref();
         let budgets = budgets(previous, &table, &self.metrics, self.budgets_are_leased());
+        let models = scorer::models(&table, previous.map(|s| &s.models));
         let mut resolver = Resolver {
+            models: &models,
             upstreams: upstreams(previous, &table),
             health: self.health.lock().unwrap_or_else(|p| p.into_inner()),
             used: HashSet::new(),
@@ -178,6 +186,7 @@ impl Runtime {
             routes,
             budgets,
             workload,
+            models,
         })));
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ready.store(true, Ordering::Release);
@@ -267,6 +276,7 @@ fn budgets(
 
 /// Resolves one table's targets to live upstreams and health, noting which health it used.
 struct Resolver<'a> {
+    models: &'a HashMap<String, Arc<Model>>,
     upstreams: HashMap<&'a str, Arc<UpstreamRt>>,
     health: MutexGuard<'a, HashMap<(String, String), Arc<TargetHealth>>>,
     used: HashSet<(String, String)>,
@@ -293,12 +303,18 @@ impl Resolver<'_> {
                 .as_ref()
                 .map(|p| Arc::new(ResponseCache::new(p)))
         });
+        let scorer = RouteScorer::of(
+            route,
+            self.models,
+            previous.and_then(|r| r.scorer.as_ref()),
+        );
         RouteRt {
             route: route.clone(),
             cache,
             targets,
             rules,
             budgets,
+            scorer,
         }
     }
 

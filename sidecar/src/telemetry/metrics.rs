@@ -30,6 +30,8 @@ pub struct Metrics {
     /// and this sidecar's remaining share have series of their own, by `pool/provider`.
     pub fleet_limit_refusals: IntCounterVec,
     pub fleet_limit_remaining: GaugeVec,
+    /// The complexity score of each request on a route that scores (buckets of 10).
+    pub complexity_score: HistogramVec,
 }
 
 /// The labels that identify one target in metrics.
@@ -94,7 +96,20 @@ impl Metrics {
             ),
         );
 
+        let complexity_score = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "complexity_score",
+                    "Complexity score (0-100) of requests on routes that score them",
+                )
+                .buckets((1..=10).map(|i| f64::from(i * 10)).collect()),
+                &["route"],
+            ),
+        );
+
         Self {
+            complexity_score,
             requests: counter(
                 "requests_total",
                 "Attempts by route, provider, model and outcome (Success, StreamError, Cancelled or a failure class)",

@@ -381,6 +381,9 @@ pub fn provider_name(api: Api) -> &'static str {
         Api::OpenAI => "openai",
         Api::Anthropic => "anthropic",
         Api::Gemini => "gcp.gemini",
+        Api::AzureOpenAI => "azure.ai.openai",
+        Api::Bedrock => "aws.bedrock",
+        Api::VertexAI => "gcp.vertex_ai",
     }
 }
 
@@ -825,6 +828,9 @@ mod tests {
         assert_eq!(provider_name(Api::OpenAI), "openai");
         assert_eq!(provider_name(Api::Anthropic), "anthropic");
         assert_eq!(provider_name(Api::Gemini), "gcp.gemini");
+        assert_eq!(provider_name(Api::AzureOpenAI), "azure.ai.openai");
+        assert_eq!(provider_name(Api::Bedrock), "aws.bedrock");
+        assert_eq!(provider_name(Api::VertexAI), "gcp.vertex_ai");
         assert_eq!(operation_for_path("/v1/embeddings"), "embeddings");
         assert_eq!(operation_for_path("/v1/messages"), "chat");
     }

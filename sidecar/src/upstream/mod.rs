@@ -5,6 +5,7 @@
 //! [`health`] is the circuit breaker and latency average, [`limits`] the per-sidecar concurrency,
 //! request and token limits, [`tokens`] the prompt token estimate rules and limits use.
 
+pub mod credentials;
 pub mod health;
 pub mod limits;
 pub mod tokens;
@@ -20,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use switchyard_crds::table::{Target, Upstream};
 use tokio::time::Instant;
 
+use self::credentials::CredentialSource;
 use self::health::TargetHealth;
 use self::limits::UpstreamLimits;
 
@@ -55,16 +57,19 @@ pub struct UpstreamRt {
     pub id: String,
     pub client: HttpClient,
     pub limits: UpstreamLimits,
+    /// Signing keys or access tokens, for APIs that need more than a static key.
+    pub credentials: Option<Arc<dyn CredentialSource>>,
 }
 
 impl TargetRt {
-    /// Accounts a failed attempt: the key is scrubbed from what the error could show (a provider
-    /// may echo it back) and the breaker counts the failure. Returns the scrubbed error.
+    /// Accounts a failed attempt: the keys are scrubbed from what the error could show (a
+    /// provider may echo them back) and the breaker counts the failure. Returns the scrubbed error.
     pub fn fail(&self, error: crate::failure::AttemptError) -> crate::failure::AttemptError {
-        let error = match &self.upstream.def.api_key {
-            Some(key) => error.redact(key.expose()),
-            None => error,
-        };
+        let error = self
+            .upstream
+            .def
+            .secrets()
+            .fold(error, |error, secret| error.redact(secret.expose()));
         self.health
             .record_failure(&error, &self.upstream.def.breaker, Instant::now());
         error
@@ -78,6 +83,7 @@ impl UpstreamRt {
             id: def.id(),
             client: build_client(&def),
             limits: UpstreamLimits::new(&def.limits, Instant::now()),
+            credentials: credentials::for_upstream(&def),
             def,
         }
     }

@@ -20,6 +20,9 @@ fn upstream() -> UpstreamRt {
         timeouts: TimeoutsMs::default(),
         limits: Limits::default(),
         breaker: Breaker::default(),
+        azure_api_version: None,
+        aws: None,
+        gcp: None,
     })
 }
 
@@ -46,6 +49,8 @@ fn openai_clients_are_translated_and_authenticated_with_the_pool_key() {
         client: ClientApi::OpenAI,
         stream: false,
         client_headers: &client_headers,
+        credential: &crate::upstream::credentials::Credential::None,
+        publisher: switchyard_crds::v1alpha1::Publisher::Google,
     };
     let request = Anthropic.build_request(&call).unwrap();
     assert_eq!(request.uri(), "https://api.anthropic.com/v1/messages");
@@ -72,6 +77,8 @@ fn anthropic_clients_pass_through_with_only_the_model_replaced() {
         client: ClientApi::Anthropic,
         stream: false,
         client_headers: &HeaderMap::new(),
+        credential: &crate::upstream::credentials::Credential::None,
+        publisher: switchyard_crds::v1alpha1::Publisher::Google,
     };
     let sent = body(Anthropic.build_request(&call).unwrap());
     let mut expected = original.clone();

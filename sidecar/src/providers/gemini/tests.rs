@@ -22,6 +22,9 @@ fn upstream() -> UpstreamRt {
         timeouts: TimeoutsMs::default(),
         limits: Limits::default(),
         breaker: Breaker::default(),
+        azure_api_version: None,
+        aws: None,
+        gcp: None,
     })
 }
 
@@ -49,6 +52,8 @@ fn build(model: &str, client: ClientApi, stream: bool) -> http::Request<Full<Byt
         client,
         stream,
         client_headers: &client_headers,
+        credential: &crate::upstream::credentials::Credential::None,
+        publisher: switchyard_crds::v1alpha1::Publisher::Google,
     };
     Gemini.build_request(&call).unwrap()
 }

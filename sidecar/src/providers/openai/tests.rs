@@ -20,6 +20,9 @@ fn upstream(forward: &[&str]) -> UpstreamRt {
         timeouts: TimeoutsMs::default(),
         limits: Limits::default(),
         breaker: Breaker::default(),
+        azure_api_version: None,
+        aws: None,
+        gcp: None,
     })
 }
 
@@ -51,6 +54,8 @@ fn requests_carry_the_target_model_usage_and_only_the_pool_key() {
         client: ClientApi::OpenAI,
         stream: true,
         client_headers: &client,
+        credential: &crate::upstream::credentials::Credential::None,
+        publisher: switchyard_crds::v1alpha1::Publisher::Google,
     };
     let built = OpenAi.build_request(&call).unwrap();
 
@@ -84,6 +89,8 @@ fn non_streamed_requests_say_so() {
         client: ClientApi::OpenAI,
         stream: false,
         client_headers: &HeaderMap::new(),
+        credential: &crate::upstream::credentials::Credential::None,
+        publisher: switchyard_crds::v1alpha1::Publisher::Google,
     };
     let built = OpenAi.build_request(&call).unwrap();
     let body: Value = crate::providers::sent_json(built);
