@@ -129,7 +129,8 @@ impl Check<'_> {
                     return None;
                 };
                 let Some(text) = config_map_text(config_map, &r.key) else {
-                    let message = format!("ConfigMap {namespace}/{} has no key {:?}", r.name, r.key);
+                    let message =
+                        format!("ConfigMap {namespace}/{} has no key {:?}", r.name, r.key);
                     self.unresolved(field, reasons::CONFIG_MAP_KEY_NOT_FOUND, message);
                     return None;
                 };
@@ -189,11 +190,14 @@ impl Check<'_> {
             return None;
         }
         let namespace = &self.key.namespace;
-        let mut classifiers = routes.iter().filter(|r| {
-            r.spec.model == scorer.model && r.namespace().as_ref() == Some(namespace)
-        });
+        let mut classifiers = routes
+            .iter()
+            .filter(|r| r.spec.model == scorer.model && r.namespace().as_ref() == Some(namespace));
         let Some(first) = classifiers.next() else {
-            let message = format!("no ModelRoute in {namespace} serves model {:?}", scorer.model);
+            let message = format!(
+                "no ModelRoute in {namespace} serves model {:?}",
+                scorer.model
+            );
             self.unresolved(field, reasons::CLASSIFIER_NOT_FOUND, message);
             return None;
         };
@@ -214,17 +218,26 @@ impl Check<'_> {
                 return None;
             }
         }
-        let millis = |value: &Option<crate::v1alpha1::Duration>, at: &str, default: u64| {
-            match value {
-                None => Ok(default),
-                Some(d) => d
-                    .parse()
-                    .map(|d| d.as_millis() as u64)
-                    .ok_or_else(|| (at.to_string(), format!("{:?} is not a duration like 2s", d.0))),
-            }
+        let millis = |value: &Option<crate::v1alpha1::Duration>, at: &str, default: u64| match value
+        {
+            None => Ok(default),
+            Some(d) => d.parse().map(|d| d.as_millis() as u64).ok_or_else(|| {
+                (
+                    at.to_string(),
+                    format!("{:?} is not a duration like 2s", d.0),
+                )
+            }),
         };
-        let timeout = millis(&scorer.timeout, "spec.complexity.route.timeout", DEFAULT_TIMEOUT_MS);
-        let ttl = millis(&scorer.cache_ttl, "spec.complexity.route.cacheTtl", DEFAULT_CACHE_TTL_MS);
+        let timeout = millis(
+            &scorer.timeout,
+            "spec.complexity.route.timeout",
+            DEFAULT_TIMEOUT_MS,
+        );
+        let ttl = millis(
+            &scorer.cache_ttl,
+            "spec.complexity.route.cacheTtl",
+            DEFAULT_CACHE_TTL_MS,
+        );
         match (timeout, ttl) {
             (Ok(0), _) => {
                 let message = "timeout must be above 0".into();
