@@ -71,8 +71,10 @@ pub fn for_upstream(def: &Upstream) -> Option<Arc<dyn CredentialSource>> {
             // Bedrock helper: the web identity source (`aws.web_identity`) goes here.
             None
         }
-        // Vertex helper: the service-account token source (`def.gcp`) goes here.
-        Api::VertexAI => None,
+        Api::VertexAI => {
+            let gcp = def.gcp.as_ref()?;
+            Some(Arc::new(super::gcp_oauth::ServiceAccount::new(gcp)))
+        }
         Api::OpenAI | Api::Anthropic | Api::Gemini | Api::AzureOpenAI => None,
     }
 }

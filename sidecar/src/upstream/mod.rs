@@ -6,6 +6,7 @@
 //! request and token limits, [`tokens`] the prompt token estimate rules and limits use.
 
 pub mod credentials;
+pub mod gcp_oauth;
 pub mod health;
 pub mod limits;
 pub mod tokens;
