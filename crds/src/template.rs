@@ -188,7 +188,10 @@ impl fmt::Display for RenderError {
                 "prompt template {template} needs variable {name:?}: give it in {VARS_HEADER}"
             ),
             Self::Engine { template, message } => {
-                write!(f, "prompt template {template} cannot be rendered: {message}")
+                write!(
+                    f,
+                    "prompt template {template} cannot be rendered: {message}"
+                )
             }
             Self::TooLarge { template, bytes } => write!(
                 f,
@@ -239,7 +242,8 @@ impl Renderer {
             for (i, variant) in template.variants.iter().enumerate() {
                 for (part, text) in [("prepend", &variant.prepend), ("append", &variant.append)] {
                     if let Some(text) = text
-                        && let Err(e) = env.add_template_owned(part_name(name, i, part), text.clone())
+                        && let Err(e) =
+                            env.add_template_owned(part_name(name, i, part), text.clone())
                     {
                         errors.push(format!("prompt template {name}: {}", describe(&e)));
                         continue 'templates;
@@ -331,7 +335,12 @@ impl Renderer {
                 name: unknown.clone(),
             });
         }
-        let context = minijinja::Value::from_iter(context);
+        let context = minijinja::Value::from_object(Context(
+            context
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
         let mut total = 0;
         let mut part = |which: &str, present: bool| -> Result<Option<String>, RenderError> {
             if !present {
@@ -363,6 +372,27 @@ impl Renderer {
             prepend,
             append,
         }))
+    }
+}
+
+/// A render's variables as a minijinja map. minijinja is built without `std_collections`
+/// (which would bring conversions for every std collection), and `Value::from_iter` makes a
+/// sequence, so the map is this small object.
+#[derive(Debug)]
+struct Context(BTreeMap<String, String>);
+
+impl minijinja::value::Object for Context {
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.0
+            .get(key.as_str()?)
+            .map(|v| minijinja::Value::from(v.as_str()))
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        use minijinja::value::ObjectExt;
+        self.mapped_enumerator(|this| {
+            Box::new(this.0.keys().map(|k| minijinja::Value::from(k.as_str())))
+        })
     }
 }
 

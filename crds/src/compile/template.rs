@@ -164,10 +164,16 @@ fn references<'r>(route: &'r ModelRoute) -> Vec<(String, &'r str)> {
     };
     add("spec.promptTemplate".into(), &spec.prompt_template);
     for (i, t) in spec.targets.iter().enumerate() {
-        add(format!("spec.targets[{i}].promptTemplate"), &t.prompt_template);
+        add(
+            format!("spec.targets[{i}].promptTemplate"),
+            &t.prompt_template,
+        );
     }
     for (i, rule) in spec.rules.iter().enumerate() {
-        add(format!("spec.rules[{i}].promptTemplate"), &rule.prompt_template);
+        add(
+            format!("spec.rules[{i}].promptTemplate"),
+            &rule.prompt_template,
+        );
         for (j, t) in rule.targets.iter().enumerate() {
             add(
                 format!("spec.rules[{i}].targets[{j}].promptTemplate"),
