@@ -85,8 +85,15 @@ pub fn parse(text: &[u8], path: &Path) -> Result<Vec<Row>> {
 /// issue 12 asks of MMLU), else its prompt (GSM8K). The split depends on the row alone, never on
 /// row order.
 pub fn is_held_out(row: &Row) -> bool {
+    group_hash(row).is_multiple_of(5)
+}
+
+/// FNV-1a (64 bit) of the row's split key: its subject if it has one, else its prompt. The
+/// held-out split takes hashes ≡ 0 mod 5; cross-validation inside the train split takes fold
+/// `(hash / 5) mod k`, so its folds keep subjects whole too.
+pub fn group_hash(row: &Row) -> u64 {
     let key = row.subject.as_deref().unwrap_or(&row.prompt);
-    fnv1a(FNV_OFFSET, key.as_bytes()).is_multiple_of(5)
+    fnv1a(FNV_OFFSET, key.as_bytes())
 }
 
 /// Splits rows into (train, held out) by [`is_held_out`].
