@@ -47,7 +47,8 @@ const PROMPT_FILTERED: &str = "The response was filtered due to the prompt trigg
                                OpenAI's content management policy. Please modify your prompt and \
                                retry. To learn more about our content filtering policies please \
                                read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766";
-const SERVER_ERROR: &str = "The server had an error while processing your request. Sorry about that!";
+const SERVER_ERROR: &str =
+    "The server had an error while processing your request. Sorry about that!";
 const CONTEXT: &str = "This model's maximum context length is 128000 tokens. However, your \
                        messages resulted in 130000 tokens. Please reduce the length of the \
                        messages.";
@@ -183,9 +184,13 @@ impl Api for Azure {
                      default rate limit."
                 );
                 let response = azure_error(429, "429", &message);
+                let response = server::with_header(
+                    response,
+                    "retry-after-ms",
+                    Some(retry_after_ms.to_string()),
+                );
                 let response =
-                    server::with_header(response, "retry-after-ms", Some(retry_after_ms.to_string()));
-                let response = server::with_header(response, "retry-after", Some(seconds.to_string()));
+                    server::with_header(response, "retry-after", Some(seconds.to_string()));
                 Plan::Respond(server::with_header(
                     response,
                     "x-ratelimit-remaining-tokens",
@@ -232,10 +237,20 @@ impl Api for Azure {
         }
         if shape == Shape::V1 && request.body.get("model").and_then(Value::as_str).is_none() {
             let message = "Missing required parameter: 'model'.";
-            return Some(openai_error(400, message, Some("model"), Some("missing_required_parameter")));
+            return Some(openai_error(
+                400,
+                message,
+                Some("model"),
+                Some("missing_required_parameter"),
+            ));
         }
         if embeddings {
-            let (message, param) = embeddings::check_openai(&request.body).err()?;
+            // A deployment names the model; OpenAI's checks want it in the body.
+            let mut body = request.body.clone();
+            if shape == Shape::Deployment && body.get("model").is_none() {
+                body["model"] = Value::String(model_of(request));
+            }
+            let (message, param) = embeddings::check_openai(&body).err()?;
             return Some(openai_error(400, &message, param, None));
         }
         let messages = request.body.get("messages").and_then(Value::as_array);
@@ -257,7 +272,14 @@ impl Api for Azure {
         let pieces = completion.pieces(&behavior.reply);
         if request.is_stream() {
             let finish = completion.finish_reason();
-            stream_answer(&completion, request, pieces, finish, ending, behavior.chunk_delay)
+            stream_answer(
+                &completion,
+                request,
+                pieces,
+                finish,
+                ending,
+                behavior.chunk_delay,
+            )
         } else {
             let document = completion.whole(pieces.concat(), completion.finish_reason());
             server::document(JSON, Bytes::from(document.to_string()), ending, error)
@@ -280,7 +302,14 @@ fn filtered_answer(request: &Recorded, after_words: usize) -> Response<SimBody> 
     pieces.truncate(after_words);
     if request.is_stream() {
         let delay = behavior.chunk_delay;
-        stream_answer(&completion, request, pieces, "content_filter", Ending::Complete, delay)
+        stream_answer(
+            &completion,
+            request,
+            pieces,
+            "content_filter",
+            Ending::Complete,
+            delay,
+        )
     } else {
         let document = completion.whole(pieces.concat(), "content_filter");
         server::json_response(200, &document)
@@ -352,8 +381,13 @@ fn stream_answer(
 impl Completion {
     fn new(request: &Recorded, behavior: &Behavior) -> Self {
         let tool = tool_call(&request.body);
-        let messages = request.body["messages"].as_array().map_or(&[][..], Vec::as_slice);
-        let chars = messages.iter().map(|m| content::text_chars(&m["content"])).sum();
+        let messages = request.body["messages"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        let chars = messages
+            .iter()
+            .map(|m| content::text_chars(&m["content"]))
+            .sum();
         let prompt = content::estimate_tokens(chars, messages.len());
         let tokens = Tokens::new(prompt, behavior, tool.as_ref());
         let created = SystemTime::now()
@@ -384,7 +418,11 @@ impl Completion {
     }
 
     fn finish_reason(&self) -> &'static str {
-        if self.tool.is_some() { "tool_calls" } else { "stop" }
+        if self.tool.is_some() {
+            "tool_calls"
+        } else {
+            "stop"
+        }
     }
 
     /// The whole `chat.completion`, with Azure's filter annotations.
@@ -417,7 +455,13 @@ impl Completion {
                "model": self.model, "system_fingerprint": FINGERPRINT, "choices": choices})
     }
 
-    fn chunk_value(&self, delta: Value, finish: Option<&str>, results: Value, usage: bool) -> Value {
+    fn chunk_value(
+        &self,
+        delta: Value,
+        finish: Option<&str>,
+        results: Value,
+        usage: bool,
+    ) -> Value {
         let choice = json!({"index": 0, "delta": delta, "logprobs": null,
                             "finish_reason": finish, "content_filter_results": results});
         let mut chunk = self.envelope(json!([choice]));
@@ -495,7 +539,10 @@ fn tool_call(body: &Value) -> Option<ToolCall> {
         return None;
     }
     let function = &body["tools"].as_array()?.first()?["function"];
-    Some(ToolCall::new(function["name"].as_str()?, &function["parameters"]))
+    Some(ToolCall::new(
+        function["name"].as_str()?,
+        &function["parameters"],
+    ))
 }
 
 /// Every category checked and nothing filtered.
