@@ -103,7 +103,7 @@ impl Sidecar {
         if let Source::Manifests { paths, selection } = &config.source {
             let loaded = standalone::load(paths, selection)?;
             for warning in &loaded.warnings {
-                tracing::warn!(%warning, "route conflict");
+                tracing::warn!(%warning, "route served with a problem");
             }
             for skipped in &loaded.skipped {
                 tracing::debug!(%skipped, "not a Switchyard object; skipped");

@@ -214,6 +214,12 @@ async fn attempt(
 ) -> Result<Answer, AttemptError> {
     let provider = providers::for_api(target.upstream.def.api)?;
     let credential = credential(target).await?;
+    // The prompt template's text for this target, rendered before the first attempt.
+    let shaped = super::template::shape(ctx, target, request);
+    let (hub, original) = match &shaped {
+        Some(s) => (&s.hub, s.original.as_ref()),
+        None => (&request.hub, request.original.as_ref()),
+    };
     // Every request streams upstream (but see `streams_upstream`), whatever the client asked
     // for: the response head comes at once, so `firstToken` and `idle` bound every request (a provider that accepts and never
     // answers is left after `firstToken`, not `total`), silence is measured on heads that do not
@@ -222,8 +228,8 @@ async fn attempt(
     let call = Call {
         upstream: &target.upstream,
         model: &target.target.model,
-        request: &request.hub,
-        original: request.original.as_ref(),
+        request: hub,
+        original,
         client: ctx.client_api,
         stream: streams_upstream(request),
         client_headers: headers,

@@ -57,6 +57,10 @@ pub struct RequestCtx {
     pub request_bytes: usize,
     /// The prompt's complexity score, when the route scores (docs/reference/complexity.md).
     pub complexity: Option<u8>,
+    /// The prompt template texts rendered for the request's targets ([`super::template`]).
+    pub prompts: super::template::Prepared,
+    /// `name@hash8` of the template applied to the last attempt, for its header and the log.
+    pub template: Option<String>,
     /// How the request ended, once a path said so.
     ending: Option<Ending>,
     /// False once the duty to record has moved to another guard.
@@ -145,6 +149,8 @@ impl RequestCtx {
             budgets: Arc::new([]),
             request_bytes: 0,
             complexity: None,
+            prompts: Default::default(),
+            template: None,
             ending: None,
             armed: true,
             trace: RequestTrace::start(),
@@ -193,6 +199,8 @@ impl RequestCtx {
             budgets: self.budgets.clone(),
             request_bytes: self.request_bytes,
             complexity: self.complexity,
+            prompts: std::mem::take(&mut self.prompts),
+            template: self.template.clone(),
             ending: self.ending.take(),
             armed: true,
             trace: self.trace.take(),
@@ -207,6 +215,7 @@ impl RequestCtx {
             model: target.map(|t| t.target.model.as_str()),
             attempts: self.attempts,
             complexity: self.complexity,
+            template: self.template.as_deref(),
         }
     }
 
@@ -356,6 +365,7 @@ impl RequestCtx {
             route,
             rule = self.rule.as_deref(),
             complexity = self.complexity,
+            template = self.template.as_deref(),
             workload = self.workload.as_deref().map(|w| w.workload.as_str()),
             serviceAccount = self.workload.as_deref().map(|w| w.service_account.as_str()),
             model = %self.client_model,

@@ -13,6 +13,7 @@ pub mod rules;
 pub mod score;
 pub mod strategy;
 pub mod stream;
+pub mod template;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,6 +143,7 @@ impl Proxy {
         }
         let (targets, rule) = rules::select(&route, &mut facts);
         ctx.rule = rule.map(str::to_string);
+        let vars = template::vars(&parts.headers)?;
         // After the rules: a rule (a header, say) can send the same body to other targets, and a
         // cached answer must come from the targets this request would have used.
         if let Some(cache) = &route.cache
@@ -149,7 +151,7 @@ impl Proxy {
                 &route.route.name,
                 rule,
                 ctx.client_api,
-                &parsed.hub,
+                &template::cache_view(&parsed.hub, &vars),
                 parsed.original.as_ref(),
             )
         {
@@ -172,6 +174,7 @@ impl Proxy {
             &mut rand::rng(),
             Instant::now(),
         );
+        ctx.prompts = template::prepare(&snapshot.templates, &ordered, &vars)?;
         let work = attempt::Work::Chat(&parsed);
         let attempts = attempt::run(ctx, &route.route, ordered, work, &parts.headers).await;
         Ok(answer(ctx, attempts))
@@ -256,6 +259,7 @@ impl Proxy {
             model: Some(&hit.model),
             attempts: 0,
             complexity: ctx.complexity,
+            template: None,
         };
         respond::add_served_headers(&mut response, &served);
         response

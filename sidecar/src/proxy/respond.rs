@@ -224,6 +224,8 @@ pub struct Served<'a> {
     pub attempts: u32,
     /// The prompt's complexity score, when the route scores.
     pub complexity: Option<u8>,
+    /// `name@hash8` of the prompt template applied to the answer's request.
+    pub template: Option<&'a str>,
 }
 
 /// Adds the `x-switchyard-*` headers.
@@ -248,6 +250,9 @@ pub fn add_served_headers(response: &mut Response<ResponseBody>, served: &Served
     }
     if let Some(score) = served.complexity {
         set("x-switchyard-complexity", &score.to_string());
+    }
+    if let Some(template) = served.template {
+        set(switchyard_crds::template::TEMPLATE_HEADER, template);
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
 use switchyard_crds::table::{Route, RouteTable, Rule, Target};
+use switchyard_crds::template::Renderer;
 
 use super::cache::ResponseCache;
 use super::scorer::{self, RouteScorer};
@@ -47,6 +48,8 @@ pub struct Snapshot {
     pub workload: Option<Arc<WorkloadLog>>,
     /// The table's complexity models, parsed once, by checksum.
     pub models: HashMap<String, Arc<Model>>,
+    /// The table's prompt templates, parsed once (crate::proxy::template renders them).
+    pub templates: Renderer,
 }
 
 /// The table's workload, formatted once per table rather than once per request.
@@ -174,6 +177,11 @@ impl Runtime {
             .collect();
         resolver.forget_unused();
         warm_tokenizer_if_needed(&table);
+        let (templates, broken) = Renderer::new(&table.templates);
+        for error in broken {
+            // The compiler refuses such text: only a table written by hand gets here.
+            tracing::warn!(%error, "prompt template left out");
+        }
         self.metrics.set_config_version(&table.version);
         let workload = table.workload.as_ref().map(|w| {
             Arc::new(WorkloadLog {
@@ -187,6 +195,7 @@ impl Runtime {
             budgets,
             workload,
             models,
+            templates,
         })));
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ready.store(true, Ordering::Release);

@@ -173,7 +173,7 @@ fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) {
                 return;
             }
             for warning in &loaded.warnings {
-                tracing::warn!(%warning, "route conflict");
+                tracing::warn!(%warning, "route served with a problem");
             }
             tracing::info!(version = %loaded.table.version, routes = loaded.table.routes.len(), "reloaded manifests");
             runtime.swap(loaded.table);
