@@ -3,6 +3,7 @@
 //! docs/reference/sidecar.md and docs/reference/api.md.
 
 mod standalone_anthropic_clients;
+mod standalone_azure;
 mod standalone_bad_input;
 mod standalone_breaker;
 mod standalone_budgets;
