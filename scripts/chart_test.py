@@ -209,6 +209,8 @@ CLUSTER_RULES = {
     ("authentication.k8s.io", "tokenreviews", "create", None),
     ("", "configmaps", "create", None),
     ("", "configmaps", "patch", None),
+    # Complexity models named by routes: a metadata-only watch, then a read by name.
+    *{("", "configmaps", v, None) for v in ("get", "list", "watch")},
     ("events.k8s.io", "events", "create", None),
     ("events.k8s.io", "events", "patch", None),
     # + mutatingwebhookconfigurations get/patch on the webhook's name, added per case.

@@ -1,5 +1,6 @@
 //! The controller: label-filtered reflectors over ModelRoutes, ProviderPools, Budgets, opted-in
-//! Secrets and injected Pods; on any change (debounced) one [`step`] compiles every table, the result is
+//! Secrets and injected Pods, and a metadata-only watch of ConfigMaps (those routes name for a
+//! complexity model are read by name at each step); on any change (debounced) one [`step`] compiles every table, the result is
 //! published into [`Tables`], and statuses that changed are written by server-side apply.
 //!
 //! Every replica runs the reflectors and publishes tables (a standby is warm); only the leader
@@ -19,9 +20,10 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -77,6 +79,9 @@ pub struct World {
     /// sidecars then share each limit through leases (docs/reference/operator.md#leases).
     pub budgets: Vec<Budget>,
     pub secrets: Vec<Secret>,
+    /// The ConfigMaps routes' `complexity.model.configMapRef` name, as read by name at the
+    /// step ([`referenced_config_maps`]); a missing one is absent.
+    pub config_maps: Vec<ConfigMap>,
     pub pods: Vec<Pod>,
     /// Namespaces labelled for injection.
     pub namespaces: Vec<Namespace>,
@@ -149,8 +154,8 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         routes: &world.routes,
         budgets: &world.budgets,
         secrets: &world.secrets,
-        // ConfigMaps are not watched yet: a route naming one reports it missing.
-        config_maps: &[],
+        config_maps: &world.config_maps,
+        // A cluster reads model files from ConfigMaps only; `file:` is refused.
         model_files: None,
         audiences: &pods.audiences,
         require_secret_opt_in: true,
@@ -575,6 +580,7 @@ async fn reconcile(
         .refresh(&ctx.client, &world.pods, &stores.changed, &ctx.metrics);
     let unlabelled = unlabelled_secrets(&ctx.client, &world).await;
     world.secrets.extend(unlabelled);
+    world.config_maps = referenced_config_maps(&ctx.client, &world).await;
     let compile = span.child("compile");
     let out = step(
         &world,
@@ -650,6 +656,9 @@ struct Stores {
     secrets: Store<Secret>,
     pods: Store<Pod>,
     namespaces: Store<Namespace>,
+    /// The (namespace, name) and `resourceVersion` of every ConfigMap (metadata only): a change
+    /// to one a route references triggers a step, which reads it by name.
+    config_maps: Store<PartialObjectMeta<ConfigMap>>,
     owners: Arc<OwnerCache>,
     /// Notified by every reflector and by owner lookups that found something.
     changed: Arc<Notify>,
@@ -659,15 +668,17 @@ impl Stores {
     /// Starts a reflector per kind; each notifies `changed` on every event.
     fn spawn(client: &Client, changed: &Arc<Notify>, errors: &ControllerMetrics) -> Self {
         let labelled = |label: &str| watcher::Config::default().labels(&format!("{label}=true"));
+        let routes = spawn_reflector(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            "modelroutes",
+            changed,
+            errors,
+            |_| {},
+        );
+        let routes_reader = routes.clone();
         Self {
-            routes: spawn_reflector(
-                Api::all(client.clone()),
-                watcher::Config::default(),
-                "modelroutes",
-                changed,
-                errors,
-                |_| {},
-            ),
+            routes,
             pools: spawn_reflector(
                 Api::all(client.clone()),
                 watcher::Config::default(),
@@ -708,6 +719,7 @@ impl Stores {
                 errors,
                 |_| {},
             ),
+            config_maps: spawn_config_map_watch(client, routes_reader, changed, errors),
             owners: Arc::default(),
             changed: changed.clone(),
         }
@@ -722,6 +734,7 @@ impl Stores {
             ("secrets", self.secrets.wait_until_ready().await),
             ("pods", self.pods.wait_until_ready().await),
             ("namespaces", self.namespaces.wait_until_ready().await),
+            ("configmaps", self.config_maps.wait_until_ready().await),
         ] {
             if let Err(error) = store {
                 // Only when the writer was dropped, i.e. its task ended: keep going on what we
@@ -739,6 +752,8 @@ impl Stores {
             secrets: cloned(&self.secrets),
             pods: cloned(&self.pods),
             namespaces: cloned(&self.namespaces),
+            // Read by name at each step (`referenced_config_maps`).
+            config_maps: Vec::new(),
             owners: self.owners.known(),
         }
     }
@@ -821,11 +836,20 @@ pub fn unseen_secret_refs(world: &World) -> BTreeSet<(String, String)> {
                 .providers
                 .iter()
                 .flat_map(|p| {
-                    let aws = p.aws.as_ref().and_then(|a| a.credentials_secret_ref.as_ref());
-                    let gcp = p.gcp.as_ref().map(|g| &g.service_account_key_secret_ref.name);
-                    (p.api_key.as_ref().map(|k| &k.secret_key_ref.name).into_iter())
-                        .chain(aws.map(|r| &r.name))
-                        .chain(gcp)
+                    let aws = p
+                        .aws
+                        .as_ref()
+                        .and_then(|a| a.credentials_secret_ref.as_ref());
+                    let gcp = p
+                        .gcp
+                        .as_ref()
+                        .map(|g| &g.service_account_key_secret_ref.name);
+                    (p.api_key
+                        .as_ref()
+                        .map(|k| &k.secret_key_ref.name)
+                        .into_iter())
+                    .chain(aws.map(|r| &r.name))
+                    .chain(gcp)
                 })
                 .map(move |name| (namespace.clone(), name.clone()))
         })
@@ -850,6 +874,77 @@ async fn unlabelled_secrets(client: &Client, world: &World) -> Vec<Secret> {
         }
     }
     found
+}
+
+/// The ConfigMaps routes name for their complexity model, as `(namespace, name)`.
+pub fn config_map_refs(routes: &[ModelRoute]) -> BTreeSet<(String, String)> {
+    routes.iter().filter_map(config_map_ref).collect()
+}
+
+/// The ConfigMap `route` names for its complexity model, as `(namespace, name)`.
+fn config_map_ref(route: &ModelRoute) -> Option<(String, String)> {
+    let source = route.spec.complexity.as_ref()?.model.as_ref()?;
+    let name = &source.config_map_ref.as_ref()?.name;
+    Some((route.namespace().unwrap_or_default(), name.clone()))
+}
+
+/// Reads the ConfigMaps of [`config_map_refs`] by name. Only those: the operator never caches
+/// the cluster's ConfigMaps' data, whose size it does not control. A missing one is left out
+/// (the route is `ResolvedRefs=False`); an apiserver error too, and logged.
+pub async fn referenced_config_maps(client: &Client, world: &World) -> Vec<ConfigMap> {
+    let mut found = Vec::new();
+    for (namespace, name) in config_map_refs(&world.routes) {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+        match api.get_opt(&name).await {
+            Ok(Some(config_map)) => found.push(config_map),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, %namespace, %name, "cannot read a ConfigMap"),
+        }
+    }
+    found
+}
+
+/// Watches ConfigMaps' metadata, all namespaces, and triggers a step when one that a route in
+/// `routes` references is created, changed or deleted (any other ConfigMap triggers nothing).
+fn spawn_config_map_watch(
+    client: &Client,
+    routes: Store<ModelRoute>,
+    changed: &Arc<Notify>,
+    metrics: &ControllerMetrics,
+) -> Store<PartialObjectMeta<ConfigMap>> {
+    let (reader, writer) = reflector::store();
+    let changed = changed.clone();
+    let metrics = metrics.clone();
+    // An `Api` of `PartialObjectMeta` lists and watches metadata only.
+    let api: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(meta) => {
+                    let key = (meta.namespace().unwrap_or_default(), meta.name_any());
+                    let referenced = routes
+                        .state()
+                        .iter()
+                        .any(|r| config_map_ref(r).as_ref() == Some(&key));
+                    if referenced {
+                        changed.notify_one();
+                    }
+                }
+                Err(source) => record(
+                    &metrics,
+                    &Error::Watch {
+                        resource: "configmaps",
+                        source,
+                    },
+                ),
+            }
+        }
+    });
+    reader
 }
 
 fn spawn_reflector<K>(
@@ -962,5 +1057,7 @@ fn is_running(pod: &Pod) -> bool {
         .is_some_and(|p| p == "Running")
 }
 
+#[cfg(test)]
+mod config_map_tests;
 #[cfg(test)]
 mod tests;

@@ -54,7 +54,7 @@ fn pod(uid: &str, app: &str, phase: &str) -> Pod {
     .unwrap()
 }
 
-fn world() -> World {
+pub(super) fn world() -> World {
     World {
         pools: vec![pool()],
         routes: vec![
@@ -63,6 +63,7 @@ fn world() -> World {
         ],
         budgets: vec![],
         secrets: vec![secret()],
+        config_maps: vec![],
         pods: vec![
             pod("u1", "chat", "Running"),
             pod("u2", "chat", "Running"),
