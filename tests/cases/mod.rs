@@ -20,6 +20,7 @@ mod standalone_routing;
 mod standalone_shutdown;
 mod standalone_strategies;
 mod standalone_streaming;
+mod standalone_templates;
 mod standalone_upstream_auth;
 mod translation_robustness;
 mod translation_schema;
