@@ -358,6 +358,7 @@ async fn an_output_filter_after_content_reaches_the_client_as_its_finish_reason(
     az.push_faults([
         Fault::OutputFiltered { after_words: 2 },
         Fault::OutputFiltered { after_words: 2 },
+        Fault::OutputFiltered { after_words: 2 },
     ]);
 
     let reply = send(&h, "/v1/chat/completions", &openai_request(true)).await;
@@ -374,6 +375,11 @@ async fn an_output_filter_after_content_reaches_the_client_as_its_finish_reason(
         "{body}"
     );
     assert_eq!(body["choices"][0]["finish_reason"], "content_filter");
+
+    let reply = send(&h, "/v1/messages", &anthropic_request(true)).await;
+    ok(&reply);
+    let (text, stop) = anthropic_stream(&reply);
+    assert_eq!((text.as_str(), stop.as_str()), ("Hello from", "refusal"));
     h.stop().await;
 }
 
