@@ -9,6 +9,7 @@
 //! token endpoint). They share one server, fault queue and recorder, in [`server`].
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod azure;
 pub mod embeddings;
 pub mod gemini;

@@ -102,6 +102,8 @@ pub struct Recorded {
     pub headers: HeaderMap,
     /// The parsed JSON body, or `Null` if it was not JSON.
     pub body: Value,
+    /// The body's bytes as sent (what a signature covers, or a form body).
+    pub raw: Bytes,
 }
 
 /// What a fault does to one request.
@@ -427,6 +429,7 @@ async fn route<A: Api>(
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+        raw,
     };
     let (fault, behavior) = shared.record(request.clone());
     let (model, stream) = (request.model().unwrap_or("unknown"), request.is_stream());
@@ -677,6 +680,7 @@ mod tests {
             query: None,
             headers: HeaderMap::new(),
             body,
+            raw: Bytes::new(),
         };
         let openai = recorded(
             "/v1/chat/completions",
