@@ -22,5 +22,6 @@ mod standalone_strategies;
 mod standalone_streaming;
 mod standalone_templates;
 mod standalone_upstream_auth;
+mod standalone_vertex;
 mod translation_robustness;
 mod translation_schema;
