@@ -260,8 +260,11 @@ async fn a_route_naming_a_missing_template_is_served_without_it_and_says_so() {
 
     // Standalone's conditions are its load warnings (logged at start and on every reload).
     let dir = write_manifests(&manifests(&s.openai.base_url(), &s.anthropic.base_url()));
-    let loaded = switchyard_sidecar::table::standalone::load(&[dir.clone()], &Default::default())
-        .expect("the files load");
+    let loaded = switchyard_sidecar::table::standalone::load(
+        std::slice::from_ref(&dir),
+        &Default::default(),
+    )
+    .expect("the files load");
     let _ = std::fs::remove_dir_all(dir);
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     let warning = &loaded.warnings[0];
