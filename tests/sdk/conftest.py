@@ -1,7 +1,8 @@
 """Fixtures: simulated providers of every API and the real sidecar binary, on loopback.
 
-`switchyard-sim` (the binary of the sim crate) serves an OpenAI, an Anthropic and a Gemini
-simulated provider and prints their base URLs; the sidecar serves a pool with one provider of
+`switchyard-sim` (the binary of the sim crate) serves an OpenAI, an Anthropic, a Gemini and an
+Azure OpenAI simulated provider and prints their base URLs (Azure's twice: its `/openai/v1` API and
+its resource root for classic deployment URLs); the sidecar serves a pool with one provider of
 each API and one route per provider, so every test can run against every upstream protocol.
 """
 
@@ -18,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
-ROUTES = ["via-openai", "via-anthropic", "via-gemini"]
+ROUTES = ["via-openai", "via-anthropic", "via-gemini", "via-azure", "via-azure-classic"]
 # Embedding routes: Anthropic has no embeddings API.
 EMBED_ROUTES = ["embed-via-openai", "embed-via-gemini"]
 EMBED_MODELS = {"openai": "text-embedding-3-small", "gemini": "text-embedding-004"}
@@ -35,7 +36,11 @@ def manifests(urls: dict) -> str:
         "openai": ("OpenAI", urls["openai"], "gpt-4o-mini"),
         "anthropic": ("Anthropic", urls["anthropic"], "claude-sonnet-4"),
         "gemini": ("Gemini", urls["gemini"], "gemini-2.5-flash"),
+        "azure": ("AzureOpenAI", urls["azure"], "gpt-4o"),
+        "azure-classic": ("AzureOpenAI", urls["azure_resource"], "gpt-4o-prod"),
     }
+    # Provider settings beyond the common ones: the classic deployment URL shape.
+    settings = {"azure-classic": {"azure": {"apiVersion": "2024-10-21"}}}
     docs = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
          "stringData": {name: f"sk-{name}-sdk-test" for name in providers}},
@@ -46,7 +51,8 @@ def manifests(urls: dict) -> str:
               "timeouts": {"total": "10s", "firstToken": "5s", "idle": "5s"},
               "models": [{"name": model, "inputPerMillion": "1.00", "outputPerMillion": "2.00"}]
               + ([{"name": EMBED_MODELS[name], "type": "Embedding", "inputPerMillion": "0.02", "outputPerMillion": "0"}]
-                 if name in EMBED_MODELS else [])}
+                 if name in EMBED_MODELS else []),
+              **settings.get(name, {})}
              for name, (api, url, model) in providers.items()]}},
     ]
     for name, model in EMBED_MODELS.items():
