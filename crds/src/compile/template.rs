@@ -183,3 +183,6 @@ fn references<'r>(route: &'r ModelRoute) -> Vec<(String, &'r str)> {
     }
     refs
 }
+
+#[cfg(test)]
+mod tests;
