@@ -8,6 +8,7 @@ mod standalone_bad_input;
 mod standalone_breaker;
 mod standalone_budgets;
 mod standalone_cache;
+mod standalone_clouds;
 mod standalone_complexity;
 mod standalone_config;
 mod standalone_embeddings;
