@@ -5,6 +5,7 @@
 mod standalone_anthropic_clients;
 mod standalone_azure;
 mod standalone_bad_input;
+mod standalone_bedrock;
 mod standalone_breaker;
 mod standalone_budgets;
 mod standalone_cache;

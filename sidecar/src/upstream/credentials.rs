@@ -68,8 +68,8 @@ pub fn for_upstream(def: &Upstream) -> Option<Arc<dyn CredentialSource>> {
                     session_token: keys.session_token.clone(),
                 }))));
             }
-            // Bedrock helper: the web identity source (`aws.web_identity`) goes here.
-            None
+            let web_identity = aws.web_identity.as_ref()?;
+            Some(Arc::new(super::aws_sts::WebIdentitySource::new(web_identity)))
         }
         Api::VertexAI => {
             let gcp = def.gcp.as_ref()?;

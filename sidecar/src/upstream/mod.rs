@@ -5,6 +5,7 @@
 //! [`health`] is the circuit breaker and latency average, [`limits`] the per-sidecar concurrency,
 //! request and token limits, [`tokens`] the prompt token estimate rules and limits use.
 
+pub mod aws_sts;
 pub mod credentials;
 pub mod gcp_oauth;
 pub mod health;

@@ -8,6 +8,8 @@
 //! holds temporary keys the simulated Bedrock accepts until their `Expiration`: `DurationSeconds`
 //! or [`Behavior`]-independent [`DEFAULT_LIFETIME`] after now.
 
+use std::ops::Not;
+
 use http::{Method, Response, StatusCode};
 
 use super::auth;
@@ -87,7 +89,7 @@ impl Api for Sts {
     }
 
     fn reject(request: &Recorded) -> Option<Response<SimBody>> {
-        check(request).err()
+        check(request).err().map(|refusal| *refusal)
     }
 
     fn answer(request: &Recorded, _: &Behavior, _: Ending) -> Response<SimBody> {
@@ -104,21 +106,22 @@ fn param(request: &Recorded, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn check(request: &Recorded) -> Result<(), Response<SimBody>> {
+/// The request's refusal, if STS would refuse it.
+fn check(request: &Recorded) -> Result<(), Box<Response<SimBody>>> {
     let missing = |name: &str| {
-        error(
+        Box::new(error(
             "Sender",
             "MissingParameter",
             &format!("The request must contain the parameter {name}"),
             400,
-        )
+        ))
     };
-    let invalid = |message: String| error("Sender", "ValidationError", &message, 400);
+    let invalid = |message: String| Box::new(error("Sender", "ValidationError", &message, 400));
     match param(request, "Action").as_deref() {
         Some("AssumeRoleWithWebIdentity") => {}
         Some(other) => {
             let message = format!("Could not find operation {other} for version 2011-06-15");
-            return Err(error("Sender", "InvalidAction", &message, 400));
+            return Err(Box::new(error("Sender", "InvalidAction", &message, 400)));
         }
         None => return Err(missing("Action")),
     }
@@ -145,24 +148,24 @@ fn check(request: &Recorded) -> Result<(), Response<SimBody>> {
             "1 validation error detected: Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
         )));
     }
-    if let Some(duration) = param(request, "DurationSeconds") {
-        if duration
+    if let Some(duration) = param(request, "DurationSeconds")
+        && duration
             .parse::<u64>()
-            .map_or(true, |d| !(900..=43200).contains(&d))
-        {
-            return Err(invalid(format!(
-                "1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200"
-            )));
-        }
+            .is_ok_and(|d| (900..=43200).contains(&d))
+            .not()
+    {
+        return Err(invalid(format!(
+            "1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200"
+        )));
     }
     let token = param(request, "WebIdentityToken").ok_or_else(|| missing("WebIdentityToken"))?;
     if token != WEB_IDENTITY_TOKEN {
-        return Err(error(
+        return Err(Box::new(error(
             "Sender",
             "InvalidIdentityToken",
             "The web identity token that was passed could not be validated by AWS. Get a new identity token from the identity provider and then retry the request.",
             400,
-        ));
+        )));
     }
     Ok(())
 }

@@ -163,12 +163,12 @@ pub fn check(body: &Value) -> Checked {
                 _ => {}
             }
         }
-        if role == "user" && !open_tool_uses.is_empty() {
-            if let Some(missing) = open_tool_uses.iter().find(|u| !answered.contains(u)) {
-                return Err(format!(
-                    "Expected toolResult blocks at messages.{i}.content for the following Ids: {missing}"
-                ));
-            }
+        if role == "user"
+            && let Some(missing) = open_tool_uses.iter().find(|u| !answered.contains(u))
+        {
+            return Err(format!(
+                "Expected toolResult blocks at messages.{i}.content for the following Ids: {missing}"
+            ));
         }
         open_tool_uses = uses;
     }
@@ -217,18 +217,18 @@ fn inference(config: &Value) -> Checked {
         .as_object()
         .ok_or("inferenceConfig must be an object")?;
     known(object, INFERENCE, "inferenceConfig.")?;
-    if let Some(max) = object.get("maxTokens") {
-        if max.as_u64().is_none_or(|m| m < 1) {
-            return Err("inferenceConfig.maxTokens: must be an integer of at least 1".into());
-        }
+    if let Some(max) = object.get("maxTokens")
+        && max.as_u64().is_none_or(|m| m < 1)
+    {
+        return Err("inferenceConfig.maxTokens: must be an integer of at least 1".into());
     }
     for key in ["temperature", "topP"] {
-        if let Some(value) = object.get(key) {
-            if value.as_f64().is_none_or(|v| !(0.0..=1.0).contains(&v)) {
-                return Err(format!(
-                    "The model returned the following errors: {key}: must be between 0 and 1"
-                ));
-            }
+        if let Some(value) = object.get(key)
+            && value.as_f64().is_none_or(|v| !(0.0..=1.0).contains(&v))
+        {
+            return Err(format!(
+                "The model returned the following errors: {key}: must be between 0 and 1"
+            ));
         }
     }
     if let Some(stops) = object.get("stopSequences") {
