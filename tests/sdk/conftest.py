@@ -1,8 +1,9 @@
 """Fixtures: simulated providers of every API and the real sidecar binary, on loopback.
 
-`switchyard-sim` (the binary of the sim crate) serves an OpenAI, an Anthropic, a Gemini and an
-Azure OpenAI simulated provider and prints their base URLs (Azure's twice: its `/openai/v1` API and
-its resource root for classic deployment URLs); the sidecar serves a pool with one provider of
+`switchyard-sim` (the binary of the sim crate) serves an OpenAI, an Anthropic, a Gemini, an
+Azure OpenAI, a Bedrock and a Vertex AI simulated provider and prints their base URLs (Azure's
+twice: its `/openai/v1` API and its resource root for classic deployment URLs) and the clouds'
+credentials (Bedrock's static keys, a Vertex service account key file); the sidecar serves a pool with one provider of
 each API and one route per provider, so every test can run against every upstream protocol.
 """
 
@@ -19,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
-ROUTES = ["via-openai", "via-anthropic", "via-gemini", "via-azure", "via-azure-classic"]
+ROUTES = ["via-openai", "via-anthropic", "via-gemini", "via-azure", "via-azure-classic", "via-bedrock",
+          "via-vertex", "via-vertex-claude"]
 # Embedding routes: Anthropic has no embeddings API.
 EMBED_ROUTES = ["embed-via-openai", "embed-via-gemini"]
 EMBED_MODELS = {"openai": "text-embedding-3-small", "gemini": "text-embedding-004"}
@@ -38,18 +40,33 @@ def manifests(urls: dict) -> str:
         "gemini": ("Gemini", urls["gemini"], "gemini-2.5-flash"),
         "azure": ("AzureOpenAI", urls["azure"], "gpt-4o"),
         "azure-classic": ("AzureOpenAI", urls["azure_resource"], "gpt-4o-prod"),
+        "bedrock": ("Bedrock", urls["bedrock"], "anthropic.claude-3-5-haiku-20241022-v1:0"),
+        "vertex": ("VertexAI", urls["vertex"], "gemini-2.5-flash"),
+        "vertex-claude": ("VertexAI", urls["vertex"], "claude-sonnet-4@20250514"),
     }
-    # Provider settings beyond the common ones: the classic deployment URL shape.
-    settings = {"azure-classic": {"azure": {"apiVersion": "2024-10-21"}}}
+    # Provider settings beyond the common ones: the classic deployment URL shape, and the clouds'
+    # own credentials instead of an API key.
+    vertex = {"region": "us-east5",
+              "gcp": {"project": urls["vertex_project"],
+                      "serviceAccountKeySecretRef": {"name": "gcp", "key": "key.json"}}}
+    settings = {
+        "azure-classic": {"azure": {"apiVersion": "2024-10-21"}},
+        "bedrock": {"region": urls["bedrock_region"], "aws": {"credentialsSecretRef": {"name": "aws"}}},
+        "vertex": vertex,
+        "vertex-claude": vertex,
+    }
+    publishers = {"vertex": "Google", "vertex-claude": "Anthropic"}
+    keyless = {"bedrock", "vertex", "vertex-claude"}
     docs = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
          "stringData": {name: f"sk-{name}-sdk-test" for name in providers}},
         {"apiVersion": "switchyard.dev/v1alpha1", "kind": "ProviderPool", "metadata": {"name": "sdk"},
          "spec": {"providers": [
              {"name": name, "api": api, "baseUrl": url,
-              "apiKey": {"secretKeyRef": {"name": "keys", "key": name}},
+              **({} if name in keyless else {"apiKey": {"secretKeyRef": {"name": "keys", "key": name}}}),
               "timeouts": {"total": "10s", "firstToken": "5s", "idle": "5s"},
-              "models": [{"name": model, "inputPerMillion": "1.00", "outputPerMillion": "2.00"}]
+              "models": [{"name": model, "inputPerMillion": "1.00", "outputPerMillion": "2.00",
+                          **({"publisher": publishers[name]} if name in publishers else {})}]
               + ([{"name": EMBED_MODELS[name], "type": "Embedding", "inputPerMillion": "0.02", "outputPerMillion": "0"}]
                  if name in EMBED_MODELS else []),
               **settings.get(name, {})}
@@ -76,6 +93,11 @@ def manifests(urls: dict) -> str:
                  "metadata": {"name": "via-responses-api"},
                  "spec": {"model": "via-responses-api",
                           "targets": [{"pool": "sdk", "provider": "openai-responses", "model": "gpt-4.1"}]}})
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
+                 "stringData": {"accessKeyId": urls["bedrock_access_key_id"],
+                                "secretAccessKey": urls["bedrock_secret_access_key"]}})
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gcp"},
+                 "stringData": {"key.json": urls["vertex_key_file"]}})
     # JSON is YAML: no YAML library needed.
     return "\n---\n".join(json.dumps(d) for d in docs)
 
