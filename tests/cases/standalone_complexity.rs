@@ -257,7 +257,7 @@ async fn a_route_scorer_asks_its_classifier_once_per_prompt_and_falls_back_on_ti
 
     // A classifier that hangs: after the timeout, onError (Min) scores 0.
     m[2].push_faults([Fault::Hang]);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let hung = h.chat("chat", "Explain quantum field theory").await;
     let waited = started.elapsed();
     assert_eq!(score(&hung), 0);
