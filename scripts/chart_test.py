@@ -199,8 +199,8 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
 # The operator's permissions, exactly (docs/reference/operator.md): (apiGroup, resource, verb,
 # resourceName or None). Anything more or less fails.
 CLUSTER_RULES = {
-    *{("switchyard.dev", r, v, None) for r in ("modelroutes", "providerpools", "budgets") for v in ("get", "list", "watch")},
-    *{("switchyard.dev", r, "patch", None) for r in ("modelroutes/status", "providerpools/status", "budgets/status")},
+    *{("switchyard.dev", r, v, None) for r in ("modelroutes", "providerpools", "budgets", "prompttemplates") for v in ("get", "list", "watch")},
+    *{("switchyard.dev", r, "patch", None) for r in ("modelroutes/status", "providerpools/status", "budgets/status", "prompttemplates/status")},
     *{("", r, v, None) for r in ("secrets", "pods", "namespaces") for v in ("list", "watch")},
     ("", "nodes", "list", None),
     # Spend per workload: a pod's ReplicaSet or Job, read by name (metadata only) for its owner.

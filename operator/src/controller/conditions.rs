@@ -6,10 +6,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use switchyard_crds::compile::{BudgetOutcome, PoolOutcome, Problem, RouteOutcome, reasons};
+use switchyard_crds::compile::{
+    BudgetOutcome, PoolOutcome, Problem, RouteOutcome, TemplateOutcome, reasons,
+};
 use switchyard_crds::v1alpha1::{
     Budget, BudgetAmounts, BudgetSidecars, BudgetStatus, BudgetSummary, ModelRouteStatus,
-    ProviderPoolStatus, ProviderStatus, SidecarSummary, Usd, WindowStatus,
+    PromptTemplateStatus, ProviderPoolStatus, ProviderStatus, SidecarSummary, Usd, WindowStatus,
 };
 use switchyard_crds::window::{Period, Timestamp};
 
@@ -181,6 +183,34 @@ pub fn provider_status(name: &str, windows: &[&WindowStats]) -> ProviderStatus {
         p50_latency_ms: total.p50_latency_ms().map(|ms| ms.to_string()),
         tokens: used.then(|| short_count(total.input_tokens + total.output_tokens)),
         cost_usd: used.then(|| format!("{:.2}", total.cost_usd)),
+    }
+}
+
+/// The status of a prompt template: `Accepted` (every text parses and uses only declared
+/// variables) and `Ready` (accepted, so every route that names it renders it), the routes that
+/// name it and its `name@hash8` version, as headers and logs show it. A template that is not
+/// accepted is served to no route; the routes naming it say so in `ResolvedRefs`.
+pub fn template_status(
+    outcome: &TemplateOutcome,
+    previous: Option<&PromptTemplateStatus>,
+    now: Time,
+) -> PromptTemplateStatus {
+    let prev = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    let accepted = from_problems(
+        reason::ACCEPTED,
+        &outcome.accepted,
+        "every text parses and uses only declared variables",
+    );
+    let mut conditions = vec![accepted];
+    conditions.push(ready(&conditions));
+    let names = [types::ACCEPTED, types::READY];
+    PromptTemplateStatus {
+        conditions: build(&names, conditions, outcome.generation, prev, &now),
+        observed_generation: outcome.generation,
+        used_by: outcome.used_by.clone(),
+        version: Some(outcome.label.clone()),
     }
 }
 

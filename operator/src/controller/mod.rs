@@ -33,8 +33,8 @@ use switchyard_crds::compile::{
 };
 use switchyard_crds::table::RouteTable;
 use switchyard_crds::v1alpha1::{
-    Budget, BudgetStatus, ModelRoute, ModelRouteStatus, ProviderPool, ProviderPoolStatus,
-    SidecarSummary,
+    Budget, BudgetStatus, ModelRoute, ModelRouteStatus, PromptTemplate, PromptTemplateStatus,
+    ProviderPool, ProviderPoolStatus, SidecarSummary,
 };
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -82,6 +82,8 @@ pub struct World {
     /// The ConfigMaps routes' `complexity.model.configMapRef` name, as read by name at the
     /// step ([`referenced_config_maps`]); a missing one is absent.
     pub config_maps: Vec<ConfigMap>,
+    /// Every PromptTemplate, all namespaces: each table carries those its routes name.
+    pub templates: Vec<PromptTemplate>,
     pub pods: Vec<Pod>,
     /// Namespaces labelled for injection.
     pub namespaces: Vec<Namespace>,
@@ -138,6 +140,8 @@ pub struct Step {
     pub pools: Vec<(ObjectKey, ProviderPoolStatus)>,
     /// Budgets whose status changed.
     pub budgets: Vec<BudgetWrite>,
+    /// Prompt templates whose status changed.
+    pub templates: Vec<(ObjectKey, PromptTemplateStatus)>,
     /// Events the status changes deserve, published after the writes.
     pub events: Vec<(ObjectReference, Notice)>,
     /// Namespaces that have or may get injected pods, which need the CA bundle ConfigMap: those
@@ -149,7 +153,7 @@ pub struct Step {
 /// differ (ignoring transition times) from what the objects carry.
 pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
     let pods = PodIndex::of(&world.pods, &world.owners);
-    let compiled = compile::compile(&Inputs {
+    let mut compiled = compile::compile(&Inputs {
         pools: &world.pools,
         routes: &world.routes,
         budgets: &world.budgets,
@@ -161,6 +165,7 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         require_secret_opt_in: true,
         generated_by: GENERATED_BY,
     });
+    compile::apply_templates(&mut compiled, &world.routes, &world.templates);
     let tables: BTreeMap<Audience, Arc<_>> = compiled
         .tables
         .into_iter()
@@ -173,6 +178,7 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
     route_statuses(world, &compiled.routes, &selected, reports, &now, &mut out);
     pool_statuses(world, &compiled.pools, reports, &now, &mut out);
     budget_statuses(world, &compiled.budgets, reports, &holding, &now, &mut out);
+    template_statuses(world, &compiled.templates, &now, &mut out);
     out.trust_namespaces = world
         .namespaces
         .iter()
@@ -186,6 +192,32 @@ pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
         durable: Arc::new(conditions::durable_totals(&world.budgets)),
     };
     out
+}
+
+/// Adds to `out` the template statuses that changed, and the events they deserve.
+fn template_statuses(
+    world: &World,
+    outcomes: &BTreeMap<ObjectKey, compile::TemplateOutcome>,
+    now: &Time,
+    out: &mut Step,
+) {
+    for template in &world.templates {
+        let key = key_of(Kind::PromptTemplate, template);
+        let Some(outcome) = outcomes.get(&key) else {
+            continue;
+        };
+        let previous = template.status.as_ref();
+        let status = conditions::template_status(outcome, previous, now.clone());
+        if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
+            let before = previous.map(|p| p.conditions.as_slice());
+            out.events.extend(notices(
+                template.object_ref(&()),
+                before,
+                &status.conditions,
+            ));
+            out.templates.push((key, status));
+        }
+    }
 }
 
 /// For each budget by `namespace/name`, the running pods whose table holds it.
@@ -453,6 +485,15 @@ pub async fn apply_budget_status(
     apply_status::<Budget>(client, key, status).await
 }
 
+/// Writes a prompt template's status, like [`apply_route_status`].
+pub async fn apply_template_status(
+    client: &Client,
+    key: &ObjectKey,
+    status: &PromptTemplateStatus,
+) -> Result<()> {
+    apply_status::<PromptTemplate>(client, key, status).await
+}
+
 /// Writes a pool's status, like [`apply_route_status`].
 pub async fn apply_pool_status(
     client: &Client,
@@ -624,11 +665,12 @@ async fn reconcile(
             routes: &routes,
             pools: &out.pools,
             budgets: &statuses,
+            templates: &out.templates,
             events: &events,
         };
         let write = span.child("write status");
         write.set("switchyard.status_writes", || {
-            ((routes.len() + out.pools.len() + statuses.len()) as i64).into()
+            ((routes.len() + out.pools.len() + statuses.len() + out.templates.len()) as i64).into()
         });
         failed = !write_status(&ctx.client, recorder, &writes, &ctx.metrics).await;
         if failed {
@@ -645,6 +687,7 @@ struct Writes<'a> {
     routes: &'a [(ObjectKey, ModelRouteStatus)],
     pools: &'a [(ObjectKey, ProviderPoolStatus)],
     budgets: &'a [(ObjectKey, BudgetStatus)],
+    templates: &'a [(ObjectKey, PromptTemplateStatus)],
     events: &'a [(ObjectReference, Notice)],
 }
 
@@ -653,6 +696,7 @@ struct Stores {
     routes: Store<ModelRoute>,
     pools: Store<ProviderPool>,
     budgets: Store<Budget>,
+    templates: Store<PromptTemplate>,
     secrets: Store<Secret>,
     pods: Store<Pod>,
     namespaces: Store<Namespace>,
@@ -695,6 +739,14 @@ impl Stores {
                 errors,
                 |_| {},
             ),
+            templates: spawn_reflector(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                "prompttemplates",
+                changed,
+                errors,
+                |_| {},
+            ),
             secrets: spawn_reflector(
                 Api::all(client.clone()),
                 labelled(SECRET_OPT_IN_LABEL),
@@ -731,6 +783,7 @@ impl Stores {
             ("modelroutes", self.routes.wait_until_ready().await),
             ("providerpools", self.pools.wait_until_ready().await),
             ("budgets", self.budgets.wait_until_ready().await),
+            ("prompttemplates", self.templates.wait_until_ready().await),
             ("secrets", self.secrets.wait_until_ready().await),
             ("pods", self.pods.wait_until_ready().await),
             ("namespaces", self.namespaces.wait_until_ready().await),
@@ -749,6 +802,7 @@ impl Stores {
             pools: cloned(&self.pools),
             routes: cloned(&self.routes),
             budgets: cloned(&self.budgets),
+            templates: cloned(&self.templates),
             secrets: cloned(&self.secrets),
             pods: cloned(&self.pods),
             namespaces: cloned(&self.namespaces),
@@ -791,6 +845,11 @@ async fn write_status(
     }
     for (key, status) in writes.budgets {
         if let Err(error) = apply_budget_status(client, key, status).await {
+            failed(error);
+        }
+    }
+    for (key, status) in writes.templates {
+        if let Err(error) = apply_template_status(client, key, status).await {
             failed(error);
         }
     }
@@ -1059,5 +1118,7 @@ fn is_running(pod: &Pod) -> bool {
 
 #[cfg(test)]
 mod config_map_tests;
+#[cfg(test)]
+mod template_tests;
 #[cfg(test)]
 mod tests;

@@ -64,6 +64,7 @@ pub(super) fn world() -> World {
         budgets: vec![],
         secrets: vec![secret()],
         config_maps: vec![],
+        templates: vec![],
         pods: vec![
             pod("u1", "chat", "Running"),
             pod("u2", "chat", "Running"),
