@@ -65,8 +65,8 @@ impl EventStreamParser {
                 break;
             }
             let frame = self.buf.split_to(total).freeze();
-            let message = read_message_from(frame)
-                .map_err(|e| EventStreamError::Malformed(e.to_string()))?;
+            let message =
+                read_message_from(frame).map_err(|e| EventStreamError::Malformed(e.to_string()))?;
             out.push(event(message));
         }
         Ok(())

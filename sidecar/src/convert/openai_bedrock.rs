@@ -26,9 +26,10 @@ pub fn request(hub: &Map<String, Value>) -> Map<String, Value> {
     if let Some(instruction) = json_instruction(&hub.response_format) {
         system.push(instruction);
     }
-    let has_tool_blocks = turns.iter().flat_map(|(_, c)| c).any(|b| {
-        b.get("toolUse").is_some() || b.get("toolResult").is_some()
-    });
+    let has_tool_blocks = turns
+        .iter()
+        .flat_map(|(_, c)| c)
+        .any(|b| b.get("toolUse").is_some() || b.get("toolResult").is_some());
 
     let mut out = Map::new();
     let messages: Vec<Value> = turns
@@ -329,16 +330,25 @@ impl StreamDecoder {
 
     /// Decodes one event, named by its `:event-type`.
     pub fn event(&mut self, kind: &str, data: &Value) -> Decoded {
-        let block = || data.get("contentBlockIndex").and_then(Value::as_u64).unwrap_or(0);
+        let block = || {
+            data.get("contentBlockIndex")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
         match kind {
-            "messageStart" => Decoded::Chunk(self.chunk(json!({"role": "assistant", "content": ""}), None)),
+            "messageStart" => {
+                Decoded::Chunk(self.chunk(json!({"role": "assistant", "content": ""}), None))
+            }
             "contentBlockStart" => match data.pointer("/start/toolUse") {
                 Some(tool) => {
                     let index = self.tools.len() as u64;
                     self.tools.push((block(), index));
-                    Decoded::Chunk(self.chunk(json!({"tool_calls": [{"index": index,
+                    Decoded::Chunk(self.chunk(
+                        json!({"tool_calls": [{"index": index,
                         "id": tool.get("toolUseId"), "type": "function",
-                        "function": {"name": tool.get("name"), "arguments": ""}}]}), None))
+                        "function": {"name": tool.get("name"), "arguments": ""}}]}),
+                        None,
+                    ))
                 }
                 None => Decoded::Nothing,
             },
@@ -346,14 +356,18 @@ impl StreamDecoder {
                 let delta = data.get("delta").unwrap_or(&Value::Null);
                 if let Some(text) = delta.get("text").and_then(Value::as_str) {
                     Decoded::Chunk(self.chunk(json!({"content": text}), None))
-                } else if let Some(input) = delta.pointer("/toolUse/input").and_then(Value::as_str) {
+                } else if let Some(input) = delta.pointer("/toolUse/input").and_then(Value::as_str)
+                {
                     let block = block();
                     let index = self
                         .tools
                         .iter()
                         .find(|(b, _)| *b == block)
                         .map_or(0, |(_, i)| *i);
-                    Decoded::Chunk(self.chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": input}}]}), None))
+                    Decoded::Chunk(self.chunk(
+                        json!({"tool_calls": [{"index": index, "function": {"arguments": input}}]}),
+                        None,
+                    ))
                 } else if let Some(text) = delta
                     .pointer("/reasoningContent/text")
                     .and_then(Value::as_str)
@@ -383,4 +397,5 @@ impl StreamDecoder {
     }
 }
 
-// Unit tests: TODO(bedrock helper) sidecar/src/convert/openai_bedrock/tests.rs
+#[cfg(test)]
+mod tests;

@@ -44,9 +44,16 @@ pub struct Bedrock;
 
 /// The URL of one Converse call.
 pub fn url(base_url: &str, model: &str, stream: bool) -> String {
-    let operation = if stream { "converse-stream" } else { "converse" };
+    let operation = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
     let model = utf8_percent_encode(model, PATH_SEGMENT);
-    format!("{}/model/{model}/{operation}", base_url.trim_end_matches('/'))
+    format!(
+        "{}/model/{model}/{operation}",
+        base_url.trim_end_matches('/')
+    )
 }
 
 /// Signs `request` (whose body is `body`) in place for `service` in `region` at `time`.
@@ -171,7 +178,10 @@ impl Provider for Bedrock {
         let message = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| Some(v.get("message").or(v.get("Message"))?.as_str()?.to_string()));
-        if let Some(class) = kind.as_deref().and_then(|k| class_of(k, message.as_deref())) {
+        if let Some(class) = kind
+            .as_deref()
+            .and_then(|k| class_of(k, message.as_deref()))
+        {
             error.class = class;
         }
         error
@@ -189,8 +199,11 @@ pub fn class_of(kind: &str, message: Option<&str>) -> Option<FailureClass> {
         }
         "modeltimeoutexception" => FailureClass::Timeout,
         "serviceunavailableexception" => FailureClass::Overloaded,
-        "modelnotreadyexception" | "internalserverexception" | "modelstreamerrorexception"
-        | "modelerrorexception" | "internalfailure" => FailureClass::ServerError,
+        "modelnotreadyexception"
+        | "internalserverexception"
+        | "modelstreamerrorexception"
+        | "modelerrorexception"
+        | "internalfailure" => FailureClass::ServerError,
         "accessdeniedexception"
         | "unrecognizedclientexception"
         | "invalidsignatureexception"
@@ -200,9 +213,15 @@ pub fn class_of(kind: &str, message: Option<&str>) -> Option<FailureClass> {
         // The model id is this target's configuration, not the caller's mistake: fail over.
         "resourcenotfoundexception" => FailureClass::ServerError,
         "validationexception"
-            if ["too long", "too many tokens", "context", "input is too long", "max_tokens"]
-                .iter()
-                .any(|n| message.contains(n)) =>
+            if [
+                "too long",
+                "too many tokens",
+                "context",
+                "input is too long",
+                "max_tokens",
+            ]
+            .iter()
+            .any(|n| message.contains(n)) =>
         {
             FailureClass::ContextLengthExceeded
         }

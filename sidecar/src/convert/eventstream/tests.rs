@@ -4,19 +4,33 @@ use super::*;
 
 fn sample() -> Vec<u8> {
     let mut bytes = frame(
-        &[(":message-type", "event"), (":event-type", "messageStart"), (":content-type", "application/json")],
+        &[
+            (":message-type", "event"),
+            (":event-type", "messageStart"),
+            (":content-type", "application/json"),
+        ],
         br#"{"role":"assistant","p":"abcdefgh"}"#,
     );
     bytes.extend(frame(
-        &[(":message-type", "event"), (":event-type", "contentBlockDelta")],
+        &[
+            (":message-type", "event"),
+            (":event-type", "contentBlockDelta"),
+        ],
         br#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#,
     ));
     bytes.extend(frame(
-        &[(":message-type", "exception"), (":exception-type", "throttlingException")],
+        &[
+            (":message-type", "exception"),
+            (":exception-type", "throttlingException"),
+        ],
         br#"{"message":"Too many requests, please wait before trying again."}"#,
     ));
     bytes.extend(frame(
-        &[(":message-type", "error"), (":error-code", "InternalFailure"), (":error-message", "boom")],
+        &[
+            (":message-type", "error"),
+            (":error-code", "InternalFailure"),
+            (":error-message", "boom"),
+        ],
         b"",
     ));
     bytes
@@ -36,10 +50,24 @@ fn parse(chunks: &[&[u8]]) -> Result<Vec<SseEvent>, EventStreamError> {
 fn messages_are_named_by_their_type_headers() {
     let events = parse(&[&sample()]).unwrap();
     let names: Vec<_> = events.iter().map(|e| e.event.as_deref().unwrap()).collect();
-    assert_eq!(names, ["messageStart", "contentBlockDelta", "throttlingException", "error"]);
-    assert_eq!(&events[1].data[..], br#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#);
+    assert_eq!(
+        names,
+        [
+            "messageStart",
+            "contentBlockDelta",
+            "throttlingException",
+            "error"
+        ]
+    );
+    assert_eq!(
+        &events[1].data[..],
+        br#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#
+    );
     let error: serde_json::Value = serde_json::from_slice(&events[3].data).unwrap();
-    assert_eq!(error, serde_json::json!({"code": "InternalFailure", "message": "boom"}));
+    assert_eq!(
+        error,
+        serde_json::json!({"code": "InternalFailure", "message": "boom"})
+    );
 }
 
 #[test]
@@ -50,7 +78,10 @@ fn a_bad_message_checksum_is_an_error() {
     let mut parser = EventStreamParser::default();
     let mut out = Vec::new();
     let err = parser.push(&bytes, &mut out).unwrap_err();
-    assert!(matches!(err, EventStreamError::Malformed(ref m) if m.contains("checksum")), "{err}");
+    assert!(
+        matches!(err, EventStreamError::Malformed(ref m) if m.contains("checksum")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -66,7 +97,9 @@ fn an_oversized_frame_is_refused_before_it_is_buffered() {
     let mut parser = EventStreamParser::new(1024);
     let mut out = Vec::new();
     // A prelude announcing 1 GiB: refused on its first four bytes.
-    let err = parser.push(&(1u32 << 30).to_be_bytes(), &mut out).unwrap_err();
+    let err = parser
+        .push(&(1u32 << 30).to_be_bytes(), &mut out)
+        .unwrap_err();
     assert_eq!(err, EventStreamError::TooLarge(1024));
 }
 
@@ -83,7 +116,10 @@ fn a_truncated_frame_is_left_partial() {
     let mut out = Vec::new();
     parser.push(&bytes[..bytes.len() - 3], &mut out).unwrap();
     assert_eq!(out.len(), 3);
-    assert!(parser.has_partial(), "the reader reports a stream cut inside an event");
+    assert!(
+        parser.has_partial(),
+        "the reader reports a stream cut inside an event"
+    );
 }
 
 proptest! {
