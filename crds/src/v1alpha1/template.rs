@@ -139,3 +139,6 @@ pub struct PromptTemplateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 }
+
+#[cfg(test)]
+mod tests;
