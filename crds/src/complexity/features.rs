@@ -75,6 +75,8 @@ pub const NUMERIC_FEATURES: [&str; 21] = [
 
 /// Index of `choices` in both lists.
 pub(super) const CHOICES: usize = 9;
+/// Index of `heuristic` in [`NUMERIC_FEATURES`].
+pub(super) const HEURISTIC: usize = SCANNED_FEATURES.len();
 
 /// The [`NUMERIC_FEATURES`] of a prompt, from its scan and its Heuristic score.
 pub fn numeric(counts: &Counts, heuristic: u8) -> [f64; NUMERIC_FEATURES.len()] {

@@ -1,5 +1,5 @@
 //! `Heuristic`: the documented hand-written score (docs/reference/complexity.md), a few scans of
-//! the text and one lower-cased copy.
+//! the text and no allocation.
 
 use super::{MAX_SCORE, Scorer};
 
@@ -18,6 +18,64 @@ const REASONING: [&str; 12] = [
     "debug",
 ];
 const MATH: [&str; 6] = ["∑", "∫", "equation", "integral", "theorem", "lemma"];
+/// The ASCII words of [`REASONING`] and [`MATH`], in that order: bit `i` of [`words_present`]'s
+/// answer is `WORDS[i]`.
+const WORDS: [&[u8]; 16] = [
+    b"prove",
+    b"derive",
+    b"analyze",
+    b"analyse",
+    b"explain why",
+    b"step by step",
+    b"trade-off",
+    b"tradeoff",
+    b"optimiz",
+    b"design",
+    b"refactor",
+    b"debug",
+    b"equation",
+    b"integral",
+    b"theorem",
+    b"lemma",
+];
+const REASONING_BITS: u32 = (1 << REASONING.len()) - 1;
+
+/// For each byte, the words of [`WORDS`] that start with it in either case.
+const STARTS: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < WORDS.len() {
+        let first = WORDS[i][0];
+        table[first as usize] |= 1 << i;
+        table[first.to_ascii_uppercase() as usize] |= 1 << i;
+        i += 1;
+    }
+    table
+};
+
+/// Which [`WORDS`] occur in the text, case-insensitively, as a bit set: one pass over the bytes
+/// and no lower-cased copy. Matching ASCII words ASCII-case-insensitively on the original bytes
+/// finds exactly what `to_lowercase()` then `contains` would: only ASCII letters lower-case to
+/// ASCII, apart from the Kelvin sign (to `k`, in none of the words) and `İ` (to `i` and a
+/// combining dot, which no word has after an `i`). A test checks this against that definition.
+fn words_present(text: &[u8]) -> u32 {
+    let mut found = 0u32;
+    for (i, &b) in text.iter().enumerate() {
+        let mut candidates = STARTS[usize::from(b)] & !found;
+        while candidates != 0 {
+            let w = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let word = WORDS[w];
+            if text
+                .get(i..i + word.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(word))
+            {
+                found |= 1 << w;
+            }
+        }
+    }
+    found
+}
 
 /// The hand-written score: length, code, reasoning words, math and questions, summed and capped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,7 +89,7 @@ impl Scorer for Heuristic {
 
 /// Scores the prompt text from 0 (trivial) to [`MAX_SCORE`] (complex).
 pub fn score(prompt: &str) -> u8 {
-    let lower = prompt.to_lowercase();
+    let present = words_present(prompt.as_bytes());
     let words = prompt.split_whitespace().count();
 
     let length = if words > 16 {
@@ -51,10 +109,11 @@ pub fn score(prompt: &str) -> u8 {
     } else {
         0.0
     };
-    let reasoning =
-        (REASONING.iter().filter(|w| lower.contains(*w)).count() as f64 * 5.0).min(25.0);
+    let reasoning = (f64::from((present & REASONING_BITS).count_ones()) * 5.0).min(25.0);
     let math_symbols = prompt.contains(" = ") || prompt.contains('^');
-    let math = if math_symbols || MATH.iter().any(|w| lower.contains(w)) {
+    // ∑ and ∫ have no case; the MATH words are the bits above REASONING's.
+    let math_words = prompt.contains(MATH[0]) || prompt.contains(MATH[1]);
+    let math = if math_symbols || math_words || present > REASONING_BITS {
         10.0
     } else {
         0.0
@@ -73,6 +132,40 @@ pub fn score(prompt: &str) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The definition: substrings of the lower-cased text.
+    fn reference_words(prompt: &str) -> u32 {
+        let lower = prompt.to_lowercase();
+        let all = REASONING.iter().chain(&MATH[2..]);
+        all.enumerate()
+            .filter(|(_, w)| lower.contains(*w))
+            .fold(0, |set, (i, _)| set | 1 << i)
+    }
+
+    #[test]
+    fn the_word_list_is_reasoning_then_math_words() {
+        let listed: Vec<&[u8]> = REASONING
+            .iter()
+            .chain(&MATH[2..])
+            .map(|w| w.as_bytes())
+            .collect();
+        assert_eq!(listed, WORDS);
+    }
+
+    proptest! {
+        #[test]
+        fn words_match_as_in_the_lower_cased_text(
+            parts in proptest::collection::vec(prop_oneof![
+                Just("PROVE"), Just("Design"), Just("step BY step"), Just("LeMmA"), Just("İ"),
+                Just("\u{212a}"), Just("trade-"), Just("off"), Just("DESİGN"), Just("ß"),
+                Just("optimiZ"), Just("∑"), Just(" "), Just("é"), Just("x"), Just("ANALYSE"),
+            ], 0..12)
+        ) {
+            let text: String = parts.concat();
+            prop_assert_eq!(words_present(text.as_bytes()), reference_words(&text), "{:?}", text);
+        }
+    }
 
     #[test]
     fn small_talk_scores_low() {

@@ -36,5 +36,8 @@ pub trait Scorer {
 
 #[doc(hidden)]
 pub fn numeric_of(prompt: &str) -> [f64; NUMERIC_FEATURES.len()] {
-    features::numeric(&features::scan(prompt, false, |_| {}), heuristic::score(prompt))
+    features::numeric(
+        &features::scan(prompt, false, |_| {}),
+        heuristic::score(prompt),
+    )
 }

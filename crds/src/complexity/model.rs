@@ -4,20 +4,24 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::features::{NUMERIC_FEATURES, numeric, scan};
+use super::features::{CHOICES, NUMERIC_FEATURES, numeric, scan};
 use super::{MAX_SCORE, Scorer};
 use crate::{Error, Result};
 
-/// The `format` a v1 model file carries; any other is refused.
-pub const FORMAT: &str = "switchyard.complexity/v1";
+/// The `format` a model file of this build carries; any other, older versions included, is
+/// refused: v2 added the `heuristic` and `:open` numeric features and `features.ngram_prompts`,
+/// so a v1 file's numbers mean something else.
+pub const FORMAT: &str = "switchyard.complexity/v2";
 /// The largest model file loaded: what one ConfigMap can hold.
 pub const MAX_MODEL_BYTES: usize = 1 << 20;
-/// The most hash buckets a v1 file may declare.
+/// The most hash buckets a file may declare.
 pub const MAX_BUCKETS: u32 = 1 << 18;
 /// Calibration knots: the raw model output at each percentile 0, 1, …, 100 of the training data.
 pub const CALIBRATION_KNOTS: usize = 101;
 const TOKENS: &str = "alnum-runs-lowercase+symbols";
 const HASHING: &str = "fnv1a-64";
+/// The values `features.ngram_prompts` may take.
+const NGRAM_PROMPTS: [&str; 2] = ["all", "multiple-choice"];
 
 /// A model file as stored: what `train` writes and [`Model::load`] reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,16 +47,19 @@ pub struct ModelFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
-    /// Tokenisation rule; v1 knows `alnum-runs-lowercase+symbols`.
+    /// Tokenisation rule; v2 knows `alnum-runs-lowercase+symbols`.
     pub tokens: String,
-    /// Hash of a token; v1 knows `fnv1a-64`.
+    /// Hash of a token; v2 knows `fnv1a-64`.
     pub hashing: String,
     /// Number of hash buckets, a power of two up to [`MAX_BUCKETS`] (a key's bucket is
     /// `key & (buckets - 1)`: a mask, not a division, on the scoring path).
     pub buckets: u32,
     /// N-gram orders: `[1]` or `[1, 2]`.
     pub ngrams: Vec<u8>,
-    /// How the summed n-gram weights are scaled; v1 knows `inverse-sqrt-count`.
+    /// Which prompts the n-gram term scores: `all`, or `multiple-choice` (the term is 0 on open
+    /// prompts, which then rest on the numeric features alone).
+    pub ngram_prompts: String,
+    /// How the summed n-gram weights are scaled; v2 knows `inverse-sqrt-count`.
     pub normalisation: String,
     /// The numeric features, exactly [`NUMERIC_FEATURES`] in that order.
     pub numeric: Vec<NumericFeature>,
@@ -69,13 +76,14 @@ pub struct NumericFeature {
 }
 
 impl FeatureSpec {
-    /// The spec this build writes, with numeric features not yet fitted.
-    pub fn v1(buckets: u32) -> FeatureSpec {
+    /// The spec this build writes ([`FORMAT`]), with numeric features not yet fitted.
+    pub fn new(buckets: u32) -> FeatureSpec {
         FeatureSpec {
             tokens: TOKENS.into(),
             hashing: HASHING.into(),
             buckets,
             ngrams: vec![1, 2],
+            ngram_prompts: NGRAM_PROMPTS[0].into(),
             normalisation: "inverse-sqrt-count".into(),
             numeric: NUMERIC_FEATURES
                 .iter()
@@ -87,6 +95,11 @@ impl FeatureSpec {
                 })
                 .collect(),
         }
+    }
+
+    /// [`FeatureSpec::new`] under its first name (callers written before v2 use it).
+    pub fn v1(buckets: u32) -> FeatureSpec {
+        FeatureSpec::new(buckets)
     }
 }
 
@@ -138,6 +151,12 @@ impl ModelFile {
             return bad(format!(
                 "features.ngrams {:?}: expected [1] or [1, 2]",
                 spec.ngrams
+            ));
+        }
+        if !NGRAM_PROMPTS.contains(&spec.ngram_prompts.as_str()) {
+            return bad(format!(
+                "features.ngram_prompts {:?}: expected one of {NGRAM_PROMPTS:?}",
+                spec.ngram_prompts
             ));
         }
         if !spec.buckets.is_power_of_two() || spec.buckets > MAX_BUCKETS {
@@ -196,6 +215,8 @@ impl ModelFile {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
     bigrams: bool,
+    /// Whether the n-gram term is 0 on open (not multiple-choice) prompts.
+    ngrams_choices_only: bool,
     weights: Vec<f32>,
     bias: f64,
     numeric: Vec<NumericFeature>,
@@ -223,6 +244,7 @@ impl Model {
         file.validate()?;
         Ok(Model {
             bigrams: file.features.ngrams.contains(&2),
+            ngrams_choices_only: file.features.ngram_prompts == NGRAM_PROMPTS[1],
             weights: file.weights.iter().map(|&w| w as f32).collect(),
             bias: file.bias,
             numeric: file.features.numeric,
@@ -243,7 +265,12 @@ impl Model {
         let counts = scan(prompt, self.bigrams, |key| {
             sum += f64::from(self.weights[(key & mask) as usize]);
         });
-        let text = sum / f64::from(counts.ngrams.max(1)).sqrt();
+        let open = counts.numeric[CHOICES] < 0.5;
+        let text = if open && self.ngrams_choices_only {
+            0.0
+        } else {
+            sum / f64::from(counts.ngrams.max(1)).sqrt()
+        };
         let numeric: f64 = self
             .numeric
             .iter()
@@ -282,7 +309,7 @@ mod tests {
 
     /// A tiny valid file: 8 buckets, bucket of "hard" weighted up, calibration 0..=100 around 0.
     fn tiny() -> ModelFile {
-        let mut features = FeatureSpec::v1(8);
+        let mut features = FeatureSpec::new(8);
         features.numeric[0].weight = 0.5;
         let mut weights = vec![0.0; 8];
         weights[(super::super::fnv1a(super::super::FNV_OFFSET, b"hard") % 8) as usize] = 2.0;
@@ -329,12 +356,40 @@ mod tests {
     }
 
     #[test]
-    fn load_refuses_a_wrong_format() {
+    fn load_refuses_other_format_versions() {
+        for version in ["switchyard.complexity/v1", "switchyard.complexity/v3", ""] {
+            let mut file = tiny();
+            file.format = version.into();
+            file.checksum = file.compute_checksum();
+            let e = load_error(&file);
+            assert!(
+                e.contains(&format!(
+                    "format is {version:?}; this build reads {FORMAT:?}"
+                )),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn ngram_prompts_multiple_choice_leaves_open_prompts_to_the_numeric_features() {
         let mut file = tiny();
-        file.format = "switchyard.complexity/v2".into();
+        file.features.numeric[0].weight = 0.0;
+        file.features.ngram_prompts = "multiple-choice".into();
         file.checksum = file.compute_checksum();
-        let e = load_error(&file);
-        assert!(e.contains("format is \"switchyard.complexity/v2\""), "{e}");
+        let model = Model::from_file(file.clone()).unwrap();
+        let choices = "\nA. x\nB. y\nC. z\nD. w";
+        assert_eq!(
+            model.raw("a hard hard question"),
+            model.raw("a plain question")
+        );
+        assert!(
+            model.raw(&format!("a hard question{choices}"))
+                > model.raw(&format!("a plain question{choices}"))
+        );
+        file.features.ngram_prompts = "some".into();
+        file.checksum = file.compute_checksum();
+        assert!(load_error(&file).contains("features.ngram_prompts \"some\""));
     }
 
     #[test]
