@@ -3,7 +3,7 @@
 //! `azure.apiVersion`), the key in `api-key` only, OpenAI and Anthropic clients streamed and not
 //! (Azure's annotation-only chunks never reach them), the content filter as `ContentFiltered`
 //! (prompt and output filter, what each client sees, failover only when listed), and a 429's
-//! `retry-after-ms` blocking the target for exactly that long.
+//! `retry-after-ms` blocking the target for exactly that long; embeddings in both URL shapes.
 
 use std::time::Duration;
 
@@ -449,5 +449,76 @@ async fn a_refused_key_is_an_auth_error_that_fails_over_and_never_shows_the_key(
     ];
     assert_eq!(h.count("switchyard_failovers_total", &failovers).await, 1.0);
     assert!(!h.metrics().await.contains(KEY));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_reach_both_url_shapes_with_the_key_in_api_key() {
+    let az = azure_sim().await;
+    let provider = |name: &str, url: &str, azure: &str| {
+        format!(
+            "    - name: {name}
+      api: AzureOpenAI
+      baseUrl: {url}
+{azure}      apiKey: {{secretKeyRef: {{name: keys, key: az}}}}
+      models:
+        - {{name: text-embedding-3-small, type: Embedding, inputPerMillion: \"0.02\", outputPerMillion: \"0\"}}
+"
+        )
+    };
+    let yaml = format!(
+        "apiVersion: switchyard.dev/v1alpha1
+kind: ProviderPool
+metadata: {{name: pool}}
+spec:
+  providers:
+{}{}---
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{az: {KEY}}}
+",
+        provider("v1", &az.base_url(), ""),
+        provider(
+            "classic",
+            &az.resource_url(),
+            "      azure: {apiVersion: \"2024-10-21\"}\n"
+        ),
+    ) + &route("e1", "embed-v1", &[("v1", "text-embedding-3-small")], "")
+        + &route(
+            "e2",
+            "embed-classic",
+            &[("classic", "text-embedding-3-small")],
+            "",
+        );
+    let h = Harness::start(&yaml).await;
+
+    for (model, path, query) in [
+        ("embed-v1", "/openai/v1/embeddings", None),
+        (
+            "embed-classic",
+            "/openai/deployments/text-embedding-3-small/embeddings",
+            Some("api-version=2024-10-21"),
+        ),
+    ] {
+        let body = json!({"model": model, "input": ["one", "two", "three"]});
+        let reply = send(&h, "/v1/embeddings", &body).await;
+        ok(&reply);
+        let answer = reply.json();
+        assert_eq!(answer["data"].as_array().map(Vec::len), Some(3), "{answer}");
+        assert!(
+            answer["usage"]["prompt_tokens"]
+                .as_u64()
+                .is_some_and(|n| n > 0)
+        );
+        let seen = az.last_request().expect("called");
+        assert_eq!((seen.path.as_str(), seen.query.as_deref()), (path, query));
+        assert_eq!(seen.header("api-key"), Some(KEY));
+        assert_eq!(seen.header("authorization"), None);
+        assert_eq!(seen.body["model"], "text-embedding-3-small");
+    }
+    // Token arrays are OpenAI's input too, which Azure takes.
+    let body = json!({"model": "embed-v1", "input": [[1, 2, 3]]});
+    ok(&send(&h, "/v1/embeddings", &body).await);
     h.stop().await;
 }

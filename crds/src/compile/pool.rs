@@ -252,13 +252,15 @@ fn models(provider: &Provider, at: &str, findings: &mut Findings<'_>) -> Models 
             output_per_million: output,
         };
         let kind = model.kind.unwrap_or_default();
-        // Embeddings are served from OpenAI's and Gemini's APIs only: another model of type
-        // Embedding could never be served.
-        if kind == ModelType::Embedding && !matches!(provider.api, Api::OpenAI | Api::Gemini) {
+        // Embeddings are served from OpenAI's, Azure OpenAI's and Gemini's APIs only: another
+        // model of type Embedding could never be served.
+        if kind == ModelType::Embedding
+            && !matches!(provider.api, Api::OpenAI | Api::AzureOpenAI | Api::Gemini)
+        {
             findings.invalid(
                 format!("{at}.type"),
                 format!(
-                    "model {:?}: the sidecar serves embeddings for api OpenAI and Gemini only, so type Embedding cannot be served by api {}",
+                    "model {:?}: the sidecar serves embeddings for api OpenAI, AzureOpenAI and Gemini only, so type Embedding cannot be served by api {}",
                     model.name,
                     provider.api.as_str()
                 ),

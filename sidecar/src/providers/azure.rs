@@ -18,6 +18,8 @@
 //!   client gets what came and `finish_reason: "content_filter"`, as Azure sends it.
 //!
 //! 429s carry `retry-after-ms` (and `retry-after`), which [`failure::retry_after`] reads.
+//! Embeddings ([`embeddings_url`]) take the same two URL shapes and the same header; the body and
+//! answer are OpenAI's (`super::embeddings`).
 
 use std::fmt::Write as _;
 
@@ -58,11 +60,7 @@ impl Provider for Azure {
         *request.uri_mut() = url.parse().map_err(|e| {
             AttemptError::new(FailureClass::ServerError, format!("bad upstream URL: {e}"))
         })?;
-        let headers = request.headers_mut();
-        headers.remove(header::AUTHORIZATION);
-        if let Some(key) = &def.api_key {
-            headers.insert("api-key", secret_header(key.expose())?);
-        }
+        authorize(&mut request, def.api_key.as_ref())?;
         Ok(request)
     }
 
@@ -91,14 +89,36 @@ impl Provider for Azure {
 /// The chat URL: the `/openai/v1` API's when `api_version` is `None`, else the classic
 /// deployment's.
 pub fn chat_url(base_url: &str, api_version: Option<&str>, model: &str) -> String {
+    url(base_url, api_version, model, "chat/completions")
+}
+
+/// The embeddings URL, in the same two shapes as [`chat_url`].
+pub fn embeddings_url(base_url: &str, api_version: Option<&str>, model: &str) -> String {
+    url(base_url, api_version, model, "embeddings")
+}
+
+fn url(base_url: &str, api_version: Option<&str>, model: &str, operation: &str) -> String {
     match api_version {
-        None => format!("{base_url}/chat/completions"),
+        None => format!("{base_url}/{operation}"),
         Some(version) => format!(
-            "{base_url}/openai/deployments/{}/chat/completions?api-version={}",
+            "{base_url}/openai/deployments/{}/{operation}?api-version={}",
             utf8_percent_encode(model, COMPONENT),
             utf8_percent_encode(version, COMPONENT),
         ),
     }
+}
+
+/// Sets the pool's key as Azure takes it: `api-key`, and no `Authorization`.
+pub fn authorize(
+    request: &mut http::Request<Full<Bytes>>,
+    key: Option<&switchyard_crds::secret::SecretString>,
+) -> Result<(), AttemptError> {
+    let headers = request.headers_mut();
+    headers.remove(header::AUTHORIZATION);
+    if let Some(key) = key {
+        headers.insert("api-key", secret_header(key.expose())?);
+    }
+    Ok(())
 }
 
 /// Where Azure's answers mean something else than the shared classification reads in them.

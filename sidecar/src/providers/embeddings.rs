@@ -3,6 +3,8 @@
 //!
 //! - `api: OpenAI` (and every OpenAI-compatible API): `POST {baseUrl}/embeddings` with the
 //!   client's body, `model` replaced by the target's; the answer passes through untouched.
+//! - `api: AzureOpenAI`: OpenAI's body and answer at Azure's URL (`{baseUrl}/embeddings`, or the
+//!   classic deployment's with `azure.apiVersion`), the key in `api-key`.
 //! - `api: Gemini`: `POST {baseUrl}/models/{model}:batchEmbedContents`, translated both ways by
 //!   [`crate::convert::embeddings`]. Gemini embeds text only; the request path never sends it
 //!   token arrays.
@@ -19,7 +21,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
-use super::{Call, WithModel, malformed, post_json, secret_header};
+use super::{Call, WithModel, azure, malformed, post_json, secret_header};
 use crate::convert::Usage;
 use crate::convert::embeddings::{self, EmbeddingRequest, Input};
 use crate::failure::AttemptError;
@@ -70,12 +72,24 @@ pub fn build_request(
             }
             Ok(upstream)
         }
-        api @ (Api::Anthropic | Api::AzureOpenAI | Api::Bedrock | Api::VertexAI) => {
-            Err(AttemptError::new(
-                FailureClass::ClientError,
-                format!("the sidecar serves no embeddings for api {}", api.as_str()),
-            ))
+        Api::AzureOpenAI => {
+            // OpenAI's body (a classic deployment ignores `model`); Azure's URL and key header.
+            let with_model = WithModel {
+                body: call.request,
+                model: call.model,
+                stream: false,
+            };
+            let body = serde_json::to_vec(&with_model).map_err(|e| malformed(&e))?;
+            let uri =
+                azure::embeddings_url(&def.base_url, def.azure_api_version.as_deref(), call.model);
+            let mut upstream = post_json(uri, body, call)?;
+            azure::authorize(&mut upstream, def.api_key.as_ref())?;
+            Ok(upstream)
         }
+        api @ (Api::Anthropic | Api::Bedrock | Api::VertexAI) => Err(AttemptError::new(
+            FailureClass::ClientError,
+            format!("the sidecar serves no embeddings for api {}", api.as_str()),
+        )),
     }
 }
 

@@ -118,7 +118,7 @@ fn able(
     };
     let able: Vec<TargetRt> = targets
         .iter()
-        .filter(|t| t.upstream.def.api == Api::OpenAI)
+        .filter(|t| matches!(t.upstream.def.api, Api::OpenAI | Api::AzureOpenAI))
         .cloned()
         .collect();
     if able.is_empty() {

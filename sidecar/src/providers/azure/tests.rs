@@ -81,6 +81,22 @@ fn urls_for_the_v1_api_and_classic_deployments() {
 }
 
 #[test]
+fn embeddings_urls_take_the_same_two_shapes() {
+    assert_eq!(
+        embeddings_url("https://r.openai.azure.com/openai/v1", None, "emb"),
+        "https://r.openai.azure.com/openai/v1/embeddings"
+    );
+    assert_eq!(
+        embeddings_url(
+            "https://r.openai.azure.com",
+            Some("2024-10-21"),
+            "emb small"
+        ),
+        "https://r.openai.azure.com/openai/deployments/emb%20small/embeddings?api-version=2024-10-21"
+    );
+}
+
+#[test]
 fn requests_carry_the_key_as_api_key_and_never_authorization() {
     let mut client = HeaderMap::new();
     client.insert("authorization", "Bearer client".parse().unwrap());
