@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
 ROUTES = ["via-openai", "via-anthropic", "via-gemini", "via-azure", "via-azure-classic", "via-bedrock",
           "via-vertex", "via-vertex-claude"]
-# Embedding routes: Anthropic has no embeddings API.
-EMBED_ROUTES = ["embed-via-openai", "embed-via-gemini"]
-EMBED_MODELS = {"openai": "text-embedding-3-small", "gemini": "text-embedding-004"}
+# Embedding routes: Anthropic, Bedrock and Vertex AI serve none through the sidecar.
+EMBED_ROUTES = ["embed-via-openai", "embed-via-gemini", "embed-via-azure", "embed-via-azure-classic"]
+EMBED_MODELS = {"openai": "text-embedding-3-small", "gemini": "text-embedding-004",
+                "azure": "text-embedding-3-small", "azure-classic": "text-embedding-3-large"}
 
 
 def free_port() -> int:
