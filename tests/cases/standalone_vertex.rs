@@ -341,3 +341,50 @@ async fn a_key_the_token_endpoint_refuses_fails_over_without_leaking_it() {
     assert!(!metrics.contains("PRIVATE KEY") && !metrics.contains("ya29."));
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertex_error_answers_are_classified_and_fail_over() {
+    use switchyard_sim::anthropic::Fault as AnthropicFault;
+    let cases = [
+        ("gemini", vertex::Fault::ResourceExhausted, "RateLimited"),
+        ("gemini", vertex::Fault::PermissionDenied, "AuthError"),
+        ("claude", vertex::Fault::Unauthenticated, "AuthError"),
+        (
+            "claude",
+            vertex::Fault::Anthropic(AnthropicFault::Overloaded),
+            "Overloaded",
+        ),
+        // An Anthropic `error` event inside the Vertex stream, before any content.
+        (
+            "claude",
+            vertex::Fault::Anthropic(AnthropicFault::ErrorMidStream { after_chunks: 0 }),
+            "Overloaded",
+        ),
+    ];
+    for (route, fault, reason) in cases {
+        let tokens = TokenServer::start().await.expect("token server");
+        let vertex = vertex::MockProvider::start("v").await.expect("vertex");
+        let backup = MockProvider::start("b").await.expect("backup");
+        let yaml = manifests(
+            &vertex.base_url(),
+            &tokens.key_file(),
+            Some(&backup.base_url()),
+        );
+        let h = Harness::start(&yaml).await;
+        vertex.push_faults([fault.clone()]);
+
+        let reply = h
+            .post("/v1/chat/completions", &openai_body(route, false))
+            .await;
+        assert_eq!(reply.status, 200, "{fault:?}: {:?}", reply.body);
+        assert_eq!(reply.header("x-switchyard-attempts"), "2", "{fault:?}");
+        assert_eq!(backup.request_count(), 1, "{fault:?}");
+        let failovers = [("route", route), ("provider", "pool/v"), ("reason", reason)];
+        assert_eq!(
+            h.count("switchyard_failovers_total", &failovers).await,
+            1.0,
+            "{fault:?} is {reason}"
+        );
+        h.stop().await;
+    }
+}
