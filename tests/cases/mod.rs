@@ -28,3 +28,4 @@ mod standalone_upstream_auth;
 mod standalone_vertex;
 mod translation_robustness;
 mod translation_schema;
+mod translation_schema_bedrock;

@@ -17,6 +17,9 @@ const TOP_LEVEL: &[&str] = &[
     "promptVariables",
     "requestMetadata",
     "performanceConfig",
+    "serviceTier",
+    "outputConfig",
+    "projectIdentifier",
 ];
 const INFERENCE: &[&str] = &["maxTokens", "temperature", "topP", "stopSequences"];
 const BLOCKS: &[&str] = &[
