@@ -34,6 +34,8 @@ pub struct Manifests {
     /// The model files routes name with `complexity.model.file`, read relative to the route's
     /// manifest file when it was loaded (or why they could not be read).
     pub model_files: ModelFiles,
+    /// The paths of those model files, for the standalone sidecar to watch with the manifests.
+    pub model_paths: Vec<PathBuf>,
     /// The file each object was read from, for error messages.
     pub origins: BTreeMap<ObjectKey, PathBuf>,
     /// `Kind name (file)` of every document skipped because it is not ours.
@@ -139,7 +141,8 @@ impl Manifests {
                     let route: ModelRoute = typed(value).map_err(typed_error("ModelRoute"))?;
                     let file = model_file(&route, path);
                     let key = self.insert(path, Kind::ModelRoute, route, |m| &mut m.routes)?;
-                    if let Some(read) = file {
+                    if let Some((model_path, read)) = file {
+                        self.model_paths.push(model_path);
                         self.model_files.insert(key, read);
                     }
                 }
@@ -299,9 +302,20 @@ impl Manifests {
 }
 
 /// The model file `route` names with `complexity.model.file`, read relative to `manifest` (the
-/// file the route is in), or why it cannot be; `None` when it names none.
-fn model_file(route: &ModelRoute, manifest: &Path) -> Option<std::result::Result<String, String>> {
-    let file = route.spec.complexity.as_ref()?.model.as_ref()?.file.as_ref()?;
+/// file the route is in): its path and its text, or why it cannot be read; `None` when it names
+/// none.
+fn model_file(
+    route: &ModelRoute,
+    manifest: &Path,
+) -> Option<(PathBuf, std::result::Result<String, String>)> {
+    let file = route
+        .spec
+        .complexity
+        .as_ref()?
+        .model
+        .as_ref()?
+        .file
+        .as_ref()?;
     let path = manifest.parent().unwrap_or(Path::new(".")).join(file);
     let max = crate::complexity::MAX_MODEL_BYTES as u64;
     let read = match std::fs::metadata(&path) {
@@ -314,7 +328,7 @@ fn model_file(route: &ModelRoute, manifest: &Path) -> Option<std::result::Result
             .map_err(|e| format!("cannot read model file {}: {e}", path.display())),
         Err(e) => Err(format!("cannot read model file {}: {e}", path.display())),
     };
-    Some(read)
+    Some((path, read))
 }
 
 /// Deserializes into `T`, naming the path of a wrongly typed or unknown field.

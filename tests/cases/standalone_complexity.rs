@@ -136,6 +136,19 @@ async fn a_model_file_next_to_the_manifests_routes_hard_prompts_to_the_strong_ta
     // `file:` is relative to the manifest file that names it.
     let (h, dir) = start_in_dir(&yaml, &[("models/router.json", &text)]).await;
     check_model_routing(&h, &m, &model).await;
+
+    // The model file is watched with the manifests: a new model (bias above every calibration
+    // knot, so every prompt scores 100) is served without a restart.
+    let mut always_hard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    always_hard["bias"] = json!(100.0);
+    always_hard["checksum"] = json!("");
+    let mut file: ModelFile = serde_json::from_value(always_hard).unwrap();
+    std::fs::write(dir.join("models/router.json"), file.to_json()).expect("new model");
+    let reloaded = switchyard_tests::eventually(Duration::from_secs(5), || async {
+        h.chat("chat", EASY).await.header("x-switchyard-complexity") == "100"
+    })
+    .await;
+    assert!(reloaded, "the new model file was not picked up");
     h.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

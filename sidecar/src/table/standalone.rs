@@ -9,11 +9,12 @@
 //! re-read the files five times a second and counted every re-read as a failure). And a file
 //! that is empty on reload is refused: `cmd > routes.yaml` truncates before it writes, and a
 //! reload in between would drop every route the file held. To remove a file's objects, delete the
-//! file.
+//! file. Model files routes name with `complexity.model.file` are watched too: a change to one
+//! reloads like a change to a manifest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -44,6 +45,8 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// Documents of kinds that are not ours.
     pub skipped: Vec<String>,
+    /// The model files routes name with `complexity.model.file`, watched with the manifests.
+    pub model_paths: Vec<PathBuf>,
 }
 
 /// Reads and compiles the files.
@@ -68,6 +71,7 @@ pub fn compile(manifests: &Manifests, selection: &Selection) -> crate::Result<Lo
         audience,
         warnings,
         skipped: manifests.skipped.clone(),
+        model_paths: manifests.model_paths.clone(),
     })
 }
 
@@ -80,8 +84,18 @@ pub fn watch(
 ) -> crate::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let watched = paths.clone();
+    // The model files of the current manifests; the start-up load read them a moment ago, so
+    // reading the manifests once more here only learns their paths.
+    let models: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
+    let initial = manifests::load(&paths).map(|m| m.model_paths);
+    let in_watcher = models.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|event| concerns_manifests(&event, &watched)) {
+        let concerns = event.is_ok_and(|event| {
+            let models = in_watcher.lock().unwrap_or_else(|p| p.into_inner());
+            concerns_manifests(&event, &watched)
+                || event.paths.iter().any(|changed| models.contains(changed))
+        });
+        if concerns {
             // A full channel already means "reload soon"; more events add nothing.
             let _ = tx.try_send(());
         }
@@ -98,8 +112,12 @@ pub fn watch(
         };
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
+    let mut model_dirs = HashSet::new();
+    if let Ok(initial) = initial {
+        watch_models(&mut watcher, &models, &mut model_dirs, initial);
+    }
     Ok(tokio::spawn(async move {
-        let _watcher = watcher; // dropping it would stop the events
+        let mut watcher = watcher; // dropping it would stop the events
         loop {
             tokio::select! {
                 event = rx.recv() => if event.is_none() { break },
@@ -107,9 +125,41 @@ pub fn watch(
             }
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
-            reload(&paths, &selection, &runtime);
+            if let Some(paths) = reload(&paths, &selection, &runtime) {
+                watch_models(&mut watcher, &models, &mut model_dirs, paths);
+            }
         }
     }))
+}
+
+/// Makes `paths` the model files whose changes reload, watching their directories (a file
+/// replaced by a rename is seen there). A directory that cannot be watched is logged: the
+/// model is still read at every reload of the manifests.
+fn watch_models(
+    watcher: &mut impl Watcher,
+    models: &Mutex<HashSet<PathBuf>>,
+    dirs: &mut HashSet<PathBuf>,
+    paths: Vec<PathBuf>,
+) {
+    for path in &paths {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        if dirs.contains(&dir) {
+            continue;
+        }
+        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                dirs.insert(dir);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch a model file's directory")
+            }
+        }
+    }
+    *models.lock().unwrap_or_else(|p| p.into_inner()) = paths.into_iter().collect();
 }
 
 /// Whether a file event can change what the manifests say: a write, create, remove or rename of
@@ -148,7 +198,8 @@ fn empty_files(paths: &[PathBuf]) -> Vec<PathBuf> {
         .collect()
 }
 
-fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) {
+/// Reloads the manifests; the model files they name when they loaded.
+fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) -> Option<Vec<PathBuf>> {
     let empty = empty_files(paths);
     if !empty.is_empty() && runtime.snapshot().is_some() {
         let names: Vec<_> = empty.iter().map(|f| f.display().to_string()).collect();
@@ -158,7 +209,7 @@ fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) {
         );
         tracing::error!(error = %why, "manifest reload refused; still serving the previous table");
         runtime.reject(why);
-        return;
+        return None;
     }
     match load(paths, selection) {
         Ok(loaded) => {
@@ -170,17 +221,19 @@ fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) {
                     tracing::info!(version = %loaded.table.version, previous_error = %error, "manifests fixed; still serving the same table");
                 }
                 runtime.clear_error();
-                return;
+                return Some(loaded.model_paths);
             }
             for warning in &loaded.warnings {
                 tracing::warn!(%warning, "route served with a problem");
             }
             tracing::info!(version = %loaded.table.version, routes = loaded.table.routes.len(), "reloaded manifests");
             runtime.swap(loaded.table);
+            Some(loaded.model_paths)
         }
         Err(e) => {
             tracing::error!(error = %e, "manifest reload failed; still serving the previous table");
             runtime.reject(e.to_string());
+            None
         }
     }
 }
