@@ -195,17 +195,26 @@ impl CredentialSource for ServiceAccount {
             Some(c) if now < c.expires_at => Some(c.token),
             _ => None,
         };
-        let _flight = match (self.refresh.try_lock(), stale) {
+        let _flight = match (self.refresh.try_lock(), &stale) {
             (Ok(guard), _) => guard,
             // Someone is already refreshing and the old token still works: use it.
-            (Err(_), Some(token)) => return Ok(Credential::Bearer(token)),
+            (Err(_), Some(token)) => return Ok(Credential::Bearer(token.clone())),
             (Err(_), None) => self.refresh.lock().await,
         };
         // The fetch we waited for may have brought a fresh token.
         if let Some(c) = self.cached().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(Credential::Bearer(c.token));
         }
-        let fresh = self.fetch(key, client).await?;
+        let fresh = match (self.fetch(key, client).await, stale) {
+            (Ok(fresh), _) => fresh,
+            // An early refresh that failed costs nothing while the old token is still valid;
+            // the next request tries again.
+            (Err(error), Some(token)) => {
+                tracing::warn!(error = %error.message, "refreshing the service account token failed; the current one is still valid");
+                return Ok(Credential::Bearer(token));
+            }
+            (Err(error), None) => return Err(error),
+        };
         let token = fresh.token.clone();
         *self
             .cached

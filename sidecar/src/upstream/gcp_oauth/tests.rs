@@ -215,3 +215,18 @@ async fn debug_never_shows_the_key_or_the_token() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_early_refresh_keeps_the_still_valid_token() {
+    let server = TokenServer::start().await.unwrap();
+    server.set_lifetime(2, 3);
+    let up = upstream(server.key_file(), None);
+    let first = token_of(&up).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    server.push_faults([TokenFault::Reset]);
+    assert_eq!(token_of(&up).await.unwrap(), first, "still valid: kept");
+    assert_eq!(server.requests(), 2, "a refresh was tried");
+    let refreshed = token_of(&up).await.unwrap();
+    assert_ne!(refreshed, first, "the next call refreshes");
+    assert_eq!(server.grants(), 2);
+}
