@@ -190,7 +190,7 @@ fn tables_without_templates_keep_their_version() {
         }];
         let compiled = compile(&Inputs {
             pools: &[pool()],
-            routes: &[plain.clone()],
+            routes: std::slice::from_ref(&plain),
             budgets: &[],
             secrets: &[secret()],
             config_maps: &[],
@@ -201,7 +201,7 @@ fn tables_without_templates_keep_their_version() {
         });
         table(&compiled).version.clone()
     };
-    let after = run(&[plain.clone()], &[template("unused", "x")]);
+    let after = run(std::slice::from_ref(&plain), &[template("unused", "x")]);
     assert_eq!(table(&after).version, before);
     assert!(
         !serde_json::to_string(table(&after))
