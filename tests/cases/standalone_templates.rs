@@ -292,3 +292,36 @@ async fn a_template_that_does_not_parse_fails_the_load() {
         assert!(error.contains(wanted), "{wanted} in {error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_responses_clients_get_the_template_too() {
+    let s = setup().await;
+
+    // A stream failing over: the header comes with the committed stream's head.
+    s.openai.push_faults([Fault::Overloaded]);
+    let mut body = openai_request();
+    body["stream"] = json!(true);
+    let reply = send(&s.h, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.header("x-switchyard-provider"), "pool/anthropic");
+    assert_eq!(reply.header("x-switchyard-template"), expected_label());
+    assert!(reply.events().last().is_some_and(|e| e == "[DONE]"));
+    let to_anthropic = s.anthropic.last_request().expect("answered").body;
+    assert_eq!(
+        anthropic_system(&to_anthropic),
+        "<role>You support Acme customers.</role>\n\nBe brief."
+    );
+
+    // A Responses API client (translated, as the route mixes APIs): `instructions` is the
+    // system prompt the template edits.
+    let body = json!({"model": "chat", "instructions": "Be brief.", "input": "hi"});
+    let reply = send(&s.h, "/v1/responses", &body, &[]).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.header("x-switchyard-template"), expected_label());
+    let sent = s.openai.last_request().expect("sent").body;
+    assert_eq!(
+        sent["messages"][0]["content"],
+        "You support Acme customers.\n\nBe brief.\n\nAnswer in under 200 words."
+    );
+    s.h.stop().await;
+}
