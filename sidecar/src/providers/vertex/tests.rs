@@ -502,3 +502,77 @@ fn vertex_errors_are_classified_from_their_real_shapes() {
     );
     assert_eq!(error.retry_after, Some(std::time::Duration::from_secs(7)));
 }
+
+/// Fuzz-style, as `convert::robustness_tests` does for the other protocols: the publisher is
+/// picked from the first event, so however a stream is split it decodes the same, and cut or
+/// mutated it never panics.
+#[test]
+fn split_or_mutated_streams_decode_the_same_or_fail_cleanly() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn summary(client: ClientApi, pieces: &[&[u8]]) -> Vec<String> {
+        let mut decoder = Vertex.stream_decoder(client);
+        let (mut parser, mut events, mut chunks) = (SseParser::default(), Vec::new(), Vec::new());
+        for piece in pieces {
+            if parser.push(piece, &mut events).is_err() {
+                return vec!["parse error".into()];
+            }
+            for event in events.drain(..) {
+                decoder.decode(event, &mut chunks);
+            }
+        }
+        decoder.end(&mut chunks);
+        chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::Data { json, .. } => {
+                    let mut v: Value = serde_json::from_slice(json).unwrap_or_default();
+                    if v.is_object() {
+                        v["created"] = json!(0);
+                    }
+                    format!("data {v}")
+                }
+                Chunk::Raw { frame, .. } => format!("raw {}", String::from_utf8_lossy(frame)),
+                Chunk::Done => "done".into(),
+                Chunk::Error(e) => format!("error {:?}", e.class),
+            })
+            .collect()
+    }
+
+    for name in ["gemini_text.sse", "anthropic_tool_use.sse"] {
+        let bytes = fixture_stream(name);
+        for client in [ClientApi::OpenAI, ClientApi::Anthropic] {
+            let whole = summary(client, &[&bytes]);
+            assert_eq!(whole.last().map(String::as_str), Some("done"), "{name}");
+            for seed in 0..200 {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let mut pieces = Vec::new();
+                let mut at = 0;
+                while at < bytes.len() {
+                    let take = rng.random_range(1..=(bytes.len() - at).min(64));
+                    pieces.push(&bytes[at..at + take]);
+                    at += take;
+                }
+                assert_eq!(summary(client, &pieces), whole, "{name} seed {seed}");
+
+                let mut broken = bytes[..rng.random_range(0..bytes.len())].to_vec();
+                for _ in 0..rng.random_range(0..4) {
+                    if !broken.is_empty() {
+                        let i = rng.random_range(0..broken.len());
+                        broken[i] = rng.random();
+                    }
+                }
+                let cut = summary(client, &[&broken]);
+                // A stream cut before its end never claims a clean end.
+                if !broken.ends_with(b"\n\n") && broken.len() < bytes.len() / 2 {
+                    assert_ne!(
+                        cut.last().map(String::as_str),
+                        Some("done"),
+                        "{name} seed {seed}"
+                    );
+                }
+            }
+        }
+    }
+}
