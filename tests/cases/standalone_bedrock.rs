@@ -439,3 +439,42 @@ async fn web_identity_keys_come_from_sts_and_sign_the_requests() {
     h.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_errors_reach_the_client_in_its_own_format_without_failover() {
+    let s = start(SECRET_ACCESS_KEY).await;
+    s.a.push_faults([Fault::BadRequest]);
+    let reply = post(&s.h, "/v1/chat/completions", &openai(false)).await;
+    assert_eq!(
+        reply.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let body = reply.json();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(s.b.request_count(), 0, "a ClientError is not failed over");
+
+    // Too long for this model: the client hears it in Anthropic's shape (`b` has no larger
+    // context window to move to).
+    s.a.push_faults([Fault::ContextLength]);
+    let anthropic = json!({"model": "chat", "max_tokens": 64,
+                           "messages": [{"role": "user", "content": "hello"}]});
+    let reply = post(&s.h, "/v1/messages", &anthropic).await;
+    assert_eq!(reply.status, 400);
+    let body = reply.json();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ContextLengthExceeded") && message.contains("Input is too long"),
+        "{message}"
+    );
+    assert_eq!(s.b.request_count(), 0);
+    s.h.stop().await;
+}
