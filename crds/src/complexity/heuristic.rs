@@ -40,18 +40,43 @@ const WORDS: [&[u8]; 16] = [
 ];
 const REASONING_BITS: u32 = (1 << REASONING.len()) - 1;
 
-/// For each byte, the words of [`WORDS`] that start with it in either case.
-const STARTS: [u32; 256] = {
+/// For each byte, the words of [`WORDS`] whose byte `at` it is, in either case.
+const fn table(at: usize) -> [u32; 256] {
     let mut table = [0u32; 256];
     let mut i = 0;
     while i < WORDS.len() {
-        let first = WORDS[i][0];
-        table[first as usize] |= 1 << i;
-        table[first.to_ascii_uppercase() as usize] |= 1 << i;
+        let b = WORDS[i][at];
+        table[b as usize] |= 1 << i;
+        table[b.to_ascii_uppercase() as usize] |= 1 << i;
         i += 1;
     }
     table
-};
+}
+const FIRST: [u32; 256] = table(0);
+const SECOND: [u32; 256] = table(1);
+
+/// `text.split_whitespace().count()`, a byte at a time where the text is ASCII (about three
+/// times faster than decoding every character).
+fn count_words(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut words, mut in_word, mut i) = (0usize, false, 0usize);
+    while i < bytes.len() {
+        let b = bytes[i];
+        let space = if b.is_ascii() {
+            i += 1;
+            // char::is_whitespace on ASCII, vertical tab included (u8::is_ascii_whitespace
+            // leaves it out).
+            matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+        } else {
+            let c = text[i..].chars().next().expect("i is at a char boundary");
+            i += c.len_utf8();
+            c.is_whitespace()
+        };
+        words += usize::from(!space & !in_word);
+        in_word = !space;
+    }
+    words
+}
 
 /// Which [`WORDS`] occur in the text, case-insensitively, as a bit set: one pass over the bytes
 /// and no lower-cased copy. Matching ASCII words ASCII-case-insensitively on the original bytes
@@ -60,8 +85,10 @@ const STARTS: [u32; 256] = {
 /// combining dot, which no word has after an `i`). A test checks this against that definition.
 fn words_present(text: &[u8]) -> u32 {
     let mut found = 0u32;
-    for (i, &b) in text.iter().enumerate() {
-        let mut candidates = STARTS[usize::from(b)] & !found;
+    // Two table lookups per byte rule out all but a few positions (the words' first two letters
+    // together are rare) before any comparison.
+    for (i, pair) in text.windows(2).enumerate() {
+        let mut candidates = FIRST[usize::from(pair[0])] & SECOND[usize::from(pair[1])] & !found;
         while candidates != 0 {
             let w = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
@@ -90,7 +117,7 @@ impl Scorer for Heuristic {
 /// Scores the prompt text from 0 (trivial) to [`MAX_SCORE`] (complex).
 pub fn score(prompt: &str) -> u8 {
     let present = words_present(prompt.as_bytes());
-    let words = prompt.split_whitespace().count();
+    let words = count_words(prompt);
 
     let length = if words > 16 {
         (12.0 * (words as f64 / 16.0).log2()).min(40.0)
@@ -164,6 +191,11 @@ mod tests {
         ) {
             let text: String = parts.concat();
             prop_assert_eq!(words_present(text.as_bytes()), reference_words(&text), "{:?}", text);
+        }
+
+        #[test]
+        fn words_are_counted_as_split_whitespace_counts_them(text in "[a \t\n\u{b}\u{c}\r\u{85}\u{a0}\u{3000}é数]{0,40}") {
+            prop_assert_eq!(count_words(&text), text.split_whitespace().count());
         }
     }
 
