@@ -478,3 +478,18 @@ async fn validation_errors_reach_the_client_in_its_own_format_without_failover()
     assert_eq!(s.b.request_count(), 0);
     s.h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_api_clients_ride_on_the_chat_hub() {
+    let s = start(SECRET_ACCESS_KEY).await;
+    let body = json!({"model": "chat", "instructions": "Be brief.", "input": "Say hello"});
+    let reply = post(&s.h, "/v1/responses", &body).await;
+    ok(&reply);
+    let answer = reply.json();
+    assert_eq!(answer["object"], "response", "{answer}");
+    assert_eq!(answer["status"], "completed", "{answer}");
+    assert_eq!(answer["output"][0]["content"][0]["text"], REPLY, "{answer}");
+    let sent = s.a.last_request().unwrap().body;
+    assert_eq!(sent["system"], json!([{"text": "Be brief."}]));
+    s.h.stop().await;
+}
