@@ -38,6 +38,8 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// How long an assertion is valid: Google accepts at most an hour.
 const ASSERTION_LIFETIME: u64 = 3600;
+/// The longest `expires_in` believed.
+const MAX_LIFETIME: u64 = 24 * 3600;
 /// The share of a token's lifetime after which it is replaced.
 const REFRESH_AT: f64 = 0.8;
 /// A token endpoint's answer is a few hundred bytes; more is not one.
@@ -175,8 +177,14 @@ impl ServiceAccount {
                 "the token endpoint's answer holds no access_token",
             )
         })?;
-        // Google says 3599; an endpoint that says nothing gets the assertion's hour.
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(ASSERTION_LIFETIME));
+        // Google says 3599; an endpoint that says nothing gets the assertion's hour, and none is
+        // believed for more than a day (nor can push the instants past what the clock holds).
+        let lifetime = Duration::from_secs(
+            answer
+                .expires_in
+                .unwrap_or(ASSERTION_LIFETIME)
+                .min(MAX_LIFETIME),
+        );
         Ok(Cached {
             token: SecretString::new(answer.access_token),
             refresh_at: sent + lifetime.mul_f64(REFRESH_AT),

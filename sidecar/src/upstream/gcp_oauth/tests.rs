@@ -230,3 +230,27 @@ async fn a_failed_early_refresh_keeps_the_still_valid_token() {
     assert_ne!(refreshed, first, "the next call refreshes");
     assert_eq!(server.grants(), 2);
 }
+
+#[tokio::test]
+async fn odd_token_answers_are_clean_errors_or_bounded() {
+    let server = TokenServer::start().await.unwrap();
+    let up = upstream(server.key_file(), None);
+    server.push_faults([
+        TokenFault::Status {
+            status: 200,
+            body: r#"{"token_type": "Bearer"}"#.into(),
+        },
+        TokenFault::Status {
+            status: 200,
+            body: r#"{"access_token": "ya29.forever", "expires_in": 18446744073709551615}"#.into(),
+        },
+    ]);
+    let error = token_of(&up).await.unwrap_err();
+    assert_eq!(error.class, FailureClass::ServerError, "{error:?}");
+    assert_eq!(
+        token_of(&up).await.unwrap(),
+        "ya29.forever",
+        "a huge expires_in is capped"
+    );
+    assert_eq!(token_of(&up).await.unwrap(), "ya29.forever");
+}
