@@ -4,7 +4,8 @@
 //! event-stream frames). Static keys come from a Secret; web identity keys from the simulated
 //! STS with a token file. OpenAI and Anthropic clients, streamed and not, tool use, and
 //! failover on Bedrock's real error shapes (a wrong key's 403 `InvalidSignatureException`,
-//! throttling as a 429 and as an exception frame inside the stream).
+//! throttling as a 429 and as an exception frame inside the stream), `ValidationException`s told
+//! to the client in its format, and a Responses API client on the chat hub.
 
 use std::time::Duration;
 
