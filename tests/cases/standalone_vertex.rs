@@ -388,3 +388,34 @@ async fn vertex_error_answers_are_classified_and_fail_over() {
         h.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_api_clients_ride_the_hub_to_both_publishers() {
+    let Setup { tokens, vertex, h } = setup().await;
+    for (model, publisher) in [("gemini", "google"), ("claude", "anthropic")] {
+        let reply = h
+            .post("/v1/responses", &json!({"model": model, "input": "hi"}))
+            .await;
+        assert_eq!(reply.status, 200, "{model}: {:?}", reply.body);
+        let response = reply.json();
+        assert_eq!(response["object"], "response");
+        assert_eq!(response["status"], "completed");
+        let text: String = response["output"]
+            .as_array()
+            .expect("output items")
+            .iter()
+            .flat_map(|item| item["content"].as_array().cloned().unwrap_or_default())
+            .filter(|part| part["type"] == "output_text")
+            .filter_map(|part| part["text"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(text, REPLY, "{model}");
+        let seen = vertex.last_request().expect("called");
+        assert!(
+            seen.path.contains(&format!("/publishers/{publisher}/")),
+            "{}",
+            seen.path
+        );
+    }
+    assert_eq!(tokens.grants(), 1);
+    h.stop().await;
+}
