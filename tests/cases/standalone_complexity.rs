@@ -268,6 +268,27 @@ async fn a_route_scorer_asks_its_classifier_once_per_prompt_and_falls_back_on_ti
         .await;
     assert_eq!(classifier_requests, 1.0);
 
+    // Two requests with one new text at once: one classification, both scored by it.
+    m[2].set_behavior(Behavior {
+        reply: "72".into(),
+        latency: Duration::from_millis(200),
+        ..Behavior::default()
+    });
+    let (a, b) = tokio::join!(
+        h.chat("chat", "Design a lock-free queue"),
+        h.chat("chat", "Design a lock-free queue")
+    );
+    assert_eq!((score(&a), score(&b)), (72, 72));
+    assert_eq!(
+        m[2].request_count(),
+        2,
+        "one more classification for the burst"
+    );
+    m[2].set_behavior(Behavior {
+        reply: "85".into(),
+        ..Behavior::default()
+    });
+
     // A classifier that hangs: after the timeout, onError (Min) scores 0.
     m[2].push_faults([Fault::Hang]);
     let started = tokio::time::Instant::now();

@@ -55,7 +55,8 @@ pub async fn score(
         kind => {
             let mut text = String::new();
             tokens::prompt_text(hub, &mut text);
-            scorer::score_now(kind, on_error, &text).unwrap_or_else(|| on_error_score(on_error, hub))
+            scorer::score_now(kind, on_error, &text)
+                .unwrap_or_else(|| on_error_score(on_error, hub))
         }
     };
     runtime
@@ -97,21 +98,49 @@ async fn classify(
     {
         return failed("the classifier route uses a Route scorer itself");
     }
-    let request = classification(&def.model, &text);
-    let asked = tokio::time::timeout(
-        Duration::from_millis(def.timeout_ms),
-        ask(runtime, target, &request),
-    );
-    match asked.await {
-        Err(_) => failed("timeout"),
-        Ok(Err(why)) => failed(&why),
-        Ok(Ok(answer)) => match scorer::parse_answer(&answer) {
-            Some(score) => {
-                classifier.remember(key, score, Instant::now());
-                score
-            }
-            None => failed("the answer is not a number from 0 to 100"),
-        },
+    // One classification per text at a time: the others wait for its answer. A waiter whose
+    // asker was cancelled (its client left) takes over the asking.
+    let pending = classifier.pending(key);
+    let _leave = Leave {
+        classifier,
+        key,
+        cell: pending.clone(),
+    };
+    let answer = pending
+        .get_or_init(|| async {
+            let request = classification(&def.model, &text);
+            let asked = tokio::time::timeout(
+                Duration::from_millis(def.timeout_ms),
+                ask(runtime, target, &request),
+            );
+            let why = match asked.await {
+                Err(_) => "timeout".to_string(),
+                Ok(Err(why)) => why,
+                Ok(Ok(answer)) => match scorer::parse_answer(&answer) {
+                    Some(score) => {
+                        classifier.remember(key, score, Instant::now());
+                        return Some(score);
+                    }
+                    None => "the answer is not a number from 0 to 100".to_string(),
+                },
+            };
+            tracing::warn!(route = %route.route.name, classifier = %def.model, reason = %why, "complexity classifier failed; scoring with onError");
+            None
+        })
+        .await;
+    answer.unwrap_or_else(|| on_error_score(on_error, hub))
+}
+
+/// Leaves a pending classification when the waiter is done or dropped (its client left).
+struct Leave<'a> {
+    classifier: &'a Classifier,
+    key: [u8; 32],
+    cell: scorer::Pending,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.classifier.leave(&self.key, &self.cell);
     }
 }
 
@@ -196,7 +225,14 @@ async fn ask(
         &mut rand::rng(),
         Instant::now(),
     );
-    let attempts = attempt::run(&mut ctx, &route.route, ordered, Work::Chat(request), &headers).await;
+    let attempts = attempt::run(
+        &mut ctx,
+        &route.route,
+        ordered,
+        Work::Chat(request),
+        &headers,
+    )
+    .await;
     // The same ending as a client's request: metrics, log line, budgets given back on failure.
     let response = super::answer(&mut ctx, attempts);
     let status = response.status();

@@ -138,10 +138,16 @@ pub fn score_now(kind: &ScorerRt, on_error: OnError, prompt: &str) -> Option<u8>
     }
 }
 
+/// A classification being asked: every request with the same text waits for its answer
+/// (`None`: it failed) instead of asking again.
+pub type Pending = Arc<tokio::sync::OnceCell<Option<u8>>>;
+
 /// A `Route` scorer: its classifier route and the scores it gave, by prompt hash.
 pub struct Classifier {
     pub def: ClassifierRoute,
     cache: Mutex<LruCache<[u8; 32], (u8, Instant)>>,
+    /// Classifications under way, by prompt hash: a burst of one prompt asks once.
+    pending: Mutex<HashMap<[u8; 32], Pending>>,
 }
 
 impl Classifier {
@@ -150,7 +156,34 @@ impl Classifier {
         Self {
             def,
             cache: Mutex::new(LruCache::new(capacity)),
+            pending: Mutex::default(),
         }
+    }
+
+    /// The classification of `key` under way, or a new one to run.
+    pub fn pending(&self, key: [u8; 32]) -> Pending {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.entry(key).or_default().clone()
+    }
+
+    /// Called by each waiter of `cell` as it leaves, done or cancelled: forgets the cell once it
+    /// has an answer (a failed classification is asked again next time; a success is in the
+    /// cache by then) or once no other waiter is left (all were cancelled), so that the map
+    /// holds only classifications under way.
+    pub fn leave(&self, key: &[u8; 32], cell: &Pending) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the lock no new waiter can clone the cell: the map's and this waiter's
+        // references are the last when the count is 2.
+        let ours = pending.get(key).is_some_and(|c| Arc::ptr_eq(c, cell));
+        if ours && (cell.initialized() || Arc::strong_count(cell) <= 2) {
+            pending.remove(key);
+        }
+    }
+
+    /// Classifications under way (for tests).
+    #[cfg(test)]
+    fn pending_len(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// The cache key of a classified text: its SHA-256.
@@ -228,7 +261,10 @@ mod tests {
             ("hard", None),
             ("I think 73, maybe 80", None),
             ("73/100", None),
-            ("The complexity of this prompt, considering everything, is 73", None),
+            (
+                "The complexity of this prompt, considering everything, is 73",
+                None,
+            ),
             ("-5", None),
             ("7.3", None),
         ] {
@@ -239,11 +275,49 @@ mod tests {
     #[test]
     fn on_error_maps_to_the_heuristic_the_top_or_the_bottom() {
         let prompt = "Prove that there are infinitely many primes, step by step.";
-        assert_eq!(fallback(OnError::Heuristic, prompt), complexity::score(prompt));
+        assert_eq!(
+            fallback(OnError::Heuristic, prompt),
+            complexity::score(prompt)
+        );
         assert_eq!(fallback(OnError::Max, prompt), 100);
         assert_eq!(fallback(OnError::Min, prompt), 0);
         let unavailable = ScorerRt::Unavailable;
         assert_eq!(score_now(&unavailable, OnError::Max, prompt), Some(100));
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_one_text_asks_once_and_leaves_nothing_behind() {
+        let classifier = Classifier::new(ClassifierRoute {
+            model: "c".into(),
+            timeout_ms: 100,
+            cache_ttl_ms: 0,
+        });
+        let key = Classifier::key("same");
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let wait = || {
+            let cell = classifier.pending(key);
+            let (classifier, asked) = (&classifier, &asked);
+            async move {
+                let answer = *cell
+                    .get_or_init(|| async {
+                        asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                        Some(7)
+                    })
+                    .await;
+                classifier.leave(&key, &cell);
+                answer
+            }
+        };
+        let (a, b) = tokio::join!(wait(), wait());
+        assert_eq!((a, b), (Some(7), Some(7)));
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(classifier.pending_len(), 0);
+
+        // A waiter cancelled before any answer leaves no entry either.
+        let cell = classifier.pending(Classifier::key("cancelled"));
+        classifier.leave(&Classifier::key("cancelled"), &cell);
+        assert_eq!(classifier.pending_len(), 0);
     }
 
     #[test]
@@ -258,8 +332,14 @@ mod tests {
         let key = Classifier::key("hello");
         assert_ne!(key, Classifier::key("hello!"));
         classifier.remember(key, 42, now);
-        assert_eq!(classifier.cached(&key, now + Duration::from_millis(999)), Some(42));
-        assert_eq!(classifier.cached(&key, now + Duration::from_millis(1_000)), None);
+        assert_eq!(
+            classifier.cached(&key, now + Duration::from_millis(999)),
+            Some(42)
+        );
+        assert_eq!(
+            classifier.cached(&key, now + Duration::from_millis(1_000)),
+            None
+        );
         let off = Classifier::new(ClassifierRoute {
             cache_ttl_ms: 0,
             ..def
