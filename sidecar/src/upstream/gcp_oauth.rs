@@ -185,6 +185,7 @@ impl ServiceAccount {
                 .unwrap_or(ASSERTION_LIFETIME)
                 .min(MAX_LIFETIME),
         );
+        tracing::debug!(account = %key.client_email, lifetime_s = lifetime.as_secs(), "fetched a service account access token");
         Ok(Cached {
             token: SecretString::new(answer.access_token),
             refresh_at: sent + lifetime.mul_f64(REFRESH_AT),
