@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_sim::anthropic;
-use switchyard_tests::{Fault, Harness, MockProvider, Reply, write_manifests};
+use switchyard_tests::{Fault, Harness, MockProvider, Reply, eventually, write_manifests};
 
 /// The template of DESIGN §7.
 const TEMPLATE: &str = r#"apiVersion: switchyard.dev/v1alpha1
@@ -324,4 +324,66 @@ async fn streams_and_responses_clients_get_the_template_too() {
         "You support Acme customers.\n\nBe brief.\n\nAnswer in under 200 words."
     );
     s.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_answers_are_kept_apart_by_variables_and_template_text() {
+    let openai = MockProvider::start("openai").await.expect("openai sim");
+    let anthropic = anthropic::MockProvider::start("anthropic")
+        .await
+        .expect("anthropic sim");
+    let cached = |yaml: String| {
+        yaml.replacen(
+            "  promptTemplate: {name: support}\n  targets:",
+            "  promptTemplate: {name: support}\n  cache: {ttl: 10m}\n  targets:",
+            1,
+        )
+    };
+    let yaml = cached(manifests(&openai.base_url(), &anthropic.base_url()));
+    let h = Harness::start(&yaml).await;
+    let mut body = openai_request();
+    body["temperature"] = json!(0);
+    let vars = ("x-switchyard-template-vars", r#"{"product": "Widgets"}"#);
+
+    let first = send(&h, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let again = send(&h, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(again.header("x-switchyard-cache"), "hit");
+    assert_eq!(openai.request_count(), 1);
+    let other_vars = send(&h, "/v1/chat/completions", &body, &[vars]).await;
+    assert_eq!(
+        other_vars.header("x-switchyard-cache"),
+        "",
+        "other variables"
+    );
+    assert_eq!(openai.request_count(), 2);
+
+    // The template's text changes, the route does not: the route keeps its cache, but the
+    // answers of the old text are not served for the new one.
+    h.rewrite(
+        &cached(manifests(&openai.base_url(), &anthropic.base_url()))
+            .replace("default: Acme", "default: Acme Corp"),
+    );
+    // Until the reload, the cached answer (which names no template) keeps being served.
+    let label = std::sync::Mutex::new(String::new());
+    let reloaded = eventually(Duration::from_secs(10), || async {
+        let reply = send(&h, "/v1/chat/completions", &body, &[]).await;
+        *label.lock().unwrap() = reply.header("x-switchyard-template").to_string();
+        reply.header("x-switchyard-cache") != "hit"
+    })
+    .await;
+    assert!(reloaded, "the edited template was loaded");
+    let label = label.into_inner().unwrap();
+    assert!(
+        label.starts_with("support@") && label != expected_label(),
+        "{label}"
+    );
+    assert_eq!(openai.request_count(), 3, "a miss after the edit");
+    let sent = openai.last_request().expect("sent").body;
+    let system = sent["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.starts_with("You support Acme Corp customers."),
+        "{system}"
+    );
+    h.stop().await;
 }

@@ -151,7 +151,7 @@ impl Proxy {
                 &route.route.name,
                 rule,
                 ctx.client_api,
-                &template::cache_view(&parsed.hub, &vars),
+                &template::cache_view(&parsed.hub, &vars, &snapshot.templates, targets),
                 parsed.original.as_ref(),
             )
         {

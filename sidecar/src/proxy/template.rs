@@ -10,11 +10,11 @@
 //! variant. The templates themselves are parsed once per table ([`crate::table::Snapshot`]).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
-use switchyard_crds::template::{self, Rendered, Renderer, VARS_HEADER};
+use switchyard_crds::template::{self, Rendered, Renderer, TEMPLATE_HEADER, VARS_HEADER};
 
 use super::ctx::RequestCtx;
 use super::respond::ClientError;
@@ -75,13 +75,22 @@ pub fn prepare(
     Ok(prepared)
 }
 
-/// The hub request as the response cache keys it: with the variables in, since they change
-/// the prompt every provider is sent.
+/// The hub request as the response cache keys it: with the variables and the `name@hash8` of
+/// the templates `targets` use, since they change the prompt the providers are sent. (A route's
+/// cache outlives a table swap that leaves the route as it was, an edited template's text
+/// included: its new hash keeps the old answers from being served.)
 pub fn cache_view<'a>(
     hub: &'a Map<String, Value>,
     vars: &BTreeMap<String, String>,
+    renderer: &Renderer,
+    targets: &[TargetRt],
 ) -> Cow<'a, Map<String, Value>> {
-    if vars.is_empty() {
+    let labels: BTreeSet<&str> = targets
+        .iter()
+        .filter_map(|t| renderer.get(t.target.prompt_template.as_deref()?))
+        .map(|t| t.label.as_str())
+        .collect();
+    if vars.is_empty() && labels.is_empty() {
         return Cow::Borrowed(hub);
     }
     let mut keyed = hub.clone();
@@ -89,6 +98,8 @@ pub fn cache_view<'a>(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())));
     keyed.insert(VARS_HEADER.into(), Value::Object(vars.collect()));
+    let labels = labels.into_iter().map(|l| Value::String(l.into()));
+    keyed.insert(TEMPLATE_HEADER.into(), Value::Array(labels.collect()));
     Cow::Owned(keyed)
 }
 

@@ -99,10 +99,14 @@ fn the_vars_header_is_parsed_or_refused() {
 #[test]
 fn the_cache_key_sees_the_variables() {
     let hub = object(json!({"messages": []}));
+    let none = Renderer::new(&BTreeMap::new()).0;
     assert!(matches!(
-        cache_view(&hub, &BTreeMap::new()),
+        cache_view(&hub, &BTreeMap::new(), &none, &[]),
         Cow::Borrowed(_)
     ));
     let vars = BTreeMap::from([("a".to_string(), "b".to_string())]);
-    assert_eq!(cache_view(&hub, &vars)[VARS_HEADER], json!({"a": "b"}));
+    assert_eq!(
+        cache_view(&hub, &vars, &none, &[])[VARS_HEADER],
+        json!({"a": "b"})
+    );
 }
