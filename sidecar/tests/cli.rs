@@ -553,6 +553,72 @@ async fn a_standalone_run_serves_logs_one_json_line_and_exits_0_on_sigterm() {
     assert_eq!(exit.code(), Some(0), "{all}");
 }
 
+/// A prompt template (docs/reference/templates.md): the answer's `x-switchyard-template` is in the
+/// request line as `template`, and a route naming a missing template is served with a warning
+/// at start naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_is_named_in_the_request_line_and_a_missing_one_is_warned() {
+    let provider = MockProvider::start("sim").await.expect("mock");
+    let template = "---
+apiVersion: switchyard.dev/v1alpha1
+kind: PromptTemplate
+metadata: {name: support}
+spec:
+  variants: [{system: {prepend: 'You support Acme customers.'}}]
+";
+    let templated = route("cli-route", "sim", "gpt-4o-mini").replace(
+        "  model: chat\n",
+        "  model: chat\n  promptTemplate: {name: support}\n",
+    );
+    let dangling = route("dangling", "sim", "gpt-4o-mini").replace(
+        "  model: chat\n",
+        "  model: other\n  promptTemplate: {name: absent}\n",
+    );
+    let yaml = pool(&provider.base_url()) + &templated + &dangling + template;
+    let mut sidecar = Running::start(manifests("m.yaml", &yaml)).await;
+
+    let body = serde_json::json!({"model": "chat",
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let chat = format!("http://127.0.0.1:{}/v1/chat/completions", sidecar.data);
+    let (status, headers, answer) = http("POST", &chat, &body).await.expect("answered");
+    assert_eq!(status, 200, "{answer:?}");
+    let label = headers["x-switchyard-template"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(label.starts_with("support@"), "{label}");
+    let sent = provider.last_request().unwrap().body;
+    assert_eq!(
+        sent["messages"][0]["content"],
+        "You support Acme customers."
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while the_request_lines(&sidecar.lines).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no request line: {}",
+            sidecar.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logged = the_request_lines(&sidecar.lines);
+    assert_eq!(logged[0]["template"], label.as_str(), "{logged:?}");
+    let all = sidecar.stderr();
+    assert!(all.contains("route served with a problem"), "{all}");
+    assert!(
+        all.contains("PromptTemplate default/absent not found"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("Acme customers"),
+        "template text reached the log: {all}"
+    );
+    let exit = sidecar.stop_with("TERM");
+    assert_eq!(exit.and_then(|e| e.code()), Some(0), "{}", sidecar.stderr());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_also_exits_0() {
     let dir = manifests(
