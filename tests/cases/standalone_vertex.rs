@@ -419,3 +419,44 @@ async fn responses_api_clients_ride_the_hub_to_both_publishers() {
     assert_eq!(tokens.grants(), 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_counts_cached_prompt_tokens_for_both_publishers() {
+    let Setup {
+        tokens: _tokens,
+        vertex,
+        h,
+    } = setup().await;
+    vertex.set_behavior(vertex::Behavior {
+        cached_tokens: 7,
+        ..vertex::Behavior::default()
+    });
+    for model in ["gemini", "claude"] {
+        for stream in [false, true] {
+            let mut body = openai_body(model, stream);
+            if stream {
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            let reply = h.post("/v1/chat/completions", &body).await;
+            assert_eq!(reply.status, 200, "{model}: {:?}", reply.body);
+            let usage = if stream {
+                let last = reply
+                    .events()
+                    .iter()
+                    .rev()
+                    .find(|e| e.contains("\"usage\""))
+                    .cloned()
+                    .expect("a usage chunk");
+                serde_json::from_str::<Value>(&last).unwrap()["usage"].clone()
+            } else {
+                reply.json()["usage"].clone()
+            };
+            assert_eq!(
+                usage["prompt_tokens_details"]["cached_tokens"], 7,
+                "{model} stream {stream}: {usage}"
+            );
+            assert!(usage["prompt_tokens"].as_u64().unwrap() >= 7, "{usage}");
+        }
+    }
+    h.stop().await;
+}
