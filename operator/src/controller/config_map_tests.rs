@@ -35,8 +35,9 @@ fn route(name: &str, model: &str, config_map: &str) -> ModelRoute {
     .unwrap()
 }
 
-/// An apiserver holding one ConfigMap, `ns/router-model`, that answers 404 (a `Status`, as
-/// the apiserver does) for any other, and refuses anything but a GET of a ConfigMap.
+/// An apiserver holding one ConfigMap, `ns/router-model` at `resourceVersion` 7, that answers
+/// 404 (a `Status`, as the apiserver does) for any other, and refuses anything but a GET of a
+/// ConfigMap.
 fn apiserver(text: String) -> (Client, Arc<std::sync::Mutex<Vec<String>>>) {
     let (service, mut handle) = tower_test::mock::pair::<
         http::Request<kube::client::Body>,
@@ -100,7 +101,14 @@ async fn a_referenced_config_map_is_read_into_the_table_and_a_missing_one_is_unr
             ("ns".to_string(), "router-model".to_string()),
         ])
     );
-    world.config_maps = referenced_config_maps(&client, &world).await;
+    // What the metadata watch holds: router-model at version 7, and absent which it saw
+    // before its deletion reached it (the read finds it gone).
+    let mut cache = ConfigMapCache::new();
+    let known = |_: &str, name: &str| match name {
+        "router-model" | "absent" => Some("7".to_string()),
+        _ => None,
+    };
+    world.config_maps = referenced_config_maps(&client, &world, known, &mut cache).await;
     assert_eq!(
         seen.lock().unwrap().as_slice(),
         [
@@ -110,6 +118,17 @@ async fn a_referenced_config_map_is_read_into_the_table_and_a_missing_one_is_unr
         "only the referenced ConfigMaps, by name"
     );
     assert_eq!(world.config_maps.len(), 1);
+
+    // The next step: the watch says absent is gone and router-model unchanged: no read.
+    let unchanged = |_: &str, name: &str| (name == "router-model").then(|| "7".to_string());
+    let again = referenced_config_maps(&client, &world, unchanged, &mut cache).await;
+    assert_eq!(again, world.config_maps, "from the cache");
+    assert_eq!(seen.lock().unwrap().len(), 2, "nothing read again");
+    // A new version is read again.
+    let changed = |_: &str, name: &str| (name == "router-model").then(|| "8".to_string());
+    referenced_config_maps(&client, &world, changed, &mut cache).await;
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(cache.len(), 1);
 
     let out = step(
         &world,

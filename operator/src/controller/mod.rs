@@ -621,7 +621,23 @@ async fn reconcile(
         .refresh(&ctx.client, &world.pods, &stores.changed, &ctx.metrics);
     let unlabelled = unlabelled_secrets(&ctx.client, &world).await;
     world.secrets.extend(unlabelled);
-    world.config_maps = referenced_config_maps(&ctx.client, &world).await;
+    // Taken out for the reads: a std mutex is not held across an await.
+    let mut cache = std::mem::take(
+        &mut *stores
+            .config_map_data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    let version = |namespace: &str, name: &str| {
+        let key = reflector::ObjectRef::new(name).within(namespace);
+        let meta = stores.config_maps.get(&key)?;
+        Some(meta.resource_version().unwrap_or_default())
+    };
+    world.config_maps = referenced_config_maps(&ctx.client, &world, version, &mut cache).await;
+    *stores
+        .config_map_data
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = cache;
     let compile = span.child("compile");
     let out = step(
         &world,
@@ -703,6 +719,8 @@ struct Stores {
     /// The (namespace, name) and `resourceVersion` of every ConfigMap (metadata only): a change
     /// to one a route references triggers a step, which reads it by name.
     config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// The referenced ConfigMaps as last read ([`referenced_config_maps`]).
+    config_map_data: std::sync::Mutex<ConfigMapCache>,
     owners: Arc<OwnerCache>,
     /// Notified by every reflector and by owner lookups that found something.
     changed: Arc<Notify>,
@@ -772,6 +790,7 @@ impl Stores {
                 |_| {},
             ),
             config_maps: spawn_config_map_watch(client, routes_reader, changed, errors),
+            config_map_data: std::sync::Mutex::default(),
             owners: Arc::default(),
             changed: changed.clone(),
         }
@@ -947,17 +966,48 @@ fn config_map_ref(route: &ModelRoute) -> Option<(String, String)> {
     Some((route.namespace().unwrap_or_default(), name.clone()))
 }
 
-/// Reads the ConfigMaps of [`config_map_refs`] by name. Only those: the operator never caches
-/// the cluster's ConfigMaps' data, whose size it does not control. A missing one is left out
-/// (the route is `ResolvedRefs=False`); an apiserver error too, and logged.
-pub async fn referenced_config_maps(client: &Client, world: &World) -> Vec<ConfigMap> {
+/// The referenced ConfigMaps read so far, by `(namespace, name)`.
+pub type ConfigMapCache = HashMap<(String, String), ConfigMap>;
+
+/// The ConfigMaps of [`config_map_refs`]. Only those are ever read: the operator does not cache
+/// the data of the cluster's ConfigMaps, whose size it does not control. `version` says what the
+/// metadata watch holds: `None` for a ConfigMap that does not exist (left out, no read: the
+/// route is `ResolvedRefs=False`), else its `resourceVersion`. A ConfigMap is read by name only
+/// when `cache` lacks that version, so steps (one per pod event) do not re-read unchanged ones.
+/// A read that fails keeps the copy cached, if any, and is logged.
+pub async fn referenced_config_maps(
+    client: &Client,
+    world: &World,
+    version: impl Fn(&str, &str) -> Option<String>,
+    cache: &mut ConfigMapCache,
+) -> Vec<ConfigMap> {
+    let refs = config_map_refs(&world.routes);
+    cache.retain(|key, _| refs.contains(key));
     let mut found = Vec::new();
-    for (namespace, name) in config_map_refs(&world.routes) {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-        match api.get_opt(&name).await {
-            Ok(Some(config_map)) => found.push(config_map),
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, %namespace, %name, "cannot read a ConfigMap"),
+    for key in refs {
+        let (namespace, name) = &key;
+        let Some(version) = version(namespace, name) else {
+            cache.remove(&key);
+            continue;
+        };
+        let cached = cache.get(&key);
+        if let Some(map) = cached.filter(|m| m.resource_version().as_ref() == Some(&version)) {
+            found.push(map.clone());
+            continue;
+        }
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(Some(map)) => {
+                found.push(map.clone());
+                cache.insert(key, map);
+            }
+            Ok(None) => {
+                cache.remove(&key);
+            }
+            Err(error) => {
+                tracing::warn!(%error, %namespace, %name, "cannot read a ConfigMap");
+                found.extend(cache.get(&key).cloned());
+            }
         }
     }
     found
