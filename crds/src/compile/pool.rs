@@ -447,6 +447,26 @@ fn gcp(
             return None;
         }
     };
+    // Without `tokenUrl` the key file's `token_uri` is where the signed assertion goes: the same
+    // URL rules hold for it (a key file must not send it to a metadata address).
+    if settings.token_url.is_none() {
+        let token_uri = serde_json::from_str::<serde_json::Value>(key.expose())
+            .ok()
+            .and_then(|file| file.get("token_uri")?.as_str().map(str::to_string));
+        let why = match token_uri {
+            Some(uri) => check_url(&uri, true).err(),
+            None => {
+                Some("the key file names no token_uri and the provider sets no tokenUrl".into())
+            }
+        };
+        if let Some(why) = why {
+            findings.reject(
+                format!("{at}.serviceAccountKeySecretRef"),
+                reasons::INVALID_PROVIDER,
+                format!("provider {:?}: service account key: {why}", provider.name),
+            );
+        }
+    }
     Some(GcpAuth {
         project: settings.project.clone(),
         service_account_key: key,

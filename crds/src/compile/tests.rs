@@ -640,3 +640,66 @@ fn budget_selectors_naming_nothing_are_problems_and_leave_the_budget_out() {
     );
     assert!(out.tables[&audience(&[])].budgets.is_empty());
 }
+
+#[test]
+fn vertex_key_files_token_uri_follows_the_url_rules() {
+    let cases = [
+        (Some("https://oauth2.googleapis.com/token"), None, true),
+        (Some("http://127.0.0.1:9000/token"), None, true),
+        (
+            Some("http://169.254.169.254/computeMetadata/v1/token"),
+            None,
+            false,
+        ),
+        (Some("http://oauth2.example.com/token"), None, false),
+        (None, None, false),
+        // The provider's tokenUrl replaces the key file's.
+        (
+            Some("http://169.254.169.254/token"),
+            Some("https://oauth2.googleapis.com/token"),
+            true,
+        ),
+    ];
+    for (token_uri, token_url, ok) in cases {
+        let mut key = serde_json::json!({"type": "service_account", "client_email": "a@p.iam"});
+        if let Some(uri) = token_uri {
+            key["token_uri"] = serde_json::json!(uri);
+        }
+        let mut gcp = serde_json::json!({
+            "project": "p", "serviceAccountKeySecretRef": {"name": "gcp", "key": "key.json"},
+        });
+        if let Some(url) = token_url {
+            gcp["tokenUrl"] = serde_json::json!(url);
+        }
+        let vertex = serde_json::json!({
+            "name": "v", "api": "VertexAI", "region": "us-east5", "gcp": gcp,
+            "models": [{"name": "m", "inputPerMillion": "1", "outputPerMillion": "2"}],
+        });
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "gcp", "namespace": "ns",
+                         "labels": {SECRET_OPT_IN_LABEL: "true"}},
+            "stringData": {"key.json": key.to_string()},
+        }))
+        .unwrap();
+        let pools = [pool("p", serde_json::json!([vertex]))];
+        let out = run(&pools, &[], &[secret], &[]);
+        let accepted = &out.pools[&pool_key("p")].accepted;
+        assert_eq!(
+            accepted.is_empty(),
+            ok,
+            "{token_uri:?} {token_url:?}: {accepted:?}"
+        );
+        if !ok {
+            assert_eq!(accepted[0].reason, reasons::INVALID_PROVIDER);
+            assert!(
+                accepted[0].message.contains("service account key"),
+                "{accepted:?}"
+            );
+            assert!(
+                !accepted[0].message.contains("client_email"),
+                "no key content"
+            );
+        }
+    }
+}
