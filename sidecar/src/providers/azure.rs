@@ -176,6 +176,11 @@ impl StreamDecoder for Decoder {
             Ok(chunk) => chunk,
             Err(e) => return out.push(Chunk::Error(malformed(&e))),
         };
+        if !chunk.is_object() {
+            return out.push(Chunk::Error(malformed(
+                &"a stream chunk that is not an object",
+            )));
+        }
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             self.held_role = None;
             return self.inner.decode(event, out);

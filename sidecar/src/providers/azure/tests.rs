@@ -370,3 +370,33 @@ fn whole_answers_read_like_openai_ones() {
     assert_eq!(answer["content"][0]["text"], "Hi");
     assert_eq!(done.usage.unwrap().input, 5);
 }
+
+#[test]
+fn odd_chunks_are_dropped_or_malformed_never_a_panic_or_noise() {
+    // Annotation-shaped oddities carry nothing: dropped.
+    for odd in [
+        json!({"choices": null}),
+        json!({"choices": [{"index": 0, "delta": null}]}),
+        json!({"choices": [{"index": 0}], "usage": null}),
+        json!({}),
+    ] {
+        let out = decode(ClientApi::OpenAI, &[odd.to_string()]);
+        assert!(
+            out.iter()
+                .all(|c| matches!(c, Chunk::Done) || matches!(c, Chunk::Error(_))),
+            "{odd}: {out:?}"
+        );
+        assert!(
+            !out.iter().any(|c| matches!(c, Chunk::Data { .. })),
+            "{odd}: {out:?}"
+        );
+    }
+    // JSON that is not a chunk object is a malformed answer, not silently skipped.
+    for odd in ["42", "[]", "\"text\"", "null"] {
+        let out = decode(ClientApi::Anthropic, &[odd.to_string()]);
+        assert!(
+            matches!(out.first(), Some(Chunk::Error(e)) if e.class == FailureClass::ServerError),
+            "{odd}: {out:?}"
+        );
+    }
+}
