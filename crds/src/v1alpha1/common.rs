@@ -41,7 +41,11 @@ impl Api {
             Api::Gemini => Some("https://generativelanguage.googleapis.com/v1beta".into()),
             Api::AzureOpenAI => None,
             Api::Bedrock => region.map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com")),
-            Api::VertexAI => region.map(|r| format!("https://{r}-aiplatform.googleapis.com/v1")),
+            // The `global` location has no regional host.
+            Api::VertexAI => region.map(|r| match r {
+                "global" => "https://aiplatform.googleapis.com/v1".into(),
+                r => format!("https://{r}-aiplatform.googleapis.com/v1"),
+            }),
         }
     }
 
@@ -227,6 +231,25 @@ pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> sc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloud_base_urls_follow_the_region() {
+        let url = |api: Api, region| api.default_base_url(region);
+        assert_eq!(
+            url(Api::Bedrock, Some("eu-west-1")).as_deref(),
+            Some("https://bedrock-runtime.eu-west-1.amazonaws.com")
+        );
+        assert_eq!(
+            url(Api::VertexAI, Some("us-east5")).as_deref(),
+            Some("https://us-east5-aiplatform.googleapis.com/v1")
+        );
+        assert_eq!(
+            url(Api::VertexAI, Some("global")).as_deref(),
+            Some("https://aiplatform.googleapis.com/v1")
+        );
+        assert_eq!(url(Api::Bedrock, None), None);
+        assert_eq!(url(Api::AzureOpenAI, Some("eastus")), None);
+    }
 
     #[test]
     fn prices_parse_like_the_schema_pattern() {
