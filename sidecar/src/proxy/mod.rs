@@ -1,5 +1,6 @@
 //! The request path, in the phases docs/architecture.md orders them:
 //! [`route`] (check the request, find its route) → [`rules`] → [`strategy`] (order targets) →
+//! [`template`] (render the targets' prompt templates) →
 //! [`attempt`] (breakers, limits, send, failover; [`stream`] for streamed answers) →
 //! [`respond`] (everything the client sees). Per-request state is one [`ctx::RequestCtx`].
 
