@@ -279,3 +279,6 @@ impl StreamDecoder for Decoder {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sigv4_tests;
