@@ -212,8 +212,23 @@ async fn attempt(
     permit: LimitPermit,
     probe: ProbeGuard,
 ) -> Result<Answer, AttemptError> {
-    let provider = providers::for_api(target.upstream.def.api)?;
     let credential = credential(target).await?;
+    attempt_with(ctx, target, request, headers, permit, probe, &credential)
+        .await
+        .map_err(|error| credential.scrub(error))
+}
+
+/// [`attempt`], authenticated with `credential`.
+async fn attempt_with(
+    ctx: &mut RequestCtx,
+    target: &TargetRt,
+    request: &ParsedRequest,
+    headers: &HeaderMap,
+    permit: LimitPermit,
+    probe: ProbeGuard,
+    credential: &Credential,
+) -> Result<Answer, AttemptError> {
+    let provider = providers::for_api(target.upstream.def.api)?;
     // The prompt template's text for this target, rendered before the first attempt.
     let shaped = super::template::shape(ctx, target, request);
     let (hub, original) = match &shaped {
@@ -233,7 +248,7 @@ async fn attempt(
         client: ctx.client_api,
         stream: streams_upstream(request),
         client_headers: headers,
-        credential: &credential,
+        credential,
         publisher: target.target.publisher,
     };
     let call_streams = call.stream;

@@ -25,6 +25,24 @@ pub enum Credential {
     Bearer(SecretString),
 }
 
+impl Credential {
+    /// `error` without these credentials in its message or upstream body: tokens fetched at run
+    /// time are not among the table's secrets that [`super::TargetRt::fail`] scrubs.
+    pub fn scrub(&self, error: AttemptError) -> AttemptError {
+        match self {
+            Credential::None => error,
+            Credential::Bearer(token) => error.redact(token.expose()),
+            Credential::Aws(keys) => {
+                let error = error.redact(keys.secret_access_key.expose());
+                match &keys.session_token {
+                    Some(token) => error.redact(token.expose()),
+                    None => error,
+                }
+            }
+        }
+    }
+}
+
 /// AWS keys; `Debug` shows none of them.
 #[derive(Clone)]
 pub struct AwsCredentials {
@@ -69,7 +87,9 @@ pub fn for_upstream(def: &Upstream) -> Option<Arc<dyn CredentialSource>> {
                 }))));
             }
             let web_identity = aws.web_identity.as_ref()?;
-            Some(Arc::new(super::aws_sts::WebIdentitySource::new(web_identity)))
+            Some(Arc::new(super::aws_sts::WebIdentitySource::new(
+                web_identity,
+            )))
         }
         Api::VertexAI => {
             let gcp = def.gcp.as_ref()?;
@@ -82,6 +102,23 @@ pub fn for_upstream(def: &Upstream) -> Option<Arc<dyn CredentialSource>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_crds::v1alpha1::FailureClass;
+
+    #[test]
+    fn runtime_tokens_are_scrubbed_from_errors() {
+        let echoed = AttemptError::new(
+            FailureClass::AuthError,
+            "token ya29.abcdef rejected; session FwoGZXIvYXdz expired",
+        );
+        let bearer = Credential::Bearer(SecretString::new("ya29.abcdef"));
+        let aws = Credential::Aws(AwsCredentials {
+            access_key_id: SecretString::new("ASIAEXAMPLE"),
+            secret_access_key: SecretString::new("wJalrXUtnFEMI"),
+            session_token: Some(SecretString::new("FwoGZXIvYXdz")),
+        });
+        let scrubbed = aws.scrub(bearer.scrub(echoed));
+        assert_eq!(scrubbed.message, "token *** rejected; session *** expired");
+    }
 
     #[test]
     fn aws_credentials_never_show_in_debug() {
