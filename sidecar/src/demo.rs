@@ -115,6 +115,7 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     breaker_story(&client, &base, &mut n, &providers, &sidecar).await?;
     strategies_story(&client, &base, &mut n).await?;
+    template_story(&client, &base, &providers).await?;
 
     println!("\nTotals (from the sidecar's Prometheus metrics)");
     println!(
@@ -224,6 +225,51 @@ async fn strategies_story(
     section("11. The Responses API: POST /v1/responses to route `chat`, translated to chat");
     let body = json!({"model": "chat", "instructions": "Be brief.", "input": "Say hello."});
     post(client, base, n, "/v1/responses", "chat", body).await?;
+    Ok(())
+}
+
+/// Section 12: route `chat`'s PromptTemplate, a variable given by the request's header, and the
+/// system prompt the provider received.
+async fn template_story(
+    client: &DemoClient,
+    base: &str,
+    providers: &Providers,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Not a table row: what matters here is the header and what the provider was sent.
+    println!(
+        "\n12. Prompt templates: route `chat` adds PromptTemplate `support` to the system prompt"
+    );
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "Say hello."}]});
+    let request = http::Request::post(format!("{base}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-switchyard-template-vars", r#"{"product": "Widgets"}"#)
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let response = client.request(request).await?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    println!(
+        "   x-switchyard-template-vars: {{\"product\": \"Widgets\"}} -> status {}, x-switchyard-template: {}",
+        response.status().as_u16(),
+        header("x-switchyard-template")
+    );
+    let served = header("x-switchyard-provider");
+    let provider = match served.as_str() {
+        "demo/steady" => &providers.steady,
+        _ => &providers.flaky,
+    };
+    let _ = response.into_body().collect().await?;
+    if let Some(sent) = provider.last_request() {
+        println!(
+            "   {served} received the system prompt {}",
+            sent.body["messages"][0]["content"]
+        );
+    }
     Ok(())
 }
 
