@@ -1,7 +1,7 @@
 //! `switchyard-sidecar demo`: the standalone sidecar on `examples/demo` with simulated providers,
 //! driven through a short story that shows what it does: routing, a provider failing and the
 //! request failing over, the circuit opening and closing again, latency- and cost-aware
-//! strategies, streaming, tokens and cost.
+//! strategies, streaming, tokens and cost, and a prompt template in the system prompt.
 //!
 //! Everything is real but the providers: real files, the real sidecar on loopback, real HTTP and
 //! SSE in the providers' wire format.
