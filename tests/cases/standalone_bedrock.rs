@@ -179,6 +179,8 @@ async fn openai_clients_get_signed_converse_stream_answers_streamed_and_not() {
     let body = reply.json();
     assert_eq!(body["choices"][0]["message"]["content"], REPLY, "{body}");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    // Converse answers name no model: the target's model id is the answer's.
+    assert_eq!(body["model"], "anthropic.claude-3-5-haiku-20241022-v1:0");
     assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 3);
     assert!(
         body["usage"]["completion_tokens"].as_u64().unwrap() > 0,

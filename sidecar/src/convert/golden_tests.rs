@@ -120,7 +120,7 @@ fn hub_answers_to_anthropic_clients() {
 /// Feeds a recorded stream through a provider's decoder, as the proxy does, and lists the chunks.
 fn decode(api: Api, raw: &[u8]) -> Vec<Value> {
     let provider = providers::for_api(api).expect("a provider");
-    let mut decoder = provider.stream_decoder(ClientApi::OpenAI);
+    let mut decoder = provider.stream_decoder(ClientApi::OpenAI, "m");
     let (mut parser, mut events, mut chunks) = (SseParser::default(), Vec::new(), Vec::new());
     parser.push(raw, &mut events).expect("well-formed fixture");
     for event in events {

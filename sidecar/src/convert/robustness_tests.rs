@@ -46,7 +46,7 @@ fn run(api: Api, client: ClientApi, bytes: &[u8], rng: &mut StdRng) -> Vec<Strin
     let mut parser = SseParser::new(64 * 1024);
     let mut decoder = providers::for_api(api)
         .expect("provider")
-        .stream_decoder(client);
+        .stream_decoder(client, "m");
     let mut encoder = anthropic_openai::StreamEncoder::default();
     let (mut events, mut chunks, mut out, mut summary) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -67,7 +67,12 @@ impl Provider for Anthropic {
         Ok(request)
     }
 
-    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError> {
+    fn parse_response(
+        &self,
+        body: Bytes,
+        client: ClientApi,
+        _model: &str,
+    ) -> Result<Completion, AttemptError> {
         let message: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
         let (hub, usage) = openai_anthropic::response(&message, unix_now())
             .ok_or_else(|| malformed(&"not a message"))?;
@@ -80,7 +85,7 @@ impl Provider for Anthropic {
         })
     }
 
-    fn stream_decoder(&self, client: ClientApi) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, client: ClientApi, _model: &str) -> Box<dyn StreamDecoder> {
         Box::new(Decoder {
             inner: openai_anthropic::StreamDecoder::new(unix_now()),
             passthrough: client == ClientApi::Anthropic,

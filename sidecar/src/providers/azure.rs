@@ -64,14 +64,19 @@ impl Provider for Azure {
         Ok(request)
     }
 
-    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError> {
+    fn parse_response(
+        &self,
+        body: Bytes,
+        client: ClientApi,
+        model: &str,
+    ) -> Result<Completion, AttemptError> {
         // A whole answer is OpenAI's plus filter annotations, which OpenAI clients ignore.
-        OpenAi.parse_response(body, client)
+        OpenAi.parse_response(body, client, model)
     }
 
-    fn stream_decoder(&self, client: ClientApi) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, client: ClientApi, model: &str) -> Box<dyn StreamDecoder> {
         Box::new(Decoder {
-            inner: OpenAi.stream_decoder(client),
+            inner: OpenAi.stream_decoder(client, model),
             held_role: None,
             content_seen: false,
         })

@@ -147,17 +147,26 @@ impl Provider for Bedrock {
         Ok(request)
     }
 
-    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError> {
+    fn parse_response(
+        &self,
+        body: Bytes,
+        client: ClientApi,
+        model: &str,
+    ) -> Result<Completion, AttemptError> {
         let resp: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
-        let (hub, usage) = openai_bedrock::response(&resp, &completion_id(), "", unix_now())
+        let (hub, usage) = openai_bedrock::response(&resp, &completion_id(), model, unix_now())
             .ok_or_else(|| malformed(&"not a Converse answer"))?;
         Ok(completion_for(client, &hub, Some(usage)))
     }
 
-    fn stream_decoder(&self, _client: ClientApi) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, _client: ClientApi, model: &str) -> Box<dyn StreamDecoder> {
         // Hub chunks either way: the stream encoder puts them into the client's format.
         Box::new(Decoder {
-            inner: openai_bedrock::StreamDecoder::new(completion_id(), String::new(), unix_now()),
+            inner: openai_bedrock::StreamDecoder::new(
+                completion_id(),
+                model.to_string(),
+                unix_now(),
+            ),
             done: false,
         })
     }

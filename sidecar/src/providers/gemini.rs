@@ -51,7 +51,12 @@ impl Provider for Gemini {
         Ok(request)
     }
 
-    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError> {
+    fn parse_response(
+        &self,
+        body: Bytes,
+        client: ClientApi,
+        _model: &str,
+    ) -> Result<Completion, AttemptError> {
         let resp: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
         let model = resp["modelVersion"].as_str().unwrap_or_default();
         let (hub, usage) = openai_gemini::response(&resp, model, unix_now())
@@ -59,7 +64,7 @@ impl Provider for Gemini {
         Ok(completion_for(client, &hub, Some(usage)))
     }
 
-    fn stream_decoder(&self, _client: ClientApi) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, _client: ClientApi, _model: &str) -> Box<dyn StreamDecoder> {
         // Hub chunks either way: the stream encoder puts them into the client's format.
         Box::new(Decoder(openai_gemini::StreamDecoder::new(unix_now())))
     }

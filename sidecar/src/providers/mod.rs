@@ -127,9 +127,15 @@ pub trait Provider: Sync {
     /// A successful non-streamed answer, in the client's format; malformed bodies are
     /// `ServerError`s. Not on the request path, which always streams upstream: it is the
     /// reference reading of a provider's whole answer that tests hold assembled answers to.
-    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError>;
-    /// A decoder for one streamed answer to a client of `client`'s format.
-    fn stream_decoder(&self, client: ClientApi) -> Box<dyn StreamDecoder>;
+    /// `model` is the target's: protocols whose answers do not name it (Bedrock) name it so.
+    fn parse_response(
+        &self,
+        body: Bytes,
+        client: ClientApi,
+        model: &str,
+    ) -> Result<Completion, AttemptError>;
+    /// A decoder for one streamed answer of `model` to a client of `client`'s format.
+    fn stream_decoder(&self, client: ClientApi, model: &str) -> Box<dyn StreamDecoder>;
     /// An error answer. The shared classification fits every provider we know; a protocol with
     /// quirks overrides it.
     fn classify_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> AttemptError {

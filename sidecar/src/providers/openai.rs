@@ -46,7 +46,12 @@ impl Provider for OpenAi {
         Ok(request)
     }
 
-    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError> {
+    fn parse_response(
+        &self,
+        body: Bytes,
+        client: ClientApi,
+        _model: &str,
+    ) -> Result<Completion, AttemptError> {
         #[derive(Deserialize)]
         struct Lite {
             #[allow(dead_code)] // present and an array, or the answer is malformed
@@ -71,7 +76,7 @@ impl Provider for OpenAi {
         Ok(completion_for(client, &hub, usage))
     }
 
-    fn stream_decoder(&self, _client: ClientApi) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, _client: ClientApi, _model: &str) -> Box<dyn StreamDecoder> {
         // The decoder yields hub chunks, which already are OpenAI's: the client's format is the
         // stream encoder's business.
         Box::new(Decoder)

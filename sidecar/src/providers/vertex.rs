@@ -107,19 +107,25 @@ impl Provider for Vertex {
         Ok(request)
     }
 
-    fn parse_response(&self, body: Bytes, client: ClientApi) -> Result<Completion, AttemptError> {
+    fn parse_response(
+        &self,
+        body: Bytes,
+        client: ClientApi,
+        model: &str,
+    ) -> Result<Completion, AttemptError> {
         let is_message = serde_json::from_slice::<TypeTag>(&body)
             .is_ok_and(|t| t.kind.as_deref() == Some("message"));
         if is_message {
-            Anthropic.parse_response(body, client)
+            Anthropic.parse_response(body, client, model)
         } else {
-            Gemini.parse_response(body, client)
+            Gemini.parse_response(body, client, model)
         }
     }
 
-    fn stream_decoder(&self, client: ClientApi) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, client: ClientApi, model: &str) -> Box<dyn StreamDecoder> {
         Box::new(Decoder {
             client,
+            model: model.to_string(),
             inner: None,
         })
     }
@@ -215,21 +221,22 @@ struct TypeTag {
 /// The Gemini or Anthropic decoder, chosen by the first event.
 struct Decoder {
     client: ClientApi,
+    model: String,
     inner: Option<Box<dyn StreamDecoder>>,
 }
 
 impl Decoder {
     fn inner(&mut self, first: Option<&SseEvent>) -> &mut Box<dyn StreamDecoder> {
-        let client = self.client;
+        let (client, model) = (self.client, self.model.as_str());
         self.inner.get_or_insert_with(|| {
             let anthropic = first.is_some_and(|e| {
                 e.event.is_some()
                     || serde_json::from_slice::<TypeTag>(&e.data).is_ok_and(|t| t.kind.is_some())
             });
             if anthropic {
-                Anthropic.stream_decoder(client)
+                Anthropic.stream_decoder(client, model)
             } else {
-                Gemini.stream_decoder(client)
+                Gemini.stream_decoder(client, model)
             }
         })
     }

@@ -312,7 +312,7 @@ async fn attempt_with(
     let decoder: Box<dyn providers::StreamDecoder> = if request.passthrough {
         Box::new(providers::responses::Decoder::default())
     } else {
-        provider.stream_decoder(ctx.client_api)
+        provider.stream_decoder(ctx.client_api, &target.target.model)
     };
     if ctx.stream {
         let codec = (decoder, &request.echo);
@@ -334,7 +334,7 @@ async fn attempt_with(
         let completion = if request.passthrough {
             providers::responses::parse_response(bytes)?
         } else {
-            provider.parse_response(bytes, ctx.client_api)?
+            provider.parse_response(bytes, ctx.client_api, &target.target.model)?
         };
         stream::Assembled {
             body: completion.body,

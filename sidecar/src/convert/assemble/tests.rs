@@ -27,7 +27,7 @@ fn assembled(api: Api, client: ClientApi, raw: &[u8]) -> Value {
 /// The client-format frames for a provider stream, the end frame included.
 fn client_frames(api: Api, client: ClientApi, raw: &[u8]) -> Vec<Vec<u8>> {
     let provider = providers::for_api(api).expect("known api");
-    let mut decoder = provider.stream_decoder(client);
+    let mut decoder = provider.stream_decoder(client, "m");
     let mut events = Vec::new();
     SseParser::default()
         .push(raw, &mut events)
@@ -423,7 +423,11 @@ fn assembling_costs_one_more_parse_per_event() {
     let started = Instant::now();
     for _ in 0..rounds {
         let body = bytes::Bytes::from(whole.clone());
-        std::hint::black_box(provider.parse_response(body, ClientApi::OpenAI).unwrap());
+        std::hint::black_box(
+            provider
+                .parse_response(body, ClientApi::OpenAI, "m")
+                .unwrap(),
+        );
     }
     let parsed = started.elapsed() / rounds;
     println!(

@@ -286,7 +286,7 @@ fn frames(path: &Path) -> Vec<u8> {
 /// Bytes through the event-stream parser and the Bedrock decoder, `cuts` splitting them.
 fn decode(bytes: &[u8], cuts: &[usize]) -> Vec<Chunk> {
     let provider = providers::for_api(Api::Bedrock).unwrap();
-    let mut decoder = provider.stream_decoder(ClientApi::OpenAI);
+    let mut decoder = provider.stream_decoder(ClientApi::OpenAI, "m");
     let (mut parser, mut events, mut chunks) =
         (EventStreamParser::default(), Vec::new(), Vec::new());
     let mut start = 0;

@@ -269,7 +269,7 @@ mod robustness {
         let mut parser = SseParser::new(64 * 1024);
         let mut decoder = providers::for_api(api)
             .expect("provider")
-            .stream_decoder(ClientApi::Responses);
+            .stream_decoder(ClientApi::Responses, "m");
         let mut encoder = ClientEncoder::new(ClientApi::Responses, true);
         let mut hub = ClientEncoder::new(ClientApi::OpenAI, true);
         let mut assembler = Assembler::new(ClientApi::Responses);

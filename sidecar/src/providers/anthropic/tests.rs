@@ -95,7 +95,7 @@ fn answers_reach_each_client_in_its_format() {
     let message = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Hi"}],
         "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1,"cache_read_input_tokens":2}}"#;
     let raw = Anthropic
-        .parse_response(Bytes::from_static(message), ClientApi::Anthropic)
+        .parse_response(Bytes::from_static(message), ClientApi::Anthropic, "m")
         .unwrap();
     assert_eq!(&raw.body[..], &message[..], "passthrough keeps the bytes");
     assert_eq!(
@@ -107,7 +107,7 @@ fn answers_reach_each_client_in_its_format() {
         })
     );
     let openai = Anthropic
-        .parse_response(Bytes::from_static(message), ClientApi::OpenAI)
+        .parse_response(Bytes::from_static(message), ClientApi::OpenAI, "m")
         .unwrap();
     let hub: Value = serde_json::from_slice(&openai.body).unwrap();
     assert_eq!(hub["choices"][0]["message"]["content"], "Hi");
@@ -115,7 +115,8 @@ fn answers_reach_each_client_in_its_format() {
         Anthropic
             .parse_response(
                 Bytes::from_static(b"{\"type\":\"message\"}"),
-                ClientApi::OpenAI
+                ClientApi::OpenAI,
+                "m"
             )
             .is_err()
     );
@@ -146,7 +147,7 @@ fn streams_pass_through_or_translate() {
         ),
         sse("message_stop", json!({"type": "message_stop"})),
     ];
-    let mut raw = Anthropic.stream_decoder(ClientApi::Anthropic);
+    let mut raw = Anthropic.stream_decoder(ClientApi::Anthropic, "m");
     let mut out = Vec::new();
     for e in events.clone() {
         raw.decode(e, &mut out);
@@ -171,7 +172,7 @@ fn streams_pass_through_or_translate() {
     ));
     assert!(matches!(out[5], Chunk::Done));
 
-    let mut translated = Anthropic.stream_decoder(ClientApi::OpenAI);
+    let mut translated = Anthropic.stream_decoder(ClientApi::OpenAI, "m");
     let mut out = Vec::new();
     for e in events {
         translated.decode(e, &mut out);
@@ -193,7 +194,7 @@ fn streams_pass_through_or_translate() {
 
 #[test]
 fn error_events_are_classified() {
-    let mut d = Anthropic.stream_decoder(ClientApi::Anthropic);
+    let mut d = Anthropic.stream_decoder(ClientApi::Anthropic, "m");
     let mut out = Vec::new();
     d.decode(sse("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})), &mut out);
     assert!(

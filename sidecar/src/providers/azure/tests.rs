@@ -240,7 +240,7 @@ fn azure_stream(finish: &str, words: &[&str]) -> Vec<String> {
 }
 
 fn decode(client: ClientApi, events: &[String]) -> Vec<Chunk> {
-    let mut decoder = Azure.stream_decoder(client);
+    let mut decoder = Azure.stream_decoder(client, "m");
     let mut out = Vec::new();
     for data in events {
         decoder.decode(
@@ -332,7 +332,7 @@ fn an_empty_answer_and_a_tool_call_still_flow() {
         "choices": [{"index": 0, "finish_reason": null, "content_filter_results": {},
                      "delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1",
                                "type": "function", "function": {"name": "f", "arguments": ""}}]}}]});
-    let mut decoder = Azure.stream_decoder(ClientApi::OpenAI);
+    let mut decoder = Azure.stream_decoder(ClientApi::OpenAI, "m");
     let mut out = Vec::new();
     decoder.decode(
         SseEvent {
@@ -364,7 +364,7 @@ fn whole_answers_read_like_openai_ones() {
                      "message": {"role": "assistant", "content": "Hi"}}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}});
     let done = Azure
-        .parse_response(Bytes::from(body.to_string()), ClientApi::Anthropic)
+        .parse_response(Bytes::from(body.to_string()), ClientApi::Anthropic, "m")
         .unwrap();
     let answer: Value = serde_json::from_slice(&done.body).unwrap();
     assert_eq!(answer["content"][0]["text"], "Hi");

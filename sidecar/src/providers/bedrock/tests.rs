@@ -304,7 +304,7 @@ fn bedrock_error_shapes_are_classified() {
 }
 
 fn stream(frames: &[Vec<u8>]) -> Vec<Chunk> {
-    let mut decoder = Bedrock.stream_decoder(ClientApi::OpenAI);
+    let mut decoder = Bedrock.stream_decoder(ClientApi::OpenAI, "m");
     assert_eq!(decoder.framing(), Framing::AwsEventStream);
     let mut parser = EventStreamParser::default();
     let mut events = Vec::new();
@@ -410,10 +410,14 @@ fn a_whole_converse_answer_reads_as_a_completion() {
         "metrics": {"latencyMs": 10},
     });
     let completion = Bedrock
-        .parse_response(Bytes::from(body.to_string()), ClientApi::OpenAI)
+        .parse_response(Bytes::from(body.to_string()), ClientApi::OpenAI, "m")
         .unwrap();
     let answer: Value = serde_json::from_slice(&completion.body).unwrap();
     assert_eq!(answer["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(
+        answer["model"], "m",
+        "Converse answers name no model: the target's is used"
+    );
     assert_eq!(answer["choices"][0]["finish_reason"], "length");
     assert_eq!(
         completion.usage,
@@ -427,7 +431,8 @@ fn a_whole_converse_answer_reads_as_a_completion() {
         Bedrock
             .parse_response(
                 Bytes::from_static(b"{\"message\":\"x\"}"),
-                ClientApi::OpenAI
+                ClientApi::OpenAI,
+                "m"
             )
             .err()
             .expect("a body without output is refused")

@@ -105,7 +105,7 @@ fn answers_reach_each_client_in_its_format() {
         output: 3,
     });
     let openai = Gemini
-        .parse_response(Bytes::from_static(ANSWER), ClientApi::OpenAI)
+        .parse_response(Bytes::from_static(ANSWER), ClientApi::OpenAI, "m")
         .unwrap();
     assert_eq!(openai.usage, expected);
     let hub: Value = serde_json::from_slice(&openai.body).unwrap();
@@ -114,7 +114,7 @@ fn answers_reach_each_client_in_its_format() {
     assert_eq!(hub["choices"][0]["message"]["content"], "Hi there");
 
     let anthropic = Gemini
-        .parse_response(Bytes::from_static(ANSWER), ClientApi::Anthropic)
+        .parse_response(Bytes::from_static(ANSWER), ClientApi::Anthropic, "m")
         .unwrap();
     assert_eq!(anthropic.usage, expected);
     let message: Value = serde_json::from_slice(&anthropic.body).unwrap();
@@ -128,7 +128,7 @@ fn answers_reach_each_client_in_its_format() {
 fn garbage_answers_are_server_errors() {
     for body in [&b"<html>502</html>"[..], b"{\"choices\":[]}", b"[]"] {
         let error = Gemini
-            .parse_response(Bytes::copy_from_slice(body), ClientApi::OpenAI)
+            .parse_response(Bytes::copy_from_slice(body), ClientApi::OpenAI, "m")
             .err()
             .expect("not an answer");
         assert_eq!(error.class, FailureClass::ServerError, "{error:?}");
@@ -141,7 +141,7 @@ fn decode(body: &[u8]) -> Vec<Chunk> {
     let mut parser = SseParser::default();
     let mut events = Vec::new();
     parser.push(body, &mut events).unwrap();
-    let mut decoder = Gemini.stream_decoder(ClientApi::OpenAI);
+    let mut decoder = Gemini.stream_decoder(ClientApi::OpenAI, "m");
     let mut out = Vec::new();
     for event in events {
         decoder.decode(event, &mut out);

@@ -102,7 +102,7 @@ fn non_streamed_requests_say_so() {
 fn responses_need_choices_and_report_cached_usage() {
     let ok = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#;
     let c = OpenAi
-        .parse_response(Bytes::from_static(ok), ClientApi::OpenAI)
+        .parse_response(Bytes::from_static(ok), ClientApi::OpenAI, "m")
         .unwrap();
     assert_eq!(
         c.usage,
@@ -115,7 +115,7 @@ fn responses_need_choices_and_report_cached_usage() {
     let deepseek = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_cache_hit_tokens":6}}"#;
     assert_eq!(
         OpenAi
-            .parse_response(Bytes::from_static(deepseek), ClientApi::OpenAI)
+            .parse_response(Bytes::from_static(deepseek), ClientApi::OpenAI, "m")
             .unwrap()
             .usage
             .unwrap()
@@ -124,7 +124,7 @@ fn responses_need_choices_and_report_cached_usage() {
     );
     for bad in [&b"not json"[..], b"{}", b"[]", br#"{"choices":"x"}"#] {
         let e = OpenAi
-            .parse_response(Bytes::copy_from_slice(bad), ClientApi::OpenAI)
+            .parse_response(Bytes::copy_from_slice(bad), ClientApi::OpenAI, "m")
             .err()
             .unwrap();
         assert_eq!(e.class, FailureClass::ServerError);
@@ -133,7 +133,7 @@ fn responses_need_choices_and_report_cached_usage() {
 
 #[test]
 fn stream_events_decode() {
-    let mut d = OpenAi.stream_decoder(ClientApi::OpenAI);
+    let mut d = OpenAi.stream_decoder(ClientApi::OpenAI, "m");
     let mut out = Vec::new();
     let ev = |s: &str| SseEvent {
         event: None,

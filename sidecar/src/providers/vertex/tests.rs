@@ -272,7 +272,7 @@ fn golden_vertex_request_bodies() {
 }
 
 fn decode(client: ClientApi, raw: &[u8]) -> Vec<Chunk> {
-    let mut decoder = Vertex.stream_decoder(client);
+    let mut decoder = Vertex.stream_decoder(client, "m");
     let (mut parser, mut events, mut chunks) = (SseParser::default(), Vec::new(), Vec::new());
     parser.push(raw, &mut events).expect("well-formed stream");
     for event in events {
@@ -300,7 +300,7 @@ fn streams_decode_as_the_publishers_do() {
         for client in [ClientApi::OpenAI, ClientApi::Anthropic] {
             let mut theirs = crate::providers::for_api(api)
                 .unwrap()
-                .stream_decoder(client);
+                .stream_decoder(client, "m");
             let (mut parser, mut events, mut expected) =
                 (SseParser::default(), Vec::new(), Vec::new());
             parser.push(&raw, &mut events).unwrap();
@@ -378,7 +378,7 @@ fn whole_answers_are_read_in_either_shape() {
         "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 3,
         "candidatesTokenCount": 1, "totalTokenCount": 4}, "modelVersion": "gemini-2.5-flash"});
     let completion = Vertex
-        .parse_response(Bytes::from(gemini.to_string()), ClientApi::OpenAI)
+        .parse_response(Bytes::from(gemini.to_string()), ClientApi::OpenAI, "m")
         .unwrap();
     let body: Value = serde_json::from_slice(&completion.body).unwrap();
     assert_eq!(body["choices"][0]["message"]["content"], "Hi");
@@ -389,13 +389,13 @@ fn whole_answers_are_read_in_either_shape() {
         "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 2}});
     let raw = Bytes::from(message.to_string());
     let passthrough = Vertex
-        .parse_response(raw.clone(), ClientApi::Anthropic)
+        .parse_response(raw.clone(), ClientApi::Anthropic, "m")
         .unwrap();
     assert_eq!(
         passthrough.body, raw,
         "Anthropic clients get Anthropic's answer as it is"
     );
-    let converted = Vertex.parse_response(raw, ClientApi::OpenAI).unwrap();
+    let converted = Vertex.parse_response(raw, ClientApi::OpenAI, "m").unwrap();
     let body: Value = serde_json::from_slice(&converted.body).unwrap();
     assert_eq!(body["choices"][0]["message"]["content"], "Hello");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
@@ -512,7 +512,7 @@ fn split_or_mutated_streams_decode_the_same_or_fail_cleanly() {
     use rand::{Rng, SeedableRng};
 
     fn summary(client: ClientApi, pieces: &[&[u8]]) -> Vec<String> {
-        let mut decoder = Vertex.stream_decoder(client);
+        let mut decoder = Vertex.stream_decoder(client, "m");
         let (mut parser, mut events, mut chunks) = (SseParser::default(), Vec::new(), Vec::new());
         for piece in pieces {
             if parser.push(piece, &mut events).is_err() {
