@@ -344,6 +344,18 @@ mod tests {
     }
 
     #[test]
+    fn weights_of_any_value_keep_their_checksum() {
+        // Values like i/10 - 5 parse one ulp off without serde_json's `float_roundtrip`: a
+        // freshly trained file would then fail its own checksum.
+        let mut file = tiny();
+        file.weights = (0..128).map(|i| f64::from(i) / 10.0 - 5.0).collect();
+        file.features.buckets = 128;
+        let text = file.to_json();
+        let model = Model::load(text.as_bytes()).expect("a written model loads");
+        assert_eq!(model.checksum(), file.checksum);
+    }
+
+    #[test]
     fn the_score_is_the_calibrated_percentile_of_the_raw_output() {
         let model = Model::from_file(tiny()).unwrap();
         assert!(model.score("a hard hard question") > model.score("a plain question"));
