@@ -24,6 +24,10 @@ use crate::table::standalone::Selection;
 use switchyard_sim::openai::{Behavior, Fault, MockProvider};
 
 /// The demo's manifests, built in so the demo runs from any directory.
+/// The complexity model `data/complexity/model.json`, for route `smart`.
+const SHIPPED_MODEL: &str = include_str!("../../data/complexity/model.json");
+const SHIPPED_MODEL_FILE: &str = "complexity-model.json";
+
 const BUILT_IN: [(&str, &str); 4] = [
     (
         "budget.yaml",
@@ -116,6 +120,7 @@ async fn story(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     breaker_story(&client, &base, &mut n, &providers, &sidecar).await?;
     strategies_story(&client, &base, &mut n).await?;
     template_story(&client, &base, &providers).await?;
+    scorer_story(&client, &base, &mut n).await?;
 
     println!("\nTotals (from the sidecar's Prometheus metrics)");
     println!(
@@ -273,6 +278,34 @@ async fn template_story(
     Ok(())
 }
 
+/// Section 13: route `smart` scores prompts with the shipped complexity model.
+async fn scorer_story(
+    client: &DemoClient,
+    base: &str,
+    n: &mut u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    section(
+        "13. Complexity scorers: route `smart` scores each prompt with the shipped Model; >= 60 \
+         goes to gpt-4o",
+    );
+    for prompt in [
+        "What is the capital of France?",
+        "Janet's ducks lay 16 eggs per day. She eats three for breakfast and bakes muffins with \
+         four. She sells the rest at $2 per egg. How much does she make every day?",
+        "Prove step by step that the integral of x^2 from 0 to 1 equals 1/3, and derive the \
+         error bound of Simpson's rule.",
+    ] {
+        let body = json!({"model": "smart", "messages": [{"role": "user", "content": prompt}], "max_tokens": 64});
+        let headers = post(client, base, n, "/v1/chat/completions", "smart", body).await?;
+        let score = headers
+            .get("x-switchyard-complexity")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        println!("       x-switchyard-complexity: {score:>3}   {prompt:.48}...");
+    }
+    Ok(())
+}
+
 fn demo_behavior() -> Behavior {
     Behavior {
         reply: "Hello! This answer comes from a simulated provider.".into(),
@@ -323,6 +356,20 @@ fn write_manifests(
     }
     let dir = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    // Model scorers' files go beside the rewritten manifests: the shipped model, which the binary
+    // carries so the demo runs outside a checkout too.
+    for route in &mut loaded.routes {
+        if let Some(source) = route
+            .spec
+            .complexity
+            .as_mut()
+            .and_then(|c| c.model.as_mut())
+            .filter(|m| m.file.is_some())
+        {
+            std::fs::write(dir.join(SHIPPED_MODEL_FILE), SHIPPED_MODEL)?;
+            source.file = Some(SHIPPED_MODEL_FILE.into());
+        }
+    }
     std::fs::write(dir.join("demo.yaml"), loaded.to_yaml())?;
     Ok(dir)
 }
@@ -333,12 +380,12 @@ async fn send(
     n: &mut u32,
     model: &str,
     prompt: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<http::HeaderMap, Box<dyn std::error::Error>> {
     let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 64});
     post(client, base, n, "/v1/chat/completions", model, body).await
 }
 
-/// Sends `body` to `path` and prints one row of the demo's table.
+/// Sends `body` to `path`, prints one row of the demo's table and returns the answer's headers.
 async fn post(
     client: &DemoClient,
     base: &str,
@@ -346,7 +393,7 @@ async fn post(
     path: &str,
     model: &str,
     body: Value,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<http::HeaderMap, Box<dyn std::error::Error>> {
     *n += 1;
     let request = http::Request::post(format!("{base}{path}"))
         .header("content-type", "application/json")
@@ -372,8 +419,9 @@ async fn post(
         response.status().as_u16(),
     );
     let retry_after = header("retry-after");
-    let body: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())
-        .unwrap_or(Value::Null);
+    let (head, body) = response.into_parts();
+    let body: Value =
+        serde_json::from_slice(&body.collect().await?.to_bytes()).unwrap_or(Value::Null);
     let ms = started.elapsed().as_millis();
     // A Responses API answer names its usage fields differently.
     let usage = &responses_usage(&body["usage"]);
@@ -397,7 +445,7 @@ async fn post(
             println!("       Retry-After: {retry_after} s");
         }
     }
-    Ok(())
+    Ok(head.headers)
 }
 
 /// Usage in Chat Completions' names, whichever API answered.

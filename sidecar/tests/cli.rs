@@ -913,6 +913,24 @@ fn the_demo_shows_failover_and_the_circuit_opening_and_closing() {
             out.contains("switchyard_budget_refusals_total{budget=\"default/cheap-daily\"} 1"),
             "{dir}: and counts its refusal:\n{out}"
         );
+        assert!(
+            out.contains("x-switchyard-template: support@"),
+            "{dir}: route `chat`'s prompt template:\n{out}"
+        );
+        // The Model scorer sends the easy prompt to steady and the proof to gpt-4o.
+        let smart: Vec<&str> = out.lines().filter(|l| l.contains(" smart ")).collect();
+        assert!(
+            smart.len() == 3
+                && smart[0].contains("demo/steady deepseek-chat")
+                && smart[2].contains("demo/flaky gpt-4o "),
+            "{dir}: route `smart` routes by the Model's score:\n{out}"
+        );
+        let scores = out
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("x-switchyard-complexity:"))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u8>().ok())
+            .count();
+        assert_eq!(scores, 3, "{dir}: each answer shows its score:\n{out}");
     }
 }
 
