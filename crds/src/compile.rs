@@ -292,7 +292,14 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
     for route in inputs.routes {
         let key = ObjectKey::of(Kind::ModelRoute, route);
         let (mut outcome, mut compiled) = compile_route(route, &key, &providers, &pool_names);
-        complexity::apply(route, &key, inputs, &mut outcome, &mut compiled, &mut models);
+        complexity::apply(
+            route,
+            &key,
+            inputs,
+            &mut outcome,
+            &mut compiled,
+            &mut models,
+        );
         if let Some(compiled) = compiled {
             compiled_routes.push((route, compiled));
         }

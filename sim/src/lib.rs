@@ -9,8 +9,8 @@
 //! token endpoint). They share one server, fault queue and recorder, in [`server`].
 
 pub mod anthropic;
-pub mod bedrock;
 pub mod azure;
+pub mod bedrock;
 pub mod embeddings;
 pub mod gemini;
 pub mod openai;

@@ -123,7 +123,10 @@ fn an_anthropic_provider_cannot_declare_an_embedding_model() {
         problems[0].contains("spec.providers[0].models[1].type"),
         "{problems:?}"
     );
-    assert!(problems[0].contains("embeddings for api OpenAI, AzureOpenAI and Gemini only"), "{problems:?}");
+    assert!(
+        problems[0].contains("embeddings for api OpenAI, AzureOpenAI and Gemini only"),
+        "{problems:?}"
+    );
 }
 
 #[test]

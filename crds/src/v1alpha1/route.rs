@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Duration, FailureClass, Usd, conditions_schema};
-use super::template::PromptTemplateRef;
 use super::scoring::ComplexitySpec;
+use super::template::PromptTemplateRef;
 
 /// Maps the `model` name clients send to an ordered set of provider targets.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

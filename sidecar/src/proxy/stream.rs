@@ -26,8 +26,8 @@ use tokio::time::{Instant, timeout_at};
 use super::ctx::{Outcome, RequestCtx, Spend};
 use super::respond::{self, ClientError};
 use crate::convert::assemble::Assembler;
-use crate::convert::responses::Echo;
 use crate::convert::eventstream::EventStreamParser;
+use crate::convert::responses::Echo;
 use crate::convert::sse::{SseEvent, SseParser};
 use crate::convert::to_client::{self, ClientEncoder};
 use crate::convert::{ClientApi, Usage};
@@ -69,9 +69,8 @@ impl Parser {
     }
 
     fn push(&mut self, data: &[u8], out: &mut Vec<SseEvent>) -> Result<(), AttemptError> {
-        let error = |e: &dyn std::fmt::Display| {
-            AttemptError::new(FailureClass::ServerError, e.to_string())
-        };
+        let error =
+            |e: &dyn std::fmt::Display| AttemptError::new(FailureClass::ServerError, e.to_string());
         match self {
             Self::Sse(p) => p.push(data, out).map_err(|e| error(&e)),
             Self::AwsEventStream(p) => p.push(data, out).map_err(|e| error(&e)),

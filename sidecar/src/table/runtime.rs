@@ -15,11 +15,11 @@ use switchyard_crds::template::Renderer;
 
 use super::cache::ResponseCache;
 use super::scorer::{self, RouteScorer};
-use switchyard_crds::complexity::Model;
 use crate::budget::BudgetRt;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::health::TargetHealth;
 use crate::upstream::{TargetRt, UpstreamRt};
+use switchyard_crds::complexity::Model;
 
 /// Everything the sidecar serves from, shared by every connection.
 pub struct Runtime {
@@ -312,11 +312,7 @@ impl Resolver<'_> {
                 .as_ref()
                 .map(|p| Arc::new(ResponseCache::new(p)))
         });
-        let scorer = RouteScorer::of(
-            route,
-            self.models,
-            previous.and_then(|r| r.scorer.as_ref()),
-        );
+        let scorer = RouteScorer::of(route, self.models, previous.and_then(|r| r.scorer.as_ref()));
         RouteRt {
             route: route.clone(),
             cache,
