@@ -14,13 +14,9 @@
 
 use std::fmt;
 use std::io::Read;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_smithy_types::date_time::{DateTime, Format};
-use bytes::Bytes;
-use http::{HeaderValue, header};
-use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use switchyard_crds::secret::SecretString;
 use switchyard_crds::table::WebIdentity;
@@ -29,30 +25,18 @@ use tokio::time::Instant;
 
 use super::HttpClient;
 use super::credentials::{AwsCredentials, Credential, CredentialSource};
+use super::token_exchange::{Lease, Refreshing, post_form};
 use crate::failure::AttemptError;
 
 /// How long before `Expiration` keys are replaced (what AWS's SDKs use).
 const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
-/// An STS answer is a couple of kilobytes; more is not one.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// A projected service account token is about a kilobyte; a file far larger is not one.
 const MAX_TOKEN_BYTES: u64 = 64 * 1024;
 
 /// A role assumed with a web identity token.
 pub struct WebIdentitySource {
     def: WebIdentity,
-    cached: Mutex<Option<Cached>>,
-    /// Held by the one caller fetching keys.
-    refresh: tokio::sync::Mutex<()>,
-}
-
-#[derive(Clone)]
-struct Cached {
-    keys: AwsCredentials,
-    /// Past this, new keys are fetched.
-    refresh_at: Instant,
-    /// Past this, the keys are no longer used at all.
-    expires_at: Instant,
+    keys: Refreshing<AwsCredentials>,
 }
 
 impl fmt::Debug for WebIdentitySource {
@@ -102,16 +86,8 @@ impl WebIdentitySource {
     pub fn new(def: &WebIdentity) -> Self {
         Self {
             def: def.clone(),
-            cached: Mutex::new(None),
-            refresh: tokio::sync::Mutex::new(()),
+            keys: Refreshing::default(),
         }
-    }
-
-    fn cached(&self) -> Option<Cached> {
-        self.cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     fn read_token(&self) -> Result<SecretString, AttemptError> {
@@ -136,7 +112,7 @@ impl WebIdentitySource {
         Ok(SecretString::new(token))
     }
 
-    async fn fetch(&self, client: &HttpClient) -> Result<Cached, AttemptError> {
+    async fn fetch(&self, client: &HttpClient) -> Result<Lease<AwsCredentials>, AttemptError> {
         let token = self.read_token()?;
         let session = format!("switchyard-{}", unix_now());
         let form = form_urlencoded::Serializer::new(String::new())
@@ -146,39 +122,11 @@ impl WebIdentitySource {
             .append_pair("RoleSessionName", &session)
             .append_pair("WebIdentityToken", token.expose())
             .finish();
-        let mut request = http::Request::post(self.def.sts_url.as_str())
-            .body(Full::new(Bytes::from(form)))
-            .map_err(|_| auth_error("the STS URL is not a valid URL".into()))?;
-        let headers = request.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
-        );
-        headers.insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(concat!("switchyard-sidecar/", env!("CARGO_PKG_VERSION"))),
-        );
         let sent = Instant::now();
-        let answer = client.request(request).await.map_err(|e| {
-            AttemptError::new(
-                FailureClass::ConnectError,
-                format!("STS unreachable: {}", source_of(&e)),
-            )
-        })?;
-        let (parts, body) = answer.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|_| {
-                AttemptError::new(
-                    FailureClass::ServerError,
-                    "STS's answer broke off or is too large",
-                )
-            })?
-            .to_bytes();
+        let (status, body) = post_form(client, &self.def.sts_url, form, "STS").await?;
         let text = String::from_utf8_lossy(&body);
-        if !parts.status.is_success() {
-            return Err(refusal(parts.status, &text, token.expose()));
+        if !status.is_success() {
+            return Err(refusal(status, &text, token.expose()));
         }
         let answer: Answer = quick_xml::de::from_str(&text).map_err(|_| {
             AttemptError::new(
@@ -200,8 +148,8 @@ impl WebIdentitySource {
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         let early = REFRESH_BEFORE.min(lifetime / 2);
-        Ok(Cached {
-            keys: AwsCredentials {
+        Ok(Lease {
+            value: AwsCredentials {
                 access_key_id: SecretString::new(keys.access_key_id),
                 secret_access_key: SecretString::new(keys.secret_access_key),
                 session_token: Some(SecretString::new(keys.session_token)),
@@ -215,28 +163,7 @@ impl WebIdentitySource {
 #[async_trait::async_trait]
 impl CredentialSource for WebIdentitySource {
     async fn credential(&self, client: &HttpClient) -> Result<Credential, AttemptError> {
-        let now = Instant::now();
-        let stale = match self.cached() {
-            Some(c) if now < c.refresh_at => return Ok(Credential::Aws(c.keys)),
-            Some(c) if now < c.expires_at => Some(c.keys),
-            _ => None,
-        };
-        let _flight = match (self.refresh.try_lock(), stale) {
-            (Ok(guard), _) => guard,
-            // Someone is already refreshing and the old keys still work: use them.
-            (Err(_), Some(keys)) => return Ok(Credential::Aws(keys)),
-            (Err(_), None) => self.refresh.lock().await,
-        };
-        // The fetch we waited for may have brought fresh keys.
-        if let Some(c) = self.cached().filter(|c| Instant::now() < c.refresh_at) {
-            return Ok(Credential::Aws(c.keys));
-        }
-        let fresh = self.fetch(client).await?;
-        let keys = fresh.keys.clone();
-        *self
-            .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
+        let keys = self.keys.get(|| self.fetch(client)).await?;
         Ok(Credential::Aws(keys))
     }
 }
@@ -270,15 +197,6 @@ fn refusal(status: http::StatusCode, text: &str, token: &str) -> AttemptError {
 
 fn auth_error(message: String) -> AttemptError {
     AttemptError::new(FailureClass::AuthError, message)
-}
-
-/// The innermost cause of a client error (hyper-util's own message says only "client error").
-fn source_of(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    inner.to_string()
 }
 
 fn unix_now() -> u64 {

@@ -16,12 +16,8 @@
 //! holds the key, an assertion or a token.
 
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::{HeaderValue, header};
-use http_body_util::{BodyExt, Full, Limited};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use switchyard_crds::secret::SecretString;
@@ -31,6 +27,7 @@ use tokio::time::Instant;
 
 use super::HttpClient;
 use super::credentials::{Credential, CredentialSource};
+use super::token_exchange::{Lease, Refreshing, post_form};
 use crate::failure::AttemptError;
 
 /// The scope Vertex AI calls need.
@@ -42,16 +39,12 @@ const ASSERTION_LIFETIME: u64 = 3600;
 const MAX_LIFETIME: u64 = 24 * 3600;
 /// The share of a token's lifetime after which it is replaced.
 const REFRESH_AT: f64 = 0.8;
-/// A token endpoint's answer is a few hundred bytes; more is not one.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// A service account's access tokens.
 pub struct ServiceAccount {
     /// The parsed key, or why the key file cannot be used (said on every call).
     key: Result<Key, String>,
-    cached: Mutex<Option<Cached>>,
-    /// Held by the one caller fetching a token.
-    refresh: tokio::sync::Mutex<()>,
+    token: Refreshing<SecretString>,
 }
 
 /// What the grant needs from the key file.
@@ -60,15 +53,6 @@ struct Key {
     private_key_id: Option<String>,
     signer: EncodingKey,
     token_url: String,
-}
-
-#[derive(Clone)]
-struct Cached {
-    token: SecretString,
-    /// Past this, a new token is fetched.
-    refresh_at: Instant,
-    /// Past this, the token is no longer used at all.
-    expires_at: Instant,
 }
 
 impl fmt::Debug for ServiceAccount {
@@ -108,19 +92,15 @@ impl ServiceAccount {
     pub fn new(gcp: &GcpAuth) -> Self {
         Self {
             key: parse_key(gcp),
-            cached: Mutex::new(None),
-            refresh: tokio::sync::Mutex::new(()),
+            token: Refreshing::default(),
         }
     }
 
-    fn cached(&self) -> Option<Cached> {
-        self.cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    async fn fetch(&self, key: &Key, client: &HttpClient) -> Result<Cached, AttemptError> {
+    async fn fetch(
+        &self,
+        key: &Key,
+        client: &HttpClient,
+    ) -> Result<Lease<SecretString>, AttemptError> {
         let now = unix_now();
         let claims = Claims {
             iss: &key.client_email,
@@ -137,39 +117,10 @@ impl ServiceAccount {
             .append_pair("grant_type", GRANT_TYPE)
             .append_pair("assertion", &assertion)
             .finish();
-        let mut request = http::Request::post(key.token_url.as_str())
-            .body(Full::new(Bytes::from(form)))
-            .map_err(|_| auth_error("the token URL is not a valid URL".to_string()))?;
-        let headers = request.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(concat!("switchyard-sidecar/", env!("CARGO_PKG_VERSION"))),
-        );
         let sent = Instant::now();
-        let answer = client.request(request).await.map_err(|e| {
-            AttemptError::new(
-                FailureClass::ConnectError,
-                format!("token endpoint unreachable: {}", redact_source(&e)),
-            )
-        })?;
-        let (parts, body) = answer.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|_| {
-                AttemptError::new(
-                    FailureClass::ServerError,
-                    "the token endpoint's answer broke off or is too large",
-                )
-            })?
-            .to_bytes();
-        if !parts.status.is_success() {
-            return Err(refusal(parts.status, &body));
+        let (status, body) = post_form(client, &key.token_url, form, "the token endpoint").await?;
+        if !status.is_success() {
+            return Err(refusal(status, &body));
         }
         let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
             AttemptError::new(
@@ -186,8 +137,8 @@ impl ServiceAccount {
                 .min(MAX_LIFETIME),
         );
         tracing::debug!(account = %key.client_email, lifetime_s = lifetime.as_secs(), "fetched a service account access token");
-        Ok(Cached {
-            token: SecretString::new(answer.access_token),
+        Ok(Lease {
+            value: SecretString::new(answer.access_token),
             refresh_at: sent + lifetime.mul_f64(REFRESH_AT),
             expires_at: sent + lifetime,
         })
@@ -198,37 +149,7 @@ impl ServiceAccount {
 impl CredentialSource for ServiceAccount {
     async fn credential(&self, client: &HttpClient) -> Result<Credential, AttemptError> {
         let key = self.key.as_ref().map_err(|why| auth_error(why.clone()))?;
-        let now = Instant::now();
-        let stale = match self.cached() {
-            Some(c) if now < c.refresh_at => return Ok(Credential::Bearer(c.token)),
-            Some(c) if now < c.expires_at => Some(c.token),
-            _ => None,
-        };
-        let _flight = match (self.refresh.try_lock(), &stale) {
-            (Ok(guard), _) => guard,
-            // Someone is already refreshing and the old token still works: use it.
-            (Err(_), Some(token)) => return Ok(Credential::Bearer(token.clone())),
-            (Err(_), None) => self.refresh.lock().await,
-        };
-        // The fetch we waited for may have brought a fresh token.
-        if let Some(c) = self.cached().filter(|c| Instant::now() < c.refresh_at) {
-            return Ok(Credential::Bearer(c.token));
-        }
-        let fresh = match (self.fetch(key, client).await, stale) {
-            (Ok(fresh), _) => fresh,
-            // An early refresh that failed costs nothing while the old token is still valid;
-            // the next request tries again.
-            (Err(error), Some(token)) => {
-                tracing::warn!(error = %error.message, "refreshing the service account token failed; the current one is still valid");
-                return Ok(Credential::Bearer(token));
-            }
-            (Err(error), None) => return Err(error),
-        };
-        let token = fresh.token.clone();
-        *self
-            .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
+        let token = self.token.get(|| self.fetch(key, client)).await?;
         Ok(Credential::Bearer(token))
     }
 }
@@ -330,14 +251,6 @@ fn auth_error(message: String) -> AttemptError {
 }
 
 /// A client error's description: its kind, never the request.
-fn redact_source(e: &hyper_util::client::legacy::Error) -> String {
-    if e.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "the connection broke".to_string()
-    }
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

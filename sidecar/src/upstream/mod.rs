@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod gcp_oauth;
 pub mod health;
 pub mod limits;
+pub mod token_exchange;
 pub mod tokens;
 
 use std::sync::Arc;
