@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::json_arguments;
 use super::wire::anthropic::{self, Block, BlockDelta, StreamEvent};
-use super::wire::openai::{ChatRequest, Content, Part, ResponseFormat, Stop, ToolChoice};
+use super::wire::openai::{ChatRequest, Content, Part, Stop, ToolChoice};
 use super::wire::{read, read_map, read_tagged};
 use crate::convert::Usage;
 
@@ -23,7 +23,7 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 pub fn request(hub: &Map<String, Value>, model: &str, stream: bool) -> Map<String, Value> {
     let hub: ChatRequest = read_map(hub);
     let (mut system, turns) = turns(&hub);
-    if let Some(instruction) = json_instruction(&hub.response_format) {
+    if let Some(instruction) = hub.response_format.as_instruction() {
         system.push(instruction);
     }
 
@@ -170,20 +170,6 @@ fn user_blocks(content: &Content) -> Vec<Value> {
             })
             .collect(),
         Content::None => Vec::new(),
-    }
-}
-
-/// Messages has no JSON mode: ask for it in the system prompt, with the schema when given.
-fn json_instruction(format: &ResponseFormat) -> Option<String> {
-    match format.kind.as_deref()? {
-        "json_object" => Some("Respond with a single JSON object and nothing else.".into()),
-        "json_schema" => {
-            let schema = format.json_schema.schema.clone().unwrap_or(Value::Null);
-            Some(format!(
-                "Respond with a single JSON object that validates against this JSON Schema, and nothing else:\n{schema}"
-            ))
-        }
-        _ => None,
     }
 }
 

@@ -15,7 +15,7 @@
 use serde_json::{Map, Value, json};
 
 use super::json_arguments;
-use super::wire::openai::{ChatRequest, Content, Part, ResponseFormat, Stop, ToolChoice};
+use super::wire::openai::{ChatRequest, Content, Part, Stop, ToolChoice};
 use super::wire::read_map;
 use crate::convert::Usage;
 
@@ -23,7 +23,7 @@ use crate::convert::Usage;
 pub fn request(hub: &Map<String, Value>) -> Map<String, Value> {
     let hub: ChatRequest = read_map(hub);
     let (mut system, turns) = turns(&hub);
-    if let Some(instruction) = json_instruction(&hub.response_format) {
+    if let Some(instruction) = hub.response_format.as_instruction() {
         system.push(instruction);
     }
     let has_tool_blocks = turns
@@ -193,20 +193,6 @@ fn tool_config(hub: &ChatRequest, has_tool_blocks: bool) -> Option<Value> {
         _ => json!({"auto": {}}),
     };
     Some(json!({"tools": tools, "toolChoice": choice}))
-}
-
-/// Converse has no JSON mode: ask for it in the system prompt, with the schema when given.
-fn json_instruction(format: &ResponseFormat) -> Option<String> {
-    match format.kind.as_deref()? {
-        "json_object" => Some("Respond with a single JSON object and nothing else.".into()),
-        "json_schema" => {
-            let schema = format.json_schema.schema.clone().unwrap_or(Value::Null);
-            Some(format!(
-                "Respond with a single JSON object that validates against this JSON Schema, and nothing else:\n{schema}"
-            ))
-        }
-        _ => None,
-    }
 }
 
 /// OpenAI's `finish_reason` for a Converse `stopReason`.

@@ -317,6 +317,23 @@ pub struct ResponseFormat {
     pub json_schema: JsonSchema,
 }
 
+impl ResponseFormat {
+    /// For APIs without a JSON mode (Anthropic Messages, Bedrock Converse): the system prompt
+    /// instruction that asks for JSON, with the schema when given.
+    pub fn as_instruction(&self) -> Option<String> {
+        match self.kind.as_deref()? {
+            "json_object" => Some("Respond with a single JSON object and nothing else.".into()),
+            "json_schema" => {
+                let schema = self.json_schema.schema.clone().unwrap_or(Value::Null);
+                Some(format!(
+                    "Respond with a single JSON object that validates against this JSON Schema, and nothing else:\n{schema}"
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `response_format.json_schema`.
 #[derive(Debug, Default, Deserialize)]
 pub struct JsonSchema {
