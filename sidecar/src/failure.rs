@@ -160,7 +160,15 @@ pub fn classify_http(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> At
         {
             FailureClass::ContextLengthExceeded
         }
-        400..=499 if says(&["content_filter", "content management policy", "safety"]) => {
+        // "safety system" is OpenAI's wording; a bare "safety" also names request fields
+        // (Gemini's `safety_settings`), which are the caller's mistakes.
+        400..=499
+            if says(&[
+                "content_filter",
+                "content management policy",
+                "safety system",
+            ]) =>
+        {
             FailureClass::ContentFiltered
         }
         400..=499 => FailureClass::ClientError,
@@ -338,6 +346,20 @@ mod tests {
         assert_eq!(
             class(400, r#"{"error":{"code":"content_filter"}}"#),
             ContentFiltered
+        );
+        assert_eq!(
+            class(
+                400,
+                r#"{"error":{"message":"Your request was rejected as a result of our safety system."}}"#
+            ),
+            ContentFiltered
+        );
+        assert_eq!(
+            class(
+                400,
+                r#"{"error":{"message":"Invalid value at 'safety_settings[0].threshold'"}}"#
+            ),
+            ClientError
         );
         assert_eq!(
             class(400, r#"{"error":{"message":"temperature must be <= 2"}}"#),

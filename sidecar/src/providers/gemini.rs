@@ -97,6 +97,8 @@ fn quirk(status: StatusCode, body: &[u8]) -> Option<FailureClass> {
         400 if says(&["exceeds the maximum number of tokens", "input token count"]) => {
             FailureClass::ContextLengthExceeded
         }
+        // A request that names invalid `safetySettings` is the caller's mistake, not a filter.
+        400 if says(&["safety_setting", "safetysetting"]) => FailureClass::ClientError,
         400 if says(&["safety", "prohibited_content", "blocklist"]) => {
             FailureClass::ContentFiltered
         }

@@ -279,6 +279,11 @@ fn gemini_errors_classify_by_their_quirks() {
     let cases = [
         (
             400,
+            json!({"code": 400, "message": "Invalid value at 'safety_settings[0].threshold' (type.googleapis.com/google.ai.generativelanguage.v1beta.HarmBlockThreshold), \"HIGH\"", "status": "INVALID_ARGUMENT"}),
+            ClientError,
+        ),
+        (
+            400,
             json!({"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
             "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}),
             AuthError,
