@@ -145,7 +145,11 @@ fn apply(text: &str, edit: &Edit) -> String {
 
 /// Loads `text` as one file and compiles it for the demo's namespace; a table on success.
 fn load_and_compile(text: &str) -> Result<Option<RouteTable>, TestCaseError> {
-    let path = PathBuf::from("edited.yaml");
+    // Beside the demo's own files: route `smart` reads its complexity model relative to them.
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/demo/edited.yaml"
+    ));
     let mut manifests = Manifests::default();
     if let Err(error) = manifests.add_str(&path, text) {
         let message = error.to_string();
