@@ -250,14 +250,7 @@ async fn template_story(
         .header("x-switchyard-template-vars", r#"{"product": "Widgets"}"#)
         .body(Full::new(Bytes::from(body.to_string())))?;
     let response = client.request(request).await?;
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string()
-    };
+    let header = |name: &str| header_text(response.headers(), name);
     println!(
         "   x-switchyard-template-vars: {{\"product\": \"Widgets\"}} -> status {}, x-switchyard-template: {}",
         response.status().as_u16(),
@@ -297,10 +290,7 @@ async fn scorer_story(
     ] {
         let body = json!({"model": "smart", "messages": [{"role": "user", "content": prompt}], "max_tokens": 64});
         let headers = post(client, base, n, "/v1/chat/completions", "smart", body).await?;
-        let score = headers
-            .get("x-switchyard-complexity")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
+        let score = header_text(&headers, "x-switchyard-complexity");
         println!("       x-switchyard-complexity: {score:>3}   {prompt:.48}...");
     }
     Ok(())
@@ -401,14 +391,7 @@ async fn post(
         .body(Full::new(Bytes::from(body.to_string())))?;
     let started = Instant::now();
     let response = client.request(request).await?;
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string()
-    };
+    let header = |name: &str| header_text(response.headers(), name);
     let (served, attempts, status) = (
         format!(
             "{} {}",
@@ -446,6 +429,15 @@ async fn post(
         }
     }
     Ok(head.headers)
+}
+
+/// A response header's value, `-` when absent.
+fn header_text(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string()
 }
 
 /// Usage in Chat Completions' names, whichever API answered.
@@ -491,14 +483,7 @@ async fn stream(
         .body(Full::new(Bytes::from(body.to_string())))?;
     let started = Instant::now();
     let response = client.request(request).await?;
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string()
-    };
+    let header = |name: &str| header_text(response.headers(), name);
     let served = format!(
         "{} {}",
         header("x-switchyard-provider"),

@@ -103,11 +103,7 @@ fn sampling(hub: &ChatRequest, out: &mut Map<String, Value>) {
     if let Some(p) = &hub.top_p {
         out.insert("top_p".into(), Value::Number(p.clone()));
     }
-    let stops = match &hub.stop {
-        Some(Stop::One(s)) => vec![Value::String(s.clone())],
-        Some(Stop::Many(a)) => a.clone(),
-        None => Vec::new(),
-    };
+    let stops = hub.stop.as_ref().map(Stop::sequences).unwrap_or_default();
     if !stops.is_empty() {
         out.insert("stop_sequences".into(), Value::Array(stops));
     }

@@ -147,11 +147,7 @@ fn inference_config(hub: &ChatRequest) -> Map<String, Value> {
     if let Some(p) = &hub.top_p {
         config.insert("topP".into(), Value::Number(p.clone()));
     }
-    let stops = match &hub.stop {
-        Some(Stop::One(s)) => vec![Value::String(s.clone())],
-        Some(Stop::Many(a)) => a.clone(),
-        None => Vec::new(),
-    };
+    let stops = hub.stop.as_ref().map(Stop::sequences).unwrap_or_default();
     if !stops.is_empty() {
         config.insert("stopSequences".into(), Value::Array(stops));
     }

@@ -65,6 +65,16 @@ pub enum Stop {
     Many(Vec<Value>),
 }
 
+impl Stop {
+    /// The stop sequences as a list, which is how every other API takes them.
+    pub fn sequences(&self) -> Vec<Value> {
+        match self {
+            Stop::One(s) => vec![Value::String(s.clone())],
+            Stop::Many(a) => a.clone(),
+        }
+    }
+}
+
 /// One entry of `messages` (also a choice's `message` and a chunk's `delta`).
 #[derive(Debug, Default, Deserialize)]
 pub struct Message {
