@@ -69,7 +69,7 @@ async fn providers(names: &[&'static str]) -> Vec<MockProvider> {
 fn test_model() -> (String, Model, u8) {
     let text = ModelFile {
         format: FORMAT.into(),
-        features: FeatureSpec::v1(64),
+        features: FeatureSpec::new(64),
         bias: 0.0,
         weights: vec![0.125; 64],
         calibration: (0..=100).map(|i| f64::from(i) / 16.0 - 3.0).collect(),

@@ -1,5 +1,9 @@
-//! `Heuristic`: the documented hand-written score (docs/reference/complexity.md), a few scans of
-//! the text and no allocation.
+//! `Heuristic`: the documented hand-written score (docs/reference/complexity.md): one
+//! multi-pattern search, a word count and a line scan over the text, and no allocation.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 
 use super::{MAX_SCORE, Scorer};
 
@@ -18,90 +22,158 @@ const REASONING: [&str; 12] = [
     "debug",
 ];
 const MATH: [&str; 6] = ["∑", "∫", "equation", "integral", "theorem", "lemma"];
-/// The ASCII words of [`REASONING`] and [`MATH`], in that order: bit `i` of [`words_present`]'s
-/// answer is `WORDS[i]`.
-const WORDS: [&[u8]; 16] = [
-    b"prove",
-    b"derive",
-    b"analyze",
-    b"analyse",
-    b"explain why",
-    b"step by step",
-    b"trade-off",
-    b"tradeoff",
-    b"optimiz",
-    b"design",
-    b"refactor",
-    b"debug",
-    b"equation",
-    b"integral",
-    b"theorem",
-    b"lemma",
+/// Every literal the score looks for: [`REASONING`], then [`MATH`], then a code fence and a
+/// spaced equals sign. Bit `i` of [`marks_present`]'s answer is `MARKS[i]`.
+const MARKS: [&str; 20] = [
+    "prove",
+    "derive",
+    "analyze",
+    "analyse",
+    "explain why",
+    "step by step",
+    "trade-off",
+    "tradeoff",
+    "optimiz",
+    "design",
+    "refactor",
+    "debug",
+    "∑",
+    "∫",
+    "equation",
+    "integral",
+    "theorem",
+    "lemma",
+    "```",
+    " = ",
 ];
 const REASONING_BITS: u32 = (1 << REASONING.len()) - 1;
+const MATH_BITS: u32 = ((1 << MATH.len()) - 1) << REASONING.len();
+const FENCE_BIT: u32 = 1 << 18;
+const EQUALS_BIT: u32 = 1 << 19;
+const ALL_BITS: u32 = (1 << MARKS.len()) - 1;
+/// The longest mark's length in bytes (`"step by step"`).
+const LONGEST: usize = 12;
 
-/// For each byte, the words of [`WORDS`] whose byte `at` it is, in either case.
-const fn table(at: usize) -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < WORDS.len() {
-        let b = WORDS[i][at];
-        table[b as usize] |= 1 << i;
-        table[b.to_ascii_uppercase() as usize] |= 1 << i;
-        i += 1;
+/// One searcher for all the marks. Leftmost-first lets aho-corasick use its SIMD (Teddy)
+/// prefilter; no mark is a prefix of another, so restarting one byte after each match start
+/// still finds every mark that occurs.
+static MARK_SEARCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(MARKS)
+        .expect("the marks build a searcher")
+});
+
+/// The text is lower-cased into a stack buffer this long at a time.
+const CHUNK: usize = 4096;
+
+/// Which [`MARKS`] occur in the text, its ASCII letters lower-cased, as a bit set.
+///
+/// Lower-casing only ASCII letters finds exactly what `to_lowercase()` then `contains` would:
+/// only ASCII letters lower-case to ASCII, apart from the Kelvin sign (to `k`, in none of the
+/// words) and `İ` (to `i` and a combining dot, which no word has after an `i`). A test checks
+/// this against that definition.
+fn marks_present(text: &[u8]) -> u32 {
+    let mut found = 0u32;
+    let mut lower = [0u8; CHUNK];
+    let mut start = 0;
+    loop {
+        let end = (start + CHUNK).min(text.len());
+        let chunk = &mut lower[..end - start];
+        for (l, b) in chunk.iter_mut().zip(&text[start..end]) {
+            *l = b.to_ascii_lowercase();
+        }
+        let mut at = 0;
+        while let Some(m) = MARK_SEARCHER.find(Input::new(&*chunk).range(at..)) {
+            found |= 1 << m.pattern().as_usize();
+            at = m.start() + 1;
+        }
+        if end == text.len() || found == ALL_BITS {
+            return found;
+        }
+        // The next chunk starts early enough to hold whole any mark that crosses this boundary.
+        start = end - (LONGEST - 1);
     }
-    table
 }
-const FIRST: [u32; 256] = table(0);
-const SECOND: [u32; 256] = table(1);
 
-/// `text.split_whitespace().count()`, a byte at a time where the text is ASCII (about three
-/// times faster than decoding every character).
+/// What `char::is_whitespace` says of an ASCII byte (vertical tab included, which
+/// `u8::is_ascii_whitespace` leaves out): a space or `\t` … `\r`.
+fn ascii_space(b: u8) -> bool {
+    b == b' ' || b.wrapping_sub(b'\t') < 5
+}
+
+/// `text.split_whitespace().count()`, counting the starts of words: 64 bytes at a time where
+/// they are all ASCII (each byte compared with the one before, which the compiler vectorises),
+/// a character at a time elsewhere.
 fn count_words(text: &str) -> usize {
+    const BLOCK: usize = 64;
     let bytes = text.as_bytes();
-    let (mut words, mut in_word, mut i) = (0usize, false, 0usize);
+    let (mut words, mut after_space, mut i) = (0usize, true, 0usize);
     while i < bytes.len() {
-        let b = bytes[i];
-        let space = if b.is_ascii() {
-            i += 1;
-            // char::is_whitespace on ASCII, vertical tab included (u8::is_ascii_whitespace
-            // leaves it out).
-            matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
-        } else {
-            let c = text[i..].chars().next().expect("i is at a char boundary");
-            i += c.len_utf8();
-            c.is_whitespace()
-        };
-        words += usize::from(!space & !in_word);
-        in_word = !space;
+        if let Some(block) = bytes.get(i..i + BLOCK).filter(|b| b.is_ascii()) {
+            // A word starts where a non-space follows a space. Counting in a u8 (at most 64)
+            // lets the compiler compare 16 or 32 byte pairs at a time.
+            let starts = block[1..]
+                .iter()
+                .zip(&block[..BLOCK - 1])
+                .fold(0u8, |n, (&b, &before)| {
+                    n + u8::from(!ascii_space(b) & ascii_space(before))
+                });
+            words += usize::from(starts) + usize::from(!ascii_space(block[0]) & after_space);
+            after_space = ascii_space(block[BLOCK - 1]);
+            i += BLOCK;
+            continue;
+        }
+        let c = text[i..].chars().next().expect("i is at a char boundary");
+        i += c.len_utf8();
+        let space = c.is_whitespace();
+        words += usize::from(!space & after_space);
+        after_space = space;
     }
     words
 }
 
-/// Which [`WORDS`] occur in the text, case-insensitively, as a bit set: one pass over the bytes
-/// and no lower-cased copy. Matching ASCII words ASCII-case-insensitively on the original bytes
-/// finds exactly what `to_lowercase()` then `contains` would: only ASCII letters lower-case to
-/// ASCII, apart from the Kelvin sign (to `k`, in none of the words) and `İ` (to `i` and a
-/// combining dot, which no word has after an `i`). A test checks this against that definition.
-fn words_present(text: &[u8]) -> u32 {
-    let mut found = 0u32;
-    // Two table lookups per byte rule out all but a few positions (the words' first two letters
-    // together are rare) before any comparison.
-    for (i, pair) in text.windows(2).enumerate() {
-        let mut candidates = FIRST[usize::from(pair[0])] & SECOND[usize::from(pair[1])] & !found;
-        while candidates != 0 {
-            let w = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
-            let word = WORDS[w];
-            if text
-                .get(i..i + word.len())
-                .is_some_and(|t| t.eq_ignore_ascii_case(word))
-            {
-                found |= 1 << w;
-            }
+/// Whether a line looks like code: it ends in `;`, `{` or `}` (trailing whitespace aside) or,
+/// trimmed so, starts with four spaces.
+fn is_code_line(line: &str) -> bool {
+    let t = line.trim_end();
+    t.ends_with(';') || t.ends_with('{') || t.ends_with('}') || t.starts_with("    ")
+}
+
+/// Whether at least three lines look like code ([`is_code_line`]). Rather than visiting every
+/// line, it visits only those holding a `;`, `{` or `}`, then those starting with four spaces,
+/// both rare in prose and found by memchr/memmem; a line counts once.
+fn three_code_lines(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let line_start = |at: usize| memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |n| n + 1);
+    let line_end = |at: usize| memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |n| at + n);
+    let mut found = [usize::MAX; 3];
+    let mut count = 0;
+    let mut add = |start: usize| {
+        if !found[..count].contains(&start) {
+            found[count] = start;
+            count += 1;
+        }
+        count == found.len()
+    };
+    let mut at = 0;
+    while let Some(hit) = memchr::memchr3(b';', b'{', b'}', &bytes[at..]) {
+        let start = line_start(at + hit);
+        let end = line_end(at + hit);
+        if is_code_line(&text[start..end]) && add(start) {
+            return true;
+        }
+        at = (end + 1).min(bytes.len());
+    }
+    let indented = std::iter::once(0)
+        .filter(|_| bytes.starts_with(b"    "))
+        .chain(memchr::memmem::find_iter(bytes, b"\n    ").map(|n| n + 1));
+    for start in indented {
+        if is_code_line(&text[start..line_end(start)]) && add(start) {
+            return true;
         }
     }
-    found
+    false
 }
 
 /// The hand-written score: length, code, reasoning words, math and questions, summed and capped.
@@ -116,7 +188,8 @@ impl Scorer for Heuristic {
 
 /// Scores the prompt text from 0 (trivial) to [`MAX_SCORE`] (complex).
 pub fn score(prompt: &str) -> u8 {
-    let present = words_present(prompt.as_bytes());
+    let bytes = prompt.as_bytes();
+    let present = marks_present(bytes);
     let words = count_words(prompt);
 
     let length = if words > 16 {
@@ -124,28 +197,19 @@ pub fn score(prompt: &str) -> u8 {
     } else {
         0.0
     };
-    let code_lines = prompt
-        .lines()
-        .filter(|l| {
-            let t = l.trim_end();
-            t.ends_with(';') || t.ends_with('{') || t.ends_with('}') || t.starts_with("    ")
-        })
-        .count();
-    let code = if prompt.contains("```") || code_lines >= 3 {
+    let code = if present & FENCE_BIT != 0 || three_code_lines(prompt) {
         15.0
     } else {
         0.0
     };
     let reasoning = (f64::from((present & REASONING_BITS).count_ones()) * 5.0).min(25.0);
-    let math_symbols = prompt.contains(" = ") || prompt.contains('^');
-    // ∑ and ∫ have no case; the MATH words are the bits above REASONING's.
-    let math_words = prompt.contains(MATH[0]) || prompt.contains(MATH[1]);
-    let math = if math_symbols || math_words || present > REASONING_BITS {
+    let math_symbols = present & EQUALS_BIT != 0 || memchr::memchr(b'^', bytes).is_some();
+    let math = if math_symbols || present & MATH_BITS != 0 {
         10.0
     } else {
         0.0
     };
-    let questions = if prompt.matches('?').count() >= 2 {
+    let questions = if memchr::memchr_iter(b'?', bytes).nth(1).is_some() {
         10.0
     } else {
         0.0
@@ -162,39 +226,74 @@ mod tests {
     use proptest::prelude::*;
 
     /// The definition: substrings of the lower-cased text.
-    fn reference_words(prompt: &str) -> u32 {
+    fn reference_marks(prompt: &str) -> u32 {
         let lower = prompt.to_lowercase();
-        let all = REASONING.iter().chain(&MATH[2..]);
-        all.enumerate()
-            .filter(|(_, w)| lower.contains(*w))
+        MARKS
+            .iter()
+            .enumerate()
+            .filter(|(_, mark)| lower.contains(*mark))
             .fold(0, |set, (i, _)| set | 1 << i)
     }
 
     #[test]
-    fn the_word_list_is_reasoning_then_math_words() {
-        let listed: Vec<&[u8]> = REASONING
-            .iter()
-            .chain(&MATH[2..])
-            .map(|w| w.as_bytes())
-            .collect();
-        assert_eq!(listed, WORDS);
+    fn the_marks_are_the_reasoning_and_math_words_then_fence_and_equals() {
+        let listed: Vec<&str> = REASONING.iter().chain(&MATH).copied().collect();
+        assert_eq!(listed, MARKS[..18]);
+        assert_eq!(MARKS[FENCE_BIT.trailing_zeros() as usize], "```");
+        assert_eq!(MARKS[EQUALS_BIT.trailing_zeros() as usize], " = ");
+        assert_eq!(MARKS.iter().map(|m| m.len()).max(), Some(LONGEST));
+        for (a, b) in MARKS.iter().flat_map(|a| MARKS.iter().map(move |b| (a, b))) {
+            assert!(a == b || !b.starts_with(a), "{a:?} is a prefix of {b:?}");
+        }
+    }
+
+    #[test]
+    fn a_mark_across_a_chunk_boundary_is_found() {
+        for mark in MARKS {
+            for before in CHUNK - mark.len()..=CHUNK {
+                let text = format!(
+                    "{}{}{}",
+                    "x".repeat(before),
+                    mark.to_uppercase(),
+                    "y".repeat(50)
+                );
+                let bit = 1 << MARKS.iter().position(|m| *m == mark).unwrap();
+                assert_eq!(marks_present(text.as_bytes()), bit, "{mark:?} at {before}");
+            }
+        }
     }
 
     proptest! {
         #[test]
-        fn words_match_as_in_the_lower_cased_text(
+        fn marks_match_as_in_the_lower_cased_text(
             parts in proptest::collection::vec(prop_oneof![
                 Just("PROVE"), Just("Design"), Just("step BY step"), Just("LeMmA"), Just("İ"),
                 Just("\u{212a}"), Just("trade-"), Just("off"), Just("DESİGN"), Just("ß"),
                 Just("optimiZ"), Just("∑"), Just(" "), Just("é"), Just("x"), Just("ANALYSE"),
-            ], 0..12)
+                Just("``"), Just("`"), Just("="), Just("derivEXPLAIN WHY"), Just("∫"),
+            ], 0..12),
+            padding in 0usize..2 * CHUNK,
         ) {
-            let text: String = parts.concat();
-            prop_assert_eq!(words_present(text.as_bytes()), reference_words(&text), "{:?}", text);
+            let text = format!("{}{}", "z".repeat(padding), parts.concat());
+            prop_assert_eq!(marks_present(text.as_bytes()), reference_marks(&text), "{:?}", text);
         }
 
         #[test]
-        fn words_are_counted_as_split_whitespace_counts_them(text in "[a \t\n\u{b}\u{c}\r\u{85}\u{a0}\u{3000}é数]{0,40}") {
+        fn three_code_lines_counts_as_the_lines_definition(
+            parts in proptest::collection::vec(prop_oneof![
+                Just("\n"), Just("    "), Just(" "), Just(";"), Just("{"), Just("}"), Just("x"),
+                Just("\r"), Just("\u{a0}"), Just("é"), Just("\t"),
+            ], 0..40)
+        ) {
+            let text = parts.concat();
+            let reference = text.lines().filter(|l| is_code_line(l)).count() >= 3;
+            prop_assert_eq!(three_code_lines(&text), reference, "{:?}", text);
+        }
+
+        #[test]
+        fn words_are_counted_as_split_whitespace_counts_them(
+            text in "[a \t\n\u{b}\u{c}\r\u{85}\u{a0}\u{3000}é数]{0,40}([ab \n]{0,200})[a \u{a0}]{0,8}"
+        ) {
             prop_assert_eq!(count_words(&text), text.split_whitespace().count());
         }
     }

@@ -96,11 +96,6 @@ impl FeatureSpec {
                 .collect(),
         }
     }
-
-    /// [`FeatureSpec::new`] under its first name (callers written before v2 use it).
-    pub fn v1(buckets: u32) -> FeatureSpec {
-        FeatureSpec::new(buckets)
-    }
 }
 
 impl ModelFile {

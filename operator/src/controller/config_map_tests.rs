@@ -12,7 +12,7 @@ use super::*;
 fn model_text() -> String {
     ModelFile {
         format: FORMAT.into(),
-        features: FeatureSpec::v1(8),
+        features: FeatureSpec::new(8),
         bias: 0.0,
         weights: vec![0.125; 8],
         calibration: (0..=100).map(|i| f64::from(i) / 8.0 - 6.0).collect(),

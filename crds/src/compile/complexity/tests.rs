@@ -55,7 +55,7 @@ fn config_map(key: &str, text: &str) -> ConfigMap {
 fn model_text() -> String {
     let mut file = ModelFile {
         format: FORMAT.into(),
-        features: FeatureSpec::v1(8),
+        features: FeatureSpec::new(8),
         bias: 0.0,
         // Values exact in binary, so the text parses back to the same numbers bit for bit
         // (serde_json's default float parser may differ by one ulp on others).
