@@ -29,6 +29,22 @@ fn feed(state: u64, c: char) -> u64 {
     })
 }
 
+/// How much of a prompt the scan reads: its last 4 KiB (every prompt of the shipped training data
+/// is shorter). The `heuristic` feature still sees the whole prompt, and with it its length.
+pub const WINDOW_BYTES: usize = 4096;
+
+/// The part of `prompt` the scan reads: its last [`WINDOW_BYTES`], from a character boundary.
+/// Like a classifier's context window, this keeps a long prompt's features in the range the
+/// model was fitted on (its counts would otherwise grow past anything in training) and bounds
+/// the cost: the scan is per token, about 14 µs per 4 KiB of English.
+pub fn window(prompt: &str) -> &str {
+    let mut start = prompt.len().saturating_sub(WINDOW_BYTES);
+    while !prompt.is_char_boundary(start) {
+        start += 1;
+    }
+    &prompt[start..]
+}
+
 /// The numeric features one pass yields, in the order [`Counts::numeric`] holds them.
 pub const SCANNED_FEATURES: [&str; 10] = [
     "log_words",
@@ -45,7 +61,7 @@ pub const SCANNED_FEATURES: [&str; 10] = [
 
 const MATH_OPS: [char; 11] = ['=', '^', '+', '*', '/', '<', '>', '∑', '∫', '√', '≤'];
 
-/// The numeric features a v2 model file lists, in order: the scanned ones, the Heuristic's score
+/// The numeric features a model file lists, in order: the scanned ones, the Heuristic's score
 /// (÷ 100), then each of those but `choices` again under `:open`, zero on multiple-choice prompts.
 /// The `:open` copies give open questions (a GSM8K word problem) slopes of their own: what makes
 /// a multiple-choice question hard is not what makes a word problem hard.
@@ -249,6 +265,16 @@ mod tests {
         assert_eq!(counts.ngrams, 5);
         assert_eq!(keys("FOO bar").0, keys("foo BAR").0);
         assert_eq!(keys("ÄRGER").0, keys("ärger").0);
+    }
+
+    #[test]
+    fn the_window_is_the_last_4_kib_from_a_character_boundary() {
+        assert_eq!(window("short"), "short");
+        // The window would start inside an `é` (odd offset), so it starts one byte later.
+        let long = format!("{}{}", "é".repeat(WINDOW_BYTES), "end");
+        let w = window(&long);
+        assert!(w.ends_with("end") && w.starts_with('é'));
+        assert_eq!(w.len(), WINDOW_BYTES - 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod heuristic;
 mod model;
 pub mod train;
 
-pub use features::{FNV_OFFSET, NUMERIC_FEATURES, fnv1a};
+pub use features::{FNV_OFFSET, NUMERIC_FEATURES, WINDOW_BYTES, fnv1a};
 pub use heuristic::{Heuristic, score};
 pub use model::{
     CALIBRATION_KNOTS, FORMAT, FeatureSpec, MAX_BUCKETS, MAX_MODEL_BYTES, Model, ModelFile,
@@ -37,7 +37,7 @@ pub trait Scorer {
 #[doc(hidden)]
 pub fn numeric_of(prompt: &str) -> [f64; NUMERIC_FEATURES.len()] {
     features::numeric(
-        &features::scan(prompt, false, |_| {}),
+        &features::scan(features::window(prompt), false, |_| {}),
         heuristic::score(prompt),
     )
 }

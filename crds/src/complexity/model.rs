@@ -4,14 +4,15 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::features::{CHOICES, NUMERIC_FEATURES, numeric, scan};
+use super::features::{CHOICES, NUMERIC_FEATURES, numeric, scan, window};
 use super::{MAX_SCORE, Scorer};
 use crate::{Error, Result};
 
 /// The `format` a model file of this build carries; any other, older versions included, is
-/// refused: v2 added the `heuristic` and `:open` numeric features and `features.ngram_prompts`,
-/// so a v1 file's numbers mean something else.
-pub const FORMAT: &str = "switchyard.complexity/v2";
+/// refused: v3 reads the last 4 KiB of a prompt (`features::WINDOW_BYTES`) where v2 read all of
+/// it, so a v2 model fitted on longer prompts would mean something else; v2 added the `heuristic`
+/// and `:open` numeric features and `features.ngram_prompts`.
+pub const FORMAT: &str = "switchyard.complexity/v3";
 /// The largest model file loaded: what one ConfigMap can hold.
 pub const MAX_MODEL_BYTES: usize = 1 << 20;
 /// The most hash buckets a file may declare.
@@ -47,9 +48,9 @@ pub struct ModelFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
-    /// Tokenisation rule; v2 knows `alnum-runs-lowercase+symbols`.
+    /// Tokenisation rule; v3 knows `alnum-runs-lowercase+symbols`.
     pub tokens: String,
-    /// Hash of a token; v2 knows `fnv1a-64`.
+    /// Hash of a token; v3 knows `fnv1a-64`.
     pub hashing: String,
     /// Number of hash buckets, a power of two up to [`MAX_BUCKETS`] (a key's bucket is
     /// `key & (buckets - 1)`: a mask, not a division, on the scoring path).
@@ -59,7 +60,7 @@ pub struct FeatureSpec {
     /// Which prompts the n-gram term scores: `all`, or `multiple-choice` (the term is 0 on open
     /// prompts, which then rest on the numeric features alone).
     pub ngram_prompts: String,
-    /// How the summed n-gram weights are scaled; v2 knows `inverse-sqrt-count`.
+    /// How the summed n-gram weights are scaled; v3 knows `inverse-sqrt-count`.
     pub normalisation: String,
     /// The numeric features, exactly [`NUMERIC_FEATURES`] in that order.
     pub numeric: Vec<NumericFeature>,
@@ -125,7 +126,7 @@ impl ModelFile {
         let bad = |what: String| Err(Error::Model(what));
         if self.format != FORMAT {
             return bad(format!(
-                "format is {:?}; this build reads {FORMAT:?}",
+                "format is {:?}; this build reads {FORMAT:?} (retrain with `switchyard-sidecar complexity train`)",
                 self.format
             ));
         }
@@ -257,7 +258,7 @@ impl Model {
     pub fn raw(&self, prompt: &str) -> f64 {
         let mask = self.weights.len() as u64 - 1;
         let mut sum = 0f64;
-        let counts = scan(prompt, self.bigrams, |key| {
+        let counts = scan(window(prompt), self.bigrams, |key| {
             sum += f64::from(self.weights[(key & mask) as usize]);
         });
         let open = counts.numeric[CHOICES] < 0.5;
@@ -364,7 +365,12 @@ mod tests {
 
     #[test]
     fn load_refuses_other_format_versions() {
-        for version in ["switchyard.complexity/v1", "switchyard.complexity/v3", ""] {
+        for version in [
+            "switchyard.complexity/v1",
+            "switchyard.complexity/v2",
+            "switchyard.complexity/v4",
+            "",
+        ] {
             let mut file = tiny();
             file.format = version.into();
             file.checksum = file.compute_checksum();
@@ -376,6 +382,18 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn only_the_last_4_kib_is_tokenised() {
+        let model = Model::from_file(tiny()).unwrap();
+        assert_eq!(model.numeric[super::super::features::HEURISTIC].weight, 0.0);
+        let tail = "a hard question ".repeat(200);
+        let shorter = format!("{}{tail}", "x ".repeat(3000));
+        let longer = format!("{}{tail}", "x ".repeat(9000));
+        assert_eq!(model.raw(&shorter), model.raw(&longer));
+        // Within the window every word counts.
+        assert_ne!(model.raw(&tail), model.raw(&format!("x x {tail}")));
     }
 
     #[test]

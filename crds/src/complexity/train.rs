@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::dataset::Row;
-use super::features::{CHOICES, HEURISTIC, NUMERIC_FEATURES, numeric, scan};
+use super::features::{CHOICES, HEURISTIC, NUMERIC_FEATURES, numeric, scan, window};
 use super::model::{CALIBRATION_KNOTS, FORMAT, FeatureSpec, ModelFile};
 
 /// The `:open` numeric features the shipped model uses, picked by greedy forward selection on
@@ -88,7 +88,7 @@ struct Example {
 
 fn example(row: &Row, buckets: u32, bigrams: bool) -> Example {
     let mut counts: BTreeMap<u32, f64> = BTreeMap::new();
-    let c = scan(&row.prompt, bigrams, |key| {
+    let c = scan(window(&row.prompt), bigrams, |key| {
         *counts
             .entry((key & u64::from(buckets - 1)) as u32)
             .or_default() += 1.0;
