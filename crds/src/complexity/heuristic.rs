@@ -24,28 +24,20 @@ const REASONING: [&str; 12] = [
 const MATH: [&str; 6] = ["∑", "∫", "equation", "integral", "theorem", "lemma"];
 /// Every literal the score looks for: [`REASONING`], then [`MATH`], then a code fence and a
 /// spaced equals sign. Bit `i` of [`marks_present`]'s answer is `MARKS[i]`.
-const MARKS: [&str; 20] = [
-    "prove",
-    "derive",
-    "analyze",
-    "analyse",
-    "explain why",
-    "step by step",
-    "trade-off",
-    "tradeoff",
-    "optimiz",
-    "design",
-    "refactor",
-    "debug",
-    "∑",
-    "∫",
-    "equation",
-    "integral",
-    "theorem",
-    "lemma",
-    "```",
-    " = ",
-];
+const MARKS: [&str; 20] = {
+    let mut marks = ["```"; 20];
+    let mut i = 0;
+    while i < REASONING.len() + MATH.len() {
+        marks[i] = if i < REASONING.len() {
+            REASONING[i]
+        } else {
+            MATH[i - REASONING.len()]
+        };
+        i += 1;
+    }
+    marks[19] = " = ";
+    marks
+};
 const REASONING_BITS: u32 = (1 << REASONING.len()) - 1;
 const MATH_BITS: u32 = ((1 << MATH.len()) - 1) << REASONING.len();
 const FENCE_BIT: u32 = 1 << 18;
