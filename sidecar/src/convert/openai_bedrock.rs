@@ -10,7 +10,9 @@
 //! mode; `tool_choice: "none"` sends the tools without a `toolChoice` only when the conversation
 //! already holds tool blocks (Bedrock then requires `toolConfig`), and no tools otherwise;
 //! `n`, `seed`, penalties and `logit_bias` have no equivalent and are dropped. Reasoning deltas
-//! (`reasoningContent`) come back as `reasoning_content`.
+//! (`reasoningContent`) come back as `reasoning_content`. A `guardrail_intervened` or
+//! `content_filtered` stop before any content is a `ContentFiltered` failure ([`filtered`],
+//! [`Decoded::Filtered`]); after some content, `finish_reason: "content_filter"`.
 
 use serde_json::{Map, Value, json};
 
@@ -201,6 +203,41 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
+/// The failure message for an answer Converse stopped with `stop_reason` before any content,
+/// when that reason is a filter's (`guardrail_intervened`, `content_filtered`). Such an answer is
+/// a `ContentFiltered` failure, as Azure's filter stopping an answer before content is; one
+/// stopped after some content is kept, with `finish_reason: "content_filter"`.
+fn filter_message(stop_reason: &str) -> Option<String> {
+    match stop_reason {
+        "guardrail_intervened" => Some("Bedrock guardrail intervened".into()),
+        "content_filtered" => Some("Bedrock's content filter stopped the answer".into()),
+        _ => None,
+    }
+}
+
+/// Why Bedrock filtered a whole Converse answer before it said anything (no text, tool use or
+/// reasoning), if it did.
+pub fn filtered(resp: &Value) -> Option<String> {
+    let said_something = resp
+        .pointer("/output/message/content")
+        .and_then(Value::as_array)
+        .is_some_and(|blocks| {
+            blocks.iter().any(|b| {
+                b.get("text")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.is_empty())
+                    || b.get("toolUse").is_some()
+                    || b.pointer("/reasoningContent/reasoningText/text")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty())
+            })
+        });
+    if said_something {
+        return None;
+    }
+    filter_message(resp.get("stopReason").and_then(Value::as_str)?)
+}
+
 /// Converse `usage` as token counts. `inputTokens` excludes cache reads and writes, as
 /// Anthropic's does; the hub's prompt tokens include them.
 pub fn usage(u: &Value) -> Usage {
@@ -272,8 +309,11 @@ pub enum Decoded {
     Chunk(Value),
     /// `metadata`: the final usage chunk (`choices: []`).
     Usage(Value, Usage),
-    /// Nothing to forward (block boundaries, unknown events).
+    /// Nothing to forward (block boundaries, unknown events, the held role).
     Nothing,
+    /// A filter stopped the answer before any content: the attempt fails as `ContentFiltered`
+    /// with this message (nothing has committed, since the role waits for content).
+    Filtered(String),
 }
 
 /// Turns ConverseStream events into OpenAI chunks, one event at a time. The answer is complete
@@ -287,6 +327,9 @@ pub struct StreamDecoder {
     tools: Vec<(u64, u64)>,
     stopped: bool,
     usage: Option<Usage>,
+    /// `messageStart` came and its role is not sent yet: it goes with the first content, so
+    /// that a filter stopping the answer before any is still a failure (Azure's mechanism).
+    role_held: bool,
 }
 
 impl StreamDecoder {
@@ -300,7 +343,11 @@ impl StreamDecoder {
         }
     }
 
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Value {
+    /// A chunk for `delta`, which carries the held role if there is one.
+    fn chunk(&mut self, mut delta: Value, finish_reason: Option<&str>) -> Value {
+        if std::mem::take(&mut self.role_held) {
+            delta["role"] = "assistant".into();
+        }
         json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}]})
     }
@@ -319,7 +366,8 @@ impl StreamDecoder {
         };
         match kind {
             "messageStart" => {
-                Decoded::Chunk(self.chunk(json!({"role": "assistant", "content": ""}), None))
+                self.role_held = true;
+                Decoded::Nothing
             }
             "contentBlockStart" => match data.pointer("/start/toolUse") {
                 Some(tool) => {
@@ -337,6 +385,10 @@ impl StreamDecoder {
             "contentBlockDelta" => {
                 let delta = data.get("delta").unwrap_or(&Value::Null);
                 if let Some(text) = delta.get("text").and_then(Value::as_str) {
+                    if text.is_empty() {
+                        // Says nothing, and must not release the held role.
+                        return Decoded::Nothing;
+                    }
                     Decoded::Chunk(self.chunk(json!({"content": text}), None))
                 } else if let Some(input) = delta.pointer("/toolUse/input").and_then(Value::as_str)
                 {
@@ -365,6 +417,11 @@ impl StreamDecoder {
                     .get("stopReason")
                     .and_then(Value::as_str)
                     .unwrap_or("end_turn");
+                if self.role_held
+                    && let Some(message) = filter_message(reason)
+                {
+                    return Decoded::Filtered(message);
+                }
                 Decoded::Chunk(self.chunk(json!({}), Some(finish_reason(reason))))
             }
             "metadata" => {

@@ -406,6 +406,50 @@ fn split_parts(candidate: &Candidate) -> (String, Vec<&gemini::Part>) {
     (text, calls)
 }
 
+/// Why Gemini filtered a whole answer before it said anything (no text, no function call in any
+/// candidate): the prompt's `blockReason`, or a candidate's filtering `finishReason`. Such an
+/// answer is a `ContentFiltered` failure, as Azure's filter stopping an answer before content
+/// is; an answer filtered after some content is kept, with `finish_reason: "content_filter"`.
+pub fn filtered(resp: &Value) -> Option<String> {
+    filtered_before_content(&read(resp))
+}
+
+fn filtered_before_content(resp: &GenerateContentResponse) -> Option<String> {
+    let candidates = resp.candidates.as_deref().unwrap_or_default();
+    if candidates.is_empty() {
+        return resp
+            .prompt_feedback
+            .as_ref()
+            .and_then(|f| f.block_reason.as_ref())
+            .map(blocked_prompt);
+    }
+    let said_something = candidates.iter().any(|c| {
+        let (text, calls) = split_parts(c);
+        !text.is_empty() || !calls.is_empty()
+    });
+    if said_something {
+        return None;
+    }
+    candidates
+        .iter()
+        .filter_map(|c| c.finish_reason.as_deref())
+        .find(|r| finish_reason(r, false) == "content_filter")
+        .map(stopped_answer)
+}
+
+/// The failure message for a prompt Gemini blocked.
+fn blocked_prompt(reason: &Value) -> String {
+    match reason.as_str() {
+        Some(reason) => format!("Gemini blocked the prompt: {reason}"),
+        None => format!("Gemini blocked the prompt: {reason}"),
+    }
+}
+
+/// The failure message for an answer Gemini stopped before any content.
+fn stopped_answer(reason: &str) -> String {
+    format!("Gemini stopped the answer before any content: {reason}")
+}
+
 /// A `GenerateContentResponse` as a `chat.completion` (one choice per candidate), with its
 /// usage. `None` when the body is not a `GenerateContentResponse`.
 pub fn response(resp: &Value, model: &str, created: u64) -> Option<(Value, Usage)> {
@@ -474,6 +518,8 @@ pub struct StreamDecoder {
     /// The latest `usageMetadata` (Gemini repeats running totals in every response).
     usage: Option<(Usage, u64)>,
     finished: bool,
+    /// A delta with text or a function call has been produced.
+    content_seen: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -507,8 +553,10 @@ impl StreamDecoder {
         &mut self.choices[at].1
     }
 
-    /// The chunks for one streamed `GenerateContentResponse` (possibly none).
-    pub fn event(&mut self, data: &Value) -> Vec<Value> {
+    /// The chunks for one streamed `GenerateContentResponse` (possibly none), or, when Gemini
+    /// filtered the answer before any content (see [`filtered`]), why: the stream has not
+    /// committed then (roles wait for content), so the attempt fails as `ContentFiltered`.
+    pub fn event(&mut self, data: &Value) -> Result<Vec<Value>, String> {
         let data: GenerateContentResponse = read(data);
         if self.id.is_none() {
             self.id = Some(completion_id(&data));
@@ -525,23 +573,31 @@ impl StreamDecoder {
         let mut out = Vec::new();
         let candidates = data.candidates.as_deref().unwrap_or_default();
         if candidates.is_empty() {
-            if data
+            if let Some(reason) = data
                 .prompt_feedback
                 .as_ref()
-                .is_some_and(|f| f.block_reason.is_some())
+                .and_then(|f| f.block_reason.as_ref())
             {
+                if !self.content_seen {
+                    return Err(blocked_prompt(reason));
+                }
                 self.finished = true;
-                out.push(self.chunk(
-                    json!([{"index": 0, "delta": {"role": "assistant", "content": null},
-                                             "logprobs": null, "finish_reason": "content_filter"}]),
-                ));
+                out.push(
+                    self.chunk(json!([{"index": 0, "delta": {}, "logprobs": null,
+                            "finish_reason": "content_filter"}])),
+                );
             }
-            return out;
+            return Ok(out);
+        }
+        if !self.content_seen
+            && let Some(reason) = filtered_before_content(&data)
+        {
+            return Err(reason);
         }
         for (i, candidate) in candidates.iter().enumerate() {
             self.candidate(i, candidate, &mut out);
         }
-        out
+        Ok(out)
     }
 
     /// The hub chunks for one candidate of an event: its delta (text, whole function calls) and
@@ -577,6 +633,7 @@ impl StreamDecoder {
         }
         let saw_calls = state.calls > 0;
         if !delta.is_empty() {
+            self.content_seen = true;
             out.push(
                 self.chunk(json!([{"index": index, "delta": delta, "logprobs": null,
                                          "finish_reason": null}])),

@@ -6,7 +6,9 @@
 //! `bedrock`, the provider's region) by the maintained `aws-sigv4` crate with the keys the
 //! upstream's credential source gave ([`Credential::Aws`]). Streams use AWS's binary
 //! event-stream framing, which the stream reader turns into named events
-//! ([`crate::convert::eventstream`]); exceptions inside a stream become classified errors.
+//! ([`crate::convert::eventstream`]); exceptions inside a stream become classified errors. A
+//! guardrail or content filter stopping the answer before any content is a `ContentFiltered`
+//! failure, whole or streamed (the role is held until content shows, as Azure's is).
 
 use std::time::SystemTime;
 
@@ -154,6 +156,9 @@ impl Provider for Bedrock {
         model: &str,
     ) -> Result<Completion, AttemptError> {
         let resp: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
+        if let Some(reason) = openai_bedrock::filtered(&resp) {
+            return Err(AttemptError::new(FailureClass::ContentFiltered, reason));
+        }
         let (hub, usage) = openai_bedrock::response(&resp, &completion_id(), model, unix_now())
             .ok_or_else(|| malformed(&"not a Converse answer"))?;
         Ok(completion_for(client, &hub, Some(usage)))
@@ -278,6 +283,14 @@ impl StreamDecoder for Decoder {
                 out.push(hub_chunk(&chunk, Some(usage)));
             }
             openai_bedrock::Decoded::Nothing => {}
+            // Nothing has committed yet: the attempt fails and may fail over.
+            openai_bedrock::Decoded::Filtered(reason) => {
+                self.done = true;
+                return out.push(Chunk::Error(AttemptError::new(
+                    FailureClass::ContentFiltered,
+                    reason,
+                )));
+            }
         }
         if self.inner.complete() {
             self.done = true;

@@ -6,6 +6,10 @@
 //! chunks that the respond and stream layers put into the client's format. Gemini streams have no
 //! end event: the decoder declares the answer complete in [`StreamDecoder::end`], only when a
 //! candidate reported a `finishReason`, so a stream cut short is an error rather than a clean end.
+//! An answer Gemini filters before any content (`promptFeedback.blockReason` with no candidates,
+//! or a `SAFETY`, `RECITATION`, ... finish with no text or function call) is a `ContentFiltered`
+//! failure, whole or streamed, as Azure's is; filtered after some content, the client gets what
+//! came and `finish_reason: "content_filter"`.
 
 use std::time::Duration;
 
@@ -58,6 +62,9 @@ impl Provider for Gemini {
         _model: &str,
     ) -> Result<Completion, AttemptError> {
         let resp: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
+        if let Some(reason) = openai_gemini::filtered(&resp) {
+            return Err(AttemptError::new(FailureClass::ContentFiltered, reason));
+        }
         let model = resp["modelVersion"].as_str().unwrap_or_default();
         let (hub, usage) = openai_gemini::response(&resp, model, unix_now())
             .ok_or_else(|| malformed(&"not a GenerateContentResponse"))?;
@@ -153,8 +160,13 @@ impl StreamDecoder for Decoder {
             }
             return out.push(Chunk::Error(attempt));
         }
-        for chunk in self.0.event(&data) {
-            out.push(hub_chunk(&chunk, None));
+        match self.0.event(&data) {
+            Ok(chunks) => out.extend(chunks.iter().map(|chunk| hub_chunk(chunk, None))),
+            // Nothing has committed yet: the attempt fails and may fail over.
+            Err(reason) => out.push(Chunk::Error(AttemptError::new(
+                FailureClass::ContentFiltered,
+                reason,
+            ))),
         }
     }
 

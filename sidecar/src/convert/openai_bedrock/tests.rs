@@ -13,7 +13,7 @@ use super::*;
 use crate::convert::eventstream::{EventStreamParser, frame};
 use crate::convert::{ClientApi, anthropic_openai, to_client};
 use crate::providers::{self, Chunk};
-use switchyard_crds::v1alpha1::Api;
+use switchyard_crds::v1alpha1::{Api, FailureClass};
 
 const CREATED: u64 = 1_700_000_000;
 
@@ -390,4 +390,152 @@ proptest! {
         cuts.sort_unstable();
         prop_assert_eq!(describe(decode(&bytes, &cuts)), describe(decode(&bytes, &[])));
     }
+}
+
+// --- Filtered answers --------------------------------------------------------------------------
+
+/// ConverseStream events through the converter alone.
+fn events(list: &[(&str, Value)]) -> Vec<Decoded> {
+    let mut d = StreamDecoder::new("id".into(), "m".into(), 0);
+    list.iter()
+        .map(|(kind, data)| d.event(kind, data))
+        .collect()
+}
+
+#[test]
+fn a_stream_a_filter_stops_before_content_is_a_failure() {
+    for (reason, message) in [
+        ("guardrail_intervened", "Bedrock guardrail intervened"),
+        (
+            "content_filtered",
+            "Bedrock's content filter stopped the answer",
+        ),
+    ] {
+        let decoded = events(&[
+            ("messageStart", json!({"role": "assistant"})),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": ""}}),
+            ),
+            ("messageStop", json!({"stopReason": reason})),
+        ]);
+        assert_eq!(
+            decoded,
+            [
+                Decoded::Nothing,
+                Decoded::Nothing,
+                Decoded::Filtered(message.into())
+            ],
+            "the role is held, so nothing commits before the failure"
+        );
+    }
+    // Through the provider's decoder: no chunk that commits, then a ContentFiltered error.
+    let bytes: Vec<u8> = [
+        ("messageStart", json!({"role": "assistant"})),
+        ("messageStop", json!({"stopReason": "guardrail_intervened"})),
+        (
+            "metadata",
+            json!({"usage": {"inputTokens": 3, "outputTokens": 0}}),
+        ),
+    ]
+    .iter()
+    .flat_map(|(kind, data)| {
+        frame(
+            &[
+                (":event-type", kind),
+                (":content-type", "application/json"),
+                (":message-type", "event"),
+            ],
+            data.to_string().as_bytes(),
+        )
+    })
+    .collect();
+    match &decode(&bytes, &[])[..] {
+        [Chunk::Error(e)] => {
+            assert_eq!(e.class, FailureClass::ContentFiltered);
+            assert_eq!(e.message, "Bedrock guardrail intervened");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_stream_a_filter_stops_after_content_keeps_it_and_ends_content_filter() {
+    let decoded = events(&[
+        ("messageStart", json!({"role": "assistant"})),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "Hello"}}),
+        ),
+        ("messageStop", json!({"stopReason": "guardrail_intervened"})),
+    ]);
+    let Decoded::Chunk(first) = &decoded[1] else {
+        panic!("{decoded:?}")
+    };
+    assert_eq!(
+        first["choices"][0]["delta"],
+        json!({"role": "assistant", "content": "Hello"}),
+        "the held role goes with the first content"
+    );
+    let Decoded::Chunk(last) = &decoded[2] else {
+        panic!("{decoded:?}")
+    };
+    assert_eq!(last["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(last["choices"][0]["delta"], json!({}));
+    // A tool call is content too.
+    let decoded = events(&[
+        ("messageStart", json!({"role": "assistant"})),
+        (
+            "contentBlockStart",
+            json!({"contentBlockIndex": 0,
+            "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}}),
+        ),
+        ("messageStop", json!({"stopReason": "content_filtered"})),
+    ]);
+    assert!(
+        matches!(&decoded[2], Decoded::Chunk(c) if c["choices"][0]["finish_reason"] == "content_filter")
+    );
+    // A plain stop with no content is an empty answer that carries the role.
+    let decoded = events(&[
+        ("messageStart", json!({"role": "assistant"})),
+        ("messageStop", json!({"stopReason": "end_turn"})),
+    ]);
+    assert!(matches!(&decoded[1], Decoded::Chunk(c)
+        if c["choices"][0]["delta"] == json!({"role": "assistant"}) && c["choices"][0]["finish_reason"] == "stop"));
+}
+
+#[test]
+fn a_whole_answer_filtered_before_content_is_a_failure_and_after_content_is_not() {
+    let empty = json!({"output": {"message": {"role": "assistant", "content": []}},
+                       "stopReason": "guardrail_intervened", "usage": {"inputTokens": 3, "outputTokens": 0}});
+    assert_eq!(
+        filtered(&empty).as_deref(),
+        Some("Bedrock guardrail intervened")
+    );
+    let blank = json!({"output": {"message": {"role": "assistant", "content": [{"text": ""}]}},
+                       "stopReason": "content_filtered"});
+    assert_eq!(
+        filtered(&blank).as_deref(),
+        Some("Bedrock's content filter stopped the answer")
+    );
+    let partial = json!({"output": {"message": {"role": "assistant", "content": [{"text": "Hello"}]}},
+                         "stopReason": "guardrail_intervened"});
+    assert_eq!(filtered(&partial), None);
+    let (completion, _) = response(&partial, "id", "m", 0).unwrap();
+    assert_eq!(completion["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(completion["choices"][0]["finish_reason"], "content_filter");
+    let stop = json!({"output": {"message": {"role": "assistant", "content": []}}, "stopReason": "end_turn"});
+    assert_eq!(filtered(&stop), None);
+
+    // Through the provider: a ContentFiltered failure, not a 200.
+    let provider = providers::for_api(Api::Bedrock).unwrap();
+    let error = match provider.parse_response(
+        bytes::Bytes::from(empty.to_string()),
+        ClientApi::OpenAI,
+        "m",
+    ) {
+        Err(e) => e,
+        Ok(_) => panic!("a filtered answer is a failure"),
+    };
+    assert_eq!(error.class, FailureClass::ContentFiltered);
 }

@@ -547,8 +547,11 @@ fn other_bodies_are_not_responses() {
 #[test]
 fn stream_responses_become_chunks() {
     let mut d = StreamDecoder::new(3);
-    let first = d.event(&json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}],
-        "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}, "modelVersion": "gemini-2.0-flash", "responseId": "abc"}));
+    let first = ok(
+        &mut d,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}],
+        "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}, "modelVersion": "gemini-2.0-flash", "responseId": "abc"}),
+    );
     assert_eq!(
         first,
         vec![
@@ -557,10 +560,16 @@ fn stream_responses_become_chunks() {
         ]
     );
     assert!(!d.complete());
-    let nothing = d.event(&json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "", "thoughtSignature": "c2ln"}]}}]}));
+    let nothing = ok(
+        &mut d,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "", "thoughtSignature": "c2ln"}]}}]}),
+    );
     assert!(nothing.is_empty(), "{nothing:?}");
-    let last = d.event(&json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "lo"}]}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 2, "thoughtsTokenCount": 3, "totalTokenCount": 12}}));
+    let last = ok(
+        &mut d,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "lo"}]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 2, "thoughtsTokenCount": 3, "totalTokenCount": 12}}),
+    );
     assert_eq!(last.len(), 2);
     assert_eq!(last[0]["choices"][0]["delta"], json!({"content": "lo"}));
     assert_eq!(last[1]["choices"][0]["delta"], json!({}));
@@ -585,10 +594,13 @@ fn stream_responses_become_chunks() {
 #[test]
 fn streamed_function_calls_arrive_whole() {
     let mut d = StreamDecoder::new(0);
-    let calls = d.event(&json!({"responseId": "r1", "candidates": [{"content": {"role": "model", "parts": [
-        {"functionCall": {"name": "weather", "args": {"location": "Paris"}}, "thoughtSignature": "c2ln"},
-        {"functionCall": {"name": "weather", "args": {"location": "Rome"}}},
-    ]}}]}));
+    let calls = ok(
+        &mut d,
+        &json!({"responseId": "r1", "candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "weather", "args": {"location": "Paris"}}, "thoughtSignature": "c2ln"},
+            {"functionCall": {"name": "weather", "args": {"location": "Rome"}}},
+        ]}}]}),
+    );
     assert_eq!(
         calls[0]["choices"][0]["delta"],
         json!({"role": "assistant", "tool_calls": [
@@ -597,25 +609,126 @@ fn streamed_function_calls_arrive_whole() {
             {"index": 1, "id": "call_r1_1", "type": "function", "function": {"name": "weather", "arguments": "{\"location\":\"Rome\"}"}},
         ]})
     );
-    let more = d.event(&json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "time"}}]}, "finishReason": "STOP"}]}));
+    let more = ok(
+        &mut d,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "time"}}]}, "finishReason": "STOP"}]}),
+    );
     assert_eq!(more[0]["choices"][0]["delta"]["tool_calls"][0]["index"], 2);
     assert_eq!(more[1]["choices"][0]["finish_reason"], "tool_calls");
     assert!(d.usage_chunk().is_none(), "Gemini reported no usage");
 }
 
+/// The chunks of one event that Gemini did not filter.
+fn ok(d: &mut StreamDecoder, event: &Value) -> Vec<Value> {
+    d.event(event).expect("not filtered")
+}
+
 #[test]
-fn a_stream_with_a_blocked_prompt_ends_filtered() {
+fn a_stream_with_a_blocked_prompt_fails_as_filtered() {
     let mut d = StreamDecoder::new(0);
-    let chunks = d.event(
-        &json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
-                                 "usageMetadata": {"promptTokenCount": 4}}),
+    let reason = d
+        .event(
+            &json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+                       "usageMetadata": {"promptTokenCount": 4}}),
+        )
+        .expect_err("filtered before any content");
+    assert_eq!(reason, "Gemini blocked the prompt: PROHIBITED_CONTENT");
+}
+
+#[test]
+fn a_stream_stopped_by_safety_before_content_fails_even_after_empty_events() {
+    let mut d = StreamDecoder::new(0);
+    // An event with nothing a client reads (a thought signature) neither commits nor counts.
+    let nothing = ok(
+        &mut d,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "", "thoughtSignature": "c2ln"}]}}]}),
     );
-    assert_eq!(chunks[0]["choices"][0]["finish_reason"], "content_filter");
-    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(nothing.is_empty(), "{nothing:?}");
+    for reason in [
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+    ] {
+        let mut fresh = StreamDecoder::new(0);
+        let failure = fresh
+            .event(&json!({"candidates": [{"content": {"role": "model"}, "finishReason": reason, "index": 0}]}))
+            .expect_err(reason);
+        assert_eq!(
+            failure,
+            format!("Gemini stopped the answer before any content: {reason}")
+        );
+    }
+    let failure = d
+        .event(&json!({"candidates": [{"finishReason": "SAFETY", "safetyRatings": []}]}))
+        .expect_err("filtered");
+    assert!(failure.contains("SAFETY"), "{failure}");
+    // A plain stop with no content is an (empty) answer, not a failure.
+    let mut empty = StreamDecoder::new(0);
+    let stop = ok(
+        &mut empty,
+        &json!({"candidates": [{"finishReason": "STOP"}]}),
+    );
+    assert_eq!(stop[0]["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn a_stream_filtered_after_content_keeps_it_and_ends_content_filter() {
+    let mut d = StreamDecoder::new(0);
+    let first = ok(
+        &mut d,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello"}]}, "index": 0}]}),
+    );
+    assert_eq!(first[0]["choices"][0]["delta"]["content"], "Hello");
+    let last = ok(
+        &mut d,
+        &json!({"candidates": [{"content": {"role": "model"}, "finishReason": "SAFETY", "index": 0}]}),
+    );
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0]["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(last[0]["choices"][0]["delta"], json!({}));
     assert!(d.complete());
-    assert!(
-        d.event(&json!({"usageMetadata": {"promptTokenCount": 4}}))
-            .is_empty()
+    // Text and the filter in one event: the text is content, so the stop is the answer's end.
+    let mut d = StreamDecoder::new(0);
+    let both = ok(
+        &mut d,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"}]}, "finishReason": "RECITATION"}]}),
+    );
+    assert_eq!(both[0]["choices"][0]["delta"]["content"], "Hi");
+    assert_eq!(both[1]["choices"][0]["finish_reason"], "content_filter");
+}
+
+#[test]
+fn whole_answers_filtered_before_content_are_failures_and_after_content_are_not() {
+    assert_eq!(
+        filtered(&json!({"promptFeedback": {"blockReason": "SAFETY"}})).as_deref(),
+        Some("Gemini blocked the prompt: SAFETY")
+    );
+    assert_eq!(
+        filtered(
+            &json!({"candidates": [{"content": {"role": "model"}, "finishReason": "SAFETY"}]})
+        )
+        .as_deref(),
+        Some("Gemini stopped the answer before any content: SAFETY")
+    );
+    let partial = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello"}]},
+                                         "finishReason": "SAFETY"}]});
+    assert_eq!(filtered(&partial), None);
+    let (completion, _) = response(&partial, "gemini", 0).unwrap();
+    assert_eq!(completion["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(completion["choices"][0]["finish_reason"], "content_filter");
+    let call = json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "f"}}]},
+                                      "finishReason": "SAFETY"}]});
+    assert_eq!(filtered(&call), None, "a function call is content");
+    assert_eq!(
+        filtered(&json!({"candidates": [{"finishReason": "STOP"}]})),
+        None
+    );
+    assert_eq!(
+        filtered(&json!({"candidates": [{"finishReason": "MAX_TOKENS"}]})),
+        None
     );
 }
 
