@@ -21,6 +21,11 @@ const REPLY: &str = "Hello from the simulated provider.";
 /// `backup` is given, an OpenAI provider `b` there; routes `gemini` and `claude` to Vertex (then
 /// `b`).
 fn manifests(vertex_url: &str, key: &str, backup: Option<&str>) -> String {
+    routed_manifests(vertex_url, key, backup, "")
+}
+
+/// [`manifests`] with `extra` (route spec YAML, such as a failover policy) on both routes.
+fn routed_manifests(vertex_url: &str, key: &str, backup: Option<&str>, extra: &str) -> String {
     let backup_provider = backup.map_or(String::new(), |url| {
         format!(
             "    - name: b
@@ -70,8 +75,13 @@ stringData: {{b: sk-b-secret}}
         }
         targets
     };
-    yaml += &route("gemini", "gemini", &targets(GEMINI), "");
-    yaml += &route("claude", "claude", &targets(&format!("\"{CLAUDE}\"")), "");
+    yaml += &route("gemini", "gemini", &targets(GEMINI), extra);
+    yaml += &route(
+        "claude",
+        "claude",
+        &targets(&format!("\"{CLAUDE}\"")),
+        extra,
+    );
     yaml
 }
 
@@ -458,5 +468,201 @@ async fn usage_counts_cached_prompt_tokens_for_both_publishers() {
             assert!(usage["prompt_tokens"].as_u64().unwrap() >= 7, "{usage}");
         }
     }
+    h.stop().await;
+}
+
+/// A 200 Gemini stream of these `GenerateContentResponse`s, as the simulated Vertex AI sends it.
+fn gemini_stream(events: &[Value]) -> vertex::Fault {
+    let body: String = events
+        .iter()
+        .map(|e| format!("data: {e}\r\n\r\n"))
+        .collect();
+    vertex::Fault::Gemini(switchyard_sim::gemini::Fault::Status {
+        status: 200,
+        body,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+    })
+}
+
+/// Gemini blocking the prompt: no candidate, a `promptFeedback.blockReason`.
+fn prompt_blocked() -> vertex::Fault {
+    gemini_stream(&[json!({"promptFeedback": {"blockReason": "SAFETY"},
+        "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5}, "modelVersion": GEMINI})])
+}
+
+/// Gemini's safety filter stopping the answer after `text` (none: before any content).
+fn answer_stopped_after(text: &str) -> vertex::Fault {
+    let mut events = Vec::new();
+    if !text.is_empty() {
+        events.push(json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}],
+            "modelVersion": GEMINI}));
+    }
+    events.push(json!({"candidates": [{"content": {"role": "model"}, "finishReason": "SAFETY", "index": 0,
+            "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": true}]}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7},
+        "modelVersion": GEMINI}));
+    gemini_stream(&events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_filtering_before_content_fails_over_when_listed() {
+    let tokens = TokenServer::start().await.expect("token server");
+    let vertex = vertex::MockProvider::start("v").await.expect("vertex");
+    let backup = MockProvider::start("b").await.expect("backup");
+    let yaml = routed_manifests(
+        &vertex.base_url(),
+        &tokens.key_file(),
+        Some(&backup.base_url()),
+        "failover: {on: [ContentFiltered]}",
+    );
+    let h = Harness::start(&yaml).await;
+    vertex.push_faults([prompt_blocked(), answer_stopped_after("")]);
+
+    let reply = h
+        .post("/v1/chat/completions", &openai_body("gemini", false))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.header("x-switchyard-attempts"), "2");
+    assert_eq!(reply.header("x-switchyard-provider"), "pool/b");
+    assert_eq!(reply.json()["choices"][0]["finish_reason"], "stop");
+
+    let reply = h
+        .post("/v1/chat/completions", &openai_body("gemini", true))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.header("x-switchyard-attempts"), "2");
+    let events = reply.events();
+    assert!(!openai_stream_text(&events).is_empty());
+    assert!(
+        !events.iter().any(|e| e.contains("content_filter")),
+        "nothing of Gemini's stopped answer is left: {events:?}"
+    );
+
+    assert_eq!(backup.request_count(), 2);
+    let failovers = [
+        ("route", "gemini"),
+        ("provider", "pool/v"),
+        ("reason", "ContentFiltered"),
+    ];
+    assert_eq!(h.count("switchyard_failovers_total", &failovers).await, 2.0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_filtering_before_content_is_content_filtered_in_each_clients_format() {
+    let tokens = TokenServer::start().await.expect("token server");
+    let vertex = vertex::MockProvider::start("v").await.expect("vertex");
+    let backup = MockProvider::start("b").await.expect("backup");
+    let yaml = manifests(
+        &vertex.base_url(),
+        &tokens.key_file(),
+        Some(&backup.base_url()),
+    );
+    let h = Harness::start(&yaml).await;
+    vertex.push_faults([prompt_blocked(), answer_stopped_after(""), prompt_blocked()]);
+
+    let reply = h
+        .post("/v1/chat/completions", &openai_body("gemini", false))
+        .await;
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["error"]["code"], "content_filter", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Gemini blocked the prompt: SAFETY"),
+        "{body}"
+    );
+
+    let reply = h
+        .post("/v1/chat/completions", &openai_body("gemini", true))
+        .await;
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["error"]["code"], "content_filter", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SAFETY"),
+        "{body}"
+    );
+
+    let reply = h
+        .post("/v1/messages", &anthropic_body("gemini", true))
+        .await;
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+    assert_eq!(reply.json()["type"], "error");
+
+    assert_eq!(
+        backup.request_count(),
+        0,
+        "ContentFiltered is not failed over by default"
+    );
+    let filtered = [
+        ("route", "gemini"),
+        ("provider", "pool/v"),
+        ("outcome", "ContentFiltered"),
+    ];
+    assert_eq!(h.count("switchyard_requests_total", &filtered).await, 3.0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_filtering_after_content_reaches_the_client_as_its_finish_reason() {
+    let tokens = TokenServer::start().await.expect("token server");
+    let vertex = vertex::MockProvider::start("v").await.expect("vertex");
+    let backup = MockProvider::start("b").await.expect("backup");
+    let yaml = routed_manifests(
+        &vertex.base_url(),
+        &tokens.key_file(),
+        Some(&backup.base_url()),
+        "failover: {on: [ContentFiltered]}",
+    );
+    let h = Harness::start(&yaml).await;
+    vertex.push_faults([
+        answer_stopped_after("Hello from"),
+        answer_stopped_after("Hello from"),
+        answer_stopped_after("Hello from"),
+    ]);
+
+    let reply = h
+        .post("/v1/chat/completions", &openai_body("gemini", true))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let events = reply.events();
+    assert_eq!(openai_stream_text(&events), "Hello from");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains(r#""finish_reason":"content_filter""#)),
+        "{events:?}"
+    );
+
+    let reply = h
+        .post("/v1/chat/completions", &openai_body("gemini", false))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let body = reply.json();
+    assert_eq!(
+        body["choices"][0]["message"]["content"], "Hello from",
+        "{body}"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "content_filter");
+
+    let reply = h
+        .post("/v1/messages", &anthropic_body("gemini", false))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["content"][0]["text"], "Hello from", "{body}");
+    assert_eq!(body["stop_reason"], "refusal", "{body}");
+
+    assert_eq!(
+        backup.request_count(),
+        0,
+        "a committed answer is not failed over"
+    );
     h.stop().await;
 }
