@@ -177,3 +177,34 @@ async fn a_stream_still_open_at_the_drain_timeout_ends_with_an_error_event() {
         "the stream's last event says why it ended: {last}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_has_sent_nothing_does_not_hold_the_drain() {
+    // A client's spare connection (pools open them and may never use them): accepted, silent.
+    let (h, _a) = started(Duration::from_secs(20), false).await;
+    let mut silent = TcpStream::connect(h.sidecar.data_addr)
+        .await
+        .expect("connect");
+    let mut served = TcpStream::connect(h.sidecar.data_addr)
+        .await
+        .expect("connect");
+    assert_eq!(exchange(&mut served).await, "HTTP/1.1 200 OK");
+    drop(served);
+
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), h.stop())
+        .await
+        .expect("shutdown does not wait for a connection with nothing in flight");
+
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut rest = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(2), silent.read(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection is closed: {closed:?}"
+    );
+}

@@ -161,13 +161,22 @@ pub async fn serve<H, F>(
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let mut stopping = shutdown.clone();
         tokio::spawn(async move {
             // hyper's header-read bound starts once it knows the protocol, which waits for the
             // client's first bytes: a client that connects and says nothing is bounded here.
+            // At shutdown such a connection has nothing in flight, so it is closed at once
+            // rather than holding the drain for the rest of the header-read bound (a pooled
+            // client's spare connection used to keep every shutdown waiting the full drain).
             let mut first = [0u8; 1];
-            match tokio::time::timeout(limits.header_read, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            tokio::select! {
+                peeked = tokio::time::timeout(limits.header_read, stream.peek(&mut first)) => {
+                    match peeked {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                }
+                _ = stopping.wait_for(|stop| *stop) => return,
             }
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
