@@ -102,6 +102,9 @@ pub enum Fault {
     TruncateStream { after_chunks: usize },
     /// Send `after_chunks` content chunks, then abort the connection.
     AbortMidStream { after_chunks: usize },
+    /// A 200 whose answer a guardrail stops after this many words of the reply (zero: before any
+    /// content, with an empty `content` list): `stopReason: guardrail_intervened`.
+    GuardrailIntervened { after_words: usize },
 }
 
 /// The Bedrock Converse wire format.
@@ -169,6 +172,9 @@ impl Api for Bedrock {
             }
             Fault::TruncateStream { after_chunks } => Ending::Truncate(after_chunks),
             Fault::AbortMidStream { after_chunks } => Ending::Abort(after_chunks),
+            Fault::GuardrailIntervened { after_words } => {
+                return Plan::Respond(guardrail_answer(request, after_words));
+            }
             other => return Plan::Respond(fault_response(other)),
         };
         Plan::ending(ending)
@@ -311,6 +317,63 @@ fn stream_answer(
     ]);
     let delay = behavior.chunk_delay;
     server::event_stream(EVENT_STREAM, events, content_chunks, ending, error, delay)
+}
+
+/// The answer a guardrail stopped after `after_words` words of the default reply, streamed or
+/// whole as the request asked.
+fn guardrail_answer(request: &Recorded, after_words: usize) -> Response<SimBody> {
+    let behavior = Behavior::default();
+    let answer = Answer::new(request, &behavior);
+    let words = word_pieces(&behavior.reply);
+    let said: Vec<&str> = words.into_iter().take(after_words).collect();
+    let usage = answer.usage();
+    let stop = "guardrail_intervened";
+    if parse_path(&request.path).is_some_and(|p| p.stream) {
+        let mut events = vec![event("messageStart", json!({"role": "assistant"}))];
+        events.extend(said.iter().map(|text| {
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": text}}),
+            )
+        }));
+        if !said.is_empty() {
+            events.push(event("contentBlockStop", json!({"contentBlockIndex": 0})));
+        }
+        events.extend([
+            event("messageStop", json!({"stopReason": stop})),
+            event(
+                "metadata",
+                json!({"usage": usage, "metrics": {"latencyMs": 42}}),
+            ),
+        ]);
+        let content_chunks = events.len();
+        let error = || exception("modelStreamErrorException", STREAM_ERROR);
+        server::event_stream(
+            EVENT_STREAM,
+            events,
+            content_chunks,
+            Ending::Complete,
+            error,
+            behavior.chunk_delay,
+        )
+    } else {
+        let content: Vec<Value> = if said.is_empty() {
+            Vec::new()
+        } else {
+            vec![json!({"text": said.concat()})]
+        };
+        let document = json!({
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 42},
+        });
+        let error = || error_response(500, "InternalServerException", INTERNAL);
+        server::document(
+            JSON,
+            Bytes::from(document.to_string()),
+            Ending::Complete,
+            error,
+        )
+    }
 }
 
 // === frames ===

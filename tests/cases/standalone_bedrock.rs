@@ -5,7 +5,9 @@
 //! STS with a token file. OpenAI and Anthropic clients, streamed and not, tool use, and
 //! failover on Bedrock's real error shapes (a wrong key's 403 `InvalidSignatureException`,
 //! throttling as a 429 and as an exception frame inside the stream), `ValidationException`s told
-//! to the client in its format, and a Responses API client on the chat hub.
+//! to the client in its format, a guardrail stopping the answer before any content as
+//! `ContentFiltered` (after some content: `content_filter`), and a Responses API client on the
+//! chat hub.
 
 use std::time::Duration;
 
@@ -494,5 +496,119 @@ async fn responses_api_clients_ride_on_the_chat_hub() {
     assert_eq!(answer["output"][0]["content"][0]["text"], REPLY, "{answer}");
     let sent = s.a.last_request().unwrap().body;
     assert_eq!(sent["system"], json!([{"text": "Be brief."}]));
+    s.h.stop().await;
+}
+
+/// A guardrail stopping the answer before any content is `ContentFiltered`: with failover on
+/// that class the route moves on to `b`, streamed or not, and nothing of `a`'s answer is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guardrail_before_any_content_fails_over_when_content_filtered_is_listed() {
+    let a = bedrock::MockProvider::start("a")
+        .await
+        .expect("bedrock sim");
+    let b = MockProvider::start("b").await.expect("mock b");
+    b.reply(REPLY);
+    // The route is the last document: a line here is one more field of its spec.
+    let yaml = manifests(&a.base_url(), Auth::Keys(SECRET_ACCESS_KEY), &b.base_url())
+        + "  failover: {on: [ContentFiltered]}\n";
+    let h = Harness::start(&yaml).await;
+    a.push_faults([
+        Fault::GuardrailIntervened { after_words: 0 },
+        Fault::GuardrailIntervened { after_words: 0 },
+    ]);
+    let s = Setup { h, a, b };
+
+    let reply = post(&s.h, "/v1/chat/completions", &openai(true)).await;
+    assert_failed_over(&s, &reply, "ContentFiltered").await;
+    let (text, _) = streamed_text(&reply);
+    assert_eq!(text, REPLY, "b's answer, whole");
+    assert!(
+        !reply.events().iter().any(|e| e.contains("content_filter")),
+        "nothing of a's stopped answer is left"
+    );
+
+    let reply = post(&s.h, "/v1/chat/completions", &openai(false)).await;
+    ok(&reply);
+    assert_eq!(reply.header("x-switchyard-provider"), "pool/b");
+    assert_eq!(reply.json()["choices"][0]["message"]["content"], REPLY);
+    assert_eq!((s.a.request_count(), s.b.request_count()), (2, 2));
+    s.h.stop().await;
+}
+
+/// Without failover on `ContentFiltered`, the client gets the class's error in its own format;
+/// a guardrail after some content leaves that content and `content_filter` (`refusal`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guardrail_is_content_filtered_before_content_and_a_finish_reason_after() {
+    let s = start(SECRET_ACCESS_KEY).await;
+    s.a.push_faults([
+        Fault::GuardrailIntervened { after_words: 0 },
+        Fault::GuardrailIntervened { after_words: 0 },
+        Fault::GuardrailIntervened { after_words: 0 },
+    ]);
+    for stream in [true, false] {
+        let reply = post(&s.h, "/v1/chat/completions", &openai(stream)).await;
+        assert_eq!(
+            reply.status,
+            400,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let body = reply.json();
+        assert_eq!(body["error"]["code"], "content_filter", "{body}");
+        let message = body["error"]["message"].as_str().expect("a message");
+        assert!(
+            message.contains("Bedrock guardrail intervened"),
+            "{message}"
+        );
+    }
+    let anthropic = json!({"model": "chat", "max_tokens": 100, "stream": true,
+                           "messages": [{"role": "user", "content": "Say hello"}]});
+    let reply = post(&s.h, "/v1/messages", &anthropic).await;
+    assert_eq!(
+        reply.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["type"], "error");
+    assert_eq!(s.b.request_count(), 0, "not failed over by default");
+    let filtered = [
+        ("route", "r"),
+        ("provider", "pool/a"),
+        ("outcome", "ContentFiltered"),
+    ];
+    assert_eq!(s.h.count("switchyard_requests_total", &filtered).await, 3.0);
+
+    s.a.push_faults([
+        Fault::GuardrailIntervened { after_words: 2 },
+        Fault::GuardrailIntervened { after_words: 2 },
+        Fault::GuardrailIntervened { after_words: 2 },
+    ]);
+    let said = "Hello from";
+    let reply = post(&s.h, "/v1/chat/completions", &openai(true)).await;
+    ok(&reply);
+    let (text, _) = streamed_text(&reply);
+    assert_eq!(text, said);
+    assert!(
+        reply
+            .events()
+            .iter()
+            .any(|e| e.contains(r#""finish_reason":"content_filter""#)),
+        "{:?}",
+        reply.events()
+    );
+    let reply = post(&s.h, "/v1/chat/completions", &openai(false)).await;
+    ok(&reply);
+    let body = reply.json();
+    assert_eq!(body["choices"][0]["message"]["content"], said, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "content_filter");
+    let anthropic = json!({"model": "chat", "max_tokens": 100,
+                           "messages": [{"role": "user", "content": "Say hello"}]});
+    let reply = post(&s.h, "/v1/messages", &anthropic).await;
+    ok(&reply);
+    let body = reply.json();
+    assert_eq!(body["content"][0]["text"], said, "{body}");
+    assert_eq!(body["stop_reason"], "refusal", "{body}");
+    assert_eq!(s.b.request_count(), 0);
     s.h.stop().await;
 }

@@ -5,7 +5,8 @@
 //! checks the project, location, publisher, method and (for Anthropic models) the Vertex body.
 //! OpenAI and Anthropic clients, both publishers, streamed and not; one token for many requests,
 //! a new one before it expires; a token the model server refuses, and a key the token endpoint
-//! refuses, are `AuthError`s that fail over.
+//! refuses, are `AuthError`s that fail over. Gemini filtering an answer before any content is
+//! `ContentFiltered` (failed over only when listed); after some content, `content_filter`.
 
 use std::time::Duration;
 
