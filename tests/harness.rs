@@ -44,6 +44,19 @@ impl Reply {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
+    /// Asserts an OpenAI-format error with `status` and `code` whose message contains `says`;
+    /// returns the message.
+    #[track_caller]
+    pub fn assert_openai_error(&self, status: u16, code: &str, says: &str) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        assert_eq!(self.status, status, "{text}");
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        let message = body["error"]["message"].as_str().expect("an error message");
+        assert!(message.contains(says), "{message:?} does not say {says:?}");
+        message.to_string()
+    }
+
     /// A header as a string (empty when absent).
     pub fn header(&self, name: &str) -> &str {
         self.headers

@@ -261,16 +261,7 @@ async fn the_prompt_filter_is_content_filtered_in_each_clients_format_and_not_fa
     az.push_faults([Fault::PromptFiltered, Fault::PromptFiltered]);
 
     let reply = send(&h, "/v1/chat/completions", &openai_request(true)).await;
-    assert_eq!(
-        reply.status,
-        400,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let body = reply.json();
-    assert_eq!(body["error"]["code"], "content_filter", "{body}");
-    let message = body["error"]["message"].as_str().expect("message");
-    assert!(message.contains("content management policy"), "{message}");
+    let message = reply.assert_openai_error(400, "content_filter", "content management policy");
     assert!(!message.contains(KEY));
 
     let reply = send(&h, "/v1/messages", &anthropic_request(false)).await;

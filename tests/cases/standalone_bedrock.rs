@@ -547,19 +547,7 @@ async fn a_guardrail_is_content_filtered_before_content_and_a_finish_reason_afte
     ]);
     for stream in [true, false] {
         let reply = post(&s.h, "/v1/chat/completions", &openai(stream)).await;
-        assert_eq!(
-            reply.status,
-            400,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
-        let body = reply.json();
-        assert_eq!(body["error"]["code"], "content_filter", "{body}");
-        let message = body["error"]["message"].as_str().expect("a message");
-        assert!(
-            message.contains("Bedrock guardrail intervened"),
-            "{message}"
-        );
+        reply.assert_openai_error(400, "content_filter", "Bedrock guardrail intervened");
     }
     let anthropic = json!({"model": "chat", "max_tokens": 100, "stream": true,
                            "messages": [{"role": "user", "content": "Say hello"}]});

@@ -281,15 +281,7 @@ async fn tokens_are_replaced_before_they_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_the_model_server_refuses_is_an_auth_error_that_fails_over() {
-    let tokens = TokenServer::start().await.expect("token server");
-    let vertex = vertex::MockProvider::start("v").await.expect("vertex");
-    let backup = MockProvider::start("b").await.expect("backup");
-    let yaml = manifests(
-        &vertex.base_url(),
-        &tokens.key_file(),
-        Some(&backup.base_url()),
-    );
-    let h = Harness::start(&yaml).await;
+    let (tokens, vertex, backup, h) = gemini_with_backup("").await;
     // The token endpoint says an hour, the model server honours one second: the sidecar's
     // cached token is refused (401 UNAUTHENTICATED) while it still believes in it.
     tokens.set_lifetime(3600, 1);
@@ -505,8 +497,11 @@ fn answer_stopped_after(text: &str) -> vertex::Fault {
     gemini_stream(&events)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gemini_filtering_before_content_fails_over_when_listed() {
+/// A Gemini route on Vertex with an OpenAI-API backup target, `extra` on the routes; the token
+/// server must live as long as the sidecar.
+async fn gemini_with_backup(
+    extra: &str,
+) -> (TokenServer, vertex::MockProvider, MockProvider, Harness) {
     let tokens = TokenServer::start().await.expect("token server");
     let vertex = vertex::MockProvider::start("v").await.expect("vertex");
     let backup = MockProvider::start("b").await.expect("backup");
@@ -514,9 +509,16 @@ async fn gemini_filtering_before_content_fails_over_when_listed() {
         &vertex.base_url(),
         &tokens.key_file(),
         Some(&backup.base_url()),
-        "failover: {on: [ContentFiltered]}",
+        extra,
     );
     let h = Harness::start(&yaml).await;
+    (tokens, vertex, backup, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_filtering_before_content_fails_over_when_listed() {
+    let (_tokens, vertex, backup, h) =
+        gemini_with_backup("failover: {on: [ContentFiltered]}").await;
     vertex.push_faults([prompt_blocked(), answer_stopped_after("")]);
 
     let reply = h
@@ -551,44 +553,17 @@ async fn gemini_filtering_before_content_fails_over_when_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemini_filtering_before_content_is_content_filtered_in_each_clients_format() {
-    let tokens = TokenServer::start().await.expect("token server");
-    let vertex = vertex::MockProvider::start("v").await.expect("vertex");
-    let backup = MockProvider::start("b").await.expect("backup");
-    let yaml = manifests(
-        &vertex.base_url(),
-        &tokens.key_file(),
-        Some(&backup.base_url()),
-    );
-    let h = Harness::start(&yaml).await;
+    let (_tokens, vertex, backup, h) = gemini_with_backup("").await;
     vertex.push_faults([prompt_blocked(), answer_stopped_after(""), prompt_blocked()]);
 
     let reply = h
         .post("/v1/chat/completions", &openai_body("gemini", false))
         .await;
-    assert_eq!(reply.status, 400, "{:?}", reply.body);
-    let body = reply.json();
-    assert_eq!(body["error"]["code"], "content_filter", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Gemini blocked the prompt: SAFETY"),
-        "{body}"
-    );
-
+    reply.assert_openai_error(400, "content_filter", "Gemini blocked the prompt: SAFETY");
     let reply = h
         .post("/v1/chat/completions", &openai_body("gemini", true))
         .await;
-    assert_eq!(reply.status, 400, "{:?}", reply.body);
-    let body = reply.json();
-    assert_eq!(body["error"]["code"], "content_filter", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("SAFETY"),
-        "{body}"
-    );
+    reply.assert_openai_error(400, "content_filter", "SAFETY");
 
     let reply = h
         .post("/v1/messages", &anthropic_body("gemini", true))
@@ -612,16 +587,8 @@ async fn gemini_filtering_before_content_is_content_filtered_in_each_clients_for
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemini_filtering_after_content_reaches_the_client_as_its_finish_reason() {
-    let tokens = TokenServer::start().await.expect("token server");
-    let vertex = vertex::MockProvider::start("v").await.expect("vertex");
-    let backup = MockProvider::start("b").await.expect("backup");
-    let yaml = routed_manifests(
-        &vertex.base_url(),
-        &tokens.key_file(),
-        Some(&backup.base_url()),
-        "failover: {on: [ContentFiltered]}",
-    );
-    let h = Harness::start(&yaml).await;
+    let (_tokens, vertex, backup, h) =
+        gemini_with_backup("failover: {on: [ContentFiltered]}").await;
     vertex.push_faults([
         answer_stopped_after("Hello from"),
         answer_stopped_after("Hello from"),
