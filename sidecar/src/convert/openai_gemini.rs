@@ -345,11 +345,12 @@ fn reasoning_tokens(u: &UsageMetadata) -> u64 {
     u.thoughts_token_count.unwrap_or(0)
 }
 
-/// The chunk or completion id for a Gemini `responseId`.
+/// The chunk or completion id for a Gemini `responseId`; an answer without one gets a random id,
+/// since clients (and the Responses API's item ids made from it) expect ids not to repeat.
 fn completion_id(resp: &GenerateContentResponse) -> String {
-    match &resp.response_id {
+    match resp.response_id.as_deref().filter(|id| !id.is_empty()) {
         Some(id) => format!("chatcmpl-{id}"),
-        None => "chatcmpl-gemini".into(),
+        None => format!("chatcmpl-gemini-{:016x}", rand::random::<u64>()),
     }
 }
 

@@ -408,15 +408,10 @@ pub struct Ids {
     suffix: String,
 }
 
-/// Hub ids a converter makes up when the provider's answer has none (a Gemini answer without
-/// `responseId`): not the answer's own, so not used.
-const PLACEHOLDER_IDS: &[&str] = &["chatcmpl-gemini"];
-
 impl Ids {
     /// Ids for the hub answer or chunk id `id` (`chatcmpl-…` and the like).
     pub fn new(id: Option<&str>) -> Self {
         let suffix = id
-            .filter(|id| !PLACEHOLDER_IDS.contains(id))
             .map(|id| {
                 id.strip_prefix("chatcmpl-")
                     .or_else(|| id.strip_prefix("resp_"))

@@ -742,8 +742,23 @@ fn wrong_typed_fields_are_ignored_rather_than_rejected() {
     }));
     assert_eq!(request(&noisy), request(&clean));
 
-    let clean = json!({"candidates": [{}]});
-    let noisy = json!({"candidates": [{"index": "0", "finishReason": 1,
+    // Both with a `responseId`: without one, each answer gets an id of its own.
+    let clean = json!({"responseId": "r", "candidates": [{}]});
+    let noisy = json!({"responseId": "r", "candidates": [{"index": "0", "finishReason": 1,
         "content": {"parts": [{"text": 5}, {"functionCall": "x"}, 3]}}]});
     assert_eq!(response(&noisy, "m", 0), response(&clean, "m", 0));
+}
+
+#[test]
+fn answers_without_a_response_id_get_distinct_ids() {
+    let answer = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]},
+        "finishReason": "STOP", "index": 0}]});
+    let id =
+        |resp: &Value| response(resp, "gemini-2.5-flash", 0).expect("an answer").0["id"].clone();
+    let (a, b) = (id(&answer), id(&answer));
+    assert_ne!(a, b);
+    assert!(a.as_str().unwrap().starts_with("chatcmpl-gemini-"), "{a}");
+    let mut named = answer.clone();
+    named["responseId"] = json!("r1");
+    assert_eq!(id(&named), "chatcmpl-r1");
 }

@@ -611,7 +611,7 @@ mod stream_items {
             }
             responses::response(&hub, &Echo::default())
         };
-        for id in [None, Some("chatcmpl-gemini"), Some("")] {
+        for id in [None, Some("")] {
             let (a, b) = (answer(id), answer(id));
             assert_ne!(a["id"], b["id"], "{id:?}");
             assert_ne!(a["output"][0]["id"], b["output"][0]["id"], "{id:?}");
