@@ -48,7 +48,8 @@ const LONGEST: usize = 12;
 
 /// One searcher for all the marks. Leftmost-first lets aho-corasick use its SIMD (Teddy)
 /// prefilter; no mark is a prefix of another, so restarting one byte after each match start
-/// still finds every mark that occurs.
+/// still finds every mark that occurs. The text is lower-cased for it ([`marks_present`]) rather
+/// than the searcher built `ascii_case_insensitive`, which measured three times slower.
 static MARK_SEARCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostFirst)
