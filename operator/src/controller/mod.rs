@@ -1,11 +1,11 @@
 //! The controller: label-filtered reflectors over ModelRoutes, ProviderPools, Budgets, opted-in
 //! Secrets and injected Pods, and a metadata-only watch of ConfigMaps (those routes name for a
-//! complexity model are read by name at each step); on any change (debounced) one [`step`] compiles every table, the result is
+//! complexity model are read by name at each step); on any change (debounced) one [`step()`] compiles every table, the result is
 //! published into [`Tables`], and statuses that changed are written by server-side apply.
 //!
 //! Every replica runs the reflectors and publishes tables (a standby is warm); only the leader
 //! writes status and publishes [`events`]. The reflector wiring in [`run`] is deliberately thin:
-//! everything decidable is in [`step`], a function over plain object lists, and in the pure
+//! everything decidable is in [`step()`], a function over plain object lists, and in the pure
 //! builders of [`conditions`] and [`events`].
 
 pub mod conditions;
@@ -13,8 +13,9 @@ pub mod events;
 pub mod owners;
 mod references;
 pub mod spend;
+mod step;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -22,42 +23,37 @@ use std::time::Duration;
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use switchyard_crds::compile::{
-    self, Audience, Inputs, Kind, ObjectKey, PoolOutcome, RouteOutcome, SECRET_OPT_IN_LABEL,
-};
-use switchyard_crds::table::RouteTable;
+use switchyard_crds::compile::{ObjectKey, SECRET_OPT_IN_LABEL};
 use switchyard_crds::v1alpha1::{
     Budget, BudgetStatus, ModelRoute, ModelRouteStatus, PromptTemplate, PromptTemplateStatus,
-    ProviderPool, ProviderPoolStatus, SidecarSummary,
+    ProviderPool, ProviderPoolStatus,
 };
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::events::Notice;
-use crate::config_server::TopWorkloads;
-use crate::config_server::leases::LimitTotals;
-use crate::config_server::reports::{RouteKey, RouteStats, WindowKey, WindowStats};
-use crate::config_server::tables::{PodInfo, Snapshot, Tables};
+use crate::config_server::tables::Tables;
 use crate::leader::Leadership;
 use crate::metrics::ControllerMetrics;
-use crate::names::{FIELD_MANAGER, GENERATED_BY, INJECT_LABEL, INJECTED_LABEL};
+use crate::names::{FIELD_MANAGER, INJECT_LABEL, INJECTED_LABEL};
 use crate::telemetry;
-use crate::workload::{self, Owners};
 use crate::{Error, Result};
 use owners::OwnerCache;
 #[cfg(test)]
 use spend::SPEND_WRITE_EVERY;
-use spend::SpendWrite;
 
 pub use references::{ConfigMapCache, config_map_refs, referenced_config_maps, unseen_secret_refs};
 use references::{spawn_config_map_watch, unlabelled_secrets};
+pub use step::{BudgetWrite, Reports, RouteWrite, Step, World, step};
+#[cfg(test)]
+use step::{is_running, key_of, pod_info};
 
 /// How long to wait after a change for more changes before compiling.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -73,402 +69,6 @@ const RETRY: ExponentialBuilder = ExponentialBuilder::new()
     .with_factor(2.0)
     .with_jitter()
     .without_max_times();
-
-/// Everything [`step`] reads: the reflectors' contents.
-#[derive(Clone, Debug, Default)]
-pub struct World {
-    pub pools: Vec<ProviderPool>,
-    pub routes: Vec<ModelRoute>,
-    /// Every Budget, all namespaces: compiled into the tables of the pods they select, whose
-    /// sidecars then share each limit through leases (docs/reference/operator.md#leases).
-    pub budgets: Vec<Budget>,
-    pub secrets: Vec<Secret>,
-    /// The ConfigMaps routes' `complexity.model.configMapRef` name, as read by name at the
-    /// step ([`referenced_config_maps`]); a missing one is absent.
-    pub config_maps: Vec<ConfigMap>,
-    /// Every PromptTemplate, all namespaces: each table carries those its routes name.
-    pub templates: Vec<PromptTemplate>,
-    pub pods: Vec<Pod>,
-    /// Namespaces labelled for injection.
-    pub namespaces: Vec<Namespace>,
-    /// The controllers of the ReplicaSets and Jobs that control pods, as far as looked up
-    /// ([`owners`]), to resolve each pod's workload.
-    pub owners: Owners,
-}
-
-/// What the config server learnt from sidecar reports.
-#[derive(Clone, Debug, Default)]
-pub struct Reports {
-    /// The 5-minute windows, for pool provider health.
-    pub windows: BTreeMap<WindowKey, WindowStats>,
-    /// The table version of each pod's latest report, by pod UID, for `inSync`.
-    pub versions: HashMap<String, String>,
-    /// The lease book's totals by (budget `namespace/name`, limit index), for Budget status.
-    pub budgets: HashMap<(String, u32), LimitTotals>,
-    /// The 5-minute route windows, for ModelRoute `costUsd` and `requests`.
-    pub routes: BTreeMap<RouteKey, RouteStats>,
-    /// The biggest spenders of each budget limit's window, for Budget `topWorkloads`.
-    pub top_workloads: TopWorkloads,
-}
-
-/// A route status a step decided to write.
-#[derive(Debug)]
-pub struct RouteWrite {
-    pub key: ObjectKey,
-    pub status: ModelRouteStatus,
-    /// Only `costUsd`/`requests` changed ([`spend::same_route_but_spend`]) and no event is due:
-    /// the write may wait for [`spend::SPEND_WRITE_EVERY`].
-    pub spend_only: bool,
-}
-
-/// A budget status a step decided to write.
-#[derive(Debug)]
-pub struct BudgetWrite {
-    pub key: ObjectKey,
-    pub status: BudgetStatus,
-    /// Only spend changed ([`conditions::same_but_spend`]) and no event is due: the write may
-    /// wait for [`spend::SPEND_WRITE_EVERY`].
-    pub spend_only: bool,
-    /// Events the change deserves, published after the write (dropped with a deferred write,
-    /// and decided again from the unchanged status at the next step).
-    pub events: Vec<(ObjectReference, Notice)>,
-}
-
-/// What one [`step`] decided: the snapshot to publish and the statuses to write.
-#[derive(Debug, Default)]
-pub struct Step {
-    pub snapshot: Snapshot,
-    /// Routes whose status changed.
-    pub routes: Vec<RouteWrite>,
-    /// Pools whose status changed, with the new status.
-    pub pools: Vec<(ObjectKey, ProviderPoolStatus)>,
-    /// Budgets whose status changed.
-    pub budgets: Vec<BudgetWrite>,
-    /// Prompt templates whose status changed.
-    pub templates: Vec<(ObjectKey, PromptTemplateStatus)>,
-    /// Events the status changes deserve, published after the writes.
-    pub events: Vec<(ObjectReference, Notice)>,
-    /// Namespaces that have or may get injected pods, which need the CA bundle ConfigMap: those
-    /// labelled for injection, with injected pods, or with routes.
-    pub trust_namespaces: BTreeSet<String>,
-}
-
-/// Compiles `world`, builds the snapshot and every status, and keeps only the statuses that
-/// differ (ignoring transition times) from what the objects carry.
-pub fn step(world: &World, reports: &Reports, now: Time) -> Step {
-    let pods = PodIndex::of(&world.pods, &world.owners);
-    let mut compiled = compile::compile(&Inputs {
-        pools: &world.pools,
-        routes: &world.routes,
-        budgets: &world.budgets,
-        secrets: &world.secrets,
-        config_maps: &world.config_maps,
-        // A cluster reads model files from ConfigMaps only; `file:` is refused.
-        model_files: None,
-        audiences: &pods.audiences,
-        require_secret_opt_in: true,
-        generated_by: GENERATED_BY,
-    });
-    compile::apply_templates(&mut compiled, &world.routes, &world.templates);
-    let tables: BTreeMap<Audience, Arc<_>> = compiled
-        .tables
-        .into_iter()
-        .map(|(audience, table)| (audience, Arc::new(table)))
-        .collect();
-    let selected = sidecar_counts(&pods.running, &tables, reports);
-    let holding = budget_counts(&pods.running, &tables);
-
-    let mut out = Step::default();
-    route_statuses(world, &compiled.routes, &selected, reports, &now, &mut out);
-    pool_statuses(world, &compiled.pools, reports, &now, &mut out);
-    budget_statuses(world, &compiled.budgets, reports, &holding, &now, &mut out);
-    template_statuses(world, &compiled.templates, &now, &mut out);
-    out.trust_namespaces = world
-        .namespaces
-        .iter()
-        .map(|ns| ns.name_any())
-        .chain(pods.by_uid.values().map(|p| p.namespace.clone()))
-        .chain(world.routes.iter().filter_map(|r| r.namespace()))
-        .collect();
-    out.snapshot = Snapshot {
-        tables,
-        pods: pods.by_uid,
-        durable: Arc::new(conditions::durable_totals(&world.budgets)),
-    };
-    out
-}
-
-/// Adds to `out` the template statuses that changed, and the events they deserve.
-fn template_statuses(
-    world: &World,
-    outcomes: &BTreeMap<ObjectKey, compile::TemplateOutcome>,
-    now: &Time,
-    out: &mut Step,
-) {
-    for template in &world.templates {
-        let key = key_of(Kind::PromptTemplate, template);
-        let Some(outcome) = outcomes.get(&key) else {
-            continue;
-        };
-        let previous = template.status.as_ref();
-        let status = conditions::template_status(outcome, previous, now.clone());
-        if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
-            let before = previous.map(|p| p.conditions.as_slice());
-            out.events.extend(notices(
-                template.object_ref(&()),
-                before,
-                &status.conditions,
-            ));
-            out.templates.push((key, status));
-        }
-    }
-}
-
-/// For each budget by `namespace/name`, the running pods whose table holds it.
-fn budget_counts(
-    running: &[(String, PodInfo)],
-    tables: &BTreeMap<Audience, Arc<RouteTable>>,
-) -> HashMap<String, u32> {
-    let mut holding: HashMap<String, u32> = HashMap::new();
-    for (_, pod) in running {
-        if let Some(table) = tables.get(&pod.audience()) {
-            for id in table.budgets.keys() {
-                *holding.entry(id.clone()).or_default() += 1;
-            }
-        }
-    }
-    holding
-}
-
-/// Adds to `out` the budget statuses that changed, and the events they deserve. A budget with
-/// problems is left out of every table (its pods' sidecars do not enforce it); its status says
-/// why.
-fn budget_statuses(
-    world: &World,
-    outcomes: &BTreeMap<ObjectKey, compile::BudgetOutcome>,
-    reports: &Reports,
-    holding: &HashMap<String, u32>,
-    now: &Time,
-    out: &mut Step,
-) {
-    for budget in &world.budgets {
-        let key = key_of(Kind::Budget, budget);
-        let Some(outcome) = outcomes.get(&key) else {
-            continue;
-        };
-        let id = format!("{}/{}", key.namespace, key.name);
-        let selected = holding.get(&id).copied().unwrap_or(0);
-        let previous = budget.status.as_ref();
-        let mut status =
-            conditions::budget_status(budget, outcome, &reports.budgets, selected, now.clone());
-        status.top_workloads = spend::budget_top_workloads(budget, &reports.top_workloads, now);
-        if previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
-            continue;
-        }
-        let object = budget.object_ref(&());
-        let before = previous.map(|p| p.conditions.as_slice());
-        let mut events = notices(object.clone(), before, &status.conditions);
-        events.extend(
-            events::budget_notices(previous, &status)
-                .into_iter()
-                .map(|notice| (object.clone(), notice)),
-        );
-        let spend_only =
-            events.is_empty() && previous.is_some_and(|p| conditions::same_but_spend(p, &status));
-        out.budgets.push(BudgetWrite {
-            key,
-            status,
-            spend_only,
-            events,
-        });
-    }
-}
-
-// === impl RouteWrite, BudgetWrite ===
-
-impl SpendWrite for RouteWrite {
-    fn key(&self) -> &ObjectKey {
-        &self.key
-    }
-    fn spend_only(&self) -> bool {
-        self.spend_only
-    }
-}
-
-impl SpendWrite for BudgetWrite {
-    fn key(&self) -> &ObjectKey {
-        &self.key
-    }
-    fn spend_only(&self) -> bool {
-        self.spend_only
-    }
-}
-
-/// The injected pods a step serves.
-struct PodIndex {
-    /// Every injected, non-terminating pod by UID.
-    by_uid: HashMap<String, PodInfo>,
-    /// The audiences of those pods, each once, in order.
-    audiences: Vec<Audience>,
-    /// Those of them running, with their UID.
-    running: Vec<(String, PodInfo)>,
-}
-
-impl PodIndex {
-    fn of(pods: &[Pod], owners: &Owners) -> Self {
-        let mut by_uid = HashMap::new();
-        let mut audiences = BTreeSet::new();
-        let mut running = Vec::new();
-        for pod in pods {
-            let Some(info) = pod_info(pod, owners) else {
-                continue;
-            };
-            // NB: Pending pods get an audience too: a native sidecar starts (and asks for its
-            // table) while its pod is still Pending, and should not be served the empty table
-            // then.
-            audiences.insert(info.audience());
-            let uid = pod.uid().unwrap_or_default();
-            if is_running(pod) {
-                running.push((uid.clone(), info.clone()));
-            }
-            by_uid.insert(uid, info);
-        }
-        Self {
-            by_uid,
-            audiences: audiences.into_iter().collect(),
-            running,
-        }
-    }
-}
-
-/// For each route by (namespace, name), the running pods it wins for (selected) and those of
-/// them whose last report carried their table's current version (in sync).
-fn sidecar_counts(
-    running: &[(String, PodInfo)],
-    tables: &BTreeMap<Audience, Arc<RouteTable>>,
-    reports: &Reports,
-) -> BTreeMap<(String, String), (u32, u32)> {
-    let mut selected: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();
-    for (uid, pod) in running {
-        if let Some(table) = tables.get(&pod.audience()) {
-            let in_sync = reports.versions.get(uid) == Some(&table.version);
-            for route in table.routes.values() {
-                let counts = selected
-                    .entry((route.namespace.clone(), route.name.clone()))
-                    .or_default();
-                counts.0 += 1;
-                counts.1 += u32::from(in_sync);
-            }
-        }
-    }
-    selected
-}
-
-/// Adds to `out` the route statuses that changed, and the events they deserve.
-fn route_statuses(
-    world: &World,
-    outcomes: &BTreeMap<ObjectKey, RouteOutcome>,
-    selected: &BTreeMap<(String, String), (u32, u32)>,
-    reports: &Reports,
-    now: &Time,
-    out: &mut Step,
-) {
-    for route in &world.routes {
-        let key = key_of(Kind::ModelRoute, route);
-        let Some(outcome) = outcomes.get(&key) else {
-            continue;
-        };
-        let (count, in_sync) = selected
-            .get(&(key.namespace.clone(), key.name.clone()))
-            .copied()
-            .unwrap_or_default();
-        let sidecars = SidecarSummary {
-            selected: count,
-            in_sync,
-            summary: format!("{in_sync}/{count}"),
-        };
-        // The snapshot holding this compile is published before any status is written, so a
-        // route without problems is in the served tables.
-        let programmed = outcome.accepted.is_empty() && outcome.resolved_refs.is_empty();
-        let previous = route.status.as_ref();
-        let mut status =
-            conditions::route_status(outcome, sidecars, programmed, previous, now.clone());
-        let window = RouteKey {
-            namespace: key.namespace.clone(),
-            route: key.name.clone(),
-        };
-        spend::set_route_window(&mut status, reports.routes.get(&window));
-        if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
-            let before = previous.map(|p| p.conditions.as_slice());
-            let events = notices(route.object_ref(&()), before, &status.conditions);
-            let spend_only = events.is_empty()
-                && previous.is_some_and(|p| spend::same_route_but_spend(p, &status));
-            out.events.extend(events);
-            out.routes.push(RouteWrite {
-                key,
-                status,
-                spend_only,
-            });
-        }
-    }
-}
-
-/// Adds to `out` the pool statuses that changed, and the events they deserve.
-fn pool_statuses(
-    world: &World,
-    outcomes: &BTreeMap<ObjectKey, PoolOutcome>,
-    reports: &Reports,
-    now: &Time,
-    out: &mut Step,
-) {
-    for pool in &world.pools {
-        let key = key_of(Kind::ProviderPool, pool);
-        let Some(outcome) = outcomes.get(&key) else {
-            continue;
-        };
-        let providers = pool
-            .spec
-            .providers
-            .iter()
-            .map(|p| {
-                let id = format!("{}/{}", key.name, p.name);
-                let stats: Vec<&WindowStats> = reports
-                    .windows
-                    .iter()
-                    .filter(|(k, _)| k.namespace == key.namespace && k.provider == id)
-                    .map(|(_, s)| s)
-                    .collect();
-                conditions::provider_status(&p.name, &stats)
-            })
-            .collect();
-        let previous = pool.status.as_ref();
-        let status = conditions::pool_status(
-            outcome,
-            providers,
-            pool.metadata.generation,
-            previous,
-            now.clone(),
-        );
-        if !previous.is_some_and(|p| conditions::same_ignoring_time(p, &status)) {
-            let before = previous.map(|p| p.conditions.as_slice());
-            out.events
-                .extend(notices(pool.object_ref(&()), before, &status.conditions));
-            out.pools.push((key, status));
-        }
-    }
-}
-
-/// The events a change of conditions from `before` to `after` deserves, about `object`.
-fn notices(
-    object: ObjectReference,
-    before: Option<&[Condition]>,
-    after: &[Condition],
-) -> Vec<(ObjectReference, Notice)> {
-    events::notices(before.unwrap_or_default(), after)
-        .into_iter()
-        .map(|notice| (object.clone(), notice))
-        .collect()
-}
 
 /// Writes a route's status: server-side apply on the status subresource, forced, so that the
 /// operator owns every status field whoever wrote it before.
@@ -953,17 +553,9 @@ fn cloned<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
     store.state().iter().map(|o| (**o).clone()).collect()
 }
 
-fn key_of(kind: Kind, obj: &impl ResourceExt) -> ObjectKey {
-    ObjectKey {
-        kind,
-        namespace: obj.namespace().unwrap_or_else(|| "default".to_string()),
-        name: obj.name_any(),
-    }
-}
-
 /// Keeps of a watched Pod only what the controller reads: name, namespace, UID, labels, owner
-/// references, deletion time, ServiceAccount and phase ([`pod_info`], [`workload::resolve`],
-/// the owner lookups). The pod cache holds every injected pod of the cluster and [`Stores::world`]
+/// references, deletion time, ServiceAccount and phase (`pod_info`, [`crate::workload::resolve`],
+/// the owner lookups). The pod cache holds every injected pod of the cluster and `Stores::world`
 /// copies it on every step, so the rest (managed fields, annotations, containers, volumes,
 /// conditions: several KiB a pod, tens of MiB at 10,000 pods) is dropped before it is stored.
 pub fn trim_pod(pod: &mut Pod) {
@@ -984,31 +576,6 @@ pub fn trim_pod(pod: &mut Pod) {
         phase,
         ..Default::default()
     });
-}
-
-/// The index entry of an injected, non-terminating pod.
-fn pod_info(pod: &Pod, owners: &Owners) -> Option<PodInfo> {
-    let injected = pod
-        .labels()
-        .get(INJECTED_LABEL)
-        .is_some_and(|v| v == "true");
-    if !injected || pod.metadata.deletion_timestamp.is_some() {
-        return None;
-    }
-    Some(PodInfo {
-        namespace: pod.namespace().unwrap_or_default(),
-        name: pod.name_any(),
-        labels: pod.labels().clone(),
-        injected,
-        workload: workload::resolve(pod, owners),
-    })
-}
-
-fn is_running(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .is_some_and(|p| p == "Running")
 }
 
 #[cfg(test)]

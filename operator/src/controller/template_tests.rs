@@ -4,6 +4,7 @@
 //! route naming a missing template is `ResolvedRefs=False` and still served.
 
 use http_body_util::BodyExt as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use switchyard_crds::v1alpha1::API_VERSION;
 

@@ -1,8 +1,14 @@
+use std::collections::BTreeMap;
+
 use http_body_util::BodyExt as _;
 use k8s_openapi::jiff::Timestamp;
+use switchyard_crds::compile::Kind;
 use switchyard_crds::v1alpha1::API_VERSION;
 
 use super::*;
+use crate::config_server::leases::LimitTotals;
+use crate::config_server::reports::{RouteKey, RouteStats};
+use crate::workload::{self, Owners};
 
 fn now() -> Time {
     Time(Timestamp::from_second(1_000).unwrap())
