@@ -3,27 +3,20 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, as in the sidecar; `OTEL_SERVICE_NAME` defaults
 //! to `switchyard-operator`. Off, [`Step::start`] is one load of a `OnceLock`.
 //!
-//! The exporter setup mirrors the sidecar's `telemetry::otel` (the two binaries share no crate
-//! but `switchyard-crds`, which links no client): HTTP export runs on the tokio runtime through
-//! hyper and rustls, gRPC through tonic.
+//! The variables, the exporters and their HTTP client are the sidecar's too (`switchyard-otel`):
+//! HTTP export runs on the tokio runtime through hyper and rustls, gRPC through tonic.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use hyper_util::client::legacy::connect::HttpConnector;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
-use opentelemetry_http::hyper::HyperClient;
-use opentelemetry_http::{Bytes, HttpClient, HttpError};
-use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_otlp::Protocol;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 /// The service name when `OTEL_SERVICE_NAME` is not set.
 pub const DEFAULT_SERVICE_NAME: &str = "switchyard-operator";
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the environment asks for; read once in `main`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -38,46 +31,12 @@ impl Settings {
     /// protocol, or an `https://` endpoint for gRPC (built without TLS), is an error naming the
     /// variable (never its value); `main` then runs with export off.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let value = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        if switchyard_otel::sdk_disabled(&var) {
             return Ok(Self::default());
-        }
-        let (endpoint_var, endpoint) = match value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some(endpoint) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint),
-            None => match value("OTEL_EXPORTER_OTLP_ENDPOINT") {
-                Some(endpoint) => ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-                None => return Ok(Self::default()),
-            },
-        };
-        let (protocol_var, named) = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
-            Some(named) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(named)),
-            None => (
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-                var("OTEL_EXPORTER_OTLP_PROTOCOL"),
-            ),
-        };
-        let protocol = match named.as_deref().map(str::trim) {
-            None | Some("") | Some("http/protobuf") => Protocol::HttpBinary,
-            Some("grpc") => Protocol::Grpc,
-            Some(other) => {
-                return Err(format!(
-                    "{protocol_var} {other:?} is not supported: use grpc or http/protobuf"
-                ));
-            }
-        };
-        let https = endpoint
-            .trim()
-            .get(..8)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
-        if protocol == Protocol::Grpc && https {
-            return Err(format!(
-                "{endpoint_var} is an https:// endpoint, but gRPC export has no TLS: \
-                 use http/protobuf for an https:// collector, or a plain http:// gRPC endpoint"
-            ));
         }
         Ok(Self {
             service_name: var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()),
-            traces: Some(protocol),
+            traces: switchyard_otel::signal(&var, "traces")?,
         })
     }
 }
@@ -92,38 +51,14 @@ static OTEL: OnceLock<Otel> = OnceLock::new();
 /// Builds the span exporter and installs it. Call inside the tokio runtime. On error nothing is
 /// installed and the message names the variables to look at, not their values.
 pub fn install(settings: &Settings) -> Result<(), String> {
-    build(settings).map_err(|error| redact_quoted(&error.to_string()))
-}
-
-/// `text` with every single-quoted part replaced by `'…'`: the SDK's errors quote the
-/// endpoint's value that way, and an endpoint may carry credentials in its user part.
-fn redact_quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut parts = text.split('\'');
-    out.push_str(parts.next().unwrap_or_default());
-    while parts.next().is_some() {
-        out.push_str("'…'");
-        if let Some(after) = parts.next() {
-            out.push_str(after);
-        }
-    }
-    out
+    build(settings).map_err(|error| switchyard_otel::build_error(&error))
 }
 
 fn build(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildError> {
     let Some(protocol) = settings.traces else {
         return Ok(());
     };
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let exporter = match protocol {
-        Protocol::Grpc => builder.with_tonic().build()?,
-        // http/protobuf: `from_env` yields no other.
-        _ => builder
-            .with_http()
-            .with_protocol(protocol)
-            .with_http_client(OnRuntime::new())
-            .build()?,
-    };
+    let exporter = switchyard_otel::span_exporter(protocol)?;
     let service = settings
         .service_name
         .clone()
@@ -205,43 +140,6 @@ impl Drop for Step {
     }
 }
 
-/// The OTLP/HTTP client: hyper with rustls, run on the operator's runtime (the SDK exports from
-/// its own thread, outside any runtime).
-#[derive(Debug, Clone)]
-struct OnRuntime {
-    handle: tokio::runtime::Handle,
-    client: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>>,
-}
-
-impl OnRuntime {
-    fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Self {
-            handle: tokio::runtime::Handle::current(),
-            client: HyperClient::new(https, EXPORT_TIMEOUT, None),
-        }
-    }
-}
-
-#[async_trait]
-impl HttpClient for OnRuntime {
-    async fn send_bytes(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, HttpError> {
-        let client = self.client.clone();
-        self.handle
-            .spawn(async move { client.send_bytes(request).await })
-            .await?
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,10 +172,6 @@ mod tests {
         let error = Settings::from_env(tls).unwrap_err();
         assert!(error.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{error}");
         assert!(!error.contains("secret"), "{error}");
-        assert_eq!(
-            redact_quoted("X: invalid endpoint 'http://u:p@h': bad"),
-            "X: invalid endpoint '…': bad"
-        );
     }
 
     #[test]

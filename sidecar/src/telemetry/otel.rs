@@ -15,18 +15,15 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use http::HeaderMap;
-use hyper_util::client::legacy::connect::HttpConnector;
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
-use opentelemetry_http::hyper::HyperClient;
-use opentelemetry_http::{Bytes, HeaderExtractor, HeaderInjector, HttpClient, HttpError};
-use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_otlp::Protocol;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -38,8 +35,6 @@ use crate::upstream::TargetRt;
 
 /// The service name when `OTEL_SERVICE_NAME` is not set.
 pub const DEFAULT_SERVICE_NAME: &str = "switchyard-sidecar";
-/// How long one export may take (the HTTP client's deadline).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Semantic-convention bucket advice for `gen_ai.client.token.usage`.
 const TOKEN_BUCKETS: [f64; 14] = [
@@ -81,39 +76,16 @@ impl Settings {
         var: impl Fn(&str) -> Option<String>,
         propagate_upstream: bool,
     ) -> Result<Self, String> {
-        let value = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        if switchyard_otel::sdk_disabled(&var) {
             return Ok(Self::default());
         }
-        let signal = |name: &str| -> Result<Option<Protocol>, String> {
-            let upper = name.to_ascii_uppercase();
-            let own = format!("OTEL_EXPORTER_OTLP_{upper}_ENDPOINT");
-            let (endpoint_var, endpoint) = match value(&own) {
-                Some(endpoint) => (own, endpoint),
-                None => match value("OTEL_EXPORTER_OTLP_ENDPOINT") {
-                    Some(endpoint) => ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), endpoint),
-                    None => return Ok(None),
-                },
-            };
-            let own = format!("OTEL_EXPORTER_OTLP_{upper}_PROTOCOL");
-            let (protocol_var, named) = match var(&own) {
-                Some(named) => (own, Some(named)),
-                None => (
-                    "OTEL_EXPORTER_OTLP_PROTOCOL".to_string(),
-                    var("OTEL_EXPORTER_OTLP_PROTOCOL"),
-                ),
-            };
-            let protocol = parse_protocol(&protocol_var, named.as_deref())?;
-            check_endpoint(&endpoint_var, &endpoint, protocol)?;
-            Ok(Some(protocol))
-        };
         Ok(Self {
             service_name: var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()),
             resource_attributes: var("OTEL_RESOURCE_ATTRIBUTES")
                 .map(|v| resource_attributes(&v))
                 .unwrap_or_default(),
-            traces: signal("traces")?,
-            metrics: signal("metrics")?,
+            traces: switchyard_otel::signal(&var, "traces")?,
+            metrics: switchyard_otel::signal(&var, "metrics")?,
             propagate_upstream,
         })
     }
@@ -134,34 +106,6 @@ fn resource_attributes(text: &str) -> Vec<(String, String)> {
         })
         .filter(|(key, _)| !key.is_empty())
         .collect()
-}
-
-/// `grpc` or `http/protobuf` (the specification's default when unset), read from `variable`.
-fn parse_protocol(variable: &str, value: Option<&str>) -> Result<Protocol, String> {
-    match value.map(str::trim) {
-        None | Some("") | Some("http/protobuf") => Ok(Protocol::HttpBinary),
-        Some("grpc") => Ok(Protocol::Grpc),
-        Some(other) => Err(format!(
-            "{variable} {other:?} is not supported: use grpc or http/protobuf"
-        )),
-    }
-}
-
-/// The gRPC exporter is built without TLS (tonic's TLS would add a second TLS stack): an
-/// `https://` collector over gRPC would fail on every export, so it is refused up front. The
-/// endpoint's value is not quoted (it may carry credentials in its user part).
-fn check_endpoint(variable: &str, endpoint: &str, protocol: Protocol) -> Result<(), String> {
-    let https = endpoint
-        .trim()
-        .get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
-    if protocol == Protocol::Grpc && https {
-        return Err(format!(
-            "{variable} is an https:// endpoint, but gRPC export has no TLS: \
-             use http/protobuf for an https:// collector, or a plain http:// gRPC endpoint"
-        ));
-    }
-    Ok(())
 }
 
 /// The exporters, once installed.
@@ -186,29 +130,7 @@ fn active() -> Option<&'static Otel> {
 /// Does nothing when `settings` is off; a second call keeps the first installation. On error
 /// nothing is installed (export stays off) and the message names the variables to look at.
 pub fn install(settings: &Settings) -> Result<(), String> {
-    build(settings).map_err(|error| build_error(&error))
-}
-
-/// Why an exporter could not be built, without the endpoint's value: the SDK's message names
-/// the variable and quotes its value in single quotes, and an endpoint may carry credentials in
-/// its user part.
-fn build_error(error: &opentelemetry_otlp::ExporterBuildError) -> String {
-    redact_quoted(&error.to_string())
-}
-
-/// `text` with every single-quoted part replaced by `'…'`.
-fn redact_quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut parts = text.split('\'');
-    out.push_str(parts.next().unwrap_or_default());
-    // Odd parts were quoted; a trailing unmatched quote hides the rest too.
-    while parts.next().is_some() {
-        out.push_str("'…'");
-        if let Some(after) = parts.next() {
-            out.push_str(after);
-        }
-    }
-    out
+    build(settings).map_err(|error| switchyard_otel::build_error(&error))
 }
 
 fn build(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildError> {
@@ -233,16 +155,7 @@ fn build(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildErr
         .build();
     let tracer_provider = match settings.traces {
         Some(protocol) => {
-            let builder = opentelemetry_otlp::SpanExporter::builder();
-            let exporter = match protocol {
-                Protocol::Grpc => builder.with_tonic().build()?,
-                // http/protobuf: `parse_protocol` yields no other.
-                _ => builder
-                    .with_http()
-                    .with_protocol(protocol)
-                    .with_http_client(OnRuntime::new())
-                    .build()?,
-            };
+            let exporter = switchyard_otel::span_exporter(protocol)?;
             Some(
                 SdkTracerProvider::builder()
                     .with_resource(resource.clone())
@@ -254,16 +167,7 @@ fn build(settings: &Settings) -> Result<(), opentelemetry_otlp::ExporterBuildErr
     };
     let meter_provider = match settings.metrics {
         Some(protocol) => {
-            let builder = opentelemetry_otlp::MetricExporter::builder();
-            let exporter = match protocol {
-                Protocol::Grpc => builder.with_tonic().build()?,
-                // http/protobuf: `parse_protocol` yields no other.
-                _ => builder
-                    .with_http()
-                    .with_protocol(protocol)
-                    .with_http_client(OnRuntime::new())
-                    .build()?,
-            };
+            let exporter = switchyard_otel::metric_exporter(protocol)?;
             Some(
                 SdkMeterProvider::builder()
                     .with_resource(resource)
@@ -301,45 +205,6 @@ pub fn shutdown() {
         && let Err(error) = provider.shutdown()
     {
         tracing::warn!(%error, "OpenTelemetry metrics: shutdown");
-    }
-}
-
-/// The OTLP/HTTP client: hyper with rustls (https or plain http), run on the sidecar's tokio
-/// runtime. The SDK exports from its own threads, outside any runtime, where hyper cannot run:
-/// each export is spawned onto the runtime and awaited from there.
-#[derive(Debug, Clone)]
-struct OnRuntime {
-    handle: tokio::runtime::Handle,
-    client: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>>,
-}
-
-impl OnRuntime {
-    /// Must be called inside the runtime.
-    fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Self {
-            handle: tokio::runtime::Handle::current(),
-            client: HyperClient::new(https, EXPORT_TIMEOUT, None),
-        }
-    }
-}
-
-#[async_trait]
-impl HttpClient for OnRuntime {
-    async fn send_bytes(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, HttpError> {
-        let client = self.client.clone();
-        self.handle
-            .spawn(async move { client.send_bytes(request).await })
-            .await?
     }
 }
 
@@ -787,20 +652,6 @@ mod tests {
             .unwrap();
             assert!(settings.traces.is_some() && settings.metrics.is_some());
         }
-    }
-
-    #[test]
-    fn an_invalid_endpoint_error_does_not_quote_the_endpoint() {
-        let error = opentelemetry_otlp::ExporterBuildError::InvalidConfiguration(
-            "OTEL_EXPORTER_OTLP_ENDPOINT: invalid endpoint 'http://u:secret@bad host': \
-             invalid uri character"
-                .into(),
-        );
-        let message = build_error(&error);
-        assert!(!message.contains("secret"), "{message}");
-        assert!(message.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{message}");
-        assert!(message.contains("invalid uri character"), "{message}");
-        assert_eq!(redact_quoted("a 'b' c 'd"), "a '…' c '…'");
     }
 
     #[test]
