@@ -208,7 +208,7 @@ async fn bad_tokens_get_401() {
 #[tokio::test]
 async fn reviews_are_cached_per_token() {
     let h = start().await;
-    let token = format!("Bearer {}", jwt(Duration::from_secs(3600)));
+    let token = format!("Bearer {}", hour_jwt());
     for _ in 0..3 {
         let answer = h.get("/v1/config", &[("authorization", &token)]).await;
         assert_eq!(answer.status, StatusCode::OK);

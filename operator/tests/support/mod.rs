@@ -51,6 +51,14 @@ impl Drop for Harness {
     }
 }
 
+/// A JWT-shaped token valid for an hour, the same string wherever it is used: the fake
+/// apiserver's script knows it by value, and two `jwt(…)` calls a second apart differ in `exp`
+/// (a test that built its own copy failed whenever a second boundary fell between them).
+pub fn hour_jwt() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| jwt(Duration::from_secs(3600)))
+}
+
 pub fn jwt(exp_in: Duration) -> String {
     use base64::Engine as _;
     let exp = (std::time::SystemTime::now() + exp_in)
@@ -106,7 +114,7 @@ pub fn scripted_reviews() -> HashMap<String, Value> {
             bound_status("team-a", "plain-0", "uid-plain"),
         ),
         (
-            jwt(Duration::from_secs(3600)),
+            hour_jwt().to_string(),
             bound_status("team-a", "chat-0", "uid-a"),
         ),
     ])
