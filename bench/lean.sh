@@ -10,8 +10,8 @@
 # The sourcing script sets `work` (a scratch directory) first, then calls:
 #   lean_sidecar_bin        builds the release sidecar unless SIDECAR_BIN names a binary; sets
 #                           sidecar_bin
-#   lean_provider_start     writes $work/mock.conf and $work/routes.yaml, starts the provider on
-#                           $mock_port (its pid file: $work/mock.pid)
+#   lean_provider_start     writes $work/mock.conf and $work/manifests/routes.yaml, starts the
+#                           provider on $mock_port (its pid file: $work/mock.pid)
 #   lean_sidecar_args PORT ADMIN_PORT   sets the array sidecar_args: the sidecar's arguments
 # and uses $LEAN_CHAT_BODY and $LEAN_EMBEDDINGS_BODY, the requests every bench sends.
 # shellcheck shell=bash
@@ -72,7 +72,10 @@ http {
   }
 }
 EOF
-  cat >"$work/routes.yaml" <<EOF
+  # The manifests get a folder of their own, as in a pod: the sidecar watches theirs, and logs
+  # written beside them would wake its watcher on every write.
+  mkdir -p "$work/manifests"
+  cat >"$work/manifests/routes.yaml" <<EOF
 apiVersion: switchyard.dev/v1alpha1
 kind: ProviderPool
 metadata: {name: bench}
@@ -111,5 +114,5 @@ EOF
 }
 
 lean_sidecar_args() {
-  sidecar_args=(--manifests "$work/routes.yaml" --listen "127.0.0.1:$1" --admin-listen "127.0.0.1:$2" --debug-listen "")
+  sidecar_args=(--manifests "$work/manifests/routes.yaml" --listen "127.0.0.1:$1" --admin-listen "127.0.0.1:$2" --debug-listen "")
 }

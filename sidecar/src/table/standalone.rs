@@ -83,7 +83,7 @@ pub fn watch(
     mut shutdown: watch::Receiver<bool>,
 ) -> crate::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let watched = paths.clone();
+    let watched: Vec<Watched> = paths.iter().map(|p| Watched::new(p)).collect();
     // The model files of the current manifests; the start-up load read them a moment ago, so
     // reading the manifests once more here only learns their paths.
     let models: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
@@ -162,19 +162,36 @@ fn watch_models(
     *models.lock().unwrap_or_else(|p| p.into_inner()) = paths.into_iter().collect();
 }
 
+/// A manifests path as given on the command line, and whether it named a folder: decided once,
+/// not per event, because a folder shared with a busy file (a log written beside the manifests)
+/// raises an event per write, and a `stat` for each cost every request a system call (issue 15).
+struct Watched {
+    path: PathBuf,
+    is_dir: bool,
+}
+
+impl Watched {
+    fn new(path: &Path) -> Watched {
+        Watched {
+            path: path.to_path_buf(),
+            is_dir: path.is_dir(),
+        }
+    }
+}
+
 /// Whether a file event can change what the manifests say: a write, create, remove or rename of
 /// a YAML file we read. Access events (our own reads) and other files in a watched directory
 /// cannot.
-fn concerns_manifests(event: &notify::Event, watched: &[PathBuf]) -> bool {
+fn concerns_manifests(event: &notify::Event, watched: &[Watched]) -> bool {
     if matches!(event.kind, notify::EventKind::Access(_)) {
         return false;
     }
     event.paths.iter().any(|changed| {
-        watched.iter().any(|path| {
-            if path.is_dir() {
-                changed.parent() == Some(path.as_path()) && manifests::is_yaml(changed)
+        watched.iter().any(|w| {
+            if w.is_dir {
+                changed.parent() == Some(w.path.as_path()) && manifests::is_yaml(changed)
             } else {
-                changed.file_name() == path.file_name()
+                changed.file_name() == w.path.file_name()
             }
         })
     })
@@ -235,5 +252,54 @@ fn reload(paths: &[PathBuf], selection: &Selection, runtime: &Runtime) -> Option
             runtime.reject(e.to_string());
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, CreateKind, DataChange, EventKind, ModifyKind};
+
+    use super::*;
+
+    fn event(kind: EventKind, path: &Path) -> notify::Event {
+        notify::Event::new(kind).add_path(path.to_path_buf())
+    }
+
+    fn write() -> EventKind {
+        EventKind::Modify(ModifyKind::Data(DataChange::Content))
+    }
+
+    #[test]
+    fn only_changes_to_the_manifests_count() {
+        let dir = std::env::temp_dir().join(format!("switchyard-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let routes = dir.join("routes.yaml");
+        std::fs::write(&routes, "").unwrap();
+        let folder = [Watched::new(&dir)];
+        let file = [Watched::new(&routes)];
+
+        for watched in [&folder[..], &file[..]] {
+            assert!(concerns_manifests(&event(write(), &routes), watched));
+            assert!(concerns_manifests(
+                &event(EventKind::Create(CreateKind::File), &routes),
+                watched
+            ));
+            // Our own reads, and a log written beside the manifests, do not.
+            let read = EventKind::Access(AccessKind::Read);
+            assert!(!concerns_manifests(&event(read, &routes), watched));
+            assert!(!concerns_manifests(
+                &event(write(), &dir.join("sidecar.log")),
+                watched
+            ));
+        }
+        // A new YAML file counts when the folder is watched, not when one file is.
+        let more = dir.join("more.yml");
+        assert!(concerns_manifests(&event(write(), &more), &folder));
+        assert!(!concerns_manifests(&event(write(), &more), &file));
+
+        // Whether a path is a folder is decided once: events are judged without a `stat`, so
+        // they are judged the same after the folder is gone.
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(concerns_manifests(&event(write(), &more), &folder));
     }
 }
