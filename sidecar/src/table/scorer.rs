@@ -151,7 +151,8 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    fn new(def: ClassifierRoute) -> Self {
+    /// An empty cache for classifier route `def` (public for bench/classifier_cache.rs).
+    pub fn new(def: ClassifierRoute) -> Self {
         let capacity = NonZeroUsize::new(CLASSIFIER_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Self {
             def,
