@@ -59,7 +59,13 @@ pub const SCANNED_FEATURES: [&str; 10] = [
     "choices",
 ];
 
-const MATH_OPS: [char; 11] = ['=', '^', '+', '*', '/', '<', '>', '∑', '∫', '√', '≤'];
+/// The characters `log_math_ops` counts (a `match`, not a search of a list, on the scan's path).
+fn is_math_op(c: char) -> bool {
+    matches!(
+        c,
+        '=' | '^' | '+' | '*' | '/' | '<' | '>' | '∑' | '∫' | '√' | '≤'
+    )
+}
 
 /// The numeric features a model file lists, in order: the scanned ones, the Heuristic's score
 /// (÷ 100), then each of those but `choices` again under `:open`, zero on multiple-choice prompts.
@@ -160,13 +166,20 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
                 }
             }
             line_start = false;
-            let lower = u64::from(b.to_ascii_lowercase());
-            key = (key ^ lower).wrapping_mul(FNV_PRIME);
-            bigram = (bigram ^ lower).wrapping_mul(FNV_PRIME);
-            visible += 1;
-            digits += u32::from(b.is_ascii_digit());
             backticks = 0;
-            i += 1;
+            // The rest of the run in a loop of its own, per byte only the two keys and the digit
+            // count: 12.6 -> 11.7 µs for the 4 KiB window of MMLU text (the weight look-ups
+            // cost next to nothing: the time is FNV-1a's multiply chain and the branch at each
+            // token's end).
+            let run = i;
+            while let Some(&b) = bytes.get(i).filter(|b| b.is_ascii_alphanumeric()) {
+                let lower = u64::from(b.to_ascii_lowercase());
+                key = (key ^ lower).wrapping_mul(FNV_PRIME);
+                bigram = (bigram ^ lower).wrapping_mul(FNV_PRIME);
+                digits += u32::from(b.is_ascii_digit());
+                i += 1;
+            }
+            visible += (i - run) as u32;
             continue;
         }
         let c = if b.is_ascii() {
@@ -205,7 +218,7 @@ pub fn scan(prompt: &str, bigrams: bool, mut visit: impl FnMut(u64)) -> Counts {
         if matches!(c, '.' | '!' | '?') && bytes.get(i).is_none_or(u8::is_ascii_whitespace) {
             sentences += 1;
         }
-        math += u32::from(MATH_OPS.contains(&c));
+        math += u32::from(is_math_op(c));
         emit(feed(FNV_OFFSET, c), feed(start(previous), c), &mut previous);
     }
     if in_word {
@@ -275,6 +288,58 @@ mod tests {
         let w = window(&long);
         assert!(w.ends_with("end") && w.starts_with('é'));
         assert_eq!(w.len(), WINDOW_BYTES - 1);
+    }
+
+    /// The definition: runs of alphanumeric characters and single other non-space characters,
+    /// lower-cased; a bigram is two adjacent tokens joined by a space.
+    fn reference_keys(prompt: &str) -> Vec<u64> {
+        let mut tokens: Vec<String> = Vec::new();
+        let mut word = String::new();
+        for c in prompt.chars() {
+            if c.is_alphanumeric() {
+                word.extend(c.to_lowercase());
+                continue;
+            }
+            if !word.is_empty() {
+                tokens.push(std::mem::take(&mut word));
+            }
+            if !c.is_whitespace() {
+                tokens.push(c.to_lowercase().collect());
+            }
+        }
+        if !word.is_empty() {
+            tokens.push(word);
+        }
+        let key = |text: &str| fnv1a(FNV_OFFSET, text.as_bytes());
+        let mut keys = Vec::new();
+        for (i, token) in tokens.iter().enumerate() {
+            keys.push(key(token));
+            if i > 0 {
+                keys.push(key(&format!("{} {token}", tokens[i - 1])));
+            }
+        }
+        keys
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keys_are_those_of_the_plain_tokenisation(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just("Word"), proptest::strategy::Just("x9"),
+                proptest::strategy::Just("42"), proptest::strategy::Just(" "),
+                proptest::strategy::Just("\n"), proptest::strategy::Just("="),
+                proptest::strategy::Just("ÄRGER"), proptest::strategy::Just("İ"),
+                proptest::strategy::Just("\u{212a}"), proptest::strategy::Just("数"),
+                proptest::strategy::Just("\u{a0}"), proptest::strategy::Just("?"),
+                proptest::strategy::Just("`"), proptest::strategy::Just("é"),
+            ], 0..40)
+        ) {
+            let text = parts.concat();
+            let (keys, counts) = keys(&text);
+            let reference = reference_keys(&text);
+            proptest::prop_assert_eq!(counts.ngrams as usize, reference.len());
+            proptest::prop_assert_eq!(keys, reference, "{:?}", text);
+        }
     }
 
     #[test]
