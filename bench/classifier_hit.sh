@@ -147,6 +147,8 @@ classified() { # requests the classifier route has served
   curl -sf "http://127.0.0.1:$admin/metrics" | awk '/^switchyard_requests_total\{/ && /route="classifier"/ {n += $2} END {print n + 0}'
 }
 asked_before=$(classified)
+# The warm-up asked once per size: proof that the counter read is the classifier's.
+[ "$asked_before" -ge "$(wc -w <<<"$SIZES")" ] || { echo "bench: the classifier route served $asked_before warm-up requests" >&2; exit 1; }
 
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { read -r -a f <"/proc/$1/stat"; echo $((f[13] + f[14])); }
@@ -187,4 +189,4 @@ for size in $SIZES; do
   done
 done
 echo
-echo "Classifier requests during the timed rounds: $asked (every scored request was a cache hit when 0)."
+echo "Classifier requests: $asked_before to warm the cache, $asked during the timed rounds (0: every scored request was a cache hit)."
