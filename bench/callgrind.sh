@@ -13,6 +13,8 @@
 #   CALLGRIND_REQUESTS=500 CALLGRIND_TOP=60 bench/callgrind.sh
 #   CALLGRIND_OUT=/tmp/cg.out bench/callgrind.sh   # keep the profile (callgrind_annotate it yourself)
 #   SIDECAR_BIN=/tmp/old-sidecar bench/callgrind.sh  # a saved binary instead of building this tree
+#   CALLGRIND_REQUEST=translate bench/callgrind.sh  # another of bench/external.sh's chat requests:
+#                                  chat (default), stream, translate (to the Anthropic provider)
 #
 # Needs nginx (Debian nginx-light) and valgrind. Listens on 127.0.0.1 only, stops everything on exit.
 set -euo pipefail
@@ -39,7 +41,12 @@ cleanup() {
 trap cleanup EXIT
 
 data_port=$(free_port); admin_port=$(free_port)
-body=$LEAN_CHAT_BODY
+case ${CALLGRIND_REQUEST:-chat} in
+  chat) body=$LEAN_CHAT_BODY ;;
+  stream) body=$LEAN_STREAM_BODY ;;
+  translate) body=$LEAN_TRANSLATE_BODY ;;
+  *) echo "bench/callgrind.sh: CALLGRIND_REQUEST is chat, stream or translate" >&2; exit 2 ;;
+esac
 # One curl, one keep-alive connection, `n` requests: a config file with one `url` (and `output`:
 # curl's -o applies to one URL only) per request.
 send() {
@@ -72,7 +79,7 @@ profile=$(ls -t "$work"/callgrind.out* | head -n1)
 logged=$(grep -c '"message":"request"' "$work/sidecar.log" || true)
 total=$(callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); ${SIDECAR_BIN:-$(git rev-parse --short HEAD)$(git diff --quiet -- sidecar || echo '+changes')}; CALLGRIND_REQUESTS=$REQUESTS"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); ${SIDECAR_BIN:-$(git rev-parse --short HEAD)$(git diff --quiet -- sidecar || echo '+changes')}; CALLGRIND_REQUESTS=$REQUESTS; CALLGRIND_REQUEST=${CALLGRIND_REQUEST:-chat}"
 echo
 echo "Instructions per request (the sidecar's every thread): $(awk -v t="$total" -v n="$REQUESTS" 'BEGIN {printf "%.0f", t / n}')"
 echo "Request log lines: $logged (warm-up included: $((REQUESTS + WARMUP)) requests)"

@@ -2,21 +2,31 @@
 # The data plane against a plain nginx hop, driven from outside by wrk (issue 15).
 #
 # Three ways to reach the same lean provider (bench/lean.sh: an nginx that answers every chat
-# request with one fixed OpenAI stream of three events and `[DONE]`, and every embeddings request
-# with one fixed vector, so the provider costs next to nothing):
+# request with one fixed OpenAI stream of three events and `[DONE]`, every Anthropic messages
+# request with one fixed Anthropic stream, and every embeddings request with one fixed vector,
+# so the provider costs next to nothing):
 #   direct   wrk -> provider
 #   nginx    wrk -> nginx reverse proxy (2 workers, keep-alive upstream, access log on) -> provider
 #   sidecar  wrk -> release sidecar (default JSON request log on) -> provider
-# The chat request is a non-streamed OpenAI chat completion, so the sidecar does its whole job:
-# parse, route, ask the provider for a stream, assemble the answer, count tokens and cost, log a
-# line. The embeddings request is one text, passed through to the OpenAI-format provider.
+# Endpoints (EXTERNAL_ENDPOINTS):
+#   chat        a non-streamed OpenAI chat completion, so the sidecar does its whole job: parse,
+#               route, ask the provider for a stream, assemble the answer, count tokens and cost,
+#               log a line;
+#   stream      the same request with `stream: true`; also times the first streamed byte at one
+#               connection (curl's time_starttransfer over EXTERNAL_TTFB_REQUESTS requests on one
+#               keep-alive connection: wrk sees only whole answers);
+#   embeddings  one text, passed through to the OpenAI-format provider;
+#   translate   the chat request for a route whose provider speaks Anthropic: the sidecar
+#               translates the request and the answer. direct and nginx send the provider the
+#               Anthropic request a client of its own would, so the columns compare like with
+#               like; with `chat` in the same run, a line compares translation with passthrough.
 # Each round measures every endpoint and target in turn (interleaved, so drift on this shared
 # machine hits all alike): throughput at 32 connections, with the hop's CPU from /proc, then
 # latency at 1 connection. Each endpoint's table gives the median of the rounds.
 #
-#   bench/external.sh                                   # 3 rounds of 5 s per phase, chat and embeddings
+#   bench/external.sh                                   # 3 rounds of 5 s per phase, every endpoint
 #   EXTERNAL_SECONDS=10 EXTERNAL_ROUNDS=5 bench/external.sh
-#   EXTERNAL_ENDPOINTS=chat bench/external.sh           # one endpoint only (chat, embeddings)
+#   EXTERNAL_ENDPOINTS='chat translate' bench/external.sh   # some endpoints only
 #   EXTERNAL_BASELINE=/tmp/old-sidecar bench/external.sh   # also an older sidecar build, same rounds
 #   SIDECAR_BIN=/tmp/new-sidecar bench/external.sh      # a saved binary instead of building this tree
 #
@@ -24,13 +34,14 @@
 # `baseline`, runs that binary the same way in every round: a change is compared in one run,
 # not against a number from another day on this noisy machine.
 #
-# Needs nginx and wrk (Debian: nginx-light, wrk); installed with apt-get when missing and run as
-# root. Everything listens on 127.0.0.1 only, on free ports, and is stopped on exit.
+# Needs nginx, wrk and curl (Debian: nginx-light, wrk); installed with apt-get when missing and
+# run as root. Everything listens on 127.0.0.1 only, on free ports, and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECS=${EXTERNAL_SECONDS:-5}
 ROUNDS=${EXTERNAL_ROUNDS:-3}
+TTFB_REQUESTS=${EXTERNAL_TTFB_REQUESTS:-1000}
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
@@ -43,7 +54,7 @@ fi
 # shellcheck source=bench/lean.sh
 . bench/lean.sh
 lean_sidecar_bin
-ENDPOINTS=${EXTERNAL_ENDPOINTS:-chat embeddings}
+ENDPOINTS=${EXTERNAL_ENDPOINTS:-chat stream embeddings translate}
 
 work=$(mktemp -d)
 pids=()
@@ -83,16 +94,25 @@ http {
   }
 }
 EOF
-declare -A path=([chat]=/v1/chat/completions [embeddings]=/v1/embeddings)
-declare -A body=([chat]=$LEAN_CHAT_BODY [embeddings]=$LEAN_EMBEDDINGS_BODY)
+# What the sidecar (and baseline) get per endpoint, and what direct and nginx get (`ref_*`):
+# the same, but for `translate`, whose provider speaks another format than the client.
+declare -A path=([chat]=/v1/chat/completions [stream]=/v1/chat/completions [embeddings]=/v1/embeddings [translate]=/v1/chat/completions)
+declare -A body=([chat]=$LEAN_CHAT_BODY [stream]=$LEAN_STREAM_BODY [embeddings]=$LEAN_EMBEDDINGS_BODY [translate]=$LEAN_TRANSLATE_BODY)
+declare -A ref_path=([translate]=/v1/messages)
+declare -A ref_body=([translate]=$LEAN_MESSAGES_BODY)
 for ep in $ENDPOINTS; do
-  [ -n "${path[$ep]:-}" ] || { echo "bench: EXTERNAL_ENDPOINTS: unknown endpoint $ep (chat, embeddings)" >&2; exit 2; }
-  cat >"$work/$ep.lua" <<EOF
+  [ -n "${path[$ep]:-}" ] || { echo "bench: EXTERNAL_ENDPOINTS: unknown endpoint $ep (chat, stream, embeddings, translate)" >&2; exit 2; }
+  : "${ref_path[$ep]:=${path[$ep]}}" "${ref_body[$ep]:=${body[$ep]}}"
+  for side in sidecar ref; do
+    if [ $side = ref ]; then b=${ref_body[$ep]}; else b=${body[$ep]}; fi
+    cat >"$work/$ep.$side.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '${body[$ep]}'
+wrk.body = '$b'
 EOF
+  done
 done
+side_of() { case $1 in direct | nginx) echo ref ;; *) echo sidecar ;; esac; }
 
 nginx -p "$work" -c "$work/hop.conf"
 start_sidecar() { # binary, data port, admin port, log file
@@ -116,13 +136,19 @@ sleep 0.3
 hop_pids() { pgrep -P "$(cat "$work/hop.pid")" | tr '\n' ' '; echo "$(cat "$work/hop.pid")"; }
 
 # Every target must give the right answer before anything is timed.
-declare -A expect=([chat]='Hello from the bench.' [embeddings]='"embedding":[')
+declare -A expect=([chat]='Hello from the bench.' [stream]='Hello from the bench.' [embeddings]='"embedding":[' [translate]='Hello from the bench.')
+check() { # url, endpoint, side
+  local p b
+  if [ "$3" = ref ]; then p=${ref_path[$2]}; b=${ref_body[$2]}; else p=${path[$2]}; b=${body[$2]}; fi
+  curl -sf "$1$p" -H 'content-type: application/json' -d "$b" >"$work/check.out" || {
+    echo "bench: $1$p did not answer; sidecar log:" >&2; tail -5 "$work/sidecar.log" >&2; exit 1; }
+  grep -qF "${expect[$2]}" "$work/check.out" || { echo "bench: $1$p answered wrong: $(head -c 300 "$work/check.out")" >&2; exit 1; }
+}
 for ep in $ENDPOINTS; do
-  for url in "http://127.0.0.1:$hop_port" "http://127.0.0.1:$data_port" ${base_port:+"http://127.0.0.1:$base_port"}; do
-    curl -sf "$url${path[$ep]}" -H 'content-type: application/json' -d "${body[$ep]}" >"$work/check.out" || {
-      echo "bench: $url${path[$ep]} did not answer; sidecar log:" >&2; tail -5 "$work/sidecar.log" >&2; exit 1; }
-    grep -qF "${expect[$ep]}" "$work/check.out" || { echo "bench: $url${path[$ep]} answered wrong: $(head -c 300 "$work/check.out")" >&2; exit 1; }
-  done
+  check "http://127.0.0.1:$mock_port" "$ep" ref
+  check "http://127.0.0.1:$hop_port" "$ep" ref
+  check "http://127.0.0.1:$data_port" "$ep" sidecar
+  if [ -n "$base_port" ]; then check "http://127.0.0.1:$base_port" "$ep" sidecar; fi
 done
 
 ticks=$(getconf CLK_TCK)
@@ -146,6 +172,16 @@ to_ms() { # wrk latency (e.g. 87.00us, 1.20ms, 1.01s) in ms
     printf "%.3f", n }'
 }
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# The first byte of `n` streamed answers, one after another on one keep-alive connection: the
+# median of curl's time_starttransfer, in ms.
+first_byte_p50() { # url, n
+  local i
+  for ((i = 0; i < $2; i++)); do
+    printf 'url = "%s"\noutput = "/dev/null"\n' "$1"
+  done >"$work/ttfb.conf"
+  curl -s -K "$work/ttfb.conf" -H 'content-type: application/json' -d "$LEAN_STREAM_BODY" \
+    -w '%{time_starttransfer}\n' | awk '{printf "%.3f\n", $1 * 1000}' | median
+}
 
 declare -A url=([direct]="http://127.0.0.1:$mock_port" [nginx]="http://127.0.0.1:$hop_port" [sidecar]="http://127.0.0.1:$data_port")
 targets=(direct nginx sidecar)
@@ -162,7 +198,9 @@ for round in $(seq "$ROUNDS"); do
       *) watched="" ;;
     esac
     before=$( [ -n "$watched" ] && cpu_ticks $watched || echo 0 )
-    out=$(wrk -t2 -c32 -d"${SECS}s" -s "$work/$ep.lua" "${url[$t]}${path[$ep]}")
+    side=$(side_of "$t")
+    if [ "$side" = ref ]; then p=${ref_path[$ep]}; else p=${path[$ep]}; fi
+    out=$(wrk -t2 -c32 -d"${SECS}s" -s "$work/$ep.$side.lua" "${url[$t]}$p")
     after=$( [ -n "$watched" ] && cpu_ticks $watched || echo 0 )
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -172,11 +210,14 @@ for round in $(seq "$ROUNDS"); do
     if [ -n "$watched" ]; then
       awk -v d=$((after - before)) -v n="$n" -v hz="$ticks" 'BEGIN {printf "%.1f\n", d / hz * 1e6 / n}' >>"$work/$ep.$t.cpu"
     fi
-    out=$(wrk -t1 -c1 -d"${SECS}s" --latency -s "$work/$ep.lua" "${url[$t]}${path[$ep]}")
+    out=$(wrk -t1 -c1 -d"${SECS}s" --latency -s "$work/$ep.$side.lua" "${url[$t]}$p")
     to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")" >>"$work/$ep.$t.p50"
     echo >>"$work/$ep.$t.p50"
     to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")" >>"$work/$ep.$t.p99"
     echo >>"$work/$ep.$t.p99"
+    if [ "$ep" = stream ]; then
+      first_byte_p50 "${url[$t]}$p" "$TTFB_REQUESTS" >>"$work/$ep.$t.ttfb"
+    fi
     echo "round $round $ep $t: $rps req/s at c32, p50 $(tail -n1 "$work/$ep.$t.p50") ms at c1" >&2
   done
   done
@@ -203,12 +244,26 @@ for ep in $ENDPOINTS; do
   echo "| p50 at 1 connection (ms) | $p50_direct | $p50_nginx | $p50_sidecar | |"
   echo "| added p50 over direct (ms) | | $(added "$p50_nginx" "$p50_direct") | $(added "$p50_sidecar" "$p50_direct") | $(ratio "$(added "$p50_sidecar" "$p50_direct")" "$(added "$p50_nginx" "$p50_direct")") |"
   echo "| p99 at 1 connection (ms) | $p99_direct | $p99_nginx | $p99_sidecar | |"
+  if [ "$ep" = stream ]; then
+    for t in "${targets[@]}"; do declare "ttfb_$t=$(m "$t" ttfb)"; done
+    echo "| first streamed byte p50 at 1 connection (ms) | $ttfb_direct | $ttfb_nginx | $ttfb_sidecar | |"
+    echo "| added first streamed byte over direct (ms) | | $(added "$ttfb_nginx" "$ttfb_direct") | $(added "$ttfb_sidecar" "$ttfb_direct") | $(ratio "$(added "$ttfb_sidecar" "$ttfb_direct")" "$(added "$ttfb_nginx" "$ttfb_direct")") |"
+  fi
   if [ -n "$base_port" ]; then
     cpu_baseline=$(m baseline cpu)
     echo
     echo "$ep: baseline \`$EXTERNAL_BASELINE\` in the same rounds: $rps_baseline req/s at 32 connections ($(ratio "$rps_baseline" "$rps_nginx") of nginx), CPU per request $cpu_baseline µs ($(ratio "$cpu_baseline" "$cpu_nginx") of nginx), added p50 $(added "$p50_baseline" "$p50_direct") ms; this build / baseline: req/s $(ratio "$rps_sidecar" "$rps_baseline"), CPU per request $(ratio "$cpu_sidecar" "$cpu_baseline")."
   fi
 done
+# Translation against passthrough: the same client request, its provider speaking Anthropic
+# rather than OpenAI. What the sidecar adds: its CPU per request, and its p50 over the
+# provider's own (direct) p50 for that format.
+case " $ENDPOINTS " in *" chat "*" translate "*)
+  cpu() { median <"$work/$1.sidecar.cpu"; }
+  add() { added "$(median <"$work/$1.sidecar.p50")" "$(median <"$work/$1.direct.p50")"; }
+  echo
+  echo "Translation (OpenAI client, Anthropic provider) against passthrough (OpenAI to OpenAI), sidecar, same rounds: CPU per request $(cpu translate) vs $(cpu chat) µs ($(ratio "$(cpu translate)" "$(cpu chat)")×); added p50 $(add translate) vs $(add chat) ms ($(ratio "$(add translate)" "$(add chat)")×)."
+esac
 echo
 echo "RSS idle / peak (MiB, over all endpoints): nginx hop $(awk -v a="$idle_nginx" -v b="$peak_nginx" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}'), sidecar $(awk -v a="$idle_sidecar" -v b="$peak_sidecar" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}')."
 echo "Sidecar request log lines written: $logged (one per request; the log went to a file)."
