@@ -281,7 +281,7 @@ fn event(name: &str, data: &Value) -> Vec<u8> {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.to_string().as_bytes());
+    super::write_json(&mut out, data);
     out.extend_from_slice(b"\n\n");
     out
 }

@@ -9,7 +9,7 @@
 
 use aws_smithy_eventstream::frame::read_message_from;
 use aws_smithy_types::event_stream::{HeaderValue, Message};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::sse::{MAX_EVENT_BYTES, SseEvent};
 
@@ -106,7 +106,7 @@ fn event(message: Message) -> SseEvent {
             });
             SseEvent {
                 event: Some("error".into()),
-                data: Bytes::from(body.to_string()),
+                data: super::json_bytes(&body),
             }
         }
         _ => SseEvent {
@@ -120,7 +120,7 @@ fn event(message: Message) -> SseEvent {
 #[cfg(test)]
 pub(crate) fn frame(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     use aws_smithy_types::event_stream::Header;
-    let mut message = Message::new(Bytes::copy_from_slice(payload));
+    let mut message = Message::new(bytes::Bytes::copy_from_slice(payload));
     for (name, value) in headers {
         message = message.add_header(Header::new(
             name.to_string(),

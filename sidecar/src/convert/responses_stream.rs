@@ -432,7 +432,7 @@ impl StreamEncoder {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(data.to_string().as_bytes());
+        super::write_json(out, &data);
         out.extend_from_slice(b"\n\n");
     }
 }

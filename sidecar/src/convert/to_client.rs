@@ -4,16 +4,15 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{ClientApi, anthropic_openai, responses, responses_stream};
+use super::{ClientApi, anthropic_openai, json_bytes, responses, responses_stream};
 
 /// A whole hub answer in the client's format.
 pub fn answer(client: ClientApi, hub: &Value) -> Bytes {
-    let body = match client {
-        ClientApi::OpenAI => hub.to_string(),
-        ClientApi::Anthropic => anthropic_openai::response(hub).to_string(),
-        ClientApi::Responses => responses::response(hub, &responses::Echo::default()).to_string(),
-    };
-    Bytes::from(body)
+    match client {
+        ClientApi::OpenAI => json_bytes(hub),
+        ClientApi::Anthropic => json_bytes(&anthropic_openai::response(hub)),
+        ClientApi::Responses => json_bytes(&responses::response(hub, &responses::Echo::default())),
+    }
 }
 
 /// Writes chunks in the client's format.
@@ -183,7 +182,7 @@ pub fn whole(client: ClientApi, hub: &[u8], echo: &responses::Echo) -> Result<By
     let hub: Value =
         serde_json::from_slice(hub).map_err(|e| format!("assembled answer is not JSON: {e}"))?;
     Ok(match client {
-        ClientApi::Responses => Bytes::from(responses::response(&hub, echo).to_string()),
+        ClientApi::Responses => json_bytes(&responses::response(&hub, echo)),
         _ => answer(client, &hub),
     })
 }

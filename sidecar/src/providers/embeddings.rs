@@ -128,7 +128,7 @@ pub fn parse_response(
                 ))
             })?;
             Ok(Embedded {
-                body: Bytes::from(openai.to_string()),
+                body: crate::convert::json_bytes(&openai),
                 usage,
                 estimated: true,
             })

@@ -248,7 +248,7 @@ pub fn hub_chunk(chunk: &Value, usage: Option<Usage>) -> Chunk {
             })
     });
     Chunk::Data {
-        json: Bytes::from(chunk.to_string()),
+        json: crate::convert::json_bytes(chunk),
         commits,
         usage,
         usage_only: choices.is_empty() && usage.is_some(),

@@ -94,7 +94,7 @@ impl<W: Write> Write for Paced<W> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use tokio::time::Instant;
 
     use super::*;
 
