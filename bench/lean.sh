@@ -7,6 +7,8 @@
 #                              takes at most 4 KiB, and the answer is a constant), and
 #   POST /v1/messages          with one fixed Anthropic stream of the same text (the provider
 #                              side of a translated request).
+# Both streams carry their text in LEAN_DELTAS content deltas (1 by default; at most 20, for
+# nginx's 4 KiB): a real answer comes a token or so per event, so per-event costs dominate.
 # The sidecar's manifests route model `chat` and model `embed` to it as an OpenAI-format
 # provider, and model `claude` as an Anthropic-format one.
 #
@@ -42,7 +44,8 @@ lean_sidecar_bin() {
 
 lean_provider_start() {
   mock_port=$(free_port)
-  local chunk nl stream dims vector embeddings event messages
+  local chunk nl stream dims vector embeddings event messages i
+  local deltas=${LEAN_DELTAS:-1}
   # One OpenAI stream event with $1 as its choices and $2 as extra fields.
   chunk() {
     printf 'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"m","choices":%s%s}' "$1" "$2"
@@ -50,6 +53,9 @@ lean_provider_start() {
   # Events end with a blank line; `$(...)` drops trailing newlines, so they are added here.
   nl=$'\n\n'
   stream="$(chunk '[{"index":0,"delta":{"role":"assistant","content":"Hello from the bench."},"finish_reason":null}]' '')$nl"
+  for ((i = 1; i < deltas; i++)); do
+    stream+="$(chunk '[{"index":0,"delta":{"content":" token"},"finish_reason":null}]' '')$nl"
+  done
   stream+="$(chunk '[{"index":0,"delta":{},"finish_reason":"stop"}]' '')$nl"
   stream+="$(chunk '[]' ',"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}')$nl"
   stream+="data: [DONE]$nl"
@@ -58,6 +64,9 @@ lean_provider_start() {
   messages="$(event message_start '{"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant","model":"c","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}}')$nl"
   messages+="$(event content_block_start '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}')$nl"
   messages+="$(event content_block_delta '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello from the bench."}}')$nl"
+  for ((i = 1; i < deltas; i++)); do
+    messages+="$(event content_block_delta '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" token"}}')$nl"
+  done
   messages+="$(event content_block_stop '{"type":"content_block_stop","index":0}')$nl"
   messages+="$(event message_delta '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":5}}')$nl"
   messages+="$(event message_stop '{"type":"message_stop"}')$nl"

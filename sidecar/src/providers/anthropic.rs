@@ -102,6 +102,21 @@ struct Decoder {
 
 impl StreamDecoder for Decoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>) {
+        // Only events named as deltas are tried: a failed try would cost a second parse.
+        if !self.passthrough && event.event.as_deref() == Some("content_block_delta") {
+            let fast = std::str::from_utf8(&event.data)
+                .ok()
+                .and_then(|data| self.inner.text_delta(data));
+            if let Some(json) = fast {
+                // Text, so it commits; usage comes with `message_stop`.
+                return out.push(Chunk::Data {
+                    json: Bytes::from(json),
+                    commits: true,
+                    usage: None,
+                    usage_only: false,
+                });
+            }
+        }
         let data: Value = match serde_json::from_slice(&event.data) {
             Ok(data) => data,
             Err(e) => return out.push(Chunk::Error(malformed(&e))),

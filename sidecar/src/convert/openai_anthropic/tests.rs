@@ -132,3 +132,80 @@ fn wrong_typed_fields_are_ignored_rather_than_rejected() {
     }));
     assert_eq!(request(&noisy, "m", false), request(&clean, "m", false));
 }
+
+/// A decoder that has read a `message_start` with this id and model.
+fn started(id: &str, model: &str) -> StreamDecoder {
+    let mut decoder = StreamDecoder::new(1_700_000_000);
+    let start = json!({"type": "message_start", "message": {"id": id, "model": model,
+        "role": "assistant", "content": [], "usage": {"input_tokens": 3, "output_tokens": 1}}});
+    assert!(matches!(decoder.event(&start), Decoded::Chunk(_)));
+    decoder
+}
+
+/// The general reading's chunk for `data`, written as bytes.
+fn general(decoder: &mut StreamDecoder, data: &str) -> Option<Vec<u8>> {
+    let value: Value = serde_json::from_str(data).unwrap();
+    match decoder.event(&value) {
+        Decoded::Chunk(chunk) => Some(serde_json::to_vec(&chunk).unwrap()),
+        _ => None,
+    }
+}
+
+#[test]
+fn text_deltas_read_fast_give_the_general_readings_bytes() {
+    let mut decoder = started("msg_\"quoted\"\\id", "claude-é/\u{1F600}");
+    for data in [
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+        r#"{"delta":{"text":"key order","type":"text_delta"},"index":3,"type":"content_block_delta"}"#,
+        r#"{"type":"content_block_delta","index":"x","delta":{"type":"text_delta","text":""}}"#,
+        r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"esc \" \\ \n \t \u0001 \u00e9 \ud83d\ude00 </script>"},"extra":[1,{"a":null}]}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ünïcödé 漢字","more":{}}}"#,
+    ] {
+        let fast = decoder.text_delta(data).expect("read fast");
+        let general = general(&mut decoder, data).expect("a chunk");
+        assert_eq!(
+            String::from_utf8(fast).unwrap(),
+            String::from_utf8(general).unwrap(),
+            "{data}"
+        );
+    }
+}
+
+#[test]
+fn events_the_fast_reading_cannot_take_are_left_to_the_general_one() {
+    let decoder = started("msg_1", "claude");
+    for data in [
+        // Other events and other deltas.
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"x"}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\""}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}"#,
+        r#"{"type":"message_stop"}"#,
+        // Text that is not a string (the general reading passes it on as it is), a repeated key
+        // (the general reading keeps the last), a delta that is not an object, no text at all.
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":7}}"#,
+        r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a","text":"b"}}"#,
+        r#"{"type":"content_block_delta","delta":"text_delta"}"#,
+        r#"{"type":"content_block_delta","delta":{"type":"text_delta"}}"#,
+        r#"{"type":7,"delta":{"type":"text_delta","text":"a"}}"#,
+        // Not JSON, or JSON with something after it.
+        r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}"#,
+        r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}} x"#,
+    ] {
+        assert_eq!(decoder.text_delta(data), None, "{data}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_text_reads_fast_as_the_general_reading_does(
+        text in ".*",
+        id in "[ -~]{0,12}",
+        model in ".{0,12}",
+    ) {
+        let mut decoder = started(&id, &model);
+        let data = json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": text}}).to_string();
+        let fast = decoder.text_delta(&data);
+        proptest::prop_assert_eq!(fast, general(&mut decoder, &data));
+    }
+}
