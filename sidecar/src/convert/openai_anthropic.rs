@@ -279,7 +279,9 @@ impl StreamDecoder {
             text: Option<Cow<'a, str>>,
         }
         let event: Event<'_> = serde_json::from_str(data).ok()?;
-        let delta = event.delta.filter(|_| event.kind == "content_block_delta")?;
+        let delta = event
+            .delta
+            .filter(|_| event.kind == "content_block_delta")?;
         let text = delta.text.filter(|_| delta.kind == "text_delta")?;
         // A `Value` map writes its keys in sorted order: so do these.
         #[derive(Serialize)]
