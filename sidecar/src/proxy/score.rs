@@ -161,8 +161,7 @@ pub fn user_text(hub: &Map<String, Value>) -> String {
         if message.get("role").and_then(Value::as_str) != Some("user") {
             continue;
         }
-        let user = Map::from_iter([("messages".to_string(), json!([message]))]);
-        tokens::prompt_text(&user, &mut text);
+        tokens::message_text(message, &mut text);
     }
     if text.len() > MAX_CLASSIFIED_BYTES {
         let mut cut = text.len() - MAX_CLASSIFIED_BYTES;

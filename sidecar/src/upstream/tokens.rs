@@ -50,17 +50,22 @@ pub fn prompt_text(request: &serde_json::Map<String, Value>, out: &mut String) {
         return;
     };
     for message in messages {
-        match message.get("content") {
-            Some(Value::String(s)) => push(out, s),
-            Some(Value::Array(parts)) => {
-                for part in parts {
-                    if let Some(s) = part.get("text").and_then(Value::as_str) {
-                        push(out, s);
-                    }
+        message_text(message, out);
+    }
+}
+
+/// The text of one message's content, appended to `out` as [`prompt_text`] does.
+pub fn message_text(message: &Value, out: &mut String) {
+    match message.get("content") {
+        Some(Value::String(s)) => push(out, s),
+        Some(Value::Array(parts)) => {
+            for part in parts {
+                if let Some(s) = part.get("text").and_then(Value::as_str) {
+                    push(out, s);
                 }
             }
-            _ => {}
         }
+        _ => {}
     }
 }
 
