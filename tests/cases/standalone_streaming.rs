@@ -6,6 +6,12 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use switchyard_tests::{Behavior, Fault, Harness, MockProvider, Reply, pool, route};
 use tokio::time::Instant;
@@ -441,5 +447,80 @@ async fn slow_but_steady_streams_are_not_cut_by_the_idle_timeout() {
         took > Duration::from_millis(300),
         "longer than one idle window: {took:?}"
     );
+    h.stop().await;
+}
+
+/// A provider that sends its whole streamed answer in one write, as a short answer often comes:
+/// a plain hyper server with the stream as one fixed body.
+async fn one_write_provider(stream: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind provider");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|request: Request<Incoming>| async move {
+                    request.into_body().collect().await?;
+                    let mut response =
+                        Response::new(Full::new(Bytes::from_static(stream.as_bytes())));
+                    response.headers_mut().insert(
+                        "content-type",
+                        http::HeaderValue::from_static("text/event-stream"),
+                    );
+                    Ok::<_, hyper::Error>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+/// Events that arrive together with the committing one leave with it: the client's first body
+/// frame (one HTTP chunk, whatever TCP does) holds the whole answer, not its first event only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_read_with_the_committing_one_are_sent_with_it() {
+    const STREAM: &str = concat!(
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",",
+        "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hello\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",",
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",",
+        "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",",
+        "\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let base = one_write_provider(STREAM).await;
+    let yaml = pool(&[("p", &base, "m")], "", "") + &route("r", "chat", &[("p", "m")], "");
+    let h = Harness::start(&yaml).await;
+    let request = Request::post(format!("{}/v1/chat/completions", h.base()))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(streamed(None).to_string())))
+        .expect("a request");
+    let response = h.client.request(request).await.expect("an answer");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("a frame in time")
+        .expect("a frame")
+        .expect("no error")
+        .into_data()
+        .expect("data");
+    let first = String::from_utf8(first.to_vec()).expect("UTF-8");
+    assert!(first.contains("Hello"), "{first}");
+    assert!(
+        first.contains(" there") && first.ends_with("data: [DONE]\n\n"),
+        "the whole answer in the first frame: {first}"
+    );
+    // The usage chunk is dropped, as for any client that did not ask for it.
+    assert!(!first.contains("total_tokens"), "{first}");
     h.stop().await;
 }

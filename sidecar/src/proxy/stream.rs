@@ -136,6 +136,15 @@ impl EventReader {
         }
     }
 
+    /// A chunk already decoded, taken without reading more; none when the next one is an error
+    /// (which, after the commit point, only the forwarding task may act on).
+    fn ready(&mut self) -> Option<Chunk> {
+        match self.queue.front() {
+            None | Some(Chunk::Error(_)) => None,
+            Some(_) => self.queue.pop_front(),
+        }
+    }
+
     /// The next chunk, `None` when the upstream ended the body.
     async fn next(&mut self) -> Result<Option<Chunk>, AttemptError> {
         loop {
@@ -354,6 +363,26 @@ pub async fn start(
 
     // Committed: from here on the client has an answer and failover is no longer possible. The
     // breaker hears the verdict (and a half-open probe ends) only when the stream does.
+    //
+    // Events that came in the same read as the committing one go out with it, in one write: a
+    // short answer, or a burst, then costs the client's connection one write rather than one
+    // per event (bench/RESULTS.md, issue 15). Nothing here waits for more.
+    let mut forwarded = u64::from(!held.is_empty());
+    while !done && held.len() <= COMMIT_BUFFER_BYTES {
+        let Some(chunk) = reader.ready() else { break };
+        match step(chunk, &mut encoder, &mut usage)? {
+            Step::Done => done = true,
+            Step::Frame(frame, _) if frame.is_empty() => {}
+            Step::Frame(frame, _) => {
+                forwarded += 1;
+                held.extend_from_slice(&frame);
+            }
+        }
+    }
+    let ended = done;
+    if ended {
+        held.extend_from_slice(&encoder.done());
+    }
     let now = Instant::now();
     target.health.record_latency(now - deadlines.sent, now);
     ctx.record_first_token(target);
@@ -368,7 +397,8 @@ pub async fn start(
         tx,
         usage,
         done,
-        forwarded: u64::from(!held.is_empty()),
+        ended,
+        forwarded,
         _permit: permit,
         _probe: probe,
     };
@@ -385,6 +415,8 @@ struct Forward {
     tx: mpsc::Sender<Bytes>,
     usage: Option<Usage>,
     done: bool,
+    /// The client's end of stream (`encoder.done()`) is already in the bytes handed over.
+    ended: bool,
     /// Content frames sent to the client: the output estimate when the provider never said.
     forwarded: u64,
     /// Holds the concurrency slot until the stream ends.
@@ -416,7 +448,11 @@ impl Forward {
         let spend = self.ctx.charge_with(target, usage, self.usage.is_none());
         match end {
             End::Complete => {
-                let last = self.encoder.done();
+                let last = if self.ended {
+                    Vec::new()
+                } else {
+                    self.encoder.done()
+                };
                 if !last.is_empty() {
                     let _ = self.tx.send(Bytes::from(last)).await;
                 }
