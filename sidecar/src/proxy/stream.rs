@@ -379,14 +379,22 @@ pub async fn start(
             }
         }
     }
-    let ended = done;
-    if ended {
+    if done {
         held.extend_from_slice(&encoder.done());
     }
     let now = Instant::now();
     target.health.record_latency(now - deadlines.sent, now);
     ctx.record_first_token(target);
     let (tx, body) = body::channel(FORWARD_QUEUE_FRAMES);
+    // In the body before the head is handed over, so that the head and the first events leave
+    // in one write: sent by the forwarding task, they followed the head in a write of their own.
+    // A new channel has room for it.
+    if !held.is_empty() {
+        let _ = tx.try_send(Bytes::from(held));
+    }
+    // When that was the whole answer, the body ends with it: dropping the sender lets the end
+    // of the body go out in the same write too.
+    let tx = (!done).then_some(tx);
     let mut response = respond::stream_response(body);
     respond::add_served_headers(&mut response, &ctx.served(Some(target)));
     let task = Forward {
@@ -397,12 +405,11 @@ pub async fn start(
         tx,
         usage,
         done,
-        ended,
         forwarded,
         _permit: permit,
         _probe: probe,
     };
-    tokio::spawn(task.run(Bytes::from(held)));
+    tokio::spawn(task.run());
     Ok(response)
 }
 
@@ -412,11 +419,11 @@ struct Forward {
     target: TargetRt,
     reader: EventReader,
     encoder: ClientEncoder,
-    tx: mpsc::Sender<Bytes>,
+    /// The client's body; `None` when the whole answer, its end included, went into it at the
+    /// commit point.
+    tx: Option<mpsc::Sender<Bytes>>,
     usage: Option<Usage>,
     done: bool,
-    /// The client's end of stream (`encoder.done()`) is already in the bytes handed over.
-    ended: bool,
     /// Content frames sent to the client: the output estimate when the provider never said.
     forwarded: u64,
     /// Holds the concurrency slot until the stream ends.
@@ -435,8 +442,8 @@ enum End {
 }
 
 impl Forward {
-    async fn run(mut self, held: Bytes) {
-        let end = self.pump(held).await;
+    async fn run(mut self) {
+        let end = self.pump().await;
         let api = self.ctx.client_api;
         let target = &self.target;
         // A stream that ends (or is cut, or left by its client) before the provider reported
@@ -448,13 +455,11 @@ impl Forward {
         let spend = self.ctx.charge_with(target, usage, self.usage.is_none());
         match end {
             End::Complete => {
-                let last = if self.ended {
-                    Vec::new()
-                } else {
-                    self.encoder.done()
-                };
-                if !last.is_empty() {
-                    let _ = self.tx.send(Bytes::from(last)).await;
+                if let Some(tx) = &self.tx {
+                    let last = self.encoder.done();
+                    if !last.is_empty() {
+                        let _ = tx.send(Bytes::from(last)).await;
+                    }
                 }
                 target.health.record_recovery();
                 self.ctx.record_attempt(target, "Success");
@@ -472,7 +477,9 @@ impl Forward {
                     ),
                 );
                 let event = respond::stream_failure(&mut self.encoder, api, &shown);
-                let _ = self.tx.send(event).await;
+                if let Some(tx) = &self.tx {
+                    let _ = tx.send(event).await;
+                }
                 self.stream_error(spend, &error.message);
             }
             End::Cut => {
@@ -483,7 +490,9 @@ impl Forward {
                     "the sidecar is shutting down and its drain time ran out".to_string(),
                 );
                 let event = respond::stream_failure(&mut self.encoder, api, &shown);
-                let _ = self.tx.send(event).await;
+                if let Some(tx) = &self.tx {
+                    let _ = tx.send(event).await;
+                }
                 self.stream_error(spend, "cut at shutdown");
             }
             End::ClientGone => self.stream_error(spend, "client went away"),
@@ -503,10 +512,10 @@ impl Forward {
         );
     }
 
-    async fn pump(&mut self, held: Bytes) -> End {
-        if !held.is_empty() && self.tx.send(held).await.is_err() {
-            return End::ClientGone;
-        }
+    async fn pump(&mut self) -> End {
+        let Some(tx) = self.tx.clone() else {
+            return End::Complete; // the whole answer went out with the head
+        };
         let runtime = self.ctx.runtime.clone();
         let cut = runtime.streams_cut();
         tokio::pin!(cut);
@@ -514,7 +523,7 @@ impl Forward {
             // Watch the client too: a client that left must not keep an upstream stream open.
             let next = tokio::select! {
                 next = self.reader.next() => next,
-                () = self.tx.closed() => return End::ClientGone,
+                () = tx.closed() => return End::ClientGone,
                 () = &mut cut => return End::Cut,
             };
             let chunk = match next {
@@ -533,7 +542,7 @@ impl Forward {
                 Ok(Step::Frame(frame, _)) if frame.is_empty() => {}
                 Ok(Step::Frame(frame, _)) => {
                     self.forwarded += 1;
-                    if self.tx.send(Bytes::from(frame)).await.is_err() {
+                    if tx.send(Bytes::from(frame)).await.is_err() {
                         return End::ClientGone;
                     }
                 }
