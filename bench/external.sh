@@ -27,6 +27,7 @@
 #   bench/external.sh                                   # 3 rounds of 5 s per phase, every endpoint
 #   EXTERNAL_SECONDS=10 EXTERNAL_ROUNDS=5 bench/external.sh
 #   EXTERNAL_ENDPOINTS='chat translate' bench/external.sh   # some endpoints only
+#   LEAN_DELTAS=20 bench/external.sh                    # answers of 20 content deltas, not 1 (bench/lean.sh)
 #   EXTERNAL_BASELINE=/tmp/old-sidecar bench/external.sh   # also an older sidecar build, same rounds
 #   SIDECAR_BIN=/tmp/new-sidecar bench/external.sh      # a saved binary instead of building this tree
 #
@@ -229,7 +230,7 @@ logged=$(grep -c '"message":"request"' "$work/sidecar.log" || true)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 added() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.3f", a - b}'; }
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); EXTERNAL_SECONDS=$SECS EXTERNAL_ROUNDS=$ROUNDS EXTERNAL_ENDPOINTS='$ENDPOINTS'; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); EXTERNAL_SECONDS=$SECS EXTERNAL_ROUNDS=$ROUNDS EXTERNAL_ENDPOINTS='$ENDPOINTS'; LEAN_DELTAS=${LEAN_DELTAS:-1}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for ep in $ENDPOINTS; do
   m() { median <"$work/$ep.$1.$2"; }
   for t in "${targets[@]}"; do
@@ -258,12 +259,12 @@ done
 # Translation against passthrough: the same client request, its provider speaking Anthropic
 # rather than OpenAI. What the sidecar adds: its CPU per request, and its p50 over the
 # provider's own (direct) p50 for that format.
-case " $ENDPOINTS " in *" chat "*" translate "*)
+case " $ENDPOINTS " in *" translate "*) case " $ENDPOINTS " in *" chat "*)
   cpu() { median <"$work/$1.sidecar.cpu"; }
   add() { added "$(median <"$work/$1.sidecar.p50")" "$(median <"$work/$1.direct.p50")"; }
   echo
   echo "Translation (OpenAI client, Anthropic provider) against passthrough (OpenAI to OpenAI), sidecar, same rounds: CPU per request $(cpu translate) vs $(cpu chat) µs ($(ratio "$(cpu translate)" "$(cpu chat)")×); added p50 $(add translate) vs $(add chat) ms ($(ratio "$(add translate)" "$(add chat)")×)."
-esac
+esac ;; esac
 echo
 echo "RSS idle / peak (MiB, over all endpoints): nginx hop $(awk -v a="$idle_nginx" -v b="$peak_nginx" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}'), sidecar $(awk -v a="$idle_sidecar" -v b="$peak_sidecar" 'BEGIN {printf "%.1f / %.1f", a / 1024, b / 1024}')."
 echo "Sidecar request log lines written: $logged (one per request; the log went to a file)."
