@@ -30,15 +30,7 @@ command -v valgrind >/dev/null || { echo "bench/callgrind.sh needs valgrind" >&2
 . bench/lean.sh
 lean_sidecar_bin
 
-work=$(mktemp -d)
-sidecar_pid=""
-cleanup() {
-  [ -n "$sidecar_pid" ] && kill "$sidecar_pid" 2>/dev/null || true
-  [ -f "$work/mock.pid" ] && kill "$(cat "$work/mock.pid")" 2>/dev/null || true
-  sleep 0.3
-  rm -rf "$work"
-}
-trap cleanup EXIT
+lean_workdir
 
 data_port=$(free_port); admin_port=$(free_port)
 case ${CALLGRIND_REQUEST:-chat} in

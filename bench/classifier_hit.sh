@@ -32,15 +32,7 @@ done
 . bench/lean.sh
 lean_sidecar_bin
 
-work=$(mktemp -d)
-sidecar_pid=""
-cleanup() {
-  [ -n "$sidecar_pid" ] && kill "$sidecar_pid" 2>/dev/null || true
-  [ -f "$work/mock.pid" ] && kill "$(cat "$work/mock.pid")" 2>/dev/null || true
-  sleep 0.3
-  rm -rf "$work"
-}
-trap cleanup EXIT
+lean_workdir
 
 lean_provider_start
 # The classifier's provider: the same nginx, a location whose one-event stream says `42`.

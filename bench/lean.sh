@@ -12,7 +12,9 @@
 # The sidecar's manifests route model `chat` and model `embed` to it as an OpenAI-format
 # provider, and model `claude` as an Anthropic-format one.
 #
-# The sourcing script sets `work` (a scratch directory) first, then calls:
+# The sourcing script sets `work` (a scratch directory) first, or calls lean_workdir, then:
+#   lean_workdir            makes the scratch directory $work and, on exit, stops $sidecar_pid
+#                           (when the script set it) and the provider and removes $work
 #   lean_sidecar_bin        builds the release sidecar unless SIDECAR_BIN names a binary; sets
 #                           sidecar_bin
 #   lean_provider_start     writes $work/mock.conf and $work/manifests/routes.yaml, starts the
@@ -40,6 +42,19 @@ lean_sidecar_bin() {
     cargo build --release -p switchyard-sidecar >&2
     sidecar_bin=target/release/switchyard-sidecar
   fi
+}
+
+lean_workdir() {
+  work=$(mktemp -d)
+  sidecar_pid=""
+  trap lean_cleanup EXIT
+}
+
+lean_cleanup() {
+  [ -n "$sidecar_pid" ] && kill "$sidecar_pid" 2>/dev/null || true
+  [ -f "$work/mock.pid" ] && kill "$(cat "$work/mock.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$work"
 }
 
 lean_provider_start() {
