@@ -258,6 +258,8 @@ struct Outcome {
     rss_connected_kib: u64,
     anon_connected_kib: u64,
     rss_after_kib: u64,
+    /// jemalloc's figures at the same moment: live memory apart from pages freed in the rounds.
+    heap_after: Heap,
     hwm_kib: u64,
     /// jemalloc's own figures before the clients and with N connected (idle), read with the
     /// RSS figures of the same moment.
@@ -412,7 +414,7 @@ impl Operator {
         let arrivals = Arc::new(std::sync::Mutex::new(HashMap::new()));
         let handler = {
             let (server, arrivals) = (server.clone(), arrivals.clone());
-            move |req: Request<hyper::body::Incoming>| {
+            move |req: Request<listener::RequestBody>| {
                 note_arrival(&arrivals, &req);
                 server.clone().handle(req)
             }
@@ -840,6 +842,7 @@ async fn server(settings: Settings) -> Outcome {
     outcome.cpu_rounds_ms = cpu_end.0 - cpu_start.0;
     outcome.cpu_rounds_operator_ms = cpu_end.1 - cpu_start.1;
     outcome.rss_after_kib = procfs::status_kib("self", "VmRSS:");
+    outcome.heap_after = Heap::read();
     outcome.hwm_kib = procfs::status_kib("self", "VmHWM:");
     fleet.drain_events();
     outcome.client_errors = std::mem::take(&mut fleet.errors);
@@ -1330,7 +1333,7 @@ fn client_tls(ca_file: &Path) -> Arc<rustls::ClientConfig> {
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No ALPN, as the sidecar's client (hyper-rustls offers none for an HTTP/1-only client).
     tls.resumption = rustls::client::Resumption::disabled();
     Arc::new(tls)
 }
@@ -1744,6 +1747,14 @@ fn cells(o: &Outcome) -> Vec<(&'static str, String)> {
         (
             "RSS after the rounds / peak VmHWM (MiB)",
             format!("{:.1} / {:.1}", mib(o.rss_after_kib), mib(o.hwm_kib)),
+        ),
+        (
+            "jemalloc after the rounds: allocated / resident (MiB)",
+            format!(
+                "{:.1} / {:.1}",
+                Heap::mib(o.heap_after.allocated),
+                Heap::mib(o.heap_after.resident)
+            ),
         ),
         (
             "start-up: all N served and long-polling (ms)",

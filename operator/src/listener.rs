@@ -1,6 +1,8 @@
 //! The accept loop every operator listener shares (the config server and the injection webhook
 //! over TLS, the admin server in plain HTTP): accept, handshake, then HTTP/1.1 or HTTP/2 on the
-//! connection, each request answered by a handler that cannot fail (errors are responses).
+//! connection, each request answered by a handler that cannot fail (errors are responses). A
+//! connection that did not choose HTTP/2 by ALPN has its bodiless HTTP/1.1 `GET`s answered by
+//! [`lean_http1`], which holds no buffers while a request waits, and the rest by hyper.
 //!
 //! Every listener is bounded, so that no client can hold the process's resources: a TLS client
 //! must finish its handshake within [`Limits::handshake`], a connection must send its first bytes
@@ -17,9 +19,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+mod lean_http1;
+
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,6 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
+
+pub use self::lean_http1::RequestBody;
 
 /// The pause after a failed accept (usually EMFILE): long enough not to spin, short enough that
 /// the listener is back as soon as descriptors free up.
@@ -81,11 +87,12 @@ pub async fn serve<H, F>(
     handler: H,
 ) -> crate::Result<()>
 where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let acceptor = tls.map(TlsAcceptor::from);
-    let builders = Builders::new(limits);
+    // Shared: a clone per connection would put hyper's whole configuration in every task.
+    let builders = Arc::new(Builders::new(limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = slots
@@ -105,16 +112,23 @@ where
         let builders = builders.clone();
         let handler = handler.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = handler(req);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
             let served = match acceptor {
-                None => serve_io(&builders, tcp, limits, service, false).await,
-                Some(acceptor) => match handshake(&acceptor, tcp, limits).await {
+                None => serve_connection(&builders, tcp, limits, handler, false).await,
+                // The handshake's future and the TLS stream are boxed: they are large (rustls's
+                // connection state is over 1 KiB), and each `async fn` the stream passes through
+                // would keep room for another copy of it in the task's future, which every
+                // connection holds as long as it is open.
+                Some(acceptor) => match Box::pin(handshake(&acceptor, tcp, limits)).await {
                     Ok(tls) => {
-                        let http1 = tls.get_ref().1.alpn_protocol() == Some(b"http/1.1");
-                        serve_io(&builders, tls, limits, service, http1).await
+                        let tls = Box::new(tls);
+                        let alpn = tls.get_ref().1.alpn_protocol();
+                        let (h2, http1) = (alpn == Some(b"h2"), alpn == Some(b"http/1.1"));
+                        if h2 {
+                            Box::pin(serve_io(&builders, tls, limits, service(handler), false))
+                                .await
+                        } else {
+                            serve_connection(&builders, tls, limits, handler, http1).await
+                        }
                     }
                     Err(error) => {
                         tracing::debug!(server = name, %peer, %error, "TLS handshake failed");
@@ -127,6 +141,51 @@ where
             }
             drop(permit);
         });
+    }
+}
+
+/// `handler` as a hyper service.
+fn service<H, F>(
+    handler: H,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Send
++ 'static
+where
+    H: Fn(Request<RequestBody>) -> F + Send + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let response = handler(req.map(Either::Left));
+        async move { Ok::<_, Infallible>(response.await) }
+    })
+}
+
+/// Serves a connection that did not choose HTTP/2 by ALPN: [`lean_http1`] while its requests
+/// are bodiless HTTP/1.1 `GET`s, hyper from the first that is not (HTTP/1.1 alone when `http1`,
+/// ALPN having said so; otherwise whichever protocol the client speaks). Sidecars offer no ALPN
+/// (hyper-rustls offers none for an HTTP/1-only client). hyper's connection is boxed: inline, its
+/// size would be that of every task, the long-polls [`lean_http1`] keeps lean among them.
+async fn serve_connection<I, H, F>(
+    builders: &Builders,
+    io: I,
+    limits: Limits,
+    handler: H,
+    http1: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<RequestBody>) -> F + Send + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    match lean_http1::serve(io, limits, &handler).await? {
+        lean_http1::Next::Closed => Ok(()),
+        lean_http1::Next::Hyper(io) => {
+            Box::pin(serve_io(builders, io, limits, service(handler), http1)).await
+        }
     }
 }
 
@@ -169,12 +228,10 @@ async fn handshake(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
-/// Serves one connection. `http1` when TLS agreed on HTTP/1.1: then hyper's HTTP/1 connection
-/// alone serves it. Every sidecar keeps a connection to the config server, so this future is
-/// held ten thousand times: the protocol-detecting connection keeps room for an HTTP/2
-/// connection inline, which put each connection's task in a 16 KiB allocation where the HTTP/1
-/// one alone needs a few KiB (bench/RESULTS.md, "Operator memory at 10,000 sidecars"). The
-/// detecting one is boxed, so that it costs its size only to the connections that take it.
+/// Serves one connection with hyper: HTTP/1.1 alone when `http1` (TLS agreed on it), otherwise
+/// whichever protocol the client's first bytes show. The protocol-detecting connection keeps
+/// room for an HTTP/2 connection inline (16 KiB, where the HTTP/1 one alone needs a few), so it
+/// is boxed and costs its size only to the connections that take it.
 async fn serve_io<I, S>(
     builders: &Builders,
     io: I,

@@ -127,6 +127,21 @@ pub struct ConfigQuery {
     pub schema: u32,
 }
 
+/// What a `GET /v1/config` brings, taken from its request before the request is dropped.
+struct ConfigRequest {
+    authorization: Option<HeaderValue>,
+    /// Parsed at once; an error is answered only after the caller is authenticated.
+    query: Result<ConfigQuery, Box<Response<Body>>>,
+}
+
+/// Where [`ConfigServer::handle`] sends a request.
+enum Route<B> {
+    /// Answered without waiting (boxed: rare, and the route's size is kept by every poll).
+    Answer(Box<Response<Body>>),
+    Config(ConfigRequest),
+    Report(Box<Request<B>>),
+}
+
 // === impl ConfigServer ===
 
 impl ConfigServer {
@@ -220,51 +235,72 @@ impl ConfigServer {
         self.lock_reports().aggregator.report_versions()
     }
 
-    /// Routes one request.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    /// Routes one request. Not an `async fn`, whose future would keep room for the request
+    /// for its whole life: the request is taken apart first, so that a waiting long-poll, which
+    /// every sidecar of the fleet holds on the leader, keeps none of it.
+    pub fn handle<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static
     where
-        B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if !self.leadership.is_leader() || *self.draining.borrow() {
-            return not_serving();
-        }
-        match (req.method(), req.uri().path()) {
-            (&Method::GET, "/v1/config") => {
-                let response = self.get_config(req).await;
-                let code = response.status().as_u16().to_string();
-                self.metrics.responses.with_label_values(&[&code]).inc();
-                response
+        let route = if !self.leadership.is_leader() || *self.draining.borrow() {
+            Route::Answer(Box::new(not_serving()))
+        } else {
+            match (req.method(), req.uri().path()) {
+                (&Method::GET, "/v1/config") => Route::Config(ConfigRequest {
+                    authorization: req.headers().get(http::header::AUTHORIZATION).cloned(),
+                    query: parse_config_query(&req),
+                }),
+                (&Method::POST, "/v1/report") => Route::Report(Box::new(req)),
+                (_, "/v1/config" | "/v1/report") => Route::Answer(Box::new(error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed",
+                ))),
+                _ => Route::Answer(Box::new(error(StatusCode::NOT_FOUND, "not found"))),
             }
-            // Boxed: the report's future is large (a TokenReview, the body) and short-lived,
-            // while this one's size is also that of every waiting long-poll.
-            (&Method::POST, "/v1/report") => Box::pin(self.post_report(req)).await,
-            (_, "/v1/config" | "/v1/report") => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        };
+        async move {
+            match route {
+                Route::Answer(response) => *response,
+                Route::Config(request) => {
+                    let response = self.get_config(request).await;
+                    let code = response.status().as_u16().to_string();
+                    self.metrics.responses.with_label_values(&[&code]).inc();
+                    response
+                }
+                // Boxed: the report's future is large (a TokenReview, the body) and
+                // short-lived, while this one's size is also that of every waiting long-poll.
+                Route::Report(req) => Box::pin(self.post_report(*req)).await,
             }
-            _ => error(StatusCode::NOT_FOUND, "not found"),
         }
     }
 
     /// `GET /v1/config`. A waiting long-poll is what every sidecar of the fleet holds on the
     /// leader at all times, so what it keeps while it waits is kept ten thousand times: only
-    /// the version it knows, its deadline, the pod and the receivers. Nothing of the request is
-    /// needed past its parsing, and its headers are slices of the connection's read buffer, so
-    /// it is dropped before the wait; so is the snapshot it was authenticated against, which a
-    /// wait that outlives a publish would otherwise keep alive, every pod and table of it.
-    async fn get_config<B>(&self, req: Request<B>) -> Response<Body> {
+    /// the version it knows, its deadline, the pod and the receivers. Its authorization is
+    /// dropped once reviewed (with hyper, a header is a slice of the connection's read buffer),
+    /// and so is the snapshot it was authenticated against, which a wait that outlives a
+    /// publish would otherwise keep alive, every pod and table of it.
+    async fn get_config(&self, request: ConfigRequest) -> Response<Body> {
+        let ConfigRequest {
+            authorization,
+            query,
+        } = request;
         let (uid, pod, known, wait) = {
             let snapshot = self.tables.current();
             // Authenticate first, so that nothing (not even a 409) answers an unknown caller.
             // Boxed: the TokenReview's future is large and only lives until the review is
             // back, while the long-poll's own future lives for the whole wait.
-            let authorization = req.headers().get(http::header::AUTHORIZATION);
-            let (bound, pod) =
-                match Box::pin(self.auth.authenticate(authorization, &snapshot)).await {
-                    Ok(found) => found,
-                    Err(rejection) => return reject(rejection),
-                };
-            let query = match parse_config_query(&req) {
+            let reviewed = Box::pin(self.auth.authenticate(authorization.as_ref(), &snapshot));
+            let (bound, pod) = match reviewed.await {
+                Ok(found) => found,
+                Err(rejection) => return reject(rejection),
+            };
+            drop(authorization);
+            let query = match query {
                 Ok(query) => query,
                 Err(response) => return *response,
             };
@@ -273,7 +309,6 @@ impl ConfigServer {
             };
             (bound.uid, pod, known, query.wait)
         };
-        drop(req);
         let _guard = LongPollGuard::new(&self.metrics.long_polls);
         // Subscribe before looking, so a publish between the look and the wait still wakes us.
         let mut rx = self.tables.subscribe();
@@ -310,7 +345,7 @@ impl ConfigServer {
     async fn post_report<B>(&self, req: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let count = |outcome: &str| self.metrics.reports.with_label_values(&[outcome]).inc();
         let snapshot = self.tables.current();

@@ -119,7 +119,7 @@ impl Webhook {
     pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if req.uri().path() != INJECT_PATH {
             return plain(StatusCode::NOT_FOUND, "not found");
@@ -230,7 +230,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Box<Response<Body>>> {
 async fn read_body<B>(body: B) -> Result<Bytes, Box<Response<Body>>>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     match Limited::new(body, MAX_REVIEW_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
