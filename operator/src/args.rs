@@ -20,7 +20,7 @@ pub const DEFAULT_SIDECAR_RESOURCES: &str =
 /// The config server's default connection cap: every sidecar of the cluster holds one long-poll
 /// on the leader (and briefly a second connection for its report), so this fits a fleet of over
 /// 10,000 pods per replica; bench/RESULTS.md has what 10,000 cost.
-pub const DEFAULT_CONFIG_MAX_CONNECTIONS: u32 = 16_384;
+pub const DEFAULT_CONFIG_MAX_CONNECTIONS: u32 = 32_768;
 
 /// The operator's flags. Without a subcommand the operator serves.
 #[derive(Parser, Debug)]

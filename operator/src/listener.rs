@@ -1,8 +1,9 @@
 //! The accept loop every operator listener shares (the config server and the injection webhook
 //! over TLS, the admin server in plain HTTP): accept, handshake, then HTTP/1.1 or HTTP/2 on the
 //! connection, each request answered by a handler that cannot fail (errors are responses). A
-//! connection that did not choose HTTP/2 by ALPN has its bodiless HTTP/1.1 `GET`s answered by
-//! [`lean_http1`], which holds no buffers while a request waits, and the rest by hyper.
+//! connection that did not choose HTTP/2 by ALPN has its plain HTTP/1.1 requests (`GET`s, small
+//! `POST`s) answered by [`lean_http1`], which holds no buffers while a request waits, and the
+//! rest by hyper.
 //!
 //! Every listener is bounded, so that no client can hold the process's resources: a TLS client
 //! must finish its handshake within [`Limits::handshake`], a connection must send its first bytes
@@ -165,7 +166,7 @@ where
 }
 
 /// Serves a connection that did not choose HTTP/2 by ALPN: [`lean_http1`] while its requests
-/// are bodiless HTTP/1.1 `GET`s, hyper from the first that is not (HTTP/1.1 alone when `http1`,
+/// are plain HTTP/1.1 ones, hyper from the first that is not (HTTP/1.1 alone when `http1`,
 /// ALPN having said so; otherwise whichever protocol the client speaks). Sidecars offer no ALPN
 /// (hyper-rustls offers none for an HTTP/1-only client). hyper's connection is boxed: inline, its
 /// size would be that of every task, the long-polls [`lean_http1`] keeps lean among them.

@@ -32,7 +32,7 @@ pub const MAX_CACHE_TTL: Duration = Duration::from_secs(300);
 /// apiserver vouched for are cached, one per injected pod, so the bound is there against memory
 /// growth, not to be reached: it is four times the config server's default connection cap, as
 /// a fleet larger than the bound would clear the cache again and again and send a TokenReview
-/// for every poll (about 200 bytes an entry: 13 MiB when full).
+/// for every poll (about 200 bytes an entry: 26 MiB when full).
 const MAX_CACHE_ENTRIES: usize = 4 * crate::args::DEFAULT_CONFIG_MAX_CONNECTIONS as usize;
 /// How long a TokenReview may take before the request is answered 503.
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
