@@ -222,6 +222,67 @@ async fn the_config_server_speaks_the_protocol_alpn_chose() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// A sidecar offers no ALPN and sends its long-polls and its reports over the same pooled
+/// connections: the listener answers those itself, and hands the connection to hyper at the
+/// first request that needs it (a chunked body here), after which hyper answers the rest.
+#[tokio::test]
+async fn one_connection_carries_polls_and_reports_and_then_a_chunked_body() {
+    use futures_util::stream;
+    use http_body_util::{BodyExt as _, Full, StreamBody};
+    use hyper::body::Frame;
+    use hyper::{Request, StatusCode};
+    use hyper_util::rt::TokioIo;
+
+    let (server_tls, connector) = tls_offering(&[]);
+    let addr = config_server(server_tls).await;
+    let stream = tls_connect(addr, &connector).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), None);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(conn);
+    let poll = || {
+        Request::get("/v1/config")
+            .header("host", "localhost")
+            .body(Full::new(bytes::Bytes::new()).boxed())
+            .unwrap()
+    };
+    let report =
+        |body: http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>| {
+            Request::post("/v1/report")
+                .header("host", "localhost")
+                .body(body)
+                .unwrap()
+        };
+    let chunked = || {
+        let frames = stream::iter([Ok(Frame::data(bytes::Bytes::from_static(b"{}")))]);
+        StreamBody::new(frames).boxed()
+    };
+    let sized = || Full::new(bytes::Bytes::from_static(b"{\"instance\":\"x\"}")).boxed();
+    // Unauthenticated, so 401 each time; each answer must arrive whole, in turn, on the one
+    // connection, and its body be the config server's JSON error.
+    for (i, request) in [
+        poll(),
+        report(sized()),
+        poll(),
+        report(chunked()),
+        poll(),
+        report(sized()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sender.ready().await.unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "request {i}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(error["error"].is_string(), "request {i}: {error}");
+    }
+    drop(sender);
+    connection.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn the_webhook_closes_a_client_that_stalls_in_its_headers() {
     let (server_tls, connector) = tls();
