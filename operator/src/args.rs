@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(config.admin_listen.to_string(), "0.0.0.0:8080");
         assert_eq!(config.webhook_config_name, "switchyard");
         assert_eq!(config.sidecar_mode, SidecarMode::Auto);
-        assert_eq!(config.config_max_connections, 16_384);
+        assert_eq!(config.config_max_connections, 32_768);
     }
 
     #[test]
