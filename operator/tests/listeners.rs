@@ -283,6 +283,71 @@ async fn one_connection_carries_polls_and_reports_and_then_a_chunked_body() {
     connection.await.unwrap().unwrap();
 }
 
+/// The apiserver's review reaches the webhook whichever protocol the connection speaks: HTTP/1.1
+/// (read outside hyper: a body with a `Content-Length`) and HTTP/2 (hyper) answer it the same.
+#[tokio::test]
+async fn the_webhook_answers_a_review_the_same_over_http1_and_http2() {
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::{Request, StatusCode};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let uid = "705ab4f5-6393-11e8-b7cc-42010a800002";
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "team-a",
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"generateName": "app-", "namespace": "team-a"},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+            },
+        }
+    });
+    let request = || {
+        Request::post(webhook::INJECT_PATH)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(review.to_string())))
+            .unwrap()
+    };
+
+    let (server_tls, http1) = tls_offering(&[]);
+    let addr = webhook_server(server_tls).await;
+    let stream = tls_connect(addr, &http1).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let response = sender.send_request(request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let over_http1 = response.into_body().collect().await.unwrap().to_bytes();
+
+    let (server_tls, h2) = tls_offering(&[b"h2"]);
+    let addr = webhook_server(server_tls).await;
+    let stream = tls_connect(addr, &h2).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let response = sender.send_request(request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let over_http2 = response.into_body().collect().await.unwrap().to_bytes();
+
+    let answer: serde_json::Value = serde_json::from_slice(&over_http1).unwrap();
+    assert_eq!(answer["kind"], "AdmissionReview");
+    assert_eq!(answer["response"]["uid"], uid);
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(over_http1, over_http2);
+}
+
 #[tokio::test]
 async fn the_webhook_closes_a_client_that_stalls_in_its_headers() {
     let (server_tls, connector) = tls();
