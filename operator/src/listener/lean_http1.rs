@@ -34,8 +34,10 @@ use super::Limits;
 const MAX_HEAD: usize = 16 * 1024;
 /// Headers a request may have to be read here (hyper takes those with more).
 const MAX_HEADERS: usize = 32;
-/// The largest body read here; a larger one is streamed to the handler by hyper.
-const MAX_BODY: usize = 64 * 1024;
+/// The largest body read here; a larger one is streamed to the handler by hyper. A body is read
+/// before the handler can authenticate its sender, so this bounds what an unknown client makes a
+/// connection hold: no more than hyper's two buffers, which it held for every connection.
+const MAX_BODY: usize = 16 * 1024;
 /// How much room each read adds: a sidecar's head, with its service-account token, fits.
 const READ_CHUNK: usize = 4 * 1024;
 
