@@ -228,9 +228,8 @@ where
 
 /// How connections are served: HTTP/1.1 with the header-read bound, and HTTP/2 whose idle
 /// connections are pinged and closed when the peer does not answer.
-#[derive(Clone)]
 struct Builders {
-    /// For TLS connections whose client chose HTTP/1.1 by ALPN, as sidecars do.
+    /// For TLS connections whose client chose HTTP/1.1 by ALPN.
     http1: hyper::server::conn::http1::Builder,
     /// For the others: the protocol is learnt from the client's first bytes.
     auto: auto::Builder<TokioExecutor>,

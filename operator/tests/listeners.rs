@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use rustls::pki_types::ServerName;
 use switchyard_operator::admin::{self, AdminState};
@@ -24,6 +25,7 @@ use switchyard_operator::webhook::{self, Webhook};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
 
 /// The header-read limit of every listener under test.
 const HEADER_READ: Duration = Duration::from_millis(300);
@@ -73,10 +75,43 @@ async fn loopback() -> (TcpListener, SocketAddr) {
 async fn tls_connect(
     addr: SocketAddr,
     connector: &tokio_rustls::TlsConnector,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
+) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await.unwrap()
+}
+
+/// An HTTP/1.1 client over `stream`, and its connection, driven in the background.
+async fn http1_client<B>(
+    stream: TlsStream<TcpStream>,
+) -> (
+    hyper::client::conn::http1::SendRequest<B>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+/// An HTTP/2 client over `stream`, its connection driven in the background.
+async fn http2_client<B>(stream: TlsStream<TcpStream>) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
 }
 
 /// Sends `prefix` and waits for the server to close the connection; returns how long it took
@@ -189,7 +224,6 @@ async fn the_config_server_closes_an_http1_client_that_says_nothing() {
 async fn the_config_server_speaks_the_protocol_alpn_chose() {
     use http_body_util::Empty;
     use hyper::{Request, StatusCode, Version};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let request = || {
         Request::get("https://localhost/v1/config")
@@ -200,10 +234,7 @@ async fn the_config_server_speaks_the_protocol_alpn_chose() {
     let (server_tls, http1) = tls_offering(&[b"http/1.1"]);
     let addr = config_server(server_tls).await;
     let stream = tls_connect(addr, &http1).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _) = http1_client(stream).await;
     let response = sender.send_request(request()).await.unwrap();
     assert_eq!(response.version(), Version::HTTP_11);
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -212,11 +243,7 @@ async fn the_config_server_speaks_the_protocol_alpn_chose() {
     let addr = config_server(server_tls).await;
     let stream = tls_connect(addr, &h2).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http2_client(stream).await;
     let response = sender.send_request(request()).await.unwrap();
     assert_eq!(response.version(), Version::HTTP_2);
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -231,16 +258,12 @@ async fn one_connection_carries_polls_and_reports_and_then_a_chunked_body() {
     use http_body_util::{BodyExt as _, Full, StreamBody};
     use hyper::body::Frame;
     use hyper::{Request, StatusCode};
-    use hyper_util::rt::TokioIo;
 
     let (server_tls, connector) = tls_offering(&[]);
     let addr = config_server(server_tls).await;
     let stream = tls_connect(addr, &connector).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), None);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    let connection = tokio::spawn(conn);
+    let (mut sender, connection) = http1_client(stream).await;
     let poll = || {
         Request::get("/v1/config")
             .header("host", "localhost")
@@ -289,7 +312,6 @@ async fn one_connection_carries_polls_and_reports_and_then_a_chunked_body() {
 async fn the_webhook_answers_a_review_the_same_over_http1_and_http2() {
     use http_body_util::{BodyExt as _, Full};
     use hyper::{Request, StatusCode};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let uid = "705ab4f5-6393-11e8-b7cc-42010a800002";
     let review = serde_json::json!({
@@ -321,10 +343,7 @@ async fn the_webhook_answers_a_review_the_same_over_http1_and_http2() {
     let (server_tls, http1) = tls_offering(&[]);
     let addr = webhook_server(server_tls).await;
     let stream = tls_connect(addr, &http1).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _) = http1_client(stream).await;
     let response = sender.send_request(request()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let over_http1 = response.into_body().collect().await.unwrap().to_bytes();
@@ -332,11 +351,7 @@ async fn the_webhook_answers_a_review_the_same_over_http1_and_http2() {
     let (server_tls, h2) = tls_offering(&[b"h2"]);
     let addr = webhook_server(server_tls).await;
     let stream = tls_connect(addr, &h2).await;
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http2_client(stream).await;
     let response = sender.send_request(request()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let over_http2 = response.into_body().collect().await.unwrap().to_bytes();

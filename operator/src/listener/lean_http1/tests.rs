@@ -310,3 +310,51 @@ async fn a_post_with_a_small_body_is_answered_here_even_when_its_body_comes_late
     drop(client);
     assert!(matches!(served.await.unwrap().unwrap(), Next::Closed));
 }
+
+/// A stream that notes the room each read offers.
+struct Reads<I> {
+    io: I,
+    room: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Reads<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.room.lock().unwrap().push(buf.remaining());
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+write_through!(Reads);
+
+/// Between two requests, and while a request waits, a connection holds no read buffer: its
+/// pending read has room for one byte.
+#[tokio::test(start_paused = true)]
+async fn a_connection_waits_with_no_read_buffer() {
+    let (mut client, server) = duplex(64 * 1024);
+    let room = std::sync::Arc::default();
+    let server = Reads {
+        io: server,
+        room: std::sync::Arc::clone(&room),
+    };
+    let served = tokio::spawn(async move { serve(server, LIMITS, &handler).await });
+    let last_read = || *room.lock().unwrap().last().expect("a read");
+
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(last_read(), 1, "before the first request");
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(last_read(), 1, "while the request waits");
+    response(&mut client).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(last_read(), 1, "after the answer");
+    drop(client);
+    assert!(matches!(served.await.unwrap().unwrap(), Next::Closed));
+}
