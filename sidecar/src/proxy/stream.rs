@@ -113,26 +113,18 @@ impl EventReader {
         }
     }
 
-    /// The deadline for the next event, and the timeout it would be.
-    fn deadline(&self) -> (Instant, AttemptError) {
+    /// The deadline for the next event, and what its timeout would say (the error itself is
+    /// built only when it expires: formatting one per event cost more than reading the event).
+    fn deadline(&self) -> (Instant, &'static str, Duration) {
         let d = &self.deadlines;
-        let (at, error) = match self.last_event {
-            None => (
-                d.first_token,
-                AttemptError::timeout("no first token", d.first_token - d.sent),
-            ),
-            Some(last) => (
-                last + d.idle,
-                AttemptError::timeout("no stream event", d.idle),
-            ),
+        let (at, what, after) = match self.last_event {
+            None => (d.first_token, "no first token", d.first_token - d.sent),
+            Some(last) => (last + d.idle, "no stream event", d.idle),
         };
         if d.total < at {
-            (
-                d.total,
-                AttemptError::timeout("stream not finished", d.total - d.sent),
-            )
+            (d.total, "stream not finished", d.total - d.sent)
         } else {
-            (at, error)
+            (at, what, after)
         }
     }
 
@@ -154,9 +146,9 @@ impl EventReader {
             if self.ended {
                 return Ok(None);
             }
-            let (deadline, timed_out) = self.deadline();
+            let (deadline, what, after) = self.deadline();
             let frame = match timeout_at(deadline, self.body.frame()).await {
-                Err(_) => return Err(timed_out),
+                Err(_) => return Err(AttemptError::timeout(what, after)),
                 Ok(None) if self.parser.has_partial() => {
                     return Err(AttemptError::new(
                         FailureClass::ServerError,

@@ -72,7 +72,9 @@ where
         writer.write_str("{\"timestamp\":\"")?;
         // The timer's text is plain ASCII digits and punctuation: nothing to escape.
         self.timer.format_time(&mut writer)?;
-        write!(writer, "\",\"level\":\"{}\"", meta.level())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(meta.level().as_str())?;
+        writer.write_char('"')?;
         let mut fields = Fields {
             out: &mut writer,
             result: Ok(()),
@@ -111,11 +113,15 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |out| write!(out, "{value}"));
+        self.entry(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |out| write!(out, "{value}"));
+        self.entry(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
