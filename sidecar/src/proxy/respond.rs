@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
@@ -228,31 +228,30 @@ pub struct Served<'a> {
     pub template: Option<&'a str>,
 }
 
+// Header names built at compile time: a `&'static str` name is validated on every insert.
+const ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+const PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+const MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+const COMPLEXITY: HeaderName = HeaderName::from_static("x-switchyard-complexity");
+const TEMPLATE: HeaderName = HeaderName::from_static(switchyard_crds::template::TEMPLATE_HEADER);
+
 /// Adds the `x-switchyard-*` headers.
 pub fn add_served_headers(response: &mut Response<ResponseBody>, served: &Served<'_>) {
     let headers = response.headers_mut();
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
+    let text = |value: &str| HeaderValue::from_str(value).ok();
+    let values = [
+        (ROUTE, served.route.and_then(text)),
+        (PROVIDER, served.provider.and_then(text)),
+        (MODEL, served.model.and_then(text)),
+        (ATTEMPTS, served.route.map(|_| served.attempts.into())),
+        (COMPLEXITY, served.complexity.map(|s| u16::from(s).into())),
+        (TEMPLATE, served.template.and_then(text)),
+    ];
+    for (name, value) in values {
+        if let Some(value) = value {
             headers.insert(name, value);
         }
-    };
-    if let Some(route) = served.route {
-        set("x-switchyard-route", route);
-    }
-    if let Some(provider) = served.provider {
-        set("x-switchyard-provider", provider);
-    }
-    if let Some(model) = served.model {
-        set("x-switchyard-model", model);
-    }
-    if served.route.is_some() {
-        set("x-switchyard-attempts", &served.attempts.to_string());
-    }
-    if let Some(score) = served.complexity {
-        set("x-switchyard-complexity", &score.to_string());
-    }
-    if let Some(template) = served.template {
-        set(switchyard_crds::template::TEMPLATE_HEADER, template);
     }
 }
 
