@@ -12,17 +12,17 @@
 //! appended straight from the event's bytes and only what the answer keeps is copied (issue 15:
 //! parsing every event into a `Value` again was the largest item of a non-streamed request).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use self::json::{Json, into_map};
+pub use self::json::{Json, Members};
+use self::json::{find, into_map};
 use super::sse::{SseEvent, SseParser};
 use super::{ClientApi, json_arguments};
 
-mod json;
+pub mod json;
 
 /// Largest client-format event the assembler reads: four times the provider event limit, so
 /// that a conversion that escapes an event's text still fits.
@@ -65,21 +65,38 @@ impl Assembler {
         self.parser
             .push(bytes, &mut self.events)
             .map_err(|e| e.to_string())?;
-        for event in self.events.drain(..) {
-            if event.data.as_ref() == b"[DONE]" {
-                continue;
+        let events = std::mem::take(&mut self.events);
+        for event in &events {
+            if event.data.as_ref() != b"[DONE]" {
+                self.event(&event.data)?;
             }
-            // Read borrowed: only what the answer keeps is copied out of the event.
-            let data =
-                Json::parse(&event.data).map_err(|e| format!("stream event is not JSON: {e}"))?;
-            let Json::Object(data) = data else {
-                return Err("stream event is not a JSON object".into());
-            };
-            self.size += match &mut self.answer {
-                Answer::OpenAI(answer) => answer.chunk(data)?,
-                Answer::Anthropic(answer) => answer.event(data)?,
-            };
         }
+        // The list goes back empty, keeping its room for the next push.
+        self.events = events;
+        self.events.clear();
+        Ok(())
+    }
+
+    /// Takes one event's data: a client-format event, or a hub chunk for an OpenAI (or
+    /// Responses) answer. A hub chunk is the OpenAI client's event as it is, so the stream
+    /// that a non-streaming client never sees hands its chunks here without being framed as
+    /// server-sent events and read back.
+    pub fn event(&mut self, data: &[u8]) -> Result<(), String> {
+        // Read borrowed: only what the answer keeps is copied out of the event.
+        let data = Json::parse(data).map_err(|e| format!("stream event is not JSON: {e}"))?;
+        let Json::Object(data) = data else {
+            return Err("stream event is not a JSON object".into());
+        };
+        self.object(data)
+    }
+
+    /// Takes one event already read: a client-format event's members, or a hub chunk's for an
+    /// OpenAI (or Responses) answer.
+    pub fn object(&mut self, members: Members<'_>) -> Result<(), String> {
+        self.size += match &mut self.answer {
+            Answer::OpenAI(answer) => answer.chunk(members)?,
+            Answer::Anthropic(answer) => answer.event(members)?,
+        };
         Ok(())
     }
 
@@ -196,14 +213,6 @@ fn merge_json(slot: &mut Value, value: Json<'_>) -> usize {
         (Value::Object(map), Json::Object(more)) => accumulate_json(map, more),
         (slot, value) => merge(slot, value.into_value()),
     }
-}
-
-/// An object's members, read borrowed from an event.
-type Members<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
-
-/// A member's value (the last of that name, as in a parsed map).
-fn find<'m, 'a>(members: &'m Members<'a>, key: &str) -> Option<&'m Json<'a>> {
-    members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// A member's value taken out of the list (a null left in its place).

@@ -62,8 +62,8 @@ pub struct EmbeddingRequest {
 /// Parses and checks an OpenAI `CreateEmbeddingRequest`: what routing and translation need, with
 /// a message naming the field when it is wrong. Everything else is the provider's to judge.
 pub fn parse(bytes: &[u8]) -> Result<EmbeddingRequest, String> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("request body is not valid JSON: {e}"))?;
+    let value: Value =
+        super::parse_json(bytes).map_err(|e| format!("request body is not valid JSON: {e}"))?;
     let Value::Object(body) = value else {
         return Err("request body must be a JSON object".into());
     };

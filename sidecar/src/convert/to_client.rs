@@ -104,14 +104,14 @@ impl ClientEncoder {
             }
             ClientEncoder::Anthropic(encoder) => {
                 let mut out = Vec::new();
-                if let Ok(chunk) = serde_json::from_slice::<Value>(json) {
+                if let Ok(chunk) = super::parse_json::<Value>(json) {
                     encoder.chunk(&chunk, &mut out);
                 }
                 out
             }
             ClientEncoder::Responses(encoder) => {
                 let mut out = Vec::new();
-                if let Ok(chunk) = serde_json::from_slice::<Value>(json) {
+                if let Ok(chunk) = super::parse_json::<Value>(json) {
                     encoder.chunk(&chunk, &mut out);
                 }
                 out

@@ -22,6 +22,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use switchyard_crds::v1alpha1::{Api, FailureClass, Publisher};
 
+use crate::convert::assemble::Assembler;
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, Usage, to_client};
 use crate::failure::{self, AttemptError};
@@ -116,6 +117,27 @@ pub trait StreamDecoder: Send {
     /// The body ended without a transport error. Protocols that have no end-of-stream event
     /// (Gemini) emit [`Chunk::Done`] here when the answer was complete.
     fn end(&mut self, _out: &mut Vec<Chunk>) {}
+    /// Reads one event straight into a whole OpenAI-format answer, for a protocol whose events
+    /// are hub chunks as they are (OpenAI's): decoding the event and then assembling its chunk
+    /// would read the same JSON twice. `None`, the default, for the other protocols: the event
+    /// is left untouched, for [`Self::decode`].
+    fn decode_whole(
+        &mut self,
+        _event: &SseEvent,
+        _answer: &mut Assembler,
+    ) -> Option<Result<Decoded, AttemptError>> {
+        None
+    }
+}
+
+/// What [`StreamDecoder::decode_whole`] read of one event besides what went into the answer.
+#[derive(Debug, Default, PartialEq)]
+pub struct Decoded {
+    /// The provider's end of stream.
+    pub done: bool,
+    /// As [`Chunk::Data`]'s.
+    pub commits: bool,
+    pub usage: Option<Usage>,
 }
 
 /// A wire protocol.

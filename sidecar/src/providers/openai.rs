@@ -14,9 +14,11 @@ use serde_json::Value;
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
 use super::{
-    COMMITTING_DELTA_FIELDS, Call, Chunk, Completion, Provider, StreamDecoder, completion_for,
-    malformed, post_json, secret_header,
+    COMMITTING_DELTA_FIELDS, Call, Chunk, Completion, Decoded, Provider, StreamDecoder,
+    completion_for, malformed, post_json, secret_header,
 };
+use crate::convert::assemble::Assembler;
+use crate::convert::assemble::json::{Json, find};
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, Usage};
 use crate::failure::{self, AttemptError};
@@ -242,6 +244,63 @@ impl StreamDecoder for Decoder {
             usage_only,
         });
     }
+
+    /// What [`Self::decode`] reads of an event, from the one reading the answer takes: the
+    /// same errors for the same events (the unit tests hold the two together).
+    fn decode_whole(
+        &mut self,
+        event: &SseEvent,
+        answer: &mut Assembler,
+    ) -> Option<Result<Decoded, AttemptError>> {
+        Some(decode_whole(event, answer))
+    }
+}
+
+fn decode_whole(event: &SseEvent, answer: &mut Assembler) -> Result<Decoded, AttemptError> {
+    if event.data.as_ref() == b"[DONE]" {
+        return Ok(Decoded {
+            done: true,
+            ..Decoded::default()
+        });
+    }
+    let Json::Object(chunk) = Json::parse(&event.data).map_err(|e| malformed(&e))? else {
+        return Err(malformed(&"a stream chunk that is not an object"));
+    };
+    if let Some(error) = find(&chunk, "error").filter(|e| !e.is_null()) {
+        return Err(failure::classify_stream_error(&error.to_value()));
+    }
+    let usage = match find(&chunk, "usage") {
+        None | Some(Json::Null) => None,
+        Some(usage) => Some(Usage::from(
+            WireUsage::deserialize(usage.to_value()).map_err(|e| malformed(&e))?,
+        )),
+    };
+    let choices = match find(&chunk, "choices") {
+        None | Some(Json::Null) => &[][..],
+        Some(Json::Array(choices)) => choices.as_slice(),
+        Some(_) => return Err(malformed(&"`choices` is not a list")),
+    };
+    let mut commits = false;
+    for choice in choices {
+        let Json::Object(choice) = choice else {
+            return Err(malformed(&"a choice that is not an object"));
+        };
+        let delta = match find(choice, "delta") {
+            None | Some(Json::Null) => &[][..],
+            Some(Json::Object(delta)) => delta.as_slice(),
+            Some(_) => return Err(malformed(&"a delta that is not an object")),
+        };
+        commits |= find(choice, "finish_reason").is_some_and(|f| !f.is_null())
+            || delta.iter().any(|(key, value)| {
+                COMMITTING_DELTA_FIELDS.contains(&key.as_ref()) && !value.is_null()
+            });
+    }
+    answer.object(chunk).map_err(|e| malformed(&e))?;
+    Ok(Decoded {
+        done: false,
+        commits,
+        usage,
+    })
 }
 
 #[cfg(test)]

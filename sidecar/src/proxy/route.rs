@@ -62,7 +62,7 @@ pub struct Checked {
 /// Parses the body and checks what routing needs: a `model`, `messages` of known roles, and a
 /// boolean `stream` if any.
 pub fn check(api: ClientApi, bytes: &[u8]) -> Result<Checked, ClientError> {
-    let value: Value = serde_json::from_slice(bytes)
+    let value: Value = crate::convert::parse_json(bytes)
         .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
     let Value::Object(body) = value else {
         return Err(bad("request body must be a JSON object"));

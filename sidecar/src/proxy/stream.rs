@@ -90,11 +90,17 @@ struct EventReader {
     body: Incoming,
     parser: Parser,
     decoder: Box<dyn StreamDecoder>,
-    events: Vec<SseEvent>,
+    /// What the parser made of the last frame read.
+    parsed: Vec<SseEvent>,
+    /// Events read and not yet decoded (or taken with [`Self::next_event`]).
+    events: VecDeque<SseEvent>,
     chunks: Vec<Chunk>,
     queue: VecDeque<Chunk>,
     deadlines: Deadlines,
     last_event: Option<Instant>,
+    /// The upstream ended the body.
+    body_ended: bool,
+    /// The decoder has been told so.
     ended: bool,
 }
 
@@ -104,11 +110,13 @@ impl EventReader {
             body,
             parser: Parser::new(decoder.framing()),
             decoder,
-            events: Vec::new(),
+            parsed: Vec::new(),
+            events: VecDeque::new(),
             chunks: Vec::new(),
             queue: VecDeque::new(),
             deadlines,
             last_event: None,
+            body_ended: false,
             ended: false,
         }
     }
@@ -137,50 +145,81 @@ impl EventReader {
         }
     }
 
-    /// The next chunk, `None` when the upstream ended the body.
+    /// The next chunk, `None` when the upstream ended the body. The events of one read are
+    /// decoded together, so that [`Self::ready`] finds those that came with the one returned.
     async fn next(&mut self) -> Result<Option<Chunk>, AttemptError> {
         loop {
             if let Some(chunk) = self.queue.pop_front() {
                 return Ok(Some(chunk));
             }
-            if self.ended {
-                return Ok(None);
-            }
-            let (deadline, what, after) = self.deadline();
-            let frame = match timeout_at(deadline, self.body.frame()).await {
-                Err(_) => return Err(AttemptError::timeout(what, after)),
-                Ok(None) if self.parser.has_partial() => {
-                    return Err(AttemptError::new(
-                        FailureClass::ServerError,
-                        "provider stream cut off inside an event",
-                    ));
-                }
-                Ok(None) => {
-                    self.ended = true;
-                    self.decoder.end(&mut self.chunks);
-                    self.queue.extend(self.chunks.drain(..));
-                    continue;
-                }
-                Ok(Some(Err(e))) => {
-                    return Err(AttemptError::new(
-                        FailureClass::ConnectError,
-                        format!("provider stream broke: {e}"),
-                    ));
-                }
-                Ok(Some(Ok(frame))) => frame,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            self.parser.push(&data, &mut self.events)?;
             if !self.events.is_empty() {
-                self.last_event = Some(Instant::now());
-            }
-            for event in self.events.drain(..) {
-                self.decoder.decode(event, &mut self.chunks);
+                for event in self.events.drain(..) {
+                    self.decoder.decode(event, &mut self.chunks);
+                }
+            } else if self.body_ended {
+                if self.ended {
+                    return Ok(None);
+                }
+                self.ended = true;
+                self.decoder.end(&mut self.chunks);
+            } else {
+                self.read().await?;
             }
             self.queue.extend(self.chunks.drain(..));
         }
+    }
+
+    /// The next event as the provider framed it, not decoded (for
+    /// [`StreamDecoder::decode_whole`]); `None` when the upstream ended the body.
+    async fn next_event(&mut self) -> Result<Option<SseEvent>, AttemptError> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.body_ended {
+                return Ok(None);
+            }
+            self.read().await?;
+        }
+    }
+
+    /// Puts back an event taken with [`Self::next_event`], to be read first.
+    fn unread(&mut self, event: SseEvent) {
+        self.events.push_front(event);
+    }
+
+    /// Reads one frame of the body into events, within the next deadline.
+    async fn read(&mut self) -> Result<(), AttemptError> {
+        let (deadline, what, after) = self.deadline();
+        let frame = match timeout_at(deadline, self.body.frame()).await {
+            Err(_) => return Err(AttemptError::timeout(what, after)),
+            Ok(None) if self.parser.has_partial() => {
+                return Err(AttemptError::new(
+                    FailureClass::ServerError,
+                    "provider stream cut off inside an event",
+                ));
+            }
+            Ok(None) => {
+                self.body_ended = true;
+                return Ok(());
+            }
+            Ok(Some(Err(e))) => {
+                return Err(AttemptError::new(
+                    FailureClass::ConnectError,
+                    format!("provider stream broke: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            return Ok(());
+        };
+        self.parser.push(&data, &mut self.parsed)?;
+        if !self.parsed.is_empty() {
+            self.last_event = Some(Instant::now());
+        }
+        self.events.extend(self.parsed.drain(..));
+        Ok(())
     }
 }
 
@@ -264,27 +303,70 @@ pub async fn assemble(
     let mut assembler = Assembler::new(api);
     let mut usage = None;
     let mut first_token = None;
+    // Whether the decoder reads each event straight into the answer (OpenAI's protocol into an
+    // OpenAI-format answer, `decode_whole`): asked with the first event.
+    let mut whole = hub_api == ClientApi::OpenAI;
     loop {
-        let Some(chunk) = reader.next().await? else {
-            return Err(AttemptError::new(
-                FailureClass::ServerError,
-                "provider closed the stream before it finished",
-            ));
+        let commits = if whole {
+            match reader.next_event().await? {
+                Some(event) => match reader.decoder.decode_whole(&event, &mut assembler) {
+                    Some(decoded) => {
+                        let decoded = decoded?;
+                        usage = decoded.usage.or(usage);
+                        if decoded.done {
+                            break;
+                        }
+                        decoded.commits
+                    }
+                    None => {
+                        whole = false;
+                        reader.unread(event);
+                        continue;
+                    }
+                },
+                // The body ended before any event: what that means is the decoder's to say.
+                None => {
+                    whole = false;
+                    continue;
+                }
+            }
+        } else {
+            let Some(chunk) = reader.next().await? else {
+                return Err(AttemptError::new(
+                    FailureClass::ServerError,
+                    "provider closed the stream before it finished",
+                ));
+            };
+            match chunk {
+                // A hub chunk for an OpenAI-format answer goes to the assembler as it is: the
+                // encoder would only frame it as an event for the assembler to read back.
+                Chunk::Data {
+                    json,
+                    commits,
+                    usage: u,
+                    ..
+                } if matches!(encoder, ClientEncoder::OpenAI { .. }) => {
+                    usage = u.or(usage);
+                    assembler.event(&json).map_err(malformed)?;
+                    commits
+                }
+                chunk => match step(chunk, &mut encoder, &mut usage)? {
+                    Step::Done => {
+                        assembler.push(&encoder.done()).map_err(malformed)?;
+                        break;
+                    }
+                    Step::Frame(frame, commits) => {
+                        assembler.push(&frame).map_err(malformed)?;
+                        commits
+                    }
+                },
+            }
         };
-        match step(chunk, &mut encoder, &mut usage)? {
-            Step::Done => {
-                assembler.push(&encoder.done()).map_err(malformed)?;
-                break;
-            }
-            Step::Frame(frame, commits) => {
-                if commits && first_token.is_none() {
-                    first_token = Some(deadlines.sent.elapsed());
-                }
-                assembler.push(&frame).map_err(malformed)?;
-                if assembler.size() > limit {
-                    return Err(too_large(limit));
-                }
-            }
+        if commits && first_token.is_none() {
+            first_token = Some(deadlines.sent.elapsed());
+        }
+        if assembler.size() > limit {
+            return Err(too_large(limit));
         }
     }
     let mut body = assembler.finish().map_err(malformed)?;

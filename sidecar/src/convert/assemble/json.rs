@@ -26,7 +26,7 @@ pub enum Json<'a> {
 impl<'a> Json<'a> {
     /// Parses one event's data.
     pub fn parse(data: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(data)
+        crate::convert::parse_json(data)
     }
 
     pub fn is_null(&self) -> bool {
@@ -50,8 +50,24 @@ impl<'a> Json<'a> {
     /// A member of an object (the last one of that name).
     pub fn get(&self, key: &str) -> Option<&Json<'a>> {
         match self {
-            Json::Object(members) => members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            Json::Object(members) => find(members, key),
             _ => None,
+        }
+    }
+
+    /// An owned copy of this as a `Value`.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Scalar(value) => value.clone(),
+            Json::Str(s) => Value::String(s.to_string()),
+            Json::Array(items) => Value::Array(items.iter().map(Json::to_value).collect()),
+            Json::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
+                    .collect(),
+            ),
         }
     }
 
@@ -67,8 +83,16 @@ impl<'a> Json<'a> {
     }
 }
 
+/// An object's members, read borrowed from an event.
+pub type Members<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
+
+/// A member's value (the last of that name, as in a parsed map).
+pub fn find<'m, 'a>(members: &'m Members<'a>, key: &str) -> Option<&'m Json<'a>> {
+    members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
 /// An object's members as an owned map (a repeated key's last value stands).
-pub fn into_map(members: Vec<(Cow<'_, str>, Json<'_>)>) -> Map<String, Value> {
+pub fn into_map(members: Members<'_>) -> Map<String, Value> {
     members
         .into_iter()
         .map(|(k, v)| (k.into_owned(), v.into_value()))

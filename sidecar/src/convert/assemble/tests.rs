@@ -494,3 +494,50 @@ fn a_null_in_the_final_usage_keeps_the_count_from_the_start() {
     assert_eq!(answer["usage"]["output_tokens"], 2);
     assert_eq!(answer["stop_reason"], "end_turn");
 }
+
+#[test]
+fn hub_chunks_handed_over_as_they_are_make_the_answer_their_framed_events_make() {
+    // The proxy hands an OpenAI-format answer's hub chunks to `Assembler::event` without
+    // framing them; for every provider's recorded stream that must give the same answer as the
+    // events a streaming client would have received.
+    for (api, name) in [
+        (Api::OpenAI, "openai_tool_calls.sse"),
+        (Api::Anthropic, "anthropic_tool_use.sse"),
+        (Api::Gemini, "gemini_text.sse"),
+    ] {
+        let raw = recorded(name);
+        let provider = providers::for_api(api).expect("known api");
+        let mut decoder = provider.stream_decoder(ClientApi::OpenAI, "m");
+        let mut events = Vec::new();
+        SseParser::default().push(&raw, &mut events).unwrap();
+        let mut chunks = Vec::new();
+        for event in events {
+            decoder.decode(event, &mut chunks);
+        }
+        decoder.end(&mut chunks);
+        let mut direct = Assembler::new(ClientApi::OpenAI);
+        let mut handed = 0;
+        for chunk in &chunks {
+            if let Chunk::Data { json, .. } = chunk {
+                direct.event(json).expect("a hub chunk");
+                handed += 1;
+            }
+        }
+        assert!(handed > 1, "{name}: the stream carries hub chunks");
+        let direct: Value = serde_json::from_slice(&direct.finish().unwrap()).unwrap();
+        // The same chunks (converters stamp `created` when they decode), framed by the encoder.
+        let mut encoder = ClientEncoder::new(ClientApi::OpenAI, true);
+        let mut framed = Assembler::new(ClientApi::OpenAI);
+        for chunk in chunks {
+            match chunk {
+                Chunk::Data {
+                    json, usage_only, ..
+                } => framed.push(&encoder.chunk(&json, usage_only)).unwrap(),
+                Chunk::Done => framed.push(&encoder.done()).unwrap(),
+                other => panic!("{name}: unexpected {other:?}"),
+            }
+        }
+        let framed: Value = serde_json::from_slice(&framed.finish().unwrap()).unwrap();
+        assert_eq!(direct, framed, "{name}");
+    }
+}

@@ -209,3 +209,142 @@ fn only_a_committing_field_with_a_value_commits() {
     assert!(commits(&delta(r#"{"con\u0074ent":"hi"}"#)));
     assert!(!commits(&delta("null")));
 }
+
+/// Reads `events` both ways, one answer each, and asserts at every event that they come to the
+/// same: the same error class for the same bad event, the same commit point, usage and end.
+/// Returns the events read into the answers, those refused, and the two answers.
+fn read_both(events: &[SseEvent]) -> (usize, usize, Result<Bytes, String>, Result<Bytes, String>) {
+    use crate::convert::assemble::Assembler;
+
+    let mut decoded_answer = Assembler::new(ClientApi::OpenAI);
+    let mut whole_answer = Assembler::new(ClientApi::OpenAI);
+    let (mut read, mut failed) = (0, 0);
+    for event in events {
+        let data = String::from_utf8_lossy(&event.data);
+        let mut out = Vec::new();
+        Decoder.decode(event.clone(), &mut out);
+        let whole = Decoder
+            .decode_whole(event, &mut whole_answer)
+            .expect("OpenAI's events are hub chunks");
+        // The decoded path's verdict: the decoder's, then the assembler's on the chunk (a
+        // chunk it cannot take fails the attempt as a `ServerError`).
+        let decoded = match out.pop() {
+            Some(Chunk::Done) => Ok(None),
+            Some(Chunk::Data {
+                json,
+                commits,
+                usage,
+                ..
+            }) => match decoded_answer.event(&json) {
+                Ok(()) => Ok(Some((commits, usage))),
+                Err(_) => Err(FailureClass::ServerError),
+            },
+            Some(Chunk::Error(e)) => Err(e.class),
+            other => panic!("{data}: decoded {other:?}"),
+        };
+        assert!(out.is_empty(), "{data}: one chunk per event");
+        match (decoded, whole) {
+            (Ok(None), Ok(whole)) => assert!(whole.done, "{data}"),
+            (Ok(Some(decoded)), Ok(whole)) => {
+                assert_eq!((whole.commits, whole.usage), decoded, "{data}");
+                assert!(!whole.done, "{data}");
+                read += 1;
+            }
+            (Err(decoded), Err(whole)) => {
+                assert_eq!(decoded, whole.class, "{data}");
+                failed += 1;
+            }
+            (decoded, whole) => panic!("{data}: decoded {decoded:?}, read whole {whole:?}"),
+        }
+    }
+    (read, failed, decoded_answer.finish(), whole_answer.finish())
+}
+
+fn events(data: &[&str]) -> Vec<SseEvent> {
+    data.iter()
+        .map(|d| SseEvent {
+            event: None,
+            data: Bytes::copy_from_slice(d.as_bytes()),
+        })
+        .collect()
+}
+
+/// A whole answer reads each event once (`decode_whole`); it must come to what decoding the
+/// event and assembling its chunk come to, good events and bad alike, and to the same answer.
+#[test]
+fn reading_an_event_into_a_whole_answer_agrees_with_decoding_it() {
+    let events = events(&[
+        r#"{"id":"c1","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+        r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"Hel"}}]}"#,
+        r#"{"id":"c1","choices":[{"index":0,"delta":{"content":null,"obfuscation":"x"}}]}"#,
+        r#"{"id":"c1","choices":[{"index":0,"delta":{"con\u0074ent":"lo"}}]}"#,
+        r#"{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"prompt_cache_hit_tokens":4}}"#,
+        r#"{"choices":null,"usage":null}"#,
+        r#"{"error":{"message":"Rate limit reached","code":"rate_limit_exceeded"}}"#,
+        r#"{"error":{"message":"The server is overloaded"}}"#,
+        r#"{"error":null,"choices":[]}"#,
+        "{garbage",
+        "[]",
+        r#""text""#,
+        r#"{"choices":{}}"#,
+        r#"{"choices":[1]}"#,
+        r#"{"choices":[{"delta":"x"}]}"#,
+        r#"{"choices":[],"usage":{"prompt_tokens":"nine"}}"#,
+        "[DONE]",
+    ]);
+    let (read, failed, decoded, whole) = read_both(&events);
+    assert_eq!((read, failed), (7, 10));
+    let (decoded, whole) = (decoded.unwrap(), whole.unwrap());
+    assert_eq!(decoded, whole);
+    let answer: Value = serde_json::from_slice(&whole).unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(answer["usage"]["prompt_cache_hit_tokens"], 4);
+}
+
+/// The same, for a recorded stream with bytes changed at random: a changed event is refused or
+/// read alike both ways.
+#[test]
+fn mutated_events_read_whole_as_they_decode() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let recorded = std::fs::read(format!(
+        "{}/src/convert/testdata/streams/openai_tool_calls.sse",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut parsed = Vec::new();
+    crate::convert::sse::SseParser::default()
+        .push(&recorded, &mut parsed)
+        .unwrap();
+    let (mut read, mut failed) = (0, 0);
+    for seed in 0..300 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let events: Vec<SseEvent> = parsed
+            .iter()
+            .map(|event| {
+                let mut data = event.data.to_vec();
+                for _ in 0..rng.random_range(0..3) {
+                    let i = rng.random_range(0..data.len());
+                    data[i] = *b"{}[]\",:0an\\\xff"
+                        .get(rng.random_range(0..13))
+                        .unwrap_or(&b' ');
+                }
+                SseEvent {
+                    event: None,
+                    data: data.into(),
+                }
+            })
+            .collect();
+        let both = read_both(&events);
+        read += both.0;
+        failed += both.1;
+        match (both.2, both.3) {
+            (Ok(decoded), Ok(whole)) => assert_eq!(decoded, whole, "seed {seed}"),
+            (decoded, whole) => assert_eq!(decoded.is_ok(), whole.is_ok(), "seed {seed}"),
+        }
+    }
+    // The mutations reach both verdicts.
+    assert!(read > 300 && failed > 300, "{read} read, {failed} refused");
+}
