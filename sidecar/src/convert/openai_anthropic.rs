@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::assemble::Json;
 use super::json_arguments;
 use super::wire::anthropic::{self, Block, BlockDelta, StreamEvent};
 use super::wire::openai::{ChatRequest, Content, Part, Stop, ToolChoice};
@@ -224,6 +225,30 @@ pub fn response(message: &Value, created: u64) -> Option<(Value, Usage)> {
     Some((completion, usage))
 }
 
+/// The text of a `content_block_delta` event carrying text, read borrowed; `None` for any other
+/// event, and for one this reading cannot take (a field of another type, a repeated key).
+fn delta_text(data: &str) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Event<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow)]
+        delta: Option<Delta<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Delta<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow)]
+        text: Option<Cow<'a, str>>,
+    }
+    let event: Event<'_> = serde_json::from_str(data).ok()?;
+    let delta = event
+        .delta
+        .filter(|_| event.kind == "content_block_delta")?;
+    delta.text.filter(|_| delta.kind == "text_delta")
+}
+
 /// Turns Anthropic stream events into OpenAI chunks, one event at a time.
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
@@ -264,25 +289,7 @@ impl StreamDecoder {
     /// 17,000 instructions per event, twice what passing an OpenAI event through costs
     /// (bench/RESULTS.md, issue 15). The bytes are the general reading's, byte for byte.
     pub fn text_delta(&self, data: &str) -> Option<Vec<u8>> {
-        #[derive(Deserialize)]
-        struct Event<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: Cow<'a, str>,
-            #[serde(borrow)]
-            delta: Option<Delta<'a>>,
-        }
-        #[derive(Deserialize)]
-        struct Delta<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: Cow<'a, str>,
-            #[serde(borrow)]
-            text: Option<Cow<'a, str>>,
-        }
-        let event: Event<'_> = serde_json::from_str(data).ok()?;
-        let delta = event
-            .delta
-            .filter(|_| event.kind == "content_block_delta")?;
-        let text = delta.text.filter(|_| delta.kind == "text_delta")?;
+        let text = delta_text(data)?;
         // A `Value` map writes its keys in sorted order: so do these.
         #[derive(Serialize)]
         struct Chunk<'a> {
@@ -318,6 +325,32 @@ impl StreamDecoder {
         let mut out = Vec::with_capacity(data.len() + self.id.len() + self.model.len() + 96);
         serde_json::to_writer(&mut out, &chunk).ok()?;
         Some(out)
+    }
+
+    /// [`Self::text_delta`]'s chunk as the tree a whole answer reads it into
+    /// ([`crate::providers::StreamDecoder::decode_whole`]), without writing it out and reading it
+    /// back: the same members, in the same order.
+    pub fn text_delta_tree<'a>(&'a self, data: &'a str) -> Option<Json<'a>> {
+        let text = delta_text(data)?;
+        let choice = Json::Object(vec![
+            (
+                "delta".into(),
+                Json::Object(vec![("content".into(), Json::Str(text))]),
+            ),
+            ("finish_reason".into(), Json::Null),
+            ("index".into(), Json::Scalar(Value::from(0u64))),
+            ("logprobs".into(), Json::Null),
+        ]);
+        Some(Json::Object(vec![
+            ("choices".into(), Json::Array(vec![choice])),
+            ("created".into(), Json::Scalar(Value::from(self.created))),
+            ("id".into(), Json::Str(Cow::Borrowed(&self.id))),
+            ("model".into(), Json::Str(Cow::Borrowed(&self.model))),
+            (
+                "object".into(),
+                Json::Str(Cow::Borrowed("chat.completion.chunk")),
+            ),
+        ]))
     }
 
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Value {

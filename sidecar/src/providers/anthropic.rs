@@ -10,9 +10,10 @@ use serde_json::Value;
 use switchyard_crds::v1alpha1::Api;
 
 use super::{
-    Call, Chunk, Completion, Provider, StreamDecoder, WithModel, completion_for, hub_chunk,
-    malformed, post_json, secret_header, unix_now,
+    Call, Chunk, Completion, Decoded, Provider, StreamDecoder, WithModel, completion_for,
+    hub_chunk, malformed, post_json, secret_header, unix_now,
 };
+use crate::convert::assemble::{Assembler, Json};
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, openai_anthropic};
 use crate::failure::{self, AttemptError};
@@ -156,6 +157,60 @@ impl StreamDecoder for Decoder {
             }
             openai_anthropic::Decoded::Error(_) | openai_anthropic::Decoded::Nothing => {}
         }
+    }
+
+    /// What [`Self::decode`] does, with each hub chunk handed to the answer as the tree it was
+    /// built as, rather than written out for the assembler to read back (the unit tests hold
+    /// the two together).
+    fn decode_whole(
+        &mut self,
+        event: &SseEvent,
+        answer: &mut Assembler,
+    ) -> Option<Result<Decoded, AttemptError>> {
+        // An Anthropic client's answer is not assembled from hub chunks.
+        if self.passthrough {
+            return None;
+        }
+        Some(self.decode_into(event, answer))
+    }
+}
+
+impl Decoder {
+    fn decode_into(
+        &mut self,
+        event: &SseEvent,
+        answer: &mut Assembler,
+    ) -> Result<Decoded, AttemptError> {
+        let into_answer = |answer: &mut Assembler, chunk: Json<'_>| match chunk {
+            Json::Object(members) => answer.object(members).map_err(|e| malformed(&e)),
+            _ => Err(malformed(&"a hub chunk that is not an object")),
+        };
+        if event.event.as_deref() == Some("content_block_delta")
+            && let Ok(data) = std::str::from_utf8(&event.data)
+            && let Some(chunk) = self.inner.text_delta_tree(data)
+        {
+            into_answer(answer, chunk)?;
+            return Ok(Decoded {
+                commits: true,
+                ..Decoded::default()
+            });
+        }
+        let data: Value = crate::convert::parse_json(&event.data).map_err(|e| malformed(&e))?;
+        let (chunk, usage) = match self.inner.event(&data) {
+            openai_anthropic::Decoded::Error(error) => {
+                return Err(failure::classify_stream_error(&error));
+            }
+            openai_anthropic::Decoded::Nothing => return Ok(Decoded::default()),
+            openai_anthropic::Decoded::Chunk(chunk) => (chunk, None),
+            openai_anthropic::Decoded::Usage(chunk, usage) => (chunk, Some(usage)),
+        };
+        let commits = super::commits(&chunk);
+        into_answer(answer, Json::from(chunk))?;
+        Ok(Decoded {
+            done: usage.is_some(),
+            commits,
+            usage,
+        })
     }
 }
 

@@ -14,6 +14,8 @@ pub mod gemini;
 pub mod openai;
 pub mod responses;
 pub mod vertex;
+#[cfg(test)]
+mod whole_tests;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -257,24 +259,32 @@ impl serde::Serialize for WithModel<'_> {
 
 /// A hub chunk built by a converter, with its commit and usage flags.
 pub fn hub_chunk(chunk: &Value, usage: Option<Usage>) -> Chunk {
-    let choices = chunk
+    let choices = choices(chunk);
+    Chunk::Data {
+        json: crate::convert::json_bytes(chunk),
+        commits: commits(chunk),
+        usage,
+        usage_only: choices.is_empty() && usage.is_some(),
+    }
+}
+
+fn choices(chunk: &Value) -> &[Value] {
+    chunk
         .get("choices")
         .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    let commits = choices.iter().any(|c| {
+        .map_or(&[][..], Vec::as_slice)
+}
+
+/// Whether a hub chunk built by a converter commits the stream (see [`Chunk::Data`]).
+pub fn commits(chunk: &Value) -> bool {
+    choices(chunk).iter().any(|c| {
         c.get("finish_reason").is_some_and(|f| !f.is_null())
             || COMMITTING_DELTA_FIELDS.iter().any(|k| {
                 c.get("delta")
                     .and_then(|d| d.get(*k))
                     .is_some_and(|v| !v.is_null())
             })
-    });
-    Chunk::Data {
-        json: crate::convert::json_bytes(chunk),
-        commits,
-        usage,
-        usage_only: choices.is_empty() && usage.is_some(),
-    }
+    })
 }
 
 /// A hub completion in the client's format.

@@ -83,6 +83,23 @@ impl<'a> Json<'a> {
     }
 }
 
+/// An owned `Value` as a tree the assembler reads: its strings are moved, not copied.
+impl From<Value> for Json<'static> {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Null => Json::Null,
+            Value::String(s) => Json::Str(Cow::Owned(s)),
+            Value::Array(items) => Json::Array(items.into_iter().map(Json::from).collect()),
+            Value::Object(map) => Json::Object(
+                map.into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Json::from(v)))
+                    .collect(),
+            ),
+            scalar => Json::Scalar(scalar),
+        }
+    }
+}
+
 /// An object's members, read borrowed from an event.
 pub type Members<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
 
