@@ -119,10 +119,13 @@ pub trait StreamDecoder: Send {
     /// The body ended without a transport error. Protocols that have no end-of-stream event
     /// (Gemini) emit [`Chunk::Done`] here when the answer was complete.
     fn end(&mut self, _out: &mut Vec<Chunk>) {}
-    /// Reads one event straight into a whole OpenAI-format answer, for a protocol whose events
-    /// are hub chunks as they are (OpenAI's): decoding the event and then assembling its chunk
-    /// would read the same JSON twice. `None`, the default, for the other protocols: the event
-    /// is left untouched, for [`Self::decode`].
+    /// Reads one event straight into a whole OpenAI-format answer, where decoding it into hub
+    /// chunk bytes and assembling those would read the same JSON twice: OpenAI's events are hub
+    /// chunks as they are, Anthropic's decoder builds its chunks as trees. Must come to what
+    /// [`Self::decode`] and assembling the chunks come to (the same refusals, commit point,
+    /// usage and end), and keep whatever state [`Self::end`] relies on. `None`, the default, for
+    /// a decoder that does not: it is asked with the first event, which is then left untouched
+    /// for [`Self::decode`], and one that answers `Some` answers `Some` for every event.
     fn decode_whole(
         &mut self,
         _event: &SseEvent,

@@ -18,7 +18,7 @@ use super::{
     completion_for, malformed, post_json, secret_header,
 };
 use crate::convert::assemble::Assembler;
-use crate::convert::assemble::json::{Json, find};
+use crate::convert::assemble::json::{Json, Members, find};
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, Usage};
 use crate::failure::{self, AttemptError};
@@ -154,6 +154,28 @@ impl From<WireUsage> for Usage {
 
 struct Decoder;
 
+/// A derived struct read from a JSON object only: serde's derive also reads a struct from a list,
+/// field by field, and a chunk or a choice that is a list is malformed, not an answer.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Fields(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
 /// Whether a delta sets one of [`COMMITTING_DELTA_FIELDS`] to something other than null, read
 /// without building the delta: every event passes through here, and a `Map` of its fields cost
 /// more than the rest of the decoding.
@@ -212,7 +234,7 @@ impl StreamDecoder for Decoder {
         #[derive(Deserialize)]
         struct Lite {
             #[serde(default)]
-            choices: Option<Vec<ChoiceLite>>,
+            choices: Option<Vec<Object<ChoiceLite>>>,
             #[serde(default)]
             usage: Option<WireUsage>,
             #[serde(default)]
@@ -226,7 +248,7 @@ impl StreamDecoder for Decoder {
             finish_reason: Option<IgnoredAny>,
         }
         let lite: Lite = match serde_json::from_slice(&event.data) {
-            Ok(lite) => lite,
+            Ok(Object(lite)) => lite,
             Err(e) => return out.push(Chunk::Error(malformed(&e))),
         };
         if let Some(error) = lite.error {
@@ -235,7 +257,7 @@ impl StreamDecoder for Decoder {
         let choices = lite.choices.unwrap_or_default();
         let commits = choices
             .iter()
-            .any(|c| c.finish_reason.is_some() || c.delta.as_ref().is_some_and(|d| d.0));
+            .any(|Object(c)| c.finish_reason.is_some() || c.delta.as_ref().is_some_and(|d| d.0));
         let usage_only = choices.is_empty() && lite.usage.is_some();
         out.push(Chunk::Data {
             json: event.data,
@@ -266,9 +288,9 @@ fn decode_whole(event: &SseEvent, answer: &mut Assembler) -> Result<Decoded, Att
     let Json::Object(chunk) = Json::parse(&event.data).map_err(|e| malformed(&e))? else {
         return Err(malformed(&"a stream chunk that is not an object"));
     };
-    if let Some(error) = find(&chunk, "error").filter(|e| !e.is_null()) {
-        return Err(failure::classify_stream_error(&error.to_value()));
-    }
+    // What `decode` reads, refused as it refuses it: a field it knows given twice, a shape it
+    // cannot read (checked before an error event is classified, as its one reading does).
+    once(&chunk, &["choices", "usage", "error"])?;
     let usage = match find(&chunk, "usage") {
         None | Some(Json::Null) => None,
         Some(usage) => Some(Usage::from(
@@ -285,6 +307,7 @@ fn decode_whole(event: &SseEvent, answer: &mut Assembler) -> Result<Decoded, Att
         let Json::Object(choice) = choice else {
             return Err(malformed(&"a choice that is not an object"));
         };
+        once(choice, &["delta", "finish_reason"])?;
         let delta = match find(choice, "delta") {
             None | Some(Json::Null) => &[][..],
             Some(Json::Object(delta)) => delta.as_slice(),
@@ -295,12 +318,25 @@ fn decode_whole(event: &SseEvent, answer: &mut Assembler) -> Result<Decoded, Att
                 COMMITTING_DELTA_FIELDS.contains(&key.as_ref()) && !value.is_null()
             });
     }
+    if let Some(error) = find(&chunk, "error").filter(|e| !e.is_null()) {
+        return Err(failure::classify_stream_error(&error.to_value()));
+    }
     answer.object(chunk).map_err(|e| malformed(&e))?;
     Ok(Decoded {
         done: false,
         commits,
         usage,
     })
+}
+
+/// Refuses an object that gives one of `fields` more than once.
+fn once(members: &Members<'_>, fields: &[&str]) -> Result<(), AttemptError> {
+    for field in fields {
+        if members.iter().filter(|(key, _)| key == field).count() > 1 {
+            return Err(malformed(&format_args!("duplicate field `{field}`")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@
 //! The circuit breaker hears a stream's verdict when it ends: a clean end is a success, a failure
 //! after the commit a failure, so a provider that breaks every stream mid-way is avoided.
 //!
-//! A client that asked for no stream gets [`assemble`]: the same reader, decoder and client
-//! encoder, read to the clean end with nothing sent before it, then one whole answer.
+//! A client that asked for no stream gets [`assemble`]: the same reader and decoder, read to the
+//! clean end with nothing sent before it, then one whole answer; the events go into the answer
+//! as the client's events would, or straight in where the decoder can
+//! ([`StreamDecoder::decode_whole`]).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -279,9 +281,11 @@ pub struct Assembled {
     pub first_token: Duration,
 }
 
-/// Reads a whole stream for a client that asked for no stream, through the same decoder and
-/// client encoder a streaming client's answer takes, and assembles the events into one answer of
-/// at most `limit` bytes. Nothing reaches the client before the clean end, so any failure on the
+/// Reads a whole stream for a client that asked for no stream, through the same decoder a
+/// streaming client's answer takes, and assembles the events into one answer of at most `limit`
+/// bytes: each event straight into the answer where the decoder reads it so
+/// ([`StreamDecoder::decode_whole`]), else through the client encoder as a streaming client would
+/// get it (an OpenAI-format answer skips the SSE framing of its hub chunks). Nothing reaches the client before the clean end, so any failure on the
 /// way (an error event, a break, a cut event, a timeout) is an ordinary attempt failure.
 pub async fn assemble(
     api: ClientApi,
@@ -303,8 +307,9 @@ pub async fn assemble(
     let mut assembler = Assembler::new(api);
     let mut usage = None;
     let mut first_token = None;
-    // Whether the decoder reads each event straight into the answer (OpenAI's protocol into an
-    // OpenAI-format answer, `decode_whole`): asked with the first event.
+    // Whether the decoder reads each event straight into the answer (`decode_whole`, for an
+    // OpenAI-format answer): asked with the first event, and a decoder that can answers for
+    // every event.
     let mut whole = hub_api == ClientApi::OpenAI;
     loop {
         let commits = if whole {
@@ -324,7 +329,8 @@ pub async fn assemble(
                         continue;
                     }
                 },
-                // The body ended before any event: what that means is the decoder's to say.
+                // The body ended (with no end event, or before any event): what that means is the
+                // decoder's `end` to say, through the path below.
                 None => {
                     whole = false;
                     continue;
