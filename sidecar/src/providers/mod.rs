@@ -28,8 +28,8 @@ use crate::convert::assemble::Assembler;
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, Usage, to_client};
 use crate::failure::{self, AttemptError};
-use crate::upstream::UpstreamRt;
 use crate::upstream::credentials::Credential;
+use crate::upstream::{Prepared, UpstreamRt};
 
 /// Client headers that are never sent upstream, whatever `forwardHeaders` says: the sidecar
 /// authenticates with the pool's key, not the caller's.
@@ -163,6 +163,11 @@ pub trait Provider: Sync {
     ) -> Result<Completion, AttemptError>;
     /// A decoder for one streamed answer of `model` to a client of `client`'s format.
     fn stream_decoder(&self, client: ClientApi, model: &str) -> Box<dyn StreamDecoder>;
+    /// The parts of this protocol's requests to `def` that are the same for every request
+    /// (its `host` is filled in by the caller).
+    fn prepare(&self, _def: &switchyard_crds::table::Upstream) -> Prepared {
+        Prepared::default()
+    }
     /// An error answer. The shared classification fits every provider we know; a protocol with
     /// quirks overrides it.
     fn classify_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> AttemptError {
@@ -184,16 +189,25 @@ pub fn for_api(api: Api) -> Result<&'static dyn Provider, AttemptError> {
 
 /// A JSON POST to `uri` with the headers every upstream request carries and the client headers
 /// the provider may see. The caller adds the provider's auth header.
-pub fn post_json(
-    uri: String,
+pub fn post_json<U>(
+    uri: U,
     body: Vec<u8>,
     call: &Call<'_>,
-) -> Result<http::Request<Full<Bytes>>, AttemptError> {
+) -> Result<http::Request<Full<Bytes>>, AttemptError>
+where
+    http::Uri: TryFrom<U>,
+    <http::Uri as TryFrom<U>>::Error: Into<http::Error>,
+{
     let mut request = http::Request::post(uri)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| {
             AttemptError::new(FailureClass::ServerError, format!("bad upstream URL: {e}"))
         })?;
+    // The `Host` hyper-util would add when the request goes, made once per upstream.
+    let host = match (&call.upstream.prepared.host, request.uri().authority()) {
+        (Some((authority, host)), Some(to)) if to == authority => Some(host.clone()),
+        _ => None,
+    };
     let headers = request.headers_mut();
     for name in &call.upstream.def.forward_headers {
         if NEVER_FORWARDED.contains(&name.as_str()) {
@@ -204,6 +218,9 @@ pub fn post_json(
                 headers.append(name.clone(), value.clone());
             }
         }
+    }
+    if let Some(host) = host {
+        headers.entry(header::HOST).or_insert(host);
     }
     headers.insert(
         header::USER_AGENT,

@@ -11,6 +11,8 @@ use serde::de::IgnoredAny;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use switchyard_crds::secret::SecretString;
+use switchyard_crds::table::Upstream;
 use switchyard_crds::v1alpha1::{Api, FailureClass};
 
 use super::{
@@ -22,6 +24,7 @@ use crate::convert::assemble::json::{Json, Members, find};
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, Usage};
 use crate::failure::{self, AttemptError};
+use crate::upstream::Prepared;
 
 /// The OpenAI protocol.
 pub struct OpenAi;
@@ -34,18 +37,27 @@ impl Provider for OpenAi {
     fn build_request(&self, call: &Call<'_>) -> Result<http::Request<Full<Bytes>>, AttemptError> {
         let body = serde_json::to_vec(&Outgoing { call })
             .map_err(|e| AttemptError::new(FailureClass::ClientError, e.to_string()))?;
-        let mut request = post_json(
-            format!("{}/chat/completions", call.upstream.def.base_url),
-            body,
-            call,
-        )?;
+        let prepared = &call.upstream.prepared;
+        let mut request = match &prepared.chat_uri {
+            Some(uri) => post_json(uri.clone(), body, call)?,
+            None => post_json(chat_url(&call.upstream.def), body, call)?,
+        };
         if let Some(key) = &call.upstream.def.api_key {
-            request.headers_mut().insert(
-                header::AUTHORIZATION,
-                secret_header(&format!("Bearer {}", key.expose()))?,
-            );
+            let value = match &prepared.authorization {
+                Some(value) => value.clone(),
+                None => bearer(key)?,
+            };
+            request.headers_mut().insert(header::AUTHORIZATION, value);
         }
         Ok(request)
+    }
+
+    fn prepare(&self, def: &Upstream) -> Prepared {
+        Prepared {
+            chat_uri: chat_url(def).parse().ok(),
+            authorization: def.api_key.as_ref().and_then(|key| bearer(key).ok()),
+            ..Prepared::default()
+        }
     }
 
     fn parse_response(
@@ -83,6 +95,14 @@ impl Provider for OpenAi {
         // stream encoder's business.
         Box::new(Decoder)
     }
+}
+
+fn chat_url(def: &Upstream) -> String {
+    format!("{}/chat/completions", def.base_url)
+}
+
+fn bearer(key: &SecretString) -> Result<http::HeaderValue, AttemptError> {
+    secret_header(&format!("Bearer {}", key.expose()))
 }
 
 /// The client's request with this target's `model` and the stream settings we need, serialized

@@ -209,3 +209,45 @@ fn only_a_committing_field_with_a_value_commits() {
     assert!(commits(&delta(r#"{"con\u0074ent":"hi"}"#)));
     assert!(!commits(&delta("null")));
 }
+
+/// The URI, `Host` and `Authorization` made once per upstream are what each request made for
+/// itself, and a request to an upstream whose parts could not be made still goes, or fails, as
+/// it did.
+#[test]
+fn prepared_parts_are_what_each_request_would_make() {
+    let call_for = |up: &UpstreamRt| {
+        let req = request();
+        let client = HeaderMap::new();
+        let call = Call {
+            upstream: up,
+            model: "gpt-4o",
+            request: &req,
+            original: None,
+            client: ClientApi::OpenAI,
+            stream: true,
+            client_headers: &client,
+            credential: &crate::upstream::credentials::Credential::None,
+            publisher: switchyard_crds::v1alpha1::Publisher::Google,
+        };
+        OpenAi.build_request(&call)
+    };
+    let prepared = upstream(&[]);
+    assert!(prepared.prepared.chat_uri.is_some() && prepared.prepared.authorization.is_some());
+    let mut unprepared = upstream(&[]);
+    unprepared.prepared = crate::upstream::Prepared::default();
+
+    let (a, b) = (call_for(&prepared).unwrap(), call_for(&unprepared).unwrap());
+    assert_eq!(a.uri(), b.uri());
+    assert_eq!(a.headers()["authorization"], b.headers()["authorization"]);
+    assert!(a.headers()["authorization"].is_sensitive());
+    // hyper-util adds `Host` to the unprepared one when it sends it: the same value.
+    assert_eq!(a.headers()["host"], "127.0.0.1:1");
+    assert!(!b.headers().contains_key("host"));
+
+    // A key that is no header value cannot be prepared; the request fails as it did.
+    let mut bad = upstream(&[]);
+    bad.def.api_key = Some(SecretString::new("sk-bad\nkey"));
+    bad.prepared = crate::upstream::Prepared::default();
+    let error = call_for(&bad).unwrap_err();
+    assert_eq!(error.class, FailureClass::AuthError);
+}
