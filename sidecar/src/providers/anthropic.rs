@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::Full;
 use serde_json::Value;
+use switchyard_crds::table::Upstream;
 use switchyard_crds::v1alpha1::Api;
 
 use super::{
@@ -17,6 +18,7 @@ use crate::convert::assemble::{Assembler, Json};
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, openai_anthropic};
 use crate::failure::{self, AttemptError};
+use crate::upstream::Prepared;
 
 /// The `anthropic-version` sent when the client did not choose one.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
@@ -46,11 +48,11 @@ impl Provider for Anthropic {
             )),
         }
         .map_err(|e| malformed(&e))?;
-        let mut request = post_json(
-            format!("{}/v1/messages", call.upstream.def.base_url),
-            body,
-            call,
-        )?;
+        let prepared = &call.upstream.prepared;
+        let mut request = match &prepared.chat_uri {
+            Some(uri) => post_json(uri.clone(), body, call)?,
+            None => post_json(messages_url(&call.upstream.def), body, call)?,
+        };
         let headers = request.headers_mut();
         // docs/reference/crds.md (security model): these two client headers always reach
         // Anthropic, listed or not.
@@ -63,9 +65,24 @@ impl Provider for Anthropic {
             .entry("anthropic-version")
             .or_insert(HeaderValue::from_static(DEFAULT_VERSION));
         if let Some(key) = &call.upstream.def.api_key {
-            headers.insert("x-api-key", secret_header(key.expose())?);
+            let value = match &prepared.authorization {
+                Some(value) => value.clone(),
+                None => secret_header(key.expose())?,
+            };
+            headers.insert("x-api-key", value);
         }
         Ok(request)
+    }
+
+    fn prepare(&self, def: &Upstream) -> Prepared {
+        Prepared {
+            chat_uri: messages_url(def).parse().ok(),
+            authorization: def
+                .api_key
+                .as_ref()
+                .and_then(|key| secret_header(key.expose()).ok()),
+            ..Prepared::default()
+        }
     }
 
     fn parse_response(
@@ -92,6 +109,10 @@ impl Provider for Anthropic {
             passthrough: client == ClientApi::Anthropic,
         })
     }
+}
+
+fn messages_url(def: &Upstream) -> String {
+    format!("{}/v1/messages", def.base_url)
 }
 
 struct Decoder {

@@ -75,10 +75,11 @@ pub struct Prepared {
     /// `base_url`'s authority and the `Host` header for it, as hyper-util would write it (the
     /// port only when it is not the scheme's default).
     pub host: Option<(http::uri::Authority, http::HeaderValue)>,
-    /// The protocol's chat endpoint (OpenAI's `{baseUrl}/chat/completions`).
+    /// The protocol's chat endpoint (OpenAI's `{baseUrl}/chat/completions`, Anthropic's
+    /// `{baseUrl}/v1/messages`).
     pub chat_uri: Option<http::Uri>,
-    /// The protocol's authorization header value for the API key (OpenAI's `Bearer` key),
-    /// marked sensitive.
+    /// The protocol's header value for the API key (OpenAI's `Authorization: Bearer` value,
+    /// Anthropic's `x-api-key`), marked sensitive.
     pub authorization: Option<http::HeaderValue>,
 }
 

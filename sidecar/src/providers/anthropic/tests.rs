@@ -211,3 +211,38 @@ fn error_events_are_classified() {
         matches!(&out[1], Chunk::Error(e) if e.class == switchyard_crds::v1alpha1::FailureClass::ServerError)
     );
 }
+
+/// The URI and `x-api-key` made once per upstream are what each request made for itself.
+#[test]
+fn prepared_parts_are_what_each_request_would_make() {
+    let hub: Map<String, Value> =
+        json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+            .as_object()
+            .unwrap()
+            .clone();
+    let client_headers = HeaderMap::new();
+    let build = |up: &UpstreamRt| {
+        let call = Call {
+            upstream: up,
+            model: "claude-sonnet-4",
+            request: &hub,
+            original: None,
+            client: ClientApi::OpenAI,
+            stream: true,
+            client_headers: &client_headers,
+            credential: &crate::upstream::credentials::Credential::None,
+            publisher: switchyard_crds::v1alpha1::Publisher::Google,
+        };
+        Anthropic.build_request(&call).unwrap()
+    };
+    let prepared = upstream();
+    assert!(prepared.prepared.chat_uri.is_some() && prepared.prepared.authorization.is_some());
+    let mut unprepared = upstream();
+    unprepared.prepared = crate::upstream::Prepared::default();
+    let (a, b) = (build(&prepared), build(&unprepared));
+    assert_eq!(a.uri(), b.uri());
+    assert_eq!(a.headers()["x-api-key"], b.headers()["x-api-key"]);
+    assert!(a.headers()["x-api-key"].is_sensitive());
+    assert_eq!(a.headers()["host"], "api.anthropic.com");
+    assert_eq!(body(a), body(b));
+}
