@@ -20,7 +20,7 @@ use super::{
     completion_for, malformed, post_json, secret_header,
 };
 use crate::convert::assemble::Assembler;
-use crate::convert::assemble::json::{Json, Members, find};
+use crate::convert::assemble::json::{Json, Members};
 use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, Usage};
 use crate::failure::{self, AttemptError};
@@ -310,14 +310,14 @@ fn decode_whole(event: &SseEvent, answer: &mut Assembler) -> Result<Decoded, Att
     };
     // What `decode` reads, refused as it refuses it: a field it knows given twice, a shape it
     // cannot read (checked before an error event is classified, as its one reading does).
-    once(&chunk, &["choices", "usage", "error"])?;
-    let usage = match find(&chunk, "usage") {
+    let [choices, usage, error] = fields(&chunk, ["choices", "usage", "error"])?;
+    let usage = match usage {
         None | Some(Json::Null) => None,
         Some(usage) => Some(Usage::from(
             WireUsage::deserialize(usage.to_value()).map_err(|e| malformed(&e))?,
         )),
     };
-    let choices = match find(&chunk, "choices") {
+    let choices = match choices {
         None | Some(Json::Null) => &[][..],
         Some(Json::Array(choices)) => choices.as_slice(),
         Some(_) => return Err(malformed(&"`choices` is not a list")),
@@ -327,18 +327,18 @@ fn decode_whole(event: &SseEvent, answer: &mut Assembler) -> Result<Decoded, Att
         let Json::Object(choice) = choice else {
             return Err(malformed(&"a choice that is not an object"));
         };
-        once(choice, &["delta", "finish_reason"])?;
-        let delta = match find(choice, "delta") {
+        let [delta, finish_reason] = fields(choice, ["delta", "finish_reason"])?;
+        let delta = match delta {
             None | Some(Json::Null) => &[][..],
             Some(Json::Object(delta)) => delta.as_slice(),
             Some(_) => return Err(malformed(&"a delta that is not an object")),
         };
-        commits |= find(choice, "finish_reason").is_some_and(|f| !f.is_null())
+        commits |= finish_reason.is_some_and(|f| !f.is_null())
             || delta.iter().any(|(key, value)| {
                 COMMITTING_DELTA_FIELDS.contains(&key.as_ref()) && !value.is_null()
             });
     }
-    if let Some(error) = find(&chunk, "error").filter(|e| !e.is_null()) {
+    if let Some(error) = error.filter(|e| !e.is_null()) {
         return Err(failure::classify_stream_error(&error.to_value()));
     }
     answer.object(chunk).map_err(|e| malformed(&e))?;
@@ -349,14 +349,21 @@ fn decode_whole(event: &SseEvent, answer: &mut Assembler) -> Result<Decoded, Att
     })
 }
 
-/// Refuses an object that gives one of `fields` more than once.
-fn once(members: &Members<'_>, fields: &[&str]) -> Result<(), AttemptError> {
-    for field in fields {
-        if members.iter().filter(|(key, _)| key == field).count() > 1 {
-            return Err(malformed(&format_args!("duplicate field `{field}`")));
+/// The members of `object` named `names`, in one pass; a name given twice is refused, as serde's
+/// derive refuses a field given twice.
+fn fields<'m, 'a, const N: usize>(
+    object: &'m Members<'a>,
+    names: [&str; N],
+) -> Result<[Option<&'m Json<'a>>; N], AttemptError> {
+    let mut found = [None; N];
+    for (key, value) in object {
+        if let Some(i) = names.iter().position(|name| key == name)
+            && found[i].replace(value).is_some()
+        {
+            return Err(malformed(&format_args!("duplicate field `{key}`")));
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 #[cfg(test)]
