@@ -174,25 +174,78 @@ impl From<WireUsage> for Usage {
 
 struct Decoder;
 
-/// A derived struct read from a JSON object only: serde's derive also reads a struct from a list,
-/// field by field, and a chunk or a choice that is a list is malformed, not an answer.
-struct Object<T>(T);
+/// Whether a choice commits: a `finish_reason`, or a committing field in its `delta` (see
+/// [`Committing`]). Read from an object only, and a field given twice refused: serde's derive
+/// also reads a struct from a list, field by field, and a choice that is a list is malformed, not
+/// an answer (a derived struct behind a map-only wrapper cost 200 instructions more per event).
+struct ChoiceCommits(bool);
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+impl<'de> Deserialize<'de> for ChoiceCommits {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
-            type Value = T;
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = ChoiceCommits;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object")
+                f.write_str("a choice object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ChoiceCommits, A::Error> {
+                use serde::de::Error;
+                let (mut delta, mut finish_reason) = (None, None);
+                while let Some(key) = map.next_key::<ChoiceKey>()? {
+                    match key {
+                        ChoiceKey::Delta if delta.is_some() => {
+                            return Err(A::Error::duplicate_field("delta"));
+                        }
+                        ChoiceKey::Delta => {
+                            delta = Some(map.next_value::<Option<Committing>>()?);
+                        }
+                        ChoiceKey::FinishReason if finish_reason.is_some() => {
+                            return Err(A::Error::duplicate_field("finish_reason"));
+                        }
+                        ChoiceKey::FinishReason => {
+                            // `Option` reads a null as `None`.
+                            finish_reason = Some(map.next_value::<Option<IgnoredAny>>()?);
+                        }
+                        ChoiceKey::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let delta = delta.flatten().is_some_and(|d| d.0);
+                Ok(ChoiceCommits(delta || finish_reason.flatten().is_some()))
             }
         }
-        deserializer
-            .deserialize_map(Fields(std::marker::PhantomData))
-            .map(Object)
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// A choice's key, as far as [`ChoiceCommits`] reads it (compared, not copied).
+enum ChoiceKey {
+    Delta,
+    FinishReason,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ChoiceKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = ChoiceKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<ChoiceKey, E> {
+                Ok(match key {
+                    "delta" => ChoiceKey::Delta,
+                    "finish_reason" => ChoiceKey::FinishReason,
+                    _ => ChoiceKey::Other,
+                })
+            }
+        }
+        deserializer.deserialize_str(Key)
     }
 }
 
@@ -254,30 +307,21 @@ impl StreamDecoder for Decoder {
         #[derive(Deserialize)]
         struct Lite {
             #[serde(default)]
-            choices: Option<Vec<Object<ChoiceLite>>>,
+            choices: Option<Vec<ChoiceCommits>>,
             #[serde(default)]
             usage: Option<WireUsage>,
             #[serde(default)]
             error: Option<Value>,
         }
-        #[derive(Deserialize)]
-        struct ChoiceLite {
-            #[serde(default)]
-            delta: Option<Committing>,
-            #[serde(default)]
-            finish_reason: Option<IgnoredAny>,
-        }
         let lite: Lite = match serde_json::from_slice(&event.data) {
-            Ok(Object(lite)) => lite,
+            Ok(lite) => lite,
             Err(e) => return out.push(Chunk::Error(malformed(&e))),
         };
         if let Some(error) = lite.error {
             return out.push(Chunk::Error(failure::classify_stream_error(&error)));
         }
         let choices = lite.choices.unwrap_or_default();
-        let commits = choices
-            .iter()
-            .any(|Object(c)| c.finish_reason.is_some() || c.delta.as_ref().is_some_and(|d| d.0));
+        let commits = choices.iter().any(|c| c.0);
         let usage_only = choices.is_empty() && lite.usage.is_some();
         out.push(Chunk::Data {
             json: event.data,
