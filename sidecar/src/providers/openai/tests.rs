@@ -36,6 +36,27 @@ fn request() -> Map<String, Value> {
     .clone()
 }
 
+/// A call of `req` to `up` for model `model`, with the client's headers.
+fn call<'a>(
+    up: &'a UpstreamRt,
+    model: &'a str,
+    req: &'a Map<String, Value>,
+    client: &'a HeaderMap,
+    stream: bool,
+) -> Call<'a> {
+    Call {
+        upstream: up,
+        model,
+        request: req,
+        original: None,
+        client: ClientApi::OpenAI,
+        stream,
+        client_headers: client,
+        credential: &crate::upstream::credentials::Credential::None,
+        publisher: switchyard_crds::v1alpha1::Publisher::Google,
+    }
+}
+
 #[test]
 fn requests_carry_the_target_model_usage_and_only_the_pool_key() {
     let up = upstream(&["x-tenant", "authorization", "cookie"]);
@@ -46,18 +67,9 @@ fn requests_carry_the_target_model_usage_and_only_the_pool_key() {
     client.insert("x-tenant", "acme".parse().unwrap());
     client.insert("x-other", "nope".parse().unwrap());
     let req = request();
-    let call = Call {
-        upstream: &up,
-        model: "gpt-4o",
-        request: &req,
-        original: None,
-        client: ClientApi::OpenAI,
-        stream: true,
-        client_headers: &client,
-        credential: &crate::upstream::credentials::Credential::None,
-        publisher: switchyard_crds::v1alpha1::Publisher::Google,
-    };
-    let built = OpenAi.build_request(&call).unwrap();
+    let built = OpenAi
+        .build_request(&call(&up, "gpt-4o", &req, &client, true))
+        .unwrap();
 
     assert_eq!(built.uri(), "http://127.0.0.1:1/v1/chat/completions");
     let h = built.headers();
@@ -81,18 +93,9 @@ fn requests_carry_the_target_model_usage_and_only_the_pool_key() {
 fn non_streamed_requests_say_so() {
     let up = upstream(&[]);
     let req = request();
-    let call = Call {
-        upstream: &up,
-        model: "m",
-        request: &req,
-        original: None,
-        client: ClientApi::OpenAI,
-        stream: false,
-        client_headers: &HeaderMap::new(),
-        credential: &crate::upstream::credentials::Credential::None,
-        publisher: switchyard_crds::v1alpha1::Publisher::Google,
-    };
-    let built = OpenAi.build_request(&call).unwrap();
+    let built = OpenAi
+        .build_request(&call(&up, "m", &req, &HeaderMap::new(), false))
+        .unwrap();
     let body: Value = crate::providers::sent_json(built);
     assert_eq!(body["stream"], false);
     assert!(body.get("stream_options").is_none());
@@ -215,22 +218,8 @@ fn only_a_committing_field_with_a_value_commits() {
 /// it did.
 #[test]
 fn prepared_parts_are_what_each_request_would_make() {
-    let call_for = |up: &UpstreamRt| {
-        let req = request();
-        let client = HeaderMap::new();
-        let call = Call {
-            upstream: up,
-            model: "gpt-4o",
-            request: &req,
-            original: None,
-            client: ClientApi::OpenAI,
-            stream: true,
-            client_headers: &client,
-            credential: &crate::upstream::credentials::Credential::None,
-            publisher: switchyard_crds::v1alpha1::Publisher::Google,
-        };
-        OpenAi.build_request(&call)
-    };
+    let (req, client) = (request(), HeaderMap::new());
+    let call_for = |up: &UpstreamRt| OpenAi.build_request(&call(up, "gpt-4o", &req, &client, true));
     let prepared = upstream(&[]);
     assert!(prepared.prepared.chat_uri.is_some() && prepared.prepared.authorization.is_some());
     let mut unprepared = upstream(&[]);
