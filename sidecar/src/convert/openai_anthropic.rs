@@ -17,7 +17,7 @@ use super::assemble::Json;
 use super::json_arguments;
 use super::wire::anthropic::{self, Block, BlockDelta, StreamEvent};
 use super::wire::openai::{ChatRequest, Content, Part, Stop, ToolChoice};
-use super::wire::{read, read_map, read_tagged};
+use super::wire::{ObjectOnly, read, read_map, read_tagged};
 use crate::convert::Usage;
 
 /// `max_tokens` sent when the client gave none: Anthropic requires one.
@@ -233,7 +233,7 @@ fn delta_text(data: &str) -> Option<Cow<'_, str>> {
         #[serde(rename = "type", borrow)]
         kind: Cow<'a, str>,
         #[serde(borrow)]
-        delta: Option<Delta<'a>>,
+        delta: Option<ObjectOnly<Delta<'a>>>,
     }
     #[derive(Deserialize)]
     struct Delta<'a> {
@@ -242,15 +242,46 @@ fn delta_text(data: &str) -> Option<Cow<'_, str>> {
         #[serde(borrow)]
         text: Option<Cow<'a, str>>,
     }
-    let event: Event<'_> = serde_json::from_str(data).ok()?;
-    let delta = event
+    let ObjectOnly(event) = serde_json::from_str::<ObjectOnly<Event<'_>>>(data).ok()?;
+    let ObjectOnly(delta) = event
         .delta
         .filter(|_| event.kind == "content_block_delta")?;
     delta.text.filter(|_| delta.kind == "text_delta")
 }
 
+/// The fields of the events [`StreamDecoder::framing_event`] reads, borrowed. The token counts and
+/// the stop reason read as the general reading reads them (a value of another type as absent).
+#[derive(Deserialize)]
+struct Framing<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Option<ObjectOnly<StartedMessage<'a>>>,
+    #[serde(borrow)]
+    content_block: Option<ObjectOnly<BlockType<'a>>>,
+    delta: Option<ObjectOnly<anthropic::MessageDelta>>,
+    usage: Option<ObjectOnly<anthropic::MessageUsage>>,
+}
+
+/// What `message_start` says of the message.
+#[derive(Default, Deserialize)]
+struct StartedMessage<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    usage: Option<ObjectOnly<anthropic::MessageUsage>>,
+}
+
+/// A content block's type.
+#[derive(Deserialize)]
+struct BlockType<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+}
+
 /// Turns Anthropic stream events into OpenAI chunks, one event at a time.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StreamDecoder {
     id: String,
     model: String,
@@ -361,12 +392,11 @@ impl StreamDecoder {
     /// Decodes one event (its `type` field says which).
     pub fn event(&mut self, data: &Value) -> Decoded {
         match read_tagged(data) {
-            StreamEvent::MessageStart { message } => {
-                self.id = message.id.as_str().unwrap_or("msg").to_string();
-                self.model = message.model.as_str().unwrap_or_default().to_string();
-                self.usage = usage(&message.usage);
-                Decoded::Chunk(self.chunk(json!({"role": "assistant", "content": ""}), None))
-            }
+            StreamEvent::MessageStart { message } => self.started(
+                message.id.as_str().unwrap_or("msg"),
+                message.model.as_str().unwrap_or_default(),
+                &message.usage,
+            ),
             StreamEvent::ContentBlockStart {
                 index: block,
                 content_block: Block::ToolUse { id, name, .. },
@@ -390,25 +420,77 @@ impl StreamDecoder {
                 }
                 BlockDelta::Other => Decoded::Nothing,
             },
-            StreamEvent::MessageDelta { delta, usage } => {
-                if let Some(output) = usage.output_tokens {
-                    self.usage.output = output;
-                }
-                match delta.stop_reason {
-                    Some(reason) => {
-                        Decoded::Chunk(self.chunk(json!({}), Some(finish_reason(&reason))))
-                    }
-                    None => Decoded::Nothing,
-                }
-            }
-            StreamEvent::MessageStop => {
-                let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                                   "choices": [], "usage": openai_usage(self.usage)});
-                Decoded::Usage(chunk, self.usage)
-            }
+            StreamEvent::MessageDelta { delta, usage } => self.message_delta(&delta, &usage),
+            StreamEvent::MessageStop => self.stopped(),
             StreamEvent::Error { error } => Decoded::Error(error),
             _ => Decoded::Nothing,
         }
+    }
+
+    /// [`Self::event`] for the events that frame an answer, read borrowed and strictly from
+    /// the event's text: `message_start`, `content_block_start` of any block but a tool call,
+    /// `content_block_stop`, `ping`, `message_delta`, `message_stop`, and types it does not know
+    /// (which say nothing). `None` for a delta, an error, a tool call's start, and any event
+    /// this reading cannot take (a field of another type, a repeated key, an array where an
+    /// object belongs), which [`Self::event`] then reads. These are five of a short answer's
+    /// seven events: the general reading (a tree of the event, then a typed view of the tree)
+    /// cost about 12,000 instructions each (bench/RESULTS.md, issue 15).
+    /// Gives the event's `type` with what it means.
+    pub fn framing_event<'d>(&mut self, data: &'d str) -> Option<(Cow<'d, str>, Decoded)> {
+        let ObjectOnly(event) = serde_json::from_str::<ObjectOnly<Framing<'_>>>(data).ok()?;
+        let decoded = match event.kind.as_ref() {
+            "content_block_delta" | "error" => return None,
+            "message_start" => {
+                let message = event.message.map(|m| m.0).unwrap_or_default();
+                let usage = message.usage.map(|u| u.0).unwrap_or_default();
+                self.started(
+                    message.id.as_deref().unwrap_or("msg"),
+                    message.model.as_deref().unwrap_or_default(),
+                    &usage,
+                )
+            }
+            "content_block_start" => match event.content_block {
+                Some(ObjectOnly(block)) if block.kind == "tool_use" => return None,
+                _ => Decoded::Nothing,
+            },
+            "message_delta" => self.message_delta(
+                &event.delta.map(|d| d.0).unwrap_or_default(),
+                &event.usage.map(|u| u.0).unwrap_or_default(),
+            ),
+            "message_stop" => self.stopped(),
+            _ => Decoded::Nothing,
+        };
+        Some((event.kind, decoded))
+    }
+
+    /// `message_start`: the answer's id, model and input tokens; the role's chunk.
+    fn started(&mut self, id: &str, model: &str, tokens: &anthropic::MessageUsage) -> Decoded {
+        self.id = id.to_string();
+        self.model = model.to_string();
+        self.usage = usage(tokens);
+        Decoded::Chunk(self.chunk(json!({"role": "assistant", "content": ""}), None))
+    }
+
+    /// `message_delta`: the output tokens so far, and the stop reason's chunk if it has one.
+    fn message_delta(
+        &mut self,
+        delta: &anthropic::MessageDelta,
+        tokens: &anthropic::MessageUsage,
+    ) -> Decoded {
+        if let Some(output) = tokens.output_tokens {
+            self.usage.output = output;
+        }
+        match &delta.stop_reason {
+            Some(reason) => Decoded::Chunk(self.chunk(json!({}), Some(finish_reason(reason)))),
+            None => Decoded::Nothing,
+        }
+    }
+
+    /// `message_stop`: the usage chunk that ends the answer.
+    fn stopped(&self) -> Decoded {
+        let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                           "choices": [], "usage": openai_usage(self.usage)});
+        Decoded::Usage(chunk, self.usage)
     }
 
     /// Usage seen so far (for passthrough streams, where no chunks are built).

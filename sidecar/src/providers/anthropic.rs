@@ -3,6 +3,8 @@
 //! Anthropic-format clients pass straight through (only `model` is replaced, events are forwarded
 //! as they come); OpenAI-format clients go through [`crate::convert::openai_anthropic`].
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::Full;
@@ -124,11 +126,10 @@ struct Decoder {
 
 impl StreamDecoder for Decoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>) {
+        let text = std::str::from_utf8(&event.data).ok();
         // Only events named as deltas are tried: a failed try would cost a second parse.
         if !self.passthrough && event.event.as_deref() == Some("content_block_delta") {
-            let fast = std::str::from_utf8(&event.data)
-                .ok()
-                .and_then(|data| self.inner.text_delta(data));
+            let fast = text.and_then(|data| self.inner.text_delta(data));
             if let Some(json) = fast {
                 // Text, so it commits; usage comes with `message_stop`.
                 return out.push(Chunk::Data {
@@ -139,15 +140,22 @@ impl StreamDecoder for Decoder {
                 });
             }
         }
-        let data: Value = match serde_json::from_slice(&event.data) {
-            Ok(data) => data,
-            Err(e) => return out.push(Chunk::Error(malformed(&e))),
+        let (kind, decoded) = match text.and_then(|data| self.inner.framing_event(data)) {
+            Some(framing) => framing,
+            None => {
+                let data: Value = match serde_json::from_slice(&event.data) {
+                    Ok(data) => data,
+                    Err(e) => return out.push(Chunk::Error(malformed(&e))),
+                };
+                let decoded = self.inner.event(&data);
+                let kind = data["type"].as_str().unwrap_or_default().to_string();
+                (Cow::Owned(kind), decoded)
+            }
         };
-        let decoded = self.inner.event(&data);
         if let openai_anthropic::Decoded::Error(error) = &decoded {
             return out.push(Chunk::Error(failure::classify_stream_error(error)));
         }
-        let kind = data["type"].as_str().unwrap_or_default();
+        let kind = kind.as_ref();
         if self.passthrough {
             let usage =
                 matches!(kind, "message_delta" | "message_stop").then(|| self.inner.usage());
@@ -206,8 +214,9 @@ impl Decoder {
             Json::Object(members) => answer.object(members).map_err(|e| malformed(&e)),
             _ => Err(malformed(&"a hub chunk that is not an object")),
         };
+        let text = std::str::from_utf8(&event.data).ok();
         if event.event.as_deref() == Some("content_block_delta")
-            && let Ok(data) = std::str::from_utf8(&event.data)
+            && let Some(data) = text
             && let Some(chunk) = self.inner.text_delta_tree(data)
         {
             into_answer(answer, chunk)?;
@@ -216,8 +225,16 @@ impl Decoder {
                 ..Decoded::default()
             });
         }
-        let data: Value = crate::convert::parse_json(&event.data).map_err(|e| malformed(&e))?;
-        let (chunk, usage) = match self.inner.event(&data) {
+        let framing = text.and_then(|data| self.inner.framing_event(data));
+        let decoded = match framing {
+            Some((_, decoded)) => decoded,
+            None => {
+                let data: Value =
+                    crate::convert::parse_json(&event.data).map_err(|e| malformed(&e))?;
+                self.inner.event(&data)
+            }
+        };
+        let (chunk, usage) = match decoded {
             openai_anthropic::Decoded::Error(error) => {
                 return Err(failure::classify_stream_error(&error));
             }

@@ -187,6 +187,10 @@ fn events_the_fast_reading_cannot_take_are_left_to_the_general_one() {
         r#"{"type":"content_block_delta","delta":"text_delta"}"#,
         r#"{"type":"content_block_delta","delta":{"type":"text_delta"}}"#,
         r#"{"type":7,"delta":{"type":"text_delta","text":"a"}}"#,
+        // An array where an object belongs (serde's derive would read it field by field; the
+        // general reading finds no event, or no delta, in it).
+        r#"["content_block_delta",{"type":"text_delta","text":"a"}]"#,
+        r#"{"type":"content_block_delta","delta":["text_delta","a"]}"#,
         // Not JSON, or JSON with something after it.
         r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}"#,
         r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}} x"#,
@@ -207,5 +211,151 @@ proptest::proptest! {
             "delta": {"type": "text_delta", "text": text}}).to_string();
         let fast = decoder.text_delta(&data);
         proptest::prop_assert_eq!(fast, general(&mut decoder, &data));
+    }
+}
+
+/// `framing_event` of `data` against `event` of its tree, from the same decoder state: the same
+/// `type`, the same meaning, the same state after. Panics if the fast reading does not take it.
+fn assert_frames_as_the_general_reading(decoder: &StreamDecoder, data: &str) {
+    let (mut fast, mut general) = (decoder.clone(), decoder.clone());
+    let (kind, read_fast) = fast
+        .framing_event(data)
+        .unwrap_or_else(|| panic!("not read fast: {data}"));
+    let value: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(read_fast, general.event(&value), "{data}");
+    assert_eq!(fast, general, "{data}");
+    assert_eq!(Some(kind.as_ref()), value["type"].as_str(), "{data}");
+}
+
+#[test]
+fn framing_events_read_fast_as_the_general_reading_does() {
+    let decoder = started("msg_0", "claude");
+    for data in [
+        r#"{"type":"message_start","message":{"id":"msg_\"1\"","type":"message","role":"assistant","model":"claude-é","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}}"#,
+        r#"{"message":{"usage":{"cache_read_input_tokens":4,"cache_creation_input_tokens":2,"input_tokens":"x","output_tokens":null},"model":"m","id":"i"},"type":"message_start"}"#,
+        r#"{"type":"message_start","message":{"id":null,"model":null,"usage":null}}"#,
+        r#"{"type":"message_start","message":null}"#,
+        r#"{"type":"message_start"}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type":"content_block_start","index":"x","content_block":{"type":"thinking","thinking":""}}"#,
+        r#"{"type":"content_block_start","content_block":null}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"ping"}"#,
+        r#"{"type":"a_future_event","data":[1,{"x":null}]}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":5}}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":5.0}}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":7},"usage":{"output_tokens":-1}}"#,
+        r#"{"type":"message_delta","delta":null,"usage":null}"#,
+        r#"{"type":"message_delta"}"#,
+        r#"{"type":"message_stop"}"#,
+        r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":9}}"#,
+    ] {
+        assert_frames_as_the_general_reading(&decoder, data);
+    }
+}
+
+#[test]
+fn framing_events_the_fast_reading_cannot_take_are_left_to_the_general_one() {
+    let mut decoder = started("msg_1", "claude");
+    for data in [
+        // Deltas, errors and a tool call's start have readings of their own.
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}"#,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#,
+        // An array where an object belongs: serde's derive would read it field by field.
+        r#"["message_stop"]"#,
+        r#"{"type":"message_start","message":["msg_x","model_x"]}"#,
+        r#"{"type":"message_delta","delta":["end_turn"]}"#,
+        // A repeated key (the general reading keeps the last), an id or a type of another type.
+        r#"{"type":"ping","type":"message_stop"}"#,
+        r#"{"type":"message_start","message":{"id":"a","id":"b"}}"#,
+        r#"{"type":"message_start","message":{"id":7,"model":"m"}}"#,
+        r#"{"type":7}"#,
+        r#"{"index":0}"#,
+        // Not JSON, or JSON with something after it.
+        r#"{"type":"message_stop""#,
+        r#"{"type":"message_stop"} x"#,
+    ] {
+        assert_eq!(decoder.framing_event(data), None, "{data}");
+    }
+}
+
+/// JSON text from a small vocabulary of the events' own keys and values, repeated keys, arrays
+/// and wrong types included, written by hand (a `Value` cannot hold a repeated key).
+fn vocabulary_json() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let keys = prop::sample::select(vec![
+        "type",
+        "message",
+        "id",
+        "model",
+        "usage",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "content_block",
+        "delta",
+        "stop_reason",
+        "text",
+        "index",
+    ]);
+    let words = prop::sample::select(vec![
+        "message_start",
+        "content_block_start",
+        "content_block_stop",
+        "ping",
+        "message_delta",
+        "message_stop",
+        "error",
+        "content_block_delta",
+        "text",
+        "tool_use",
+        "end_turn",
+        "max_tokens",
+        "msg_1",
+        "é\\\"",
+    ]);
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        (-3i64..20).prop_map(|n| n.to_string()),
+        Just("2.5".to_string()),
+        words.prop_map(|w| format!("\"{w}\"")),
+    ];
+    leaf.prop_recursive(3, 24, 4, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3)
+                .prop_map(|items| format!("[{}]", items.join(","))),
+            prop::collection::vec((keys.clone(), inner), 0..5).prop_map(|members| {
+                let members: Vec<String> = members
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+    #[test]
+    fn whatever_the_fast_reading_takes_it_reads_as_the_general_one(
+        kind in proptest::sample::select(vec!["message_start", "content_block_start",
+            "content_block_stop", "message_delta", "message_stop", "ping"]),
+        rest in vocabulary_json(),
+    ) {
+        let decoder = started("msg_0", "claude");
+        // Most events start with a known `type`, as real ones do; `rest` adds members after it
+        // (or makes the text something else than an object).
+        let data = match rest.strip_prefix('{') {
+            Some("}") => format!(r#"{{"type":"{kind}"}}"#),
+            Some(members) => format!(r#"{{"type":"{kind}",{members}"#),
+            None => rest.clone(),
+        };
+        if decoder.clone().framing_event(&data).is_some() {
+            assert_frames_as_the_general_reading(&decoder, &data);
+        }
     }
 }

@@ -13,7 +13,10 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 
-use serde::de::{Deserialize, DeserializeOwned, Deserializer};
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// `value` as `T` when it is a JSON object, else `T::default()`.
@@ -145,6 +148,28 @@ where
         Value::Array(items) => Some(items.into_iter().map(tagged).collect()),
         _ => None,
     })
+}
+
+/// `T` read from a JSON object only, for the strict borrowed readings of hot events (the
+/// general ones read a `Value` first). A derived struct also reads an array of its fields in
+/// order, which the general reading takes as no object at all: here an array is an error, and
+/// the event is left to the general reading.
+pub struct ObjectOnly<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Members<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Members(PhantomData)).map(ObjectOnly)
+    }
 }
 
 #[cfg(test)]
