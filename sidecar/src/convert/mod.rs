@@ -29,6 +29,7 @@ mod golden_tests;
 mod robustness_tests;
 
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::Value;
 
 /// Reads JSON bytes, as `serde_json::from_slice` does. The input is checked as UTF-8 once, in
@@ -43,8 +44,8 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json:
     }
 }
 
-/// `value` as JSON bytes.
-pub fn json_bytes(value: &Value) -> Bytes {
+/// `value` (a `Value`, or a [`assemble::Json`] tree) as JSON bytes.
+pub fn json_bytes(value: &impl Serialize) -> Bytes {
     let mut out = Vec::with_capacity(128);
     write_json(&mut out, value);
     Bytes::from(out)
@@ -53,9 +54,9 @@ pub fn json_bytes(value: &Value) -> Bytes {
 /// Appends `value` as JSON. Through `serde_json::to_writer`, not `to_string`: `Display` writes
 /// through `fmt::Write` piece by piece, which made serialising the chunks of a translated
 /// stream take twice the instructions (bench/callgrind.sh, issue 15).
-pub fn write_json(out: &mut Vec<u8>, value: &Value) {
-    // Writing a `Value` into a `Vec` cannot fail: its keys are strings and the Vec grows.
-    serde_json::to_writer(out, value).expect("a JSON value serialises");
+pub fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    // Writing a JSON tree into a `Vec` cannot fail: its keys are strings and the Vec grows.
+    serde_json::to_writer(out, value).expect("a JSON tree serialises");
 }
 
 /// Tokens a provider reported for one answer.

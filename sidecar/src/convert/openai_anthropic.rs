@@ -10,14 +10,14 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::assemble::Json;
 use super::json_arguments;
 use super::wire::anthropic::{self, Block, BlockDelta, StreamEvent};
 use super::wire::openai::{ChatRequest, Content, Part, Stop, ToolChoice};
-use super::wire::{ObjectOnly, read, read_map, read_tagged};
+use super::wire::{ObjectOnly, lenient, read, read_map, read_tagged};
 use crate::convert::Usage;
 
 /// `max_tokens` sent when the client gave none: Anthropic requires one.
@@ -225,41 +225,19 @@ pub fn response(message: &Value, created: u64) -> Option<(Value, Usage)> {
     Some((completion, usage))
 }
 
-/// The text of a `content_block_delta` event carrying text, read borrowed; `None` for any other
-/// event, and for one this reading cannot take (a field of another type, a repeated key).
-fn delta_text(data: &str) -> Option<Cow<'_, str>> {
-    #[derive(Deserialize)]
-    struct Event<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(borrow)]
-        delta: Option<ObjectOnly<Delta<'a>>>,
-    }
-    #[derive(Deserialize)]
-    struct Delta<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(borrow)]
-        text: Option<Cow<'a, str>>,
-    }
-    let ObjectOnly(event) = serde_json::from_str::<ObjectOnly<Event<'_>>>(data).ok()?;
-    let ObjectOnly(delta) = event
-        .delta
-        .filter(|_| event.kind == "content_block_delta")?;
-    delta.text.filter(|_| delta.kind == "text_delta")
-}
-
-/// The fields of the events [`StreamDecoder::framing_event`] reads, borrowed. The token counts and
-/// the stop reason read as the general reading reads them (a value of another type as absent).
+/// The fields of the events [`StreamDecoder::read_fast`] reads, borrowed. Token counts and the
+/// stop reason read as the general reading reads them (a value of another type as absent); the
+/// rest strictly, so that an event this reading cannot take is an error here.
 #[derive(Deserialize)]
-struct Framing<'a> {
+struct FastEvent<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow)]
     message: Option<ObjectOnly<StartedMessage<'a>>>,
     #[serde(borrow)]
     content_block: Option<ObjectOnly<BlockType<'a>>>,
-    delta: Option<ObjectOnly<anthropic::MessageDelta>>,
+    #[serde(borrow)]
+    delta: Option<ObjectOnly<FastDelta<'a>>>,
     usage: Option<ObjectOnly<anthropic::MessageUsage>>,
 }
 
@@ -280,6 +258,38 @@ struct BlockType<'a> {
     kind: Cow<'a, str>,
 }
 
+/// A `delta`: a text delta's (`type`, `text`) or a `message_delta`'s (`stop_reason`).
+#[derive(Default, Deserialize)]
+struct FastDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "lenient")]
+    stop_reason: Option<String>,
+}
+
+/// One member of a chunk being built.
+fn member<'a>(key: &'static str, value: Json<'a>) -> (Cow<'a, str>, Json<'a>) {
+    (Cow::Borrowed(key), value)
+}
+
+fn borrowed(s: &str) -> Json<'_> {
+    Json::Str(Cow::Borrowed(s))
+}
+
+fn number(n: u64) -> Json<'static> {
+    Json::Scalar(Value::from(n))
+}
+
+/// A delta of one tool call with these members.
+fn tool_call<'a>(call: Vec<(Cow<'a, str>, Json<'a>)>) -> Json<'a> {
+    Json::Object(vec![member(
+        "tool_calls",
+        Json::Array(vec![Json::Object(call)]),
+    )])
+}
+
 /// Turns Anthropic stream events into OpenAI chunks, one event at a time.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StreamDecoder {
@@ -291,17 +301,58 @@ pub struct StreamDecoder {
     tools: Vec<(u64, u64)>,
 }
 
-/// What one Anthropic event means for the OpenAI side.
+/// What one Anthropic event means for the OpenAI side: [`StreamDecoder::chunk`] makes it a
+/// chunk.
 #[derive(Debug, PartialEq)]
-pub enum Decoded {
-    /// An OpenAI chunk.
-    Chunk(Value),
+pub enum Decoded<'a> {
+    /// A chunk with this delta.
+    Delta(Delta<'a>),
+    /// `message_delta` with a stop reason: the chunk that finishes the choice, for this
+    /// `finish_reason`.
+    Finish(&'static str),
     /// `message_stop`: the final usage chunk (`choices: []`); the answer is complete.
-    Usage(Value, Usage),
+    Usage(Usage),
     /// An `error` event's error object.
     Error(Value),
     /// Nothing to forward (`ping`, block boundaries, thinking).
     Nothing,
+}
+
+/// A chunk's `delta`.
+#[derive(Debug, PartialEq)]
+pub enum Delta<'a> {
+    /// `message_start`: the role, with empty content.
+    Role,
+    /// A text delta's `text`, as given.
+    Text(Json<'a>),
+    /// A tool call begins: its OpenAI index, and the block's `id` and `name` as given.
+    ToolCall {
+        index: u64,
+        id: Json<'a>,
+        name: Json<'a>,
+    },
+    /// More of a tool call's arguments (`partial_json` as given).
+    Arguments { index: u64, partial_json: Json<'a> },
+}
+
+impl Decoded<'_> {
+    /// The usage of the answer, when this event ends it.
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            Decoded::Usage(usage) => Some(*usage),
+            _ => None,
+        }
+    }
+
+    /// Whether its chunk commits the stream (`providers::Chunk::Data`): a chunk with a role,
+    /// content that is not `null`, a tool call or a finish reason.
+    pub fn commits(&self) -> bool {
+        match self {
+            Decoded::Delta(Delta::Text(text)) => !text.is_null(),
+            Decoded::Delta(_) | Decoded::Finish(_) => true,
+            Decoded::Usage(_) | Decoded::Error(_) | Decoded::Nothing => false,
+        }
+    }
 }
 
 impl StreamDecoder {
@@ -312,85 +363,8 @@ impl StreamDecoder {
         }
     }
 
-    /// The hub chunk of a `content_block_delta` carrying text, read and written without a
-    /// `Value` tree; `None` for any other event, and for one this reading cannot take (a field
-    /// of another type, a repeated key), which [`StreamDecoder::event`] then reads. It is the
-    /// event a streamed answer is made of, one per token or so: the general reading (a tree of
-    /// the event, a typed view of the tree, the chunk built as a tree and written) cost about
-    /// 17,000 instructions per event, twice what passing an OpenAI event through costs
-    /// (bench/RESULTS.md, issue 15). The bytes are the general reading's, byte for byte.
-    pub fn text_delta(&self, data: &str) -> Option<Vec<u8>> {
-        let text = delta_text(data)?;
-        // A `Value` map writes its keys in sorted order: so do these.
-        #[derive(Serialize)]
-        struct Chunk<'a> {
-            choices: [Choice<'a>; 1],
-            created: u64,
-            id: &'a str,
-            model: &'a str,
-            object: &'static str,
-        }
-        #[derive(Serialize)]
-        struct Choice<'a> {
-            delta: Content<'a>,
-            finish_reason: Option<&'a str>,
-            index: u64,
-            logprobs: Option<()>,
-        }
-        #[derive(Serialize)]
-        struct Content<'a> {
-            content: &'a str,
-        }
-        let chunk = Chunk {
-            choices: [Choice {
-                delta: Content { content: &text },
-                finish_reason: None,
-                index: 0,
-                logprobs: None,
-            }],
-            created: self.created,
-            id: &self.id,
-            model: &self.model,
-            object: "chat.completion.chunk",
-        };
-        let mut out = Vec::with_capacity(data.len() + self.id.len() + self.model.len() + 96);
-        serde_json::to_writer(&mut out, &chunk).ok()?;
-        Some(out)
-    }
-
-    /// [`Self::text_delta`]'s chunk as the tree a whole answer reads it into
-    /// ([`crate::providers::StreamDecoder::decode_whole`]), without writing it out and reading it
-    /// back: the same members, in the same order.
-    pub fn text_delta_tree<'a>(&'a self, data: &'a str) -> Option<Json<'a>> {
-        let text = delta_text(data)?;
-        let choice = Json::Object(vec![
-            (
-                "delta".into(),
-                Json::Object(vec![("content".into(), Json::Str(text))]),
-            ),
-            ("finish_reason".into(), Json::Null),
-            ("index".into(), Json::Scalar(Value::from(0u64))),
-            ("logprobs".into(), Json::Null),
-        ]);
-        Some(Json::Object(vec![
-            ("choices".into(), Json::Array(vec![choice])),
-            ("created".into(), Json::Scalar(Value::from(self.created))),
-            ("id".into(), Json::Str(Cow::Borrowed(&self.id))),
-            ("model".into(), Json::Str(Cow::Borrowed(&self.model))),
-            (
-                "object".into(),
-                Json::Str(Cow::Borrowed("chat.completion.chunk")),
-            ),
-        ]))
-    }
-
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Value {
-        json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-               "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}]})
-    }
-
-    /// Decodes one event (its `type` field says which).
-    pub fn event(&mut self, data: &Value) -> Decoded {
+    /// Decodes one event (its `type` field says which): the general reading, of any event.
+    pub fn event(&mut self, data: &Value) -> Decoded<'static> {
         match read_tagged(data) {
             StreamEvent::MessageStart { message } => self.started(
                 message.id.as_str().unwrap_or("msg"),
@@ -403,12 +377,14 @@ impl StreamDecoder {
             } => {
                 let index = self.tools.len() as u64;
                 self.tools.push((block.unwrap_or(0), index));
-                Decoded::Chunk(self.chunk(json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}), None))
+                Decoded::Delta(Delta::ToolCall {
+                    index,
+                    id: Json::from(id),
+                    name: Json::from(name),
+                })
             }
             StreamEvent::ContentBlockDelta { index, delta } => match delta {
-                BlockDelta::TextDelta { text } => {
-                    Decoded::Chunk(self.chunk(json!({"content": text}), None))
-                }
+                BlockDelta::TextDelta { text } => Decoded::Delta(Delta::Text(Json::from(text))),
                 BlockDelta::InputJsonDelta { partial_json } => {
                     let block = index.unwrap_or(0);
                     let index = self
@@ -416,30 +392,40 @@ impl StreamDecoder {
                         .iter()
                         .find(|(b, _)| *b == block)
                         .map_or(0, |(_, i)| *i);
-                    Decoded::Chunk(self.chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": partial_json}}]}), None))
+                    Decoded::Delta(Delta::Arguments {
+                        index,
+                        partial_json: Json::from(partial_json),
+                    })
                 }
                 BlockDelta::Other => Decoded::Nothing,
             },
-            StreamEvent::MessageDelta { delta, usage } => self.message_delta(&delta, &usage),
-            StreamEvent::MessageStop => self.stopped(),
+            StreamEvent::MessageDelta { delta, usage } => {
+                self.message_delta(delta.stop_reason.as_deref(), &usage)
+            }
+            StreamEvent::MessageStop => Decoded::Usage(self.usage),
             StreamEvent::Error { error } => Decoded::Error(error),
             _ => Decoded::Nothing,
         }
     }
 
-    /// [`Self::event`] for the events that frame an answer, read borrowed and strictly from
-    /// the event's text: `message_start`, `content_block_start` of any block but a tool call,
-    /// `content_block_stop`, `ping`, `message_delta`, `message_stop`, and types it does not know
-    /// (which say nothing). `None` for a delta, an error, a tool call's start, and any event
-    /// this reading cannot take (a field of another type, a repeated key, an array where an
-    /// object belongs), which [`Self::event`] then reads. These are five of a short answer's
-    /// seven events: the general reading (a tree of the event, then a typed view of the tree)
-    /// cost about 12,000 instructions each (bench/RESULTS.md, issue 15).
-    /// Gives the event's `type` with what it means.
-    pub fn framing_event<'d>(&mut self, data: &'d str) -> Option<(Cow<'d, str>, Decoded)> {
-        let ObjectOnly(event) = serde_json::from_str::<ObjectOnly<Framing<'_>>>(data).ok()?;
+    /// [`Self::event`] for the events most of an answer is made of, read borrowed and strictly
+    /// from the event's text, with the event's `type`: text deltas, `message_start`,
+    /// `content_block_start` of any block but a tool call, `content_block_stop`, `ping`,
+    /// `message_delta`, `message_stop`, and types it does not know (which say nothing). `None`
+    /// for a tool call's start or arguments, an error, thinking, and any event this reading
+    /// cannot take (a field of another type, a repeated key, an array where an object
+    /// belongs), which [`Self::event`] then reads. The general reading (a tree of the event,
+    /// then a typed view of the tree) cost about 12,000 instructions per event, and a whole
+    /// answer's chunks twice the passthrough's (bench/RESULTS.md, issue 15).
+    pub fn read_fast<'d>(&mut self, data: &'d str) -> Option<(Cow<'d, str>, Decoded<'d>)> {
+        let ObjectOnly(event) = serde_json::from_str::<ObjectOnly<FastEvent<'_>>>(data).ok()?;
+        let delta = event.delta.map(|d| d.0).unwrap_or_default();
         let decoded = match event.kind.as_ref() {
-            "content_block_delta" | "error" => return None,
+            "content_block_delta" => match (delta.kind.as_deref(), delta.text) {
+                (Some("text_delta"), Some(text)) => Decoded::Delta(Delta::Text(Json::Str(text))),
+                _ => return None,
+            },
+            "error" => return None,
             "message_start" => {
                 let message = event.message.map(|m| m.0).unwrap_or_default();
                 let usage = message.usage.map(|u| u.0).unwrap_or_default();
@@ -454,43 +440,118 @@ impl StreamDecoder {
                 _ => Decoded::Nothing,
             },
             "message_delta" => self.message_delta(
-                &event.delta.map(|d| d.0).unwrap_or_default(),
+                delta.stop_reason.as_deref(),
                 &event.usage.map(|u| u.0).unwrap_or_default(),
             ),
-            "message_stop" => self.stopped(),
+            "message_stop" => Decoded::Usage(self.usage),
             _ => Decoded::Nothing,
         };
         Some((event.kind, decoded))
     }
 
     /// `message_start`: the answer's id, model and input tokens; the role's chunk.
-    fn started(&mut self, id: &str, model: &str, tokens: &anthropic::MessageUsage) -> Decoded {
+    fn started(
+        &mut self,
+        id: &str,
+        model: &str,
+        tokens: &anthropic::MessageUsage,
+    ) -> Decoded<'static> {
         self.id = id.to_string();
         self.model = model.to_string();
         self.usage = usage(tokens);
-        Decoded::Chunk(self.chunk(json!({"role": "assistant", "content": ""}), None))
+        Decoded::Delta(Delta::Role)
     }
 
-    /// `message_delta`: the output tokens so far, and the stop reason's chunk if it has one.
+    /// `message_delta`: the output tokens so far, and the finishing chunk if it has a stop
+    /// reason.
     fn message_delta(
         &mut self,
-        delta: &anthropic::MessageDelta,
+        stop_reason: Option<&str>,
         tokens: &anthropic::MessageUsage,
-    ) -> Decoded {
+    ) -> Decoded<'static> {
         if let Some(output) = tokens.output_tokens {
             self.usage.output = output;
         }
-        match &delta.stop_reason {
-            Some(reason) => Decoded::Chunk(self.chunk(json!({}), Some(finish_reason(reason)))),
-            None => Decoded::Nothing,
-        }
+        stop_reason.map_or(Decoded::Nothing, |reason| {
+            Decoded::Finish(finish_reason(reason))
+        })
     }
 
-    /// `message_stop`: the usage chunk that ends the answer.
-    fn stopped(&self) -> Decoded {
-        let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                           "choices": [], "usage": openai_usage(self.usage)});
-        Decoded::Usage(chunk, self.usage)
+    /// The OpenAI chunk of `decoded`, as a tree: written out for a streaming client, read
+    /// into the answer for the others. `None` for an error and for nothing. A `Value` map
+    /// writes its keys in sorted order, as the chunks did when they were built as `Value`s: so
+    /// do these.
+    pub fn chunk<'a>(&'a self, decoded: Decoded<'a>) -> Option<Json<'a>> {
+        let delta = match decoded {
+            Decoded::Delta(Delta::Role) => Json::Object(vec![
+                member("content", borrowed("")),
+                member("role", borrowed("assistant")),
+            ]),
+            Decoded::Delta(Delta::Text(content)) => Json::Object(vec![member("content", content)]),
+            Decoded::Delta(Delta::ToolCall { index, id, name }) => {
+                let function = Json::Object(vec![
+                    member("arguments", borrowed("")),
+                    member("name", name),
+                ]);
+                tool_call(vec![
+                    member("function", function),
+                    member("id", id),
+                    member("index", number(index)),
+                    member("type", borrowed("function")),
+                ])
+            }
+            Decoded::Delta(Delta::Arguments {
+                index,
+                partial_json,
+            }) => {
+                let function = Json::Object(vec![member("arguments", partial_json)]);
+                tool_call(vec![
+                    member("function", function),
+                    member("index", number(index)),
+                ])
+            }
+            Decoded::Finish(reason) => {
+                return Some(self.chunk_with(Json::Object(Vec::new()), Some(reason)));
+            }
+            Decoded::Usage(u) => {
+                let usage = Json::Object(vec![
+                    member("completion_tokens", number(u.output)),
+                    member("prompt_tokens", number(u.input)),
+                    member(
+                        "prompt_tokens_details",
+                        Json::Object(vec![member("cached_tokens", number(u.cached_input))]),
+                    ),
+                    member("total_tokens", number(u.input + u.output)),
+                ]);
+                return Some(Json::Object(vec![
+                    member("choices", Json::Array(Vec::new())),
+                    member("created", number(self.created)),
+                    member("id", borrowed(&self.id)),
+                    member("model", borrowed(&self.model)),
+                    member("object", borrowed("chat.completion.chunk")),
+                    member("usage", usage),
+                ]));
+            }
+            Decoded::Error(_) | Decoded::Nothing => return None,
+        };
+        Some(self.chunk_with(delta, None))
+    }
+
+    /// A `chat.completion.chunk` with one choice of this delta and finish reason.
+    fn chunk_with<'a>(&'a self, delta: Json<'a>, finish_reason: Option<&'static str>) -> Json<'a> {
+        let choice = Json::Object(vec![
+            member("delta", delta),
+            member("finish_reason", finish_reason.map_or(Json::Null, borrowed)),
+            member("index", number(0)),
+            member("logprobs", Json::Null),
+        ]);
+        Json::Object(vec![
+            member("choices", Json::Array(vec![choice])),
+            member("created", number(self.created)),
+            member("id", borrowed(&self.id)),
+            member("model", borrowed(&self.model)),
+            member("object", borrowed("chat.completion.chunk")),
+        ])
     }
 
     /// Usage seen so far (for passthrough streams, where no chunks are built).

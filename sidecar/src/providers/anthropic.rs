@@ -14,7 +14,7 @@ use switchyard_crds::v1alpha1::Api;
 
 use super::{
     Call, Chunk, Completion, Decoded, Provider, StreamDecoder, WithModel, completion_for,
-    hub_chunk, malformed, post_json, secret_header, unix_now,
+    malformed, post_json, secret_header, unix_now,
 };
 use crate::convert::assemble::{Assembler, Json};
 use crate::convert::sse::SseEvent;
@@ -126,37 +126,12 @@ struct Decoder {
 
 impl StreamDecoder for Decoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>) {
-        let text = std::str::from_utf8(&event.data).ok();
-        // Only events named as deltas are tried: a failed try would cost a second parse.
-        if !self.passthrough && event.event.as_deref() == Some("content_block_delta") {
-            let fast = text.and_then(|data| self.inner.text_delta(data));
-            if let Some(json) = fast {
-                // Text, so it commits; usage comes with `message_stop`.
-                return out.push(Chunk::Data {
-                    json: Bytes::from(json),
-                    commits: true,
-                    usage: None,
-                    usage_only: false,
-                });
-            }
-        }
-        let (kind, decoded) = match text.and_then(|data| self.inner.framing_event(data)) {
-            Some(framing) => framing,
-            None => {
-                let data: Value = match serde_json::from_slice(&event.data) {
-                    Ok(data) => data,
-                    Err(e) => return out.push(Chunk::Error(malformed(&e))),
-                };
-                let decoded = self.inner.event(&data);
-                let kind = data["type"].as_str().unwrap_or_default().to_string();
-                (Cow::Owned(kind), decoded)
-            }
+        let (kind, decoded) = match self.read(&event) {
+            Ok(read) => read,
+            Err(error) => return out.push(Chunk::Error(error)),
         };
-        if let openai_anthropic::Decoded::Error(error) = &decoded {
-            return out.push(Chunk::Error(failure::classify_stream_error(error)));
-        }
-        let kind = kind.as_ref();
         if self.passthrough {
+            let kind = kind.as_ref();
             let usage =
                 matches!(kind, "message_delta" | "message_stop").then(|| self.inner.usage());
             let name = event.event.as_deref().unwrap_or(kind);
@@ -178,13 +153,17 @@ impl StreamDecoder for Decoder {
             }
             return;
         }
-        match decoded {
-            openai_anthropic::Decoded::Chunk(chunk) => out.push(hub_chunk(&chunk, None)),
-            openai_anthropic::Decoded::Usage(chunk, usage) => {
-                out.push(hub_chunk(&chunk, Some(usage)));
-                out.push(Chunk::Done);
-            }
-            openai_anthropic::Decoded::Error(_) | openai_anthropic::Decoded::Nothing => {}
+        let (commits, usage) = (decoded.commits(), decoded.usage());
+        if let Some(chunk) = self.inner.chunk(decoded) {
+            out.push(Chunk::Data {
+                json: crate::convert::json_bytes(&chunk),
+                commits,
+                usage,
+                usage_only: usage.is_some(),
+            });
+        }
+        if usage.is_some() {
+            out.push(Chunk::Done);
         }
     }
 
@@ -205,45 +184,43 @@ impl StreamDecoder for Decoder {
 }
 
 impl Decoder {
+    /// One event's `type` and meaning: read fast where it can be, else through a tree; a stream
+    /// error event as the attempt's error.
+    fn read<'e>(
+        &mut self,
+        event: &'e SseEvent,
+    ) -> Result<(Cow<'e, str>, openai_anthropic::Decoded<'e>), AttemptError> {
+        let fast = std::str::from_utf8(&event.data)
+            .ok()
+            .and_then(|data| self.inner.read_fast(data));
+        let (kind, decoded) = match fast {
+            Some(read) => read,
+            None => {
+                let data: Value =
+                    crate::convert::parse_json(&event.data).map_err(|e| malformed(&e))?;
+                let decoded = self.inner.event(&data);
+                let kind = data["type"].as_str().unwrap_or_default().to_string();
+                (Cow::Owned(kind), decoded)
+            }
+        };
+        match decoded {
+            openai_anthropic::Decoded::Error(error) => Err(failure::classify_stream_error(&error)),
+            decoded => Ok((kind, decoded)),
+        }
+    }
+
     fn decode_into(
         &mut self,
         event: &SseEvent,
         answer: &mut Assembler,
     ) -> Result<Decoded, AttemptError> {
-        let into_answer = |answer: &mut Assembler, chunk: Json<'_>| match chunk {
-            Json::Object(members) => answer.object(members).map_err(|e| malformed(&e)),
-            _ => Err(malformed(&"a hub chunk that is not an object")),
-        };
-        let text = std::str::from_utf8(&event.data).ok();
-        if event.event.as_deref() == Some("content_block_delta")
-            && let Some(data) = text
-            && let Some(chunk) = self.inner.text_delta_tree(data)
-        {
-            into_answer(answer, chunk)?;
-            return Ok(Decoded {
-                commits: true,
-                ..Decoded::default()
-            });
+        let (_, decoded) = self.read(event)?;
+        let (commits, usage) = (decoded.commits(), decoded.usage());
+        match self.inner.chunk(decoded) {
+            Some(Json::Object(members)) => answer.object(members).map_err(|e| malformed(&e))?,
+            Some(_) => return Err(malformed(&"a hub chunk that is not an object")),
+            None => {}
         }
-        let framing = text.and_then(|data| self.inner.framing_event(data));
-        let decoded = match framing {
-            Some((_, decoded)) => decoded,
-            None => {
-                let data: Value =
-                    crate::convert::parse_json(&event.data).map_err(|e| malformed(&e))?;
-                self.inner.event(&data)
-            }
-        };
-        let (chunk, usage) = match decoded {
-            openai_anthropic::Decoded::Error(error) => {
-                return Err(failure::classify_stream_error(&error));
-            }
-            openai_anthropic::Decoded::Nothing => return Ok(Decoded::default()),
-            openai_anthropic::Decoded::Chunk(chunk) => (chunk, None),
-            openai_anthropic::Decoded::Usage(chunk, usage) => (chunk, Some(usage)),
-        };
-        let commits = super::commits(&chunk);
-        into_answer(answer, Json::from(chunk))?;
         Ok(Decoded {
             done: usage.is_some(),
             commits,

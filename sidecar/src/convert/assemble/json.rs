@@ -8,10 +8,11 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 /// One JSON value of an event.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Json<'a> {
     Null,
     /// A boolean or a number (neither allocates as a `Value`).
@@ -96,6 +97,21 @@ impl From<Value> for Json<'static> {
                     .collect(),
             ),
             scalar => Json::Scalar(scalar),
+        }
+    }
+}
+
+/// Written as JSON, members in their order (a repeated key is written again).
+impl Serialize for Json<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Json::Null => serializer.serialize_unit(),
+            Json::Scalar(value) => value.serialize(serializer),
+            Json::Str(s) => serializer.serialize_str(s),
+            Json::Array(items) => serializer.collect_seq(items),
+            Json::Object(members) => {
+                serializer.collect_map(members.iter().map(|(k, v)| (k.as_ref(), v)))
+            }
         }
     }
 }
