@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use http_body_util::Full;
 use serde_json::Value;
 use switchyard_crds::table::Upstream;
@@ -21,6 +21,11 @@ use crate::convert::sse::SseEvent;
 use crate::convert::{ClientApi, openai_anthropic};
 use crate::failure::{self, AttemptError};
 use crate::upstream::Prepared;
+
+// Header names made at compile time: a `&str` name is parsed and checked at every use.
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The `anthropic-version` sent when the client did not choose one.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
@@ -58,20 +63,20 @@ impl Provider for Anthropic {
         let headers = request.headers_mut();
         // docs/reference/crds.md (security model): these two client headers always reach
         // Anthropic, listed or not.
-        for name in ["anthropic-version", "anthropic-beta"] {
-            if let Some(value) = call.client_headers.get(name) {
+        for name in [ANTHROPIC_VERSION, ANTHROPIC_BETA] {
+            if let Some(value) = call.client_headers.get(&name) {
                 headers.insert(name, value.clone());
             }
         }
         headers
-            .entry("anthropic-version")
+            .entry(ANTHROPIC_VERSION)
             .or_insert(HeaderValue::from_static(DEFAULT_VERSION));
         if let Some(key) = &call.upstream.def.api_key {
             let value = match &prepared.authorization {
                 Some(value) => value.clone(),
                 None => secret_header(key.expose())?,
             };
-            headers.insert("x-api-key", value);
+            headers.insert(X_API_KEY, value);
         }
         Ok(request)
     }
