@@ -14,7 +14,9 @@
 #   CALLGRIND_OUT=/tmp/cg.out bench/callgrind.sh   # keep the profile (callgrind_annotate it yourself)
 #   SIDECAR_BIN=/tmp/old-sidecar bench/callgrind.sh  # a saved binary instead of building this tree
 #   CALLGRIND_REQUEST=translate bench/callgrind.sh  # another of bench/external.sh's chat requests:
-#                                  chat (default), stream, translate (to the Anthropic provider)
+#                                  chat (default), stream, translate (to the Anthropic provider),
+#                                  or messages (an Anthropic client's streamed request to the
+#                                  Anthropic provider: events passed through)
 #
 # Needs nginx (Debian nginx-light) and valgrind. Listens on 127.0.0.1 only, stops everything on exit.
 set -euo pipefail
@@ -33,18 +35,20 @@ lean_sidecar_bin
 lean_workdir
 
 data_port=$(free_port); admin_port=$(free_port)
+endpoint=/v1/chat/completions
 case ${CALLGRIND_REQUEST:-chat} in
   chat) body=$LEAN_CHAT_BODY ;;
   stream) body=$LEAN_STREAM_BODY ;;
   translate) body=$LEAN_TRANSLATE_BODY ;;
-  *) echo "bench/callgrind.sh: CALLGRIND_REQUEST is chat, stream or translate" >&2; exit 2 ;;
+  messages) body=${LEAN_MESSAGES_BODY/'"model":"c"'/'"model":"claude"'}; endpoint=/v1/messages ;;
+  *) echo "bench/callgrind.sh: CALLGRIND_REQUEST is chat, stream, translate or messages" >&2; exit 2 ;;
 esac
 # One curl, one keep-alive connection, `n` requests: a config file with one `url` (and `output`:
 # curl's -o applies to one URL only) per request.
 send() {
   local n=$1 i
   for ((i = 0; i < n; i++)); do
-    printf 'url = "http://127.0.0.1:%s/v1/chat/completions"\noutput = "/dev/null"\n' "$data_port"
+    printf 'url = "http://127.0.0.1:%s%s"\noutput = "/dev/null"\n' "$data_port" "$endpoint"
   done >"$work/curl.conf"
   curl -s -w '%{http_code}\n' -K "$work/curl.conf" -H 'content-type: application/json' -d "$body" \
     | grep -vc '^200$' || true
