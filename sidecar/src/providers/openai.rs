@@ -313,6 +313,13 @@ impl StreamDecoder for Decoder {
             #[serde(default)]
             error: Option<Value>,
         }
+        // serde's derive also reads a struct from a list, field by field; a chunk is an object
+        // (as `decode_whole` reads it).
+        if event.data.trim_ascii_start().first() != Some(&b'{') {
+            return out.push(Chunk::Error(malformed(
+                &"a stream chunk that is not an object",
+            )));
+        }
         let lite: Lite = match serde_json::from_slice(&event.data) {
             Ok(lite) => lite,
             Err(e) => return out.push(Chunk::Error(malformed(&e))),

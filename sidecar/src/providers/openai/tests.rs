@@ -181,6 +181,31 @@ fn stream_events_decode() {
     assert!(matches!(out[5], Chunk::Done));
 }
 
+#[test]
+fn a_chunk_that_is_a_list_is_refused_not_passed_on() {
+    // serde's derive would read a list field by field: `[[choice]]` as a chunk with choices,
+    // passed to a streaming client as it came.
+    let mut d = OpenAi.stream_decoder(ClientApi::OpenAI, "m");
+    for data in [
+        "[]",
+        r#" [[{"index":0,"delta":{"content":"x"}}]]"#,
+        r#"[[],{"prompt_tokens":1}]"#,
+    ] {
+        let mut out = Vec::new();
+        d.decode(
+            SseEvent {
+                event: None,
+                data: Bytes::from_static(data.as_bytes()),
+            },
+            &mut out,
+        );
+        assert!(
+            matches!(&out[..], [Chunk::Error(e)] if e.class == FailureClass::ServerError),
+            "{data}"
+        );
+    }
+}
+
 /// The commit point reads the delta's fields without building it: a field set to null, or one
 /// that is not content, does not commit; any committing field set to something does, whatever
 /// its key's spelling in JSON.
