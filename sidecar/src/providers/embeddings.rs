@@ -24,6 +24,7 @@ use switchyard_crds::v1alpha1::{Api, FailureClass};
 use super::{Call, WithModel, azure, malformed, post_json, secret_header};
 use crate::convert::Usage;
 use crate::convert::embeddings::{self, EmbeddingRequest, Input};
+use crate::convert::wire::ObjectOnly;
 use crate::failure::AttemptError;
 use crate::upstream::tokens;
 
@@ -143,7 +144,9 @@ pub fn parse_response(
             struct LiteUsage {
                 prompt_tokens: u64,
             }
-            let lite: Lite = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
+            // An object only: serde's derive would read `[[...], null]` as an answer.
+            let ObjectOnly(lite) =
+                serde_json::from_slice::<ObjectOnly<Lite>>(&body).map_err(|e| malformed(&e))?;
             if lite.data.len() != request.input.len() {
                 return Err(malformed(&format!(
                     "{} embeddings for {} inputs",
@@ -178,5 +181,32 @@ pub fn estimate(input: &Input) -> Usage {
     Usage {
         input: tokens,
         ..Usage::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_format_answers_must_be_objects_with_one_vector_per_input() {
+        let request = embeddings::parse(br#"{"model":"e","input":["a","b"]}"#).unwrap();
+        let parse = |body: &'static [u8]| {
+            parse_response(Api::OpenAI, Bytes::from_static(body), &request, "m")
+        };
+        let good = parse(
+            br#"{"data":[{"embedding":[0.5]},{"embedding":[1]}],"usage":{"prompt_tokens":3}}"#,
+        )
+        .unwrap();
+        assert_eq!((good.usage.input, good.estimated), (3, false));
+        // A list would be read field by field by serde's derive: `[data, usage]`.
+        for bad in [
+            &br#"[[{"embedding":[0.5]},{"embedding":[1]}],{"prompt_tokens":3}]"#[..],
+            br#"{"data":[{"embedding":[0.5]}]}"#,
+            b"not json",
+        ] {
+            let error = parse(bad).err().unwrap();
+            assert_eq!(error.class, FailureClass::ServerError);
+        }
     }
 }

@@ -22,6 +22,7 @@ use super::{
 use crate::convert::assemble::Assembler;
 use crate::convert::assemble::json::{Json, Members};
 use crate::convert::sse::SseEvent;
+use crate::convert::wire::ObjectOnly;
 use crate::convert::{ClientApi, Usage};
 use crate::failure::{self, AttemptError};
 use crate::upstream::Prepared;
@@ -73,7 +74,9 @@ impl Provider for OpenAi {
             usage: Option<WireUsage>,
         }
         if client == ClientApi::OpenAI {
-            let lite: Lite = serde_json::from_slice(&body).map_err(|e| malformed(&e))?;
+            // An object only: serde's derive would read `[[], null]` as an answer.
+            let ObjectOnly(lite) =
+                serde_json::from_slice::<ObjectOnly<Lite>>(&body).map_err(|e| malformed(&e))?;
             return Ok(Completion {
                 usage: lite.usage.map(Usage::from),
                 body,

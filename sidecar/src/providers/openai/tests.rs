@@ -125,7 +125,14 @@ fn responses_need_choices_and_report_cached_usage() {
             .cached_input,
         6
     );
-    for bad in [&b"not json"[..], b"{}", b"[]", br#"{"choices":"x"}"#] {
+    // `[[], null]`: a list, which serde's derive would read field by field as an answer.
+    for bad in [
+        &b"not json"[..],
+        b"{}",
+        b"[]",
+        br#"{"choices":"x"}"#,
+        b"[[], null]",
+    ] {
         let e = OpenAi
             .parse_response(Bytes::copy_from_slice(bad), ClientApi::OpenAI, "m")
             .err()
