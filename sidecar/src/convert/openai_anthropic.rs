@@ -415,8 +415,8 @@ impl StreamDecoder {
     /// for a tool call's start or arguments, an error, thinking, and any event this reading
     /// cannot take (a field of another type, a repeated key, an array where an object
     /// belongs), which [`Self::event`] then reads. The general reading (a tree of the event,
-    /// then a typed view of the tree) cost about 12,000 instructions per event, and a whole
-    /// answer's chunks twice the passthrough's (bench/RESULTS.md, issue 15).
+    /// then a typed view of the tree) costs about 12,000 instructions an event: with it a short
+    /// translated answer cost 1.6× a passed-through one (bench/RESULTS.md, issue 15).
     pub fn read_fast<'d>(&mut self, data: &'d str) -> Option<(Cow<'d, str>, Decoded<'d>)> {
         let ObjectOnly(event) = serde_json::from_str::<ObjectOnly<FastEvent<'_>>>(data).ok()?;
         let delta = event.delta.map(|d| d.0).unwrap_or_default();
