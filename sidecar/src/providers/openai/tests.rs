@@ -141,26 +141,30 @@ fn responses_need_choices_and_report_cached_usage() {
     }
 }
 
+/// An unnamed event with this data.
+fn data_event(data: &str) -> SseEvent {
+    SseEvent {
+        event: None,
+        data: Bytes::copy_from_slice(data.as_bytes()),
+    }
+}
+
 #[test]
 fn stream_events_decode() {
     let mut d = OpenAi.stream_decoder(ClientApi::OpenAI, "m");
     let mut out = Vec::new();
-    let ev = |s: &str| SseEvent {
-        event: None,
-        data: Bytes::copy_from_slice(s.as_bytes()),
-    };
     d.decode(
-        ev(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#),
+        data_event(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#),
         &mut out,
     );
-    d.decode(ev(r#"{"choices":[{"index":0,"delta":{}}]}"#), &mut out);
+    d.decode(data_event(r#"{"choices":[{"index":0,"delta":{}}]}"#), &mut out);
     d.decode(
-        ev(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#),
+        data_event(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#),
         &mut out,
     );
-    d.decode(ev(r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#), &mut out);
-    d.decode(ev("{garbage"), &mut out);
-    d.decode(ev("[DONE]"), &mut out);
+    d.decode(data_event(r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#), &mut out);
+    d.decode(data_event("{garbage"), &mut out);
+    d.decode(data_event("[DONE]"), &mut out);
     assert!(matches!(
         out[0],
         Chunk::Data {
@@ -199,13 +203,7 @@ fn a_chunk_that_is_a_list_is_refused_not_passed_on() {
         r#"[[],{"prompt_tokens":1}]"#,
     ] {
         let mut out = Vec::new();
-        d.decode(
-            SseEvent {
-                event: None,
-                data: Bytes::from_static(data.as_bytes()),
-            },
-            &mut out,
-        );
+        d.decode(data_event(data), &mut out);
         assert!(
             matches!(&out[..], [Chunk::Error(e)] if e.class == FailureClass::ServerError),
             "{data}"
@@ -220,13 +218,7 @@ fn a_chunk_that_is_a_list_is_refused_not_passed_on() {
 fn only_a_committing_field_with_a_value_commits() {
     let commits = |data: &str| {
         let mut out = Vec::new();
-        Decoder.decode(
-            SseEvent {
-                event: None,
-                data: Bytes::copy_from_slice(data.as_bytes()),
-            },
-            &mut out,
-        );
+        Decoder.decode(data_event(data), &mut out);
         match out.as_slice() {
             [Chunk::Data { commits, .. }] => *commits,
             _ => panic!("one data chunk for {data}"),
