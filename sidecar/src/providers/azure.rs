@@ -177,7 +177,7 @@ impl StreamDecoder for Decoder {
             self.release(out);
             return self.inner.decode(event, out);
         }
-        let chunk: Value = match serde_json::from_slice(&event.data) {
+        let chunk: Value = match crate::convert::parse_json(&event.data) {
             Ok(chunk) => chunk,
             Err(e) => return out.push(Chunk::Error(malformed(&e))),
         };

@@ -261,7 +261,7 @@ impl StreamDecoder for Decoder {
 
     fn decode(&mut self, event: SseEvent, out: &mut Vec<Chunk>) {
         let kind = event.event.as_deref().unwrap_or_default();
-        let data: Value = match serde_json::from_slice(&event.data) {
+        let data: Value = match crate::convert::parse_json(&event.data) {
             Ok(data) => data,
             Err(e) => return out.push(Chunk::Error(malformed(&e))),
         };

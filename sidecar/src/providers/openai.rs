@@ -323,7 +323,7 @@ impl StreamDecoder for Decoder {
                 &"a stream chunk that is not an object",
             )));
         }
-        let lite: Lite = match serde_json::from_slice(&event.data) {
+        let lite: Lite = match crate::convert::parse_json(&event.data) {
             Ok(lite) => lite,
             Err(e) => return out.push(Chunk::Error(malformed(&e))),
         };

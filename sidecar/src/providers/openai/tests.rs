@@ -157,7 +157,10 @@ fn stream_events_decode() {
         data_event(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#),
         &mut out,
     );
-    d.decode(data_event(r#"{"choices":[{"index":0,"delta":{}}]}"#), &mut out);
+    d.decode(
+        data_event(r#"{"choices":[{"index":0,"delta":{}}]}"#),
+        &mut out,
+    );
     d.decode(
         data_event(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#),
         &mut out,
