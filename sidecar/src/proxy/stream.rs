@@ -284,9 +284,10 @@ pub struct Assembled {
 /// Reads a whole stream for a client that asked for no stream, through the same decoder a
 /// streaming client's answer takes, and assembles the events into one answer of at most `limit`
 /// bytes: each event straight into the answer where the decoder reads it so
-/// ([`StreamDecoder::decode_whole`]), else through the client encoder as a streaming client would
-/// get it (an OpenAI-format answer skips the SSE framing of its hub chunks). Nothing reaches the client before the clean end, so any failure on the
-/// way (an error event, a break, a cut event, a timeout) is an ordinary attempt failure.
+/// ([`StreamDecoder::decode_whole`]), else through the client encoder as a streaming client
+/// would get it (an OpenAI-format answer skips the SSE framing of its hub chunks). Nothing
+/// reaches the client before the clean end, so any failure on the way (an error event, a break,
+/// a cut event, a timeout) is an ordinary attempt failure.
 pub async fn assemble(
     api: ClientApi,
     decoder: Box<dyn StreamDecoder>,
